@@ -1,0 +1,108 @@
+// `shardlm logits`: final logits of every position of a token sequence, written as a .npy file.
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "cli/command.h"
+#include "cli/local_model.h"
+#include "common/error.h"
+#include "common/npy.h"
+
+namespace shardlm::cli {
+namespace {
+
+std::vector<int32_t> parse_token_list(const std::string& spec) {
+  std::string text = spec;
+  if (!spec.empty() && spec[0] == '@') {
+    std::ifstream in(spec.substr(1));
+    if (!in) fail("cannot read token file {}", spec.substr(1));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  std::vector<int32_t> ids;
+  std::string item;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    const char c = i < text.size() ? text[i] : ',';
+    if (c == ',' || c == '\n' || c == ' ' || c == '\r' || c == '\t') {
+      if (item.empty()) continue;
+      size_t used = 0;
+      long long v = 0;
+      try {
+        v = std::stoll(item, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != item.size() || v < 0 || v > INT32_MAX) fail("bad token id '{}' in --tokens", item);
+      ids.push_back(static_cast<int32_t>(v));
+      item.clear();
+    } else {
+      item += c;
+    }
+  }
+  if (ids.empty()) fail("--tokens holds no token ids");
+  return ids;
+}
+
+struct LogitsArgs {
+  LocalModelOptions model;
+  std::string tokens;
+  std::string out;
+  int chunk = 0;
+  std::string dump_dir;
+};
+
+void run_logits(const LogitsArgs& a) {
+  const std::vector<int32_t> ids = parse_token_list(a.tokens);
+  LocalModelOptions mo = a.model;
+  const int chunk = a.chunk > 0 ? a.chunk : static_cast<int>(ids.size());
+  mo.max_chunk = std::min(mo.max_chunk, chunk);
+  LocalModel m = open_local_model(mo, static_cast<int64_t>(ids.size()));
+  spdlog::info("precision: {}", m.precision);
+  ModelRunner& runner = *m.runner;
+  const int64_t vocab = runner.shard().vocab_rows.size();
+  const int seq = runner.kv_cache().allocate_sequence();
+  std::vector<float> all(ids.size() * vocab);
+  std::vector<float> part;
+  TraceFn trace;
+  std::map<std::string, std::vector<float>> dumps;
+  std::map<std::string, int64_t> dump_cols;
+  if (!a.dump_dir.empty()) {
+    trace = [&](const std::string& name, const float* data, int64_t rows, int64_t cols) {
+      auto& v = dumps[name];
+      v.insert(v.end(), data, data + rows * cols);
+      dump_cols[name] = cols;
+    };
+  }
+  for (size_t begin = 0; begin < ids.size(); begin += chunk) {
+    const size_t end = std::min(ids.size(), begin + chunk);
+    StepBatch batch;
+    batch.add(seq, static_cast<int32_t>(begin), std::vector<int32_t>(ids.begin() + begin, ids.begin() + end), true, false);
+    runner.forward(batch, part, trace);
+    std::copy(part.begin(), part.end(), all.begin() + begin * vocab);
+  }
+  write_npy(a.out, {static_cast<int64_t>(ids.size()), vocab}, all.data());
+  for (const auto& [name, data] : dumps) {
+    const int64_t cols = dump_cols[name];
+    write_npy(a.dump_dir + "/" + name + ".npy", {static_cast<int64_t>(data.size()) / cols, cols}, data.data());
+  }
+  std::printf("wrote %s [%zu, %lld]\n", a.out.c_str(), ids.size(), static_cast<long long>(vocab));
+}
+
+CommandRegistrar reg([](CLI::App& app) {
+  auto args = std::make_shared<LogitsArgs>();
+  CLI::App* cmd = app.add_subcommand("logits", "Write the final logits of every position as float32 [T, vocab] .npy");
+  add_local_model_options(*cmd, args->model);
+  cmd->add_option("--tokens", args->tokens, "Token ids: 2,45,100 or @FILE")->required();
+  cmd->add_option("--out", args->out, "Output .npy file")->required();
+  cmd->add_option("--chunk", args->chunk, "Feed the tokens N at a time through the KV cache (default: one chunk)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--dump-dir", args->dump_dir, "Write every named intermediate (L3.attn_out, ...) as .npy here");
+  cmd->callback([args] { run_logits(*args); });
+});
+
+}  // namespace
+}  // namespace shardlm::cli

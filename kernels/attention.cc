@@ -1,0 +1,192 @@
+// Attention partials: argument checks, the naive reference (double precision, full softmax), the
+// exact merge, and the dispatcher that cuts the (query, head) rows into tiles sharing a KV head and
+// runs them on OpenMP threads with the active ISA's tile kernel (attention_impl.inl).
+#include "kernels/attention.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "common/error.h"
+#include "kernels/attention_simd.h"
+#include "kernels/cpu_features.h"
+
+namespace shardlm {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+void check_args(const float* q, int64_t n_q, const int32_t* q_positions, const AttentionShape& shape,
+                const KvBlockView* blocks, int64_t n_blocks, int32_t window) {
+  if (n_q < 0) fail("attention: negative query count {}", n_q);
+  if (shape.n_q_heads <= 0 || shape.n_kv_heads <= 0 || shape.head_dim <= 0) {
+    fail("attention: bad shape (q heads {}, kv heads {}, head_dim {})", shape.n_q_heads, shape.n_kv_heads,
+         shape.head_dim);
+  }
+  if (shape.kv_head_of_q == nullptr) fail("attention: kv_head_of_q is null");
+  for (int32_t h = 0; h < shape.n_q_heads; ++h) {
+    const int32_t g = shape.kv_head_of_q[h];
+    if (g < 0 || g >= shape.n_kv_heads) {
+      fail("attention: kv_head_of_q[{}] = {} not in [0, {})", h, g, shape.n_kv_heads);
+    }
+  }
+  if (window < 0) fail("attention: negative window {}", window);
+  if (n_blocks < 0) fail("attention: negative block count {}", n_blocks);
+  if (n_blocks > 0 && blocks == nullptr) fail("attention: {} blocks but no block array", n_blocks);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    if (blocks[b].count < 0) fail("attention: block {} has negative count {}", b, blocks[b].count);
+    if (blocks[b].count > 0 && (blocks[b].k == nullptr || blocks[b].v == nullptr)) {
+      fail("attention: block {} (first position {}) has no key or value data", b, blocks[b].first_position);
+    }
+  }
+  if (n_q > 0 && (q == nullptr || q_positions == nullptr)) fail("attention: {} queries but no query data", n_q);
+}
+
+bool visible(int32_t pos_q, int32_t pos_k, int32_t window) {
+  const int64_t d = static_cast<int64_t>(pos_q) - pos_k;
+  return d >= 0 && (window == 0 || d < window);
+}
+
+using TileFn = void (*)(const detail::AttnTileArgs&, const detail::AttnRow*, int);
+
+TileFn tile_kernel(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return &detail::attention_tile_avx512;
+    case Isa::kAvx2: return &detail::attention_tile_avx2;
+    case Isa::kScalar: break;
+  }
+  return &detail::attention_tile_scalar;
+}
+
+}  // namespace
+
+void attention_partial(const float* q, int64_t n_q, const int32_t* q_positions, const AttentionShape& shape,
+                       const KvBlockView* blocks, int64_t n_blocks, int32_t window, float scale, float* out,
+                       float* lse) {
+  check_args(q, n_q, q_positions, shape, blocks, n_blocks, window);
+  if (n_q == 0) return;
+  const int64_t hq = shape.n_q_heads, d = shape.head_dim;
+  // Rows ordered by (KV head, query, query head); tiles never mix KV heads.
+  std::vector<detail::AttnRow> rows;
+  rows.reserve(static_cast<size_t>(n_q * hq));
+  std::vector<int64_t> group_start;  // row index where each KV head's rows begin, plus the end
+  for (int32_t g = 0; g < shape.n_kv_heads; ++g) {
+    group_start.push_back(static_cast<int64_t>(rows.size()));
+    for (int64_t i = 0; i < n_q; ++i) {
+      for (int64_t h = 0; h < hq; ++h) {
+        if (shape.kv_head_of_q[h] != g) continue;
+        const int64_t row = i * hq + h;
+        rows.push_back({q + row * d, out + row * d, lse + row, q_positions[i]});
+      }
+    }
+  }
+  group_start.push_back(static_cast<int64_t>(rows.size()));
+
+  int64_t total_keys = 0;
+  for (int64_t b = 0; b < n_blocks; ++b) total_keys += blocks[b].count;
+  const double work = static_cast<double>(rows.size()) * static_cast<double>(std::max<int64_t>(total_keys, 1)) *
+                      static_cast<double>(d);
+  const int threads = work < 262144.0 ? 1 : omp_get_max_threads();
+  // Smaller tiles when there are few rows, so that every thread gets some.
+  const int64_t rows_per_tile =
+      std::clamp<int64_t>(static_cast<int64_t>(rows.size()) / std::max(threads, 1), 1, detail::kAttnMaxRows);
+
+  struct Tile {
+    int64_t first_row;
+    int n_rows;
+    int32_t kv_head;
+  };
+  std::vector<Tile> tiles;
+  for (int32_t g = 0; g < shape.n_kv_heads; ++g) {
+    for (int64_t r = group_start[g]; r < group_start[g + 1]; r += rows_per_tile) {
+      tiles.push_back({r, static_cast<int>(std::min(rows_per_tile, group_start[g + 1] - r)), g});
+    }
+  }
+  const TileFn fn = tile_kernel(active_isa());
+  detail::AttnTileArgs base;
+  base.blocks = blocks;
+  base.n_blocks = n_blocks;
+  base.kv_stride = static_cast<int64_t>(shape.n_kv_heads) * d;
+  base.head_dim = d;
+  base.window = window;
+  base.scale = scale;
+  const int64_t n_tiles = static_cast<int64_t>(tiles.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
+  for (int64_t t = 0; t < n_tiles; ++t) {
+    detail::AttnTileArgs args = base;
+    args.kv_offset = static_cast<int64_t>(tiles[t].kv_head) * d;
+    fn(args, rows.data() + tiles[t].first_row, tiles[t].n_rows);
+  }
+}
+
+void attention_partial_ref(const float* q, int64_t n_q, const int32_t* q_positions, const AttentionShape& shape,
+                           const KvBlockView* blocks, int64_t n_blocks, int32_t window, float scale, float* out,
+                           float* lse) {
+  check_args(q, n_q, q_positions, shape, blocks, n_blocks, window);
+  const int64_t hq = shape.n_q_heads, hkv = shape.n_kv_heads, d = shape.head_dim;
+  std::vector<double> scores;
+  std::vector<const float*> values;
+  std::vector<double> acc(static_cast<size_t>(d));
+  for (int64_t i = 0; i < n_q; ++i) {
+    for (int64_t h = 0; h < hq; ++h) {
+      const float* qh = q + (i * hq + h) * d;
+      const int64_t g = shape.kv_head_of_q[h];
+      scores.clear();
+      values.clear();
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        for (int64_t j = 0; j < blocks[b].count; ++j) {
+          if (!visible(q_positions[i], static_cast<int32_t>(blocks[b].first_position + j), window)) continue;
+          const float* kj = blocks[b].k + (j * hkv + g) * d;
+          double dot = 0.0;
+          for (int64_t c = 0; c < d; ++c) dot += static_cast<double>(qh[c]) * kj[c];
+          scores.push_back(static_cast<double>(scale) * dot);
+          values.push_back(blocks[b].v + (j * hkv + g) * d);
+        }
+      }
+      float* oh = out + (i * hq + h) * d;
+      if (scores.empty()) {
+        std::fill(oh, oh + d, 0.0f);
+        lse[i * hq + h] = kNegInf;
+        continue;
+      }
+      const double m = *std::max_element(scores.begin(), scores.end());
+      double sum = 0.0;
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (size_t j = 0; j < scores.size(); ++j) {
+        const double p = std::exp(scores[j] - m);
+        sum += p;
+        for (int64_t c = 0; c < d; ++c) acc[c] += p * values[j][c];
+      }
+      for (int64_t c = 0; c < d; ++c) oh[c] = static_cast<float>(acc[c] / sum);
+      lse[i * hq + h] = static_cast<float>(m + std::log(sum));
+    }
+  }
+}
+
+void attention_merge(float* acc_out, float* acc_lse, const float* out, const float* lse, int64_t rows,
+                     int64_t head_dim) {
+  if (rows < 0 || head_dim < 0) fail("attention_merge: negative shape [{}, {}]", rows, head_dim);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float l1 = acc_lse[r], l2 = lse[r];
+    float* o1 = acc_out + r * head_dim;
+    const float* o2 = out + r * head_dim;
+    if (l2 == kNegInf) continue;  // nothing to add
+    if (l1 == kNegInf) {
+      std::copy(o2, o2 + head_dim, o1);
+      acc_lse[r] = l2;
+      continue;
+    }
+    // l = log(e^l1 + e^l2); weights e^(li - l) in double, applied in f32.
+    const double m = std::max<double>(l1, l2);
+    const double w1 = std::exp(static_cast<double>(l1) - m), w2 = std::exp(static_cast<double>(l2) - m);
+    const double s = w1 + w2;
+    const float a1 = static_cast<float>(w1 / s), a2 = static_cast<float>(w2 / s);
+    for (int64_t c = 0; c < head_dim; ++c) o1[c] = o1[c] * a1 + o2[c] * a2;
+    acc_lse[r] = static_cast<float>(m + std::log(s));
+  }
+}
+
+}  // namespace shardlm

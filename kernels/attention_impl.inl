@@ -1,0 +1,202 @@
+// Internal: the attention row-tile kernel over a vector-traits type S (simd_math.h), included by
+// attention_scalar.cc / attention_avx2.cc / attention_avx512.cc (inside a "#pragma GCC target"
+// region for the SIMD ones). Online softmax per row over key tiles of kAttnKeyTile keys aligned
+// to the block start:
+//   s_j = scale * (q · k_j)      (lane-wise FMA over head_dim, then a fixed horizontal sum)
+//   m' = max(m, max_j s_j);  a = exp(m - m');  p_j = exp(s_j - m')
+//   l = l·a + Σ p_j;  o = o·a + Σ_j p_j v_j  (keys ascending);  finally o / l, lse = m + log l.
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// Keys per step of the score loop: one accumulator per (row, key).
+template <class S>
+constexpr int keys_per_step() {
+  return S::kWidth >= 16 ? 4 : S::kWidth >= 8 ? 2 : 1;
+}
+
+// scores[r][j - t0] = scale * q_r · k_j for j in [js, je), for NR rows.
+template <class S, int NR, int KB>
+void score_keys(const AttnTileArgs& a, const AttnRow* rows, const float* kbase, int64_t j, float (*scores)[kAttnKeyTile],
+                int64_t t0) {
+  constexpr int64_t W = S::kWidth;
+  const int64_t d = a.head_dim;
+  typename S::V acc[NR][KB];
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 8
+    for (int b = 0; b < KB; ++b) acc[r][b] = S::zero();
+  }
+  const float* kp[KB];
+#pragma GCC unroll 8
+  for (int b = 0; b < KB; ++b) kp[b] = kbase + (j + b) * a.kv_stride;
+  int64_t c = 0;
+  for (; c + W <= d; c += W) {
+    typename S::V kv[KB];
+#pragma GCC unroll 8
+    for (int b = 0; b < KB; ++b) kv[b] = S::load(kp[b] + c);
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const auto qv = S::load(rows[r].q + c);
+#pragma GCC unroll 8
+      for (int b = 0; b < KB; ++b) acc[r][b] = S::fmadd(qv, kv[b], acc[r][b]);
+    }
+  }
+  if (c < d) {
+    typename S::V kv[KB];
+#pragma GCC unroll 8
+    for (int b = 0; b < KB; ++b) kv[b] = S::load_tail(kp[b] + c, d - c);
+#pragma GCC unroll 8
+    for (int r = 0; r < NR; ++r) {
+      const auto qv = S::load_tail(rows[r].q + c, d - c);
+#pragma GCC unroll 8
+      for (int b = 0; b < KB; ++b) acc[r][b] = S::fmadd(qv, kv[b], acc[r][b]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 8
+    for (int b = 0; b < KB; ++b) scores[r][j + b - t0] = a.scale * S::hsum(acc[r][b]);
+  }
+}
+
+template <class S, int NR>
+void score_range(const AttnTileArgs& a, const AttnRow* rows, const float* kbase, int64_t js, int64_t je,
+                 float (*scores)[kAttnKeyTile], int64_t t0) {
+  constexpr int KB = keys_per_step<S>();
+  int64_t j = js;
+  for (; j + KB <= je; j += KB) score_keys<S, NR, KB>(a, rows, kbase, j, scores, t0);
+  for (; j < je; ++j) score_keys<S, NR, 1>(a, rows, kbase, j, scores, t0);
+}
+
+// o[c .. c + NV·W) = o·alpha + Σ_j p_j v_j[c ..], keys [0, n_keys) of the row's range.
+template <class S, int NV>
+void pv_group(float* o, const float* v0, int64_t stride, const float* p, int64_t n_keys, float alpha) {
+  constexpr int64_t W = S::kWidth;
+  typename S::V acc[NV];
+  const auto av = S::set1(alpha);
+#pragma GCC unroll 8
+  for (int t = 0; t < NV; ++t) acc[t] = S::mul(S::load(o + t * W), av);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const auto pv = S::set1(p[j]);
+    const float* vj = v0 + j * stride;
+#pragma GCC unroll 8
+    for (int t = 0; t < NV; ++t) acc[t] = S::fmadd(pv, S::load(vj + t * W), acc[t]);
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < NV; ++t) S::store(o + t * W, acc[t]);
+}
+
+template <class S>
+void pv_tail(float* o, const float* v0, int64_t stride, const float* p, int64_t n_keys, float alpha, int64_t count) {
+  auto acc = S::mul(S::load_tail(o, count), S::set1(alpha));
+  for (int64_t j = 0; j < n_keys; ++j) acc = S::fmadd(S::set1(p[j]), S::load_tail(v0 + j * stride, count), acc);
+  S::store_tail(o, acc, count);
+}
+
+template <class S>
+void accumulate_pv(float* o, const float* v0, int64_t stride, const float* p, int64_t n_keys, float alpha,
+                   int64_t d) {
+  constexpr int64_t W = S::kWidth;
+  constexpr int kGroup = S::kWidth >= 16 ? 8 : S::kWidth >= 8 ? 4 : 8;
+  const int64_t full = d / W;
+  int64_t v = 0;
+  for (; v + kGroup <= full; v += kGroup) pv_group<S, kGroup>(o + v * W, v0 + v * W, stride, p, n_keys, alpha);
+  switch (full - v) {
+    case 7: pv_group<S, 7>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
+    case 6: pv_group<S, 6>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
+    case 5: pv_group<S, 5>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
+    case 4: pv_group<S, 4>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
+    case 3: pv_group<S, 3>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
+    case 2: pv_group<S, 2>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
+    case 1: pv_group<S, 1>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
+    default: break;
+  }
+  if (full * W < d) pv_tail<S>(o + full * W, v0 + full * W, stride, p, n_keys, alpha, d - full * W);
+}
+
+// p = exp(s - m) in place over [0, n), returns Σ p in a fixed order.
+template <class S>
+float exp_and_sum(float* s, int64_t n, float m) {
+  constexpr int64_t W = S::kWidth;
+  const auto mv = S::set1(m);
+  auto sum = S::zero();
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const auto e = S::exp(S::sub(S::load(s + i), mv));
+    S::store(s + i, e);
+    sum = S::add(sum, e);
+  }
+  if (i < n) {
+    const auto e = S::exp(S::sub(S::load_tail_fill(s + i, n - i, kNegInf), mv));
+    S::store_tail(s + i, e, n - i);
+    sum = S::add(sum, e);
+  }
+  return S::hsum(sum);
+}
+
+template <class S>
+void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
+  const int64_t d = a.head_dim;
+  float m[kAttnMaxRows], l[kAttnMaxRows];
+  int64_t lo[kAttnMaxRows], hi[kAttnMaxRows];
+  alignas(64) float scores[kAttnMaxRows][kAttnKeyTile];
+  for (int r = 0; r < n_rows; ++r) {
+    m[r] = kNegInf;
+    l[r] = 0.0f;
+    std::fill(rows[r].out, rows[r].out + d, 0.0f);
+  }
+  for (int64_t bi = 0; bi < a.n_blocks; ++bi) {
+    const KvBlockView& blk = a.blocks[bi];
+    if (blk.count <= 0) continue;
+    // Visible keys of each row in block-local indices: [lo, hi).
+    int64_t ulo = blk.count, uhi = 0;
+    for (int r = 0; r < n_rows; ++r) {
+      const int64_t rel = static_cast<int64_t>(rows[r].position) - blk.first_position;  // pos_q - pos_k(0)
+      hi[r] = std::min<int64_t>(blk.count, rel + 1);
+      lo[r] = a.window > 0 ? std::max<int64_t>(0, rel - a.window + 1) : 0;
+      if (lo[r] < hi[r]) {
+        ulo = std::min(ulo, lo[r]);
+        uhi = std::max(uhi, hi[r]);
+      }
+    }
+    if (ulo >= uhi) continue;
+    const float* kbase = blk.k + a.kv_offset;
+    const float* vbase = blk.v + a.kv_offset;
+    for (int64_t t0 = ulo / kAttnKeyTile * kAttnKeyTile; t0 < uhi; t0 += kAttnKeyTile) {
+      const int64_t js = std::max(t0, ulo), je = std::min(t0 + kAttnKeyTile, uhi);
+      if (js >= je) continue;
+      switch (n_rows) {
+        case 1: score_range<S, 1>(a, rows, kbase, js, je, scores, t0); break;
+        case 2: score_range<S, 2>(a, rows, kbase, js, je, scores, t0); break;
+        case 3: score_range<S, 3>(a, rows, kbase, js, je, scores, t0); break;
+        default: score_range<S, 4>(a, rows, kbase, js, je, scores, t0); break;
+      }
+      for (int r = 0; r < n_rows; ++r) {
+        const int64_t rs = std::max(js, lo[r]), re = std::min(je, hi[r]);
+        if (rs >= re) continue;
+        float* s = scores[r] + (rs - t0);
+        const int64_t n = re - rs;
+        float tile_max = kNegInf;
+        for (int64_t j = 0; j < n; ++j) tile_max = s[j] > tile_max ? s[j] : tile_max;  // NaN scores ignored
+        const float m_new = tile_max > m[r] ? tile_max : m[r];
+        const float alpha = m[r] == kNegInf ? 0.0f : std::exp(m[r] - m_new);
+        const float psum = exp_and_sum<S>(s, n, m_new);
+        l[r] = l[r] * alpha + psum;
+        m[r] = m_new;
+        accumulate_pv<S>(rows[r].out, vbase + rs * a.kv_stride, a.kv_stride, s, n, alpha, d);
+      }
+    }
+  }
+  for (int r = 0; r < n_rows; ++r) {
+    if (l[r] > 0.0f) {
+      for (int64_t c = 0; c < d; ++c) rows[r].out[c] /= l[r];
+      *rows[r].lse = m[r] + std::log(l[r]);
+    } else {
+      *rows[r].lse = kNegInf;  // no visible key: out stays 0
+    }
+  }
+}
+
+}  // namespace

@@ -1,0 +1,37 @@
+// Internal: the per-ISA attention "row tile" kernels (attention_impl.inl) and what they are given.
+// A row is one (query, query head) pair; a tile is up to kAttnMaxRows rows that read the same KV
+// head, so each key/value vector is loaded once per tile. Every row's arithmetic is independent of
+// which other rows share its tile, so results do not depend on tiling or threads.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/attention.h"
+
+namespace shardlm::detail {
+
+inline constexpr int kAttnMaxRows = 4;
+inline constexpr int64_t kAttnKeyTile = 64;  // keys per online-softmax step, aligned to block starts
+
+struct AttnRow {
+  const float* q = nullptr;  // head_dim values
+  float* out = nullptr;      // head_dim values
+  float* lse = nullptr;
+  int32_t position = 0;
+};
+
+struct AttnTileArgs {
+  const KvBlockView* blocks = nullptr;
+  int64_t n_blocks = 0;
+  int64_t kv_stride = 0;  // floats between consecutive positions in a block (n_kv_heads * head_dim)
+  int64_t kv_offset = 0;  // the tile's KV head * head_dim
+  int64_t head_dim = 0;
+  int32_t window = 0;
+  float scale = 1.0f;
+};
+
+void attention_tile_scalar(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
+void attention_tile_avx2(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
+void attention_tile_avx512(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
+
+}  // namespace shardlm::detail

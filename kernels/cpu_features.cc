@@ -1,0 +1,79 @@
+// Run-time ISA detection (cpuid via __builtin_cpu_supports, which also checks OS register-state
+// support) and the process-wide override used by SHARDLM_ISA and the tests.
+#include "kernels/cpu_features.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
+#include <spdlog/spdlog.h>
+
+namespace shardlm {
+namespace {
+
+constexpr int kNoOverride = -1;
+
+Isa detect() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma")) {
+    return Isa::kAvx512;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::kAvx2;
+  return Isa::kScalar;
+}
+
+int override_from_env() {
+  const char* value = std::getenv("SHARDLM_ISA");
+  if (value == nullptr || *value == '\0') return kNoOverride;
+  if (std::strcmp(value, "scalar") == 0) return static_cast<int>(Isa::kScalar);
+  if (std::strcmp(value, "avx2") == 0) return static_cast<int>(Isa::kAvx2);
+  if (std::strcmp(value, "avx512") == 0) return static_cast<int>(Isa::kAvx512);
+  spdlog::warn("SHARDLM_ISA='{}' is not one of scalar, avx2, avx512; ignored", value);
+  return kNoOverride;
+}
+
+int env_override() {
+  static const int value = override_from_env();
+  return value;
+}
+
+// Set by set_isa_override(); takes precedence over SHARDLM_ISA until cleared.
+std::atomic<int>& override_slot() {
+  static std::atomic<int> slot{kNoOverride};
+  return slot;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "unknown";
+}
+
+Isa detected_isa() {
+  static const Isa detected = detect();
+  return detected;
+}
+
+Isa active_isa() {
+  const Isa best = detected_isa();
+  int forced = override_slot().load(std::memory_order_relaxed);
+  if (forced == kNoOverride) forced = env_override();
+  if (forced == kNoOverride || forced >= static_cast<int>(best)) return best;
+  return static_cast<Isa>(forced);
+}
+
+void set_isa_override(Isa isa) {
+  const int clamped = std::min(static_cast<int>(isa), static_cast<int>(detected_isa()));
+  override_slot().store(clamped, std::memory_order_relaxed);
+}
+
+void clear_isa_override() { override_slot().store(kNoOverride, std::memory_order_relaxed); }
+
+}  // namespace shardlm

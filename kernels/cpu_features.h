@@ -1,0 +1,16 @@
+// Run-time CPU feature detection and the SIMD level the kernels dispatch to. The level can be
+// lowered (never raised above what the CPU has) with SHARDLM_ISA=scalar|avx2|avx512 or
+// set_isa_override(), so tests exercise every compiled path on one machine.
+#pragma once
+
+namespace shardlm {
+
+enum class Isa { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
+
+const char* isa_name(Isa isa);
+Isa detected_isa();   // best level the CPU (and OS) supports
+Isa active_isa();     // level in use: min(detected, override)
+void set_isa_override(Isa isa);  // for tests; clamps to detected_isa()
+void clear_isa_override();
+
+}  // namespace shardlm

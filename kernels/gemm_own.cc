@@ -1,0 +1,216 @@
+// The own GEMM driver (threading and cache blocking), weight packing and the scalar micro-kernel.
+// See gemm_own.h for the packed layout and the exact arithmetic every path reproduces.
+#include "kernels/gemm_own.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "common/error.h"
+#include "common/half.h"
+
+namespace shardlm::gemm {
+namespace {
+
+void check_shape(int64_t n, int64_t k) {
+  if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
+}
+
+// Scalar micro-kernel: one panel, one row, std::fma so that it matches the SIMD paths bit for bit.
+template <bool kBf16>
+void scalar_micro(const float* x, int64_t /*ldx*/, const void* wv, int64_t /*panel_stride*/, int64_t k0, int64_t k1,
+                  float* y, int64_t /*ldy*/, int valid_last) {
+  for (int64_t c0 = k0; c0 < k1; c0 += kKChunk) {
+    const int64_t c1 = std::min(c0 + kKChunk, k1);
+    float s[kPanel] = {};
+    for (int64_t kk = c0; kk < c1; ++kk) {
+      const float xv = x[kk];
+      for (int64_t c = 0; c < kPanel; ++c) {
+        float wf;
+        if constexpr (kBf16) {
+          wf = bf16_to_f32(static_cast<const uint16_t*>(wv)[kk * kPanel + c]);
+        } else {
+          wf = static_cast<const float*>(wv)[kk * kPanel + c];
+        }
+        s[c] = std::fma(xv, wf, s[c]);
+      }
+    }
+    for (int c = 0; c < valid_last; ++c) y[c] = y[c] + s[c];
+  }
+}
+
+MicroKernelSet make_scalar_set() {
+  MicroKernelSet set;
+  set.mr_max = 1;
+  set.nr_max[1] = 1;
+  set.f32[1][1] = &scalar_micro<false>;
+  set.bf16[1][1] = &scalar_micro<true>;
+  return set;
+}
+
+// Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.
+void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x, int64_t m, float* y,
+                bool accumulate, int64_t p0, int64_t p1) {
+  const int64_t n = w.n, k = w.k;
+  const int64_t col0 = p0 * kPanel, col1 = std::min(p1 * kPanel, n);
+  if (col0 >= col1) return;
+  if (!accumulate) {
+    for (int64_t i = 0; i < m; ++i) std::memset(y + i * n + col0, 0, sizeof(float) * (col1 - col0));
+  }
+  const int64_t n_panels = w.panels();
+  const int last_valid = static_cast<int>(n - (n_panels - 1) * kPanel);
+  const size_t esize = w.bf16 ? sizeof(uint16_t) : sizeof(float);
+  const char* wbase = static_cast<const char*>(w.data());
+  const int64_t pstride = w.panel_stride();
+
+  auto tile = [&](int64_t i0, int mr, int64_t g, int nr, int64_t k0, int64_t k1) {
+    const MicroKernel fn = w.bf16 ? ks.bf16[mr][nr] : ks.f32[mr][nr];
+    const int valid = (g + nr == n_panels) ? last_valid : static_cast<int>(kPanel);
+    fn(x + i0 * k, k, wbase + static_cast<size_t>(g * pstride) * esize, pstride, k0, k1, y + i0 * n + g * kPanel, n,
+       valid);
+  };
+  // Row tiles: as even as possible, at most mr_max rows each.
+  const int64_t n_row_tiles = (m + ks.mr_max - 1) / ks.mr_max;
+  auto row_tile = [&](int64_t t, int64_t& i0, int& mr) {
+    i0 = m * t / n_row_tiles;
+    mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
+  };
+
+  if (n_row_tiles == 1) {
+    // Decode / tiny batches: each panel group streams through the whole of k once.
+    const int mr = static_cast<int>(m);
+    const int nr_max = ks.nr_max[mr];
+    for (int64_t g = p0; g < p1; g += nr_max) {
+      tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, k);
+    }
+    return;
+  }
+  if (static_cast<double>(m) * static_cast<double>(k) * sizeof(float) <= 512.0 * 1024) {
+    // Small batches (x stays in L2): panel groups still stream sequentially through k; each k chunk
+    // of the group (a few KiB, in L1) is used by every row tile before moving on.
+    const int nr_max = ks.nr_max[(m + n_row_tiles - 1) / n_row_tiles];  // fits the largest row tile
+    for (int64_t g = p0; g < p1; g += nr_max) {
+      const int nr = static_cast<int>(std::min<int64_t>(nr_max, p1 - g));
+      for (int64_t c0 = 0; c0 < k; c0 += kKChunk) {
+        const int64_t c1 = std::min(c0 + kKChunk, k);
+        for (int64_t t = 0; t < n_row_tiles; ++t) {
+          int64_t i0;
+          int mr;
+          row_tile(t, i0, mr);
+          tile(i0, mr, g, nr, c0, c1);
+        }
+      }
+    }
+    return;
+  }
+  // Larger batches: a block of panels x one k chunk of weights (<= ~256 KiB) stays in L2 while all
+  // row tiles pass over it; the x chunk (m KiB) is reused across the panel block.
+  const int64_t block_panels = std::max<int64_t>(1, (256 * 1024) / (kKChunk * kPanel * static_cast<int64_t>(esize)));
+  for (int64_t pb = p0; pb < p1; pb += block_panels) {
+    const int64_t pe = std::min(pb + block_panels, p1);
+    for (int64_t c0 = 0; c0 < k; c0 += kKChunk) {
+      const int64_t c1 = std::min(c0 + kKChunk, k);
+      for (int64_t t = 0; t < n_row_tiles; ++t) {
+        int64_t i0;
+        int mr;
+        row_tile(t, i0, mr);
+        const int nr_max = ks.nr_max[mr];
+        for (int64_t g = pb; g < pe; g += nr_max) {
+          tile(i0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, pe - g)), c0, c1);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const MicroKernelSet& scalar_kernels() {
+  static const MicroKernelSet set = make_scalar_set();
+  return set;
+}
+
+PackedWeights pack_f32(const float* w, int64_t n, int64_t k, bool to_bf16) {
+  check_shape(n, k);
+  PackedWeights p;
+  p.n = n;
+  p.k = k;
+  p.bf16 = to_bf16;
+  const int64_t panels = p.panels();
+  const size_t total = static_cast<size_t>(panels * p.panel_stride());
+  if (to_bf16) {
+    p.b16.resize(total);
+  } else {
+    p.f32.resize(total);
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t pi = 0; pi < panels; ++pi) {
+    for (int64_t c = 0; c < kPanel; ++c) {
+      const int64_t row = pi * kPanel + c;
+      if (row >= n) break;  // padding stays zero
+      const float* src = w + row * k;
+      const size_t base = static_cast<size_t>(pi * p.panel_stride() + c);
+      if (to_bf16) {
+        for (int64_t kk = 0; kk < k; ++kk) p.b16[base + kk * kPanel] = f32_to_bf16(src[kk]);
+      } else {
+        for (int64_t kk = 0; kk < k; ++kk) p.f32[base + kk * kPanel] = src[kk];
+      }
+    }
+  }
+  return p;
+}
+
+PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32) {
+  check_shape(n, k);
+  PackedWeights p;
+  p.n = n;
+  p.k = k;
+  p.bf16 = !to_f32;
+  const int64_t panels = p.panels();
+  const size_t total = static_cast<size_t>(panels * p.panel_stride());
+  if (to_f32) {
+    p.f32.resize(total);
+  } else {
+    p.b16.resize(total);
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t pi = 0; pi < panels; ++pi) {
+    for (int64_t c = 0; c < kPanel; ++c) {
+      const int64_t row = pi * kPanel + c;
+      if (row >= n) break;
+      const uint16_t* src = w + row * k;
+      const size_t base = static_cast<size_t>(pi * p.panel_stride() + c);
+      if (to_f32) {
+        for (int64_t kk = 0; kk < k; ++kk) p.f32[base + kk * kPanel] = bf16_to_f32(src[kk]);
+      } else {
+        for (int64_t kk = 0; kk < k; ++kk) p.b16[base + kk * kPanel] = src[kk];
+      }
+    }
+  }
+  return p;
+}
+
+void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa) {
+  if (m <= 0 || w.n == 0) return;
+  const MicroKernelSet& ks = isa == Isa::kAvx512 ? avx512_kernels() : isa == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
+  const int64_t n_panels = w.panels();
+  const double work = static_cast<double>(m) * static_cast<double>(w.n) * static_cast<double>(std::max<int64_t>(w.k, 1));
+  int threads = omp_get_max_threads();
+  if (work < 65536.0) threads = 1;
+  threads = static_cast<int>(std::min<int64_t>(threads, n_panels));
+  if (threads <= 1) {
+    run_panels(ks, w, x, m, y, accumulate, 0, n_panels);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    // Static contiguous split of the panels; each output column is owned by exactly one thread,
+    // so the thread count never changes a result.
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    run_panels(ks, w, x, m, y, accumulate, n_panels * t / nt, n_panels * (t + 1) / nt);
+  }
+}
+
+}  // namespace shardlm::gemm

@@ -1,0 +1,70 @@
+// Internal: the project's own f32-activation GEMM/GEMV (the kOwn backend of Linear).
+//
+// Packed weight layout (independent of the ISA, so a packed matrix works on every path): W [n, k]
+// is cut into panels of kPanel = 16 output columns; panel p holds W[16p .. 16p+15, 0..k-1] as
+// [k][16] (column-interleaved), zero-padded past n, at p * panel_stride(). Element type f32 or
+// bf16 (the upper half of an f32).
+//
+// Arithmetic (identical on every ISA, so results are bit-exact across paths, batch sizes, row
+// positions in the batch and thread counts): for each output y[i, c]
+//     t = accumulate ? y[i, c] : 0
+//     for each k chunk [256q, 256q + 256) ∩ [0, k), in order:
+//         s = 0;  for kk in chunk, ascending: s = fma(x[i, kk], w[c, kk], s)
+//         t = t + s
+//     y[i, c] = t
+#pragma once
+
+#include <cstdint>
+
+#include "common/aligned_buffer.h"
+#include "kernels/cpu_features.h"
+
+namespace shardlm::gemm {
+
+inline constexpr int64_t kPanel = 16;
+inline constexpr int64_t kKChunk = 256;
+inline constexpr int64_t kPanelPad = 32;  // elements
+inline constexpr int kMaxMr = 8;
+inline constexpr int kMaxNr = 8;
+
+struct PackedWeights {
+  int64_t n = 0;
+  int64_t k = 0;
+  bool bf16 = false;
+  AlignedBuffer<float> f32;      // n_panels * panel_stride() when !bf16
+  AlignedBuffer<uint16_t> b16;   // n_panels * panel_stride() when bf16
+
+  int64_t panels() const { return (n + kPanel - 1) / kPanel; }
+  // Elements between consecutive panels: k * 16 plus 64 bytes (bf16) / 128 bytes (f32) of padding, so
+  // that the panels of a tile do not all map to the same L1 sets (k * 16 elements is often a
+  // multiple of 4 KiB).
+  int64_t panel_stride() const { return k * kPanel + kPanelPad; }
+  const void* data() const { return bf16 ? static_cast<const void*>(b16.data()) : static_cast<const void*>(f32.data()); }
+  size_t bytes() const { return bf16 ? b16.size() * sizeof(uint16_t) : f32.size() * sizeof(float); }
+};
+
+PackedWeights pack_f32(const float* w, int64_t n, int64_t k, bool to_bf16);
+PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32);
+
+// A micro-kernel updates an mr x (nr panels) tile of y over the k chunks [k0, k1) (k0 a multiple of
+// kKChunk): x points at row 0 of the tile (row stride ldx), w at the tile's first panel (panels
+// panel_stride elements apart), y at the tile's (row 0, column 0) (row stride ldy). Only the first
+// valid_last columns of the last panel are written.
+using MicroKernel = void (*)(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k0, int64_t k1,
+                             float* y, int64_t ldy, int valid_last);
+
+struct MicroKernelSet {
+  int mr_max = 1;
+  int nr_max[kMaxMr + 1] = {};                      // widest tile for each row count
+  MicroKernel f32[kMaxMr + 1][kMaxNr + 1] = {};     // [mr][nr]
+  MicroKernel bf16[kMaxMr + 1][kMaxNr + 1] = {};
+};
+
+const MicroKernelSet& scalar_kernels();
+const MicroKernelSet& avx2_kernels();
+const MicroKernelSet& avx512_kernels();
+
+// y[m, n] (+)= x[m, k] · Wᵀ with the given ISA, multi-threaded over panels (OpenMP, static).
+void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa);
+
+}  // namespace shardlm::gemm

@@ -1,0 +1,94 @@
+// AVX2 micro-kernels of the own GEMM: an MR x NR-panel register tile, two ymm (8 columns each) per
+// (row, panel) accumulator, weights widened from bf16 in registers. Arithmetic as in gemm_own.h.
+#include <algorithm>
+#include <utility>
+
+#include "kernels/gemm_own.h"
+#include "kernels/simd_math.h"
+
+namespace shardlm::gemm {
+namespace {
+
+template <bool kBf16>
+SHARDLM_AVX2 inline __m256 load_half_row(const void* w, int64_t offset) {
+  if constexpr (kBf16) {
+    return simd::load_bf16_avx2(static_cast<const uint16_t*>(w) + offset);
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(w) + offset);
+  }
+}
+
+SHARDLM_AVX2 inline void add_to_y(float* yp, __m256 v, int valid) {
+  if (valid >= 8) {
+    _mm256_storeu_ps(yp, _mm256_add_ps(_mm256_loadu_ps(yp), v));
+  } else if (valid > 0) {
+    const __m256i mask = simd::tail_mask_avx2(valid);
+    _mm256_maskstore_ps(yp, mask, _mm256_add_ps(_mm256_maskload_ps(yp, mask), v));
+  }
+}
+
+template <int MR, int NR, bool kBf16>
+SHARDLM_AVX2 void micro(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k0, int64_t k1,
+                        float* y, int64_t ldy, int valid_last) {
+  constexpr int kV = 2 * NR;  // ymm vectors per row of the tile
+  for (int64_t c0 = k0; c0 < k1; c0 += kKChunk) {
+    const int64_t c1 = std::min(c0 + kKChunk, k1);
+    __m256 acc[MR][kV];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 16
+      for (int v = 0; v < kV; ++v) acc[r][v] = _mm256_setzero_ps();
+    }
+    for (int64_t kk = c0; kk < c1; ++kk) {
+      __m256 xb[MR];
+#pragma GCC unroll 16
+      for (int r = 0; r < MR; ++r) xb[r] = _mm256_broadcast_ss(x + r * ldx + kk);
+#pragma GCC unroll 16
+      for (int v = 0; v < kV; ++v) {
+        const __m256 wv = load_half_row<kBf16>(w, (v / 2) * panel_stride + kk * kPanel + (v % 2) * 8);
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; ++r) acc[r][v] = _mm256_fmadd_ps(xb[r], wv, acc[r][v]);
+      }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      float* yr = y + r * ldy;
+#pragma GCC unroll 16
+      for (int v = 0; v < kV - 2; ++v) add_to_y(yr + v * 8, acc[r][v], 8);
+      add_to_y(yr + (kV - 2) * 8, acc[r][kV - 2], valid_last);
+      add_to_y(yr + (kV - 1) * 8, acc[r][kV - 1], valid_last - 8);
+    }
+  }
+}
+
+// Widest panel count per row count: accumulators + broadcasts + 1 weight register <= 16 ymm.
+constexpr int kMrMax = 4;
+constexpr int kNrMax[kMrMax + 1] = {0, 4, 2, 1, 1};
+
+template <int MR, int... NRs>
+void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
+  ((set.f32[MR][NRs + 1] = &micro<MR, NRs + 1, false>), ...);
+  ((set.bf16[MR][NRs + 1] = &micro<MR, NRs + 1, true>), ...);
+}
+
+template <int... MRs>
+void fill(MicroKernelSet& set, std::integer_sequence<int, MRs...>) {
+  (fill_row<MRs + 1>(set, std::make_integer_sequence<int, kNrMax[MRs + 1]>{}), ...);
+}
+
+MicroKernelSet make_set() {
+  MicroKernelSet set;
+  set.mr_max = kMrMax;
+  for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
+  fill(set, std::make_integer_sequence<int, kMrMax>{});
+  return set;
+}
+
+}  // namespace
+
+const MicroKernelSet& avx2_kernels() {
+  static const MicroKernelSet set = make_set();
+  return set;
+}
+
+}  // namespace shardlm::gemm

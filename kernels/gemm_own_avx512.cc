@@ -1,0 +1,90 @@
+// AVX-512 micro-kernels of the own GEMM: an MR x NR-panel register tile, one zmm (16 columns) per
+// (row, panel) accumulator, weights widened from bf16 in registers. Arithmetic as in gemm_own.h.
+// GCC 12 reports _mm512_undefined_*() inside its own AVX-512 intrinsics as uninitialised reads.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <algorithm>
+#include <utility>
+
+#include "kernels/gemm_own.h"
+#include "kernels/simd_math.h"
+
+namespace shardlm::gemm {
+namespace {
+
+template <bool kBf16>
+SHARDLM_AVX512 inline __m512 load_panel_row(const void* w, int64_t offset) {
+  if constexpr (kBf16) {
+    return simd::load_bf16_avx512(static_cast<const uint16_t*>(w) + offset);
+  } else {
+    return _mm512_loadu_ps(static_cast<const float*>(w) + offset);
+  }
+}
+
+template <int MR, int NR, bool kBf16>
+SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k0, int64_t k1,
+                          float* y, int64_t ldy, int valid_last) {
+  const __mmask16 last_mask = simd::tail_mask_avx512(valid_last);
+  for (int64_t c0 = k0; c0 < k1; c0 += kKChunk) {
+    const int64_t c1 = std::min(c0 + kKChunk, k1);
+    __m512 acc[MR][NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_ps();
+    }
+    for (int64_t kk = c0; kk < c1; ++kk) {
+      __m512 wv[NR];
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) wv[j] = load_panel_row<kBf16>(w, j * panel_stride + kk * kPanel);
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m512 xb = _mm512_set1_ps(x[r * ldx + kk]);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_fmadd_ps(xb, wv[j], acc[r][j]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      float* yr = y + r * ldy;
+#pragma GCC unroll 8
+      for (int j = 0; j < NR - 1; ++j) {
+        _mm512_storeu_ps(yr + j * kPanel, _mm512_add_ps(_mm512_loadu_ps(yr + j * kPanel), acc[r][j]));
+      }
+      float* yl = yr + (NR - 1) * kPanel;
+      _mm512_mask_storeu_ps(yl, last_mask, _mm512_add_ps(_mm512_maskz_loadu_ps(last_mask, yl), acc[r][NR - 1]));
+    }
+  }
+}
+
+// Widest panel count per row count: accumulators + weight registers + 1 broadcast <= 32 zmm.
+constexpr int kMrMax = 8;
+constexpr int kNrMax[kMrMax + 1] = {0, 8, 8, 6, 5, 4, 4, 3, 3};
+
+template <int MR, int... NRs>
+void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
+  ((set.f32[MR][NRs + 1] = &micro<MR, NRs + 1, false>), ...);
+  ((set.bf16[MR][NRs + 1] = &micro<MR, NRs + 1, true>), ...);
+}
+
+template <int... MRs>
+void fill(MicroKernelSet& set, std::integer_sequence<int, MRs...>) {
+  (fill_row<MRs + 1>(set, std::make_integer_sequence<int, kNrMax[MRs + 1]>{}), ...);
+}
+
+MicroKernelSet make_set() {
+  MicroKernelSet set;
+  set.mr_max = kMrMax;
+  for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
+  fill(set, std::make_integer_sequence<int, kMrMax>{});
+  return set;
+}
+
+}  // namespace
+
+const MicroKernelSet& avx512_kernels() {
+  static const MicroKernelSet set = make_set();
+  return set;
+}
+
+}  // namespace shardlm::gemm

@@ -1,0 +1,309 @@
+// Linear (own kernel and oneDNN): results against a double-precision reference on odd sizes and
+// tails, bit-exactness across ISA paths, batch invariance across batch sizes and thread counts,
+// accumulate mode, bf16 weight storage and loading, and argument errors.
+#include "kernels/linear.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "common/half.h"
+#include "tests/unit/kernels/test_util.h"
+
+namespace shardlm {
+namespace {
+
+using testing::random_vector;
+using testing::runnable_isas;
+using testing::ScopedIsa;
+using testing::ScopedThreads;
+
+const std::vector<int64_t> kSizes = {1, 3, 15, 16, 17, 31, 33, 64, 100, 257, 1000};
+const std::vector<int64_t> kBatches = {1, 2, 3, 5, 8, 17};
+
+std::vector<float> round_to_bf16(const std::vector<float>& v) {
+  std::vector<float> r(v.size());
+  for (size_t i = 0; i < v.size(); ++i) r[i] = bf16_to_f32(f32_to_bf16(v[i]));
+  return r;
+}
+
+// y = x · Wᵀ in double, plus Σ|x·w| per element (the scale of the rounding error).
+void reference(const std::vector<float>& x, const std::vector<float>& w, int64_t m, int64_t n, int64_t k,
+               std::vector<double>& y, std::vector<double>& magnitude) {
+  y.assign(static_cast<size_t>(m * n), 0.0);
+  magnitude.assign(static_cast<size_t>(m * n), 0.0);
+  for (int64_t i = 0; i < m; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0.0, a = 0.0;
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const double p = static_cast<double>(x[i * k + kk]) * w[j * k + kk];
+        s += p;
+        a += std::fabs(p);
+      }
+      y[i * n + j] = s;
+      magnitude[i * n + j] = a;
+    }
+  }
+}
+
+// |y - ref| <= rel * Σ|x·w| (+ a tiny absolute floor for all-zero rows).
+::testing::AssertionResult close_to_reference(const std::vector<float>& y, const std::vector<double>& ref,
+                                              const std::vector<double>& magnitude, double rel) {
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(y[i]) - ref[i]);
+    if (!(err <= rel * magnitude[i] + 1e-30)) {
+      return ::testing::AssertionFailure() << "element " << i << ": got " << y[i] << ", reference " << ref[i]
+                                           << ", |err| " << err << " > " << rel << " * " << magnitude[i];
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+bool bit_equal(const float* a, const float* b, size_t n) { return std::memcmp(a, b, n * sizeof(float)) == 0; }
+
+// Every (n, k) pair of kSizes, each batch size, f32 and bf16 storage, on every ISA path: against
+// the double reference, and bit-identical across paths.
+TEST(LinearOwn, MatchesReferenceOnAllSizesAndPathsBitExactAcrossIsas) {
+  int checked = 0;
+  for (const bool bf16 : {false, true}) {
+    for (const int64_t n : kSizes) {
+      for (const int64_t k : kSizes) {
+        const auto w_raw = random_vector(static_cast<size_t>(n * k), static_cast<uint32_t>(n * 7919 + k));
+        const auto w_exact = bf16 ? round_to_bf16(w_raw) : w_raw;
+        const Linear lin = Linear::from_f32(w_raw.data(), n, k, bf16 ? WeightFormat::kBF16 : WeightFormat::kF32);
+        // Larger sizes with two batch sizes only, to keep the test fast.
+        const std::vector<int64_t> batches = n * k > 20000 ? std::vector<int64_t>{1, 17} : kBatches;
+        for (const int64_t m : batches) {
+          const auto x = random_vector(static_cast<size_t>(m * k), static_cast<uint32_t>(m + 31 * k));
+          std::vector<double> ref, mag;
+          reference(x, w_exact, m, n, k, ref, mag);
+          std::vector<float> first;
+          for (const Isa isa : runnable_isas()) {
+            ScopedIsa scoped(isa);
+            std::vector<float> y(static_cast<size_t>(m * n), std::nanf(""));
+            lin.forward(x.data(), m, y.data());
+            ASSERT_TRUE(close_to_reference(y, ref, mag, 4e-6))
+                << "isa " << isa_name(isa) << " bf16 " << bf16 << " m " << m << " n " << n << " k " << k;
+            if (first.empty()) {
+              first = y;
+            } else {
+              ASSERT_TRUE(bit_equal(first.data(), y.data(), y.size()))
+                  << "isa " << isa_name(isa) << " differs from scalar; bf16 " << bf16 << " m " << m << " n " << n
+                  << " k " << k;
+            }
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(checked, 500);
+}
+
+// Row i of a batched forward equals the forward of row i alone, bit for bit, for every batch size
+// and thread count (and whatever the other rows contain).
+TEST(LinearOwn, BatchAndThreadInvariantBitExact) {
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    for (const bool bf16 : {false, true}) {
+      const int64_t n = 333, k = 700;  // tails in n, several k chunks
+      const auto w = random_vector(static_cast<size_t>(n * k), 5);
+      const Linear lin = Linear::from_f32(w.data(), n, k, bf16 ? WeightFormat::kBF16 : WeightFormat::kF32);
+      const int64_t m_max = 40;
+      const auto x = random_vector(static_cast<size_t>(m_max * k), 6, -3.0f, 3.0f);
+      std::vector<float> single(static_cast<size_t>(m_max * n));
+      {
+        ScopedThreads threads(1);
+        for (int64_t i = 0; i < m_max; ++i) lin.forward(x.data() + i * k, 1, single.data() + i * n);
+      }
+      for (const int nthreads : {1, 2, 3, 7}) {
+        ScopedThreads threads(nthreads);
+        for (const int64_t m : {1, 2, 3, 5, 6, 7, 8, 13, 17, 40}) {
+          // Batches that start at different rows, so each row is seen at different positions.
+          for (const int64_t start : {int64_t{0}, m_max - m}) {
+            std::vector<float> y(static_cast<size_t>(m * n));
+            lin.forward(x.data() + start * k, m, y.data());
+            for (int64_t i = 0; i < m; ++i) {
+              ASSERT_TRUE(bit_equal(y.data() + i * n, single.data() + (start + i) * n, static_cast<size_t>(n)))
+                  << "isa " << isa_name(isa) << " bf16 " << bf16 << " threads " << nthreads << " m " << m
+                  << " row " << start + i;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Large batches take the cache-blocked path (x larger than L2): same results, bit for bit, as one
+// row at a time, and as the reference.
+TEST(LinearOwn, CacheBlockedLargeBatchMatchesSingleRows) {
+  const int64_t n = 50, k = 2100, m = 70;  // x is 588 KB
+  const auto w = random_vector(static_cast<size_t>(n * k), 41);
+  const auto x = random_vector(static_cast<size_t>(m * k), 42);
+  std::vector<double> ref, mag;
+  for (const bool bf16 : {false, true}) {
+    const auto w_exact = bf16 ? round_to_bf16(w) : w;
+    reference(x, w_exact, m, n, k, ref, mag);
+    const Linear lin = Linear::from_f32(w.data(), n, k, bf16 ? WeightFormat::kBF16 : WeightFormat::kF32);
+    for (const Isa isa : runnable_isas()) {
+      ScopedIsa scoped(isa);
+      std::vector<float> y(static_cast<size_t>(m * n));
+      lin.forward(x.data(), m, y.data());
+      ASSERT_TRUE(close_to_reference(y, ref, mag, 4e-6)) << isa_name(isa);
+      for (int64_t i = 0; i < m; i += 9) {
+        std::vector<float> yi(static_cast<size_t>(n));
+        lin.forward(x.data() + i * k, 1, yi.data());
+        ASSERT_TRUE(bit_equal(yi.data(), y.data() + i * n, static_cast<size_t>(n))) << isa_name(isa) << " row " << i;
+      }
+    }
+  }
+}
+
+TEST(LinearOwn, AccumulateAddsIntoOutput) {
+  const int64_t n = 45, k = 300, m = 5;
+  const auto w = random_vector(static_cast<size_t>(n * k), 11);
+  const auto x = random_vector(static_cast<size_t>(m * k), 12);
+  const auto y0 = random_vector(static_cast<size_t>(m * n), 13, -10.0f, 10.0f);
+  std::vector<double> ref, mag;
+  reference(x, w, m, n, k, ref, mag);
+  for (size_t i = 0; i < ref.size(); ++i) {
+    ref[i] += y0[i];
+    mag[i] += std::fabs(y0[i]);
+  }
+  const Linear lin = Linear::from_f32(w.data(), n, k, WeightFormat::kF32);
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    std::vector<float> y = y0;
+    lin.forward(x.data(), m, y.data(), /*accumulate=*/true);
+    EXPECT_TRUE(close_to_reference(y, ref, mag, 4e-6)) << isa_name(isa);
+  }
+}
+
+TEST(LinearOwn, Bf16StorageRoundsToNearestEvenAndFromBf16MatchesExactly) {
+  const int64_t n = 37, k = 260, m = 3;
+  auto w = random_vector(static_cast<size_t>(n * k), 21);
+  // Values exactly halfway between two bf16 numbers: round to the even one.
+  const uint32_t halfway_bits[] = {0x3f808000u, 0x3f818000u};  // 1.00390625 -> 1.0, 1.01171875 -> 1.015625
+  std::memcpy(&w[0], &halfway_bits[0], 4);
+  std::memcpy(&w[1], &halfway_bits[1], 4);
+  std::vector<uint16_t> w16(w.size());
+  for (size_t i = 0; i < w.size(); ++i) w16[i] = f32_to_bf16(w[i]);
+  EXPECT_EQ(w16[0], 0x3f80);
+  EXPECT_EQ(w16[1], 0x3f82);
+  const auto x = random_vector(static_cast<size_t>(m * k), 22);
+  const Linear a = Linear::from_f32(w.data(), n, k, WeightFormat::kBF16);
+  const Linear b = Linear::from_bf16(w16.data(), n, k, WeightFormat::kBF16);
+  const auto w_rounded = round_to_bf16(w);
+  const Linear c = Linear::from_f32(w_rounded.data(), n, k, WeightFormat::kF32);
+  const Linear d = Linear::from_bf16(w16.data(), n, k, WeightFormat::kF32);
+  // 3 panels of 16 columns (zero-padded from 37), each padded by 32 elements
+  EXPECT_EQ(a.weight_bytes(), static_cast<size_t>(3 * (16 * k + 32) * 2));
+  EXPECT_EQ(c.weight_bytes(), static_cast<size_t>(3 * (16 * k + 32) * 4));
+  EXPECT_EQ(a.format(), WeightFormat::kBF16);
+  EXPECT_EQ(d.format(), WeightFormat::kF32);
+  EXPECT_EQ(a.out_features(), n);
+  EXPECT_EQ(a.in_features(), k);
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    std::vector<float> ya(m * n), yb(m * n), yc(m * n), yd(m * n);
+    a.forward(x.data(), m, ya.data());
+    b.forward(x.data(), m, yb.data());
+    c.forward(x.data(), m, yc.data());
+    d.forward(x.data(), m, yd.data());
+    EXPECT_TRUE(bit_equal(ya.data(), yb.data(), ya.size())) << isa_name(isa);
+    EXPECT_TRUE(bit_equal(ya.data(), yc.data(), ya.size())) << isa_name(isa);
+    EXPECT_TRUE(bit_equal(ya.data(), yd.data(), ya.size())) << isa_name(isa);
+  }
+}
+
+TEST(LinearOwn, DegenerateShapesAndErrors) {
+  // k = 0: y = 0, or unchanged with accumulate.
+  const Linear lin = Linear::from_f32(nullptr, 5, 0, WeightFormat::kF32);
+  std::vector<float> y(10, 3.0f);
+  lin.forward(nullptr, 2, y.data(), true);
+  EXPECT_EQ(y, std::vector<float>(10, 3.0f));
+  lin.forward(nullptr, 2, y.data());
+  EXPECT_EQ(y, std::vector<float>(10, 0.0f));
+  // m = 0: nothing written.
+  const auto w = random_vector(12, 1);
+  const Linear l2 = Linear::from_f32(w.data(), 3, 4, WeightFormat::kBF16);
+  l2.forward(nullptr, 0, nullptr);
+
+  Linear empty;
+  EXPECT_TRUE(empty.empty());
+  EXPECT_EQ(empty.weight_bytes(), 0u);
+  EXPECT_THROW(empty.forward(y.data(), 1, y.data()), Error);
+  EXPECT_THROW(Linear::from_f32(w.data(), -1, 4, WeightFormat::kF32), Error);
+  EXPECT_THROW(Linear::from_f32(nullptr, 3, 4, WeightFormat::kF32), Error);
+  EXPECT_THROW(l2.forward(y.data(), -1, y.data()), Error);
+  // Moved-from and moved-to objects.
+  Linear moved = Linear::from_f32(w.data(), 3, 4, WeightFormat::kF32);
+  Linear target = std::move(moved);
+  EXPECT_FALSE(target.empty());
+  EXPECT_EQ(target.out_features(), 3);
+}
+
+// oneDNN backend: f32 weights match the double reference like the own kernel does; bf16 weights
+// match a double reference on bf16-rounded activations and weights (what oneDNN multiplies).
+TEST(LinearOneDnn, MatchesReferenceF32AndBf16) {
+  const std::vector<int64_t> sizes = {1, 3, 17, 64, 257, 1000};
+  int checked = 0;
+  for (const bool bf16 : {false, true}) {
+    for (const int64_t n : sizes) {
+      for (const int64_t k : sizes) {
+        const auto w = random_vector(static_cast<size_t>(n * k), static_cast<uint32_t>(3 * n + k));
+        const Linear dnn = Linear::from_f32(w.data(), n, k, bf16 ? WeightFormat::kBF16 : WeightFormat::kF32,
+                                            MatmulBackend::kOneDnn);
+        const Linear own = Linear::from_f32(w.data(), n, k, bf16 ? WeightFormat::kBF16 : WeightFormat::kF32);
+        ASSERT_EQ(dnn.backend(), MatmulBackend::kOneDnn);
+        ASSERT_GE(dnn.weight_bytes(), static_cast<size_t>(n * k) * (bf16 ? 2 : 4));
+        for (const int64_t m : {int64_t{1}, int64_t{17}}) {
+          const auto x = random_vector(static_cast<size_t>(m * k), static_cast<uint32_t>(m * 100 + k));
+          std::vector<double> ref, mag;
+          reference(bf16 ? round_to_bf16(x) : x, bf16 ? round_to_bf16(w) : w, m, n, k, ref, mag);
+          std::vector<float> y(static_cast<size_t>(m * n));
+          dnn.forward(x.data(), m, y.data());
+          ASSERT_TRUE(close_to_reference(y, ref, mag, 1e-5)) << "bf16 " << bf16 << " m " << m << " n " << n
+                                                             << " k " << k;
+          // Against the own kernel: identical for f32 up to rounding; for bf16 within the
+          // activation rounding (2^-8 relative per product).
+          std::vector<float> yo(static_cast<size_t>(m * n));
+          own.forward(x.data(), m, yo.data());
+          std::vector<double> yo_d(yo.begin(), yo.end());
+          ASSERT_TRUE(close_to_reference(y, yo_d, mag, bf16 ? 8e-3 : 1e-5));
+          // accumulate: y += x·Wᵀ
+          std::vector<float> acc(static_cast<size_t>(m * n), 1.5f);
+          dnn.forward(x.data(), m, acc.data(), true);
+          for (size_t i = 0; i < acc.size(); ++i) {
+            ASSERT_NEAR(acc[i], y[i] + 1.5f, 1e-5 * (mag[i] + 1.5)) << i;
+          }
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 2 * 36 * 2);
+}
+
+TEST(LinearOneDnn, FromBf16AndConcurrentBatchSizes) {
+  const int64_t n = 96, k = 200;
+  const auto w = random_vector(static_cast<size_t>(n * k), 77);
+  std::vector<uint16_t> w16(w.size());
+  for (size_t i = 0; i < w.size(); ++i) w16[i] = f32_to_bf16(w[i]);
+  const Linear a = Linear::from_bf16(w16.data(), n, k, WeightFormat::kBF16, MatmulBackend::kOneDnn);
+  const Linear b = Linear::from_f32(w.data(), n, k, WeightFormat::kBF16, MatmulBackend::kOneDnn);
+  const auto x = random_vector(static_cast<size_t>(9 * k), 78);
+  for (const int64_t m : {1, 9, 1, 4}) {  // repeated m reuses the cached primitive
+    std::vector<float> ya(m * n), yb(m * n);
+    a.forward(x.data(), m, ya.data());
+    b.forward(x.data(), m, yb.data());
+    EXPECT_TRUE(bit_equal(ya.data(), yb.data(), ya.size())) << m;
+  }
+}
+
+}  // namespace
+}  // namespace shardlm

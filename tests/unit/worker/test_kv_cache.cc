@@ -1,0 +1,95 @@
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "worker/kv_cache.h"
+
+namespace shardlm {
+namespace {
+
+ModelConfig two_layer_config() {
+  ModelConfig c;
+  c.num_layers = 2;
+  c.num_heads = 2;
+  c.sliding_window = 8;
+  c.layers.resize(2);
+  c.layers[0] = {LayerType::kSliding, 4, 1, false, 8, 0};
+  c.layers[0].index = 0;
+  c.layers[1] = {LayerType::kFull, 8, 1, true, 8, 1};
+  c.layers[1].index = 1;
+  c.vocab_size = 16;
+  return c;
+}
+
+ShardSpec spec_for(const ModelConfig& c) {
+  ShardSpec s;
+  s.layers.resize(c.num_layers);
+  for (auto& l : s.layers) {
+    l.q_heads = {0, 2};
+    l.kv_heads = {0, 1};
+  }
+  s.vocab_rows = {0, c.vocab_size};
+  return s;
+}
+
+TEST(KvCache, FullPoolGrowsAndFrees) {
+  ModelConfig c = two_layer_config();
+  KvCacheOptions o;
+  o.block_size = 4;
+  o.full_capacity_tokens = 16;
+  o.max_chunk = 8;
+  o.max_sequences = 2;
+  KvCache kv(c, spec_for(c), o);
+  EXPECT_EQ(kv.full_blocks_total(), 4);
+  int a = kv.allocate_sequence();
+  kv.prepare(a, 0, 6);
+  EXPECT_EQ(kv.full_blocks_free(), 2);
+  for (int p = 0; p < 6; ++p) kv.k_at(1, a, p)[0] = static_cast<float>(p);
+  std::vector<KvBlockView> views;
+  kv.views(1, a, 0, 5, views);
+  ASSERT_EQ(views.size(), 2u);
+  EXPECT_EQ(views[0].first_position, 0);
+  EXPECT_EQ(views[0].count, 4);
+  EXPECT_EQ(views[1].first_position, 4);
+  EXPECT_EQ(views[1].count, 2);
+  EXPECT_EQ(views[1].k[8], 5.0f);  // position 5 = second slot of block 1, head_dim 8
+  int b = kv.allocate_sequence();
+  kv.prepare(b, 0, 8);
+  EXPECT_EQ(kv.full_blocks_free(), 0);
+  EXPECT_THROW(kv.prepare(a, 6, 9), Error);  // pool exhausted
+  kv.release_sequence(b);
+  EXPECT_EQ(kv.full_blocks_free(), 2);
+  kv.prepare(a, 6, 9);
+  EXPECT_THROW(kv.allocate_sequence() + kv.allocate_sequence(), Error);  // 2 slots only
+}
+
+TEST(KvCache, SlidingRingKeepsTheWindow) {
+  ModelConfig c = two_layer_config();
+  KvCacheOptions o;
+  o.block_size = 4;
+  o.full_capacity_tokens = 64;
+  o.max_chunk = 4;
+  KvCache kv(c, spec_for(c), o);
+  int s = kv.allocate_sequence();
+  for (int p = 0; p < 40; p += 4) {
+    kv.prepare(s, p, p + 4);
+    for (int i = p; i < p + 4; ++i) kv.k_at(0, s, i)[0] = static_cast<float>(i);
+    // The window of the chunk's first query and the chunk itself are all present and correct.
+    std::vector<KvBlockView> views;
+    const int lo = std::max(0, p - 7);
+    kv.views(0, s, lo, p + 3, views);
+    int seen = 0;
+    for (const auto& v : views) {
+      for (int j = 0; j < v.count; ++j) {
+        const int pos = v.first_position + j;
+        if (pos < lo) continue;
+        EXPECT_EQ(v.k[j * 4], static_cast<float>(pos));
+        ++seen;
+      }
+    }
+    EXPECT_EQ(seen, p + 4 - lo);
+  }
+  EXPECT_THROW(kv.prepare(s, 40, 45), Error);  // more than max_chunk in one step
+}
+
+}  // namespace
+}  // namespace shardlm

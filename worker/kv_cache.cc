@@ -1,0 +1,139 @@
+#include "worker/kv_cache.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace shardlm {
+
+KvCache::KvCache(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options)
+    : options_(options) {
+  if (options_.block_size <= 0) fail("KV cache: block size must be positive (got {})", options_.block_size);
+  if (options_.max_chunk <= 0) fail("KV cache: max chunk must be positive (got {})", options_.max_chunk);
+  if (options_.max_sequences <= 0) fail("KV cache: max sequences must be positive (got {})", options_.max_sequences);
+  const int bs = options_.block_size;
+  // A step writes up to max_chunk positions while its first query still needs window-1 older ones.
+  ring_blocks_ = (config.sliding_window + options_.max_chunk + bs - 1) / bs + 1;
+  full_pool_blocks_ = (options_.full_capacity_tokens + bs - 1) / bs;
+  const int64_t sliding_pool_blocks = static_cast<int64_t>(ring_blocks_) * options_.max_sequences;
+
+  layers_.resize(config.num_layers);
+  for (int l = 0; l < config.num_layers; ++l) {
+    const LayerGeometry& g = config.layers[l];
+    LayerStore& st = layers_[l];
+    st.sliding = g.type == LayerType::kSliding;
+    st.source = g.kv_source_layer >= 0 ? g.kv_source_layer : l;
+    st.owner = st.source == l;
+    st.n_kv = static_cast<int>(shard.layers[l].kv_heads.size());
+    st.head_dim = g.head_dim;
+    if (!st.owner) continue;
+    const int64_t blocks = st.sliding ? sliding_pool_blocks : full_pool_blocks_;
+    const size_t floats = static_cast<size_t>(blocks) * bs * st.position_floats();
+    st.k.resize(floats);
+    st.v.resize(floats);
+  }
+  sequences_.resize(options_.max_sequences);
+  full_free_.reserve(full_pool_blocks_);
+  for (int64_t b = full_pool_blocks_ - 1; b >= 0; --b) full_free_.push_back(static_cast<int32_t>(b));
+}
+
+int KvCache::allocate_sequence() {
+  for (size_t i = 0; i < sequences_.size(); ++i) {
+    Sequence& s = sequences_[i];
+    if (s.in_use) continue;
+    s = Sequence{};
+    s.in_use = true;
+    s.ring.resize(ring_blocks_);
+    s.ring_logical.assign(ring_blocks_, -1);
+    for (int r = 0; r < ring_blocks_; ++r) s.ring[r] = static_cast<int32_t>(i * ring_blocks_ + r);
+    return static_cast<int>(i);
+  }
+  fail("KV cache: all {} sequence slots are in use", sequences_.size());
+}
+
+void KvCache::release_sequence(int seq) {
+  Sequence& s = sequences_.at(seq);
+  if (!s.in_use) return;
+  for (int32_t b : s.full_table) full_free_.push_back(b);
+  s = Sequence{};
+}
+
+int32_t KvCache::length(int seq) const { return sequences_.at(seq).length; }
+
+void KvCache::prepare(int seq, int32_t begin, int32_t end) {
+  Sequence& s = sequences_.at(seq);
+  if (!s.in_use) fail("KV cache: sequence {} is not allocated", seq);
+  if (begin < 0 || end < begin) fail("KV cache: bad position range [{}, {})", begin, end);
+  if (end - begin > options_.max_chunk) {
+    fail("KV cache: {} positions in one step exceed the chunk limit {}", end - begin, options_.max_chunk);
+  }
+  const int bs = options_.block_size;
+  if (end == begin) return;
+  const int64_t need_blocks = (static_cast<int64_t>(end) + bs - 1) / bs;
+  const int64_t missing = need_blocks - static_cast<int64_t>(s.full_table.size());
+  if (missing > 0) {
+    if (missing > static_cast<int64_t>(full_free_.size())) {
+      fail("KV cache full: sequence needs {} more blocks of {} positions, {} of {} free", missing, bs,
+           full_free_.size(), full_pool_blocks_);
+    }
+    for (int64_t i = 0; i < missing; ++i) {
+      s.full_table.push_back(full_free_.back());
+      full_free_.pop_back();
+    }
+  }
+  for (int64_t logical = begin / bs; logical <= (end - 1) / bs; ++logical) {
+    s.ring_logical[logical % ring_blocks_] = logical;
+  }
+  s.length = std::max(s.length, end);
+}
+
+int32_t KvCache::physical_block(const Sequence& s, bool sliding, int64_t logical) const {
+  if (sliding) {
+    const int64_t slot = logical % ring_blocks_;
+    return s.ring_logical[slot] == logical ? s.ring[slot] : -1;
+  }
+  return logical < static_cast<int64_t>(s.full_table.size()) ? s.full_table[logical] : -1;
+}
+
+float* KvCache::slot(int layer, int seq, int32_t position, bool want_v) {
+  LayerStore& st = layers_.at(layer);
+  if (!st.owner) fail("KV cache: layer {} reads layer {}'s KV and stores none", layer, st.source);
+  const Sequence& s = sequences_.at(seq);
+  const int bs = options_.block_size;
+  const int32_t block = physical_block(s, st.sliding, position / bs);
+  if (block < 0) fail("KV cache: position {} of sequence {} was not prepared", position, seq);
+  const size_t offset = (static_cast<size_t>(block) * bs + position % bs) * st.position_floats();
+  return (want_v ? st.v.data() : st.k.data()) + offset;
+}
+
+float* KvCache::k_at(int layer, int seq, int32_t position) { return slot(layer, seq, position, false); }
+float* KvCache::v_at(int layer, int seq, int32_t position) { return slot(layer, seq, position, true); }
+
+void KvCache::views(int layer, int seq, int32_t lo, int32_t hi, std::vector<KvBlockView>& out) const {
+  out.clear();
+  const LayerStore& st = layers_.at(layers_.at(layer).source);
+  const Sequence& s = sequences_.at(seq);
+  const int bs = options_.block_size;
+  lo = std::max(lo, 0);
+  hi = std::min(hi, s.length - 1);
+  if (hi < lo) return;
+  const size_t block_floats = static_cast<size_t>(bs) * st.position_floats();
+  for (int64_t logical = lo / bs; logical <= hi / bs; ++logical) {
+    const int32_t block = physical_block(s, st.sliding, logical);
+    if (block < 0) continue;
+    KvBlockView v;
+    v.k = st.k.data() + block * block_floats;
+    v.v = st.v.data() + block * block_floats;
+    v.first_position = static_cast<int32_t>(logical * bs);
+    v.count = std::min<int32_t>(bs, s.length - v.first_position);
+    out.push_back(v);
+  }
+}
+
+size_t KvCache::bytes() const {
+  size_t total = 0;
+  for (const LayerStore& st : layers_) total += (st.k.size() + st.v.size()) * sizeof(float);
+  return total;
+}
+
+}  // namespace shardlm

@@ -1,0 +1,166 @@
+#include "worker/model_weights.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace shardlm {
+namespace {
+
+class Loader {
+ public:
+  Loader(const Checkpoint& ckpt, const ModelConfig& config, const WeightLoadOptions& options)
+      : ckpt_(ckpt), config_(config), options_(options) {}
+
+  std::string name(const std::string& suffix) const { return config_.tensor_prefix + suffix; }
+  std::string layer_name(int layer, const std::string& suffix) const {
+    return config_.tensor_prefix + "layers." + std::to_string(layer) + "." + suffix;
+  }
+
+  std::vector<float> vector(const std::string& tensor) const {
+    const TensorInfo& info = ckpt_.info(tensor);
+    std::vector<float> out(static_cast<size_t>(info.numel()));
+    ckpt_.read_f32(tensor, {0, 1}, {0, static_cast<int64_t>(out.size())}, out.data());
+    return out;
+  }
+
+  WeightFormat format_of(const std::string& tensor) const {
+    if (options_.format) return *options_.format;
+    return ckpt_.info(tensor).dtype == DType::kBF16 ? WeightFormat::kBF16 : WeightFormat::kF32;
+  }
+
+  // Stacks rectangles of (possibly different) tensors into one matrix, row-wise.
+  struct Piece {
+    std::string tensor;
+    Range rows, cols;
+  };
+  Linear matrix(const std::vector<Piece>& pieces) const {
+    int64_t total_rows = 0;
+    const int64_t cols = pieces.front().cols.size();
+    for (const Piece& p : pieces) {
+      if (p.cols.size() != cols) fail("internal: stacked pieces of {} differ in width", p.tensor);
+      total_rows += p.rows.size();
+    }
+    std::vector<float> buf(static_cast<size_t>(total_rows * cols));
+    int64_t row = 0;
+    for (const Piece& p : pieces) {
+      ckpt_.read_f32(p.tensor, p.rows, p.cols, buf.data() + row * cols);
+      row += p.rows.size();
+    }
+    return Linear::from_f32(buf.data(), total_rows, cols, format_of(pieces.front().tensor), options_.backend);
+  }
+  Linear matrix(const std::string& tensor, Range rows, Range cols) const { return matrix({{tensor, rows, cols}}); }
+
+ private:
+  const Checkpoint& ckpt_;
+  const ModelConfig& config_;
+  const WeightLoadOptions& options_;
+};
+
+}  // namespace
+
+size_t ModelWeights::bytes() const {
+  size_t total = 0;
+  auto add_vec = [&](const std::vector<float>& v) { total += v.size() * sizeof(float); };
+  for (const LayerWeights& l : layers) {
+    total += l.attn.q.weight_bytes() + l.attn.k.weight_bytes() + l.attn.v.weight_bytes() + l.attn.o.weight_bytes();
+    total += l.mlp.gate_up.weight_bytes() + l.mlp.down.weight_bytes();
+    if (l.moe) {
+      total += l.moe->router.weight_bytes();
+      for (const ExpertWeights& e : l.moe->experts) total += e.gate_up.weight_bytes() + e.down.weight_bytes();
+    }
+    if (l.ple) total += l.ple->gate.weight_bytes() + l.ple->proj.weight_bytes();
+    add_vec(l.input_norm);
+    add_vec(l.post_attn_norm);
+    add_vec(l.pre_ffn_norm);
+    add_vec(l.post_ffn_norm);
+  }
+  for (const LmHeadChunk& c : lm_head) total += c.rows.weight_bytes();
+  total += ple_model_projection.weight_bytes();
+  return total;
+}
+
+ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& config, const ShardSpec& shard,
+                                const WeightLoadOptions& options) {
+  Loader ld(ckpt, config, options);
+  const int64_t H = config.hidden_size;
+  ModelWeights w;
+  w.layers.resize(config.num_layers);
+  for (int l = 0; l < config.num_layers; ++l) {
+    const LayerGeometry& g = config.layers[l];
+    const LayerShard& s = shard.layers[l];
+    LayerWeights& lw = w.layers[l];
+    lw.input_norm = ld.vector(ld.layer_name(l, "input_layernorm.weight"));
+    lw.post_attn_norm = ld.vector(ld.layer_name(l, "post_attention_layernorm.weight"));
+    lw.pre_ffn_norm = ld.vector(ld.layer_name(l, "pre_feedforward_layernorm.weight"));
+    lw.post_ffn_norm = ld.vector(ld.layer_name(l, "post_feedforward_layernorm.weight"));
+    lw.layer_scalar = ld.vector(ld.layer_name(l, "layer_scalar")).at(0);
+
+    const int64_t hd = g.head_dim;
+    const Range q_rows{s.q_heads.begin * hd, s.q_heads.end * hd};
+    const Range kv_rows{s.kv_heads.begin * hd, s.kv_heads.end * hd};
+    AttentionWeights& a = lw.attn;
+    a.q = ld.matrix(ld.layer_name(l, "self_attn.q_proj.weight"), q_rows, {0, H});
+    a.q_norm = ld.vector(ld.layer_name(l, "self_attn.q_norm.weight"));
+    a.o = ld.matrix(ld.layer_name(l, "self_attn.o_proj.weight"), {0, H}, q_rows);
+    if (!g.shares_kv()) {
+      a.k = ld.matrix(ld.layer_name(l, "self_attn.k_proj.weight"), kv_rows, {0, H});
+      a.k_norm = ld.vector(ld.layer_name(l, "self_attn.k_norm.weight"));
+      if (!g.k_eq_v) a.v = ld.matrix(ld.layer_name(l, "self_attn.v_proj.weight"), kv_rows, {0, H});
+    }
+
+    const Range cols = s.mlp_columns;
+    const int64_t I = g.intermediate_size;
+    lw.mlp.columns = cols.size();
+    if (cols.size() > 0) {
+      lw.mlp.gate_up = ld.matrix({{ld.layer_name(l, "mlp.gate_proj.weight"), cols, {0, H}},
+                                  {ld.layer_name(l, "mlp.up_proj.weight"), cols, {0, H}}});
+      lw.mlp.down = ld.matrix(ld.layer_name(l, "mlp.down_proj.weight"), {0, H}, cols);
+    }
+    (void)I;
+
+    if (config.enable_moe) {
+      MoeWeights m;
+      m.router = ld.matrix(ld.layer_name(l, "router.proj.weight"), {0, config.num_experts}, {0, H});
+      m.router_scale = ld.vector(ld.layer_name(l, "router.scale"));
+      m.per_expert_scale = ld.vector(ld.layer_name(l, "router.per_expert_scale"));
+      m.pre_norm_2 = ld.vector(ld.layer_name(l, "pre_feedforward_layernorm_2.weight"));
+      m.post_norm_1 = ld.vector(ld.layer_name(l, "post_feedforward_layernorm_1.weight"));
+      m.post_norm_2 = ld.vector(ld.layer_name(l, "post_feedforward_layernorm_2.weight"));
+      const int64_t mi = config.moe_intermediate_size;
+      for (int32_t e : s.experts) {
+        ExpertWeights ew;
+        ew.id = e;
+        ew.gate_up = ld.matrix(ld.layer_name(l, "experts.gate_up_proj"), {e * 2 * mi, (e + 1) * 2 * mi}, {0, H});
+        ew.down = ld.matrix(ld.layer_name(l, "experts.down_proj"), {e * H, (e + 1) * H}, {0, mi});
+        m.experts.push_back(std::move(ew));
+      }
+      lw.moe = std::move(m);
+    }
+
+    if (config.has_ple()) {
+      const int64_t P = config.hidden_size_per_layer_input;
+      PleLayerWeights p;
+      p.gate = ld.matrix(ld.layer_name(l, "per_layer_input_gate.weight"), {0, P}, {0, H});
+      p.proj = ld.matrix(ld.layer_name(l, "per_layer_projection.weight"), {0, H}, {0, P});
+      p.post_norm = ld.vector(ld.layer_name(l, "post_per_layer_input_norm.weight"));
+      lw.ple = std::move(p);
+    }
+  }
+
+  w.final_norm = ld.vector(ld.name("norm.weight"));
+  const std::string embed = ld.name("embed_tokens.weight");
+  const int64_t chunk = std::max<int64_t>(1, options.lm_head_chunk_rows);
+  for (int64_t r = shard.vocab_rows.begin; r < shard.vocab_rows.end; r += chunk) {
+    const int64_t end = std::min(r + chunk, shard.vocab_rows.end);
+    w.lm_head.push_back({r, ld.matrix(embed, {r, end}, {0, H})});
+  }
+  if (config.has_ple()) {
+    const int64_t LP = static_cast<int64_t>(config.num_layers) * config.hidden_size_per_layer_input;
+    w.ple_model_projection = ld.matrix(ld.name("per_layer_model_projection.weight"), {0, LP}, {0, H});
+    w.ple_projection_norm = ld.vector(ld.name("per_layer_projection_norm.weight"));
+  }
+  return w;
+}
+
+}  // namespace shardlm
