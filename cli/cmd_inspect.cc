@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/command.h"
+#include "common/text_format.h"
 #include "common/error.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
@@ -22,21 +23,6 @@ namespace shardlm::cli {
 namespace {
 
 using json = nlohmann::ordered_json;
-
-std::string with_commas(int64_t v) {
-  std::string digits = std::to_string(v < 0 ? -v : v), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return v < 0 ? "-" + out : out;
-}
-
-std::string human_bytes(uint64_t b) {
-  if (b >= 1000000000ull) return fmt::format("{:.2f} GB", b / 1e9);
-  if (b >= 1000000ull) return fmt::format("{:.1f} MB", b / 1e6);
-  return fmt::format("{:.1f} kB", b / 1e3);
-}
 
 std::string rope_text(const RopeParams& r) {
   std::string s = fmt::format("rope {} theta {}", r.type, r.theta);
@@ -166,11 +152,11 @@ void describe_checkpoint(const std::string& dir, const ModelConfig& c, Report& r
   std::vector<std::string> by;
   json bj = json::object();
   for (const auto& [d, b] : bytes_by_dtype) {
-    by.push_back(fmt::format("{} {}", d, human_bytes(b)));
+    by.push_back(fmt::format("{} {}", d, decimal_bytes(b)));
     bj[d] = b;
   }
   r.lines.push_back({"checkpoint", fmt::format("{} file{}, {} tensors, {} ({})", ck.file_count(),
-                                               ck.file_count() == 1 ? "" : "s", names.size(), human_bytes(total),
+                                               ck.file_count() == 1 ? "" : "s", names.size(), decimal_bytes(total),
                                                fmt::join(by, ", "))});
   json cj = {{"files", ck.file_count()}, {"tensors", names.size()}, {"bytes", total}, {"bytes_by_dtype", bj}};
   try {

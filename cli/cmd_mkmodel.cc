@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "cli/command.h"
+#include "common/text_format.h"
 #include "common/error.h"
 #include "model/generator.h"
 #include "model/variants.h"
@@ -43,21 +44,6 @@ void prepare_output(const MkmodelOptions& o) {
   }
 }
 
-std::string with_commas(int64_t v) {
-  std::string digits = std::to_string(v < 0 ? -v : v), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return v < 0 ? "-" + out : out;
-}
-
-std::string human_bytes(uint64_t b) {
-  if (b >= 1000000000ull) return fmt::format("{:.2f} GB", b / 1e9);
-  if (b >= 1000000ull) return fmt::format("{:.1f} MB", b / 1e6);
-  return fmt::format("{:.1f} kB", b / 1e3);
-}
-
 void run(const MkmodelOptions& o) {
   GeneratorOptions g;
   g.variant = o.variant;
@@ -74,7 +60,7 @@ void run(const MkmodelOptions& o) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("wrote %s to %s: %s parameters, %s %s in %zu file%s, tokenizer %d entries (%.1f s)\n",
               describe_variant(m.config).c_str(), o.out.c_str(), with_commas(m.parameters).c_str(),
-              human_bytes(m.weight_bytes).c_str(), dtype_name(g.dtype), m.weight_files.size(),
+              decimal_bytes(m.weight_bytes).c_str(), dtype_name(g.dtype), m.weight_files.size(),
               m.weight_files.size() == 1 ? "" : "s", m.tokenizer_vocab, seconds);
 }
 
