@@ -45,12 +45,12 @@ void run_generate(GenerateArgs a) {
   } else {
     prompt_ids = tokenizer.encode(a.prompt, /*add_bos=*/true);
   }
-  LocalModel m = open_local_model(a.model, static_cast<int64_t>(prompt_ids.size()) + a.max_tokens);
-  ModelRunner& runner = *m.runner;
-  const ModelConfig& config = runner.config();
-  spdlog::info("precision: {}", m.precision);
-  const int64_t vocab = runner.shard().vocab_rows.size();
-  const int seq = runner.kv_cache().allocate_sequence();
+  std::unique_ptr<Engine> engine = open_engine(a.model, static_cast<int64_t>(prompt_ids.size()) + a.max_tokens);
+  if (!engine) return;  // a worker rank of an MPI job
+  const ModelConfig& config = engine->config();
+  spdlog::info("{}", engine->description);
+  const int64_t vocab = config.vocab_size;
+  const int seq = engine->new_sequence();
 
   Sampler sampler(a.sampling);
   StreamingDetokenizer detok(tokenizer);
@@ -58,7 +58,7 @@ void run_generate(GenerateArgs a) {
   auto t0 = std::chrono::steady_clock::now();
   StepBatch prefill;
   prefill.add(seq, 0, prompt_ids, false, true);
-  runner.forward(prefill, logits, {});
+  engine->forward(prefill, logits);
   const double prefill_s = seconds_since(t0);
   int32_t position = static_cast<int32_t>(prompt_ids.size());
   int generated = 0;
@@ -77,7 +77,7 @@ void run_generate(GenerateArgs a) {
     if (generated == a.max_tokens) break;
     StepBatch step;
     step.add(seq, position++, {token}, false, true);
-    runner.forward(step, logits, {});
+    engine->forward(step, logits);
   }
   const std::string rest = detok.flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);

@@ -60,11 +60,11 @@ void run_logits(const LogitsArgs& a) {
   LocalModelOptions mo = a.model;
   const int chunk = a.chunk > 0 ? a.chunk : static_cast<int>(ids.size());
   mo.max_chunk = std::min(mo.max_chunk, chunk);
-  LocalModel m = open_local_model(mo, static_cast<int64_t>(ids.size()));
-  spdlog::info("precision: {}", m.precision);
-  ModelRunner& runner = *m.runner;
-  const int64_t vocab = runner.shard().vocab_rows.size();
-  const int seq = runner.kv_cache().allocate_sequence();
+  std::unique_ptr<Engine> engine = open_engine(mo, static_cast<int64_t>(ids.size()));
+  if (!engine) return;  // a worker rank of an MPI job
+  spdlog::info("{}", engine->description);
+  const int64_t vocab = engine->config().vocab_size;
+  const int seq = engine->new_sequence();
   std::vector<float> all(ids.size() * vocab);
   std::vector<float> part;
   TraceFn trace;
@@ -81,7 +81,7 @@ void run_logits(const LogitsArgs& a) {
     const size_t end = std::min(ids.size(), begin + chunk);
     StepBatch batch;
     batch.add(seq, static_cast<int32_t>(begin), std::vector<int32_t>(ids.begin() + begin, ids.begin() + end), true, false);
-    runner.forward(batch, part, trace);
+    engine->forward(batch, part, trace);
     std::copy(part.begin(), part.end(), all.begin() + begin * vocab);
   }
   write_npy(a.out, {static_cast<int64_t>(ids.size()), vocab}, all.data());

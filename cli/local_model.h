@@ -22,13 +22,20 @@ struct LocalModelOptions {
 
 void add_local_model_options(CLI::App& cmd, LocalModelOptions& options);
 
-struct LocalModel {
-  std::shared_ptr<const Checkpoint> checkpoint;
-  std::unique_ptr<ModelRunner> runner;
-  std::string precision;  // human-readable precision mode
+// A model ready to run steps: in this process, or on the worker ranks of an MPI job.
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const ModelConfig& config() const = 0;
+  virtual int new_sequence() = 0;
+  // logits: [batch.logit_rows.size(), vocab_size] (the whole vocabulary, on rank 0).
+  virtual void forward(const StepBatch& batch, std::vector<float>& logits, const TraceFn& trace = {}) = 0;
+  std::string description;  // precision mode and where the model runs
 };
 
-// Opens the checkpoint and loads the whole model for up to context_tokens positions.
-LocalModel open_local_model(const LocalModelOptions& options, int64_t context_tokens);
+// Loads the model for up to context_tokens positions. Under mpirun / srun with K > 1 ranks, rank 0
+// gets an engine that drives the K - 1 worker ranks; on a worker rank this call serves steps until
+// rank 0 shuts down and then returns nullptr (the caller returns at once).
+std::unique_ptr<Engine> open_engine(const LocalModelOptions& options, int64_t context_tokens);
 
 }  // namespace shardlm::cli

@@ -4,7 +4,9 @@
 // The all-reduces of tensor/expert/vocabulary parallelism go through StepCollectives.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model/checkpoint.h"
@@ -13,9 +15,12 @@
 #include "worker/kv_cache.h"
 #include "worker/model_weights.h"
 #include "partition/shard_spec.h"
-#include "worker/step_batch.h"
+#include "proto/step_batch.h"
 
 namespace shardlm {
+
+// Receives named intermediates ("embed", "L3.attn_out", "L3.out", "final_norm", ...) as [rows, cols].
+using TraceFn = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
 
 struct RunnerOptions {
   KvCacheOptions kv;

@@ -2,9 +2,8 @@
 // consecutive positions (a prefill chunk or one decode token), plus which rows need logits.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <string>
 #include <vector>
 
 namespace shardlm {
@@ -26,8 +25,5 @@ struct StepBatch {
   void add(int seq, int32_t first_position, const std::vector<int32_t>& ids, bool all_logits, bool last_logits);
   int32_t size() const { return static_cast<int32_t>(tokens.size()); }
 };
-
-// Receives named intermediates ("embed", "L3.attn_out", "L3.out", "final_norm", ...) as [rows, cols].
-using TraceFn = std::function<void(const std::string& name, const float* data, int64_t rows, int64_t cols)>;
 
 }  // namespace shardlm

@@ -1,4 +1,4 @@
-#include "worker/step_batch.h"
+#include "proto/step_batch.h"
 
 namespace shardlm {
 

@@ -1,0 +1,8 @@
+# The engine split over MPI ranks (coordinator + 1..4 workers) against the single process.
+foreach(transport default ucx)
+  add_test(NAME mpi_engine_matches_single_process_${transport}
+    COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/integration/mpi_engine_test.sh $<TARGET_FILE:shardlm>
+            ${CMAKE_CURRENT_SOURCE_DIR}/data ${CMAKE_BINARY_DIR}/tests/mpi_engine_${transport} ${transport})
+  set_tests_properties(mpi_engine_matches_single_process_${transport} PROPERTIES
+    LABELS mpi TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endforeach()
