@@ -4,27 +4,17 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "common/npy.h"
+#include "tests/unit/worker/golden_data.h"
 #include "model/config.h"
 #include "worker/model_runner.h"
 
 namespace shardlm {
 namespace {
 
-std::string data_dir(const std::string& model) { return std::string(SHARDLM_TEST_DATA) + "/" + model; }
-
-std::vector<int32_t> read_tokens(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::vector<int32_t> ids;
-  std::string item;
-  while (std::getline(ss, item, ',')) ids.push_back(std::stoi(item));
-  return ids;
-}
+using golden::golden_dir;
+using golden::read_golden_tokens;
 
 struct Comparison {
   double rel = 0;
@@ -48,8 +38,8 @@ Comparison compare(const std::vector<float>& got, const NpyArray& ref, int64_t r
 }
 
 std::vector<float> run_logits(const std::string& model, const std::vector<int32_t>& ids, int chunk, TraceFn trace = {}) {
-  ModelConfig config = load_model_config(data_dir(model));
-  auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(data_dir(model)));
+  ModelConfig config = load_model_config(golden_dir(model));
+  auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(golden_dir(model)));
   RunnerOptions ro;
   ro.kv.block_size = 4;  // small blocks: many block boundaries and ring reuse
   ro.kv.max_chunk = 32;
@@ -78,8 +68,8 @@ class GoldenLogits : public ::testing::TestWithParam<std::tuple<Case, int>> {};
 
 TEST_P(GoldenLogits, MatchesReference) {
   const auto& [c, chunk_param] = GetParam();
-  const std::string dir = data_dir(c.model);
-  const std::vector<int32_t> ids = read_tokens(dir + "/tokens" + c.prompt + ".txt");
+  const std::string dir = golden_dir(c.model);
+  const std::vector<int32_t> ids = read_golden_tokens(dir + "/tokens" + c.prompt + ".txt");
   const NpyArray ref = read_npy(dir + "/logits" + c.prompt + ".npy");
   ASSERT_EQ(ref.shape[0], static_cast<int64_t>(ids.size()));
   const int chunk = chunk_param == 0 ? static_cast<int>(ids.size()) : chunk_param;
@@ -110,8 +100,8 @@ INSTANTIATE_TEST_SUITE_P(
 // Per-layer hidden states: hidden[0] = scaled embedding, hidden[i+1] = residual after layer i.
 TEST(GoldenHidden, EveryLayerMatches) {
   for (const std::string model : {"dense", "moe", "edge"}) {
-    const std::string dir = data_dir(model);
-    const std::vector<int32_t> ids = read_tokens(dir + "/tokens.txt");
+    const std::string dir = golden_dir(model);
+    const std::vector<int32_t> ids = read_golden_tokens(dir + "/tokens.txt");
     const NpyArray ref = read_npy(dir + "/hidden.npy");
     const int64_t layers = ref.shape[0] - 1, T = ref.shape[1], H = ref.shape[2];
     std::vector<std::vector<float>> got(layers + 1);

@@ -4,12 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <mutex>
-#include <sstream>
 
 #include "comm/in_process.h"
 #include "common/npy.h"
+#include "tests/unit/worker/golden_data.h"
 #include "partition/plan.h"
 #include "worker/comm_collectives.h"
 #include "worker/model_runner.h"
@@ -17,17 +16,8 @@
 namespace shardlm {
 namespace {
 
-std::string data_dir(const std::string& model) { return std::string(SHARDLM_TEST_DATA) + "/" + model; }
-
-std::vector<int32_t> read_tokens(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::vector<int32_t> ids;
-  std::string item;
-  while (std::getline(ss, item, ',')) ids.push_back(std::stoi(item));
-  return ids;
-}
+using golden::golden_dir;
+using golden::read_golden_tokens;
 
 RunnerOptions runner_options(size_t tokens) {
   RunnerOptions ro;
@@ -56,10 +46,10 @@ class TensorParallel : public ::testing::TestWithParam<std::tuple<std::string, i
 
 TEST_P(TensorParallel, MatchesSingleProcess) {
   const auto& [model, workers] = GetParam();
-  const std::string dir = data_dir(model);
+  const std::string dir = golden_dir(model);
   const ModelConfig config = load_model_config(dir);
   auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(dir));
-  const std::vector<int32_t> ids = read_tokens(dir + "/tokens_long.txt");
+  const std::vector<int32_t> ids = read_golden_tokens(dir + "/tokens_long.txt");
   const int64_t V = config.vocab_size;
 
   ModelRunner single(config, ckpt, full_shard(config), runner_options(ids.size()));
