@@ -40,23 +40,9 @@ Comparison compare(const std::vector<float>& got, const NpyArray& ref, int64_t r
 std::vector<float> run_logits(const std::string& model, const std::vector<int32_t>& ids, int chunk, TraceFn trace = {}) {
   ModelConfig config = load_model_config(golden_dir(model));
   auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(golden_dir(model)));
-  RunnerOptions ro;
-  ro.kv.block_size = 4;  // small blocks: many block boundaries and ring reuse
-  ro.kv.max_chunk = 32;
-  ro.kv.full_capacity_tokens = static_cast<int64_t>(ids.size());
   ShardSpec shard = full_shard(config);
-  ModelRunner runner(config, ckpt, shard, ro);
-  const int64_t vocab = config.vocab_size;
-  const int seq = runner.kv_cache().allocate_sequence();
-  std::vector<float> all(ids.size() * vocab), part;
-  for (size_t b = 0; b < ids.size(); b += chunk) {
-    const size_t e = std::min(ids.size(), b + chunk);
-    StepBatch batch;
-    batch.add(seq, static_cast<int32_t>(b), std::vector<int32_t>(ids.begin() + b, ids.begin() + e), true, false);
-    runner.forward(batch, part, trace);
-    std::copy(part.begin(), part.end(), all.begin() + b * vocab);
-  }
-  return all;
+  ModelRunner runner(config, ckpt, shard, golden::small_runner_options(ids.size()));
+  return golden::run_chunked(runner, ids, chunk, trace);
 }
 
 struct Case {

@@ -19,29 +19,6 @@ namespace {
 using golden::golden_dir;
 using golden::read_golden_tokens;
 
-RunnerOptions runner_options(size_t tokens) {
-  RunnerOptions ro;
-  ro.kv.block_size = 4;
-  ro.kv.max_chunk = 32;
-  ro.kv.full_capacity_tokens = static_cast<int64_t>(tokens);
-  return ro;
-}
-
-// Runs the tokens through a runner in chunks; returns [T, owned vocab] logits.
-std::vector<float> run(ModelRunner& runner, const std::vector<int32_t>& ids, int chunk) {
-  const int64_t vocab = runner.shard().vocab_rows.size();
-  const int seq = runner.kv_cache().allocate_sequence();
-  std::vector<float> all(ids.size() * vocab), part;
-  for (size_t b = 0; b < ids.size(); b += chunk) {
-    const size_t e = std::min(ids.size(), b + chunk);
-    StepBatch batch;
-    batch.add(seq, static_cast<int32_t>(b), std::vector<int32_t>(ids.begin() + b, ids.begin() + e), true, false);
-    runner.forward(batch, part);
-    std::copy(part.begin(), part.end(), all.begin() + b * vocab);
-  }
-  return all;
-}
-
 class TensorParallel : public ::testing::TestWithParam<std::tuple<std::string, int>> {};
 
 TEST_P(TensorParallel, MatchesSingleProcess) {
@@ -52,8 +29,8 @@ TEST_P(TensorParallel, MatchesSingleProcess) {
   const std::vector<int32_t> ids = read_golden_tokens(dir + "/tokens_long.txt");
   const int64_t V = config.vocab_size;
 
-  ModelRunner single(config, ckpt, full_shard(config), runner_options(ids.size()));
-  const std::vector<float> want = run(single, ids, 7);
+  ModelRunner single(config, ckpt, full_shard(config), golden::small_runner_options(ids.size()));
+  const std::vector<float> want = golden::run_chunked(single, ids, 7);
 
   PlanOptions po;
   po.num_workers = workers;
@@ -64,8 +41,8 @@ TEST_P(TensorParallel, MatchesSingleProcess) {
   comm::run_in_process(workers, [&](comm::Communicator& c) {
     CommCollectives coll(c);
     const ShardSpec& shard = plan.workers[c.rank()].shard;
-    ModelRunner runner(config, ckpt, shard, runner_options(ids.size()), &coll);
-    const std::vector<float> local = run(runner, ids, 7);
+    ModelRunner runner(config, ckpt, shard, golden::small_runner_options(ids.size()), &coll);
+    const std::vector<float> local = golden::run_chunked(runner, ids, 7);
     const int64_t n = shard.vocab_rows.size();
     std::lock_guard<std::mutex> lock(mu);
     for (size_t t = 0; t < ids.size(); ++t) {
