@@ -1,13 +1,18 @@
-// `shardlm generate`: generates text from a prompt in this process and streams it to stdout.
-#include <chrono>
+// `shardlm generate`: generates text from a prompt and streams it to stdout; runs in this process or,
+// under mpirun, on the worker ranks, through the same scheduler and text service as `serve`.
+#include <condition_variable>
 #include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <mutex>
 
 #include <spdlog/spdlog.h>
 
 #include "cli/command.h"
 #include "cli/local_model.h"
 #include "common/error.h"
-#include "coordinator/sampler.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/text_service.h"
 #include "model/chat_template.h"
 #include "model/tokenizer.h"
 
@@ -17,86 +22,112 @@ namespace {
 struct GenerateArgs {
   LocalModelOptions model;
   std::string prompt;
+  std::string prompt_file;
   std::string system;
   bool chat = false;
   bool thinking = false;
   int max_tokens = 128;
   SamplingParams sampling;
+  std::vector<std::string> stop;
   bool show_stats = true;
 };
 
-double seconds_since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
+// Prints deltas as they come (reasoning in brackets on stderr) and waits for the end.
+class PrintingObserver final : public TextObserver {
+ public:
+  void on_delta(const TextDelta& d) override {
+    if (!d.reasoning.empty()) std::fprintf(stderr, "%s", d.reasoning.c_str());
+    std::fwrite(d.content.data(), 1, d.content.size(), stdout);
+    for (const ChatToolCall& c : d.tool_calls) std::printf("\n[tool call] %s %s\n", c.name.c_str(), c.arguments.dump().c_str());
+    std::fflush(stdout);
+  }
+  void on_finish(const TextFinish& f) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    finish_ = f;
+    done_ = true;
+    cv_.notify_all();
+  }
+  TextFinish wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return done_; });
+    return finish_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  TextFinish finish_;
+};
 
 void run_generate(GenerateArgs a) {
   validate_sampling(a.sampling);
+  if (!a.prompt_file.empty()) {
+    std::ifstream in(a.prompt_file, std::ios::binary);
+    if (!in) fail("--prompt-file {}: cannot be read", a.prompt_file);
+    a.prompt.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   const Tokenizer tokenizer = Tokenizer::load(a.model.model_dir);
-  std::vector<int32_t> prompt_ids;
+  TextRequest request;
+  request.chat = a.chat;
   if (a.chat) {
-    nlohmann::json messages = nlohmann::json::array();
-    if (!a.system.empty()) messages.push_back({{"role", "system"}, {"content", a.system}});
-    messages.push_back({{"role", "user"}, {"content", a.prompt}});
-    const ModelConfig config = load_model_config(a.model.model_dir);
+    request.messages = nlohmann::json::array();
+    if (!a.system.empty()) request.messages.push_back({{"role", "system"}, {"content", a.system}});
+    request.messages.push_back({{"role", "user"}, {"content", a.prompt}});
+    request.enable_thinking = a.thinking;
+  } else {
+    request.prompt = a.prompt;
+  }
+  request.max_tokens = a.max_tokens;
+  request.sampling = a.sampling;
+  request.stop = a.stop;
+
+  // Size the KV cache for this one request: render and tokenize the prompt first.
+  const ModelConfig config = load_model_config(a.model.model_dir);
+  const int64_t prompt_size = [&] {
     ChatOptions co;
     co.enable_thinking = a.thinking;
-    co.empty_thought_block = !config.has_ple();  // E2B/E4B templates add no empty thought block
-    prompt_ids = tokenizer.encode(render_chat(messages, co), /*add_bos=*/false);
-  } else {
-    prompt_ids = tokenizer.encode(a.prompt, /*add_bos=*/true);
-  }
-  std::unique_ptr<Engine> engine = open_engine(a.model, static_cast<int64_t>(prompt_ids.size()) + a.max_tokens);
+    co.empty_thought_block = !config.has_ple();
+    return static_cast<int64_t>(a.chat ? tokenizer.encode(render_chat(request.messages, co), false).size()
+                                       : tokenizer.encode(a.prompt, true).size());
+  }();
+  std::unique_ptr<StepEngine> engine = open_engine(engine_options(a.model, prompt_size + a.max_tokens));
   if (!engine) return;  // a worker rank of an MPI job
-  const ModelConfig& config = engine->config();
   spdlog::info("{}", engine->description);
-  const int64_t vocab = config.vocab_size;
-  const int seq = engine->new_sequence();
-
-  Sampler sampler(a.sampling);
-  StreamingDetokenizer detok(tokenizer);
-  std::vector<float> logits;
-  auto t0 = std::chrono::steady_clock::now();
-  StepBatch prefill;
-  prefill.add(seq, 0, prompt_ids, false, true);
-  engine->forward(prefill, logits);
-  const double prefill_s = seconds_since(t0);
-  int32_t position = static_cast<int32_t>(prompt_ids.size());
-  int generated = 0;
-  std::string finish = "length";
-  auto t1 = std::chrono::steady_clock::now();
-  while (generated < a.max_tokens) {
-    const int32_t token = sampler.sample(logits.data(), vocab);
-    ++generated;
-    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), token) != config.eos_token_ids.end()) {
-      finish = "stop";
-      break;
-    }
-    const std::string text = detok.push(token);
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fflush(stdout);
-    if (generated == a.max_tokens) break;
-    StepBatch step;
-    step.add(seq, position++, {token}, false, true);
-    engine->forward(step, logits);
+  SchedulerOptions so;
+  so.max_step_tokens = a.model.max_chunk;
+  Scheduler scheduler(*engine, so);
+  TextService service(scheduler, tokenizer, engine->config(), "local");
+  auto observer = std::make_shared<PrintingObserver>();
+  TextFinish f;
+  try {
+    service.submit(request, observer);
+    f = observer->wait();
+  } catch (const std::exception& e) {
+    engine->abort(e.what());  // under MPI: end the job with the reason (a single process goes on)
+    throw;
   }
-  const std::string rest = detok.flush();
-  std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::printf("\n");
   std::fflush(stdout);
-  const double decode_s = seconds_since(t1);
+  scheduler.stop();
+  if (f.finish_reason == "error") fail("generation failed: {}", f.error);
   if (a.show_stats) {
+    const double decode_rate = f.completion_tokens > 1 ? (f.completion_tokens - 1) / std::max(f.timings.decode_s, 1e-9) : 0.0;
     std::fprintf(stderr,
-                 "[%zu prompt tokens, prefill %.1f tok/s | %d generated, decode %.2f tok/s | finish: %s]\n",
-                 prompt_ids.size(), prompt_ids.size() / std::max(prefill_s, 1e-9), generated,
-                 generated > 1 ? (generated - 1) / std::max(decode_s, 1e-9) : 0.0, finish.c_str());
+                 "[%lld prompt tokens, prefill %.1f tok/s | %lld generated, decode %.2f tok/s | finish: %s]\n",
+                 static_cast<long long>(f.prompt_tokens), f.prompt_tokens / std::max(f.timings.prefill_s, 1e-9),
+                 static_cast<long long>(f.completion_tokens), decode_rate, f.finish_reason.c_str());
   }
 }
 
 CommandRegistrar reg([](CLI::App& app) {
   auto a = std::make_shared<GenerateArgs>();
-  CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt in this process (streams to stdout)");
+  CLI::App* cmd = app.add_subcommand("generate", "Generate text from a prompt (streams to stdout)");
   add_local_model_options(*cmd, a->model);
-  cmd->add_option("--prompt", a->prompt, "Prompt text")->required();
+  auto* prompt = cmd->add_option("--prompt", a->prompt, "Prompt text");
+  auto* prompt_file = cmd->add_option("--prompt-file", a->prompt_file, "Read the prompt text from a file");
+  prompt->excludes(prompt_file);
+  prompt_file->excludes(prompt);
   cmd->add_flag("--chat", a->chat, "Wrap the prompt as a user turn of the Gemma 4 chat format");
   cmd->add_option("--system", a->system, "System message (with --chat)");
   cmd->add_flag("--enable-thinking", a->thinking, "Switch thinking on (with --chat)");
@@ -106,7 +137,11 @@ CommandRegistrar reg([](CLI::App& app) {
   cmd->add_option("--top-p", a->sampling.top_p, "Top-p (1 = off)");
   cmd->add_option("--min-p", a->sampling.min_p, "Min-p (0 = off)");
   cmd->add_option("--seed", a->sampling.seed, "Random seed");
-  cmd->callback([a] { run_generate(*a); });
+  cmd->add_option("--stop", a->stop, "Stop string (repeatable)");
+  cmd->callback([a, prompt, prompt_file] {
+    if (prompt->count() + prompt_file->count() == 0) fail("generate needs --prompt or --prompt-file");
+    run_generate(*a);
+  });
 });
 
 }  // namespace

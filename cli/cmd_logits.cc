@@ -52,6 +52,7 @@ struct LogitsArgs {
   std::string tokens;
   std::string out;
   int chunk = 0;
+  int64_t last = 0;  // 0 = every position
   std::string dump_dir;
 };
 
@@ -60,14 +61,16 @@ void run_logits(const LogitsArgs& a) {
   LocalModelOptions mo = a.model;
   const int chunk = a.chunk > 0 ? a.chunk : static_cast<int>(ids.size());
   mo.max_chunk = std::min(mo.max_chunk, chunk);
-  std::unique_ptr<Engine> engine = open_engine(mo, static_cast<int64_t>(ids.size()));
+  std::unique_ptr<StepEngine> engine = open_engine(engine_options(mo, static_cast<int64_t>(ids.size())));
   if (!engine) return;  // a worker rank of an MPI job
   spdlog::info("{}", engine->description);
   const int64_t vocab = engine->config().vocab_size;
   const int seq = engine->new_sequence();
-  std::vector<float> all(ids.size() * vocab);
+  const size_t T = ids.size();
+  const size_t keep_from = a.last > 0 && static_cast<size_t>(a.last) < T ? T - static_cast<size_t>(a.last) : 0;
+  std::vector<float> all((T - keep_from) * vocab);
   std::vector<float> part;
-  TraceFn trace;
+  StepTraceFn trace;
   std::map<std::string, std::vector<float>> dumps;
   std::map<std::string, int64_t> dump_cols;
   if (!a.dump_dir.empty()) {
@@ -80,16 +83,20 @@ void run_logits(const LogitsArgs& a) {
   for (size_t begin = 0; begin < ids.size(); begin += chunk) {
     const size_t end = std::min(ids.size(), begin + chunk);
     StepBatch batch;
-    batch.add(seq, static_cast<int32_t>(begin), std::vector<int32_t>(ids.begin() + begin, ids.begin() + end), true, false);
-    engine->forward(batch, part, trace);
-    std::copy(part.begin(), part.end(), all.begin() + begin * vocab);
+    const bool wanted = end > keep_from;  // chunks before the kept rows produce no logits
+    batch.add(seq, static_cast<int32_t>(begin), std::vector<int32_t>(ids.begin() + begin, ids.begin() + end), wanted, false);
+    engine->logits(batch, part, trace);
+    for (size_t t = std::max(begin, keep_from); t < end && wanted; ++t) {
+      std::copy_n(part.begin() + (t - begin) * vocab, vocab, all.begin() + (t - keep_from) * vocab);
+    }
   }
-  write_npy(a.out, {static_cast<int64_t>(ids.size()), vocab}, all.data());
+  write_npy(a.out, {static_cast<int64_t>(T - keep_from), vocab}, all.data());
   for (const auto& [name, data] : dumps) {
     const int64_t cols = dump_cols[name];
     write_npy(a.dump_dir + "/" + name + ".npy", {static_cast<int64_t>(data.size()) / cols, cols}, data.data());
   }
-  std::printf("wrote %s [%zu, %lld]\n", a.out.c_str(), ids.size(), static_cast<long long>(vocab));
+  engine->shutdown();
+  std::printf("wrote %s [%zu, %lld]\n", a.out.c_str(), T - keep_from, static_cast<long long>(vocab));
 }
 
 CommandRegistrar reg([](CLI::App& app) {
@@ -100,6 +107,7 @@ CommandRegistrar reg([](CLI::App& app) {
   cmd->add_option("--out", args->out, "Output .npy file")->required();
   cmd->add_option("--chunk", args->chunk, "Feed the tokens N at a time through the KV cache (default: one chunk)")
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--last", args->last, "Write only the logits of the last N positions")->check(CLI::PositiveNumber);
   cmd->add_option("--dump-dir", args->dump_dir, "Write every named intermediate (L3.attn_out, ...) as .npy here");
   cmd->callback([args] { run_logits(*args); });
 });

@@ -51,6 +51,14 @@ struct WaitPolicy {
     p.timeout = t;
     return p;
   }
+  // For waiting on work that may not come for a long time (a worker between steps): the sleep keeps
+  // doubling up to 20 ms, so an idle rank wakes ~50 times a second; a wait that ends within a few
+  // milliseconds (steps in a busy stream) never reaches the long sleeps.
+  static WaitPolicy idle() {
+    WaitPolicy p;
+    p.max_sleep = std::chrono::milliseconds(20);
+    return p;
+  }
   // Polls without ever sleeping (the timeout still applies).
   static WaitPolicy spinning() {
     WaitPolicy p;

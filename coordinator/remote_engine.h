@@ -1,11 +1,15 @@
-// The coordinator's handle on the workers of an MPI job: sends step messages (header + payload
-// broadcast from rank 0) and assembles the workers' vocabulary slices of the logits.
+// The coordinator's handle on the workers of an MPI job: sends step messages (header + protobuf
+// payload broadcast from rank 0), merges the workers' top candidates of each logits row, and gathers
+// whole vocabulary slices only when asked (the `logits` command, or sampling the candidates cannot
+// decide).
 #pragma once
 
 #include <vector>
 
 #include "comm/communicator.h"
-#include "model/checkpoint.h"
+#include "coordinator/step_engine.h"
+#include "partition/shard_spec.h"
+#include "proto/logit_candidates.h"
 #include "proto/step_batch.h"
 
 namespace shardlm {
@@ -16,19 +20,29 @@ class RemoteEngine {
   RemoteEngine(comm::Communicator& world, std::vector<Range> vocab_rows, int64_t vocab_size);
   ~RemoteEngine();  // sends kShutdown if shutdown() was not called
 
-  void init(int64_t kv_capacity_tokens, int max_chunk);
+  // Workers build their runners; returns what each loaded.
+  std::vector<WorkerLoadInfo> init(int64_t kv_tokens, int max_chunk, int max_sequences);
   int new_sequence();
   void free_sequence(int seq);
+  void step(const StepBatch& batch, const std::vector<RowRequest>& rows, std::vector<RowCandidates>& out);
   // logits: [batch.logit_rows.size(), vocab_size].
   void forward(const StepBatch& batch, std::vector<float>& logits);
+  void row_logits(int row, std::vector<float>& logits);
+  const std::vector<WorkerStepFigures>& last_step_figures() const { return figures_; }
+  int64_t kv_capacity_tokens() const { return kv_capacity_tokens_; }  // positions of all sequences
+  int kv_block() const { return kv_block_; }
   void shutdown();
 
  private:
   void send(uint32_t command, int64_t arg, int64_t arg2, const std::vector<uint8_t>& payload);
+  std::vector<std::vector<uint8_t>> gather_replies();
   comm::Communicator& world_;
   std::vector<Range> vocab_rows_;
   int64_t vocab_size_;
   std::vector<bool> slots_;
+  std::vector<WorkerStepFigures> figures_;
+  int64_t kv_capacity_tokens_ = 0;
+  int kv_block_ = 16;
   bool shut_down_ = false;
 };
 

@@ -10,8 +10,15 @@ namespace shardlm {
 void validate_sampling(const SamplingParams& p) {
   if (!(p.temperature >= 0.0f) || !std::isfinite(p.temperature)) fail("temperature must be >= 0 (got {})", p.temperature);
   if (p.top_k < 0) fail("top_k must be >= 0 (got {})", p.top_k);
+  if (p.top_k > 65536) fail("top_k must be <= 65536 (got {})", p.top_k);
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("top_p must be in (0, 1] (got {})", p.top_p);
   if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("min_p must be in [0, 1] (got {})", p.min_p);
+}
+
+int32_t candidates_needed(const SamplingParams& p, int32_t top_logprobs) {
+  int32_t c = std::max<int32_t>(1, top_logprobs + 1);
+  if (p.temperature > 0.0f) c = std::max(c, p.top_k > 0 ? p.top_k : 64);
+  return c;
 }
 
 int32_t argmax(const float* logits, int64_t n) {
@@ -24,57 +31,88 @@ int32_t argmax(const float* logits, int64_t n) {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) { validate_sampling(params); }
 
-int32_t Sampler::sample(const float* logits, int64_t vocab) {
-  if (params_.temperature == 0.0f) return argmax(logits, vocab);
-  // Candidates sorted by logit (desc), ties by id (asc).
-  candidates_.clear();
-  candidates_.reserve(static_cast<size_t>(vocab));
-  for (int64_t i = 0; i < vocab; ++i) candidates_.emplace_back(logits[i], static_cast<int32_t>(i));
-  auto better = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  size_t keep = candidates_.size();
-  if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
-    keep = static_cast<size_t>(params_.top_k);
-    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), better);
+int32_t Sampler::choose(const RowCandidates& row, double u) const {
+  const std::vector<TokenLogit>& c = row.top;
+  const double t = params_.temperature;
+  const double lmax = c.front().logit;
+  const size_t known = c.size();
+  // `open`: the kept set may reach past the known candidates (tokens with logit <= bound).
+  bool open = !row.complete();
+  size_t keep = known;
+  double z = 0.0;
+  if (params_.top_k > 0) {
+    if (static_cast<size_t>(params_.top_k) <= known) {
+      keep = static_cast<size_t>(params_.top_k);
+      open = false;
+    } else if (open) {
+      return -1;
+    }
+    for (size_t i = 0; i < keep; ++i) z += std::exp((c[i].logit - lmax) / t);
   } else {
-    std::sort(candidates_.begin(), candidates_.end(), better);
+    z = std::exp(static_cast<double>(row.lse_t) - lmax / t);
   }
-  candidates_.resize(keep);
-  // Probabilities at the temperature.
-  const double max_logit = candidates_.front().first;
-  std::vector<double> probs(keep);
-  double total = 0.0;
-  for (size_t i = 0; i < keep; ++i) {
-    probs[i] = std::exp((candidates_[i].first - max_logit) / params_.temperature);
-    total += probs[i];
-  }
-  for (double& p : probs) p /= total;
+  auto prob = [&](double logit) { return std::exp((logit - lmax) / t) / z; };
   if (params_.min_p > 0.0f) {
-    const double floor = params_.min_p * probs.front();
+    const double floor = params_.min_p * prob(lmax);
     size_t n = 1;
-    while (n < keep && probs[n] >= floor) ++n;
+    while (n < keep && prob(c[n].logit) >= floor) ++n;
+    if (n == keep && open) {
+      if (prob(row.bound) >= floor) return -1;  // tokens past the candidates may pass the floor
+    }
     keep = n;
+    open = false;
   }
   if (params_.top_p < 1.0f) {
     double cum = 0.0;
     size_t n = 0;
     while (n < keep) {
-      cum += probs[n++];
+      cum += prob(c[n++].logit);
       if (cum >= params_.top_p) break;
     }
+    if (cum < params_.top_p && open) return -1;
+    if (cum >= params_.top_p) open = false;
     keep = std::max<size_t>(n, 1);
   }
   double mass = 0.0;
-  for (size_t i = 0; i < keep; ++i) mass += probs[i];
-  // 53 random bits -> uniform in [0, 1).
-  const double u = static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0) * mass;
+  if (open) {
+    mass = 1.0;  // the whole vocabulary
+  } else {
+    for (size_t i = 0; i < keep; ++i) mass += prob(c[i].logit);
+  }
+  const double target = u * mass;
   double cum = 0.0;
   for (size_t i = 0; i < keep; ++i) {
-    cum += probs[i];
-    if (u < cum) return candidates_[i].second;
+    cum += prob(c[i].logit);
+    if (target < cum) return c[i].token;
   }
-  return candidates_[keep - 1].second;
+  if (open) return -1;  // the draw fell into the tail past the candidates
+  return c[keep - 1].token;
+}
+
+int32_t Sampler::sample(const RowCandidates& row, const std::function<void(std::vector<float>&)>& full_row) {
+  if (row.top.empty()) fail("sampling: a logits row without candidates");
+  if (params_.temperature == 0.0f) return row.top.front().token;
+  // 53 random bits -> uniform in [0, 1); one draw per token whatever path decides it.
+  const double u = static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);
+  int32_t token = choose(row, u);
+  if (token >= 0) return token;
+  ++fetches_;
+  std::vector<float> logits;
+  full_row(logits);
+  RowRequest all{static_cast<int32_t>(logits.size()), params_.temperature};
+  token = choose(select_row_candidates(logits.data(), static_cast<int64_t>(logits.size()), 0, all), u);
+  if (token < 0) fail("sampling: the whole row did not decide a token");
+  return token;
+}
+
+int32_t Sampler::sample(const float* logits, int64_t vocab) {
+  if (params_.temperature == 0.0f) return argmax(logits, vocab);
+  RowRequest all{static_cast<int32_t>(vocab), params_.temperature};
+  const RowCandidates row = select_row_candidates(logits, vocab, 0, all);
+  const double u = static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);
+  const int32_t token = choose(row, u);
+  if (token < 0) fail("sampling: the whole row did not decide a token");
+  return token;
 }
 
 }  // namespace shardlm

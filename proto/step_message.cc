@@ -1,67 +1,49 @@
 #include "proto/step_message.h"
 
-#include <cstring>
-
 #include "common/error.h"
+#include "proto/step.pb.h"
 
 namespace shardlm {
-namespace {
 
-void put(std::vector<uint8_t>& out, const void* data, size_t bytes) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  out.insert(out.end(), p, p + bytes);
-}
-
-template <typename T>
-void put_vector(std::vector<uint8_t>& out, const std::vector<T>& v) {
-  const uint64_t n = v.size();
-  put(out, &n, sizeof n);
-  put(out, v.data(), n * sizeof(T));
-}
-
-class Reader {
- public:
-  explicit Reader(const std::vector<uint8_t>& b) : b_(b) {}
-  void get(void* data, size_t bytes) {
-    if (bytes > b_.size() - pos_) fail("step message truncated at byte {} (size {})", pos_, b_.size());
-    std::memcpy(data, b_.data() + pos_, bytes);
-    pos_ += bytes;
+std::vector<uint8_t> encode_step_plan(const StepBatch& batch, const std::vector<RowRequest>& rows, bool full_logits) {
+  step::StepPlan plan;
+  plan.mutable_tokens()->Assign(batch.tokens.begin(), batch.tokens.end());
+  plan.mutable_positions()->Assign(batch.positions.begin(), batch.positions.end());
+  for (const SequenceSegment& s : batch.segments) {
+    step::Segment* m = plan.add_segments();
+    m->set_seq(s.seq);
+    m->set_first_row(s.first_row);
+    m->set_rows(s.rows);
+    m->set_first_position(s.first_position);
   }
-  template <typename T>
-  std::vector<T> vector() {
-    uint64_t n = 0;
-    get(&n, sizeof n);
-    if (n > (b_.size() - pos_) / sizeof(T)) fail("step message: vector of {} elements exceeds the message", n);
-    std::vector<T> v(n);
-    get(v.data(), n * sizeof(T));
-    return v;
+  plan.mutable_logit_rows()->Assign(batch.logit_rows.begin(), batch.logit_rows.end());
+  for (const RowRequest& r : rows) {
+    step::RowRequest* m = plan.add_rows();
+    m->set_candidates(r.candidates);
+    m->set_temperature(r.temperature);
   }
-  bool done() const { return pos_ == b_.size(); }
-
- private:
-  const std::vector<uint8_t>& b_;
-  size_t pos_ = 0;
-};
-
-}  // namespace
-
-std::vector<uint8_t> encode_step_batch(const StepBatch& batch) {
-  std::vector<uint8_t> out;
-  put_vector(out, batch.tokens);
-  put_vector(out, batch.positions);
-  put_vector(out, batch.segments);
-  put_vector(out, batch.logit_rows);
+  plan.set_full_logits(full_logits);
+  std::vector<uint8_t> out(plan.ByteSizeLong());
+  if (!plan.SerializeToArray(out.data(), static_cast<int>(out.size()))) fail("step plan: serialisation failed");
   return out;
 }
 
-StepBatch decode_step_batch(const std::vector<uint8_t>& bytes) {
-  Reader r(bytes);
+StepBatch decode_step_plan(const std::vector<uint8_t>& bytes, std::vector<RowRequest>& rows, bool& full_logits) {
+  step::StepPlan plan;
+  if (!plan.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    fail("step message: not a valid StepPlan ({} bytes)", bytes.size());
+  }
   StepBatch b;
-  b.tokens = r.vector<int32_t>();
-  b.positions = r.vector<int32_t>();
-  b.segments = r.vector<SequenceSegment>();
-  b.logit_rows = r.vector<int32_t>();
-  if (!r.done()) fail("step message has trailing bytes");
+  b.tokens.assign(plan.tokens().begin(), plan.tokens().end());
+  b.positions.assign(plan.positions().begin(), plan.positions().end());
+  for (const step::Segment& m : plan.segments()) {
+    b.segments.push_back(SequenceSegment{m.seq(), m.first_row(), m.rows(), m.first_position()});
+  }
+  b.logit_rows.assign(plan.logit_rows().begin(), plan.logit_rows().end());
+  full_logits = plan.full_logits();
+  rows.clear();
+  for (const step::RowRequest& m : plan.rows()) rows.push_back(RowRequest{m.candidates(), m.temperature()});
+
   if (b.positions.size() != b.tokens.size()) fail("step message: {} positions for {} tokens", b.positions.size(), b.tokens.size());
   int64_t covered = 0;
   for (const SequenceSegment& s : b.segments) {
@@ -72,6 +54,9 @@ StepBatch decode_step_batch(const std::vector<uint8_t>& bytes) {
   for (int32_t r0 : b.logit_rows) {
     if (r0 < 0 || r0 >= b.size()) fail("step message: logit row {} outside the batch", r0);
   }
+  if (!full_logits && rows.size() != b.logit_rows.size()) {
+    fail("step message: {} row requests for {} logit rows", rows.size(), b.logit_rows.size());
+  }
   return b;
 }
 
@@ -79,7 +64,7 @@ void check_step_header(const StepHeader& h) {
   if (h.version != kStepProtocolVersion) {
     fail("step protocol version {} received, this worker speaks {}", h.version, kStepProtocolVersion);
   }
-  if (h.command < 1 || h.command > 5) fail("unknown step command {}", h.command);
+  if (h.command < 1 || h.command > 6) fail("unknown step command {}", h.command);
   if (h.payload_bytes < 0 || h.payload_bytes > (int64_t{1} << 32)) fail("bad step payload size {}", h.payload_bytes);
 }
 

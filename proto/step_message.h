@@ -1,23 +1,26 @@
 // Messages from the coordinator (rank 0) to the workers, one per iteration: a fixed-size header
-// (version, command, arguments, payload size) broadcast first, then the payload (a serialised
-// StepBatch for a step). A worker refuses a header of another version with an Error.
+// (version, command, arguments, payload size) broadcast first, then the payload, a serialised
+// protobuf message of proto/step.proto (StepPlan for a step). A worker refuses a header of another
+// version with an Error.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "proto/logit_candidates.h"
 #include "proto/step_batch.h"
 
 namespace shardlm {
 
-inline constexpr uint32_t kStepProtocolVersion = 1;
+inline constexpr uint32_t kStepProtocolVersion = 2;
 
 enum class StepCommand : uint32_t {
-  kInit = 1,          // arg = KV capacity in positions (full-attention layers), arg2 = max chunk
+  kInit = 1,          // payload = InitParams; workers reply WorkerInfo (gather)
   kNewSequence = 2,   // every worker allocates the next KV sequence slot
   kFreeSequence = 3,  // arg = sequence slot
-  kStep = 4,          // payload = StepBatch; workers reply with their logits slice
+  kStep = 4,          // payload = StepPlan; workers reply StepResult (or logits slices)
   kShutdown = 5,
+  kRowLogits = 6,     // arg = logits row of the last step; workers reply that row's vocabulary slice
 };
 
 struct StepHeader {
@@ -29,8 +32,10 @@ struct StepHeader {
 };
 static_assert(sizeof(StepHeader) == 32);
 
-std::vector<uint8_t> encode_step_batch(const StepBatch& batch);
-StepBatch decode_step_batch(const std::vector<uint8_t>& bytes);  // throws Error on malformed input
+// StepPlan <-> StepBatch + row requests.
+std::vector<uint8_t> encode_step_plan(const StepBatch& batch, const std::vector<RowRequest>& rows, bool full_logits);
+// Throws Error on malformed input (bad protobuf, inconsistent rows/segments).
+StepBatch decode_step_plan(const std::vector<uint8_t>& bytes, std::vector<RowRequest>& rows, bool& full_logits);
 
 // Throws Error when the header's version or command is not understood.
 void check_step_header(const StepHeader& header);

@@ -10,7 +10,7 @@ packages=(
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libprotobuf-dev protobuf-compiler libsqlite3-dev
   libcli11-dev libspdlog-dev libfmt-dev
-  python3-numpy
+  python3-numpy prometheus
 )
 # Node.js and npm run the reference implementations the tests compare against (tokenizer, Jinja,
 # the OpenAI client). A machine may already have a Node.js that bundles npm; keep it then.

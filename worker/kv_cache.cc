@@ -6,15 +6,61 @@
 
 namespace shardlm {
 
+KvCache::PoolSizes KvCache::pool_sizes(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options) {
+  PoolSizes p;
+  const int bs = options.block_size;
+  // A step writes up to max_chunk positions while its first query still needs window-1 older ones.
+  p.ring_blocks = (config.sliding_window + options.max_chunk + bs - 1) / bs + 1;
+  // Sequence split of the full-attention layers (all of them share one split): this worker stores
+  // the blocks b with b % seq_count == seq_index, so it needs 1/seq_count of the blocks, plus one
+  // per sequence for the rounding.
+  p.seq_count = 0;
+  for (int l = 0; l < config.num_layers; ++l) {
+    const LayerGeometry& g = config.layers[l];
+    if (g.type == LayerType::kSliding) continue;
+    const LayerShard& ls = shard.layers[l];
+    const int count = std::max<int32_t>(1, ls.kv_seq_count);
+    if (p.seq_count == 0) {
+      p.seq_count = count;
+      p.seq_index = ls.kv_seq_index;
+    } else if (p.seq_count != count || p.seq_index != ls.kv_seq_index) {
+      fail("KV cache: full-attention layers split by sequence differently (layer {}: {}/{}, earlier {}/{})", l,
+           ls.kv_seq_index, count, p.seq_index, p.seq_count);
+    }
+  }
+  if (p.seq_count == 0) p.seq_count = 1;
+  if (p.seq_index < 0 || p.seq_index >= p.seq_count) fail("KV cache: sequence split index {} of {}", p.seq_index, p.seq_count);
+  const int64_t total_blocks = (options.full_capacity_tokens + bs - 1) / bs;
+  p.full_pool_blocks =
+      p.seq_count == 1 ? total_blocks : (total_blocks + p.seq_count - 1) / p.seq_count + options.max_sequences;
+  return p;
+}
+
+size_t KvCache::planned_bytes(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options) {
+  const PoolSizes p = pool_sizes(config, shard, options);
+  size_t total = 0;
+  for (int l = 0; l < config.num_layers; ++l) {
+    const LayerGeometry& g = config.layers[l];
+    const int source = g.kv_source_layer >= 0 ? g.kv_source_layer : l;
+    if (source != l) continue;
+    const int64_t blocks = g.type == LayerType::kSliding ? static_cast<int64_t>(p.ring_blocks) * options.max_sequences
+                                                         : p.full_pool_blocks;
+    total += 2 * static_cast<size_t>(blocks) * options.block_size * shard.layers[l].kv_heads.size() * g.head_dim * sizeof(float);
+  }
+  return total;
+}
+
 KvCache::KvCache(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options)
     : options_(options) {
   if (options_.block_size <= 0) fail("KV cache: block size must be positive (got {})", options_.block_size);
   if (options_.max_chunk <= 0) fail("KV cache: max chunk must be positive (got {})", options_.max_chunk);
   if (options_.max_sequences <= 0) fail("KV cache: max sequences must be positive (got {})", options_.max_sequences);
   const int bs = options_.block_size;
-  // A step writes up to max_chunk positions while its first query still needs window-1 older ones.
-  ring_blocks_ = (config.sliding_window + options_.max_chunk + bs - 1) / bs + 1;
-  full_pool_blocks_ = (options_.full_capacity_tokens + bs - 1) / bs;
+  const PoolSizes sizes = pool_sizes(config, shard, options_);
+  ring_blocks_ = sizes.ring_blocks;
+  full_pool_blocks_ = sizes.full_pool_blocks;
+  seq_index_ = sizes.seq_index;
+  seq_count_ = sizes.seq_count;
   const int64_t sliding_pool_blocks = static_cast<int64_t>(ring_blocks_) * options_.max_sequences;
 
   layers_.resize(config.num_layers);
@@ -54,7 +100,9 @@ int KvCache::allocate_sequence() {
 void KvCache::release_sequence(int seq) {
   Sequence& s = sequences_.at(seq);
   if (!s.in_use) return;
-  for (int32_t b : s.full_table) full_free_.push_back(b);
+  for (int32_t b : s.full_table) {
+    if (b >= 0) full_free_.push_back(b);
+  }
   s = Sequence{};
 }
 
@@ -70,15 +118,18 @@ void KvCache::prepare(int seq, int32_t begin, int32_t end) {
   const int bs = options_.block_size;
   if (end == begin) return;
   const int64_t need_blocks = (static_cast<int64_t>(end) + bs - 1) / bs;
-  const int64_t missing = need_blocks - static_cast<int64_t>(s.full_table.size());
-  if (missing > 0) {
-    if (missing > static_cast<int64_t>(full_free_.size())) {
-      fail("KV cache full: sequence needs {} more blocks of {} positions, {} of {} free", missing, bs,
-           full_free_.size(), full_pool_blocks_);
-    }
-    for (int64_t i = 0; i < missing; ++i) {
+  int64_t missing = 0;
+  for (int64_t b = static_cast<int64_t>(s.full_table.size()); b < need_blocks; ++b) missing += b % seq_count_ == seq_index_;
+  if (missing > static_cast<int64_t>(full_free_.size())) {
+    fail("KV cache full: sequence needs {} more blocks of {} positions, {} of {} free", missing, bs, full_free_.size(),
+         full_pool_blocks_);
+  }
+  for (int64_t b = static_cast<int64_t>(s.full_table.size()); b < need_blocks; ++b) {
+    if (b % seq_count_ == seq_index_) {
       s.full_table.push_back(full_free_.back());
       full_free_.pop_back();
+    } else {
+      s.full_table.push_back(-1);  // held by another worker of the sequence split
     }
   }
   for (int64_t logical = begin / bs; logical <= (end - 1) / bs; ++logical) {
@@ -128,6 +179,18 @@ void KvCache::views(int layer, int seq, int32_t lo, int32_t hi, std::vector<KvBl
     v.count = std::min<int32_t>(bs, s.length - v.first_position);
     out.push_back(v);
   }
+}
+
+int64_t KvCache::sliding_blocks_used() const {
+  int64_t n = 0;
+  for (const Sequence& s : sequences_) n += s.in_use ? ring_blocks_ : 0;
+  return n;
+}
+
+bool KvCache::holds(int layer, int32_t position) const {
+  const LayerStore& st = layers_.at(layers_.at(layer).source);
+  if (st.sliding || seq_count_ == 1) return true;
+  return (position / options_.block_size) % seq_count_ == seq_index_;
 }
 
 size_t KvCache::bytes() const {

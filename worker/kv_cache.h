@@ -1,7 +1,9 @@
 // Paged KV cache of one worker. Positions are stored in fixed-size blocks; each sequence has a block
 // table per pool. Two pools: full-attention layers (grows with the context, blocks from a free list)
 // and sliding-window layers (a fixed ring of blocks per sequence, sized for window + one chunk, reused
-// as the sequence advances). Layers that share KV (E2B/E4B) read their donor layer's storage.
+// as the sequence advances). Layers that share KV (E2B/E4B) read their donor layer's storage. When
+// workers outnumber the KV heads, the full-attention layers' positions are split by block among the
+// workers sharing a KV head (ShardSpec kv_seq_index/count): each stores every seq_count-th block.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,9 @@ class KvCache {
  public:
   KvCache(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options);
 
+  // Bytes a KvCache with these options allocates (without building it).
+  static size_t planned_bytes(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options);
+
   // Sequence slots.
   int allocate_sequence();            // throws Error when all slots are in use
   void release_sequence(int seq);     // frees its blocks at once
@@ -38,6 +43,13 @@ class KvCache {
   float* k_at(int layer, int seq, int32_t position);
   float* v_at(int layer, int seq, int32_t position);
 
+  // Whether this worker stores the position's KV for the layer (false only for positions of blocks
+  // that another worker of a sequence split holds).
+  bool holds(int layer, int32_t position) const;
+  // The sequence split of the full-attention layers: this worker's index among seq_count workers.
+  int seq_index() const { return seq_index_; }
+  int seq_count() const { return seq_count_; }
+
   // Blocks holding the positions in [lo, hi] for the layer's KV (the donor's for a KV-sharing layer).
   void views(int layer, int seq, int32_t lo, int32_t hi, std::vector<KvBlockView>& out) const;
 
@@ -45,6 +57,9 @@ class KvCache {
   int max_chunk() const { return options_.max_chunk; }
   int64_t full_blocks_total() const { return full_pool_blocks_; }
   int64_t full_blocks_free() const { return static_cast<int64_t>(full_free_.size()); }
+  // Sliding-window ring blocks: reserved per sequence slot, in use while the slot is.
+  int64_t sliding_blocks_total() const { return static_cast<int64_t>(ring_blocks_) * options_.max_sequences; }
+  int64_t sliding_blocks_used() const;
   size_t bytes() const;
 
  private:
@@ -65,11 +80,19 @@ class KvCache {
     std::vector<int64_t> ring_logical;    // ring slot -> logical block it holds (-1 none)
   };
 
+  struct PoolSizes {
+    int ring_blocks = 0;
+    int64_t full_pool_blocks = 0;
+    int seq_index = 0, seq_count = 1;
+  };
+  static PoolSizes pool_sizes(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options);
+
   float* slot(int layer, int seq, int32_t position, bool want_v);
   int32_t physical_block(const Sequence& s, bool sliding, int64_t logical) const;  // -1 if absent
 
   KvCacheOptions options_;
   int ring_blocks_ = 0;
+  int seq_index_ = 0, seq_count_ = 0;
   int64_t full_pool_blocks_ = 0;
   std::vector<LayerStore> layers_;
   std::vector<Sequence> sequences_;

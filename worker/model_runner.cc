@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "common/error.h"
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/moe_routing.h"
 #include "kernels/rope.h"
+#include "partition/head_split.h"
 
 namespace shardlm {
 
@@ -37,6 +39,7 @@ ModelRunner::ModelRunner(ModelConfig config, std::shared_ptr<const Checkpoint> c
       kv_(config_, shard_, options.kv),
       coll_(collectives ? collectives : &local_) {
   inv_freq_.resize(config_.num_layers);
+  expert_tokens_.assign(static_cast<size_t>(std::max(config_.num_experts, 0)), 0);
   kv_head_of_q_.resize(config_.num_layers);
   for (int l = 0; l < config_.num_layers; ++l) {
     const LayerGeometry& g = config_.layers[l];
@@ -52,9 +55,25 @@ ModelRunner::ModelRunner(ModelConfig config, std::shared_ptr<const Checkpoint> c
       kv_head_of_q_[l].push_back(static_cast<int32_t>(kv - s.kv_heads.begin));
     }
   }
+  // Sequence split of the full-attention layers' KV: the workers sharing a KV head form a group
+  // (consecutive workers, the first one's index is the color). Collective over all workers.
+  if (coll_->num_workers() > 1) {
+    const int index = kv_.seq_count() > 1 ? kv_.seq_index() : 0;
+    coll_->set_kv_group(shard_.worker - index, index);
+    if (coll_->kv_group_size() != kv_.seq_count()) {
+      fail("shard: worker {} expects {} workers in its KV group, the group has {}", shard_.worker, kv_.seq_count(),
+           coll_->kv_group_size());
+    }
+  }
 }
 
 ModelRunner::~ModelRunner() = default;
+
+const std::vector<int64_t>& ModelRunner::take_expert_tokens() {
+  expert_tokens_taken_ = expert_tokens_;
+  std::fill(expert_tokens_.begin(), expert_tokens_.end(), 0);
+  return expert_tokens_taken_;
+}
 
 void ModelRunner::forward(const StepBatch& batch, std::vector<float>& logits, const TraceFn& trace) {
   const int max_chunk = kv_.max_chunk();
@@ -187,6 +206,7 @@ void ModelRunner::attention_block(int l, const StepBatch& batch, float* x, Scrat
       for (int32_t i = 0; i < seg.rows; ++i) {
         const int64_t r = seg.first_row + i;
         const int32_t pos = seg.first_position + i;
+        if (!kv_.holds(l, pos)) continue;  // another worker of the sequence split stores it
         std::memcpy(kv_.k_at(l, seg.seq, pos), s.k.data() + r * row_floats, row_floats * sizeof(float));
         std::memcpy(kv_.v_at(l, seg.seq, pos), s.v.data() + r * row_floats, row_floats * sizeof(float));
       }
@@ -202,13 +222,17 @@ void ModelRunner::attention_block(int l, const StepBatch& batch, float* x, Scrat
   const int32_t window = sliding ? config_.sliding_window : 0;
   ensure(s.attn, T * nq * hd);
   std::vector<float> lse(static_cast<size_t>(T * nq));
-  for (const SequenceSegment& seg : batch.segments) {
-    const int32_t last = seg.first_position + seg.rows - 1;
-    const int32_t lo = sliding ? seg.first_position - window + 1 : 0;
-    kv_.views(l, seg.seq, lo, last, s.views);
-    attention_partial(s.q.data() + seg.first_row * nq * hd, seg.rows, batch.positions.data() + seg.first_row, shape,
-                      s.views.data(), static_cast<int64_t>(s.views.size()), window, 1.0f,
-                      s.attn.data() + seg.first_row * nq * hd, lse.data() + seg.first_row * nq);
+  if (!sliding && kv_.seq_count() > 1) {
+    split_attention(l, batch, shape, s);
+  } else {
+    for (const SequenceSegment& seg : batch.segments) {
+      const int32_t last = seg.first_position + seg.rows - 1;
+      const int32_t lo = sliding ? seg.first_position - window + 1 : 0;
+      kv_.views(l, seg.seq, lo, last, s.views);
+      attention_partial(s.q.data() + seg.first_row * nq * hd, seg.rows, batch.positions.data() + seg.first_row, shape,
+                        s.views.data(), static_cast<int64_t>(s.views.size()), window, 1.0f,
+                        s.attn.data() + seg.first_row * nq * hd, lse.data() + seg.first_row * nq);
+    }
   }
 
   ensure(s.o, T * H);
@@ -217,6 +241,71 @@ void ModelRunner::attention_block(int l, const StepBatch& batch, float* x, Scrat
   rms_norm(s.o.data(), weights_.layers[l].post_attn_norm.data(), s.o.data(), T, H, eps);
   if (trace) trace(layer_tag(l, "attn_out"), s.o.data(), T, H);
   for (int64_t i = 0; i < T * H; ++i) x[i] += s.o[i];
+}
+
+// Attention of a full layer whose KV positions are split over the workers of this worker's KV group:
+// every member computes partial attention (output + log-sum-exp) of all the group's queries over the
+// blocks it holds, and each member merges the partials of its own query heads (flash-decoding).
+void ModelRunner::split_attention(int l, const StepBatch& batch, const AttentionShape& own_shape, Scratch& s) {
+  const LayerGeometry& g = config_.layers[l];
+  const LayerShard& sh = shard_.layers[l];
+  const int64_t T = batch.size();
+  const int64_t hd = g.head_dim;
+  const int64_t nq = sh.q_heads.size();
+  const int C = kv_.seq_count();
+  const int me = kv_.seq_index();
+  // Query heads of every member (the planner's deal, recomputed: it is a pure function).
+  const std::vector<HeadShare> shares = split_heads(config_.num_heads, g.num_kv_heads, shard_.num_workers, true);
+  const int first = shard_.worker - me;
+  std::vector<int64_t> member_nq(C), member_off(C + 1, 0);
+  int64_t max_nq = 0;
+  for (int j = 0; j < C; ++j) {
+    member_nq[j] = shares.at(first + j).q_heads.size();
+    member_off[j + 1] = member_off[j] + member_nq[j];
+    max_nq = std::max(max_nq, member_nq[j]);
+  }
+  if (member_nq[me] != nq) fail("shard: layer {} worker {} owns {} query heads, the deal says {}", l, shard_.worker, nq, member_nq[me]);
+  const int64_t gq = member_off[C];
+
+  // 1. The group's queries: [T, gq, hd].
+  std::vector<float> send(static_cast<size_t>(T * max_nq * hd), 0.0f), recv(static_cast<size_t>(C * T * max_nq * hd));
+  for (int64_t t = 0; t < T; ++t) std::copy_n(s.q.data() + t * nq * hd, nq * hd, send.data() + t * max_nq * hd);
+  coll_->kv_group_all_gather(send.data(), send.size(), recv.data());
+  std::vector<float> q_all(static_cast<size_t>(T * gq * hd));
+  for (int j = 0; j < C; ++j) {
+    for (int64_t t = 0; t < T; ++t) {
+      std::copy_n(recv.data() + (j * T + t) * max_nq * hd, member_nq[j] * hd, q_all.data() + (t * gq + member_off[j]) * hd);
+    }
+  }
+  // 2. Partial attention of all of them over the blocks held here.
+  std::vector<int32_t> kv_of_q(static_cast<size_t>(gq), 0);
+  AttentionShape shape = own_shape;
+  shape.n_q_heads = static_cast<int32_t>(gq);
+  shape.kv_head_of_q = kv_of_q.data();
+  const int64_t part_floats = T * gq * (hd + 1);
+  std::vector<float> part(static_cast<size_t>(part_floats));
+  float* part_out = part.data();
+  float* part_lse = part.data() + T * gq * hd;
+  for (const SequenceSegment& seg : batch.segments) {
+    const int32_t last = seg.first_position + seg.rows - 1;
+    kv_.views(l, seg.seq, 0, last, s.views);
+    attention_partial(q_all.data() + seg.first_row * gq * hd, seg.rows, batch.positions.data() + seg.first_row, shape,
+                      s.views.data(), static_cast<int64_t>(s.views.size()), 0, 1.0f, part_out + seg.first_row * gq * hd,
+                      part_lse + seg.first_row * gq);
+  }
+  // 3. Every member's partials; merge those of this worker's heads in member order.
+  std::vector<float> parts(static_cast<size_t>(C * part_floats));
+  coll_->kv_group_all_gather(part.data(), part.size(), parts.data());
+  std::vector<float> acc_lse(static_cast<size_t>(T * nq), -std::numeric_limits<float>::infinity());
+  std::fill(s.attn.begin(), s.attn.begin() + T * nq * hd, 0.0f);
+  for (int j = 0; j < C; ++j) {
+    const float* pj = parts.data() + j * part_floats;
+    for (int64_t t = 0; t < T; ++t) {
+      const float* out_t = pj + (t * gq + member_off[me]) * hd;
+      const float* lse_t = pj + T * gq * hd + t * gq + member_off[me];
+      attention_merge(s.attn.data() + t * nq * hd, acc_lse.data() + t * nq, out_t, lse_t, nq, hd);
+    }
+  }
 }
 
 void ModelRunner::ffn_block(int l, int64_t T, float* x, Scratch& s, const TraceFn& trace) {
@@ -281,6 +370,7 @@ void ModelRunner::ffn_block(int l, int64_t T, float* x, Scratch& s, const TraceF
       }
       if (rows.empty()) continue;
       const int64_t n = static_cast<int64_t>(rows.size());
+      expert_tokens_[static_cast<size_t>(e.id)] += n;
       gathered.resize(n * H);
       for (int64_t i = 0; i < n; ++i) std::copy_n(s.experts_in.data() + rows[i] * H, H, gathered.data() + i * H);
       gu.resize(n * 2 * mi);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "worker/collectives.h"
@@ -43,12 +44,17 @@ class ModelRunner {
   // Segments longer than the KV cache's chunk limit are run as several consecutive steps.
   void forward(const StepBatch& batch, std::vector<float>& logits, const TraceFn& trace = {});
 
+  // Tokens routed to each expert this worker computes (indexed by global expert id, num_experts long),
+  // summed over the MoE layers since the last call; the counters restart at zero.
+  const std::vector<int64_t>& take_expert_tokens();
+
  private:
   struct Scratch;
   void forward_step(const StepBatch& batch, std::vector<float>& logits, const TraceFn& trace);
   void embed(const StepBatch& batch, float* x, const TraceFn& trace);
   void per_layer_inputs(const StepBatch& batch, const float* h0, std::vector<float>& ple);
   void attention_block(int layer, const StepBatch& batch, float* x, Scratch& s, const TraceFn& trace);
+  void split_attention(int layer, const StepBatch& batch, const AttentionShape& shape, Scratch& s);
   void ffn_block(int layer, int64_t T, float* x, Scratch& s, const TraceFn& trace);
   void ple_block(int layer, int64_t T, float* x, const std::vector<float>& ple, Scratch& s);
   void lm_head(const StepBatch& batch, const float* x, std::vector<float>& logits, const TraceFn& trace);
@@ -62,6 +68,7 @@ class ModelRunner {
   StepCollectives* coll_;
   std::vector<std::vector<float>> inv_freq_;          // per layer
   std::vector<std::vector<int32_t>> kv_head_of_q_;    // per layer, local indices
+  std::vector<int64_t> expert_tokens_, expert_tokens_taken_;
 };
 
 }  // namespace shardlm

@@ -1,11 +1,47 @@
 #include "worker/worker_loop.h"
 
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
 #include "common/error.h"
+#include "proto/step.pb.h"
 #include "proto/step_message.h"
 #include "worker/comm_collectives.h"
 #include "worker/model_runner.h"
+#include "worker/process_memory.h"
 
 namespace shardlm {
+namespace {
+
+std::vector<uint8_t> serialize(const google::protobuf::MessageLite& m) {
+  std::vector<uint8_t> out(m.ByteSizeLong());
+  if (!m.SerializeToArray(out.data(), static_cast<int>(out.size()))) fail("worker: reply serialisation failed");
+  return out;
+}
+
+void fill_stats(ModelRunner& runner, CommCollectives& coll, double step_s, step::WorkerStats& stats) {
+  const CollectiveCounters c = coll.take_counters();
+  stats.set_comm_s(c.seconds);
+  stats.set_compute_s(std::max(0.0, step_s - c.seconds));
+  stats.set_allreduce_count(c.count);
+  stats.set_allreduce_bytes(c.bytes);
+  const KvCache& kv = runner.kv_cache();
+  stats.set_kv_full_free(kv.full_blocks_free());
+  stats.set_kv_full_used(kv.full_blocks_total() - kv.full_blocks_free());
+  stats.set_kv_sliding_used(kv.sliding_blocks_used());
+  stats.set_kv_sliding_free(kv.sliding_blocks_total() - kv.sliding_blocks_used());
+  stats.set_rss_bytes(resident_bytes());
+  stats.set_weight_bytes(static_cast<int64_t>(runner.weights().bytes()));
+  const std::vector<int64_t>& routed = runner.take_expert_tokens();
+  for (size_t i = 0; i < routed.size(); ++i) {
+    if (routed[i] == 0) continue;
+    stats.add_expert_ids(static_cast<int32_t>(i));
+    stats.add_expert_tokens(routed[i]);
+  }
+}
+
+}  // namespace
 
 void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, const ModelConfig& config,
                      std::shared_ptr<const Checkpoint> checkpoint, const ShardSpec& shard, const RunnerOptions& options) {
@@ -13,19 +49,34 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
   std::unique_ptr<ModelRunner> runner;
   std::vector<float> logits;
   std::vector<uint8_t> payload, none;
+  std::vector<RowRequest> rows;
+  const int64_t slice = shard.vocab_rows.size();
   for (;;) {
     StepHeader h;
     comm::Request req = world.ibroadcast(&h, sizeof h, 0);
-    world.wait(req);  // sleeps while idle
+    world.wait(req, comm::WaitPolicy::idle());  // sleeps while idle
     check_step_header(h);
     payload.resize(static_cast<size_t>(h.payload_bytes));
     if (h.payload_bytes > 0) world.broadcast(payload.data(), payload.size(), 0);
     switch (static_cast<StepCommand>(h.command)) {
       case StepCommand::kInit: {
+        step::InitParams init;
+        if (!init.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) fail("worker: malformed InitParams");
         RunnerOptions ro = options;
-        ro.kv.full_capacity_tokens = h.arg;
-        ro.kv.max_chunk = static_cast<int>(h.arg2);
+        ro.kv.full_capacity_tokens = init.kv_tokens();
+        ro.kv.max_chunk = init.max_chunk();
+        ro.kv.max_sequences = init.max_sequences();
+        runner.reset();
         runner = std::make_unique<ModelRunner>(config, checkpoint, shard, ro, &coll);
+        step::WorkerInfo info;
+        info.set_weight_bytes(static_cast<int64_t>(runner->weights().bytes()));
+        info.set_kv_bytes(static_cast<int64_t>(runner->kv_cache().bytes()));
+        info.set_rss_bytes(resident_bytes());
+        info.set_peak_rss_bytes(peak_resident_bytes());
+        info.set_kv_full_blocks(runner->kv_cache().full_blocks_total());
+        info.set_kv_block(runner->kv_cache().block_size());
+        const std::vector<uint8_t> reply = serialize(info);
+        world.gatherv(reply.data(), reply.size(), none, 0);
         break;
       }
       case StepCommand::kNewSequence:
@@ -37,9 +88,39 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         break;
       case StepCommand::kStep: {
         if (!runner) fail("worker: step before init");
-        const StepBatch batch = decode_step_batch(payload);
+        bool full = false;
+        const StepBatch batch = decode_step_plan(payload, rows, full);
+        const auto t0 = std::chrono::steady_clock::now();
         runner->forward(batch, logits);
-        world.gatherv(logits.data(), logits.size() * sizeof(float), none, 0);
+        if (full) {
+          world.gatherv(logits.data(), logits.size() * sizeof(float), none, 0);
+          coll.take_counters();
+          runner->take_expert_tokens();
+          break;
+        }
+        step::StepResult result;
+        for (size_t r = 0; r < rows.size(); ++r) {
+          const RowCandidates c = select_row_candidates(logits.data() + r * slice, slice, shard.vocab_rows.begin, rows[r]);
+          step::Candidates* m = result.add_rows();
+          for (const TokenLogit& t : c.top) {
+            m->add_logits(t.logit);
+            m->add_tokens(t.token);
+          }
+          m->set_bound(c.bound);
+          m->set_lse(c.lse);
+          m->set_lse_t(c.lse_t);
+        }
+        const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        fill_stats(*runner, coll, step_s, *result.mutable_stats());
+        const std::vector<uint8_t> reply = serialize(result);
+        world.gatherv(reply.data(), reply.size(), none, 0);
+        break;
+      }
+      case StepCommand::kRowLogits: {
+        const int64_t r = h.arg;
+        const int64_t rows_held = slice > 0 ? static_cast<int64_t>(logits.size()) / slice : 0;
+        if (r < 0 || r >= rows_held) fail("worker: logits row {} requested, the last step had {}", r, rows_held);
+        world.gatherv(logits.data() + r * slice, static_cast<size_t>(slice) * sizeof(float), none, 0);
         break;
       }
       case StepCommand::kShutdown:

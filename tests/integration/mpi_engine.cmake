@@ -6,3 +6,12 @@ foreach(transport default ucx)
   set_tests_properties(mpi_engine_matches_single_process_${transport} PROPERTIES
     LABELS mpi TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
 endforeach()
+
+# The same across two hosts made of network namespaces (skips where they cannot be created).
+foreach(transport tcp ucx)
+  add_test(NAME mpi_engine_netns_2hosts_${transport}
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/integration/mpi_engine_netns_test.sh $<TARGET_FILE:shardlm>
+            ${CMAKE_CURRENT_SOURCE_DIR}/data ${CMAKE_BINARY_DIR}/tests/mpi_engine_netns_${transport} ${transport})
+  set_tests_properties(mpi_engine_netns_2hosts_${transport} PROPERTIES
+    LABELS mpi TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+endforeach()

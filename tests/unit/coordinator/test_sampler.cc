@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <random>
 
 #include "common/error.h"
 #include "coordinator/sampler.h"
@@ -47,6 +48,57 @@ TEST(Sampler, RejectsBadParameters) {
   EXPECT_THROW(Sampler({1.0f, -3, 1.0f, 0.0f, 0}), Error);
   EXPECT_THROW(Sampler({1.0f, 0, 0.0f, 0.0f, 0}), Error);
   EXPECT_THROW(Sampler({1.0f, 0, 1.0f, 2.0f, 0}), Error);
+}
+
+}  // namespace
+}  // namespace shardlm
+
+namespace shardlm {
+namespace {
+
+// Sampling from a row's candidates (as the workers send them, split over vocabulary slices) gives
+// exactly the token that sampling from the whole row gives, for every mode; the whole row is fetched
+// only when the candidates cannot decide.
+TEST(Sampler, CandidatesAreExactForEveryMode) {
+  const int64_t n = 3000;
+  std::mt19937_64 rng(5);
+  std::normal_distribution<float> d(0.0f, 2.0f);
+  std::vector<float> logits(n);
+  for (float& x : logits) x = d(rng);
+  const std::vector<SamplingParams> modes = {
+      {0.0f, 0, 1.0f, 0.0f, 1},  {1.0f, 0, 1.0f, 0.0f, 2},  {0.7f, 40, 1.0f, 0.0f, 3},
+      {1.0f, 0, 0.9f, 0.0f, 4},  {1.2f, 0, 1.0f, 0.05f, 5}, {0.8f, 50, 0.95f, 0.02f, 6},
+      {2.0f, 0, 0.5f, 0.0f, 7},  {1.0f, 0, 1.0f, 0.3f, 8}};
+  for (const SamplingParams& p : modes) {
+    Sampler whole(p), parts(p);
+    const RowRequest req{candidates_needed(p, -1), p.temperature};
+    int64_t fetched = 0;
+    for (int i = 0; i < 300; ++i) {
+      std::vector<RowCandidates> slices;
+      for (int s = 0; s < 3; ++s) {
+        const int64_t b = n * s / 3, e = n * (s + 1) / 3;
+        slices.push_back(select_row_candidates(logits.data() + b, e - b, b, req));
+      }
+      const RowCandidates row = merge_row_candidates(slices, req);
+      const int32_t expected = whole.sample(logits.data(), n);
+      const int32_t got = parts.sample(row, [&](std::vector<float>& out) {
+        ++fetched;
+        out = logits;
+      });
+      ASSERT_EQ(got, expected) << "temperature " << p.temperature << " top_k " << p.top_k << " top_p " << p.top_p
+                               << " min_p " << p.min_p << " draw " << i;
+    }
+    EXPECT_EQ(fetched, parts.full_row_fetches());
+    // Greedy, top-k and min-p with a high floor never need the whole row.
+    if (p.temperature == 0.0f || p.top_k > 0 || p.min_p >= 0.3f) EXPECT_EQ(fetched, 0);
+  }
+}
+
+TEST(Sampler, CandidateCountCoversTopKAndLogprobs) {
+  EXPECT_EQ(candidates_needed({0.0f, 0, 1.0f, 0.0f, 0}, -1), 1);
+  EXPECT_EQ(candidates_needed({0.0f, 0, 1.0f, 0.0f, 0}, 5), 6);
+  EXPECT_EQ(candidates_needed({1.0f, 200, 1.0f, 0.0f, 0}, 5), 200);
+  EXPECT_GE(candidates_needed({1.0f, 0, 0.9f, 0.0f, 0}, -1), 64);
 }
 
 }  // namespace

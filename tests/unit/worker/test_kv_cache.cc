@@ -91,5 +91,47 @@ TEST(KvCache, SlidingRingKeepsTheWindow) {
   EXPECT_THROW(kv.prepare(s, 40, 45), Error);  // more than max_chunk in one step
 }
 
+TEST(KvCache, SequenceSplitStoresEveryCountthBlock) {
+  ModelConfig c = two_layer_config();
+  KvCacheOptions o;
+  o.block_size = 4;
+  o.full_capacity_tokens = 64;
+  o.max_chunk = 16;
+  o.max_sequences = 1;
+  std::vector<int64_t> held(3, 0);
+  for (int index = 0; index < 3; ++index) {
+    ShardSpec s = spec_for(c);
+    s.layers[1].kv_seq_index = index;
+    s.layers[1].kv_seq_count = 3;
+    KvCache kv(c, s, o);
+    EXPECT_EQ(kv.seq_count(), 3);
+    // 16 blocks of 4 positions over 3 workers: 6 blocks each at most, plus one per sequence.
+    EXPECT_EQ(kv.full_blocks_total(), (16 + 2) / 3 + 1);
+    EXPECT_LT(KvCache::planned_bytes(c, s, o), KvCache::planned_bytes(c, spec_for(c), o));
+    EXPECT_EQ(kv.bytes(), KvCache::planned_bytes(c, s, o));
+    const int seq = kv.allocate_sequence();
+    kv.prepare(seq, 0, 16);
+    kv.prepare(seq, 16, 30);
+    for (int32_t p = 0; p < 30; ++p) {
+      const bool mine = (p / 4) % 3 == index;
+      EXPECT_EQ(kv.holds(1, p), mine) << p;
+      EXPECT_TRUE(kv.holds(0, p));  // sliding layers are never split
+      if (mine) {
+        kv.k_at(1, seq, p)[0] = static_cast<float>(p);
+        ++held[index];
+      } else {
+        EXPECT_THROW(kv.k_at(1, seq, p), Error);
+      }
+    }
+    std::vector<KvBlockView> views;
+    kv.views(1, seq, 0, 29, views);
+    for (const KvBlockView& v : views) EXPECT_EQ((v.first_position / 4) % 3, index);
+    EXPECT_EQ(kv.full_blocks_total() - kv.full_blocks_free(), static_cast<int64_t>(views.size()));
+    kv.release_sequence(seq);
+    EXPECT_EQ(kv.full_blocks_free(), kv.full_blocks_total());
+  }
+  EXPECT_EQ(held[0] + held[1] + held[2], 30);  // every position held exactly once
+}
+
 }  // namespace
 }  // namespace shardlm

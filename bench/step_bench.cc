@@ -1,0 +1,76 @@
+// End-to-end step benchmark of the distributed engine: prefill one prompt, then decode tokens one
+// step at a time, and print the per-token time split into compute and communication per worker.
+// Run alone (one process) or under mpirun -np K+1 (coordinator + K workers).
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <numeric>
+
+#include <CLI/CLI.hpp>
+
+#include "common/error.h"
+#include "common/text_format.h"
+#include "engine/engine.h"
+
+using namespace shardlm;
+
+int main(int argc, char** argv) {
+  CLI::App app("shardlm step benchmark: per-token compute vs communication");
+  EngineOptions o;
+  int prompt = 128, decode = 32;
+  app.add_option("--model", o.model_dir, "Checkpoint folder")->required();
+  app.add_option("--weights", o.weights, "auto | f32 | bf16");
+  app.add_option("--threads", o.threads, "Compute threads per rank (0 = all cores)");
+  app.add_option("--prompt", prompt, "Prompt tokens");
+  app.add_option("--decode", decode, "Decoded tokens measured");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    o.kv_tokens = prompt + decode + 16;
+    o.max_context = o.kv_tokens;
+    std::unique_ptr<StepEngine> engine = open_engine(o);
+    if (!engine) return 0;  // a worker rank
+    const int64_t V = engine->config().vocab_size;
+    const int seq = engine->new_sequence();
+    std::vector<int32_t> ids(static_cast<size_t>(prompt));
+    for (int i = 0; i < prompt; ++i) ids[i] = 2 + (i * 7919) % static_cast<int32_t>(std::min<int64_t>(V - 2, 50000));
+    std::vector<RowCandidates> out;
+    StepBatch pre;
+    pre.add(seq, 0, ids, false, true);
+    auto t0 = std::chrono::steady_clock::now();
+    engine->step(pre, {RowRequest{1, 0.0f}}, out);
+    const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int W = engine->num_workers();
+    std::vector<double> compute(W, 0.0), comm(W, 0.0);
+    int32_t token = out[0].top[0].token;
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < decode; ++i) {
+      StepBatch b;
+      b.add(seq, prompt + i, {token}, false, true);
+      engine->step(b, {RowRequest{1, 0.0f}}, out);
+      token = out[0].top[0].token;
+      const std::vector<WorkerStepFigures> f = engine->last_step_figures();
+      for (int w = 0; w < W && w < static_cast<int>(f.size()); ++w) {
+        compute[w] += f[w].compute_s;
+        comm[w] += f[w].comm_s;
+      }
+    }
+    const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double per_token_ms = 1e3 * decode_s / decode;
+    std::printf("%s\n", engine->description.c_str());
+    std::printf("prefill %d tokens: %.2f s (%.1f tok/s)\n", prompt, prefill_s, prompt / prefill_s);
+    std::printf("decode %d tokens: %.2f ms/token (%.2f tok/s)\n", decode, per_token_ms, decode / decode_s);
+    std::printf("%-8s %12s %12s %12s %10s %14s %12s\n", "worker", "compute ms", "comm ms", "other ms", "comm %", "weights", "peak RSS");
+    const std::vector<WorkerLoadInfo> load = engine->load_info();
+    for (int w = 0; w < W; ++w) {
+      const double c = 1e3 * compute[w] / decode, m = 1e3 * comm[w] / decode;
+      std::printf("%-8d %12.2f %12.2f %12.2f %9.1f%% %14s %12s\n", w, c, m, per_token_ms - c - m, 100.0 * m / per_token_ms,
+                  w < static_cast<int>(load.size()) ? decimal_bytes(load[w].weight_bytes).c_str() : "?",
+                  w < static_cast<int>(load.size()) ? decimal_bytes(load[w].peak_rss_bytes).c_str() : "?");
+    }
+    engine->shutdown();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "shardlm_bench_step: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

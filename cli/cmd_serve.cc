@@ -1,0 +1,222 @@
+// `shardlm serve`: the cluster's front door on rank 0 — the TCP client protocol, the OpenAI-compatible
+// HTTP API and Prometheus metrics over one scheduler — with the model on the worker ranks of the MPI
+// job (or in this process when started alone). Runs until SIGTERM / SIGINT, then stops taking
+// requests, lets running ones finish for a grace period, cancels the rest and exits 0.
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "cli/command.h"
+#include "cli/local_model.h"
+#include "common/error.h"
+#include "common/text_format.h"
+#include "coordinator/http/http_server.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/tcp/server.h"
+#include "coordinator/text_service.h"
+#include "model/tokenizer.h"
+#include "telemetry/metrics.h"
+
+namespace shardlm::cli {
+namespace {
+
+struct ServeArgs {
+  LocalModelOptions model;
+  std::string host = "127.0.0.1";
+  int port = 7070;
+  int http_port = 8000;
+  int metrics_port = 9090;
+  std::string metrics_host;
+  std::string api_key_file;
+  std::string state_dir;
+  std::string model_name;
+  int64_t max_context = 0;
+  int max_sequences = 16;
+  int max_step_tokens = 512;
+  int max_waiting = 256;
+  int http_threads = 2;
+  double grace_s = 30;
+};
+
+std::vector<std::string> read_api_keys(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("--api-key-file {}: cannot be read", path);
+  std::vector<std::string> keys;
+  std::string line;
+  while (std::getline(in, line)) {
+    const size_t b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    const size_t e = line.find_last_not_of(" \t\r");
+    keys.push_back(line.substr(b, e - b + 1));
+  }
+  if (keys.empty()) fail("--api-key-file {}: no keys in it (one per line)", path);
+  return keys;
+}
+
+telemetry::WorkerStepRecord to_record(const WorkerStepFigures& f) {
+  telemetry::WorkerStepRecord r;
+  r.compute_s = f.compute_s;
+  r.comm_s = f.comm_s;
+  r.allreduce_s = f.comm_s;
+  r.allreduce_count = f.allreduce_count;
+  r.allreduce_bytes = f.allreduce_bytes;
+  r.kv_full_used = f.kv_full_used;
+  r.kv_full_free = f.kv_full_free;
+  r.kv_sliding_used = f.kv_sliding_used;
+  r.kv_sliding_free = f.kv_sliding_free;
+  r.expert_tokens = f.expert_tokens;
+  r.rss_bytes = f.rss_bytes;
+  r.weight_bytes = f.weight_bytes;
+  return r;
+}
+
+std::string finish_label(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "abort";
+    case FinishReason::kError: return "error";
+  }
+  return "error";
+}
+
+void run_serve(const ServeArgs& a) {
+  // Termination signals are taken by sigwait in this thread only: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // KV capacity: every sequence slot at the full context, or what fits --kv-memory-per-worker.
+  EngineOptions eo = engine_options(a.model, 0, a.max_sequences);
+  eo.max_context = a.max_context;
+  std::unique_ptr<StepEngine> engine = open_engine(eo);
+  if (!engine) return;  // a worker rank: served until the coordinator shut down
+  // Only the coordinator reads the keys and the state (workers need neither on their file system).
+  std::vector<std::string> api_keys;
+  try {
+    if (!a.api_key_file.empty()) api_keys = read_api_keys(a.api_key_file);
+    if (!a.state_dir.empty()) std::filesystem::create_directories(a.state_dir);
+  } catch (const std::exception& e) {
+    engine->abort(e.what());
+    throw;
+  }
+  spdlog::info("{}", engine->description);
+  const Tokenizer tokenizer = Tokenizer::load(a.model.model_dir);
+  const std::string model_name =
+      a.model_name.empty() ? std::filesystem::path(a.model.model_dir).lexically_normal().filename().string() : a.model_name;
+
+  telemetry::Metrics metrics(model_name.empty() ? "model" : model_name, engine->num_workers());
+  for (int w = 0; w < engine->num_workers(); ++w) metrics.set_worker_up(w, true);
+
+  SchedulerOptions so;
+  so.max_step_tokens = a.max_step_tokens;
+  so.max_running = a.max_sequences;
+  so.max_waiting = a.max_waiting;
+  Scheduler scheduler(*engine, so);
+  SchedulerHooks hooks;
+  hooks.step = [&](const StepReport& report) {
+    std::vector<telemetry::WorkerStepRecord> records;
+    for (const WorkerStepFigures& f : engine->last_step_figures()) records.push_back(to_record(f));
+    if (static_cast<int>(records.size()) == engine->num_workers()) metrics.observe_step(report.seconds, records);
+    metrics.count_tokens(report.prompt_tokens, report.sampled_tokens);
+  };
+  hooks.first_token = [&](double s) { metrics.observe_first_token(s); };
+  hooks.inter_token = [&](double s) { metrics.observe_inter_token(s); };
+  hooks.finished = [&](const GenerationSummary& s) {
+    telemetry::RequestRecord r;
+    r.queue_s = s.timings.queue_s;
+    r.prefill_s = s.timings.prefill_s;
+    r.decode_s = s.timings.decode_s;
+    r.e2e_s = s.timings.total_s;
+    r.prompt_tokens = s.prompt_tokens;
+    r.generation_tokens = s.completion_tokens;
+    r.finished_reason = finish_label(s.reason);
+    metrics.observe_request(r);
+    const SchedulerStats st = scheduler.stats();
+    metrics.set_scheduler(st.running, st.waiting, st.kv_usage);
+  };
+  scheduler.set_hooks(hooks);
+  TextService service(scheduler, tokenizer, engine->config(), model_name);
+
+  if (a.metrics_port >= 0) metrics.serve(a.metrics_host.empty() ? a.host : a.metrics_host, a.metrics_port);
+  http::HttpServerOptions ho;
+  ho.host = a.host;
+  ho.port = a.http_port;
+  ho.api_keys = api_keys;
+  ho.threads = a.http_threads;
+  http::HttpServer http_server(service, ho);
+  tcp::TcpServerOptions to;
+  to.host = a.host;
+  to.port = a.port;
+  to.api_keys = api_keys;
+  tcp::TcpServer tcp_server(service, to);
+  tcp_server.start();
+  http_server.start();
+  http_server.set_ready(true);
+  // One line a launcher can wait for and parse.
+  std::printf("shardlm serve: model %s ready | OpenAI API http://%s:%d/v1 | protocol %s:%d | metrics %s\n", model_name.c_str(),
+              a.host.c_str(), http_server.port(), a.host.c_str(), tcp_server.port(),
+              a.metrics_port >= 0 ? fmt::format("http://{}:{}/metrics", a.metrics_host.empty() ? a.host : a.metrics_host, metrics.bound_port()).c_str()
+                                  : "off");
+  std::fflush(stdout);
+
+  // Scheduler gauges while idle too (the step hook covers busy times).
+  std::atomic<bool> done{false};
+  std::thread gauges([&] {
+    while (!done) {
+      const SchedulerStats st = scheduler.stats();
+      metrics.set_scheduler(st.running, st.waiting, st.kv_usage);
+      for (int i = 0; i < 20 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: no new requests; letting running ones finish (up to {} s)", sig, a.grace_s);
+  http_server.set_ready(false);
+  tcp_server.set_ready(false);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(a.grace_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const SchedulerStats st = scheduler.stats();
+    if (st.running == 0 && st.waiting == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  tcp_server.stop();
+  http_server.stop();
+  scheduler.stop(false);  // cancels what is left and releases the workers
+  done = true;
+  gauges.join();
+  spdlog::info("stopped");
+}
+
+CommandRegistrar reg([](CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve a model: TCP protocol, OpenAI HTTP API and metrics (rank 0 of an MPI job)");
+  add_local_model_options(*cmd, a->model);
+  cmd->add_option("--host", a->host, "Address the servers listen on");
+  cmd->add_option("--port", a->port, "TCP client protocol port (0 = any free)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--http-port", a->http_port, "OpenAI-compatible HTTP port (0 = any free)")->check(CLI::Range(0, 65535));
+  cmd->add_option("--metrics-port", a->metrics_port, "Prometheus /metrics port (0 = any free, -1 = off)")->check(CLI::Range(-1, 65535));
+  cmd->add_option("--metrics-host", a->metrics_host, "Address of /metrics (default: --host)");
+  cmd->add_option("--api-key-file", a->api_key_file, "File of API keys, one per line; clients must present one");
+  cmd->add_option("--state-dir", a->state_dir, "Folder of the durable batch-job state");
+  cmd->add_option("--model-name", a->model_name, "Model name clients use (default: the model folder's name)");
+  cmd->add_option("--max-context", a->max_context, "Positions per sequence (default: the model's max_position_embeddings)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  cmd->add_option("--max-sequences", a->max_sequences, "Sequences running at once")->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-step-tokens", a->max_step_tokens, "Tokens per step (decode + prompt chunks)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-waiting", a->max_waiting, "Queued requests at most (more get 429)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--http-threads", a->http_threads, "HTTP server threads")->check(CLI::Range(1, 64));
+  cmd->add_option("--shutdown-grace", a->grace_s, "Seconds running requests may finish after SIGTERM")->check(CLI::Range(0.0, 3600.0));
+  cmd->callback([a] { run_serve(*a); });
+});
+
+}  // namespace
+}  // namespace shardlm::cli

@@ -1,0 +1,64 @@
+// One generation request at the token level, as the scheduler runs it, and what comes back: the
+// tokens one by one (with log-probabilities when asked) and a summary with usage and timings.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "coordinator/sampler.h"
+
+namespace shardlm {
+
+enum class Priority { kInteractive = 0, kBatch = 1 };
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;           // token ids, BOS included when wanted
+  int32_t max_tokens = 256;              // tokens to generate at most (>= 1)
+  SamplingParams sampling;
+  std::vector<int32_t> stop_token_ids;   // generation ends when one is sampled (it is not emitted)
+  int32_t top_logprobs = -1;             // -1: no log-probabilities; 0: the chosen token's; n: plus n best
+  Priority priority = Priority::kInteractive;
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;  // natural log of the model's probability (temperature 1, before filtering)
+};
+
+struct GeneratedToken {
+  int32_t token = 0;
+  float logprob = 0.0f;                 // set when top_logprobs >= 0
+  std::vector<TokenLogprob> top;        // top_logprobs best alternatives, best first
+};
+
+enum class FinishReason { kStop, kLength, kCancelled, kError };
+const char* finish_reason_name(FinishReason reason);  // "stop", "length", "cancelled", "error"
+
+struct GenerationTimings {
+  double queue_s = 0;   // submit -> first prompt chunk scheduled
+  double prefill_s = 0; // first prompt chunk scheduled -> first token sampled
+  double decode_s = 0;  // first token -> last token
+  double ttft_s = 0;    // submit -> first token
+  double total_s = 0;   // submit -> finish
+};
+
+struct GenerationSummary {
+  FinishReason reason = FinishReason::kStop;
+  std::string error;  // for kError
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  GenerationTimings timings;
+};
+
+// Receives one request's results. Called on the scheduler's thread, in order: on_token for each
+// token, then on_finish exactly once (also after cancel and on errors). Must not block; hand work to
+// another thread (e.g. post to an io_context) if it is slow.
+class GenerationObserver {
+ public:
+  virtual ~GenerationObserver() = default;
+  virtual void on_token(const GeneratedToken& token) = 0;
+  virtual void on_finish(const GenerationSummary& summary) = 0;
+};
+
+}  // namespace shardlm

@@ -1,0 +1,181 @@
+#include "coordinator/http/api_router.h"
+
+#include <cctype>
+#include <random>
+
+#include "coordinator/http/openai_response.h"
+
+namespace shardlm::http {
+namespace {
+
+using nlohmann::json;
+
+std::string path_of(const std::string& target) { return target.substr(0, target.find('?')); }
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+// Compares without stopping at the first difference (the time does not tell how much matched).
+bool same_secret(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  unsigned diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i]);
+  return diff == 0;
+}
+
+ApiRouter::Outcome reply(HttpReply r) {
+  ApiRouter::Outcome o;
+  o.reply = std::move(r);
+  return o;
+}
+
+ApiRouter::Outcome error(const ApiError& e) { return reply(error_reply(e)); }
+
+uint64_t random_seed() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+}  // namespace
+
+HttpReply json_reply(int status, const json& body) {
+  HttpReply r;
+  r.status = status;
+  r.body = dump_json(body);
+  return r;
+}
+
+HttpReply error_reply(const ApiError& error) {
+  HttpReply r = json_reply(error.status, error.to_json());
+  if (error.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(error.retry_after_s));
+  return r;
+}
+
+ApiRouter::ApiRouter(TextBackend& backend, std::vector<std::string> api_keys)
+    : backend_(backend), created_(unix_time()) {
+  for (std::string& k : api_keys) {
+    if (!k.empty()) api_keys_.push_back(std::move(k));
+  }
+}
+
+void ApiRouter::add_route(std::string prefix, RouteHandler route, std::string content_type) {
+  std::lock_guard lock(mutex_);
+  routes_.push_back({std::move(prefix), std::move(route), std::move(content_type)});
+}
+
+bool ApiRouter::needs_key(std::string_view path) const {
+  return !api_keys_.empty() && (path == "/v1" || path.substr(0, 4) == "/v1/");
+}
+
+bool ApiRouter::key_ok(std::string_view authorization) const {
+  // "Bearer KEY", scheme case-insensitive.
+  if (authorization.size() < 7) return false;
+  std::string scheme(authorization.substr(0, 7));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "bearer ") return false;
+  std::string_view key = authorization.substr(7);
+  while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
+  while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.remove_suffix(1);
+  bool ok = false;
+  for (const std::string& k : api_keys_) ok |= same_secret(key, k);
+  return ok;
+}
+
+std::optional<HttpReply> ApiRouter::extra_route(const HttpRequestView& request, const std::string& path) const {
+  const ExtraRoute* best = nullptr;
+  ExtraRoute chosen;
+  {
+    std::lock_guard lock(mutex_);
+    for (const ExtraRoute& r : routes_) {
+      if (path.compare(0, r.prefix.size(), r.prefix) == 0 && (!best || r.prefix.size() > best->prefix.size())) best = &r;
+    }
+    if (!best) return std::nullopt;
+    chosen = *best;
+  }
+  try {
+    auto [status, body] = chosen.handler(request.method, request.target, request.body);
+    HttpReply r;
+    r.status = status;
+    r.content_type = chosen.content_type;
+    r.body = std::move(body);
+    return r;
+  } catch (...) {
+    return error_reply(current_api_error());
+  }
+}
+
+ApiRouter::Outcome ApiRouter::generation(const HttpRequestView& request, Endpoint endpoint) const {
+  try {
+    json body = parse_json_body(request.body);
+    OpenAIRequest r = endpoint == Endpoint::kChat ? parse_chat_request(body) : parse_completion_request(body);
+    if (r.model != backend_.model_name()) return error(model_not_found(r.model));
+    if (!r.seed_given) r.text.sampling.seed = random_seed();
+    Outcome o;
+    o.generation = std::move(r);
+    return o;
+  } catch (...) {
+    return error(current_api_error());
+  }
+}
+
+ApiRouter::Outcome ApiRouter::handle(const HttpRequestView& request) const {
+  const std::string path = path_of(request.target);
+  const std::string& method = request.method;
+  if (needs_key(path) && !key_ok(request.authorization)) return error(unauthorized(!request.authorization.empty()));
+
+  auto only = [&](const char* allowed) -> std::optional<Outcome> {
+    if (method == allowed || (method == "HEAD" && std::string_view(allowed) == "GET")) return std::nullopt;
+    HttpReply r = error_reply(method_not_allowed(method, path));
+    r.headers.emplace_back("Allow", allowed);
+    return reply(std::move(r));
+  };
+
+  if (path == "/health") {
+    if (auto o = only("GET")) return *o;
+    return reply(json_reply(200, {{"status", "ok"}}));
+  }
+  if (path == "/ready") {
+    if (auto o = only("GET")) return *o;
+    if (ready()) return reply(json_reply(200, {{"status", "ready"}}));
+    return reply(json_reply(503, {{"status", stopping_ ? "stopping" : "not ready"}}));
+  }
+  if (path == "/v1/models") {
+    if (auto o = only("GET")) return *o;
+    return reply(json_reply(200, models_json(backend_.model_name(), created_, backend_.max_context())));
+  }
+  if (path.rfind("/v1/models/", 0) == 0) {
+    if (auto o = only("GET")) return *o;
+    std::string id = percent_decode(std::string_view(path).substr(11));
+    if (id != backend_.model_name()) return error(model_not_found(id));
+    return reply(json_reply(200, model_json(id, created_, backend_.max_context())));
+  }
+  if (path == "/v1/chat/completions") {
+    if (auto o = only("POST")) return *o;
+    return generation(request, Endpoint::kChat);
+  }
+  if (path == "/v1/completions") {
+    if (auto o = only("POST")) return *o;
+    return generation(request, Endpoint::kCompletions);
+  }
+  if (auto r = extra_route(request, path)) return reply(std::move(*r));
+  return error(not_found_route(method, path));
+}
+
+}  // namespace shardlm::http

@@ -1,0 +1,85 @@
+// Routing of the HTTP API, independent of the transport: API-key check (every /v1/ path needs
+// "Authorization: Bearer KEY" when keys are configured; /health, /ready and other extra routes stay
+// open), GET /health, GET /ready, GET /v1/models[/ID] (HEAD too), extra routes registered by prefix, and the
+// parsing of POST /v1/chat/completions and /v1/completions into a generation for the connection to
+// run. Unknown paths get 404, known paths with another method 405. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "coordinator/http/api_error.h"
+#include "coordinator/http/openai_request.h"
+#include "coordinator/http/text_backend.h"
+
+namespace shardlm::http {
+
+struct HttpRequestView {
+  std::string method;
+  std::string target;         // path and query
+  std::string authorization;  // the Authorization header ("" when absent)
+  std::string body;
+};
+
+struct HttpReply {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers (Retry-After, Allow)
+};
+
+HttpReply json_reply(int status, const nlohmann::json& body);
+HttpReply error_reply(const ApiError& error);
+
+// An extra route: gets method, target (path and query) and body; returns status and body.
+using RouteHandler = std::function<std::pair<int, std::string>(const std::string& method, const std::string& target,
+                                                               const std::string& body)>;
+
+class ApiRouter {
+ public:
+  ApiRouter(TextBackend& backend, std::vector<std::string> api_keys);
+
+  // Either a complete reply, or a validated generation request (model checked, seed drawn when the
+  // client gave none) that the caller submits to the backend.
+  struct Outcome {
+    std::optional<HttpReply> reply;
+    std::optional<OpenAIRequest> generation;
+  };
+  Outcome handle(const HttpRequestView& request) const;
+
+  // Requests whose path starts with `prefix` (longest prefix wins; built-in paths first) go to
+  // `route`; its exceptions become error replies (RequestError by its code, others 500).
+  void add_route(std::string prefix, RouteHandler route, std::string content_type = "application/json");
+  void set_ready(bool ready) { ready_ = ready; }
+  void set_stopping() { stopping_ = true; }
+  bool ready() const { return ready_ && !stopping_; }
+  // True when `path` needs the API key (keys configured and the path is under /v1/).
+  bool needs_key(std::string_view path) const;
+  bool key_ok(std::string_view authorization) const;
+
+ private:
+  struct ExtraRoute {
+    std::string prefix;
+    RouteHandler handler;
+    std::string content_type;
+  };
+  std::optional<HttpReply> extra_route(const HttpRequestView& request, const std::string& path) const;
+  Outcome generation(const HttpRequestView& request, Endpoint endpoint) const;
+
+  TextBackend& backend_;
+  std::vector<std::string> api_keys_;
+  int64_t created_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stopping_{false};
+  mutable std::mutex mutex_;
+  std::vector<ExtraRoute> routes_;
+};
+
+}  // namespace shardlm::http

@@ -1,0 +1,474 @@
+// One HTTP/1.1 connection (Boost.Beast): reads requests one after the other (keep-alive), answers
+// plain requests through the ApiRouter, and runs generations: the request goes to the backend, whose
+// observer posts deltas to this connection's strand; a non-streamed request gets its response at the
+// finish, a streamed one gets server-sent events in a chunked body as deltas arrive. While a
+// generation runs the socket is watched for the client going away, which cancels it.
+#include "coordinator/http/http_connection.h"
+
+#include <utility>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include "coordinator/http/openai_response.h"
+
+namespace shardlm::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+// ---- ServerState --------------------------------------------------------------------------------
+
+namespace {
+
+template <typename T>
+void add_live(std::vector<std::weak_ptr<T>>& list, const std::shared_ptr<T>& item) {
+  list.erase(std::remove_if(list.begin(), list.end(), [](const std::weak_ptr<T>& w) { return w.expired(); }), list.end());
+  list.push_back(item);
+}
+
+template <typename T>
+std::vector<std::shared_ptr<T>> live(const std::vector<std::weak_ptr<T>>& list) {
+  std::vector<std::shared_ptr<T>> out;
+  for (const auto& w : list) {
+    if (auto s = w.lock()) out.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace
+
+void ServerState::add_connection(const std::shared_ptr<ConnectionHandle>& c) {
+  std::lock_guard lock(mutex_);
+  add_live(connections_, c);
+}
+
+void ServerState::add_generation(const std::shared_ptr<GenerationHandle>& g) {
+  std::lock_guard lock(mutex_);
+  add_live(generations_, g);
+}
+
+std::vector<std::shared_ptr<ConnectionHandle>> ServerState::connections() {
+  std::lock_guard lock(mutex_);
+  return live(connections_);
+}
+
+std::vector<std::shared_ptr<GenerationHandle>> ServerState::generations() {
+  std::lock_guard lock(mutex_);
+  return live(generations_);
+}
+
+// ---- the connection -----------------------------------------------------------------------------
+
+namespace {
+
+constexpr size_t kHeaderLimit = 64 * 1024;
+constexpr auto kLingerTime = std::chrono::seconds(2);
+
+class HttpConnection;
+
+// Holds the connection while a generation runs; detached when it finishes, when the client goes
+// away, or at server stop (then no more deliveries, and the connection is no longer held).
+class Link final : public GenerationHandle, public std::enable_shared_from_this<Link> {
+ public:
+  explicit Link(std::shared_ptr<HttpConnection> conn) : conn_(std::move(conn)) {}
+
+  template <typename F>
+  void deliver(F&& f);
+
+  void set_id(uint64_t id) {
+    std::lock_guard lock(mutex_);
+    id_ = id;
+  }
+  void mark_finished() {
+    std::lock_guard lock(mutex_);
+    finished_ = true;
+  }
+  uint64_t detach() override {
+    std::shared_ptr<HttpConnection> conn;
+    uint64_t id = 0;
+    {
+      std::lock_guard lock(mutex_);
+      conn = std::move(conn_);
+      conn_.reset();
+      id = finished_ ? 0 : id_;
+      finished_ = true;
+    }
+    return id;  // `conn` is released here, outside the lock
+  }
+
+ private:
+  std::mutex mutex_;
+  std::shared_ptr<HttpConnection> conn_;
+  uint64_t id_ = 0;
+  bool finished_ = false;
+};
+
+class LinkObserver final : public TextObserver {
+ public:
+  explicit LinkObserver(std::shared_ptr<Link> link) : link_(std::move(link)) {}
+  void on_delta(const TextDelta& delta) override;
+  void on_finish(const TextFinish& finish) override;
+
+ private:
+  std::shared_ptr<Link> link_;
+};
+
+class HttpConnection final : public ConnectionHandle, public std::enable_shared_from_this<HttpConnection> {
+ public:
+  HttpConnection(tcp::socket socket, std::shared_ptr<ServerState> state)
+      : stream_(std::move(socket)), state_(std::move(state)) {}
+  ~HttpConnection() override { cancel_generation(); }
+
+  asio::any_io_executor executor() { return stream_.get_executor(); }
+
+  void run() {
+    beast::error_code ec;
+    stream_.socket().set_option(tcp::no_delay(true), ec);
+    asio::dispatch(executor(), [self = shared_from_this()] { self->read_request(); });
+  }
+
+  void close() override {
+    asio::post(executor(), [self = shared_from_this()] { self->abort(); });
+  }
+
+  void on_delta(const std::shared_ptr<Link>& link, const TextDelta& delta) {
+    if (link != link_) return;
+    if (chunks_) {
+      queue_data(chunks_->delta(delta));
+    } else if (builder_) {
+      builder_->add(delta);
+    }
+  }
+
+  void on_finish(const std::shared_ptr<Link>& link, const TextFinish& finish) {
+    if (link != link_) return;
+    link_->detach();
+    link_.reset();
+    if (chunks_) {
+      stream_failed_ = finish_is_error(finish);
+      queue_data(chunks_->finish(finish));
+      end_stream();
+      return;
+    }
+    HttpReply reply;
+    try {
+      reply = finish_is_error(finish) ? error_reply(finish_error(finish)) : json_reply(200, builder_->finish(finish));
+    } catch (...) {
+      reply = error_reply(current_api_error());
+    }
+    builder_.reset();
+    send_reply(std::move(reply), !keep_alive_);
+  }
+
+ private:
+  std::chrono::steady_clock::duration timeout() const {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(std::max(0.001, state_->options.request_timeout_s)));
+  }
+
+  // ---- reading a request ----
+
+  void read_request() {
+    if (closed_) return;
+    head_ = false;
+    parser_.emplace();
+    parser_->body_limit(static_cast<std::uint64_t>(state_->options.max_body_bytes));
+    parser_->header_limit(kHeaderLimit);
+    stream_.expires_after(timeout());
+    bhttp::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpConnection::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, size_t) {
+    if (ec) return read_failed(ec);
+    if (auto length = parser_->content_length(); length && *length > state_->options.max_body_bytes) {
+      return send_reply(error_reply(body_too_large(state_->options.max_body_bytes)), true);
+    }
+    if (beast::iequals(parser_->get()[bhttp::field::expect], "100-continue")) {
+      auto msg = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
+      asio::async_write(stream_, asio::buffer(*msg), [self = shared_from_this(), msg](beast::error_code e, size_t) {
+        if (e) return self->abort();
+        self->read_body();
+      });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    bhttp::async_read(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpConnection::on_body, shared_from_this()));
+  }
+
+  void read_failed(beast::error_code ec) {
+    if (ec == bhttp::error::body_limit) {
+      return send_reply(error_reply(body_too_large(state_->options.max_body_bytes)), true);
+    }
+    if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message || ec == asio::error::eof ||
+        ec == asio::error::operation_aborted || ec == asio::error::connection_reset || ec == beast::error::timeout ||
+        ec == asio::error::bad_descriptor) {
+      return abort();
+    }
+    if (&ec.category() == &beast::error_code(bhttp::error::bad_target).category()) {
+      ApiError e;
+      e.status = ec == bhttp::error::header_limit ? 431 : 400;
+      e.type = "invalid_request_error";
+      e.message = "Malformed HTTP request: " + ec.message();
+      return send_reply(error_reply(e), true);
+    }
+    abort();  // a socket error
+  }
+
+  void on_body(beast::error_code ec, size_t) {
+    if (ec) return read_failed(ec);
+    bhttp::request<bhttp::string_body>& req = parser_->get();
+    keep_alive_ = req.keep_alive();
+    version_ = req.version();
+    head_ = req.method() == bhttp::verb::head;
+    HttpRequestView view;
+    view.method = std::string(req.method_string());
+    view.target = std::string(req.target());
+    view.authorization = std::string(req[bhttp::field::authorization]);
+    view.body = std::move(req.body());
+    parser_.reset();
+    if (state_->stopping) {
+      return send_reply(error_reply(api_error(RequestErrorCode::kUnavailable, "The server is shutting down")), true);
+    }
+    ApiRouter::Outcome outcome;
+    try {
+      outcome = state_->router.handle(view);
+    } catch (...) {
+      outcome.reply = error_reply(current_api_error());
+    }
+    if (outcome.reply) return send_reply(std::move(*outcome.reply), !keep_alive_);
+    start_generation(std::move(*outcome.generation));
+  }
+
+  // ---- plain replies ----
+
+  void send_reply(HttpReply reply, bool close) {
+    if (closed_) return;
+    auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
+    res->version(version_);
+    res->result(static_cast<unsigned>(reply.status));
+    res->set(bhttp::field::server, "shardlm");
+    res->set(bhttp::field::content_type, reply.content_type);
+    for (const auto& [name, value] : reply.headers) res->set(name, value);
+    res->keep_alive(!close && keep_alive_);
+    if (head_) {
+      res->content_length(reply.body.size());  // the length a GET would get, without the body
+    } else {
+      res->body() = std::move(reply.body);
+      res->prepare_payload();
+    }
+    stream_.expires_after(timeout());
+    bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
+      if (ec) return self->abort();
+      if (!res->keep_alive()) return self->graceful_close();
+      self->read_request();
+    });
+  }
+
+  // ---- generations ----
+
+  void start_generation(OpenAIRequest request) {
+    auto link = std::make_shared<Link>(shared_from_this());
+    uint64_t id = 0;
+    try {
+      id = state_->backend.submit(request.text, std::make_shared<LinkObserver>(link));
+    } catch (...) {
+      link->detach();
+      return send_reply(error_reply(current_api_error()), !keep_alive_);
+    }
+    link->set_id(id);
+    state_->add_generation(link);
+    link_ = link;
+    if (state_->stopping) return abort();  // stop() may have collected the generations already
+
+    ResponseMeta meta = make_meta(request);
+    stream_.expires_never();  // a generation may take long; stream writes set their own expiry
+    if (request.stream) {
+      chunks_.emplace(meta);
+      chunked_ = version_ >= 11;
+      stream_failed_ = false;
+      pending_ += stream_head();
+      queue_data(chunks_->start());
+      flush();
+    } else {
+      builder_.emplace(meta);
+    }
+    watch_disconnect();
+  }
+
+  std::string stream_head() const {
+    std::string h = version_ >= 11 ? "HTTP/1.1 200 OK\r\n" : "HTTP/1.0 200 OK\r\n";
+    h += "Server: shardlm\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nX-Accel-Buffering: no\r\n";
+    if (chunked_) h += "Transfer-Encoding: chunked\r\n";
+    h += keep_alive_ && chunked_ ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+    h += "\r\n";
+    return h;
+  }
+
+  void queue_data(const std::string& data) {
+    if (data.empty()) return;
+    if (chunked_) {
+      pending_ += fmt::format("{:x}\r\n", data.size());
+      pending_ += data;
+      pending_ += "\r\n";
+    } else {
+      pending_ += data;
+    }
+    flush();
+  }
+
+  void end_stream() {
+    if (chunked_) pending_ += "0\r\n\r\n";
+    stream_ended_ = true;
+    flush();
+  }
+
+  void flush() {
+    if (writing_ || closed_) return;
+    if (pending_.empty()) {
+      if (stream_ended_) stream_done();
+      return;
+    }
+    writing_ = true;
+    inflight_.swap(pending_);
+    pending_.clear();
+    stream_.expires_after(timeout());  // a client that stops reading is dropped (and its request cancelled)
+    asio::async_write(stream_, asio::buffer(inflight_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      self->inflight_.clear();
+      if (ec) return self->abort();  // the client went away: cancels the generation
+      self->flush();
+    });
+  }
+
+  void stream_done() {
+    stream_ended_ = false;
+    chunks_.reset();
+    if (!keep_alive_ || !chunked_ || stream_failed_) return graceful_close();
+    read_request();
+  }
+
+  // Completes when the client sends something or goes away while a generation runs.
+  void watch_disconnect() {
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), link = link_](beast::error_code ec) {
+      self->on_readable(link, ec);
+    });
+  }
+
+  void on_readable(const std::shared_ptr<Link>& link, beast::error_code ec) {
+    if (link != link_ || closed_ || ec == asio::error::operation_aborted) return;
+    if (!ec) {
+      beast::error_code e;
+      size_t available = stream_.socket().available(e);
+      if (!e && available > 0) return;  // a pipelined request: read once this one is answered
+    }
+    spdlog::debug("http: client went away during a request; cancelling it");
+    abort();
+  }
+
+  void cancel_generation() {
+    if (link_) {
+      uint64_t id = link_->detach();
+      link_.reset();
+      if (id != 0) state_->backend.cancel(id);
+    }
+    builder_.reset();
+    chunks_.reset();
+  }
+
+  // ---- closing ----
+
+  void abort() {
+    cancel_generation();
+    if (closed_) return;
+    closed_ = true;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.close();
+  }
+
+  // Sends FIN, then reads (and drops) what the client still sends for a moment before closing, so
+  // that a reply sent before the whole request was read (413) is not lost to a connection reset.
+  void graceful_close() {
+    cancel_generation();
+    if (closed_) return;
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) return abort();
+    stream_.expires_after(kLingerTime);
+    drain();
+  }
+
+  void drain() {
+    auto scratch = std::make_shared<std::array<char, 16384>>();
+    stream_.async_read_some(asio::buffer(*scratch), [self = shared_from_this(), scratch](beast::error_code ec, size_t) {
+      if (ec) return self->abort();
+      self->drain();
+    });
+  }
+
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  std::shared_ptr<ServerState> state_;
+  std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  bool keep_alive_ = true;
+  bool head_ = false;  // the request being answered is a HEAD request
+  unsigned version_ = 11;
+  bool closed_ = false;
+
+  // The running generation.
+  std::shared_ptr<Link> link_;
+  std::optional<CompletionBuilder> builder_;
+  std::optional<ChunkStream> chunks_;
+
+  // Stream output.
+  bool chunked_ = true;
+  bool writing_ = false;
+  bool stream_ended_ = false;
+  bool stream_failed_ = false;
+  std::string pending_;
+  std::string inflight_;
+};
+
+template <typename F>
+void Link::deliver(F&& f) {
+  std::lock_guard lock(mutex_);
+  if (!conn_) return;
+  std::shared_ptr<HttpConnection> conn = conn_;
+  asio::post(conn->executor(), [conn, link = shared_from_this(), f = std::forward<F>(f)]() mutable { f(*conn, link); });
+}
+
+void LinkObserver::on_delta(const TextDelta& delta) {
+  link_->deliver([delta](HttpConnection& c, const std::shared_ptr<Link>& link) { c.on_delta(link, delta); });
+}
+
+void LinkObserver::on_finish(const TextFinish& finish) {
+  link_->mark_finished();
+  link_->deliver([finish](HttpConnection& c, const std::shared_ptr<Link>& link) { c.on_finish(link, finish); });
+}
+
+}  // namespace
+
+void start_connection(tcp::socket socket, std::shared_ptr<ServerState> state) {
+  auto conn = std::make_shared<HttpConnection>(std::move(socket), state);
+  state->add_connection(conn);
+  conn->run();
+  if (state->stopping) conn->close();
+}
+
+}  // namespace shardlm::http

@@ -1,0 +1,372 @@
+#include "coordinator/http/openai_request.h"
+
+#include <cmath>
+#include <limits>
+
+#include "coordinator/http/api_error.h"
+#include "coordinator/sampler.h"
+
+namespace shardlm::http {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxStop = 16;
+constexpr int kMaxChatTopLogprobs = 20;
+constexpr int kMaxCompletionLogprobs = 5;
+
+std::string kind(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null: return "null";
+    case json::value_t::boolean: return "a boolean";
+    case json::value_t::string: return "a string";
+    case json::value_t::array: return "an array";
+    case json::value_t::object: return "an object";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+    case json::value_t::number_float: return "a number";
+    default: return "an unsupported value";
+  }
+}
+
+// The field's value, or nullptr when it is absent or null.
+const json* field(const json& body, const char* key) {
+  auto it = body.find(key);
+  if (it == body.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+bool get_bool(const json& v, const std::string& name) {
+  if (!v.is_boolean()) fail_param(name, "Invalid type for '{}': expected a boolean, but got {}", name, kind(v));
+  return v.get<bool>();
+}
+
+double get_number(const json& v, const std::string& name) {
+  if (!v.is_number()) fail_param(name, "Invalid type for '{}': expected a number, but got {}", name, kind(v));
+  double x = v.get<double>();
+  if (!std::isfinite(x)) fail_param(name, "'{}' must be a finite number", name);
+  return x;
+}
+
+int64_t get_int(const json& v, const std::string& name, int64_t lo, int64_t hi) {
+  int64_t x = 0;
+  if (v.is_number_unsigned()) {
+    uint64_t u = v.get<uint64_t>();
+    if (hi < 0 || u > static_cast<uint64_t>(hi)) fail_param(name, "'{}' must be at most {} (got {})", name, hi, u);
+    x = static_cast<int64_t>(u);
+  } else if (v.is_number_integer()) {
+    x = v.get<int64_t>();
+  } else if (v.is_number_float()) {
+    double d = v.get<double>();
+    if (!std::isfinite(d) || d != std::floor(d) || d < -9.2e18 || d > 9.2e18) {
+      fail_param(name, "Invalid type for '{}': expected an integer, but got {}", name, d);
+    }
+    x = static_cast<int64_t>(d);
+  } else {
+    fail_param(name, "Invalid type for '{}': expected an integer, but got {}", name, kind(v));
+  }
+  if (x < lo) fail_param(name, "'{}' must be at least {} (got {})", name, lo, x);
+  if (x > hi) fail_param(name, "'{}' must be at most {} (got {})", name, hi, x);
+  return x;
+}
+
+std::string get_string(const json& v, const std::string& name) {
+  if (!v.is_string()) fail_param(name, "Invalid type for '{}': expected a string, but got {}", name, kind(v));
+  return v.get<std::string>();
+}
+
+// seed: any integer of 64 bits, signed or unsigned (a negative seed is taken modulo 2^64).
+uint64_t get_seed(const json& v) {
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_number_integer()) return static_cast<uint64_t>(v.get<int64_t>());
+  return static_cast<uint64_t>(get_int(v, "seed", std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()));
+}
+
+void parse_stop(const json& body, TextRequest& text) {
+  const json* stop = field(body, "stop");
+  if (!stop) return;
+  if (stop->is_string()) {
+    std::string s = stop->get<std::string>();
+    if (s.empty()) fail_param("stop", "'stop' must not be an empty string");
+    text.stop.push_back(std::move(s));
+    return;
+  }
+  if (!stop->is_array()) fail_param("stop", "Invalid type for 'stop': expected a string or an array of strings, but got {}", kind(*stop));
+  if (stop->size() > kMaxStop) fail_param("stop", "'stop' holds {} strings; at most {} are allowed", stop->size(), kMaxStop);
+  for (size_t i = 0; i < stop->size(); ++i) {
+    const std::string name = fmt::format("stop[{}]", i);
+    std::string s = get_string((*stop)[i], name);
+    if (s.empty()) fail_param(name, "'{}' must not be an empty string", name);
+    text.stop.push_back(std::move(s));
+  }
+}
+
+void refuse_nonzero(const json& body, const char* key) {
+  const json* v = field(body, key);
+  if (v && get_number(*v, key) != 0.0) fail_param(key, "'{}' is not supported (only 0)", key);
+}
+
+// Fields both endpoints share.
+void parse_common(const json& body, OpenAIRequest& r) {
+  const json* model = field(body, "model");
+  if (!model) fail_param("model", "'model' is required");
+  r.model = get_string(*model, "model");
+  if (r.model.empty()) fail_param("model", "'model' must not be empty");
+
+  if (const json* v = field(body, "stream")) r.stream = get_bool(*v, "stream");
+  if (const json* v = field(body, "stream_options")) {
+    if (!v->is_object()) fail_param("stream_options", "Invalid type for 'stream_options': expected an object, but got {}", kind(*v));
+    if (const json* u = field(*v, "include_usage")) r.include_usage = get_bool(*u, "stream_options.include_usage");
+  }
+  if (!r.stream) r.include_usage = false;
+
+  TextRequest& text = r.text;
+  // max_completion_tokens is the newer name of max_tokens; it wins when both are given.
+  if (const json* v = field(body, "max_completion_tokens")) {
+    text.max_tokens = static_cast<int32_t>(get_int(*v, "max_completion_tokens", 1, std::numeric_limits<int32_t>::max()));
+  } else if (const json* v = field(body, "max_tokens")) {
+    text.max_tokens = static_cast<int32_t>(get_int(*v, "max_tokens", 1, std::numeric_limits<int32_t>::max()));
+  }
+
+  SamplingParams& s = text.sampling;
+  if (const json* v = field(body, "temperature")) {
+    double t = get_number(*v, "temperature");
+    if (t < 0) fail_param("temperature", "'temperature' must be >= 0 (got {})", t);
+    s.temperature = static_cast<float>(t);
+  }
+  if (const json* v = field(body, "top_p")) {
+    double p = get_number(*v, "top_p");
+    if (!(p > 0 && p <= 1)) fail_param("top_p", "'top_p' must be in (0, 1] (got {})", p);
+    s.top_p = static_cast<float>(p);
+  }
+  if (const json* v = field(body, "top_k")) {
+    int64_t k = get_int(*v, "top_k", -1, 65536);
+    s.top_k = static_cast<int32_t>(k < 0 ? 0 : k);  // -1 (vLLM) and 0 both mean off
+  }
+  if (const json* v = field(body, "min_p")) {
+    double p = get_number(*v, "min_p");
+    if (!(p >= 0 && p <= 1)) fail_param("min_p", "'min_p' must be in [0, 1] (got {})", p);
+    s.min_p = static_cast<float>(p);
+  }
+  if (const json* v = field(body, "seed")) {
+    s.seed = get_seed(*v);
+    r.seed_given = true;
+  }
+  try {
+    validate_sampling(s);
+  } catch (const Error& e) {
+    fail_param("", "{}", e.what());
+  }
+
+  parse_stop(body, text);
+
+  if (const json* v = field(body, "n")) {
+    if (get_int(*v, "n", 1, std::numeric_limits<int64_t>::max()) != 1) fail_param("n", "only n=1 is supported");
+  }
+  if (const json* v = field(body, "ignore_eos")) text.ignore_eos = get_bool(*v, "ignore_eos");
+
+  refuse_nonzero(body, "frequency_penalty");
+  refuse_nonzero(body, "presence_penalty");
+  if (const json* v = field(body, "logit_bias")) {
+    if (!v->is_object()) fail_param("logit_bias", "Invalid type for 'logit_bias': expected an object, but got {}", kind(*v));
+    if (!v->empty()) fail_param("logit_bias", "'logit_bias' is not supported");
+  }
+}
+
+void check_content(const json& message, const std::string& where, const std::string& role) {
+  const json* content = field(message, "content");
+  if (!content || content->is_string()) return;
+  if (content->is_object() && role == "tool") return;  // a structured tool result
+  const std::string name = where + ".content";
+  if (!content->is_array()) {
+    fail_param(name, "Invalid type for '{}': expected a string or an array of content parts, but got {}", name, kind(*content));
+  }
+  for (size_t j = 0; j < content->size(); ++j) {
+    const json& part = (*content)[j];
+    const std::string pw = fmt::format("{}[{}]", name, j);
+    if (!part.is_object()) fail_param(pw, "Invalid type for '{}': expected an object, but got {}", pw, kind(part));
+    const json* type = field(part, "type");
+    if (!type) fail_param(pw + ".type", "'{}.type' is required", pw);
+    std::string t = get_string(*type, pw + ".type");
+    if (t != "text") fail_param(pw + ".type", "'{}.type' is '{}': only text content parts are supported", pw, t);
+    const json* text = field(part, "text");
+    if (!text) fail_param(pw + ".text", "'{}.text' is required", pw);
+    get_string(*text, pw + ".text");
+  }
+}
+
+void check_messages(const json& body) {
+  const json* messages = field(body, "messages");
+  if (!messages) fail_param("messages", "'messages' is required");
+  if (!messages->is_array()) {
+    fail_param("messages", "Invalid type for 'messages': expected an array of messages, but got {}", kind(*messages));
+  }
+  if (messages->empty()) fail_param("messages", "'messages' must hold at least one message");
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const json& m = (*messages)[i];
+    const std::string where = fmt::format("messages[{}]", i);
+    if (!m.is_object()) fail_param(where, "Invalid type for '{}': expected an object, but got {}", where, kind(m));
+    const json* role = field(m, "role");
+    if (!role) fail_param(where + ".role", "'{}.role' is required", where);
+    std::string r = get_string(*role, where + ".role");
+    if (r != "system" && r != "developer" && r != "user" && r != "assistant" && r != "tool") {
+      fail_param(where + ".role", "'{}.role' must be one of system, developer, user, assistant, tool (got '{}')", where, r);
+    }
+    check_content(m, where, r);
+  }
+}
+
+// Validated tool declarations (an array), or null when there are none.
+json parse_tools(const json& body) {
+  const json* tools = field(body, "tools");
+  if (!tools) return nullptr;
+  if (!tools->is_array()) fail_param("tools", "Invalid type for 'tools': expected an array, but got {}", kind(*tools));
+  for (size_t i = 0; i < tools->size(); ++i) {
+    const json& t = (*tools)[i];
+    const std::string where = fmt::format("tools[{}]", i);
+    if (!t.is_object()) fail_param(where, "Invalid type for '{}': expected an object, but got {}", where, kind(t));
+    const json* type = field(t, "type");
+    if (!type) fail_param(where + ".type", "'{}.type' is required", where);
+    if (get_string(*type, where + ".type") != "function") {
+      fail_param(where + ".type", "'{}.type' must be 'function' (got '{}')", where, type->get<std::string>());
+    }
+    const json* fn = field(t, "function");
+    if (!fn) fail_param(where + ".function", "'{}.function' is required", where);
+    if (!fn->is_object()) fail_param(where + ".function", "Invalid type for '{}.function': expected an object, but got {}", where, kind(*fn));
+    const json* name = field(*fn, "name");
+    if (!name) fail_param(where + ".function.name", "'{}.function.name' is required", where);
+    if (get_string(*name, where + ".function.name").empty()) {
+      fail_param(where + ".function.name", "'{}.function.name' must not be empty", where);
+    }
+    if (const json* p = field(*fn, "parameters"); p && !p->is_object()) {
+      fail_param(where + ".function.parameters", "Invalid type for '{}.function.parameters': expected an object, but got {}", where, kind(*p));
+    }
+  }
+  return tools->empty() ? json(nullptr) : *tools;
+}
+
+// Applies tool_choice to the declarations (see the header).
+json apply_tool_choice(const json& body, json tools) {
+  const json* choice = field(body, "tool_choice");
+  if (!choice) return tools;
+  if (choice->is_string()) {
+    std::string c = choice->get<std::string>();
+    if (c == "none") return nullptr;
+    if (c == "auto") return tools;
+    if (c == "required") {
+      if (tools.is_null()) fail_param("tool_choice", "'tool_choice' is 'required' but no tools were given");
+      return tools;
+    }
+    fail_param("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or a named function (got '{}')", c);
+  }
+  if (!choice->is_object()) {
+    fail_param("tool_choice", "Invalid type for 'tool_choice': expected a string or an object, but got {}", kind(*choice));
+  }
+  const json* type = field(*choice, "type");
+  if (!type || !type->is_string() || type->get<std::string>() != "function") {
+    fail_param("tool_choice.type", "'tool_choice.type' must be 'function'");
+  }
+  const json* fn = field(*choice, "function");
+  const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
+  if (!name) fail_param("tool_choice.function.name", "'tool_choice.function.name' is required");
+  std::string wanted = get_string(*name, "tool_choice.function.name");
+  if (!tools.is_null()) {
+    for (const json& t : tools) {
+      if (t["function"]["name"] == wanted) return json::array({t});
+    }
+  }
+  fail_param("tool_choice.function.name", "'tool_choice' names the function '{}', which is not among the tools", wanted);
+}
+
+bool parse_thinking(const json& body) {
+  if (const json* kwargs = field(body, "chat_template_kwargs")) {
+    if (!kwargs->is_object()) {
+      fail_param("chat_template_kwargs", "Invalid type for 'chat_template_kwargs': expected an object, but got {}", kind(*kwargs));
+    }
+    if (const json* v = field(*kwargs, "enable_thinking")) return get_bool(*v, "chat_template_kwargs.enable_thinking");
+  }
+  if (const json* v = field(body, "reasoning_effort")) return get_string(*v, "reasoning_effort") != "none";
+  return false;
+}
+
+void check_response_format(const json& body) {
+  const json* rf = field(body, "response_format");
+  if (!rf) return;
+  if (!rf->is_object()) fail_param("response_format", "Invalid type for 'response_format': expected an object, but got {}", kind(*rf));
+  const json* type = field(*rf, "type");
+  std::string t = type ? get_string(*type, "response_format.type") : "";
+  if (t != "text") fail_param("response_format", "'response_format' of type '{}' is not supported (only 'text')", t);
+}
+
+}  // namespace
+
+json parse_json_body(std::string_view body) {
+  json j;
+  try {
+    j = json::parse(body);
+  } catch (const json::exception& e) {
+    // Drop the library's "[json.exception.parse_error.101] " prefix.
+    std::string_view what = e.what();
+    if (!what.empty() && what.front() == '[' && what.find("] ") != std::string_view::npos) what.remove_prefix(what.find("] ") + 2);
+    fail_param("", "The request body is not valid JSON: {}", what);
+  }
+  if (!j.is_object()) fail_param("", "The request body must be a JSON object, not {}", kind(j));
+  return j;
+}
+
+OpenAIRequest parse_chat_request(const json& body) {
+  OpenAIRequest r;
+  r.endpoint = Endpoint::kChat;
+  r.text.chat = true;
+  parse_common(body, r);
+  check_messages(body);
+  r.text.messages = body["messages"];
+  r.text.tools = apply_tool_choice(body, parse_tools(body));
+  r.text.enable_thinking = parse_thinking(body);
+  check_response_format(body);
+
+  bool logprobs = false;
+  if (const json* v = field(body, "logprobs")) logprobs = get_bool(*v, "logprobs");
+  if (const json* v = field(body, "top_logprobs")) {
+    int64_t n = get_int(*v, "top_logprobs", 0, kMaxChatTopLogprobs);
+    if (!logprobs) fail_param("top_logprobs", "'top_logprobs' needs 'logprobs' to be true");
+    r.text.top_logprobs = static_cast<int32_t>(n);
+  } else if (logprobs) {
+    r.text.top_logprobs = 0;
+  }
+  return r;
+}
+
+OpenAIRequest parse_completion_request(const json& body) {
+  OpenAIRequest r;
+  r.endpoint = Endpoint::kCompletions;
+  r.text.chat = false;
+  parse_common(body, r);
+
+  const json* prompt = field(body, "prompt");
+  if (!prompt) fail_param("prompt", "'prompt' is required");
+  if (prompt->is_string()) {
+    r.text.prompt = prompt->get<std::string>();
+  } else if (prompt->is_array()) {
+    if (prompt->size() != 1 || !(*prompt)[0].is_string()) {
+      fail_param("prompt", "'prompt' must be a string or an array of exactly one string (batches and token ids are not supported)");
+    }
+    r.text.prompt = (*prompt)[0].get<std::string>();
+  } else {
+    fail_param("prompt", "Invalid type for 'prompt': expected a string, but got {}", kind(*prompt));
+  }
+
+  if (const json* v = field(body, "logprobs")) {
+    r.text.top_logprobs = static_cast<int32_t>(get_int(*v, "logprobs", 0, kMaxCompletionLogprobs));
+  }
+  if (const json* v = field(body, "echo"); v && get_bool(*v, "echo")) fail_param("echo", "'echo' is not supported");
+  if (const json* v = field(body, "suffix"); v && !get_string(*v, "suffix").empty()) {
+    fail_param("suffix", "'suffix' is not supported");
+  }
+  if (const json* v = field(body, "best_of")) {
+    if (get_int(*v, "best_of", 1, std::numeric_limits<int64_t>::max()) != 1) fail_param("best_of", "only best_of=1 is supported");
+  }
+  return r;
+}
+
+}  // namespace shardlm::http

@@ -1,0 +1,46 @@
+// Parsing of OpenAI API request bodies (POST /v1/chat/completions and /v1/completions) into a
+// TextRequest for the text service. Every malformed or unsupported field is refused with a 400
+// ApiException naming the field. Supported:
+//   model (required), messages (chat; roles system/developer/user/assistant/tool, text content
+//   parts), prompt (completions; a string or an array of one string), max_completion_tokens /
+//   max_tokens (>= 1), temperature, top_p, top_k (-1 = off), min_p, seed, stop (string or array of
+//   at most 16), n (1 only), stream, stream_options.include_usage, logprobs (chat: bool with
+//   top_logprobs 0..20; completions: int 0..5), tools, tool_choice, chat_template_kwargs
+//   .enable_thinking, reasoning_effort, ignore_eos (vLLM extension), response_format {"type":"text"}.
+// tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
+// keeps them without forcing a call (the model decides); a named function keeps only that tool's
+// declaration, so the model can call nothing else, but it may still answer in text.
+// Thinking: chat_template_kwargs.enable_thinking when given, else reasoning_effort (any value but
+// "none" turns thinking on); off by default.
+// Accepted and ignored: user, metadata, store, service_tier, parallel_tool_calls, and zero / empty
+// frequency_penalty, presence_penalty, logit_bias (non-zero ones are refused: not supported).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "coordinator/text_service.h"
+
+namespace shardlm::http {
+
+enum class Endpoint { kChat, kCompletions };
+
+struct OpenAIRequest {
+  Endpoint endpoint = Endpoint::kChat;
+  std::string model;
+  bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage
+  bool seed_given = false;     // false: the caller should draw a random seed
+  TextRequest text;            // text.top_logprobs >= 0 when log-probabilities were asked for
+};
+
+// Parses a request body: must be a JSON object (400 naming the parse error otherwise).
+nlohmann::json parse_json_body(std::string_view body);
+
+OpenAIRequest parse_chat_request(const nlohmann::json& body);
+OpenAIRequest parse_completion_request(const nlohmann::json& body);
+
+}  // namespace shardlm::http

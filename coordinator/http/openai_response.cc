@@ -1,0 +1,233 @@
+#include "coordinator/http/openai_response.h"
+
+#include <chrono>
+#include <random>
+
+namespace shardlm::http {
+namespace {
+
+using nlohmann::json;
+
+// Log-probabilities below this are written as this value (JSON has no -infinity).
+constexpr float kMinLogprob = -9999.0f;
+
+double clamp_logprob(float x) { return x >= kMinLogprob ? x : kMinLogprob; }
+
+json bytes_json(const std::string& s) {
+  json b = json::array();
+  for (unsigned char c : s) b.push_back(static_cast<int>(c));
+  return b;
+}
+
+// Completions: {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}.
+json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, int64_t& offset) {
+  json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
+              {"text_offset", json::array()}};
+  for (const TextTokenLogprob& t : tokens) {
+    out["tokens"].push_back(t.token);
+    out["token_logprobs"].push_back(clamp_logprob(t.logprob));
+    json top = json::object();
+    for (const auto& [token, lp] : t.top) {
+      if (!top.contains(token)) top[token] = clamp_logprob(lp);
+    }
+    out["top_logprobs"].push_back(std::move(top));
+    out["text_offset"].push_back(offset);
+    offset += static_cast<int64_t>(t.token.size());
+  }
+  return out;
+}
+
+std::string final_reason(const TextFinish& finish, bool had_tool_calls) {
+  if (had_tool_calls && finish.finish_reason == "stop") return "tool_calls";
+  return finish.finish_reason;
+}
+
+}  // namespace
+
+std::string dump_json(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::string sse_event(const json& value) { return "data: " + dump_json(value) + "\n\n"; }
+
+std::string new_id(const std::string& prefix) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  thread_local std::mt19937_64 rng{std::random_device{}() ^
+                                   static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count())};
+  std::uniform_int_distribution<int> pick(0, static_cast<int>(sizeof(kAlphabet)) - 2);
+  std::string id = prefix;
+  for (int i = 0; i < 24; ++i) id.push_back(kAlphabet[pick(rng)]);
+  return id;
+}
+
+int64_t unix_time() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+ResponseMeta make_meta(const OpenAIRequest& request) {
+  ResponseMeta m;
+  m.endpoint = request.endpoint;
+  m.id = new_id(request.endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-");
+  m.created = unix_time();
+  m.model = request.model;
+  m.logprobs = request.text.top_logprobs >= 0;
+  m.include_usage = request.stream && request.include_usage;
+  return m;
+}
+
+json usage_json(const TextFinish& finish) {
+  return {{"prompt_tokens", finish.prompt_tokens},
+          {"completion_tokens", finish.completion_tokens},
+          {"total_tokens", finish.prompt_tokens + finish.completion_tokens}};
+}
+
+json tool_call_json(const ChatToolCall& call) {
+  return {{"id", new_id("call_")},
+          {"type", "function"},
+          {"function", {{"name", call.name}, {"arguments", dump_json(call.arguments)}}}};
+}
+
+json chat_logprobs_content(const std::vector<TextTokenLogprob>& tokens) {
+  json content = json::array();
+  for (const TextTokenLogprob& t : tokens) {
+    json top = json::array();
+    for (const auto& [token, lp] : t.top) {
+      top.push_back({{"token", token}, {"logprob", clamp_logprob(lp)}, {"bytes", bytes_json(token)}});
+    }
+    content.push_back({{"token", t.token}, {"logprob", clamp_logprob(t.logprob)}, {"bytes", bytes_json(t.token)},
+                       {"top_logprobs", std::move(top)}});
+  }
+  return content;
+}
+
+bool finish_is_error(const TextFinish& finish) {
+  return finish.finish_reason == "error" || finish.finish_reason == "cancelled";
+}
+
+ApiError finish_error(const TextFinish& finish) {
+  if (finish.finish_reason == "cancelled") {
+    ApiError e = api_error(RequestErrorCode::kUnavailable, "The request was cancelled by the server");
+    e.code = "cancelled";
+    return e;
+  }
+  return api_error(RequestErrorCode::kInternal,
+                   finish.error.empty() ? std::string("generation failed") : "generation failed: " + finish.error);
+}
+
+// ---- non-streamed -------------------------------------------------------------------------------
+
+void CompletionBuilder::add(const TextDelta& delta) {
+  content_ += delta.content;
+  reasoning_ += delta.reasoning;
+  tool_calls_.insert(tool_calls_.end(), delta.tool_calls.begin(), delta.tool_calls.end());
+  logprobs_.insert(logprobs_.end(), delta.logprobs.begin(), delta.logprobs.end());
+}
+
+json CompletionBuilder::finish(const TextFinish& finish) const {
+  json choice;
+  choice["index"] = 0;
+  if (meta_.endpoint == Endpoint::kChat) {
+    json message = {{"role", "assistant"}};
+    const bool tools = !tool_calls_.empty();
+    message["content"] = tools && content_.empty() ? json(nullptr) : json(content_);
+    message["refusal"] = nullptr;
+    if (!reasoning_.empty()) message["reasoning_content"] = reasoning_;
+    if (tools) {
+      json calls = json::array();
+      for (const ChatToolCall& c : tool_calls_) calls.push_back(tool_call_json(c));
+      message["tool_calls"] = std::move(calls);
+    }
+    choice["message"] = std::move(message);
+    choice["logprobs"] = meta_.logprobs ? json{{"content", chat_logprobs_content(logprobs_)}, {"refusal", nullptr}} : json(nullptr);
+    choice["finish_reason"] = final_reason(finish, tools);
+  } else {
+    choice["text"] = content_;
+    int64_t offset = 0;
+    choice["logprobs"] = meta_.logprobs ? completion_logprobs(logprobs_, offset) : json(nullptr);
+    choice["finish_reason"] = final_reason(finish, false);
+  }
+  return {{"id", meta_.id},
+          {"object", meta_.endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
+          {"created", meta_.created},
+          {"model", meta_.model},
+          {"choices", json::array({std::move(choice)})},
+          {"usage", usage_json(finish)}};
+}
+
+// ---- streamed -----------------------------------------------------------------------------------
+
+json ChunkStream::chunk(json choice) const {
+  json c = {{"id", meta_.id},
+            {"object", meta_.endpoint == Endpoint::kChat ? "chat.completion.chunk" : "text_completion"},
+            {"created", meta_.created},
+            {"model", meta_.model},
+            {"choices", json::array({std::move(choice)})}};
+  if (meta_.include_usage) c["usage"] = nullptr;
+  return c;
+}
+
+std::string ChunkStream::start() {
+  if (meta_.endpoint != Endpoint::kChat) return {};
+  return sse_event(chunk({{"index", 0},
+                          {"delta", {{"role", "assistant"}, {"content", ""}}},
+                          {"logprobs", nullptr},
+                          {"finish_reason", nullptr}}));
+}
+
+std::string ChunkStream::delta(const TextDelta& d) {
+  if (d.empty()) return {};
+  json choice = {{"index", 0}};
+  if (meta_.endpoint == Endpoint::kChat) {
+    json delta = json::object();
+    if (!d.content.empty()) delta["content"] = d.content;
+    if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
+    if (!d.tool_calls.empty()) {
+      json calls = json::array();
+      for (const ChatToolCall& c : d.tool_calls) {
+        json call = tool_call_json(c);
+        call["index"] = tool_calls_++;
+        calls.push_back(std::move(call));
+      }
+      delta["tool_calls"] = std::move(calls);
+    }
+    choice["delta"] = std::move(delta);
+    choice["logprobs"] = meta_.logprobs && !d.logprobs.empty() ? json{{"content", chat_logprobs_content(d.logprobs)}, {"refusal", nullptr}}
+                                                               : json(nullptr);
+  } else {
+    choice["text"] = d.content;
+    choice["logprobs"] = meta_.logprobs && !d.logprobs.empty() ? completion_logprobs(d.logprobs, text_offset_) : json(nullptr);
+  }
+  choice["finish_reason"] = nullptr;
+  return sse_event(chunk(std::move(choice)));
+}
+
+std::string ChunkStream::finish(const TextFinish& finish) {
+  if (finish_is_error(finish)) return sse_event(finish_error(finish).to_json());
+  json choice = {{"index", 0}};
+  if (meta_.endpoint == Endpoint::kChat) {
+    choice["delta"] = json::object();
+  } else {
+    choice["text"] = "";
+  }
+  choice["logprobs"] = nullptr;
+  choice["finish_reason"] = final_reason(finish, tool_calls_ > 0);
+  std::string out = sse_event(chunk(std::move(choice)));
+  if (meta_.include_usage) {
+    json usage = chunk(nullptr);
+    usage["choices"] = json::array();
+    usage["usage"] = usage_json(finish);
+    out += sse_event(usage);
+  }
+  out += kSseDone;
+  return out;
+}
+
+// ---- models -------------------------------------------------------------------------------------
+
+json model_json(const std::string& model, int64_t created, int64_t max_context) {
+  return {{"id", model}, {"object", "model"}, {"created", created}, {"owned_by", "shardlm"}, {"max_model_len", max_context}};
+}
+
+json models_json(const std::string& model, int64_t created, int64_t max_context) {
+  return {{"object", "list"}, {"data", json::array({model_json(model, created, max_context)})}};
+}
+
+}  // namespace shardlm::http

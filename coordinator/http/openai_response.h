@@ -1,0 +1,92 @@
+// OpenAI response bodies built from what the text service reports: the complete response of a
+// non-streamed request (chat.completion / text_completion), the server-sent events of a streamed one
+// (chat.completion.chunk / text_completion chunks, "data: [DONE]" at the end, an optional usage
+// chunk with empty choices), log-probabilities in each endpoint's format, and /v1/models.
+// JSON is written with invalid UTF-8 replaced by U+FFFD (a token may end inside a character; its
+// exact bytes are in the log-probability entry's "bytes").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "coordinator/http/api_error.h"
+#include "coordinator/http/openai_request.h"
+#include "coordinator/text_service.h"
+
+namespace shardlm::http {
+
+// Compact JSON text; invalid UTF-8 in strings becomes U+FFFD.
+std::string dump_json(const nlohmann::json& value);
+// One server-sent event: "data: <json>\n\n".
+std::string sse_event(const nlohmann::json& value);
+inline constexpr const char* kSseDone = "data: [DONE]\n\n";
+
+// "<prefix><24 random letters and digits>", e.g. new_id("chatcmpl-"), new_id("call_").
+std::string new_id(const std::string& prefix);
+int64_t unix_time();
+
+struct ResponseMeta {
+  Endpoint endpoint = Endpoint::kChat;
+  std::string id;       // "chatcmpl-..." or "cmpl-..."
+  int64_t created = 0;  // Unix seconds
+  std::string model;
+  bool logprobs = false;       // the request asked for log-probabilities
+  bool include_usage = false;  // stream: add the usage chunk
+};
+// A fresh id and the current time for a parsed request.
+ResponseMeta make_meta(const OpenAIRequest& request);
+
+nlohmann::json usage_json(const TextFinish& finish);
+// OpenAI tool call: {id: "call_...", type: "function", function: {name, arguments: "<json text>"}}.
+nlohmann::json tool_call_json(const ChatToolCall& call);
+// Chat: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}].
+nlohmann::json chat_logprobs_content(const std::vector<TextTokenLogprob>& tokens);
+
+// The error a finish reason other than stop / length / tool_calls stands for ("error" -> 500,
+// "cancelled" -> 503).
+ApiError finish_error(const TextFinish& finish);
+bool finish_is_error(const TextFinish& finish);
+
+// Collects the deltas of a non-streamed request and builds its response.
+class CompletionBuilder {
+ public:
+  explicit CompletionBuilder(ResponseMeta meta) : meta_(std::move(meta)) {}
+  void add(const TextDelta& delta);
+  // The response body; the finish must not be an error (see finish_is_error).
+  nlohmann::json finish(const TextFinish& finish) const;
+
+ private:
+  ResponseMeta meta_;
+  std::string content_;
+  std::string reasoning_;
+  std::vector<ChatToolCall> tool_calls_;
+  std::vector<TextTokenLogprob> logprobs_;
+};
+
+// Turns the deltas of a streamed request into server-sent events.
+class ChunkStream {
+ public:
+  explicit ChunkStream(ResponseMeta meta) : meta_(std::move(meta)) {}
+  // The first events, sent before any token (chat: the assistant role with empty content).
+  std::string start();
+  // Events for one delta (empty when the delta carries nothing to show).
+  std::string delta(const TextDelta& delta);
+  // The final chunk with finish_reason, the usage chunk when asked for, and [DONE]; for an error
+  // finish the error event {"error": {...}} instead (the stream then ends without [DONE]).
+  std::string finish(const TextFinish& finish);
+
+ private:
+  nlohmann::json chunk(nlohmann::json choice) const;
+  ResponseMeta meta_;
+  int tool_calls_ = 0;     // tool calls sent so far (their index)
+  int64_t text_offset_ = 0;  // completions log-probabilities: bytes of text sent so far
+};
+
+// GET /v1/models: {"object": "list", "data": [model_json(...)]}.
+nlohmann::json model_json(const std::string& model, int64_t created, int64_t max_context);
+nlohmann::json models_json(const std::string& model, int64_t created, int64_t max_context);
+
+}  // namespace shardlm::http

@@ -1,0 +1,27 @@
+// What the HTTP API needs of the text service: submit / cancel and the served model's name and
+// context. The server talks to this interface; text_service_backend() adapts a TextService.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "coordinator/text_service.h"
+
+namespace shardlm::http {
+
+class TextBackend {
+ public:
+  virtual ~TextBackend() = default;
+  virtual std::string model_name() const = 0;
+  virtual int64_t max_context() const = 0;
+  // As TextService::submit: throws RequestError (or Error for bad input); the observer is called on
+  // another thread and must not block.
+  virtual uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer) = 0;
+  virtual void cancel(uint64_t id) = 0;
+};
+
+// Forwards to `service`, which must outlive the backend.
+std::unique_ptr<TextBackend> text_service_backend(TextService& service);
+
+}  // namespace shardlm::http

@@ -1,0 +1,400 @@
+#include "coordinator/scheduler.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "coordinator/request_error.h"
+
+namespace shardlm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+}  // namespace
+
+const char* finish_reason_name(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kLength: return "length";
+    case FinishReason::kCancelled: return "cancelled";
+    case FinishReason::kError: return "error";
+  }
+  return "error";
+}
+
+struct Scheduler::Request {
+  uint64_t id = 0;
+  GenerationRequest request;
+  std::shared_ptr<GenerationObserver> observer;
+  Sampler sampler;
+  int seq = -1;
+  int32_t fed = 0;          // prompt tokens already in the KV cache
+  int32_t generated = 0;
+  int32_t last_token = -1;  // sampled, not yet fed back
+  int64_t reserved = 0;     // KV positions reserved
+  bool finished = false;
+  Clock::time_point submitted, scheduled, first_token, last_token_time;
+  bool was_scheduled = false;
+
+  Request(uint64_t id_, GenerationRequest r, std::shared_ptr<GenerationObserver> o)
+      : id(id_), request(std::move(r)), observer(std::move(o)), sampler(request.sampling), submitted(Clock::now()) {}
+  bool prefilling() const { return fed < static_cast<int32_t>(request.prompt.size()); }
+};
+
+Scheduler::Scheduler(StepEngine& engine, SchedulerOptions options) : engine_(engine), options_(options) {
+  if (options_.max_step_tokens < 1) fail("scheduler: max step tokens must be positive");
+  if (options_.max_running < 1) fail("scheduler: max running sequences must be positive");
+  options_.max_running = std::min(options_.max_running, engine_.max_sequences());
+  thread_ = std::thread([this] { run(); });
+}
+
+Scheduler::~Scheduler() { stop(false); }
+
+uint64_t Scheduler::submit(GenerationRequest request, std::shared_ptr<GenerationObserver> observer) {
+  if (!observer) fail("scheduler: a request needs an observer");
+  if (request.prompt.empty()) fail_request(RequestErrorCode::kInvalidRequest, "the prompt is empty");
+  if (request.max_tokens < 1) fail_request(RequestErrorCode::kInvalidRequest, "max_tokens must be at least 1 (got {})", request.max_tokens);
+  if (request.top_logprobs > 20) fail_request(RequestErrorCode::kInvalidRequest, "top_logprobs must be at most 20 (got {})", request.top_logprobs);
+  try {
+    validate_sampling(request.sampling);
+  } catch (const Error& e) {
+    throw RequestError(RequestErrorCode::kInvalidRequest, e.what());
+  }
+  const int64_t vocab = engine_.config().vocab_size;
+  for (int32_t t : request.prompt) {
+    if (t < 0 || t >= vocab) fail_request(RequestErrorCode::kInvalidRequest, "prompt token {} is outside the vocabulary (size {})", t, vocab);
+  }
+  const int64_t need = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+  if (need > engine_.max_sequence_tokens()) {
+    fail_request(RequestErrorCode::kContextLength,
+                 "prompt ({} tokens) + max_tokens ({}) = {} exceeds the context of {} tokens", request.prompt.size(),
+                 request.max_tokens, need, engine_.max_sequence_tokens());
+  }
+  if (need > engine_.kv_capacity_tokens()) {
+    fail_request(RequestErrorCode::kContextLength,
+                 "prompt ({} tokens) + max_tokens ({}) = {} exceeds the KV cache capacity of {} tokens", request.prompt.size(),
+                 request.max_tokens, need, engine_.kv_capacity_tokens());
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (stopping_) fail_request(RequestErrorCode::kUnavailable, "the server is shutting down");
+  if (static_cast<int32_t>(waiting_.size()) >= options_.max_waiting) {
+    fail_request(RequestErrorCode::kQueueFull, "the request queue is full ({} waiting)", waiting_.size());
+  }
+  const uint64_t id = next_id_++;
+  waiting_.push_back(std::make_shared<Request>(id, std::move(request), std::move(observer)));
+  stats_.waiting = static_cast<int32_t>(waiting_.size());
+  wake_.notify_one();
+  return id;
+}
+
+void Scheduler::cancel(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  cancelled_.push_back(id);
+  wake_.notify_one();
+}
+
+SchedulerStats Scheduler::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void Scheduler::set_hooks(SchedulerHooks hooks) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  hooks_ = std::move(hooks);
+}
+
+void Scheduler::stop(bool drain) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+    draining_ = drain;
+    wake_.notify_one();
+  }
+  thread_.join();
+}
+
+void Scheduler::finish(Request& r, FinishReason reason, const std::string& error) {
+  if (r.finished) return;
+  r.finished = true;
+  if (r.seq >= 0) {
+    try {
+      engine_.free_sequence(r.seq);
+    } catch (const std::exception& e) {
+      spdlog::error("freeing sequence {}: {}", r.seq, e.what());
+    }
+    r.seq = -1;
+  }
+  kv_reserved_ -= r.reserved;
+  r.reserved = 0;
+  const Clock::time_point now = Clock::now();
+  GenerationSummary s;
+  s.reason = reason;
+  s.error = error;
+  s.prompt_tokens = static_cast<int64_t>(r.request.prompt.size());
+  s.completion_tokens = r.generated;
+  const Clock::time_point scheduled = r.was_scheduled ? r.scheduled : now;
+  s.timings.queue_s = seconds(r.submitted, scheduled);
+  if (r.generated > 0) {
+    s.timings.prefill_s = seconds(scheduled, r.first_token);
+    s.timings.ttft_s = seconds(r.submitted, r.first_token);
+    s.timings.decode_s = seconds(r.first_token, r.last_token_time);
+  }
+  s.timings.total_s = seconds(r.submitted, now);
+  SchedulerHooks hooks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    hooks = hooks_;
+  }
+  if (hooks.finished) hooks.finished(s);
+  try {
+    r.observer->on_finish(s);
+  } catch (const std::exception& e) {
+    spdlog::error("request {}: observer failed: {}", r.id, e.what());
+  }
+}
+
+void Scheduler::run() {
+  for (;;) {
+    bool worked = false;
+    try {
+      worked = iterate();
+    } catch (const std::exception& e) {
+      spdlog::error("scheduler: {}", e.what());
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    const bool idle = running_.empty() && waiting_.empty();
+    if (stopping_ && (!draining_ || idle)) break;
+    if (!worked && cancelled_.empty()) {
+      // Nothing runnable: sleep until a submit, cancel or stop (no polling while idle).
+      wake_.wait_for(lock, std::chrono::milliseconds(idle ? 1000 : 5));
+    }
+  }
+  // Everything still here is cancelled.
+  std::vector<std::shared_ptr<Request>> rest;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    rest.assign(running_.begin(), running_.end());
+    rest.insert(rest.end(), waiting_.begin(), waiting_.end());
+    running_.clear();
+    waiting_.clear();
+    stats_.running = stats_.waiting = 0;
+  }
+  for (auto& r : rest) finish(*r, FinishReason::kCancelled);
+  try {
+    engine_.shutdown();
+  } catch (const std::exception& e) {
+    spdlog::error("engine shutdown: {}", e.what());
+  }
+}
+
+bool Scheduler::iterate() {
+  std::vector<std::shared_ptr<Request>> batch_requests;
+  std::vector<std::shared_ptr<Request>> finished_now;
+  StepBatch batch;
+  std::vector<RowRequest> rows;
+  std::vector<Request*> row_owner;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Cancellations.
+    if (!cancelled_.empty()) {
+      auto is_cancelled = [&](const std::shared_ptr<Request>& r) {
+        return std::find(cancelled_.begin(), cancelled_.end(), r->id) != cancelled_.end();
+      };
+      for (auto it = running_.begin(); it != running_.end();) {
+        if (is_cancelled(*it)) {
+          finished_now.push_back(*it);
+          it = running_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      for (auto it = waiting_.begin(); it != waiting_.end();) {
+        if (is_cancelled(*it)) {
+          finished_now.push_back(*it);
+          it = waiting_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      cancelled_.clear();
+    }
+  }
+  for (auto& r : finished_now) finish(*r, FinishReason::kCancelled);
+  const bool cancelled_any = !finished_now.empty();
+
+  // running_ and kv_reserved_ belong to this thread; waiting_ and stats_ are shared with submit().
+  std::unique_lock<std::mutex> lock(mutex_);
+  // Admission: interactive requests first (FIFO), then batch requests up to their bound.
+  const int64_t capacity = engine_.kv_capacity_tokens();
+  const int block = std::max(engine_.kv_block(), 1);
+  auto reservation = [&](const Request& r) {
+    const int64_t need = static_cast<int64_t>(r.request.prompt.size()) + r.request.max_tokens;
+    return (need + block - 1) / block * block;
+  };
+  int32_t batch_running = 0;
+  for (auto& r : running_) batch_running += r->request.priority == Priority::kBatch;
+  for (int pass = 0; pass < 2; ++pass) {
+    const Priority want = pass == 0 ? Priority::kInteractive : Priority::kBatch;
+    for (auto it = waiting_.begin(); it != waiting_.end();) {
+      Request& r = **it;
+      if (r.request.priority != want) {
+        ++it;
+        continue;
+      }
+      if (static_cast<int32_t>(running_.size()) >= options_.max_running) break;
+      if (want == Priority::kBatch && batch_running >= options_.max_batch_running) break;
+      const int64_t need = reservation(r);
+      if (kv_reserved_ + std::min(need, capacity) > capacity) break;  // FIFO: wait for room
+      r.seq = engine_.new_sequence();
+      r.reserved = std::min(need, capacity);
+      kv_reserved_ += r.reserved;
+      r.scheduled = Clock::now();
+      r.was_scheduled = true;
+      running_.push_back(*it);
+      batch_running += want == Priority::kBatch;
+      it = waiting_.erase(it);
+    }
+  }
+  // The step: one decode token per generating sequence, then prompt chunks within the token budget.
+  int32_t budget = options_.max_step_tokens;
+  int32_t prompt_tokens = 0, decode_tokens = 0;
+  for (auto& r : running_) {
+    if (r->prefilling() || r->last_token < 0) continue;
+    const int32_t position = static_cast<int32_t>(r->request.prompt.size()) + r->generated - 1;
+    batch.add(r->seq, position, {r->last_token}, false, true);
+    rows.push_back(RowRequest{candidates_needed(r->request.sampling, r->request.top_logprobs), r->request.sampling.temperature});
+    row_owner.push_back(r.get());
+    batch_requests.push_back(r);
+    --budget;
+    ++decode_tokens;
+  }
+  for (auto& r : running_) {
+    if (!r->prefilling() || budget <= 0) continue;
+    const int32_t remaining = static_cast<int32_t>(r->request.prompt.size()) - r->fed;
+    const int32_t n = std::min(remaining, budget);
+    std::vector<int32_t> chunk(r->request.prompt.begin() + r->fed, r->request.prompt.begin() + r->fed + n);
+    const bool last = n == remaining;
+    batch.add(r->seq, r->fed, chunk, false, last);
+    if (last) {
+      rows.push_back(RowRequest{candidates_needed(r->request.sampling, r->request.top_logprobs), r->request.sampling.temperature});
+      row_owner.push_back(r.get());
+    }
+    r->fed += n;
+    batch_requests.push_back(r);
+    budget -= n;
+    prompt_tokens += n;
+  }
+  stats_.running = static_cast<int32_t>(running_.size());
+  stats_.waiting = static_cast<int32_t>(waiting_.size());
+  stats_.kv_usage = capacity > 0 ? static_cast<double>(kv_reserved_) / capacity : 0.0;
+  lock.unlock();
+  if (batch.size() == 0) return cancelled_any;
+
+  // Run it without the lock: submit/cancel only queue, and observers may call cancel().
+  const Clock::time_point t0 = Clock::now();
+  std::vector<RowCandidates> out;
+  std::vector<std::shared_ptr<Request>> done;
+  try {
+    engine_.step(batch, rows, out);
+  } catch (const std::exception& e) {
+    spdlog::error("step failed: {}", e.what());
+    for (auto& r : batch_requests) finish(*r, FinishReason::kError, e.what());
+    running_.erase(std::remove_if(running_.begin(), running_.end(), [](const std::shared_ptr<Request>& r) { return r->finished; }),
+                   running_.end());
+    return true;
+  }
+  const Clock::time_point now = Clock::now();
+  SchedulerHooks hooks;
+  {
+    std::lock_guard<std::mutex> relock(mutex_);
+    hooks = hooks_;
+  }
+  for (size_t i = 0; i < row_owner.size(); ++i) {
+    Request& r = *row_owner[i];
+    const RowCandidates& c = out[i];
+    const int row = static_cast<int>(i);
+    std::vector<float> full;
+    bool have_full = false;
+    auto fetch = [&](std::vector<float>& logits) {
+      engine_.row_logits(row, logits);
+      full = logits;
+      have_full = true;
+    };
+    int32_t token;
+    try {
+      token = r.sampler.sample(c, fetch);
+    } catch (const std::exception& e) {
+      finish(r, FinishReason::kError, e.what());
+      continue;
+    }
+    GeneratedToken g;
+    g.token = token;
+    if (r.request.top_logprobs >= 0) {
+      float logit = 0.0f;
+      bool found = false;
+      for (const TokenLogit& t : c.top) {
+        if (t.token == token) {
+          logit = t.logit;
+          found = true;
+          break;
+        }
+      }
+      if (!found) {
+        if (!have_full) engine_.row_logits(row, full);
+        logit = full.at(static_cast<size_t>(token));
+      }
+      g.logprob = logit - c.lse;
+      for (int32_t k = 0; k < r.request.top_logprobs && k < static_cast<int32_t>(c.top.size()); ++k) {
+        g.top.push_back(TokenLogprob{c.top[k].token, c.top[k].logit - c.lse});
+      }
+    }
+    if (r.generated == 0) {
+      r.first_token = now;
+      if (hooks.first_token) hooks.first_token(seconds(r.submitted, now));
+    } else if (hooks.inter_token) {
+      hooks.inter_token(seconds(r.last_token_time, now));
+    }
+    r.last_token_time = now;
+    const bool stop_token = std::find(r.request.stop_token_ids.begin(), r.request.stop_token_ids.end(), token) !=
+                            r.request.stop_token_ids.end();
+    if (stop_token) {
+      ++r.generated;
+      finish(r, FinishReason::kStop);
+      continue;
+    }
+    ++r.generated;
+    r.last_token = token;
+    try {
+      r.observer->on_token(g);
+    } catch (const std::exception& e) {
+      spdlog::error("request {}: observer failed: {}", r.id, e.what());
+    }
+    if (r.generated >= r.request.max_tokens) finish(r, FinishReason::kLength);
+  }
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const std::shared_ptr<Request>& r) { return r->finished; }),
+                 running_.end());
+  {
+    std::lock_guard<std::mutex> relock(mutex_);
+    ++stats_.steps;
+    stats_.running = static_cast<int32_t>(running_.size());
+    stats_.kv_usage = capacity > 0 ? static_cast<double>(kv_reserved_) / capacity : 0.0;
+  }
+  if (hooks.step) {
+    StepReport report;
+    report.seconds = seconds(t0, now);
+    report.prompt_tokens = prompt_tokens;
+    report.decode_tokens = decode_tokens;
+    report.sampled_tokens = static_cast<int32_t>(row_owner.size());
+    hooks.step(report);
+  }
+  return true;
+}
+
+}  // namespace shardlm

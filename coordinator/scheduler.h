@@ -1,0 +1,92 @@
+// Continuous batching on the coordinator: requests wait in a bounded queue; every iteration one step
+// runs the next token of each running sequence together with chunks of waiting prompts (up to a
+// token budget, so long prompts do not stall running streams); sampled tokens go to each request's
+// observer. Admission checks the KV capacity; cancel frees a sequence at once. Runs on its own thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "coordinator/generation.h"
+#include "coordinator/step_engine.h"
+
+namespace shardlm {
+
+struct SchedulerOptions {
+  int32_t max_step_tokens = 512;  // tokens per step (decode tokens + prompt chunks)
+  int32_t max_running = 64;       // sequences decoding at once
+  int32_t max_waiting = 256;      // queue bound; beyond it submit throws kQueueFull
+  int32_t max_batch_running = 8;  // running sequences of batch priority at most
+};
+
+struct SchedulerStats {
+  int32_t running = 0;
+  int32_t waiting = 0;
+  double kv_usage = 0;  // fraction of the KV capacity in use
+  int64_t steps = 0;
+};
+
+// Per-step figures for metrics: wall time of the step and how many tokens of each kind it ran.
+struct StepReport {
+  double seconds = 0;
+  int32_t prompt_tokens = 0;     // prompt tokens prefilled
+  int32_t decode_tokens = 0;     // generated tokens fed back
+  int32_t sampled_tokens = 0;    // tokens sampled (generated) in this step
+};
+
+// Callbacks for metrics, all called on the scheduler thread (must be quick).
+struct SchedulerHooks {
+  std::function<void(const StepReport&)> step;                  // after every step
+  std::function<void(double seconds)> first_token;              // time to first token of a request
+  std::function<void(double seconds)> inter_token;              // gap between two tokens of a request
+  std::function<void(const GenerationSummary&)> finished;       // every request, once
+};
+
+class Scheduler {
+ public:
+  Scheduler(StepEngine& engine, SchedulerOptions options);
+  ~Scheduler();  // stop()
+
+  // Validates (sampling, lengths against the context and KV capacity) and queues the request.
+  // Throws RequestError (kInvalidRequest, kContextLength, kQueueFull, kUnavailable). Returns an id.
+  uint64_t submit(GenerationRequest request, std::shared_ptr<GenerationObserver> observer);
+  // Ends a request: its observer gets on_finish(kCancelled) (or nothing more if it already finished).
+  // Unknown ids are ignored. Thread-safe; may be called from an observer callback.
+  void cancel(uint64_t id);
+  SchedulerStats stats() const;
+  void set_hooks(SchedulerHooks hooks);
+
+  // Stops taking requests; finishes (drain=true) or cancels the rest; joins the thread.
+  void stop(bool drain = false);
+  const StepEngine& engine() const { return engine_; }
+
+ private:
+  struct Request;
+  void run();
+  bool iterate();  // one step; false when there was nothing to do
+  void finish(Request& r, FinishReason reason, const std::string& error = {});
+
+  StepEngine& engine_;
+  SchedulerOptions options_;
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<Request>> waiting_;
+  std::vector<std::shared_ptr<Request>> running_;
+  std::vector<uint64_t> cancelled_;
+  SchedulerHooks hooks_;
+  std::atomic<bool> stopping_{false};
+  bool draining_ = false;
+  uint64_t next_id_ = 1;
+  int64_t kv_reserved_ = 0;
+  SchedulerStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace shardlm

@@ -1,0 +1,26 @@
+// Stop strings over streamed text: feed text pieces; what cannot be the start of a stop string is
+// released at once, a possible beginning is held back until decided. When a stop string appears the
+// text before it is released and the stream ends (the stop string itself is not part of the output).
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shardlm {
+
+class StopStringMatcher {
+ public:
+  explicit StopStringMatcher(std::vector<std::string> stops);
+  // Returns the text that is certain; after a hit, stopped() is true and further input is ignored.
+  std::string feed(std::string_view text);
+  std::string flush();  // end of the stream: releases what was held back
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+  bool stopped_ = false;
+};
+
+}  // namespace shardlm

@@ -1,0 +1,391 @@
+#include "coordinator/tcp/client.h"
+
+#include <array>
+#include <chrono>
+#include <deque>
+
+#include <utility>  // before Boost.Asio 1.74: its awaitable.hpp uses std::exchange without it
+
+#include <boost/asio.hpp>
+
+#include "coordinator/tcp/protocol.h"
+
+namespace shardlm::tcp {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+Clock::time_point deadline_after(double seconds) {
+  if (seconds < 0) return Clock::time_point::max();
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
+
+}  // namespace
+
+ServerError::ServerError(client::ErrorCode code, const std::string& message)
+    : Error(fmt::format("{} ({})", message, error_code_name(code))), code_(code), message_(message) {}
+
+std::pair<std::string, int> parse_host_port(const std::string& text) {
+  std::string host;
+  std::string port;
+  if (!text.empty() && text.front() == '[') {
+    const size_t close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+      fail("server address '{}' is not [IPV6]:PORT", text);
+    }
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+  } else {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string::npos || text.find(':') != colon) fail("server address '{}' is not HOST:PORT", text);
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  if (host.empty()) fail("server address '{}' has no host", text);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) {
+    fail("server address '{}' has no valid port", text);
+  }
+  const int p = std::stoi(port);
+  if (p < 1 || p > 65535) fail("port {} in server address '{}' is out of range (1..65535)", p, text);
+  return {host, p};
+}
+
+struct Client::Impl {
+  explicit Impl(ClientOptions o) : options(std::move(o)), decoder(options.max_frame_bytes) {}
+
+  // Runs the I/O context until `done` or the deadline; false when the deadline came first.
+  bool run_until(const bool& done, Clock::time_point deadline) {
+    while (!done) {
+      io.restart();
+      if (deadline == Clock::time_point::max()) {
+        if (io.run_one() == 0 && !done) fail("internal error: the client waits with nothing pending");
+      } else {
+        if (Clock::now() >= deadline) return false;
+        io.run_one_until(deadline);
+      }
+    }
+    return true;
+  }
+
+  void drop() {
+    boost::system::error_code ec;
+    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+    connected = false;
+    // Complete (as aborted) any read still pending so its handler does not outlive the buffer use.
+    io.restart();
+    io.poll();
+    read_pending = false;
+    read_done = false;
+  }
+
+  // The next message from the wire, or nullopt at the deadline.
+  std::optional<client::ServerMessage> read_message(Clock::time_point deadline) {
+    if (!connected) fail("not connected to a server");
+    for (;;) {
+      std::string payload;
+      const FrameDecoder::Status status = decoder.next(payload);
+      if (status == FrameDecoder::Status::kFrame) {
+        client::ServerMessage message;
+        if (!parse_frame_payload(payload, message)) {
+          drop();
+          fail("the server sent a malformed frame ({} bytes)", payload.size());
+        }
+        return message;
+      }
+      if (status == FrameDecoder::Status::kTooLarge) {
+        drop();
+        fail("the server sent a frame of {} bytes, more than the limit of {} bytes", decoder.declared_length(),
+             decoder.max_frame_bytes());
+      }
+      if (!read_pending) {
+        read_pending = true;
+        read_done = false;
+        socket.async_read_some(asio::buffer(buffer), [this](const boost::system::error_code& ec, size_t n) {
+          read_done = true;
+          read_ec = ec;
+          read_n = n;
+        });
+      }
+      if (!run_until(read_done, deadline)) return std::nullopt;
+      read_pending = false;
+      read_done = false;
+      if (read_ec) {
+        const bool eof = read_ec == asio::error::eof;
+        const std::string reason = read_ec.message();
+        drop();
+        if (eof) fail("the server closed the connection");
+        fail("connection to the server failed: {}", reason);
+      }
+      decoder.feed(std::string_view(buffer.data(), read_n));
+    }
+  }
+
+  ClientOptions options;
+  asio::io_context io;
+  asio::ip::tcp::socket socket{io};
+  FrameDecoder decoder;
+  std::array<char, 64 * 1024> buffer{};
+  bool read_pending = false;
+  bool read_done = false;
+  boost::system::error_code read_ec;
+  size_t read_n = 0;
+  bool connected = false;
+  std::deque<client::ServerMessage> stash;  // received for other requests, not yet taken
+  client::Welcome welcome;
+  uint64_t next_id = 1;
+  std::string peer;
+};
+
+Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+Client::~Client() { close(); }
+
+void Client::connect(const std::string& host, int port, const std::string& api_key) {
+  Impl& s = *impl_;
+  if (s.connected) fail("the client is already connected to {}", s.peer);
+  s.peer = fmt::format("{}:{}", host, port);
+  s.decoder = FrameDecoder(s.options.max_frame_bytes);
+  s.stash.clear();
+  const Clock::time_point deadline = deadline_after(s.options.connect_timeout_s);
+
+  asio::ip::tcp::resolver resolver(s.io);
+  bool done = false;
+  boost::system::error_code ec;
+  asio::ip::tcp::resolver::results_type endpoints;
+  resolver.async_resolve(host, std::to_string(port), [&](const boost::system::error_code& e, auto results) {
+    done = true;
+    ec = e;
+    endpoints = std::move(results);
+  });
+  if (!s.run_until(done, deadline)) {
+    resolver.cancel();
+    s.io.restart();
+    s.io.run();
+    fail("cannot resolve {}: timed out after {} s", host, s.options.connect_timeout_s);
+  }
+  if (ec) fail("cannot resolve {}: {}", host, ec.message());
+
+  done = false;
+  asio::async_connect(s.socket, endpoints, [&](const boost::system::error_code& e, const asio::ip::tcp::endpoint&) {
+    done = true;
+    ec = e;
+  });
+  if (!s.run_until(done, deadline)) {
+    boost::system::error_code ignored;
+    s.socket.close(ignored);
+    s.io.restart();
+    s.io.run();
+    fail("cannot connect to {}: timed out after {} s", s.peer, s.options.connect_timeout_s);
+  }
+  if (ec) {
+    boost::system::error_code ignored;
+    s.socket.close(ignored);
+    fail("cannot connect to {}: {}", s.peer, ec.message());
+  }
+  s.socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  s.connected = true;
+
+  client::ClientMessage hello;
+  hello.mutable_hello()->set_protocol_major(kProtocolMajor);
+  hello.mutable_hello()->set_protocol_minor(kProtocolMinor);
+  hello.mutable_hello()->set_api_key(api_key);
+  hello.mutable_hello()->set_client_name(s.options.client_name);
+  send(hello);
+  std::optional<client::ServerMessage> reply;
+  try {
+    reply = s.read_message(deadline);
+  } catch (const Error& e) {
+    fail("handshake with {} failed: {}", s.peer, e.what());
+  }
+  if (!reply) {
+    s.drop();
+    fail("handshake with {} failed: no answer within {} s", s.peer, s.options.connect_timeout_s);
+  }
+  if (reply->has_error()) {
+    s.drop();
+    throw ServerError(reply->error().code(), "the server refused the connection: " + reply->error().message());
+  }
+  if (!reply->has_welcome()) {
+    s.drop();
+    fail("handshake with {} failed: expected a welcome message, got {}", s.peer, message_kind(*reply));
+  }
+  s.welcome = reply->welcome();
+  if (s.welcome.protocol_major() != kProtocolMajor) {
+    s.drop();
+    fail("the server at {} speaks protocol {}.{}, this client {}.{}", s.peer, s.welcome.protocol_major(),
+         s.welcome.protocol_minor(), kProtocolMajor, kProtocolMinor);
+  }
+}
+
+bool Client::connected() const { return impl_->connected; }
+
+const client::Welcome& Client::welcome() const { return impl_->welcome; }
+
+void Client::close() {
+  if (impl_->connected) impl_->drop();
+}
+
+void Client::send(const client::ClientMessage& message) {
+  Impl& s = *impl_;
+  if (!s.connected) fail("not connected to a server");
+  const uint32_t limit = s.welcome.max_frame_bytes() > 0 ? s.welcome.max_frame_bytes() : kDefaultMaxFrameBytes;
+  const std::string frame = encode_frame(message, limit);
+  boost::system::error_code ec;
+  asio::write(s.socket, asio::buffer(frame), ec);
+  if (ec) {
+    s.drop();
+    fail("cannot send to {}: {}", s.peer, ec.message());
+  }
+}
+
+uint64_t Client::send_generate(const client::GenerateRequest& request) {
+  client::ClientMessage message;
+  const uint64_t id = impl_->next_id++;
+  message.set_request_id(id);
+  *message.mutable_generate() = request;
+  send(message);
+  return id;
+}
+
+void Client::send_cancel(uint64_t request_id) {
+  client::ClientMessage message;
+  message.set_request_id(request_id);
+  message.mutable_cancel();
+  send(message);
+}
+
+std::optional<client::ServerMessage> Client::receive(double timeout_s) {
+  Impl& s = *impl_;
+  if (!s.stash.empty()) {
+    client::ServerMessage m = std::move(s.stash.front());
+    s.stash.pop_front();
+    return m;
+  }
+  return s.read_message(deadline_after(timeout_s));
+}
+
+std::optional<client::ServerMessage> Client::receive_for(uint64_t request_id, double timeout_s) {
+  Impl& s = *impl_;
+  for (auto it = s.stash.begin(); it != s.stash.end(); ++it) {
+    if (it->request_id() == request_id) {
+      client::ServerMessage m = std::move(*it);
+      s.stash.erase(it);
+      return m;
+    }
+  }
+  const Clock::time_point deadline = deadline_after(timeout_s);
+  for (;;) {
+    std::optional<client::ServerMessage> m = s.read_message(deadline);
+    if (!m || m->request_id() == request_id || m->request_id() == 0) return m;
+    s.stash.push_back(std::move(*m));
+  }
+}
+
+namespace {
+
+// A connection-level error (request id 0) ends the connection; a request-level one only the request.
+[[noreturn]] void throw_server_error(Client& c, const client::ServerMessage& m) {
+  if (m.request_id() == 0) c.close();
+  throw ServerError(m.error().code(), m.error().message());
+}
+
+}  // namespace
+
+client::Finish Client::run(const client::GenerateRequest& request, const DeltaCallback& on_delta) {
+  const uint64_t id = send_generate(request);
+  bool cancel_sent = false;
+  for (;;) {
+    if (interrupt_ != nullptr && !cancel_sent && interrupt_->load()) {
+      send_cancel(id);
+      cancel_sent = true;
+    }
+    std::optional<client::ServerMessage> m = receive_for(id, interrupt_ != nullptr ? 0.1 : -1.0);
+    if (!m || (m->request_id() == 0 && !m->has_error())) continue;
+    switch (m->body_case()) {
+      case client::ServerMessage::kDelta:
+        if (on_delta) on_delta(m->delta());
+        break;
+      case client::ServerMessage::kFinish:
+        return m->finish();
+      case client::ServerMessage::kError:
+        throw_server_error(*this, *m);
+      case client::ServerMessage::BODY_NOT_SET:
+        break;  // a kind of a later minor version: ignored
+      default:
+        fail("the server answered request {} with a {} message", id, message_kind(*m));
+    }
+  }
+}
+
+client::GenerateRequest Client::make_request(const RequestOptions& o) {
+  client::GenerateRequest r;
+  r.set_model(o.model);
+  if (o.max_tokens) r.set_max_tokens(*o.max_tokens);
+  client::Sampling* s = r.mutable_sampling();
+  if (o.temperature) s->set_temperature(*o.temperature);
+  if (o.top_k) s->set_top_k(*o.top_k);
+  if (o.top_p) s->set_top_p(*o.top_p);
+  if (o.min_p) s->set_min_p(*o.min_p);
+  if (o.seed) s->set_seed(*o.seed);
+  for (const std::string& stop : o.stop) r.add_stop(stop);
+  if (o.top_logprobs) r.set_top_logprobs(*o.top_logprobs);
+  r.set_ignore_eos(o.ignore_eos);
+  return r;
+}
+
+client::Finish Client::generate(const std::string& prompt, const RequestOptions& options,
+                                const DeltaCallback& on_delta) {
+  client::GenerateRequest r = make_request(options);
+  r.set_prompt(prompt);
+  return run(r, on_delta);
+}
+
+client::Finish Client::chat(const std::vector<client::ChatMessage>& messages, const RequestOptions& options,
+                            const DeltaCallback& on_delta) {
+  client::GenerateRequest r = make_request(options);
+  client::ChatInput* chat = r.mutable_chat();
+  for (const client::ChatMessage& m : messages) *chat->add_messages() = m;
+  chat->set_tools_json(options.tools_json);
+  chat->set_enable_thinking(options.enable_thinking);
+  return run(r, on_delta);
+}
+
+namespace {
+
+// Sends one request of the given kind and waits for its reply.
+client::ServerMessage simple_request(Client& c, uint64_t id, const client::ClientMessage& message) {
+  c.send(message);
+  for (;;) {
+    std::optional<client::ServerMessage> m = c.receive_for(id);
+    if (m->has_error()) throw_server_error(c, *m);
+    // Connection-level messages and kinds of a later minor version are ignored.
+    if (m->request_id() == id && m->body_case() != client::ServerMessage::BODY_NOT_SET) return *m;
+  }
+}
+
+}  // namespace
+
+std::vector<client::ModelInfo> Client::models() {
+  client::ClientMessage message;
+  const uint64_t id = impl_->next_id++;
+  message.set_request_id(id);
+  message.mutable_list_models();
+  const client::ServerMessage reply = simple_request(*this, id, message);
+  if (!reply.has_models()) fail("the server answered list_models with a {} message", message_kind(reply));
+  return {reply.models().models().begin(), reply.models().models().end()};
+}
+
+client::HealthStatus Client::health() {
+  client::ClientMessage message;
+  const uint64_t id = impl_->next_id++;
+  message.set_request_id(id);
+  message.mutable_health();
+  const client::ServerMessage reply = simple_request(*this, id, message);
+  if (!reply.has_health()) fail("the server answered health with a {} message", message_kind(reply));
+  return reply.health();
+}
+
+}  // namespace shardlm::tcp

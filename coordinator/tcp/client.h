@@ -1,0 +1,107 @@
+// A blocking client of the TCP client protocol (proto/client.proto), used by `shardlm client` and the
+// tests: connects and does the handshake, then runs requests. High level: generate / chat / run
+// stream one request's deltas to a callback and return its Finish; models(); health(). Low level:
+// send_generate / send_cancel / receive keep any number of requests in flight on the connection.
+// A server Error becomes a ServerError (code + message); a connection-level one also closes the client.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+#include "proto/client.pb.h"
+#include "proto/frame.h"
+
+namespace shardlm::tcp {
+
+struct ClientOptions {
+  double connect_timeout_s = 10;  // connecting plus the handshake
+  uint32_t max_frame_bytes = kDefaultMaxFrameBytes;  // largest frame accepted from the server
+  std::string client_name = "shardlm-client";
+};
+
+// An Error message from the server. what(): "MESSAGE (CODE_NAME)".
+class ServerError : public Error {
+ public:
+  ServerError(client::ErrorCode code, const std::string& message);
+  client::ErrorCode code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  client::ErrorCode code_;
+  std::string message_;
+};
+
+// Request fields of generate() / chat(); absent ones take the server's defaults.
+struct RequestOptions {
+  std::optional<int32_t> max_tokens;
+  std::optional<float> temperature;
+  std::optional<int32_t> top_k;
+  std::optional<float> top_p;
+  std::optional<float> min_p;
+  std::optional<uint64_t> seed;
+  std::vector<std::string> stop;
+  std::optional<int32_t> top_logprobs;
+  bool ignore_eos = false;
+  bool enable_thinking = false;  // chat
+  std::string tools_json;        // chat: OpenAI tool declarations (JSON array text)
+  std::string model;             // empty: the served model
+};
+
+// "HOST:PORT" or "[IPV6]:PORT" -> (host, port). Throws Error naming the text when malformed.
+std::pair<std::string, int> parse_host_port(const std::string& text);
+
+class Client {
+ public:
+  using DeltaCallback = std::function<void(const client::Delta&)>;
+
+  explicit Client(ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Connects and sends Hello. Throws Error when the server cannot be reached or does not answer in
+  // time, ServerError when it refuses (version mismatch, missing / wrong API key).
+  void connect(const std::string& host, int port, const std::string& api_key = {});
+  bool connected() const;
+  const client::Welcome& welcome() const;  // the server's handshake reply
+  void close();
+
+  // One request to its end: on_delta for each Delta, then the Finish is returned. Throws ServerError
+  // when the server answers with an Error. While `interrupt` (set_interrupt) is true the request is
+  // cancelled and its Finish (finish_reason cancelled) returned.
+  client::Finish run(const client::GenerateRequest& request, const DeltaCallback& on_delta);
+  client::Finish generate(const std::string& prompt, const RequestOptions& options, const DeltaCallback& on_delta);
+  client::Finish chat(const std::vector<client::ChatMessage>& messages, const RequestOptions& options,
+                      const DeltaCallback& on_delta);
+  std::vector<client::ModelInfo> models();
+  client::HealthStatus health();
+  // Polled (every 100 ms) by run(): when it becomes true the running request is cancelled.
+  void set_interrupt(const std::atomic<bool>* interrupt) { interrupt_ = interrupt; }
+
+  // Low level. send_generate returns the request id it chose.
+  uint64_t send_generate(const client::GenerateRequest& request);
+  void send_cancel(uint64_t request_id);
+  void send(const client::ClientMessage& message);
+  // The next message from the server, or nullopt when timeout_s passes first (negative: wait as long
+  // as it takes). Throws Error when the connection ends or the server sends a malformed frame.
+  std::optional<client::ServerMessage> receive(double timeout_s = -1);
+  // Like receive, but only for `request_id` (or connection-level messages, id 0); others are kept
+  // for later receive calls.
+  std::optional<client::ServerMessage> receive_for(uint64_t request_id, double timeout_s = -1);
+
+  static client::GenerateRequest make_request(const RequestOptions& options);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  const std::atomic<bool>* interrupt_ = nullptr;
+};
+
+}  // namespace shardlm::tcp

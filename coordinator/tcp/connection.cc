@@ -1,0 +1,371 @@
+#include "coordinator/tcp/connection.h"
+
+#include <limits>
+
+#include <spdlog/spdlog.h>
+
+#include "coordinator/request_error.h"
+#include "coordinator/tcp/protocol.h"
+#include "coordinator/tcp/text_conversion.h"
+
+namespace shardlm::tcp::detail {
+namespace {
+
+// Compares without stopping at the first differing byte (no timing hint about the key).
+bool same_key(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::min(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+// Forwards one request's results from the scheduler thread to the connection's I/O thread.
+class RequestObserver : public TextObserver {
+ public:
+  RequestObserver(std::shared_ptr<PostGate> gate, std::weak_ptr<Connection> connection, uint64_t id, uint64_t serial)
+      : gate_(std::move(gate)), connection_(std::move(connection)), id_(id), serial_(serial) {}
+
+  void on_delta(const TextDelta& delta) override {
+    gate_->post([c = connection_, id = id_, serial = serial_, delta] {
+      if (auto connection = c.lock()) connection->deliver_delta(id, serial, delta);
+    });
+  }
+  void on_finish(const TextFinish& finish) override {
+    gate_->post([c = connection_, id = id_, serial = serial_, finish] {
+      if (auto connection = c.lock()) connection->deliver_finish(id, serial, finish);
+    });
+  }
+
+ private:
+  std::shared_ptr<PostGate> gate_;
+  std::weak_ptr<Connection> connection_;
+  uint64_t id_;
+  uint64_t serial_;
+};
+
+}  // namespace
+
+void PostGate::post(std::function<void()> work) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (io_) asio::post(*io_, std::move(work));
+}
+
+void PostGate::close() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  io_ = nullptr;
+}
+
+Connection::Connection(asio::ip::tcp::socket socket, ServerContext& context)
+    : socket_(std::move(socket)),
+      context_(context),
+      decoder_(context.options.max_frame_bytes),
+      timer_(socket_.get_executor()) {
+  boost::system::error_code ec;
+  const auto endpoint = socket_.remote_endpoint(ec);
+  peer_ = ec ? std::string("unknown peer") : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+}
+
+void Connection::start() {
+  spdlog::debug("tcp: connection from {}", peer_);
+  timer_.expires_after(std::chrono::milliseconds(context_.options.handshake_timeout_ms));
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec && self->state_ == State::kHandshake) {
+      self->fail(client::ERROR_MALFORMED, fmt::format("no hello message within {} ms of connecting",
+                                                      self->context_.options.handshake_timeout_ms));
+    }
+  });
+  read();
+}
+
+void Connection::read() {
+  socket_.async_read_some(asio::buffer(read_buffer_),
+                          [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+                            self->on_read(ec, n);
+                          });
+}
+
+void Connection::on_read(const boost::system::error_code& ec, size_t n) {
+  if (state_ == State::kClosed) return;
+  if (ec) {
+    if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
+      spdlog::debug("tcp: {}: read failed: {}", peer_, ec.message());
+    }
+    close();
+    return;
+  }
+  if (state_ == State::kClosing) {  // draining until the peer closes; nothing more is handled
+    read();
+    return;
+  }
+  decoder_.feed(std::string_view(read_buffer_.data(), n));
+  std::string payload;
+  while (state_ == State::kHandshake || state_ == State::kReady) {
+    const FrameDecoder::Status status = decoder_.next(payload);
+    if (status == FrameDecoder::Status::kNeedMore) break;
+    if (status == FrameDecoder::Status::kTooLarge) {
+      fail(client::ERROR_FRAME_TOO_LARGE, fmt::format("frame of {} bytes exceeds the limit of {} bytes",
+                                                      decoder_.declared_length(), decoder_.max_frame_bytes()));
+      break;
+    }
+    client::ClientMessage message;
+    if (!parse_frame_payload(payload, message)) {
+      fail(client::ERROR_MALFORMED,
+           fmt::format("a frame of {} bytes is not a valid ClientMessage", payload.size()));
+      break;
+    }
+    try {
+      handle(message);
+    } catch (const std::exception& e) {
+      spdlog::error("tcp: {}: {} message failed: {}", peer_, message_kind(message), e.what());
+      fail(client::ERROR_INTERNAL, fmt::format("the server failed on a {} message: {}", message_kind(message), e.what()));
+    }
+  }
+  if (state_ != State::kClosed) read();
+}
+
+void Connection::handle(const client::ClientMessage& message) {
+  const uint64_t id = message.request_id();
+  if (state_ == State::kHandshake) {
+    if (!message.has_hello()) {
+      fail(client::ERROR_MALFORMED, fmt::format("expected a hello message first, got {}", message_kind(message)));
+      return;
+    }
+    on_hello(message.hello());
+    return;
+  }
+  if (message.has_hello()) {
+    fail(client::ERROR_MALFORMED, "hello sent twice");
+    return;
+  }
+  if (id == 0) {
+    fail(client::ERROR_MALFORMED, message.body_case() == client::ClientMessage::BODY_NOT_SET
+                                      ? std::string("empty ClientMessage (no request_id and no body)")
+                                      : fmt::format("a {} message needs a non-zero request_id", message_kind(message)));
+    return;
+  }
+  switch (message.body_case()) {
+    case client::ClientMessage::kGenerate:
+      on_generate(id, message.generate());
+      break;
+    case client::ClientMessage::kCancel:
+      on_cancel(id);
+      break;
+    case client::ClientMessage::kListModels: {
+      client::ServerMessage reply;
+      reply.set_request_id(id);
+      client::ModelInfo* model = reply.mutable_models()->add_models();
+      model->set_name(context_.service.model_name());
+      model->set_max_context(context_.service.max_context());
+      send(reply);
+      break;
+    }
+    case client::ClientMessage::kHealth: {
+      const SchedulerStats stats = context_.service.stats();
+      client::ServerMessage reply;
+      reply.set_request_id(id);
+      client::HealthStatus* h = reply.mutable_health();
+      h->set_serving(context_.ready.load());
+      h->set_model(context_.service.model_name());
+      h->set_running(stats.running);
+      h->set_waiting(stats.waiting);
+      h->set_kv_usage(stats.kv_usage);
+      h->set_steps(stats.steps);
+      h->set_uptime_seconds(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - context_.started).count());
+      send(reply);
+      break;
+    }
+    default:
+      // A message kind of a later minor version (its fields are unknown here): refuse just the request.
+      send_error(id, client::ERROR_INVALID_REQUEST,
+                 fmt::format("message kind not known to this server (protocol {}.{})", kProtocolMajor, kProtocolMinor));
+      break;
+  }
+}
+
+void Connection::on_hello(const client::Hello& hello) {
+  if (hello.protocol_major() != kProtocolMajor) {
+    fail(client::ERROR_VERSION_MISMATCH,
+         fmt::format("client speaks protocol {}.{} but this server speaks {}.{}; the major versions must match",
+                     hello.protocol_major(), hello.protocol_minor(), kProtocolMajor, kProtocolMinor));
+    return;
+  }
+  const auto& keys = context_.options.api_keys;
+  if (!keys.empty()) {
+    if (hello.api_key().empty()) {
+      fail(client::ERROR_UNAUTHORIZED, "this server requires an API key");
+      return;
+    }
+    bool ok = false;
+    for (const std::string& key : keys) ok |= same_key(hello.api_key(), key);
+    if (!ok) {
+      spdlog::warn("tcp: {}: refused an invalid API key", peer_);
+      fail(client::ERROR_UNAUTHORIZED, "the API key is not valid");
+      return;
+    }
+  }
+  timer_.cancel();
+  state_ = State::kReady;
+  spdlog::debug("tcp: {}: hello from '{}' (protocol {}.{})", peer_, hello.client_name(), hello.protocol_major(),
+                hello.protocol_minor());
+  client::ServerMessage reply;
+  client::Welcome* w = reply.mutable_welcome();
+  w->set_protocol_major(kProtocolMajor);
+  w->set_protocol_minor(kProtocolMinor);
+  w->set_server_name(kSoftwareName);
+  w->set_max_frame_bytes(context_.options.max_frame_bytes);
+  w->set_model(context_.service.model_name());
+  w->set_max_context(context_.service.max_context());
+  w->set_max_requests(context_.options.max_requests_per_connection);
+  send(reply);
+}
+
+void Connection::on_generate(uint64_t id, const client::GenerateRequest& request) {
+  if (inflight_.count(id) != 0) {
+    fail(client::ERROR_MALFORMED, fmt::format("request id {} is already used by a request that has not ended", id));
+    return;
+  }
+  if (inflight_.size() >= context_.options.max_requests_per_connection) {
+    send_error(id, client::ERROR_QUEUE_FULL,
+               fmt::format("this connection already has {} requests in flight (the limit)", inflight_.size()));
+    return;
+  }
+  if (!context_.ready.load()) {
+    send_error(id, client::ERROR_UNAVAILABLE, "the server is shutting down and takes no new requests");
+    return;
+  }
+  const std::string& served = context_.service.model_name();
+  if (!request.model().empty() && request.model() != served) {
+    send_error(id, client::ERROR_NOT_FOUND,
+               fmt::format("model '{}' is not served here (this server serves '{}')", request.model(), served));
+    return;
+  }
+  try {
+    const TextRequest text_request = to_text_request(request);
+    const uint64_t serial = next_serial_++;
+    auto observer = std::make_shared<RequestObserver>(context_.gate, weak_from_this(), id, serial);
+    const uint64_t service_id = context_.service.submit(text_request, std::move(observer));
+    // Results are posted to this thread, so they arrive after this entry exists.
+    inflight_[id] = Inflight{service_id, serial, 0};
+  } catch (const RequestError& e) {
+    send_error(id, to_proto_error_code(e.code()), e.what());
+  } catch (const Error& e) {
+    send_error(id, client::ERROR_INVALID_REQUEST, e.what());
+  } catch (const std::exception& e) {
+    send_error(id, client::ERROR_INTERNAL, e.what());
+  }
+}
+
+void Connection::on_cancel(uint64_t id) {
+  // Unknown ids (requests that already ended) are ignored: their Finish / Error is on its way.
+  const auto it = inflight_.find(id);
+  if (it != inflight_.end()) context_.service.cancel(it->second.service_id);
+}
+
+void Connection::deliver_delta(uint64_t request_id, uint64_t serial, const TextDelta& delta) {
+  if (state_ != State::kReady || delta.empty()) return;
+  const auto it = inflight_.find(request_id);
+  if (it == inflight_.end() || it->second.serial != serial) return;
+  client::ServerMessage message;
+  message.set_request_id(request_id);
+  to_proto_delta(delta, it->second.next_tool_call, *message.mutable_delta());
+  send(message);
+}
+
+void Connection::deliver_finish(uint64_t request_id, uint64_t serial, const TextFinish& finish) {
+  if (state_ != State::kReady) return;
+  const auto it = inflight_.find(request_id);
+  if (it == inflight_.end() || it->second.serial != serial) return;
+  inflight_.erase(it);
+  if (finish.finish_reason == "error") {
+    send_error(request_id, client::ERROR_INTERNAL, finish.error.empty() ? "generation failed" : finish.error);
+    return;
+  }
+  client::ServerMessage message;
+  message.set_request_id(request_id);
+  to_proto_finish(finish, *message.mutable_finish());
+  send(message);
+}
+
+void Connection::send_error(uint64_t id, client::ErrorCode code, const std::string& text) {
+  client::ServerMessage message;
+  message.set_request_id(id);
+  message.mutable_error()->set_code(code);
+  message.mutable_error()->set_message(valid_utf8(text));
+  send(message);
+}
+
+void Connection::send(const client::ServerMessage& message) {
+  if (state_ == State::kClosed) return;
+  append_frame(pending_, message, std::numeric_limits<uint32_t>::max());
+  if (pending_.size() + writing_.size() > context_.options.max_pending_write_bytes) {
+    spdlog::warn("tcp: {}: disconnected: more than {} bytes wait to be written (the client does not read)", peer_,
+                 context_.options.max_pending_write_bytes);
+    close();
+    return;
+  }
+  if (!write_in_flight_) flush();
+}
+
+void Connection::flush() {
+  if (state_ == State::kClosed) return;
+  if (pending_.empty()) {
+    if (state_ == State::kClosing) {
+      // Everything is written: end our side; the read loop drains until the peer closes.
+      boost::system::error_code ec;
+      socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+    }
+    return;
+  }
+  writing_.swap(pending_);
+  pending_.clear();
+  write_in_flight_ = true;
+  asio::async_write(socket_, asio::buffer(writing_),
+                    [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+                      self->write_in_flight_ = false;
+                      self->writing_.clear();
+                      if (ec) {
+                        self->close();
+                        return;
+                      }
+                      self->flush();
+                    });
+}
+
+void Connection::fail(client::ErrorCode code, const std::string& message) {
+  if (state_ == State::kClosing || state_ == State::kClosed) return;
+  if (code != client::ERROR_UNAVAILABLE) {
+    spdlog::warn("tcp: {}: closing the connection: {} ({})", peer_, message, error_code_name(code));
+  }
+  cancel_requests();
+  send_error(0, code, message);
+  if (state_ == State::kClosed) return;  // the error could not even be queued
+  state_ = State::kClosing;
+  timer_.cancel();
+  timer_.expires_after(std::chrono::milliseconds(context_.options.close_linger_ms));
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->close();
+  });
+  if (!write_in_flight_) flush();
+}
+
+void Connection::cancel_requests() {
+  for (const auto& [id, request] : inflight_) context_.service.cancel(request.service_id);
+  inflight_.clear();
+}
+
+void Connection::close() {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  cancel_requests();
+  timer_.cancel();
+  boost::system::error_code ec;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+  pending_.clear();
+  spdlog::debug("tcp: {}: closed", peer_);
+  if (context_.on_closed) context_.on_closed(shared_from_this());
+}
+
+}  // namespace shardlm::tcp::detail

@@ -1,0 +1,100 @@
+// One client connection of the TCP server (internal to coordinator/tcp): reads frames, checks the
+// handshake, submits generate requests to the text service and writes their deltas / finish back.
+// Everything runs on the server's I/O thread; the text service's observers (on the scheduler thread)
+// reach it through a PostGate. A protocol violation sends an Error frame, cancels the connection's
+// requests, and closes it once the frame is written (lingering until the peer closes, so the frame is
+// not lost to a reset).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include <utility>  // before Boost.Asio 1.74: its awaitable.hpp uses std::exchange without it
+
+#include <boost/asio.hpp>
+
+#include "coordinator/tcp/server.h"
+#include "coordinator/text_service.h"
+#include "proto/client.pb.h"
+#include "proto/frame.h"
+
+namespace shardlm::tcp::detail {
+
+namespace asio = boost::asio;
+
+// Hands work from other threads to the I/O thread while the server runs; drops it after close().
+class PostGate {
+ public:
+  explicit PostGate(asio::io_context& io) : io_(&io) {}
+  void post(std::function<void()> work);
+  void close();
+
+ private:
+  std::mutex mutex_;
+  asio::io_context* io_;
+};
+
+class Connection;
+
+struct ServerContext {
+  TextService& service;
+  const TcpServerOptions& options;
+  std::shared_ptr<PostGate> gate;
+  std::chrono::steady_clock::time_point started;
+  std::function<void(const std::shared_ptr<Connection>&)> on_closed;  // removes it from the server
+  std::atomic<bool> ready{true};  // false: new generate requests are refused (shutting down)
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(asio::ip::tcp::socket socket, ServerContext& context);
+  void start();
+  // Sends a connection-level Error (request_id 0) and closes the connection after it.
+  void fail(client::ErrorCode code, const std::string& message);
+  // Results of the connection's requests (called on the I/O thread).
+  void deliver_delta(uint64_t request_id, uint64_t serial, const TextDelta& delta);
+  void deliver_finish(uint64_t request_id, uint64_t serial, const TextFinish& finish);
+  const std::string& peer() const { return peer_; }
+
+ private:
+  enum class State { kHandshake, kReady, kClosing, kClosed };
+  struct Inflight {
+    uint64_t service_id = 0;
+    uint64_t serial = 0;  // tells results of an earlier request with the same client id apart
+    int next_tool_call = 0;
+  };
+
+  void read();
+  void on_read(const boost::system::error_code& ec, size_t n);
+  void handle(const client::ClientMessage& message);
+  void on_hello(const client::Hello& hello);
+  void on_generate(uint64_t id, const client::GenerateRequest& request);
+  void on_cancel(uint64_t id);
+  void send(const client::ServerMessage& message);
+  void send_error(uint64_t id, client::ErrorCode code, const std::string& message);
+  void flush();
+  void cancel_requests();
+  void close();  // at once
+
+  asio::ip::tcp::socket socket_;
+  ServerContext& context_;
+  std::string peer_;
+  State state_ = State::kHandshake;
+  FrameDecoder decoder_;
+  std::array<char, 64 * 1024> read_buffer_{};
+  std::string pending_;  // frames waiting to be written
+  std::string writing_;  // frames being written
+  bool write_in_flight_ = false;
+  asio::steady_timer timer_;  // handshake timeout, then the closing linger
+  std::map<uint64_t, Inflight> inflight_;
+  uint64_t next_serial_ = 1;
+};
+
+}  // namespace shardlm::tcp::detail

@@ -1,0 +1,95 @@
+#include "coordinator/tcp/protocol.h"
+
+namespace shardlm::tcp {
+
+const char* error_code_name(client::ErrorCode code) {
+  switch (code) {
+    case client::ERROR_INVALID_REQUEST: return "invalid_request";
+    case client::ERROR_CONTEXT_LENGTH: return "context_length";
+    case client::ERROR_QUEUE_FULL: return "queue_full";
+    case client::ERROR_UNAVAILABLE: return "unavailable";
+    case client::ERROR_NOT_FOUND: return "not_found";
+    case client::ERROR_INTERNAL: return "internal";
+    case client::ERROR_UNAUTHORIZED: return "unauthorized";
+    case client::ERROR_MALFORMED: return "malformed";
+    case client::ERROR_VERSION_MISMATCH: return "version_mismatch";
+    case client::ERROR_FRAME_TOO_LARGE: return "frame_too_large";
+    default: return "unknown";
+  }
+}
+
+const char* finish_reason_name(client::FinishReason reason) {
+  switch (reason) {
+    case client::FINISH_REASON_STOP: return "stop";
+    case client::FINISH_REASON_LENGTH: return "length";
+    case client::FINISH_REASON_TOOL_CALLS: return "tool_calls";
+    case client::FINISH_REASON_CANCELLED: return "cancelled";
+    default: return "unknown";
+  }
+}
+
+const char* message_kind(const client::ClientMessage& message) {
+  switch (message.body_case()) {
+    case client::ClientMessage::kHello: return "hello";
+    case client::ClientMessage::kGenerate: return "generate";
+    case client::ClientMessage::kCancel: return "cancel";
+    case client::ClientMessage::kListModels: return "list_models";
+    case client::ClientMessage::kHealth: return "health";
+    case client::ClientMessage::BODY_NOT_SET: return "empty";
+  }
+  return "unknown";
+}
+
+const char* message_kind(const client::ServerMessage& message) {
+  switch (message.body_case()) {
+    case client::ServerMessage::kWelcome: return "welcome";
+    case client::ServerMessage::kDelta: return "delta";
+    case client::ServerMessage::kFinish: return "finish";
+    case client::ServerMessage::kModels: return "models";
+    case client::ServerMessage::kHealth: return "health";
+    case client::ServerMessage::kError: return "error";
+    case client::ServerMessage::BODY_NOT_SET: return "empty";
+  }
+  return "unknown";
+}
+
+std::string valid_utf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = s[i];
+    size_t len = 0;
+    uint32_t lo = 0x80, hi = 0xbf;  // allowed range of the second byte
+    if (c < 0x80) {
+      len = 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+      len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      len = 3;
+      if (c == 0xe0) lo = 0xa0;  // no overlong forms
+      if (c == 0xed) hi = 0x9f;  // no surrogates
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      len = 4;
+      if (c == 0xf0) lo = 0x90;
+      if (c == 0xf4) hi = 0x8f;  // <= U+10FFFF
+    }
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) {
+      const unsigned char b = s[i + k];
+      ok = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xbf);
+    }
+    if (ok) {
+      out.append(text.data() + i, len);
+      i += len;
+    } else {
+      out += "\xef\xbf\xbd";
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace shardlm::tcp

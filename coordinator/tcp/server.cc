@@ -1,0 +1,140 @@
+#include "coordinator/tcp/server.h"
+
+#include <atomic>
+#include <optional>
+#include <set>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "coordinator/tcp/connection.h"
+#include "coordinator/text_service.h"
+
+namespace shardlm::tcp {
+
+namespace asio = boost::asio;
+using detail::Connection;
+
+struct TcpServer::Impl {
+  Impl(TextService& service, TcpServerOptions opts)
+      : options(std::move(opts)),
+        gate(std::make_shared<detail::PostGate>(io)),
+        context{service, options, gate, std::chrono::steady_clock::now(), {}} {
+    context.on_closed = [this](const std::shared_ptr<Connection>& c) {
+      connections.erase(c);
+      count = connections.size();
+    };
+  }
+
+  void accept() {
+    acceptor.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
+      if (ec) {
+        // E.g. out of file descriptors: try again a little later instead of spinning.
+        spdlog::warn("tcp: accept failed: {}", ec.message());
+        retry_timer.expires_after(std::chrono::milliseconds(100));
+        retry_timer.async_wait([this](const boost::system::error_code& e) {
+          if (!e) accept();
+        });
+        return;
+      }
+      auto connection = std::make_shared<Connection>(std::move(socket), context);
+      connections.insert(connection);
+      count = connections.size();
+      connection->start();
+      accept();
+    });
+  }
+
+  TcpServerOptions options;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  asio::ip::tcp::acceptor acceptor{io};
+  asio::steady_timer retry_timer{io};
+  std::shared_ptr<detail::PostGate> gate;
+  detail::ServerContext context;
+  std::set<std::shared_ptr<Connection>> connections;  // I/O thread only
+  std::atomic<size_t> count{0};
+  std::thread thread;
+  int port = 0;
+  bool started = false;
+  bool stopped = false;
+};
+
+TcpServer::TcpServer(TextService& service, TcpServerOptions options)
+    : impl_(std::make_unique<Impl>(service, std::move(options))) {}
+
+TcpServer::~TcpServer() {
+  stop();
+  impl_->gate->close();
+}
+
+void TcpServer::start() {
+  Impl& s = *impl_;
+  if (s.started) fail("the TCP server was already started");
+  const TcpServerOptions& o = s.options;
+  if (o.port < 0 || o.port > 65535) fail("TCP port {} is out of range (0..65535)", o.port);
+  if (o.max_frame_bytes < 64) fail("max_frame_bytes {} is too small (at least 64)", o.max_frame_bytes);
+  if (o.max_requests_per_connection < 1) fail("max_requests_per_connection must be >= 1");
+  for (const std::string& key : o.api_keys) {
+    if (key.empty()) fail("an API key is empty");
+  }
+  boost::system::error_code ec;
+  asio::ip::tcp::resolver resolver(s.io);
+  const auto endpoints = resolver.resolve(o.host, std::to_string(o.port),
+                                          asio::ip::tcp::resolver::passive | asio::ip::tcp::resolver::numeric_service, ec);
+  if (ec || endpoints.empty()) fail("cannot listen on {}:{}: {}", o.host, o.port, ec ? ec.message() : "no address");
+  const asio::ip::tcp::endpoint endpoint = endpoints.begin()->endpoint();
+  s.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) s.acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) s.acceptor.bind(endpoint, ec);
+  if (!ec) s.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    boost::system::error_code ignored;
+    s.acceptor.close(ignored);
+    fail("cannot listen on {}:{}: {}", o.host, o.port, ec.message());
+  }
+  s.port = s.acceptor.local_endpoint().port();
+  s.started = true;
+  s.context.started = std::chrono::steady_clock::now();
+  s.work.emplace(s.io.get_executor());
+  s.accept();
+  s.thread = std::thread([&s] {
+    for (;;) {
+      try {
+        s.io.run();
+        return;
+      } catch (const std::exception& e) {
+        spdlog::error("tcp: server thread: {}", e.what());
+      }
+    }
+  });
+  spdlog::info("tcp: listening on {}:{}{}", o.host, s.port, o.api_keys.empty() ? "" : " (API keys required)");
+}
+
+void TcpServer::stop() {
+  Impl& s = *impl_;
+  if (!s.started || s.stopped) return;
+  s.stopped = true;
+  asio::post(s.io, [&s] {
+    boost::system::error_code ec;
+    s.acceptor.close(ec);
+    s.retry_timer.cancel();
+    const std::vector<std::shared_ptr<Connection>> open(s.connections.begin(), s.connections.end());
+    for (const auto& c : open) c->fail(client::ERROR_UNAVAILABLE, "the server is shutting down");
+  });
+  s.work.reset();
+  s.thread.join();
+  s.gate->close();
+  s.connections.clear();
+  s.count = 0;
+}
+
+void TcpServer::set_ready(bool ready) { impl_->context.ready = ready; }
+
+int TcpServer::port() const { return impl_->port; }
+
+size_t TcpServer::connection_count() const { return impl_->count; }
+
+}  // namespace shardlm::tcp

@@ -1,0 +1,57 @@
+// The TCP server of the client protocol (proto/client.proto, docs/protocol.md): accepts connections,
+// checks each one's handshake (protocol version, API key), runs its generate requests concurrently on
+// the text service and streams the results back as frames. Connections are independent: a malformed
+// frame closes only its own connection (after an Error frame). Serves on one I/O thread of its own.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proto/frame.h"
+
+namespace shardlm {
+class TextService;
+}
+
+namespace shardlm::tcp {
+
+struct TcpServerOptions {
+  std::string host = "127.0.0.1";    // address to listen on ("0.0.0.0" / "::" for every interface)
+  int port = 7070;                   // 0: any free port (see TcpServer::port())
+  std::vector<std::string> api_keys; // when not empty, Hello must carry one of them
+  uint32_t max_frame_bytes = kDefaultMaxFrameBytes;  // largest client frame accepted
+  uint32_t max_requests_per_connection = 256;        // generate requests in flight per connection
+  int handshake_timeout_ms = 10000;  // a connection that sends no Hello in time is closed
+  int close_linger_ms = 2000;        // after an Error that closes a connection: wait for the peer
+  size_t max_pending_write_bytes = size_t{64} << 20;  // a client that reads slower is disconnected
+};
+
+class TcpServer {
+ public:
+  TcpServer(TextService& service, TcpServerOptions options);
+  ~TcpServer();  // stop()
+  TcpServer(const TcpServer&) = delete;
+  TcpServer& operator=(const TcpServer&) = delete;
+
+  // Binds and listens (throws Error naming the address when it cannot), then serves on its own
+  // thread. Once only.
+  void start();
+  // Stops accepting, sends every connection an ERROR_UNAVAILABLE frame, cancels their requests,
+  // closes them and joins the thread. Idempotent.
+  void stop();
+  // While not ready (from start() on it is ready), health reports serving = false and new generate
+  // requests are refused with ERROR_UNAVAILABLE; running ones go on (for a graceful shutdown).
+  void set_ready(bool ready);
+  // The port listened on (the chosen one when options.port was 0); valid after start().
+  int port() const;
+  // Connections open now.
+  size_t connection_count() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shardlm::tcp

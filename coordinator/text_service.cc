@@ -1,0 +1,217 @@
+#include "coordinator/text_service.h"
+
+#include <chrono>
+#include <mutex>
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+#include "coordinator/request_error.h"
+#include "coordinator/stop_strings.h"
+#include "model/chat_template.h"
+
+namespace shardlm {
+namespace {
+
+// Turns one request's token stream into text deltas.
+class TextStream final : public GenerationObserver {
+ public:
+  TextStream(const TextRequest& request, const Tokenizer& tokenizer, std::shared_ptr<TextObserver> observer,
+             Scheduler& scheduler, int64_t prompt_tokens)
+      : tokenizer_(tokenizer),
+        detok_(tokenizer, /*skip_special_tokens=*/!request.chat),
+        chat_(request.chat),
+        stops_(request.stop),
+        observer_(std::move(observer)),
+        scheduler_(scheduler),
+        prompt_tokens_(prompt_tokens) {}
+
+  void set_id(uint64_t id) {
+    bool cancel_now = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      id_ = id;
+      cancel_now = cancel_wanted_;
+    }
+    if (cancel_now) scheduler_.cancel(id);
+  }
+
+  void on_token(const GeneratedToken& token) override {
+    if (ended_) return;
+    ++tokens_;
+    TextDelta delta;
+    append_logprobs(token, delta);
+    process(detok_.push(token.token), false, delta);
+    emit(delta);
+  }
+
+  void on_finish(const GenerationSummary& summary) override {
+    TextDelta delta;
+    if (!ended_) process(detok_.flush(), true, delta);
+    emit(delta);
+    TextFinish f;
+    if (ended_by_text_) {
+      f.finish_reason = saw_tool_call_ ? "tool_calls" : "stop";
+    } else {
+      switch (summary.reason) {
+        case FinishReason::kStop: f.finish_reason = saw_tool_call_ ? "tool_calls" : "stop"; break;
+        case FinishReason::kLength: f.finish_reason = "length"; break;
+        case FinishReason::kCancelled: f.finish_reason = "cancelled"; break;
+        case FinishReason::kError: f.finish_reason = "error"; break;
+      }
+    }
+    f.error = summary.error;
+    f.prompt_tokens = prompt_tokens_;
+    f.completion_tokens = ended_by_text_ ? tokens_ : summary.completion_tokens;
+    f.timings = summary.timings;
+    try {
+      observer_->on_finish(f);
+    } catch (const std::exception& e) {
+      spdlog::error("text observer failed: {}", e.what());
+    }
+  }
+
+  bool wants_logprobs_ = false;
+
+ private:
+  void append_logprobs(const GeneratedToken& token, TextDelta& delta) {
+    if (!wants_logprobs_) return;
+    TextTokenLogprob lp;
+    lp.token = tokenizer_.decode({token.token});
+    lp.logprob = token.logprob;
+    for (const TokenLogprob& t : token.top) lp.top.emplace_back(tokenizer_.decode({t.token}), t.logprob);
+    delta.logprobs.push_back(std::move(lp));
+  }
+
+  // Routes decoded text through the chat parser and the stop strings into delta.
+  void process(const std::string& text, bool final, TextDelta& delta) {
+    if (chat_) {
+      ChatOutputStream::Delta d = chat_stream_.feed(text);
+      if (final) {
+        ChatOutputStream::Delta rest = chat_stream_.finish();
+        d.reasoning += rest.reasoning;
+        d.content += rest.content;
+        d.tool_calls.insert(d.tool_calls.end(), rest.tool_calls.begin(), rest.tool_calls.end());
+      }
+      delta.reasoning += d.reasoning;
+      delta.content += stops_.feed(d.content);
+      if (final) delta.content += stops_.flush();
+      if (!stops_.stopped()) {
+        for (ChatToolCall& c : d.tool_calls) delta.tool_calls.push_back(std::move(c));
+        saw_tool_call_ = saw_tool_call_ || !d.tool_calls.empty();
+      }
+      if (!final && (chat_stream_.ended() || stops_.stopped())) end_early(delta);
+    } else {
+      delta.content += stops_.feed(text);
+      if (final) delta.content += stops_.flush();
+      if (!final && stops_.stopped()) end_early(delta);
+    }
+  }
+
+  // The text ended (stop string, end of turn) before the scheduler stopped: cancel the rest.
+  void end_early(TextDelta& delta) {
+    if (chat_ && !stops_.stopped()) {
+      ChatOutputStream::Delta rest = chat_stream_.finish();
+      delta.reasoning += rest.reasoning;
+      delta.content += stops_.feed(rest.content) + stops_.flush();
+      saw_tool_call_ = saw_tool_call_ || !rest.tool_calls.empty();
+      for (ChatToolCall& c : rest.tool_calls) delta.tool_calls.push_back(std::move(c));
+    }
+    ended_ = true;
+    ended_by_text_ = true;
+    uint64_t id = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      id = id_;
+      if (id == 0) cancel_wanted_ = true;
+    }
+    if (id != 0) scheduler_.cancel(id);
+  }
+
+  void emit(const TextDelta& delta) {
+    if (delta.empty()) return;
+    try {
+      observer_->on_delta(delta);
+    } catch (const std::exception& e) {
+      spdlog::error("text observer failed: {}", e.what());
+    }
+  }
+
+  const Tokenizer& tokenizer_;
+  StreamingDetokenizer detok_;
+  bool chat_;
+  ChatOutputStream chat_stream_;
+  StopStringMatcher stops_;
+  std::shared_ptr<TextObserver> observer_;
+  Scheduler& scheduler_;
+  int64_t prompt_tokens_;
+  int64_t tokens_ = 0;
+  bool ended_ = false, ended_by_text_ = false, saw_tool_call_ = false;
+  std::mutex mutex_;
+  uint64_t id_ = 0;
+  bool cancel_wanted_ = false;
+};
+
+}  // namespace
+
+TextService::TextService(Scheduler& scheduler, const Tokenizer& tokenizer, const ModelConfig& config, std::string model_name)
+    : scheduler_(scheduler), tokenizer_(tokenizer), config_(config), model_name_(std::move(model_name)) {}
+
+int64_t TextService::max_context() const { return scheduler_.engine().max_sequence_tokens(); }
+
+std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
+  if (!r.chat) return tokenizer_.encode(r.prompt, /*add_bos=*/true);
+  if (!r.messages.is_array() || r.messages.empty()) {
+    fail_request(RequestErrorCode::kInvalidRequest, "messages must be a non-empty array");
+  }
+  ChatOptions co;
+  co.enable_thinking = r.enable_thinking;
+  co.empty_thought_block = !config_.has_ple();
+  co.tools = r.tools;
+  std::string text;
+  try {
+    text = render_chat(r.messages, co);
+  } catch (const RequestError&) {
+    throw;
+  } catch (const Error& e) {
+    throw RequestError(RequestErrorCode::kInvalidRequest, e.what());
+  }
+  return tokenizer_.encode(text, /*add_bos=*/false);
+}
+
+uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver> observer) {
+  if (!observer) fail("text service: a request needs an observer");
+  if (r.stop.size() > 16) fail_request(RequestErrorCode::kInvalidRequest, "stop: at most 16 stop strings (got {})", r.stop.size());
+  for (const std::string& s : r.stop) {
+    if (s.empty()) fail_request(RequestErrorCode::kInvalidRequest, "stop: stop strings must not be empty");
+  }
+  if (r.top_logprobs > 20) fail_request(RequestErrorCode::kInvalidRequest, "top_logprobs must be at most 20 (got {})", r.top_logprobs);
+  GenerationRequest g;
+  g.prompt = prompt_tokens(r);
+  if (g.prompt.empty()) fail_request(RequestErrorCode::kInvalidRequest, "the prompt is empty");
+  const int64_t room = max_context() - static_cast<int64_t>(g.prompt.size());
+  if (r.max_tokens < -1 || r.max_tokens == 0) {
+    fail_request(RequestErrorCode::kInvalidRequest, "max_tokens must be at least 1 (got {})", r.max_tokens);
+  }
+  if (room < 1) {
+    fail_request(RequestErrorCode::kContextLength, "the prompt has {} tokens; the context holds {}", g.prompt.size(), max_context());
+  }
+  g.max_tokens = r.max_tokens < 0 ? static_cast<int32_t>(std::min<int64_t>(room, INT32_MAX)) : r.max_tokens;
+  g.sampling = r.sampling;
+  g.top_logprobs = r.top_logprobs;
+  g.priority = r.priority;
+  if (!r.ignore_eos) {
+    for (int id : config_.eos_token_ids) g.stop_token_ids.push_back(id);
+    if (tokenizer_.eos_id() >= 0) g.stop_token_ids.push_back(tokenizer_.eos_id());
+  }
+  const int64_t prompt_size = static_cast<int64_t>(g.prompt.size());
+  auto stream = std::make_shared<TextStream>(r, tokenizer_, std::move(observer), scheduler_, prompt_size);
+  stream->wants_logprobs_ = r.top_logprobs >= 0;
+  const uint64_t id = scheduler_.submit(std::move(g), stream);
+  stream->set_id(id);
+  return id;
+}
+
+void TextService::cancel(uint64_t id) { scheduler_.cancel(id); }
+
+}  // namespace shardlm

@@ -1,0 +1,89 @@
+// Text in, text out: the service both front ends (OpenAI HTTP, TCP protocol) and batch jobs call.
+// Renders chat conversations with the Gemma 4 chat template, tokenizes, submits to the scheduler,
+// detokenizes the stream, splits reasoning / content / tool calls (chat), applies stop strings and
+// reports token log-probabilities as text.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "coordinator/generation.h"
+#include "coordinator/scheduler.h"
+#include "model/chat_output.h"
+#include "model/config.h"
+#include "model/tokenizer.h"
+
+namespace shardlm {
+
+struct TextRequest {
+  bool chat = false;
+  std::string prompt;                  // completion: prompt text (BOS is added)
+  nlohmann::json messages;             // chat: OpenAI-style messages array
+  nlohmann::json tools;                // chat: OpenAI tool declarations (null = none)
+  bool enable_thinking = false;        // chat: let the model think first (reasoning returned apart)
+  int32_t max_tokens = -1;             // -1: up to the end of the context
+  SamplingParams sampling;
+  std::vector<std::string> stop;       // stop strings (at most 16; not included in the output)
+  int32_t top_logprobs = -1;           // -1: none; 0: chosen tokens only; up to 20 alternatives
+  bool ignore_eos = false;
+  Priority priority = Priority::kInteractive;
+};
+
+struct TextTokenLogprob {
+  std::string token;    // the token's text (may be part of a UTF-8 character)
+  float logprob = 0.0f;
+  std::vector<std::pair<std::string, float>> top;  // best alternatives, best first
+};
+
+struct TextDelta {
+  std::string content;
+  std::string reasoning;                 // chat with thinking
+  std::vector<ChatToolCall> tool_calls;  // chat: complete tool calls, as soon as each is parsed
+  std::vector<TextTokenLogprob> logprobs;
+  bool empty() const { return content.empty() && reasoning.empty() && tool_calls.empty() && logprobs.empty(); }
+};
+
+struct TextFinish {
+  std::string finish_reason;  // "stop", "length", "tool_calls", "cancelled" or "error"
+  std::string error;          // for "error"
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  GenerationTimings timings;
+};
+
+// Called on the scheduler thread: on_delta zero or more times, then on_finish exactly once. Must not
+// block.
+class TextObserver {
+ public:
+  virtual ~TextObserver() = default;
+  virtual void on_delta(const TextDelta& delta) = 0;
+  virtual void on_finish(const TextFinish& finish) = 0;
+};
+
+class TextService {
+ public:
+  TextService(Scheduler& scheduler, const Tokenizer& tokenizer, const ModelConfig& config, std::string model_name);
+
+  // Validates, renders and tokenizes, then queues. Throws RequestError naming what is wrong
+  // (kInvalidRequest for malformed messages / fields, kContextLength, kQueueFull, kUnavailable).
+  uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer);
+  void cancel(uint64_t id);
+
+  const std::string& model_name() const { return model_name_; }
+  int64_t max_context() const;  // positions a sequence may hold (prompt + generated)
+  SchedulerStats stats() const { return scheduler_.stats(); }
+  // Prompt token count of a request (after chat rendering), for clients that want to check first.
+  std::vector<int32_t> prompt_tokens(const TextRequest& request) const;
+
+ private:
+  Scheduler& scheduler_;
+  const Tokenizer& tokenizer_;
+  const ModelConfig& config_;
+  std::string model_name_;
+};
+
+}  // namespace shardlm

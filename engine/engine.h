@@ -1,0 +1,30 @@
+// Opens a model for serving: a StepEngine that runs in this process (world of one), or, when launched
+// by mpirun / srun with K > 1 ranks, one on rank 0 that drives the K - 1 worker ranks. On a worker
+// rank open_engine serves steps until rank 0 shuts down and then returns nullptr (return at once).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "coordinator/step_engine.h"
+
+namespace shardlm {
+
+struct EngineOptions {
+  std::string model_dir;
+  std::string weights = "auto";  // auto | f32 | bf16
+  std::string matmul = "own";    // own | onednn
+  int threads = 0;               // 0 = all cores
+  int kv_block = 16;
+  int max_chunk = 512;           // most positions of one sequence computed per step
+  int64_t max_context = 0;       // positions per sequence; 0 = the model's max_position_embeddings
+  int64_t kv_tokens = 0;         // KV positions of all sequences together; 0 = max_context x max_sequences
+                                 // (or what fits kv_budget_bytes)
+  int64_t kv_budget_bytes = 0;   // most KV cache bytes per worker; 0 = no limit
+  int max_sequences = 1;         // sequences in flight at once
+};
+
+std::unique_ptr<StepEngine> open_engine(const EngineOptions& options);
+
+}  // namespace shardlm

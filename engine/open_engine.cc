@@ -1,0 +1,253 @@
+#include <omp.h>
+
+#include <chrono>
+#include <cstdlib>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "comm/mpi_world.h"
+#include "common/error.h"
+#include "common/text_format.h"
+#include "coordinator/remote_engine.h"
+#include "engine/engine.h"
+#include "model/config.h"
+#include "partition/plan.h"
+#include "worker/kv_cache.h"
+#include "worker/model_runner.h"
+#include "worker/process_memory.h"
+#include "worker/worker_loop.h"
+
+namespace shardlm {
+namespace {
+
+int64_t context_of(const EngineOptions& o, const ModelConfig& config) {
+  const int64_t ctx = o.max_context > 0 ? o.max_context : config.max_position_embeddings;
+  if (ctx <= 0) fail("model config has no max_position_embeddings; pass --max-context");
+  if (config.max_position_embeddings > 0 && ctx > config.max_position_embeddings) {
+    fail("--max-context {} exceeds the model's max_position_embeddings {}", ctx, config.max_position_embeddings);
+  }
+  return ctx;
+}
+
+RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens);
+
+// KV positions (all sequences together) to allocate: the requested number, checked against the
+// per-worker KV budget; or, when none is requested, the most that fits the budget (at most
+// max_context x max_sequences).
+int64_t kv_tokens_of(const EngineOptions& o, const ModelConfig& config, const std::vector<ShardSpec>& shards, int64_t context) {
+  const int64_t cap = o.kv_tokens > 0 ? o.kv_tokens : context * std::max(o.max_sequences, 1);
+  if (o.kv_budget_bytes <= 0) return cap;
+  auto bytes_for = [&](int64_t n) {
+    size_t most = 0;
+    const RunnerOptions ro = runner_options(o, n);
+    for (const ShardSpec& s : shards) most = std::max(most, KvCache::planned_bytes(config, s, ro.kv));
+    return static_cast<int64_t>(most);
+  };
+  if (bytes_for(cap) <= o.kv_budget_bytes) return cap;
+  int64_t lo = 0, hi = cap;  // bytes_for(lo) fits (or lo = 0), bytes_for(hi) does not
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (bytes_for(mid) <= o.kv_budget_bytes ? lo : hi) = mid;
+  }
+  if (o.kv_tokens > 0 || lo < o.kv_block) {
+    fail("a KV cache for {} positions needs {} per worker, more than the budget of {} ({} positions fit)", cap,
+         decimal_bytes(static_cast<uint64_t>(bytes_for(cap))), decimal_bytes(static_cast<uint64_t>(o.kv_budget_bytes)), lo);
+  }
+  return lo;
+}
+
+RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens) {
+  RunnerOptions ro;
+  ro.kv.block_size = o.kv_block;
+  ro.kv.max_chunk = o.max_chunk;
+  ro.kv.max_sequences = std::max(o.max_sequences, 1);
+  ro.kv.full_capacity_tokens = std::max<int64_t>(kv_tokens, 1);
+  if (o.weights == "f32") ro.weights.format = WeightFormat::kF32;
+  else if (o.weights == "bf16") ro.weights.format = WeightFormat::kBF16;
+  else if (o.weights != "auto") fail("--weights must be auto, f32 or bf16 (got '{}')", o.weights);
+  if (o.matmul != "own" && o.matmul != "onednn") fail("--matmul must be own or onednn (got '{}')", o.matmul);
+  ro.weights.backend = o.matmul == "onednn" ? MatmulBackend::kOneDnn : MatmulBackend::kOwn;
+  return ro;
+}
+
+std::string precision_text(const EngineOptions& o) {
+  const char* weights = o.weights == "auto" ? "checkpoint precision" : o.weights.c_str();
+  return fmt::format("f32 activations, {} weights, f32 KV cache, {} matmul, {} threads", weights, o.matmul,
+                     omp_get_max_threads());
+}
+
+class LocalStepEngine final : public StepEngine {
+ public:
+  explicit LocalStepEngine(const EngineOptions& o) {
+    ModelConfig config = load_model_config(o.model_dir);
+    context_ = context_of(o, config);
+    auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(o.model_dir));
+    ShardSpec shard = full_shard(config);
+    const int64_t kv_tokens = kv_tokens_of(o, config, {shard}, context_);
+    runner_ = std::make_unique<ModelRunner>(std::move(config), ckpt, std::move(shard), runner_options(o, kv_tokens));
+    description = precision_text(o) + ", single process";
+    max_sequences_ = std::max(o.max_sequences, 1);
+  }
+  const ModelConfig& config() const override { return runner_->config(); }
+  int64_t max_sequence_tokens() const override { return context_; }
+  int64_t kv_capacity_tokens() const override {
+    return runner_->kv_cache().full_blocks_total() * runner_->kv_cache().block_size();
+  }
+  int max_sequences() const override { return max_sequences_; }
+  int kv_block() const override { return runner_->kv_cache().block_size(); }
+  int new_sequence() override { return runner_->kv_cache().allocate_sequence(); }
+  void free_sequence(int seq) override { runner_->kv_cache().release_sequence(seq); }
+
+  void step(const StepBatch& batch, const std::vector<RowRequest>& rows, std::vector<RowCandidates>& out) override {
+    if (rows.size() != batch.logit_rows.size()) fail("step: {} row requests for {} logit rows", rows.size(), batch.logit_rows.size());
+    const auto t0 = std::chrono::steady_clock::now();
+    runner_->forward(batch, last_logits_);
+    const int64_t V = config().vocab_size;
+    out.resize(rows.size());
+    for (size_t r = 0; r < rows.size(); ++r) out[r] = select_row_candidates(last_logits_.data() + r * V, V, 0, rows[r]);
+    WorkerStepFigures f;
+    f.compute_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const KvCache& kv = runner_->kv_cache();
+    f.kv_full_free = kv.full_blocks_free();
+    f.kv_full_used = kv.full_blocks_total() - kv.full_blocks_free();
+    f.kv_sliding_used = kv.sliding_blocks_used();
+    f.kv_sliding_free = kv.sliding_blocks_total() - kv.sliding_blocks_used();
+    f.rss_bytes = resident_bytes();
+    f.weight_bytes = static_cast<int64_t>(runner_->weights().bytes());
+    const std::vector<int64_t>& routed = runner_->take_expert_tokens();
+    for (size_t i = 0; i < routed.size(); ++i) {
+      if (routed[i] > 0) f.expert_tokens.emplace_back(static_cast<int32_t>(i), routed[i]);
+    }
+    figures_ = {f};
+  }
+  void row_logits(int row, std::vector<float>& logits) override {
+    const int64_t V = config().vocab_size;
+    if (row < 0 || (row + 1) * V > static_cast<int64_t>(last_logits_.size())) fail("logits row {} is not in the last step", row);
+    logits.assign(last_logits_.begin() + row * V, last_logits_.begin() + (row + 1) * V);
+  }
+  void logits(const StepBatch& batch, std::vector<float>& logits, const StepTraceFn& trace) override {
+    runner_->forward(batch, logits, trace);
+  }
+  std::vector<WorkerStepFigures> last_step_figures() const override { return figures_; }
+  std::vector<WorkerLoadInfo> load_info() const override {
+    return {WorkerLoadInfo{static_cast<int64_t>(runner_->weights().bytes()), static_cast<int64_t>(runner_->kv_cache().bytes()),
+                           resident_bytes(), peak_resident_bytes()}};
+  }
+
+ private:
+  std::unique_ptr<ModelRunner> runner_;
+  std::vector<float> last_logits_;
+  std::vector<WorkerStepFigures> figures_;
+  int64_t context_ = 0;
+  int max_sequences_ = 1;
+};
+
+class DistributedStepEngine final : public StepEngine {
+ public:
+  DistributedStepEngine(std::unique_ptr<comm::Communicator> world, ModelConfig config, std::vector<Range> vocab_rows,
+                        int64_t context, int max_sequences)
+      : world_(std::move(world)),
+        config_(std::move(config)),
+        remote_(*world_, std::move(vocab_rows), config_.vocab_size),
+        context_(context),
+        max_sequences_(max_sequences) {}
+  RemoteEngine& remote() { return remote_; }
+  void set_load_info(std::vector<WorkerLoadInfo> info) { load_info_ = std::move(info); }
+
+  const ModelConfig& config() const override { return config_; }
+  int64_t max_sequence_tokens() const override { return context_; }
+  int64_t kv_capacity_tokens() const override { return remote_.kv_capacity_tokens(); }
+  int max_sequences() const override { return max_sequences_; }
+  int num_workers() const override { return world_->size() - 1; }
+  int kv_block() const override { return remote_.kv_block(); }
+  int new_sequence() override { return remote_.new_sequence(); }
+  void free_sequence(int seq) override { remote_.free_sequence(seq); }
+  void step(const StepBatch& batch, const std::vector<RowRequest>& rows, std::vector<RowCandidates>& out) override {
+    remote_.step(batch, rows, out);
+  }
+  void row_logits(int row, std::vector<float>& logits) override { remote_.row_logits(row, logits); }
+  void logits(const StepBatch& batch, std::vector<float>& logits, const StepTraceFn& trace) override {
+    if (trace) fail("named intermediates (--dump-dir) are only available in a single process");
+    remote_.forward(batch, logits);
+  }
+  std::vector<WorkerStepFigures> last_step_figures() const override { return remote_.last_step_figures(); }
+  std::vector<WorkerLoadInfo> load_info() const override { return load_info_; }
+  void shutdown() override { remote_.shutdown(); }
+  void abort(const std::string& reason) override { world_->abort(reason); }
+
+ private:
+  std::unique_ptr<comm::Communicator> world_;
+  ModelConfig config_;
+  RemoteEngine remote_;
+  int64_t context_;
+  int max_sequences_;
+  std::vector<WorkerLoadInfo> load_info_;
+};
+
+// Ranks of this job on this machine (Open MPI, PMIx, Slurm), or 1 when unknown.
+int local_ranks() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+    if (const char* v = std::getenv(name)) {
+      const int n = std::atoi(v);
+      if (n > 0) return n;
+    }
+  }
+  return 1;
+}
+
+// Compute threads of a rank when --threads is not given: the machine's cores shared by the workers
+// that run on it (the coordinator, when it is here too, mostly sleeps and takes none). More threads
+// than cores would make OpenMP's barriers spin against each other.
+int default_threads(int ranks_here) {
+  const int cores = std::max(1, omp_get_num_procs());
+  const int workers_here = ranks_here > 1 ? ranks_here - 1 : 1;
+  return std::max(1, cores / workers_here);
+}
+
+bool launched_by_mpi() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
+         std::getenv("PMI_RANK") != nullptr;
+}
+
+}  // namespace
+
+std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (!launched_by_mpi()) return std::make_unique<LocalStepEngine>(o);
+  if (o.threads <= 0) omp_set_num_threads(default_threads(local_ranks()));
+  std::unique_ptr<comm::Communicator> world = comm::make_mpi_world(nullptr, nullptr);
+  if (world->size() == 1) return std::make_unique<LocalStepEngine>(o);
+
+  ModelConfig config = load_model_config(o.model_dir);
+  const int64_t context = context_of(o, config);
+  PlanOptions po;
+  po.num_workers = world->size() - 1;
+  po.context_tokens = context;
+  const Plan plan = make_layout(config, po);
+  std::vector<ShardSpec> shards;
+  for (const WorkerPlan& w : plan.workers) shards.push_back(w.shard);
+  const int64_t kv_tokens = kv_tokens_of(o, config, shards, context);
+  std::unique_ptr<comm::Communicator> workers = world->split(world->rank() == 0 ? comm::kNoColor : 0, world->rank());
+  const RunnerOptions ro = runner_options(o, kv_tokens);
+  if (world->rank() != 0) {
+    auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(o.model_dir));
+    run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro);
+    return nullptr;
+  }
+  std::vector<Range> vocab_rows;
+  for (const WorkerPlan& w : plan.workers) vocab_rows.push_back(w.shard.vocab_rows);
+  const int ranks = world->size();
+  auto engine = std::make_unique<DistributedStepEngine>(std::move(world), std::move(config), std::move(vocab_rows), context,
+                                                        ro.kv.max_sequences);
+  std::vector<WorkerLoadInfo> info = engine->remote().init(ro.kv.full_capacity_tokens, ro.kv.max_chunk, ro.kv.max_sequences);
+  for (size_t w = 0; w < info.size(); ++w) {
+    spdlog::info("worker {}: weights {}, KV cache {}, resident {} (peak {})", w, decimal_bytes(info[w].weight_bytes),
+                 decimal_bytes(info[w].kv_bytes), decimal_bytes(info[w].rss_bytes), decimal_bytes(info[w].peak_rss_bytes));
+  }
+  engine->set_load_info(std::move(info));
+  engine->description = precision_text(o) + fmt::format(", coordinator + {} MPI workers", ranks - 1);
+  return engine;
+}
+
+}  // namespace shardlm

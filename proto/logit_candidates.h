@@ -1,0 +1,45 @@
+// What sampling needs from one row of logits, without the whole vocabulary: the row's top candidates
+// and its log-sum-exp (at temperature 1 and at the request's temperature). Each worker selects them
+// on its vocabulary slice; rank 0 merges the slices exactly (the global top-C is within the union of
+// the slices' top-C, and log-sum-exps combine exactly).
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace shardlm {
+
+// Per logits row of a step: how many top candidates are needed and the temperature of lse_t.
+struct RowRequest {
+  int32_t candidates = 1;
+  float temperature = 1.0f;  // <= 0: greedy; lse_t is then the temperature-1 value
+};
+
+struct TokenLogit {
+  float logit = 0.0f;
+  int32_t token = 0;
+};
+
+// Candidates sorted by logit descending, ties by token id ascending. Every token with a logit greater
+// than `bound` is among them; bound = -inf means the candidates are the whole row.
+struct RowCandidates {
+  std::vector<TokenLogit> top;
+  float bound = -std::numeric_limits<float>::infinity();
+  float lse = 0.0f;    // log sum exp(logit)
+  float lse_t = 0.0f;  // log sum exp(logit / T)
+  bool complete() const { return bound == -std::numeric_limits<float>::infinity(); }
+};
+
+// Orders candidates: higher logit first, equal logits by lower token id.
+inline bool better_candidate(const TokenLogit& a, const TokenLogit& b) {
+  return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
+}
+
+// Selects from logits[0..n) whose token ids start at token_offset.
+RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t token_offset, const RowRequest& request);
+
+// Merges the candidates of disjoint vocabulary slices of one row (keeps request.candidates).
+RowCandidates merge_row_candidates(const std::vector<RowCandidates>& parts, const RowRequest& request);
+
+}  // namespace shardlm

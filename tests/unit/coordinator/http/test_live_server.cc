@@ -1,0 +1,228 @@
+// The HTTP server in front of the real text service, scheduler and engine on the tiny golden model
+// (tests/data/dense), over real local sockets.
+#include <gtest/gtest.h>
+
+#include "coordinator/http/http_server.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/text_service.h"
+#include "engine/engine.h"
+#include "http_test_support.h"
+#include "model/tokenizer.h"
+
+namespace shardlm::http {
+namespace {
+
+using nlohmann::json;
+using testing::HttpResult;
+using testing::ScriptedBackend;
+using testing::sse_payloads;
+using testing::TestClient;
+
+const std::string kKey = "Authorization: Bearer sk-live";
+
+class LiveServer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string dir = std::string(SHARDLM_TEST_DATA) + "/dense";
+    EngineOptions eo;
+    eo.model_dir = dir;
+    eo.threads = 2;
+    eo.max_context = 256;
+    eo.max_sequences = 4;
+    eo.kv_tokens = 1024;
+    engine_ = open_engine(eo).release();
+    tokenizer_ = new Tokenizer(Tokenizer::load(dir));
+    scheduler_ = new Scheduler(*engine_, SchedulerOptions{});
+    SchedulerHooks hooks;
+    hooks.finished = [](const GenerationSummary& s) {
+      if (s.reason == FinishReason::kCancelled) {
+        cancelled_tokens_ = s.completion_tokens;
+        ++cancelled_;
+      }
+    };
+    scheduler_->set_hooks(hooks);
+    service_ = new TextService(*scheduler_, *tokenizer_, engine_->config(), "tiny");
+    HttpServerOptions ho;
+    ho.port = 0;
+    ho.api_keys = {"sk-live"};
+    ho.max_body_bytes = 64 * 1024;
+    ho.threads = 2;
+    server_ = new HttpServer(*service_, ho);
+    server_->start();
+  }
+  static void TearDownTestSuite() {
+    server_->stop();
+    scheduler_->stop(false);
+    delete server_;
+    delete service_;
+    delete scheduler_;
+    delete tokenizer_;
+    delete engine_;
+  }
+
+  static HttpResult post(TestClient& c, const std::string& target, const json& body) {
+    return c.request("POST", target, body.dump(), {kKey});
+  }
+  static json chat(int max_tokens) {
+    return {{"model", "tiny"},
+            {"messages", json::array({{{"role", "system"}, {"content", "You are terse."}},
+                                      {{"role", "user"}, {"content", "Say something about the sea."}}})},
+            {"max_tokens", max_tokens},
+            {"temperature", 0}};
+  }
+  static std::string stream_text(const std::string& body, const char* field, json* usage = nullptr, std::string* finish = nullptr) {
+    std::string text;
+    std::vector<std::string> ev = sse_payloads(body);
+    EXPECT_FALSE(ev.empty());
+    if (ev.empty()) return text;
+    EXPECT_EQ(ev.back(), "[DONE]");
+    for (size_t i = 0; i + 1 < ev.size(); ++i) {
+      json c = json::parse(ev[i]);
+      if (c["choices"].empty()) {
+        if (usage) *usage = c["usage"];
+        continue;
+      }
+      const json& choice = c["choices"][0];
+      const json& holder = choice.contains("delta") ? choice["delta"] : choice;
+      if (holder.contains(field) && holder[field].is_string()) text += holder[field].get<std::string>();
+      if (finish && choice["finish_reason"].is_string()) *finish = choice["finish_reason"];
+    }
+    return text;
+  }
+
+  static StepEngine* engine_;
+  static Tokenizer* tokenizer_;
+  static Scheduler* scheduler_;
+  static TextService* service_;
+  static HttpServer* server_;
+  static std::atomic<int> cancelled_;
+  static std::atomic<int64_t> cancelled_tokens_;
+};
+std::atomic<int> LiveServer::cancelled_{0};
+std::atomic<int64_t> LiveServer::cancelled_tokens_{0};
+
+StepEngine* LiveServer::engine_ = nullptr;
+Tokenizer* LiveServer::tokenizer_ = nullptr;
+Scheduler* LiveServer::scheduler_ = nullptr;
+TextService* LiveServer::service_ = nullptr;
+HttpServer* LiveServer::server_ = nullptr;
+
+TEST_F(LiveServer, ReadyHealthModels) {
+  TestClient c(server_->port());
+  server_->set_ready(false);
+  EXPECT_EQ(c.request("GET", "/ready").status, 503);
+  server_->set_ready(true);
+  EXPECT_EQ(c.request("GET", "/ready").status, 200);
+  EXPECT_EQ(c.request("GET", "/health").status, 200);
+  HttpResult m = c.request("GET", "/v1/models", "", {kKey});
+  ASSERT_EQ(m.status, 200);
+  EXPECT_EQ(m.json()["data"][0]["id"], "tiny");
+  EXPECT_EQ(m.json()["data"][0]["max_model_len"], 256);
+}
+
+TEST_F(LiveServer, ChatNonStreamedEqualsStreamed) {
+  TestClient c(server_->port());
+  HttpResult r = post(c, "/v1/chat/completions", chat(12));
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = r.json();
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["model"], "tiny");
+  const json& choice = j["choices"][0];
+  EXPECT_EQ(choice["message"]["role"], "assistant");
+  const std::string finish = choice["finish_reason"];
+  EXPECT_TRUE(finish == "stop" || finish == "length" || finish == "tool_calls") << finish;
+  const json& usage = j["usage"];
+  EXPECT_GT(usage["prompt_tokens"].get<int>(), 10);
+  EXPECT_GE(usage["completion_tokens"].get<int>(), 1);
+  EXPECT_LE(usage["completion_tokens"].get<int>(), 12);
+  EXPECT_EQ(usage["total_tokens"], usage["prompt_tokens"].get<int>() + usage["completion_tokens"].get<int>());
+
+  // Greedy: the same text again, and the same text streamed.
+  HttpResult again = post(c, "/v1/chat/completions", chat(12));
+  EXPECT_EQ(again.json()["choices"][0]["message"], choice["message"]);
+  json sb = chat(12);
+  sb["stream"] = true;
+  sb["stream_options"] = {{"include_usage", true}};
+  HttpResult s = post(c, "/v1/chat/completions", sb);
+  ASSERT_EQ(s.status, 200);
+  EXPECT_EQ(s.header("content-type"), "text/event-stream");
+  json stream_usage;
+  std::string stream_finish;
+  std::string text = stream_text(s.body, "content", &stream_usage, &stream_finish);
+  EXPECT_EQ(text, choice["message"]["content"].is_string() ? choice["message"]["content"].get<std::string>() : "");
+  EXPECT_EQ(stream_usage, usage);
+  EXPECT_EQ(stream_finish, finish);
+}
+
+TEST_F(LiveServer, CompletionsWithLogprobs) {
+  TestClient c(server_->port());
+  json b = {{"model", "tiny"}, {"prompt", "The sea is"}, {"max_tokens", 6}, {"temperature", 0}, {"logprobs", 2}, {"ignore_eos", true}};
+  HttpResult r = post(c, "/v1/completions", b);
+  ASSERT_EQ(r.status, 200) << r.body;
+  json j = r.json();
+  EXPECT_EQ(j["object"], "text_completion");
+  const json& choice = j["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 6);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], static_cast<int>(tokenizer_->encode("The sea is").size()));
+  const json& lp = choice["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), 6u);
+  std::string joined;
+  for (size_t i = 0; i < 6; ++i) {
+    joined += lp["tokens"][i].get<std::string>();
+    EXPECT_LE(lp["token_logprobs"][i].get<double>(), 0.0);
+    EXPECT_LE(lp["top_logprobs"][i].size(), 2u);
+    EXPECT_GE(lp["top_logprobs"][i].size(), 1u);
+  }
+  EXPECT_EQ(joined, choice["text"]);
+  b["stream"] = true;
+  b.erase("logprobs");
+  HttpResult s = post(c, "/v1/completions", b);
+  EXPECT_EQ(stream_text(s.body, "text"), choice["text"]);
+}
+
+TEST_F(LiveServer, Errors) {
+  TestClient c(server_->port());
+  HttpResult noauth = c.request("POST", "/v1/chat/completions", chat(4).dump());
+  EXPECT_EQ(noauth.status, 401);
+  EXPECT_EQ(noauth.json()["error"]["code"], "invalid_api_key");
+  EXPECT_EQ(c.request("GET", "/v1/nowhere", "", {kKey}).status, 404);
+  HttpResult bad = c.request("POST", "/v1/chat/completions", "{\"model\":", {kKey});
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.json()["error"]["type"], "invalid_request_error");
+  HttpResult ctx = post(c, "/v1/chat/completions", chat(100000));
+  EXPECT_EQ(ctx.status, 400) << ctx.body;
+  EXPECT_EQ(ctx.json()["error"]["code"], "context_length_exceeded");
+  json role = chat(4);
+  role["messages"][1]["role"] = "robot";
+  EXPECT_EQ(post(c, "/v1/chat/completions", role).status, 400);
+  json orphan = chat(4);
+  orphan["messages"].push_back({{"role", "tool"}, {"tool_call_id", "x"}, {"content", "42"}});
+  HttpResult o = post(c, "/v1/chat/completions", orphan);  // rejected by the chat template
+  EXPECT_EQ(o.status, 400) << o.body;
+  HttpResult big = post(c, "/v1/completions", {{"model", "tiny"}, {"prompt", std::string(70 * 1024, 'a')}});
+  EXPECT_EQ(big.status, 413);
+}
+
+TEST_F(LiveServer, ClientLeavingCancelsTheGeneration) {
+  const int before = cancelled_;
+  {
+    TestClient c(server_->port());
+    json b = {{"model", "tiny"}, {"prompt", "The sea is"}, {"max_tokens", 200}, {"temperature", 0},
+              {"ignore_eos", true}, {"stream", true}};
+    ASSERT_TRUE(c.send(testing::request_text("POST", "/v1/completions", b.dump(), {kKey})));
+    ASSERT_TRUE(c.read_until("\"text\""));  // generating
+    c.reset();
+  }
+  EXPECT_TRUE(ScriptedBackend::eventually([&] { return cancelled_ == before + 1; }));
+  EXPECT_LT(cancelled_tokens_.load(), 200);
+  EXPECT_TRUE(ScriptedBackend::eventually([] {
+    SchedulerStats s = scheduler_->stats();
+    return s.running == 0 && s.waiting == 0;
+  }));
+  TestClient c(server_->port());
+  EXPECT_EQ(post(c, "/v1/chat/completions", chat(2)).status, 200);
+}
+
+}  // namespace
+}  // namespace shardlm::http

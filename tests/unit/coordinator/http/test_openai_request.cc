@@ -1,0 +1,369 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "coordinator/http/api_error.h"
+#include "coordinator/http/openai_request.h"
+
+namespace shardlm::http {
+namespace {
+
+using nlohmann::json;
+
+json chat_body() {
+  return json{{"model", "tiny"}, {"messages", json::array({{{"role", "user"}, {"content", "Hi"}}})}};
+}
+
+json completion_body() { return json{{"model", "tiny"}, {"prompt", "Once upon"}}; }
+
+// The ApiError a parse throws (fails the test when it does not throw).
+ApiError chat_error(const json& body) {
+  try {
+    parse_chat_request(body);
+  } catch (const ApiException& e) {
+    return e.error();
+  }
+  ADD_FAILURE() << "accepted: " << body.dump();
+  return {};
+}
+
+ApiError completion_error(const json& body) {
+  try {
+    parse_completion_request(body);
+  } catch (const ApiException& e) {
+    return e.error();
+  }
+  ADD_FAILURE() << "accepted: " << body.dump();
+  return {};
+}
+
+json with(json body, const std::string& key, json value) {
+  body[key] = std::move(value);
+  return body;
+}
+
+TEST(OpenAIRequest, JsonBodyMustBeAnObject) {
+  EXPECT_TRUE(parse_json_body("{\"a\": 1}").is_object());
+  for (const char* bad : {"", "{", "{\"a\": }", "[1, 2]", "\"text\"", "12", "{\"a\": 1} trailing", "\xff\xfe"}) {
+    try {
+      parse_json_body(bad);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const ApiException& e) {
+      EXPECT_EQ(e.error().status, 400);
+      EXPECT_EQ(e.error().type, "invalid_request_error");
+    }
+  }
+  try {
+    parse_json_body("{\"a\":");
+  } catch (const ApiException& e) {
+    EXPECT_NE(std::string(e.what()).find("not valid JSON"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("[json.exception"), std::string::npos) << e.what();
+  }
+}
+
+TEST(OpenAIRequest, MinimalChatHasOpenAIDefaults) {
+  OpenAIRequest r = parse_chat_request(chat_body());
+  EXPECT_EQ(r.endpoint, Endpoint::kChat);
+  EXPECT_EQ(r.model, "tiny");
+  EXPECT_FALSE(r.stream);
+  EXPECT_FALSE(r.include_usage);
+  EXPECT_FALSE(r.seed_given);
+  EXPECT_TRUE(r.text.chat);
+  EXPECT_EQ(r.text.messages, chat_body()["messages"]);
+  EXPECT_TRUE(r.text.tools.is_null());
+  EXPECT_FALSE(r.text.enable_thinking);
+  EXPECT_EQ(r.text.max_tokens, -1);
+  EXPECT_FLOAT_EQ(r.text.sampling.temperature, 1.0f);
+  EXPECT_FLOAT_EQ(r.text.sampling.top_p, 1.0f);
+  EXPECT_EQ(r.text.sampling.top_k, 0);
+  EXPECT_FLOAT_EQ(r.text.sampling.min_p, 0.0f);
+  EXPECT_TRUE(r.text.stop.empty());
+  EXPECT_EQ(r.text.top_logprobs, -1);
+  EXPECT_FALSE(r.text.ignore_eos);
+}
+
+TEST(OpenAIRequest, EveryChatFieldIsCarriedOver) {
+  json b = chat_body();
+  b["messages"] = json::array({{{"role", "system"}, {"content", "Be brief."}},
+                               {{"role", "developer"}, {"content", json::array({{{"type", "text"}, {"text", "Rule"}}})}},
+                               {{"role", "user"}, {"content", json::array({{{"type", "text"}, {"text", "Weather?"}}})}},
+                               {{"role", "assistant"},
+                                {"content", nullptr},
+                                {"tool_calls", json::array({{{"id", "call_1"}, {"type", "function"},
+                                                             {"function", {{"name", "get_weather"}, {"arguments", "{}"}}}}})}},
+                               {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "sunny"}}});
+  b["max_tokens"] = 32;
+  b["temperature"] = 0.5;
+  b["top_p"] = 0.9;
+  b["top_k"] = 40;
+  b["min_p"] = 0.05;
+  b["seed"] = 1234;
+  b["stop"] = json::array({"END", "\n\n"});
+  b["n"] = 1;
+  b["stream"] = true;
+  b["stream_options"] = {{"include_usage", true}};
+  b["logprobs"] = true;
+  b["top_logprobs"] = 3;
+  b["ignore_eos"] = true;
+  b["tools"] = json::array({{{"type", "function"}, {"function", {{"name", "get_weather"}, {"parameters", json::object()}}}}});
+  b["tool_choice"] = "auto";
+  b["chat_template_kwargs"] = {{"enable_thinking", true}};
+  b["response_format"] = {{"type", "text"}};
+  b["user"] = "someone";
+  b["parallel_tool_calls"] = true;
+  b["frequency_penalty"] = 0;
+  b["presence_penalty"] = 0.0;
+  b["logit_bias"] = json::object();
+  OpenAIRequest r = parse_chat_request(b);
+  EXPECT_EQ(r.text.messages, b["messages"]);
+  EXPECT_EQ(r.text.max_tokens, 32);
+  EXPECT_FLOAT_EQ(r.text.sampling.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(r.text.sampling.top_p, 0.9f);
+  EXPECT_EQ(r.text.sampling.top_k, 40);
+  EXPECT_FLOAT_EQ(r.text.sampling.min_p, 0.05f);
+  EXPECT_EQ(r.text.sampling.seed, 1234u);
+  EXPECT_TRUE(r.seed_given);
+  EXPECT_EQ(r.text.stop, (std::vector<std::string>{"END", "\n\n"}));
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.include_usage);
+  EXPECT_EQ(r.text.top_logprobs, 3);
+  EXPECT_TRUE(r.text.ignore_eos);
+  EXPECT_EQ(r.text.tools, b["tools"]);
+  EXPECT_TRUE(r.text.enable_thinking);
+}
+
+TEST(OpenAIRequest, MaxCompletionTokensWinsOverMaxTokens) {
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "max_completion_tokens", 7)).text.max_tokens, 7);
+  json b = with(chat_body(), "max_tokens", 9);
+  b["max_completion_tokens"] = 5;
+  EXPECT_EQ(parse_chat_request(b).text.max_tokens, 5);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "max_tokens", nullptr)).text.max_tokens, -1);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "max_tokens", 16.0)).text.max_tokens, 16);  // integral float
+}
+
+TEST(OpenAIRequest, NullFieldsMeanAbsent) {
+  json b = chat_body();
+  for (const char* key : {"temperature", "top_p", "top_k", "min_p", "seed", "stop", "n", "stream", "stream_options",
+                          "logprobs", "top_logprobs", "tools", "tool_choice", "max_tokens", "reasoning_effort",
+                          "chat_template_kwargs", "response_format", "frequency_penalty", "logit_bias"}) {
+    b[key] = nullptr;
+  }
+  OpenAIRequest r = parse_chat_request(b);
+  EXPECT_EQ(r.text.max_tokens, -1);
+  EXPECT_FALSE(r.seed_given);
+  EXPECT_EQ(r.text.top_logprobs, -1);
+}
+
+TEST(OpenAIRequest, StopAsStringOrArray) {
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "stop", "###")).text.stop, std::vector<std::string>{"###"});
+  json sixteen = json::array();
+  for (int i = 0; i < 16; ++i) sixteen.push_back("s" + std::to_string(i));
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "stop", sixteen)).text.stop.size(), 16u);
+  EXPECT_TRUE(parse_chat_request(with(chat_body(), "stop", json::array())).text.stop.empty());
+
+  sixteen.push_back("one too many");
+  ApiError e = chat_error(with(chat_body(), "stop", sixteen));
+  EXPECT_EQ(e.param, "stop");
+  EXPECT_NE(e.message.find("at most 16"), std::string::npos) << e.message;
+  EXPECT_EQ(chat_error(with(chat_body(), "stop", "")).param, "stop");
+  EXPECT_EQ(chat_error(with(chat_body(), "stop", json::array({"a", 3}))).param, "stop[1]");
+  EXPECT_EQ(chat_error(with(chat_body(), "stop", json::array({"a", ""}))).param, "stop[1]");
+  EXPECT_EQ(chat_error(with(chat_body(), "stop", 5)).param, "stop");
+}
+
+TEST(OpenAIRequest, SamplingFieldsAreChecked) {
+  EXPECT_FLOAT_EQ(parse_chat_request(with(chat_body(), "temperature", 0)).text.sampling.temperature, 0.0f);
+  EXPECT_FLOAT_EQ(parse_chat_request(with(chat_body(), "temperature", 2.5)).text.sampling.temperature, 2.5f);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "top_k", -1)).text.sampling.top_k, 0);  // vLLM's "off"
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "seed", -1)).text.sampling.seed, ~0ull);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "seed", 18446744073709551615ull)).text.sampling.seed, ~0ull);
+
+  struct Case {
+    const char* field;
+    json value;
+  };
+  for (const Case& c : {Case{"temperature", -0.1}, Case{"temperature", "hot"}, Case{"top_p", 0}, Case{"top_p", 1.5},
+                        Case{"top_p", true}, Case{"top_k", -2}, Case{"top_k", 1.5}, Case{"top_k", 100000},
+                        Case{"min_p", -0.5}, Case{"min_p", 2}, Case{"seed", 1.5}, Case{"seed", "42"},
+                        Case{"max_tokens", 0}, Case{"max_tokens", -5}, Case{"max_tokens", "10"}, Case{"max_tokens", 2.5},
+                        Case{"max_tokens", 1e12}, Case{"max_completion_tokens", 0}}) {
+    ApiError e = chat_error(with(chat_body(), c.field, c.value));
+    EXPECT_EQ(e.status, 400) << c.field;
+    EXPECT_EQ(e.type, "invalid_request_error");
+    EXPECT_EQ(e.param, c.field) << c.value.dump();
+    EXPECT_NE(e.message.find(c.field), std::string::npos) << e.message;
+  }
+}
+
+TEST(OpenAIRequest, OnlyOneChoice) {
+  EXPECT_NO_THROW(parse_chat_request(with(chat_body(), "n", 1)));
+  ApiError e = chat_error(with(chat_body(), "n", 2));
+  EXPECT_EQ(e.param, "n");
+  EXPECT_NE(e.message.find("n=1"), std::string::npos);
+  EXPECT_EQ(chat_error(with(chat_body(), "n", 0)).param, "n");
+  EXPECT_EQ(completion_error(with(completion_body(), "n", 3)).param, "n");
+  EXPECT_EQ(completion_error(with(completion_body(), "best_of", 2)).param, "best_of");
+}
+
+TEST(OpenAIRequest, ModelIsRequired) {
+  json b = chat_body();
+  b.erase("model");
+  EXPECT_EQ(chat_error(b).param, "model");
+  EXPECT_EQ(chat_error(with(chat_body(), "model", "")).param, "model");
+  EXPECT_EQ(chat_error(with(chat_body(), "model", 7)).param, "model");
+  json c = completion_body();
+  c.erase("model");
+  EXPECT_EQ(completion_error(c).param, "model");
+}
+
+TEST(OpenAIRequest, MessagesAreChecked) {
+  json b = chat_body();
+  b.erase("messages");
+  EXPECT_EQ(chat_error(b).param, "messages");
+  EXPECT_EQ(chat_error(with(chat_body(), "messages", json::array())).param, "messages");
+  EXPECT_EQ(chat_error(with(chat_body(), "messages", "hello")).param, "messages");
+  EXPECT_EQ(chat_error(with(chat_body(), "messages", json::array({"hello"}))).param, "messages[0]");
+  EXPECT_EQ(chat_error(with(chat_body(), "messages", json::array({{{"content", "x"}}}))).param, "messages[0].role");
+  ApiError role = chat_error(with(chat_body(), "messages", json::array({{{"role", "wizard"}, {"content", "x"}}})));
+  EXPECT_EQ(role.param, "messages[0].role");
+  EXPECT_NE(role.message.find("wizard"), std::string::npos);
+  EXPECT_EQ(chat_error(with(chat_body(), "messages", json::array({{{"role", "user"}, {"content", 5}}}))).param,
+            "messages[0].content");
+  EXPECT_EQ(chat_error(with(chat_body(), "messages", json::array({{{"role", "user"}, {"content", {{"a", 1}}}}}))).param,
+            "messages[0].content");
+  json image = json::array({{{"role", "user"},
+                             {"content", json::array({{{"type", "text"}, {"text", "see"}},
+                                                      {{"type", "image_url"}, {"image_url", {{"url", "x"}}}}})}}});
+  ApiError img = chat_error(with(chat_body(), "messages", image));
+  EXPECT_EQ(img.param, "messages[0].content[1].type");
+  EXPECT_NE(img.message.find("only text"), std::string::npos);
+  json no_text = json::array({{{"role", "user"}, {"content", json::array({{{"type", "text"}}})}}});
+  EXPECT_EQ(chat_error(with(chat_body(), "messages", no_text)).param, "messages[0].content[0].text");
+  // A tool message may carry a structured (object) result; null content is fine.
+  json ok = json::array({{{"role", "user"}, {"content", nullptr}}, {{"role", "tool"}, {"content", {{"temp", 20}}}}});
+  EXPECT_NO_THROW(parse_chat_request(with(chat_body(), "messages", ok)));
+}
+
+TEST(OpenAIRequest, ToolsAndToolChoice) {
+  json tools = json::array({{{"type", "function"}, {"function", {{"name", "a"}, {"description", "A"}}}},
+                            {{"type", "function"}, {"function", {{"name", "b"}, {"parameters", {{"type", "object"}}}}}}});
+  json b = with(chat_body(), "tools", tools);
+  EXPECT_EQ(parse_chat_request(b).text.tools, tools);
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", "auto")).text.tools, tools);
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", "required")).text.tools, tools);
+  EXPECT_TRUE(parse_chat_request(with(b, "tool_choice", "none")).text.tools.is_null());
+  json named = {{"type", "function"}, {"function", {{"name", "b"}}}};
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", named)).text.tools, json::array({tools[1]}));
+  EXPECT_TRUE(parse_chat_request(with(chat_body(), "tools", json::array())).text.tools.is_null());
+
+  EXPECT_EQ(chat_error(with(b, "tool_choice", "always")).param, "tool_choice");
+  EXPECT_EQ(chat_error(with(b, "tool_choice", 3)).param, "tool_choice");
+  EXPECT_EQ(chat_error(with(b, "tool_choice", {{"type", "function"}, {"function", {{"name", "zzz"}}}})).param,
+            "tool_choice.function.name");
+  EXPECT_EQ(chat_error(with(b, "tool_choice", {{"type", "function"}})).param, "tool_choice.function.name");
+  EXPECT_EQ(chat_error(with(b, "tool_choice", {{"type", "other"}})).param, "tool_choice.type");
+  EXPECT_EQ(chat_error(with(chat_body(), "tool_choice", "required")).param, "tool_choice");
+  EXPECT_EQ(chat_error(with(chat_body(), "tools", "a")).param, "tools");
+  EXPECT_EQ(chat_error(with(chat_body(), "tools", json::array({1}))).param, "tools[0]");
+  EXPECT_EQ(chat_error(with(chat_body(), "tools", json::array({{{"type", "retrieval"}}}))).param, "tools[0].type");
+  EXPECT_EQ(chat_error(with(chat_body(), "tools", json::array({{{"function", {{"name", "a"}}}}}))).param, "tools[0].type");
+  EXPECT_EQ(chat_error(with(chat_body(), "tools", json::array({{{"type", "function"}}}))).param, "tools[0].function");
+  EXPECT_EQ(chat_error(with(chat_body(), "tools", json::array({{{"type", "function"}, {"function", json::object()}}}))).param,
+            "tools[0].function.name");
+  EXPECT_EQ(chat_error(with(chat_body(), "tools",
+                            json::array({{{"type", "function"}, {"function", {{"name", "a"}, {"parameters", "x"}}}}})))
+                .param,
+            "tools[0].function.parameters");
+}
+
+TEST(OpenAIRequest, ThinkingSwitch) {
+  EXPECT_TRUE(parse_chat_request(with(chat_body(), "chat_template_kwargs", {{"enable_thinking", true}})).text.enable_thinking);
+  EXPECT_FALSE(parse_chat_request(with(chat_body(), "chat_template_kwargs", {{"enable_thinking", false}})).text.enable_thinking);
+  EXPECT_FALSE(parse_chat_request(with(chat_body(), "chat_template_kwargs", {{"other", 1}})).text.enable_thinking);
+  for (const char* effort : {"minimal", "low", "medium", "high"}) {
+    EXPECT_TRUE(parse_chat_request(with(chat_body(), "reasoning_effort", effort)).text.enable_thinking) << effort;
+  }
+  EXPECT_FALSE(parse_chat_request(with(chat_body(), "reasoning_effort", "none")).text.enable_thinking);
+  // The explicit template switch wins over reasoning_effort.
+  json b = with(chat_body(), "reasoning_effort", "high");
+  b["chat_template_kwargs"] = {{"enable_thinking", false}};
+  EXPECT_FALSE(parse_chat_request(b).text.enable_thinking);
+
+  EXPECT_EQ(chat_error(with(chat_body(), "chat_template_kwargs", {{"enable_thinking", "yes"}})).param,
+            "chat_template_kwargs.enable_thinking");
+  EXPECT_EQ(chat_error(with(chat_body(), "chat_template_kwargs", "x")).param, "chat_template_kwargs");
+  EXPECT_EQ(chat_error(with(chat_body(), "reasoning_effort", 3)).param, "reasoning_effort");
+}
+
+TEST(OpenAIRequest, ChatLogprobs) {
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "logprobs", true)).text.top_logprobs, 0);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "logprobs", false)).text.top_logprobs, -1);
+  json b = with(chat_body(), "logprobs", true);
+  EXPECT_EQ(parse_chat_request(with(b, "top_logprobs", 20)).text.top_logprobs, 20);
+  EXPECT_EQ(parse_chat_request(with(b, "top_logprobs", 0)).text.top_logprobs, 0);
+  EXPECT_EQ(chat_error(with(b, "top_logprobs", 21)).param, "top_logprobs");
+  EXPECT_EQ(chat_error(with(b, "top_logprobs", -1)).param, "top_logprobs");
+  EXPECT_EQ(chat_error(with(chat_body(), "top_logprobs", 2)).param, "top_logprobs");  // needs logprobs: true
+  EXPECT_EQ(chat_error(with(chat_body(), "logprobs", 2)).param, "logprobs");         // chat: a boolean
+}
+
+TEST(OpenAIRequest, StreamOptions) {
+  json b = with(chat_body(), "stream", true);
+  EXPECT_FALSE(parse_chat_request(b).include_usage);
+  EXPECT_TRUE(parse_chat_request(with(b, "stream_options", {{"include_usage", true}})).include_usage);
+  // Without streaming there is no usage chunk to add.
+  EXPECT_FALSE(parse_chat_request(with(chat_body(), "stream_options", {{"include_usage", true}})).include_usage);
+  EXPECT_EQ(chat_error(with(chat_body(), "stream", "yes")).param, "stream");
+  EXPECT_EQ(chat_error(with(b, "stream_options", true)).param, "stream_options");
+  EXPECT_EQ(chat_error(with(b, "stream_options", {{"include_usage", 1}})).param, "stream_options.include_usage");
+}
+
+TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {
+  EXPECT_EQ(chat_error(with(chat_body(), "frequency_penalty", 0.5)).param, "frequency_penalty");
+  EXPECT_EQ(chat_error(with(chat_body(), "presence_penalty", -1)).param, "presence_penalty");
+  EXPECT_EQ(chat_error(with(chat_body(), "logit_bias", {{"50256", -100}})).param, "logit_bias");
+  EXPECT_EQ(chat_error(with(chat_body(), "response_format", {{"type", "json_object"}})).param, "response_format");
+  EXPECT_EQ(chat_error(with(chat_body(), "response_format", "text")).param, "response_format");
+  EXPECT_EQ(chat_error(with(chat_body(), "ignore_eos", "no")).param, "ignore_eos");
+}
+
+TEST(OpenAIRequest, Completions) {
+  OpenAIRequest r = parse_completion_request(completion_body());
+  EXPECT_EQ(r.endpoint, Endpoint::kCompletions);
+  EXPECT_FALSE(r.text.chat);
+  EXPECT_EQ(r.text.prompt, "Once upon");
+  EXPECT_EQ(r.text.top_logprobs, -1);
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "prompt", json::array({"one"}))).text.prompt, "one");
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "prompt", "")).text.prompt, "");
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "logprobs", 0)).text.top_logprobs, 0);
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "logprobs", 5)).text.top_logprobs, 5);
+  EXPECT_NO_THROW(parse_completion_request(with(completion_body(), "echo", false)));
+  EXPECT_NO_THROW(parse_completion_request(with(completion_body(), "suffix", "")));
+  EXPECT_NO_THROW(parse_completion_request(with(completion_body(), "best_of", 1)));
+  json full = completion_body();
+  full["max_tokens"] = 3;
+  full["temperature"] = 0;
+  full["stop"] = "\n";
+  full["stream"] = true;
+  full["seed"] = 9;
+  OpenAIRequest f = parse_completion_request(full);
+  EXPECT_EQ(f.text.max_tokens, 3);
+  EXPECT_EQ(f.text.stop, std::vector<std::string>{"\n"});
+  EXPECT_TRUE(f.stream);
+  EXPECT_EQ(f.text.sampling.seed, 9u);
+
+  json none = completion_body();
+  none.erase("prompt");
+  EXPECT_EQ(completion_error(none).param, "prompt");
+  EXPECT_EQ(completion_error(with(completion_body(), "prompt", json::array({"a", "b"}))).param, "prompt");
+  EXPECT_EQ(completion_error(with(completion_body(), "prompt", json::array({1, 2, 3}))).param, "prompt");
+  EXPECT_EQ(completion_error(with(completion_body(), "prompt", json::array())).param, "prompt");
+  EXPECT_EQ(completion_error(with(completion_body(), "prompt", 5)).param, "prompt");
+  EXPECT_EQ(completion_error(with(completion_body(), "logprobs", 6)).param, "logprobs");
+  EXPECT_EQ(completion_error(with(completion_body(), "logprobs", true)).param, "logprobs");
+  EXPECT_EQ(completion_error(with(completion_body(), "echo", true)).param, "echo");
+  EXPECT_EQ(completion_error(with(completion_body(), "suffix", "end")).param, "suffix");
+}
+
+}  // namespace
+}  // namespace shardlm::http

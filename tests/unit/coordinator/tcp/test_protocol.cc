@@ -1,0 +1,248 @@
+// The pieces of the TCP client protocol that need no network: server addresses, UTF-8 repair, and the
+// conversions between protocol messages and the text service's requests and results.
+#include <gtest/gtest.h>
+
+#include "common/error.h"
+#include "coordinator/request_error.h"
+#include "coordinator/tcp/client.h"
+#include "coordinator/tcp/protocol.h"
+#include "coordinator/tcp/text_conversion.h"
+
+namespace shardlm::tcp {
+namespace {
+
+TEST(HostPort, Parses) {
+  EXPECT_EQ(parse_host_port("127.0.0.1:7070"), std::make_pair(std::string("127.0.0.1"), 7070));
+  EXPECT_EQ(parse_host_port("node-3.cluster:1"), std::make_pair(std::string("node-3.cluster"), 1));
+  EXPECT_EQ(parse_host_port("[::1]:65535"), std::make_pair(std::string("::1"), 65535));
+  for (const char* bad : {"", "host", "host:", ":7070", "host:0", "host:65536", "host:70x", "::1:7070", "[::1]7070",
+                          "[::1]:", "host:123456"}) {
+    EXPECT_THROW(parse_host_port(bad), Error) << bad;
+  }
+}
+
+TEST(Utf8, RepairsInvalidBytes) {
+  EXPECT_EQ(valid_utf8("plain ascii"), "plain ascii");
+  EXPECT_EQ(valid_utf8("h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"), "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80");
+  const std::string bad = "\xef\xbf\xbd";
+  EXPECT_EQ(valid_utf8("a\xff" "b"), "a" + bad + "b");
+  EXPECT_EQ(valid_utf8("\xc3"), bad);                       // truncated
+  EXPECT_EQ(valid_utf8("\xc0\xaf"), bad + bad);             // overlong
+  EXPECT_EQ(valid_utf8("\xed\xa0\x80"), bad + bad + bad);   // surrogate
+  EXPECT_EQ(valid_utf8("\xf4\x90\x80\x80"), bad + bad + bad + bad);  // above U+10FFFF
+  EXPECT_EQ(valid_utf8("\xe2\x82"), bad + bad);
+  EXPECT_EQ(valid_utf8(std::string("a\0b", 3)), std::string("a\0b", 3));
+}
+
+TEST(Names, CoverEveryCode) {
+  for (int c = client::ErrorCode_MIN; c <= client::ErrorCode_MAX; ++c) {
+    if (c == client::ERROR_CODE_UNSPECIFIED) continue;
+    EXPECT_STRNE(error_code_name(static_cast<client::ErrorCode>(c)), "unknown") << c;
+  }
+  for (int r = client::FinishReason_MIN; r <= client::FinishReason_MAX; ++r) {
+    if (r == client::FINISH_REASON_UNSPECIFIED) continue;
+    EXPECT_STRNE(finish_reason_name(static_cast<client::FinishReason>(r)), "unknown") << r;
+  }
+  EXPECT_EQ(to_proto_error_code(RequestErrorCode::kQueueFull), client::ERROR_QUEUE_FULL);
+  EXPECT_EQ(to_proto_error_code(RequestErrorCode::kContextLength), client::ERROR_CONTEXT_LENGTH);
+  EXPECT_EQ(to_proto_error_code(RequestErrorCode::kNotFound), client::ERROR_NOT_FOUND);
+  EXPECT_EQ(to_proto_error_code(RequestErrorCode::kUnavailable), client::ERROR_UNAVAILABLE);
+  EXPECT_EQ(to_proto_error_code(RequestErrorCode::kInternal), client::ERROR_INTERNAL);
+  EXPECT_EQ(to_proto_error_code(RequestErrorCode::kInvalidRequest), client::ERROR_INVALID_REQUEST);
+}
+
+TEST(Conversion, PromptRequestDefaults) {
+  client::GenerateRequest g;
+  g.set_prompt("hi");
+  const TextRequest r = to_text_request(g);
+  EXPECT_FALSE(r.chat);
+  EXPECT_EQ(r.prompt, "hi");
+  EXPECT_EQ(r.max_tokens, -1);
+  EXPECT_EQ(r.sampling.temperature, 1.0f);
+  EXPECT_EQ(r.sampling.top_p, 1.0f);
+  EXPECT_EQ(r.sampling.top_k, 0);
+  EXPECT_EQ(r.top_logprobs, -1);
+  EXPECT_FALSE(r.ignore_eos);
+}
+
+TEST(Conversion, PromptRequestFields) {
+  RequestOptions o;
+  o.max_tokens = 9;
+  o.temperature = 0.5f;
+  o.top_k = 7;
+  o.top_p = 0.9f;
+  o.min_p = 0.05f;
+  o.seed = 42;
+  o.stop = {"\n\n", "END"};
+  o.top_logprobs = 0;
+  o.ignore_eos = true;
+  client::GenerateRequest g = Client::make_request(o);
+  g.set_prompt("x");
+  const TextRequest r = to_text_request(g);
+  EXPECT_EQ(r.max_tokens, 9);
+  EXPECT_EQ(r.sampling.temperature, 0.5f);
+  EXPECT_EQ(r.sampling.top_k, 7);
+  EXPECT_EQ(r.sampling.top_p, 0.9f);
+  EXPECT_EQ(r.sampling.min_p, 0.05f);
+  EXPECT_EQ(r.sampling.seed, 42u);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"\n\n", "END"}));
+  EXPECT_EQ(r.top_logprobs, 0);
+  EXPECT_TRUE(r.ignore_eos);
+}
+
+TEST(Conversion, ChatMessagesBecomeOpenAiJson) {
+  client::GenerateRequest g;
+  client::ChatInput* chat = g.mutable_chat();
+  chat->set_enable_thinking(true);
+  chat->set_tools_json(R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}])");
+  auto* sys = chat->add_messages();
+  sys->set_role("system");
+  sys->set_content("Be brief.");
+  auto* user = chat->add_messages();
+  user->set_role("user");
+  user->set_content("Weather in Paris?");
+  auto* assistant = chat->add_messages();
+  assistant->set_role("assistant");
+  assistant->set_reasoning("need the tool");
+  auto* call = assistant->add_tool_calls();
+  call->set_id("call_0");
+  call->set_name("get_weather");
+  call->set_arguments_json(R"({"city":"Paris"})");
+  auto* tool = chat->add_messages();
+  tool->set_role("tool");
+  tool->set_tool_call_id("call_0");
+  tool->set_content("sunny");
+  const TextRequest r = to_text_request(g);
+  ASSERT_TRUE(r.chat);
+  EXPECT_TRUE(r.enable_thinking);
+  ASSERT_TRUE(r.tools.is_array());
+  EXPECT_EQ(r.tools[0]["function"]["name"], "get_weather");
+  ASSERT_EQ(r.messages.size(), 4u);
+  EXPECT_EQ(r.messages[0], nlohmann::json({{"role", "system"}, {"content", "Be brief."}}));
+  EXPECT_EQ(r.messages[1], nlohmann::json({{"role", "user"}, {"content", "Weather in Paris?"}}));
+  const nlohmann::json& a = r.messages[2];
+  EXPECT_FALSE(a.contains("content"));  // absent content stays absent
+  EXPECT_EQ(a["reasoning_content"], "need the tool");
+  EXPECT_EQ(a["tool_calls"][0]["id"], "call_0");
+  EXPECT_EQ(a["tool_calls"][0]["type"], "function");
+  EXPECT_EQ(a["tool_calls"][0]["function"]["name"], "get_weather");
+  EXPECT_EQ(a["tool_calls"][0]["function"]["arguments"], R"({"city":"Paris"})");
+  EXPECT_EQ(r.messages[3], nlohmann::json({{"role", "tool"}, {"content", "sunny"}, {"tool_call_id", "call_0"}}));
+}
+
+void expect_invalid(const client::GenerateRequest& g, const std::string& words) {
+  try {
+    to_text_request(g);
+    ADD_FAILURE() << "accepted " << g.ShortDebugString();
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kInvalidRequest);
+    EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+  }
+}
+
+TEST(Conversion, RefusesMalformedFields) {
+  client::GenerateRequest g;
+  expect_invalid(g, "neither a prompt nor chat");
+  g.set_prompt("x");
+  g.set_max_tokens(0);
+  expect_invalid(g, "max_tokens must be >= 1");
+  g.clear_max_tokens();
+  g.mutable_sampling()->set_temperature(-0.5f);
+  expect_invalid(g, "temperature");
+  g.mutable_sampling()->clear_temperature();
+  g.mutable_sampling()->set_top_k(-1);
+  expect_invalid(g, "top_k");
+  g.mutable_sampling()->clear_top_k();
+  g.mutable_sampling()->set_min_p(2);
+  expect_invalid(g, "min_p");
+  g.mutable_sampling()->clear_min_p();
+  g.set_top_logprobs(-1);
+  expect_invalid(g, "top_logprobs");
+  g.set_top_logprobs(21);
+  expect_invalid(g, "top_logprobs");
+  g.clear_top_logprobs();
+  for (int i = 0; i < 17; ++i) g.add_stop("s" + std::to_string(i));
+  expect_invalid(g, "at most 16 stop strings");
+  g.clear_stop();
+  g.add_stop("");
+  expect_invalid(g, "stop[0] is empty");
+  g.clear_stop();
+  EXPECT_NO_THROW(to_text_request(g));
+
+  client::GenerateRequest c;
+  c.mutable_chat();
+  expect_invalid(c, "chat.messages is empty");
+  c.mutable_chat()->add_messages()->set_content("no role");
+  expect_invalid(c, "chat.messages[0].role is empty");
+  c.mutable_chat()->mutable_messages(0)->set_role("user");
+  c.mutable_chat()->set_tools_json("[1,");
+  expect_invalid(c, "chat.tools_json is not valid JSON");
+  c.mutable_chat()->set_tools_json("{}");
+  expect_invalid(c, "chat.tools_json must be a JSON array");
+  c.mutable_chat()->clear_tools_json();
+  c.mutable_chat()->mutable_messages(0)->add_tool_calls();
+  expect_invalid(c, "tool_calls[0].name is empty");
+}
+
+TEST(Conversion, DeltaAndFinish) {
+  TextDelta d;
+  d.content = "ok \xff";
+  d.reasoning = "think";
+  d.tool_calls.push_back({"f", {{"a", 1}}});
+  d.tool_calls.push_back({"g", {{"s", "bad \xff"}}});
+  TextTokenLogprob lp;
+  lp.token = "\xe2\x82";  // part of a character: kept as bytes
+  lp.logprob = -0.25f;
+  lp.top = {{"\xe2\x82", -0.25f}, {"x", -2.0f}};
+  d.logprobs.push_back(lp);
+  int next = 3;
+  client::Delta out;
+  to_proto_delta(d, next, out);
+  EXPECT_EQ(out.content(), "ok \xef\xbf\xbd");
+  EXPECT_EQ(out.reasoning(), "think");
+  ASSERT_EQ(out.tool_calls_size(), 2);
+  EXPECT_EQ(out.tool_calls(0).id(), "call_3");
+  EXPECT_EQ(out.tool_calls(1).id(), "call_4");
+  EXPECT_EQ(next, 5);
+  EXPECT_EQ(nlohmann::json::parse(out.tool_calls(0).arguments_json()), nlohmann::json({{"a", 1}}));
+  EXPECT_EQ(nlohmann::json::parse(out.tool_calls(1).arguments_json())["s"], "bad \xef\xbf\xbd");
+  ASSERT_EQ(out.logprobs_size(), 1);
+  EXPECT_EQ(out.logprobs(0).token(), "\xe2\x82");
+  EXPECT_EQ(out.logprobs(0).logprob(), -0.25f);
+  ASSERT_EQ(out.logprobs(0).top_size(), 2);
+  EXPECT_EQ(out.logprobs(0).top(1).token(), "x");
+  // It serialises and parses back (strings are valid UTF-8).
+  client::Delta back;
+  ASSERT_TRUE(back.ParseFromString(out.SerializeAsString()));
+
+  TextFinish f;
+  f.finish_reason = "tool_calls";
+  f.prompt_tokens = 11;
+  f.completion_tokens = 4;
+  f.timings.queue_s = 0.5;
+  f.timings.prefill_s = 1.5;
+  f.timings.ttft_s = 2.0;
+  f.timings.decode_s = 3.0;
+  f.timings.total_s = 5.0;
+  client::Finish pf;
+  to_proto_finish(f, pf);
+  EXPECT_EQ(pf.finish_reason(), client::FINISH_REASON_TOOL_CALLS);
+  EXPECT_EQ(pf.usage().prompt_tokens(), 11);
+  EXPECT_EQ(pf.usage().completion_tokens(), 4);
+  EXPECT_EQ(pf.timings().queue_seconds(), 0.5);
+  EXPECT_EQ(pf.timings().prefill_seconds(), 1.5);
+  EXPECT_EQ(pf.timings().ttft_seconds(), 2.0);
+  EXPECT_EQ(pf.timings().decode_seconds(), 3.0);
+  EXPECT_EQ(pf.timings().total_seconds(), 5.0);
+  for (const auto& [name, reason] : std::vector<std::pair<std::string, client::FinishReason>>{
+           {"stop", client::FINISH_REASON_STOP},
+           {"length", client::FINISH_REASON_LENGTH},
+           {"cancelled", client::FINISH_REASON_CANCELLED}}) {
+    f.finish_reason = name;
+    to_proto_finish(f, pf);
+    EXPECT_EQ(pf.finish_reason(), reason) << name;
+  }
+}
+
+}  // namespace
+}  // namespace shardlm::tcp

@@ -1,0 +1,275 @@
+// The scheduler on a real single-process engine (the golden tiny dense model): continuous batching
+// does not change results, cancel frees the KV cache, admission refuses what cannot fit.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "common/error.h"
+#include "coordinator/request_error.h"
+#include "coordinator/scheduler.h"
+#include "coordinator/text_service.h"
+#include "engine/engine.h"
+#include "model/tokenizer.h"
+
+namespace shardlm {
+namespace {
+
+const std::string kModel = std::string(SHARDLM_TEST_DATA) + "/dense";
+
+class Collector final : public GenerationObserver {
+ public:
+  void on_token(const GeneratedToken& t) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tokens.push_back(t.token);
+    logprobs.push_back(t);
+  }
+  void on_finish(const GenerationSummary& s) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    summary = s;
+    done = true;
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
+  }
+  std::vector<int32_t> tokens;
+  std::vector<GeneratedToken> logprobs;
+  GenerationSummary summary;
+  bool done = false;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+};
+
+std::unique_ptr<StepEngine> open_tiny(int max_sequences, int64_t kv_tokens = 4096) {
+  EngineOptions o;
+  o.model_dir = kModel;
+  o.max_sequences = max_sequences;
+  o.kv_tokens = kv_tokens;
+  o.max_context = 1024;
+  o.max_chunk = 64;
+  return open_engine(o);
+}
+
+std::vector<int32_t> prompt_of(int i, int length) {
+  std::vector<int32_t> p = {2};
+  for (int k = 1; k < length; ++k) p.push_back(10 + (i * 31 + k * 7) % 200);
+  return p;
+}
+
+GenerationRequest greedy(std::vector<int32_t> prompt, int max_tokens) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0.0f;
+  return r;
+}
+
+// Greedy decoding by hand with whole logits rows: the reference for the scheduler.
+std::vector<int32_t> reference_greedy(StepEngine& engine, const std::vector<int32_t>& prompt, int n) {
+  const int seq = engine.new_sequence();
+  std::vector<float> logits;
+  StepBatch b;
+  b.add(seq, 0, prompt, false, true);
+  engine.logits(b, logits);
+  std::vector<int32_t> out;
+  const int64_t V = engine.config().vocab_size;
+  for (int i = 0; i < n; ++i) {
+    const int32_t t = argmax(logits.data(), V);
+    out.push_back(t);
+    StepBatch s;
+    s.add(seq, static_cast<int32_t>(prompt.size()) + i, {t}, false, true);
+    engine.logits(s, logits);
+  }
+  engine.free_sequence(seq);
+  return out;
+}
+
+TEST(Scheduler, GreedyMatchesWholeRowArgmax) {
+  auto engine = open_tiny(2);
+  const std::vector<int32_t> prompt = prompt_of(1, 40);
+  const std::vector<int32_t> expected = reference_greedy(*engine, prompt, 24);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  auto c = std::make_shared<Collector>();
+  scheduler.submit(greedy(prompt, 24), c);
+  c->wait();
+  EXPECT_EQ(c->tokens, expected);
+  EXPECT_EQ(c->summary.reason, FinishReason::kLength);
+  EXPECT_EQ(c->summary.completion_tokens, 24);
+  EXPECT_EQ(c->summary.prompt_tokens, 40);
+}
+
+TEST(Scheduler, BatchingDoesNotChangeGreedyResults) {
+  auto engine = open_tiny(17, 17 * 256);
+  SchedulerOptions so;
+  so.max_step_tokens = 48;  // prompts are chunked and interleaved with decoding
+  Scheduler scheduler(*engine, so);
+  const std::vector<int32_t> prompt = prompt_of(0, 90);
+  auto alone = std::make_shared<Collector>();
+  scheduler.submit(greedy(prompt, 20), alone);
+  alone->wait();
+
+  std::vector<std::shared_ptr<Collector>> others;
+  for (int i = 1; i <= 16; ++i) {
+    GenerationRequest r = greedy(prompt_of(i, 5 + 11 * i), 10 + i);
+    if (i % 3 == 0) {
+      r.sampling = SamplingParams{0.9f, 0, 0.95f, 0.0f, static_cast<uint64_t>(i)};
+    }
+    auto c = std::make_shared<Collector>();
+    others.push_back(c);
+    scheduler.submit(r, c);
+    if (i == 8) {
+      auto again = std::make_shared<Collector>();
+      scheduler.submit(greedy(prompt, 20), again);
+      others.push_back(again);
+    }
+  }
+  for (auto& c : others) c->wait();
+  EXPECT_EQ(others[8]->tokens, alone->tokens);  // the repeat, submitted among the others
+  for (auto& c : others) EXPECT_NE(c->summary.reason, FinishReason::kError) << c->summary.error;
+  EXPECT_GT(scheduler.stats().steps, 20);
+}
+
+TEST(Scheduler, CancelFreesTheKvCacheAtOnce) {
+  auto engine = open_tiny(2);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  auto c = std::make_shared<Collector>();
+  const uint64_t id = scheduler.submit(greedy(prompt_of(3, 20), 900), c);
+  while (scheduler.stats().steps < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_GT(scheduler.stats().kv_usage, 0.0);
+  scheduler.cancel(id);
+  c->wait();
+  EXPECT_EQ(c->summary.reason, FinishReason::kCancelled);
+  EXPECT_LT(c->summary.completion_tokens, 900);
+  for (int i = 0; i < 100 && scheduler.stats().kv_usage > 0.0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(scheduler.stats().kv_usage, 0.0);
+  EXPECT_EQ(scheduler.stats().running, 0);
+}
+
+TEST(Scheduler, AdmissionRefusesWhatCannotFit) {
+  auto engine = open_tiny(1, 512);
+  SchedulerOptions so;
+  so.max_waiting = 2;
+  Scheduler scheduler(*engine, so);
+  auto c = std::make_shared<Collector>();
+  try {
+    scheduler.submit(greedy(prompt_of(1, 1000), 100), c);
+    FAIL() << "a request beyond the context was accepted";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kContextLength);
+    EXPECT_NE(std::string(e.what()).find("1100"), std::string::npos) << e.what();
+  }
+  try {
+    scheduler.submit(greedy(prompt_of(1, 500), 100), c);
+    FAIL() << "a request beyond the KV capacity was accepted";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kContextLength);
+  }
+  GenerationRequest bad = greedy(prompt_of(1, 5), 5);
+  bad.sampling.top_p = 0.0f;
+  EXPECT_THROW(scheduler.submit(bad, c), RequestError);
+  bad = greedy({2, 999999}, 5);
+  EXPECT_THROW(scheduler.submit(bad, c), RequestError);
+  // The queue is bounded: with one slot busy on a long request, the third waiting one is refused.
+  std::vector<std::shared_ptr<Collector>> cs;
+  for (int i = 0; i < 3; ++i) cs.push_back(std::make_shared<Collector>());
+  scheduler.submit(greedy(prompt_of(1, 10), 400), cs[0]);
+  while (scheduler.stats().running == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  scheduler.submit(greedy(prompt_of(2, 10), 4), cs[1]);
+  scheduler.submit(greedy(prompt_of(3, 10), 4), cs[2]);
+  try {
+    scheduler.submit(greedy(prompt_of(4, 10), 4), c);
+    FAIL() << "the queue bound was not enforced";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kQueueFull);
+  }
+  for (auto& x : cs) x->wait();
+  for (auto& x : cs) EXPECT_EQ(x->summary.reason, FinishReason::kLength);
+}
+
+TEST(Scheduler, LogprobsAreNormalised) {
+  auto engine = open_tiny(1);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  auto c = std::make_shared<Collector>();
+  GenerationRequest r = greedy(prompt_of(5, 12), 6);
+  r.top_logprobs = 3;
+  scheduler.submit(r, c);
+  c->wait();
+  ASSERT_EQ(c->logprobs.size(), 6u);
+  for (const GeneratedToken& t : c->logprobs) {
+    EXPECT_LE(t.logprob, 0.0f);
+    ASSERT_EQ(t.top.size(), 3u);
+    EXPECT_EQ(t.top[0].token, t.token);  // greedy: the chosen token is the best
+    EXPECT_FLOAT_EQ(t.top[0].logprob, t.logprob);
+    EXPECT_GE(t.top[0].logprob, t.top[1].logprob);
+  }
+}
+
+class TextCollector final : public TextObserver {
+ public:
+  void on_delta(const TextDelta& d) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    text += d.content;
+  }
+  void on_finish(const TextFinish& f) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    finish = f;
+    done = true;
+    cv_.notify_all();
+  }
+  void wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
+  }
+  std::string text;
+  TextFinish finish;
+  bool done = false;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+};
+
+TEST(TextService, StopStringsEndTheTextBeforeThem) {
+  auto engine = open_tiny(2);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  const Tokenizer tokenizer = Tokenizer::load(kModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TextRequest r;
+  r.prompt = "The quick brown fox";
+  r.max_tokens = 40;
+  r.sampling.temperature = 0.0f;
+  r.ignore_eos = true;
+  auto full = std::make_shared<TextCollector>();
+  service.submit(r, full);
+  full->wait();
+  ASSERT_EQ(full->finish.finish_reason, "length");
+  ASSERT_GT(full->text.size(), 12u);
+  // Stop at a piece from the middle of the greedy text.
+  const std::string stop = full->text.substr(full->text.size() / 2, 3);
+  r.stop = {stop};
+  auto cut = std::make_shared<TextCollector>();
+  service.submit(r, cut);
+  cut->wait();
+  EXPECT_EQ(cut->finish.finish_reason, "stop");
+  EXPECT_EQ(cut->text, full->text.substr(0, full->text.find(stop)));
+  EXPECT_LT(cut->finish.completion_tokens, 40);
+
+  r.stop = {""};
+  EXPECT_THROW(service.submit(r, cut), RequestError);
+  TextRequest chat;
+  chat.chat = true;
+  chat.messages = nlohmann::json::array({{{"role", "wizard"}, {"content", "hi"}}});
+  try {
+    service.submit(chat, cut);
+    FAIL() << "a bad role was accepted";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kInvalidRequest);
+  }
+}
+
+}  // namespace
+}  // namespace shardlm
