@@ -1,9 +1,21 @@
 // `shardlm client`: talks to a running `shardlm serve` over the TCP client protocol. `generate` and
 // `chat` stream the answer to stdout (reasoning to stderr) and a usage / timings summary to stderr;
 // `models` and `health` print what the server reports. Ctrl-C cancels a running request.
+// `jobs submit|status|list|cancel|results` manage batch jobs (a JSONL file of requests run in the
+// background; docs/protocol.md): --wait shows a progress bar with an ETA on the terminal.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <thread>
 
 #include "cli/command.h"
 #include "common/error.h"
@@ -43,6 +55,16 @@ struct ClientArgs {
   bool thinking = false;
   GenerationArgs generate;
   GenerationArgs chat;
+  // jobs
+  std::string job_file;
+  std::string job_id;
+  std::string endpoint;
+  std::vector<std::string> metadata;  // KEY=VALUE
+  bool wait = false;
+  int list_limit = 20;
+  std::string results_out;
+  bool results_errors = false;
+  bool results_all = false;
 };
 
 std::atomic<bool> g_interrupted{false};
@@ -171,6 +193,191 @@ void run_health(const ClientArgs& a) {
   if (!h.serving()) set_exit_code(1);
 }
 
+// ---- batch jobs ----------------------------------------------------------------------------------
+
+tcp::ClientOptions job_client_options(const ClientArgs& a) {
+  tcp::ClientOptions co;
+  co.connect_timeout_s = a.timeout_s;
+  co.client_name = "shardlm-cli";
+  return co;
+}
+
+std::string format_duration(double s) {
+  if (s < 0 || !std::isfinite(s)) return "?";
+  const long t = static_cast<long>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, (t % 3600) / 60);
+  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+
+std::string format_time(int64_t unix_s) {
+  if (unix_s <= 0) return "-";
+  const std::time_t t = static_cast<std::time_t>(unix_s);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S UTC", &tm);
+  return buf;
+}
+
+bool job_done(const client::JobInfo& j) {
+  return j.state() == client::JOB_COMPLETED || j.state() == client::JOB_CANCELLED || j.state() == client::JOB_FAILED;
+}
+
+void print_job(const client::JobInfo& j) {
+  std::printf("id: %s\n", j.id().c_str());
+  std::printf("state: %s\n", tcp::job_state_name(j.state()));
+  std::printf("endpoint: %s\n", j.endpoint().empty() ? "(per line)" : j.endpoint().c_str());
+  std::printf("file: %s (%s)\n", j.input_file_id().c_str(), j.filename().c_str());
+  std::printf("lines: %lld total, %lld completed, %lld failed, %lld running\n", static_cast<long long>(j.total()),
+              static_cast<long long>(j.completed()), static_cast<long long>(j.failed()), static_cast<long long>(j.running()));
+  std::printf("created: %s\n", format_time(j.created_at()).c_str());
+  std::printf("started: %s\n", format_time(j.started_at()).c_str());
+  std::printf("finished: %s\n", format_time(j.finished_at()).c_str());
+  if (!j.output_file_id().empty()) std::printf("output_file: %s\n", j.output_file_id().c_str());
+  if (!j.error_file_id().empty()) std::printf("error_file: %s\n", j.error_file_id().c_str());
+  for (const auto& [k, v] : j.metadata()) std::printf("metadata: %s=%s\n", k.c_str(), v.c_str());
+  if (!j.error().empty()) std::printf("error: %s\n", j.error().c_str());
+}
+
+// Polls the job until it is finished: a progress bar with rate and ETA on a terminal (stderr), a line
+// every 10 s otherwise. Returns the final state.
+client::JobInfo wait_for_job(tcp::Client& client, const std::string& id) {
+  using Clock = std::chrono::steady_clock;
+  const bool tty = ::isatty(STDERR_FILENO) != 0;
+  std::deque<std::pair<Clock::time_point, int64_t>> window;  // (when, lines done) over the last 30 s
+  const Clock::time_point start = Clock::now();
+  Clock::time_point last_line = start;
+  client::JobInfo j;
+  for (;;) {
+    j = client.job_status(id);
+    const int64_t done = j.completed() + j.failed();
+    const Clock::time_point now = Clock::now();
+    window.emplace_back(now, done);
+    while (window.size() > 2 && now - window.front().first > std::chrono::seconds(30)) window.pop_front();
+    const double span = std::chrono::duration<double>(now - window.front().first).count();
+    const double rate = span > 0 ? static_cast<double>(done - window.front().second) / span : 0.0;
+    const int64_t total = std::max<int64_t>(j.total(), 1);
+    const double eta = rate > 0 ? static_cast<double>(j.total() - done) / rate : -1.0;
+    if (tty) {
+      constexpr int kWidth = 30;
+      const int filled = static_cast<int>(kWidth * done / total);
+      std::string bar(static_cast<size_t>(filled), '#');
+      bar.resize(kWidth, '.');
+      std::fprintf(stderr, "\r[%s] %lld/%lld %3d%%  %lld failed  %lld running  %.1f lines/s  ETA %s  %s   ", bar.c_str(),
+                   static_cast<long long>(done), static_cast<long long>(j.total()), static_cast<int>(100 * done / total),
+                   static_cast<long long>(j.failed()), static_cast<long long>(j.running()), rate,
+                   job_done(j) ? "0s" : format_duration(eta).c_str(), tcp::job_state_name(j.state()));
+      std::fflush(stderr);
+    } else if (job_done(j) || now - last_line >= std::chrono::seconds(10)) {
+      std::fprintf(stderr, "%s: %s %lld/%lld (%lld failed), %.1f lines/s, ETA %s\n", id.c_str(), tcp::job_state_name(j.state()),
+                   static_cast<long long>(done), static_cast<long long>(j.total()), static_cast<long long>(j.failed()), rate,
+                   job_done(j) ? "0s" : format_duration(eta).c_str());
+      last_line = now;
+    }
+    if (job_done(j)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  if (tty) std::fputc('\n', stderr);
+  std::fprintf(stderr, "%s %s: %lld completed, %lld failed of %lld (watched %s)%s%s%s%s\n", id.c_str(),
+               tcp::job_state_name(j.state()), static_cast<long long>(j.completed()), static_cast<long long>(j.failed()),
+               static_cast<long long>(j.total()), format_duration(std::chrono::duration<double>(Clock::now() - start).count()).c_str(),
+               j.output_file_id().empty() ? "" : "; output ", j.output_file_id().c_str(),
+               j.error_file_id().empty() ? "" : "; errors ", j.error_file_id().c_str());
+  return j;
+}
+
+void run_jobs_submit(const ClientArgs& a) {
+  std::ifstream in(a.job_file, std::ios::binary);
+  if (!in) fail("{}: cannot be read", a.job_file);
+  const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  tcp::Client client(job_client_options(a));
+  connect(client, a);
+  const uint32_t limit = client.welcome().max_frame_bytes();
+  if (limit > 0 && content.size() + 4096 > limit) {
+    fail("{} has {} bytes; the server takes job files of up to about {} bytes (one protocol frame): split it into "
+         "several jobs, or upload it with the OpenAI Batch API over HTTP",
+         a.job_file, content.size(), limit - 4096);
+  }
+  client::JobSubmitRequest r;
+  r.set_jsonl(content);
+  r.set_endpoint(a.endpoint);
+  r.set_filename(std::filesystem::path(a.job_file).filename().string());
+  for (const std::string& kv : a.metadata) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) fail("--metadata '{}' is not KEY=VALUE", kv);
+    (*r.mutable_metadata())[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  const client::JobInfo j = client.job_submit(r);
+  std::printf("%s\n", j.id().c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "submitted %s: %lld lines (%lld malformed)\n", j.id().c_str(), static_cast<long long>(j.total()),
+               static_cast<long long>(j.failed()));
+  if (a.wait) {
+    const client::JobInfo end = wait_for_job(client, j.id());
+    if (end.state() != client::JOB_COMPLETED) set_exit_code(1);
+  }
+}
+
+void run_jobs_status(const ClientArgs& a) {
+  tcp::Client client(job_client_options(a));
+  connect(client, a);
+  client::JobInfo j = a.wait ? wait_for_job(client, a.job_id) : client.job_status(a.job_id);
+  print_job(j);
+  if (a.wait && j.state() != client::JOB_COMPLETED) set_exit_code(1);
+}
+
+void run_jobs_list(const ClientArgs& a) {
+  tcp::Client client(job_client_options(a));
+  connect(client, a);
+  const client::JobList list = client.job_list(static_cast<uint32_t>(a.list_limit));
+  std::printf("%-32s %-12s %9s %9s %7s  %s\n", "ID", "STATE", "DONE", "TOTAL", "FAILED", "CREATED");
+  for (const client::JobInfo& j : list.jobs()) {
+    std::printf("%-32s %-12s %9lld %9lld %7lld  %s\n", j.id().c_str(), tcp::job_state_name(j.state()),
+                static_cast<long long>(j.completed() + j.failed()), static_cast<long long>(j.total()),
+                static_cast<long long>(j.failed()), format_time(j.created_at()).c_str());
+  }
+  if (list.has_more()) std::printf("(more: --limit %d shows more)\n", a.list_limit);
+}
+
+void run_jobs_cancel(const ClientArgs& a) {
+  tcp::Client client(job_client_options(a));
+  connect(client, a);
+  const client::JobInfo j = client.job_cancel(a.job_id);
+  std::printf("%s: %s (%lld completed, %lld failed of %lld)\n", j.id().c_str(), tcp::job_state_name(j.state()),
+              static_cast<long long>(j.completed()), static_cast<long long>(j.failed()), static_cast<long long>(j.total()));
+}
+
+void run_jobs_results(const ClientArgs& a) {
+  tcp::Client client(job_client_options(a));
+  connect(client, a);
+  std::ofstream file;
+  std::FILE* out = stdout;
+  if (!a.results_out.empty() && a.results_out != "-") {
+    file.open(a.results_out, std::ios::binary | std::ios::trunc);
+    if (!file) fail("--out {}: cannot be written", a.results_out);
+  }
+  client::JobResultsRequest r;
+  r.set_job_id(a.job_id);
+  r.set_kind(a.results_all ? client::JOB_RESULTS_ALL : a.results_errors ? client::JOB_RESULTS_ERRORS : client::JOB_RESULTS_OUTPUT);
+  const int64_t lines = client.job_results(r, [&](const client::JobResultChunk& chunk) {
+    if (file.is_open()) {
+      file.write(chunk.jsonl().data(), static_cast<std::streamsize>(chunk.jsonl().size()));
+    } else {
+      std::fwrite(chunk.jsonl().data(), 1, chunk.jsonl().size(), out);
+    }
+  });
+  if (file.is_open()) {
+    file.close();
+    if (!file) fail("--out {}: writing failed", a.results_out);
+  }
+  std::fflush(stdout);
+  const client::JobInfo j = client.job_status(a.job_id);
+  std::fprintf(stderr, "%lld result lines (%s; job %s: %lld completed, %lld failed of %lld)\n", static_cast<long long>(lines),
+               a.results_all ? "all" : a.results_errors ? "errors" : "output", tcp::job_state_name(j.state()),
+               static_cast<long long>(j.completed()), static_cast<long long>(j.failed()), static_cast<long long>(j.total()));
+}
+
 void add_generation_options(CLI::App& cmd, GenerationArgs& a) {
   a.max_tokens_opt = cmd.add_option("--max-tokens", a.max_tokens, "Most tokens to generate (default: up to the end of the context)")
                          ->check(CLI::Range(1, 1 << 24));
@@ -206,6 +413,31 @@ CommandRegistrar reg([](CLI::App& app) {
   chat->callback([a] { run_streaming(*a, /*chat=*/true); });
 
   cmd->add_subcommand("models", "List the served models")->callback([a] { run_models(*a); });
+
+  CLI::App* jobs = cmd->add_subcommand("jobs", "Batch jobs: a JSONL file of requests run in the background (needs serve --state-dir)");
+  jobs->require_subcommand(1);
+  CLI::App* submit = jobs->add_subcommand("submit", "Submit a JSONL file (OpenAI batch lines); prints the job id");
+  submit->add_option("file", a->job_file, "The JSONL file: {\"custom_id\", \"method\": \"POST\", \"url\", \"body\"} per line")->required();
+  submit->add_option("--endpoint", a->endpoint, "Every line's url must be this (/v1/chat/completions or /v1/completions; default: per line)");
+  submit->add_option("--metadata", a->metadata, "KEY=VALUE kept with the job (repeat for several)");
+  submit->add_flag("--wait", a->wait, "Wait until the job is finished, with a progress bar (exit 1 unless it completed)");
+  submit->callback([a] { run_jobs_submit(*a); });
+  CLI::App* status = jobs->add_subcommand("status", "Show a job's state and progress");
+  status->add_option("id", a->job_id, "Job id (batch_...)")->required();
+  status->add_flag("--wait", a->wait, "Wait until the job is finished, with a progress bar (exit 1 unless it completed)");
+  status->callback([a] { run_jobs_status(*a); });
+  CLI::App* list = jobs->add_subcommand("list", "List jobs, newest first");
+  list->add_option("--limit", a->list_limit, "Jobs at most")->check(CLI::Range(1, 100));
+  list->callback([a] { run_jobs_list(*a); });
+  CLI::App* cancel = jobs->add_subcommand("cancel", "Cancel a job (finished lines keep their results)");
+  cancel->add_option("id", a->job_id, "Job id")->required();
+  cancel->callback([a] { run_jobs_cancel(*a); });
+  CLI::App* results = jobs->add_subcommand("results", "Write a job's results (OpenAI batch output lines) to stdout or a file");
+  results->add_option("id", a->job_id, "Job id")->required();
+  results->add_option("-o,--out", a->results_out, "Output file (default: stdout)");
+  results->add_flag("--errors", a->results_errors, "The failed lines (the error file) instead of the successful ones");
+  results->add_flag("--all", a->results_all, "Successful and failed lines together, in line order");
+  results->callback([a] { run_jobs_results(*a); });
   cmd->add_subcommand("health", "Show the server's state (exit 1 when it is not serving)")->callback([a] { run_health(*a); });
 });
 

@@ -16,6 +16,9 @@
 #include "common/error.h"
 #include "common/text_format.h"
 #include "coordinator/http/http_server.h"
+#include "coordinator/jobs/batch_api.h"
+#include "coordinator/jobs/job_protocol.h"
+#include "coordinator/jobs/job_service.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/tcp/server.h"
 #include "coordinator/text_service.h"
@@ -39,6 +42,7 @@ struct ServeArgs {
   int max_sequences = 16;
   int max_step_tokens = 512;
   int max_waiting = 256;
+  int batch_sequences = 0;
   int http_threads = 2;
   double grace_s = 30;
 };
@@ -119,6 +123,7 @@ void run_serve(const ServeArgs& a) {
   so.max_step_tokens = a.max_step_tokens;
   so.max_running = a.max_sequences;
   so.max_waiting = a.max_waiting;
+  so.max_batch_running = a.batch_sequences > 0 ? a.batch_sequences : std::max(1, a.max_sequences / 2);
   Scheduler scheduler(*engine, so);
   SchedulerHooks hooks;
   hooks.step = [&](const StepReport& report) {
@@ -144,6 +149,19 @@ void run_serve(const ServeArgs& a) {
   };
   scheduler.set_hooks(hooks);
   TextService service(scheduler, tokenizer, engine->config(), model_name);
+  // Batch jobs, kept in --state-dir (without it the batch routes and job messages say they are off).
+  std::unique_ptr<jobs::JobService> job_service;
+  if (!a.state_dir.empty()) {
+    jobs::JobServiceOptions jo;
+    jo.runner.max_inflight = jo.runner.max_inflight_per_job = 2 * so.max_batch_running;
+    try {
+      job_service = std::make_unique<jobs::JobService>(a.state_dir, service, jo);
+    } catch (const std::exception& e) {
+      spdlog::error("{}", e.what());  // said here: under mpirun the job is aborted before main prints it
+      throw;
+    }
+  }
+  jobs::BatchApi batch_api(job_service.get());
 
   if (a.metrics_port >= 0) metrics.serve(a.metrics_host.empty() ? a.host : a.metrics_host, a.metrics_port);
   http::HttpServerOptions ho;
@@ -152,11 +170,14 @@ void run_serve(const ServeArgs& a) {
   ho.api_keys = api_keys;
   ho.threads = a.http_threads;
   http::HttpServer http_server(service, ho);
+  batch_api.add_routes(http_server);
   tcp::TcpServerOptions to;
   to.host = a.host;
   to.port = a.port;
   to.api_keys = api_keys;
   tcp::TcpServer tcp_server(service, to);
+  if (job_service) tcp_server.set_job_handler(std::make_shared<jobs::ProtocolJobHandler>(*job_service));
+  if (job_service) job_service->start();
   tcp_server.start();
   http_server.start();
   http_server.set_ready(true);
@@ -173,6 +194,13 @@ void run_serve(const ServeArgs& a) {
     while (!done) {
       const SchedulerStats st = scheduler.stats();
       metrics.set_scheduler(st.running, st.waiting, st.kv_usage);
+      if (job_service) {
+        try {
+          metrics.set_batch_jobs(job_service->count_by_state());
+        } catch (const std::exception& e) {
+          spdlog::warn("batch jobs gauge: {}", e.what());
+        }
+      }
       for (int i = 0; i < 20 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
@@ -182,6 +210,7 @@ void run_serve(const ServeArgs& a) {
   spdlog::info("signal {}: no new requests; letting running ones finish (up to {} s)", sig, a.grace_s);
   http_server.set_ready(false);
   tcp_server.set_ready(false);
+  if (job_service) job_service->pause();  // no new batch lines; those running may finish
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(a.grace_s);
   while (std::chrono::steady_clock::now() < deadline) {
     const SchedulerStats st = scheduler.stats();
@@ -191,6 +220,7 @@ void run_serve(const ServeArgs& a) {
   tcp_server.stop();
   http_server.stop();
   scheduler.stop(false);  // cancels what is left and releases the workers
+  if (job_service) job_service->stop();  // batch lines cut short run again at the next start
   done = true;
   gauges.join();
   spdlog::info("stopped");
@@ -213,6 +243,8 @@ CommandRegistrar reg([](CLI::App& app) {
   cmd->add_option("--max-sequences", a->max_sequences, "Sequences running at once")->check(CLI::Range(1, 4096));
   cmd->add_option("--max-step-tokens", a->max_step_tokens, "Tokens per step (decode + prompt chunks)")->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--max-waiting", a->max_waiting, "Queued requests at most (more get 429)")->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--batch-sequences", a->batch_sequences, "Batch-job lines running at once (default: half of --max-sequences)")
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--http-threads", a->http_threads, "HTTP server threads")->check(CLI::Range(1, 64));
   cmd->add_option("--shutdown-grace", a->grace_s, "Seconds running requests may finish after SIGTERM")->check(CLI::Range(0.0, 3600.0));
   cmd->callback([a] { run_serve(*a); });

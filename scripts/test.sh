@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bash "$root/scripts/setup.sh"
 # Reference implementations the tests compare against (tokenizer, Jinja, OpenAI client).
 (cd "$root/tests/support/node" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$root/tests/support/openai" && npm ci --no-audit --no-fund --loglevel=error)
 bash "$root/scripts/build.sh"
 cd "$root/build"
 if [ "${SHARDLM_TEST_SLOW:-0}" = 1 ]; then

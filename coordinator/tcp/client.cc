@@ -389,3 +389,70 @@ client::HealthStatus Client::health() {
 }
 
 }  // namespace shardlm::tcp
+
+namespace shardlm::tcp {
+namespace {
+
+client::ServerMessage job_request(Client& c, uint64_t id, client::ClientMessage& message) {
+  message.set_request_id(id);
+  return simple_request(c, id, message);
+}
+
+}  // namespace
+
+client::JobInfo Client::job_submit(const client::JobSubmitRequest& request) {
+  client::ClientMessage message;
+  *message.mutable_job_submit() = request;
+  const client::ServerMessage reply = job_request(*this, impl_->next_id++, message);
+  if (!reply.has_job()) fail("the server answered job_submit with a {} message", message_kind(reply));
+  return reply.job();
+}
+
+client::JobInfo Client::job_status(const std::string& job_id) {
+  client::ClientMessage message;
+  message.mutable_job_status()->set_job_id(job_id);
+  const client::ServerMessage reply = job_request(*this, impl_->next_id++, message);
+  if (!reply.has_job()) fail("the server answered job_status with a {} message", message_kind(reply));
+  return reply.job();
+}
+
+client::JobList Client::job_list(uint32_t limit, const std::string& after) {
+  client::ClientMessage message;
+  message.mutable_job_list()->set_limit(limit);
+  message.mutable_job_list()->set_after(after);
+  const client::ServerMessage reply = job_request(*this, impl_->next_id++, message);
+  if (!reply.has_jobs()) fail("the server answered job_list with a {} message", message_kind(reply));
+  return reply.jobs();
+}
+
+client::JobInfo Client::job_cancel(const std::string& job_id) {
+  client::ClientMessage message;
+  message.mutable_job_cancel()->set_job_id(job_id);
+  const client::ServerMessage reply = job_request(*this, impl_->next_id++, message);
+  if (!reply.has_job()) fail("the server answered job_cancel with a {} message", message_kind(reply));
+  return reply.job();
+}
+
+int64_t Client::job_results(const client::JobResultsRequest& request,
+                            const std::function<void(const client::JobResultChunk&)>& on_chunk) {
+  client::ClientMessage message;
+  const uint64_t id = impl_->next_id++;
+  message.set_request_id(id);
+  *message.mutable_job_results() = request;
+  send(message);
+  int64_t lines = 0;
+  for (;;) {
+    std::optional<client::ServerMessage> m = receive_for(id);
+    if (m->has_error()) throw_server_error(*this, *m);
+    if (m->request_id() != id) continue;  // connection-level messages other than errors
+    if (!m->has_job_results()) {
+      if (m->body_case() == client::ServerMessage::BODY_NOT_SET) continue;  // a later minor version's kind
+      fail("the server answered job_results with a {} message", message_kind(*m));
+    }
+    lines += m->job_results().lines();
+    if (on_chunk) on_chunk(m->job_results());
+    if (m->job_results().last()) return lines;
+  }
+}
+
+}  // namespace shardlm::tcp

@@ -1,6 +1,7 @@
 // A blocking client of the TCP client protocol (proto/client.proto), used by `shardlm client` and the
 // tests: connects and does the handshake, then runs requests. High level: generate / chat / run
-// stream one request's deltas to a callback and return its Finish; models(); health(). Low level:
+// stream one request's deltas to a callback and return its Finish; models(); health(); batch jobs
+// (job_submit, job_status, job_list, job_cancel, job_results streaming result chunks). Low level:
 // send_generate / send_cancel / receive keep any number of requests in flight on the connection.
 // A server Error becomes a ServerError (code + message); a connection-level one also closes the client.
 #pragma once
@@ -82,6 +83,15 @@ class Client {
                       const DeltaCallback& on_delta);
   std::vector<client::ModelInfo> models();
   client::HealthStatus health();
+
+  // Batch jobs. Throw ServerError when the server refuses (ERROR_NOT_FOUND for an unknown job,
+  // ERROR_UNAVAILABLE when the server keeps no jobs), Error when the file does not fit in one frame.
+  client::JobInfo job_submit(const client::JobSubmitRequest& request);
+  client::JobInfo job_status(const std::string& job_id);
+  client::JobList job_list(uint32_t limit = 0, const std::string& after = {});
+  client::JobInfo job_cancel(const std::string& job_id);
+  // Streams the results: on_chunk for every chunk, the last one with last = true. Returns the lines.
+  int64_t job_results(const client::JobResultsRequest& request, const std::function<void(const client::JobResultChunk&)>& on_chunk);
   // Polled (every 100 ms) by run(): when it becomes true the running request is cancelled.
   void set_interrupt(const std::atomic<bool>* interrupt) { interrupt_ = interrupt; }
 

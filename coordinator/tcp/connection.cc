@@ -5,11 +5,40 @@
 #include <spdlog/spdlog.h>
 
 #include "coordinator/request_error.h"
+#include "coordinator/tcp/job_handler.h"
 #include "coordinator/tcp/protocol.h"
 #include "coordinator/tcp/text_conversion.h"
 
 namespace shardlm::tcp::detail {
 namespace {
+
+constexpr size_t kResultChunkBytes = 256 * 1024;    // job results per frame, about
+constexpr size_t kResultResumeBytes = 1024 * 1024;  // read the next chunk while less waits to be written
+
+client::ServerMessage error_message(uint64_t id, client::ErrorCode code, const std::string& text) {
+  client::ServerMessage message;
+  message.set_request_id(id);
+  message.mutable_error()->set_code(code);
+  message.mutable_error()->set_message(valid_utf8(text));
+  return message;
+}
+
+// Runs one job call (on the job thread), turning its exceptions into an Error reply.
+template <typename F>
+client::ServerMessage job_call(uint64_t id, F&& f) {
+  client::ServerMessage reply;
+  reply.set_request_id(id);
+  try {
+    f(reply);
+  } catch (const RequestError& e) {
+    return error_message(id, to_proto_error_code(e.code()), e.what());
+  } catch (const Error& e) {
+    return error_message(id, client::ERROR_INVALID_REQUEST, e.what());
+  } catch (const std::exception& e) {
+    return error_message(id, client::ERROR_INTERNAL, fmt::format("batch jobs: {}", e.what()));
+  }
+  return reply;
+}
 
 // Compares without stopping at the first differing byte (no timing hint about the key).
 bool same_key(const std::string& a, const std::string& b) {
@@ -151,6 +180,13 @@ void Connection::handle(const client::ClientMessage& message) {
     case client::ClientMessage::kCancel:
       on_cancel(id);
       break;
+    case client::ClientMessage::kJobSubmit:
+    case client::ClientMessage::kJobStatus:
+    case client::ClientMessage::kJobList:
+    case client::ClientMessage::kJobCancel:
+    case client::ClientMessage::kJobResults:
+      on_job(id, message);
+      break;
     case client::ClientMessage::kListModels: {
       client::ServerMessage reply;
       reply.set_request_id(id);
@@ -221,12 +257,14 @@ void Connection::on_hello(const client::Hello& hello) {
   send(reply);
 }
 
+bool Connection::request_id_busy(uint64_t id) const { return inflight_.count(id) != 0 || result_streams_.count(id) != 0; }
+
 void Connection::on_generate(uint64_t id, const client::GenerateRequest& request) {
-  if (inflight_.count(id) != 0) {
+  if (request_id_busy(id)) {
     fail(client::ERROR_MALFORMED, fmt::format("request id {} is already used by a request that has not ended", id));
     return;
   }
-  if (inflight_.size() >= context_.options.max_requests_per_connection) {
+  if (inflight_.size() + result_streams_.size() >= context_.options.max_requests_per_connection) {
     send_error(id, client::ERROR_QUEUE_FULL,
                fmt::format("this connection already has {} requests in flight (the limit)", inflight_.size()));
     return;
@@ -261,6 +299,100 @@ void Connection::on_cancel(uint64_t id) {
   // Unknown ids (requests that already ended) are ignored: their Finish / Error is on its way.
   const auto it = inflight_.find(id);
   if (it != inflight_.end()) context_.service.cancel(it->second.service_id);
+  // A result stream ends at once with an empty last chunk.
+  if (result_streams_.erase(id) != 0) {
+    client::ServerMessage message;
+    message.set_request_id(id);
+    message.mutable_job_results()->set_last(true);
+    send(message);
+  }
+}
+
+void Connection::on_job(uint64_t id, const client::ClientMessage& message) {
+  if (!context_.jobs) {
+    send_error(id, client::ERROR_UNAVAILABLE,
+               "batch jobs are off on this server: start `shardlm serve` with --state-dir DIR (where jobs are kept)");
+    return;
+  }
+  if (message.has_job_results()) {
+    if (request_id_busy(id)) {
+      fail(client::ERROR_MALFORMED, fmt::format("request id {} is already used by a request that has not ended", id));
+      return;
+    }
+    if (inflight_.size() + result_streams_.size() >= context_.options.max_requests_per_connection) {
+      send_error(id, client::ERROR_QUEUE_FULL,
+                 fmt::format("this connection already has {} requests in flight (the limit)", inflight_.size() + result_streams_.size()));
+      return;
+    }
+    ResultStream stream;
+    stream.request = message.job_results();
+    stream.serial = next_serial_++;
+    stream.after_line = std::max<int64_t>(0, stream.request.after_line());
+    result_streams_[id] = std::move(stream);
+    next_result_chunk(id);
+    return;
+  }
+  if (message.has_job_submit() && !context_.ready.load()) {
+    send_error(id, client::ERROR_UNAVAILABLE, "the server is shutting down and takes no new jobs");
+    return;
+  }
+  context_.run_job([handler = context_.jobs, gate = context_.gate, self = weak_from_this(), id, message] {
+    client::ServerMessage reply = job_call(id, [&](client::ServerMessage& r) {
+      switch (message.body_case()) {
+        case client::ClientMessage::kJobSubmit: *r.mutable_job() = handler->submit(message.job_submit()); break;
+        case client::ClientMessage::kJobStatus: *r.mutable_job() = handler->status(message.job_status()); break;
+        case client::ClientMessage::kJobList: *r.mutable_jobs() = handler->list(message.job_list()); break;
+        case client::ClientMessage::kJobCancel: *r.mutable_job() = handler->cancel(message.job_cancel()); break;
+        default: shardlm::fail("not a job message");
+      }
+    });
+    gate->post([self, reply = std::move(reply)] {
+      if (auto c = self.lock()) c->deliver_job_reply(reply);
+    });
+  });
+}
+
+void Connection::deliver_job_reply(const client::ServerMessage& reply) {
+  if (state_ == State::kReady) send(reply);
+}
+
+void Connection::next_result_chunk(uint64_t id) {
+  const auto it = result_streams_.find(id);
+  if (it == result_streams_.end() || it->second.producing) return;
+  ResultStream& stream = it->second;
+  stream.producing = true;
+  context_.run_job([handler = context_.jobs, gate = context_.gate, self = weak_from_this(), id, serial = stream.serial,
+                    request = stream.request, after = stream.after_line] {
+    client::ServerMessage reply = job_call(id, [&](client::ServerMessage& r) {
+      *r.mutable_job_results() = handler->results(request, after, kResultChunkBytes);
+    });
+    gate->post([self, id, serial, reply = std::move(reply)] {
+      if (auto c = self.lock()) c->deliver_result_chunk(id, serial, reply);
+    });
+  });
+}
+
+void Connection::deliver_result_chunk(uint64_t request_id, uint64_t serial, const client::ServerMessage& reply) {
+  if (state_ != State::kReady) return;
+  auto it = result_streams_.find(request_id);
+  if (it == result_streams_.end() || it->second.serial != serial) return;  // cancelled meanwhile
+  const bool last = reply.has_error() || reply.job_results().last();
+  if (last) {
+    result_streams_.erase(it);
+  } else {
+    it->second.producing = false;
+    it->second.after_line = reply.job_results().last_line();
+  }
+  send(reply);
+  if (!last && state_ == State::kReady && pending_.size() + writing_.size() < kResultResumeBytes) next_result_chunk(request_id);
+}
+
+void Connection::resume_result_streams() {
+  std::vector<uint64_t> ids;
+  for (const auto& [id, stream] : result_streams_) {
+    if (!stream.producing) ids.push_back(id);
+  }
+  for (uint64_t id : ids) next_result_chunk(id);
 }
 
 void Connection::deliver_delta(uint64_t request_id, uint64_t serial, const TextDelta& delta) {
@@ -316,6 +448,7 @@ void Connection::flush() {
       boost::system::error_code ec;
       socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
     }
+    if (state_ == State::kReady && !result_streams_.empty()) resume_result_streams();
     return;
   }
   writing_.swap(pending_);
@@ -353,6 +486,7 @@ void Connection::fail(client::ErrorCode code, const std::string& message) {
 void Connection::cancel_requests() {
   for (const auto& [id, request] : inflight_) context_.service.cancel(request.service_id);
   inflight_.clear();
+  result_streams_.clear();
 }
 
 void Connection::close() {

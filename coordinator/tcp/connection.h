@@ -1,7 +1,9 @@
 // One client connection of the TCP server (internal to coordinator/tcp): reads frames, checks the
-// handshake, submits generate requests to the text service and writes their deltas / finish back.
-// Everything runs on the server's I/O thread; the text service's observers (on the scheduler thread)
-// reach it through a PostGate. A protocol violation sends an Error frame, cancels the connection's
+// handshake, submits generate requests to the text service and writes their deltas / finish back, and
+// hands batch-job messages to the job handler on the server's job thread (result streams produce their
+// next chunk only once the previous ones are written). Everything else runs on the server's I/O
+// thread; the text service's observers (on the scheduler thread) and the job thread reach it through a
+// PostGate. A protocol violation sends an Error frame, cancels the connection's
 // requests, and closes it once the frame is written (lingering until the peer closes, so the frame is
 // not lost to a reset).
 #pragma once
@@ -43,6 +45,14 @@ class PostGate {
 
 class Connection;
 
+}  // namespace shardlm::tcp::detail
+
+namespace shardlm::tcp {
+class JobHandler;
+}
+
+namespace shardlm::tcp::detail {
+
 struct ServerContext {
   TextService& service;
   const TcpServerOptions& options;
@@ -50,6 +60,8 @@ struct ServerContext {
   std::chrono::steady_clock::time_point started;
   std::function<void(const std::shared_ptr<Connection>&)> on_closed;  // removes it from the server
   std::atomic<bool> ready{true};  // false: new generate requests are refused (shutting down)
+  std::shared_ptr<JobHandler> jobs;                           // null: batch jobs are off
+  std::function<void(std::function<void()>)> run_job;         // runs work on the job thread
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -61,6 +73,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Results of the connection's requests (called on the I/O thread).
   void deliver_delta(uint64_t request_id, uint64_t serial, const TextDelta& delta);
   void deliver_finish(uint64_t request_id, uint64_t serial, const TextFinish& finish);
+  // Replies of job requests, from the job thread.
+  void deliver_job_reply(const client::ServerMessage& reply);
+  void deliver_result_chunk(uint64_t request_id, uint64_t serial, const client::ServerMessage& reply);
   const std::string& peer() const { return peer_; }
 
  private:
@@ -70,6 +85,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     uint64_t serial = 0;  // tells results of an earlier request with the same client id apart
     int next_tool_call = 0;
   };
+  // A job_results request being streamed.
+  struct ResultStream {
+    client::JobResultsRequest request;
+    uint64_t serial = 0;
+    int64_t after_line = 0;
+    bool producing = false;  // a chunk is being read on the job thread
+  };
 
   void read();
   void on_read(const boost::system::error_code& ec, size_t n);
@@ -77,6 +99,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_hello(const client::Hello& hello);
   void on_generate(uint64_t id, const client::GenerateRequest& request);
   void on_cancel(uint64_t id);
+  void on_job(uint64_t id, const client::ClientMessage& message);
+  void next_result_chunk(uint64_t id);
+  void resume_result_streams();
+  bool request_id_busy(uint64_t id) const;
   void send(const client::ServerMessage& message);
   void send_error(uint64_t id, client::ErrorCode code, const std::string& message);
   void flush();
@@ -94,6 +120,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool write_in_flight_ = false;
   asio::steady_timer timer_;  // handshake timeout, then the closing linger
   std::map<uint64_t, Inflight> inflight_;
+  std::map<uint64_t, ResultStream> result_streams_;
   uint64_t next_serial_ = 1;
 };
 

@@ -28,6 +28,18 @@ const char* finish_reason_name(client::FinishReason reason) {
   }
 }
 
+const char* job_state_name(client::JobState state) {
+  switch (state) {
+    case client::JOB_IN_PROGRESS: return "in_progress";
+    case client::JOB_FINALIZING: return "finalizing";
+    case client::JOB_COMPLETED: return "completed";
+    case client::JOB_CANCELLING: return "cancelling";
+    case client::JOB_CANCELLED: return "cancelled";
+    case client::JOB_FAILED: return "failed";
+    default: return "unknown";
+  }
+}
+
 const char* message_kind(const client::ClientMessage& message) {
   switch (message.body_case()) {
     case client::ClientMessage::kHello: return "hello";
@@ -35,6 +47,11 @@ const char* message_kind(const client::ClientMessage& message) {
     case client::ClientMessage::kCancel: return "cancel";
     case client::ClientMessage::kListModels: return "list_models";
     case client::ClientMessage::kHealth: return "health";
+    case client::ClientMessage::kJobSubmit: return "job_submit";
+    case client::ClientMessage::kJobStatus: return "job_status";
+    case client::ClientMessage::kJobList: return "job_list";
+    case client::ClientMessage::kJobCancel: return "job_cancel";
+    case client::ClientMessage::kJobResults: return "job_results";
     case client::ClientMessage::BODY_NOT_SET: return "empty";
   }
   return "unknown";
@@ -48,6 +65,9 @@ const char* message_kind(const client::ServerMessage& message) {
     case client::ServerMessage::kModels: return "models";
     case client::ServerMessage::kHealth: return "health";
     case client::ServerMessage::kError: return "error";
+    case client::ServerMessage::kJob: return "job";
+    case client::ServerMessage::kJobs: return "jobs";
+    case client::ServerMessage::kJobResults: return "job_results";
     case client::ServerMessage::BODY_NOT_SET: return "empty";
   }
   return "unknown";

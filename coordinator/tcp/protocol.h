@@ -19,6 +19,9 @@ inline constexpr const char* kSoftwareName = "shardlm 0.1.0";
 const char* error_code_name(client::ErrorCode code);
 // "stop", "length", "tool_calls", "cancelled" ("unknown" otherwise).
 const char* finish_reason_name(client::FinishReason reason);
+// "in_progress", "finalizing", "completed", "cancelling", "cancelled", "failed" ("unknown" otherwise):
+// the OpenAI Batch API's names of the job states.
+const char* job_state_name(client::JobState state);
 // The name of a ClientMessage's body ("hello", "generate", ...; "empty" when none is set).
 const char* message_kind(const client::ClientMessage& message);
 const char* message_kind(const client::ServerMessage& message);

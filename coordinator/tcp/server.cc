@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "coordinator/tcp/connection.h"
+#include "coordinator/tcp/job_handler.h"
 #include "coordinator/text_service.h"
 
 namespace shardlm::tcp {
@@ -25,6 +26,7 @@ struct TcpServer::Impl {
       connections.erase(c);
       count = connections.size();
     };
+    context.run_job = [this](std::function<void()> work) { asio::post(job_pool, std::move(work)); };
   }
 
   void accept() {
@@ -54,6 +56,7 @@ struct TcpServer::Impl {
   asio::steady_timer retry_timer{io};
   std::shared_ptr<detail::PostGate> gate;
   detail::ServerContext context;
+  asio::thread_pool job_pool{1};  // batch-job calls (they may block on storage)
   std::set<std::shared_ptr<Connection>> connections;  // I/O thread only
   std::atomic<size_t> count{0};
   std::thread thread;
@@ -68,6 +71,12 @@ TcpServer::TcpServer(TextService& service, TcpServerOptions options)
 TcpServer::~TcpServer() {
   stop();
   impl_->gate->close();
+  impl_->job_pool.join();
+}
+
+void TcpServer::set_job_handler(std::shared_ptr<JobHandler> handler) {
+  if (impl_->started) fail("the TCP server's job handler must be set before start()");
+  impl_->context.jobs = std::move(handler);
 }
 
 void TcpServer::start() {
@@ -127,6 +136,7 @@ void TcpServer::stop() {
   s.work.reset();
   s.thread.join();
   s.gate->close();
+  s.job_pool.join();  // job calls still running finish; their replies are dropped by the gate
   s.connections.clear();
   s.count = 0;
 }

@@ -1,7 +1,8 @@
 // The TCP server of the client protocol (proto/client.proto, docs/protocol.md): accepts connections,
 // checks each one's handshake (protocol version, API key), runs its generate requests concurrently on
-// the text service and streams the results back as frames. Connections are independent: a malformed
-// frame closes only its own connection (after an Error frame). Serves on one I/O thread of its own.
+// the text service and streams the results back as frames; batch-job messages go to a JobHandler
+// (when one is set) on a job thread of its own. Connections are independent: a malformed frame closes
+// only its own connection (after an Error frame). Serves on one I/O thread of its own.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,8 @@ class TextService;
 }
 
 namespace shardlm::tcp {
+
+class JobHandler;
 
 struct TcpServerOptions {
   std::string host = "127.0.0.1";    // address to listen on ("0.0.0.0" / "::" for every interface)
@@ -35,6 +38,9 @@ class TcpServer {
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;
 
+  // Batch-job messages go to `handler` (set before start(); without one they are answered with
+  // ERROR_UNAVAILABLE: batch jobs are off). The handler must outlive the server.
+  void set_job_handler(std::shared_ptr<JobHandler> handler);
   // Binds and listens (throws Error naming the address when it cannot), then serves on its own
   // thread. Once only.
   void start();

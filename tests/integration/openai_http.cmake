@@ -12,4 +12,4 @@ add_test(NAME openai_http_client
   COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/integration/openai_http_test.sh $<TARGET_FILE:shardlm>
           ${CMAKE_CURRENT_SOURCE_DIR}/data/dense ${CMAKE_BINARY_DIR}/tests/openai_http)
 set_tests_properties(openai_http_client PROPERTIES
-  LABELS "integration;mpi" TIMEOUT 300 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE DISABLED TRUE)
+  LABELS "integration;mpi" TIMEOUT 300 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)

@@ -1,0 +1,216 @@
+#!/bin/sh
+# `shardlm serve` under load, as an MPI job (coordinator + 2 workers) on a generated tiny model:
+# 32 concurrent greedy requests of mixed kinds (HTTP completions and chat, streamed and not, and TCP
+# generate and chat through `shardlm client`), with different prompts and lengths, all complete with
+# max_tokens tokens (completions exactly; chat up to the end of its turn), and each text equals the
+# text of the same request sent alone afterwards (continuous batching does not change greedy output). While they run, a malformed JSON body (400), a
+# prompt longer than the context (400) and an unknown model (404) are refused and a normal request
+# still succeeds. Skips (77) without mpirun or curl.
+# Usage: serve_concurrency_test.sh SHARDLM ROOT WORK_DIR [VARIANT]
+set -eu
+shardlm=$1; root=$2; work=$3; variant=${4:-tiny-moe}
+command -v mpirun >/dev/null 2>&1 || { echo "SKIP: mpirun not found"; exit 77; }
+command -v curl >/dev/null 2>&1 || { echo "SKIP: curl not found"; exit 77; }
+py=/usr/bin/python3
+rm -rf "$work"; mkdir -p "$work/load" "$work/alone"
+. "$root/tests/integration/serve_start.sh"
+anchor=
+trap '[ -z "$anchor" ] || kill $anchor 2>/dev/null; stop_cluster || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
+trap 'exit 1' INT TERM
+
+die() {
+  echo "FAIL: $*"
+  [ -f "$work/serve.err" ] && { echo "--- serve.err (tail)"; tail -n 30 "$work/serve.err"; }
+  exit 1
+}
+
+"$shardlm" mkmodel --out "$work/tiny" --variant "$variant" --seed 1 >/dev/null
+start_cluster 3 "$work/tiny" "$work" --model-name tiny --max-context 2048 --max-sequences 8 --threads 1 \
+  --shutdown-grace 5
+http=http://127.0.0.1:$HTTP_PORT/v1
+server=127.0.0.1:$TCP_PORT
+
+# Turns one request's raw answer into its text (content, reasoning, tool calls and, over HTTP, the
+# log-probabilities of the chosen and the best alternative tokens, which show any change in the
+# logits' bits) and checks its length.  norm.py KIND RAW_OUT RAW_ERR MAX_TOKENS
+cat >"$work/norm.py" <<'PY'
+import json, re, sys
+kind, out, err, max_tokens = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+raw = open(out, encoding="utf-8").read()
+def fail(msg):
+    sys.exit(f"{kind}: {msg}: {raw[:300]!r}")
+def emit(text, tokens):
+    # Completions generate exactly max_tokens (ignore_eos); a chat answer may end earlier, at the end
+    # of its turn.
+    if tokens > max_tokens or (kind.startswith(("comp", "tcp_gen")) and tokens != max_tokens):
+        fail(f"{tokens} completion tokens for max_tokens {max_tokens}")
+    sys.stdout.write(f"{tokens} tokens: {text}")
+    sys.exit(0)
+if kind.startswith("tcp"):
+    summary = open(err, encoding="utf-8").read()
+    m = re.search(r"\| (\d+) completion tokens \| finish: ", summary)
+    if not m:
+        fail(f"no usage summary in {summary!r}")
+    emit(raw, int(m.group(1)))
+content, reasoning, calls, logprobs = "", "", [], []
+def add_logprobs(lp):
+    if not lp:
+        return
+    if kind.startswith("comp"):
+        logprobs.extend(zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]))
+    else:
+        logprobs.extend((c["token"], c["logprob"], [(t["token"], t["logprob"]) for t in c["top_logprobs"]])
+                        for c in lp["content"])
+if kind.endswith("stream"):
+    chunks = []
+    for line in raw.splitlines():
+        if line.startswith("data: "):
+            if line == "data: [DONE]":
+                break
+            chunks.append(json.loads(line[6:]))
+    else:
+        fail("no [DONE]")
+    usage = [c["usage"] for c in chunks if c.get("usage")]
+    if not usage:
+        fail("no usage chunk")
+    for c in chunks:
+        for choice in c.get("choices", []):
+            if kind.startswith("comp"):
+                content += choice.get("text", "")
+            else:
+                d = choice.get("delta", {})
+                content += d.get("content") or ""
+                reasoning += d.get("reasoning_content") or ""
+                calls += d.get("tool_calls") or []
+            add_logprobs(choice.get("logprobs"))
+    tokens = usage[-1]["completion_tokens"]
+else:
+    r = json.loads(raw)
+    choice = r["choices"][0]
+    if kind.startswith("comp"):
+        content = choice["text"]
+    else:
+        m = choice["message"]
+        content, reasoning, calls = m.get("content") or "", m.get("reasoning_content") or "", m.get("tool_calls") or []
+    add_logprobs(choice.get("logprobs"))
+    tokens = r["usage"]["completion_tokens"]
+if len(logprobs) != tokens:
+    fail(f"{len(logprobs)} log-probabilities for {tokens} tokens")
+calls = [(c["function"]["name"], c["function"]["arguments"]) for c in calls]
+emit(json.dumps({"content": content, "reasoning": reasoning, "tool_calls": calls, "logprobs": logprobs}), tokens)
+PY
+
+kinds="comp comp_stream chat chat_stream tcp_gen tcp_chat"
+# Request I: its kind, prompt and max_tokens.
+kind_of() { i=$1; set -- $kinds; shift $((i % 6)); echo "$1"; }
+words="river stone light garden window paper cloud silver market winter engine orange"
+prompt_of() {
+  i=$1; p="Request $i:"
+  k=0
+  for w in $words; do
+    [ $k -lt $((i % 9 + 1)) ] || break
+    p="$p $w"; k=$((k + 1))
+  done
+  echo "$p"
+}
+# 8..64 tokens; four completions 200.
+max_tokens_of() {
+  case $1 in 6|13|28|31) echo 200 ;; *) echo $((8 + (13 * $1) % 57)) ;; esac
+}
+
+# Sends request I; the raw answer goes to DIR/I.out (and DIR/I.err), the normalised text to DIR/I.txt.
+send() {
+  i=$1; dir=$2
+  kind=$(kind_of "$i"); prompt=$(prompt_of "$i"); n=$(max_tokens_of "$i")
+  case $kind in
+    comp|comp_stream|chat|chat_stream)
+      stream=false; [ "${kind#*_}" = stream ] && stream=true
+      case $kind in
+        comp*) path=completions; input="\"prompt\":\"$prompt\",\"logprobs\":2" ;;
+        chat*) path=chat/completions
+               input="\"messages\":[{\"role\":\"user\",\"content\":\"$prompt\"}],\"logprobs\":true,\"top_logprobs\":2" ;;
+      esac
+      body="{\"model\":\"tiny\",$input,\"max_tokens\":$n,\"temperature\":0,\"ignore_eos\":true,\"stream\":$stream"
+      [ $stream = true ] && body="$body,\"stream_options\":{\"include_usage\":true}"
+      code=$(timeout 100 curl -sS -N -o "$dir/$i.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+        -d "$body}" "$http/$path" 2>"$dir/$i.err") || { echo "request $i ($kind): curl failed: $(cat "$dir/$i.err")"; return 1; }
+      [ "$code" = 200 ] || { echo "request $i ($kind): HTTP $code: $(cat "$dir/$i.out")"; return 1; }
+      ;;
+    tcp_gen|tcp_chat)
+      if [ $kind = tcp_gen ]; then sub=generate; arg=--prompt; else sub=chat; arg=--message; fi
+      timeout 100 "$shardlm" client --server "$server" $sub $arg "$prompt" --max-tokens "$n" --temperature 0 \
+        --ignore-eos >"$dir/$i.out" 2>"$dir/$i.err" || { echo "request $i ($kind) failed: $(cat "$dir/$i.err")"; return 1; }
+      ;;
+  esac
+  "$py" "$work/norm.py" "$kind" "$dir/$i.out" "$dir/$i.err" "$n" >"$dir/$i.txt"
+}
+
+long=$("$py" -c 'print(" ".join(["hello"] * 2500))')
+start=$(date +%s)
+# An anchor request that runs through all of the load and the error checks; cancelled afterwards.
+"$shardlm" client --server "$server" generate --prompt "anchor" --max-tokens 1900 --temperature 0 --ignore-eos \
+  >"$work/anchor.out" 2>"$work/anchor.err" &
+anchor=$!
+t=0
+until [ -s "$work/anchor.out" ]; do
+  kill -0 $anchor 2>/dev/null || die "the anchor request ended early: $(cat "$work/anchor.err")"
+  t=$((t + 1)); [ $t -le 300 ] || die "the anchor request generated nothing in 30 s"
+  sleep 0.1
+done
+# 32 requests at once.
+pids=""
+i=0
+while [ $i -lt 32 ]; do
+  send $i "$work/load" >"$work/load/$i.log" 2>&1 &
+  pids="$pids $!"
+  i=$((i + 1))
+done
+
+# Wait until the server runs several of them in one batch besides the anchor.
+running() { timeout 30 "$shardlm" client --server "$server" health | sed -n 's/^running: //p'; }
+t=0
+until [ "$(running)" -ge 3 ] 2>/dev/null; do
+  t=$((t + 1)); [ $t -le 300 ] || die "the server never ran three requests at once"
+  sleep 0.1
+done
+
+# While they run: request errors are answered and the server keeps serving.
+status() { curl -sS -o "$work/e.out" -w '%{http_code}' -H 'Content-Type: application/json' -d "$1" "$http/$2"; }
+code=$(status '{"model":"tiny","prompt":"half a body' completions)
+[ "$code" = 400 ] || die "malformed JSON: HTTP $code: $(cat "$work/e.out")"
+code=$(status "{\"model\":\"tiny\",\"prompt\":\"$long\",\"max_tokens\":4}" completions)
+[ "$code" = 400 ] || die "prompt beyond the context: HTTP $code: $(cat "$work/e.out")"
+grep -q "context" "$work/e.out" || die "prompt beyond the context: $(cat "$work/e.out")"
+code=$(status '{"model":"nope","messages":[{"role":"user","content":"hi"}],"max_tokens":4}' chat/completions)
+[ "$code" = 404 ] || die "unknown model: HTTP $code: $(cat "$work/e.out")"
+kill -0 $anchor 2>/dev/null || die "the anchor request ended before the error checks did"
+code=$(status '{"model":"tiny","prompt":"still serving","max_tokens":3,"temperature":0,"ignore_eos":true,"logprobs":2}' completions)
+[ "$code" = 200 ] || die "a normal request after the errors: HTTP $code: $(cat "$work/e.out")"
+"$py" "$work/norm.py" comp "$work/e.out" - 3 >/dev/null || die "a normal request after the errors"
+
+i=0
+for pid in $pids; do
+  wait "$pid" || { cat "$work/load/$i.log"; die "concurrent request $i"; }
+  i=$((i + 1))
+done
+echo "32 concurrent requests done in $(( $(date +%s) - start )) s"
+# Ctrl-C cancels the anchor (exit 130); it may have finished on a fast machine (exit 0).
+kill -INT $anchor 2>/dev/null || true
+rc=0; wait $anchor || rc=$?
+anchor=
+[ $rc = 130 ] || [ $rc = 0 ] || die "the anchor request failed ($rc): $(cat "$work/anchor.err")"
+
+# Each request alone gives the same text.
+i=0
+while [ $i -lt 32 ]; do
+  send $i "$work/alone" || die "request $i alone"
+  cmp -s "$work/load/$i.txt" "$work/alone/$i.txt" || die "request $i ($(kind_of $i)): under load \
+$(head -c 200 "$work/load/$i.txt") != alone $(head -c 200 "$work/alone/$i.txt")"
+  i=$((i + 1))
+done
+# Different requests got different answers.
+distinct=$(for f in "$work"/alone/*.txt; do cksum <"$f"; done | sort -u | wc -l)
+[ "$distinct" -ge 24 ] || die "only $distinct different answers to 32 different requests"
+
+stop_cluster || die "serve did not stop cleanly"
+echo "serve concurrency: ok ($(( $(date +%s) - start )) s)"
