@@ -9,6 +9,7 @@
 // and the line number, so a line run again after a restart samples the same text.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -16,10 +17,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "coordinator/http/text_backend.h"
 #include "coordinator/jobs/job_store.h"

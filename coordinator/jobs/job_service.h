@@ -1,7 +1,8 @@
 // Batch jobs on the coordinator: the durable store (<state-dir>/jobs.sqlite3) and the runner that
 // executes the lines on the text service, behind the operations both front ends offer — the OpenAI
 // Batch API over HTTP (batch_api.h) and the job messages of the TCP protocol (job_protocol.h).
-// Errors are RequestErrors (kNotFound for unknown ids, kInvalidRequest for bad input).
+// Errors are RequestErrors (kNotFound for unknown ids, kInvalidRequest for bad input, kInternal when
+// the database fails).
 #pragma once
 
 #include <cstdint>

@@ -33,6 +33,8 @@ key=sk-batch-test-key
 printf '%s\n' "$key" >"$work/keys"
 state="$work/state"
 start() {
+  # A restart must not read the killed cluster's ready line: keep its logs aside.
+  for f in serve.out serve.err; do [ ! -f "$work/$f" ] || mv "$work/$f" "$work/$f.before"; done
   start_cluster 3 "$model" "$work" --model-name tiny --host 127.0.0.1 --max-context 512 --max-sequences 4 \
     --batch-sequences 2 --threads 1 --api-key-file "$work/keys" --state-dir "$state" --shutdown-grace 5
 }

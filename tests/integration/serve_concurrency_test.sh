@@ -14,8 +14,7 @@ command -v curl >/dev/null 2>&1 || { echo "SKIP: curl not found"; exit 77; }
 py=/usr/bin/python3
 rm -rf "$work"; mkdir -p "$work/load" "$work/alone"
 . "$root/tests/integration/serve_start.sh"
-anchor=
-trap '[ -z "$anchor" ] || kill $anchor 2>/dev/null; stop_cluster || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
+trap 'stop_cluster || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM
 
 die() {
@@ -113,31 +112,34 @@ prompt_of() {
   done
   echo "$p"
 }
-# 8..64 tokens; four completions 200.
+# 8..64 tokens; four completions 600, so that the load outlasts the error checks.
 max_tokens_of() {
-  case $1 in 6|13|28|31) echo 200 ;; *) echo $((8 + (13 * $1) % 57)) ;; esac
+  case $1 in 6|13|28|31) echo 600 ;; *) echo $((8 + (13 * $1) % 57)) ;; esac
 }
 
 # Sends request I; the raw answer goes to DIR/I.out (and DIR/I.err), the normalised text to DIR/I.txt.
+# With GO_FILE, the request leaves once that file exists.
 send() {
   i=$1; dir=$2
   kind=$(kind_of "$i"); prompt=$(prompt_of "$i"); n=$(max_tokens_of "$i")
+  stream=false; [ "${kind#*_}" = stream ] && stream=true
+  case $kind in
+    comp*) path=completions; input="\"prompt\":\"$prompt\",\"logprobs\":2" ;;
+    chat*) path=chat/completions
+           input="\"messages\":[{\"role\":\"user\",\"content\":\"$prompt\"}],\"logprobs\":true,\"top_logprobs\":2" ;;
+    tcp_gen) sub=generate; arg=--prompt ;;
+    tcp_chat) sub=chat; arg=--message ;;
+  esac
+  body="{\"model\":\"tiny\",${input:-},\"max_tokens\":$n,\"temperature\":0,\"ignore_eos\":true,\"stream\":$stream"
+  [ $stream = true ] && body="$body,\"stream_options\":{\"include_usage\":true}"
+  while [ -n "${GO_FILE:-}" ] && [ ! -e "$GO_FILE" ]; do sleep 0.02; done
   case $kind in
     comp|comp_stream|chat|chat_stream)
-      stream=false; [ "${kind#*_}" = stream ] && stream=true
-      case $kind in
-        comp*) path=completions; input="\"prompt\":\"$prompt\",\"logprobs\":2" ;;
-        chat*) path=chat/completions
-               input="\"messages\":[{\"role\":\"user\",\"content\":\"$prompt\"}],\"logprobs\":true,\"top_logprobs\":2" ;;
-      esac
-      body="{\"model\":\"tiny\",$input,\"max_tokens\":$n,\"temperature\":0,\"ignore_eos\":true,\"stream\":$stream"
-      [ $stream = true ] && body="$body,\"stream_options\":{\"include_usage\":true}"
       code=$(timeout 100 curl -sS -N -o "$dir/$i.out" -w '%{http_code}' -H 'Content-Type: application/json' \
         -d "$body}" "$http/$path" 2>"$dir/$i.err") || { echo "request $i ($kind): curl failed: $(cat "$dir/$i.err")"; return 1; }
       [ "$code" = 200 ] || { echo "request $i ($kind): HTTP $code: $(cat "$dir/$i.out")"; return 1; }
       ;;
     tcp_gen|tcp_chat)
-      if [ $kind = tcp_gen ]; then sub=generate; arg=--prompt; else sub=chat; arg=--message; fi
       timeout 100 "$shardlm" client --server "$server" $sub $arg "$prompt" --max-tokens "$n" --temperature 0 \
         --ignore-eos >"$dir/$i.out" 2>"$dir/$i.err" || { echo "request $i ($kind) failed: $(cat "$dir/$i.err")"; return 1; }
       ;;
@@ -146,35 +148,30 @@ send() {
 }
 
 long=$("$py" -c 'print(" ".join(["hello"] * 2500))')
-start=$(date +%s)
-# An anchor request that runs through all of the load and the error checks; cancelled afterwards.
-"$shardlm" client --server "$server" generate --prompt "anchor" --max-tokens 1900 --temperature 0 --ignore-eos \
-  >"$work/anchor.out" 2>"$work/anchor.err" &
-anchor=$!
-t=0
-until [ -s "$work/anchor.out" ]; do
-  kill -0 $anchor 2>/dev/null || die "the anchor request ended early: $(cat "$work/anchor.err")"
-  t=$((t + 1)); [ $t -le 300 ] || die "the anchor request generated nothing in 30 s"
-  sleep 0.1
-done
-# 32 requests at once.
+# health FIELD: a number `shardlm client health` reports (running, waiting, steps).
+health() { timeout 30 "$shardlm" client --server "$server" health | sed -n "s/^$1: //p"; }
+idle() {
+  t=0
+  until [ "$(health running)" = 0 ] && [ "$(health waiting)" = 0 ]; do
+    t=$((t + 1)); [ $t -le 100 ] || die "the server did not become idle"
+    sleep 0.1
+  done
+}
+# 32 requests at once: each waits for the go file.
 pids=""
 i=0
 while [ $i -lt 32 ]; do
-  send $i "$work/load" >"$work/load/$i.log" 2>&1 &
+  GO_FILE=$work/go send $i "$work/load" >"$work/load/$i.log" 2>&1 &
   pids="$pids $!"
   i=$((i + 1))
 done
+sleep 1
+idle
+steps0=$(health steps)
+start=$(date +%s)
+touch "$work/go"
 
-# Wait until the server runs several of them in one batch besides the anchor.
-running() { timeout 30 "$shardlm" client --server "$server" health | sed -n 's/^running: //p'; }
-t=0
-until [ "$(running)" -ge 3 ] 2>/dev/null; do
-  t=$((t + 1)); [ $t -le 300 ] || die "the server never ran three requests at once"
-  sleep 0.1
-done
-
-# While they run: request errors are answered and the server keeps serving.
+# Meanwhile: request errors are answered and the server keeps serving.
 status() { curl -sS -o "$work/e.out" -w '%{http_code}' -H 'Content-Type: application/json' -d "$1" "$http/$2"; }
 code=$(status '{"model":"tiny","prompt":"half a body' completions)
 [ "$code" = 400 ] || die "malformed JSON: HTTP $code: $(cat "$work/e.out")"
@@ -183,22 +180,26 @@ code=$(status "{\"model\":\"tiny\",\"prompt\":\"$long\",\"max_tokens\":4}" compl
 grep -q "context" "$work/e.out" || die "prompt beyond the context: $(cat "$work/e.out")"
 code=$(status '{"model":"nope","messages":[{"role":"user","content":"hi"}],"max_tokens":4}' chat/completions)
 [ "$code" = 404 ] || die "unknown model: HTTP $code: $(cat "$work/e.out")"
-kill -0 $anchor 2>/dev/null || die "the anchor request ended before the error checks did"
+# (DIR/I.txt appears when request I has ended.)
+done_before=$(ls "$work/load" | grep -c '\.txt$' || true)
 code=$(status '{"model":"tiny","prompt":"still serving","max_tokens":3,"temperature":0,"ignore_eos":true,"logprobs":2}' completions)
 [ "$code" = 200 ] || die "a normal request after the errors: HTTP $code: $(cat "$work/e.out")"
 "$py" "$work/norm.py" comp "$work/e.out" - 3 >/dev/null || die "a normal request after the errors"
+[ "$done_before" -lt 32 ] || die "the load had ended before the error checks did"
 
 i=0
 for pid in $pids; do
   wait "$pid" || { cat "$work/load/$i.log"; die "concurrent request $i"; }
   i=$((i + 1))
 done
-echo "32 concurrent requests done in $(( $(date +%s) - start )) s"
-# Ctrl-C cancels the anchor (exit 130); it may have finished on a fast machine (exit 0).
-kill -INT $anchor 2>/dev/null || true
-rc=0; wait $anchor || rc=$?
-anchor=
-[ $rc = 130 ] || [ $rc = 0 ] || die "the anchor request failed ($rc): $(cat "$work/anchor.err")"
+idle
+steps=$(( $(health steps) - steps0 ))
+# They shared steps: one at a time, a request of N tokens takes N steps (a prefill, whose prompt fits
+# one chunk, and N - 1 decodes).
+tokens=$(( $(awk 'FNR == 1 { s += $1 } END { print s }' "$work"/load/*.txt) + 3 ))
+echo "32 concurrent requests done in $(( $(date +%s) - start )) s ($done_before of them before the error \
+checks): $tokens tokens in $steps steps"
+[ $((2 * steps)) -le "$tokens" ] || die "the requests were not batched: $tokens tokens in $steps steps"
 
 # Each request alone gives the same text.
 i=0

@@ -6,6 +6,7 @@
 start_cluster() {
   ranks=$1; model=$2; cwork=$3; shift 3
   . "$root/scripts/mpi_env.sh"
+  rm -f "$cwork/serve.out"
   setsid mpirun -np "$ranks" "$shardlm" serve --model "$model" --port 0 --http-port 0 --metrics-port 0 "$@" \
     >"$cwork/serve.out" 2>"$cwork/serve.err" &
   CLUSTER_PID=$!
@@ -43,7 +44,9 @@ stop_cluster() {
   while kill -0 "$pid" 2>/dev/null; do
     i=$((i + 1))
     if [ $i -gt 300 ]; then
-      echo "serve did not stop within 60 s of SIGTERM"; kill -KILL -- "-$pid" 2>/dev/null; return 1
+      echo "serve did not stop within 60 s of SIGTERM"
+      kill -KILL $(ps -o pid= -s "$pid") 2>/dev/null
+      return 1
     fi
     sleep 0.2
   done

@@ -58,7 +58,7 @@ client() { timeout 60 "$shardlm" client --server "$server" --api-key "$key" "$@"
 client health >"$work/health.out" 2>"$work/health.err" || die "health failed"
 grep -q "^status: serving$" "$work/health.out" || die "health: not serving"
 grep -q "^model: tiny-dense$" "$work/health.out" || die "health: wrong model"
-grep -q "protocol 1\.0" "$work/health.out" || die "health: no protocol version"
+grep -q "protocol 1\.[0-9]" "$work/health.out" || die "health: no protocol version"
 client models >"$work/models.out" 2>"$work/models.err" || die "models failed"
 [ "$(cat "$work/models.out")" = "$(printf 'tiny-dense\tmax_context=512')" ] || die "models: $(cat "$work/models.out")"
 
