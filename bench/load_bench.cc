@@ -1,8 +1,11 @@
 // Load benchmark of a running `shardlm serve` over the TCP client protocol: for each concurrency level
 // C, C client threads (one connection each) send completion requests back to back until N requests
 // have been sent; each request generates exactly --max-tokens tokens (ignore_eos). Per request it
-// records the time to the first delta (TTFT), the gaps between deltas (inter-token latency, ITL) and
-// the end-to-end time, all measured at the client; it prints one Markdown table row per level.
+// records, at the client, the time to the first token (TTFT), the inter-token latencies (ITL) and the
+// end-to-end time, and it prints one Markdown table row per level. Tokens are counted by asking for
+// the chosen token's log-probability (one per token in the deltas): a delta that brings k tokens
+// after a gap g adds k ITL samples of g / k. With --no-logprobs the deltas themselves are the unit
+// (a delta may hold several tokens, or none when a token's text is held back).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -10,12 +13,12 @@
 #include <cstdio>
 #include <mutex>
 #include <random>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "common/error.h"
 #include "coordinator/tcp/client.h"
@@ -35,6 +38,7 @@ struct BenchArgs {
   float temperature = 0.0f;
   int warmup = 2;
   uint64_t seed = 1;
+  bool no_logprobs = false;
 };
 
 // One request as the client saw it (seconds).
@@ -43,9 +47,10 @@ struct RequestResult {
   std::string error;
   double ttft = 0;
   double e2e = 0;
-  std::vector<double> itl;  // gaps between consecutive deltas
+  std::vector<double> itl;  // per token after the first
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  int64_t streamed_tokens = 0;  // tokens seen in the deltas (log-probabilities, or deltas)
 };
 
 struct LevelResult {
@@ -87,6 +92,7 @@ tcp::RequestOptions request_options(const BenchArgs& a, int max_tokens) {
   o.temperature = a.temperature;
   o.seed = a.seed;
   o.ignore_eos = true;
+  if (!a.no_logprobs) o.top_logprobs = 0;
   return o;
 }
 
@@ -95,27 +101,42 @@ void connect(tcp::Client& client, const BenchArgs& a) {
   client.connect(host, port, a.api_key);
 }
 
+// count_tokens: deltas carry one log-probability per token (top_logprobs = 0).
 RequestResult run_one(tcp::Client& client, const std::string& prompt, const tcp::RequestOptions& options) {
+  const bool count_tokens = options.top_logprobs.has_value();
   RequestResult r;
   const Clock::time_point start = Clock::now();
   Clock::time_point last = start;
-  bool first = true;
   try {
-    const client::Finish finish = client.generate(prompt, options, [&](const client::Delta&) {
+    const client::Finish finish = client.generate(prompt, options, [&](const client::Delta& d) {
       const Clock::time_point now = Clock::now();
-      if (first) {
-        r.ttft = std::chrono::duration<double>(now - start).count();
-        first = false;
+      const int64_t k = count_tokens ? d.logprobs_size() : 1;
+      if (k == 0) return;
+      const double gap = std::chrono::duration<double>(now - last).count();
+      int64_t from = 0;
+      if (r.streamed_tokens == 0) {
+        r.ttft = gap;  // the first token; the others of this delta came with it
+        for (from = 1; from < k; ++from) r.itl.push_back(0.0);
       } else {
-        r.itl.push_back(std::chrono::duration<double>(now - last).count());
+        for (; from < k; ++from) r.itl.push_back(gap / static_cast<double>(k));
       }
+      r.streamed_tokens += k;
       last = now;
     });
     r.e2e = std::chrono::duration<double>(Clock::now() - start).count();
     r.prompt_tokens = finish.usage().prompt_tokens();
     r.completion_tokens = finish.usage().completion_tokens();
-    r.ok = !first;
-    if (first) r.error = "no delta before the finish";
+    if (r.streamed_tokens == 0) {
+      // No delta at all (every token's text empty, without log-probabilities): the finish is the
+      // first sign of an answer.
+      r.ttft = r.e2e;
+    }
+    r.ok = true;
+    if (count_tokens && r.streamed_tokens != r.completion_tokens) {
+      r.ok = false;
+      r.error = fmt::format("{} log-probabilities in the deltas for {} completion tokens", r.streamed_tokens,
+                            r.completion_tokens);
+    }
   } catch (const std::exception& e) {
     r.error = e.what();
   }
@@ -214,8 +235,9 @@ int run(const BenchArgs& a) {
   }
   probe.close();
   std::printf("server %s, model %s | %d requests per level, ~%d prompt tokens (%d words), %d output tokens, "
-              "temperature %g; times in ms\n\n",
-              a.server.c_str(), w.model().c_str(), a.requests, a.prompt_tokens, words, a.max_tokens, a.temperature);
+              "temperature %g, ITL per %s; times in ms\n\n",
+              a.server.c_str(), w.model().c_str(), a.requests, a.prompt_tokens, words, a.max_tokens, a.temperature,
+              a.no_logprobs ? "delta" : "token");
   print_header();
   int failed = 0;
   for (int c : a.concurrency) {
@@ -244,6 +266,8 @@ int main(int argc, char** argv) {
   app.add_option("--temperature", a.temperature, "Sampling temperature (0 = greedy)")->check(CLI::NonNegativeNumber);
   app.add_option("--warmup", a.warmup, "Requests sent before measuring")->check(CLI::NonNegativeNumber);
   app.add_option("--seed", a.seed, "Seed of the prompts and of sampling");
+  app.add_flag("--no-logprobs", a.no_logprobs,
+               "Do not ask for log-probabilities; ITL is then measured between deltas instead of tokens");
   CLI11_PARSE(app, argc, argv);
   try {
     return run(a);

@@ -30,6 +30,9 @@
 // and all layers of one type must end up with the same head_dim, KV heads and RoPE.
 #include "model/config.h"
 
+#include <cmath>
+#include <cstdint>
+
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -60,10 +63,16 @@ class Fields {
   std::optional<int64_t> opt_int(const std::string& key) const {
     if (!present(key)) return std::nullopt;
     const json& v = obj_.at(key);
+    if (v.is_number_unsigned()) {
+      const uint64_t u = v.get<uint64_t>();
+      if (u <= static_cast<uint64_t>(INT64_MAX)) return static_cast<int64_t>(u);
+      fail("config: {} is out of range (got {})", name(key), v.dump());
+    }
     if (v.is_number_integer()) return v.get<int64_t>();
     if (v.is_number_float()) {
-      double d = v.get<double>();
-      if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+      // Only whole numbers within int64's range are integers (the cast of anything else is undefined).
+      const double d = v.get<double>();
+      if (std::isfinite(d) && d >= -9.2e18 && d <= 9.2e18 && d == std::trunc(d)) return static_cast<int64_t>(d);
     }
     fail("config: {} must be an integer (got {})", name(key), v.dump());
   }

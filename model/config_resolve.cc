@@ -98,6 +98,13 @@ void finalize_model_config(ModelConfig& c) {
   if (c.final_logit_softcapping < 0.0f || !std::isfinite(c.final_logit_softcapping)) {
     fail("config: final_logit_softcapping must be >= 0 (got {})", c.final_logit_softcapping);
   }
+  // Special token ids: -1 (null) or a row of the vocabulary.
+  for (const auto& [id, field] : {std::pair{c.pad_token_id, "pad_token_id"}, std::pair{c.bos_token_id, "bos_token_id"}}) {
+    if (id < -1 || id >= c.vocab_size) fail("config: {} {} is outside the vocabulary (size {})", field, id, c.vocab_size);
+  }
+  for (int id : c.eos_token_ids) {
+    if (id < 0 || id >= c.vocab_size) fail("config: eos_token_id {} is outside the vocabulary (size {})", id, c.vocab_size);
+  }
   if (c.hidden_activation != "gelu_pytorch_tanh") {
     fail("config: hidden_activation '{}' is not supported (Gemma 4 uses gelu_pytorch_tanh)", c.hidden_activation);
   }

@@ -1,3 +1,4 @@
+#include "common/json_limits.h"
 #include "coordinator/http/openai_request.h"
 
 #include <cmath>
@@ -303,7 +304,7 @@ void check_response_format(const json& body) {
 json parse_json_body(std::string_view body) {
   json j;
   try {
-    j = json::parse(body);
+    j = parse_json_limited(body);
   } catch (const json::exception& e) {
     // Drop the library's "[json.exception.parse_error.101] " prefix.
     std::string_view what = e.what();

@@ -1,3 +1,4 @@
+#include "common/json_limits.h"
 #include "coordinator/jobs/batch_file.h"
 
 #include "coordinator/http/openai_response.h"
@@ -98,8 +99,8 @@ std::vector<InputLine> split_jsonl(std::string_view content, int64_t max_lines) 
   std::string first_reason;
   for (const InputLine& l : lines) {
     try {
-      if (json::parse(l.text).is_object()) return lines;
-      if (first_reason.empty()) first_reason = fmt::format("line {} is {}, not a JSON object", l.line_no, kind(json::parse(l.text)));
+      if (parse_json_limited(l.text).is_object()) return lines;
+      if (first_reason.empty()) first_reason = fmt::format("line {} is {}, not a JSON object", l.line_no, kind(parse_json_limited(l.text)));
     } catch (const json::exception& e) {
       if (first_reason.empty()) first_reason = fmt::format("line {} is not valid JSON: {}", l.line_no, json_reason(e));
     }
@@ -116,7 +117,7 @@ std::optional<LineProblem> check_line(const InputLine& line, const std::string& 
   };
   json j;
   try {
-    j = json::parse(line.text);
+    j = parse_json_limited(line.text);
   } catch (const json::exception& e) {
     return problem("invalid_json", std::nullopt, "not valid JSON: " + json_reason(e));
   }

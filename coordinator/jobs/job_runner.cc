@@ -1,3 +1,4 @@
+#include "common/json_limits.h"
 #include "coordinator/jobs/job_runner.h"
 
 #include <spdlog/spdlog.h>
@@ -172,7 +173,7 @@ void JobRunner::submit_line(const std::string& job_id, const ClaimedLine& line, 
   const Key key{job_id, line.line_no};
   try {
     // The envelope was checked when the job was created.
-    const json j = json::parse(line.text);
+    const json j = parse_json_limited(line.text);
     const json& body = j.at("body");
     http::OpenAIRequest r = j.at("url").get<std::string>() == kChatEndpoint ? http::parse_chat_request(body)
                                                                              : http::parse_completion_request(body);

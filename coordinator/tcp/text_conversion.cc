@@ -1,3 +1,4 @@
+#include "common/json_limits.h"
 #include "coordinator/tcp/text_conversion.h"
 
 #include "coordinator/sampler.h"
@@ -50,7 +51,7 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
       for (int i = 0; i < chat.messages_size(); ++i) r.messages.push_back(to_json_message(chat.messages(i), i));
       if (!chat.tools_json().empty()) {
         try {
-          r.tools = nlohmann::json::parse(chat.tools_json());
+          r.tools = parse_json_limited(chat.tools_json());
         } catch (const nlohmann::json::exception& e) {
           fail_request(RequestErrorCode::kInvalidRequest, "chat.tools_json is not valid JSON: {}", e.what());
         }

@@ -50,6 +50,8 @@ struct Options {
 
 const uint8_t* g_data = nullptr;
 size_t g_size = 0;
+const char* g_name = nullptr;  // the input file being run, or nullptr for a mutant
+uint64_t g_mutant = 0;
 char g_artifact[4096] = "crash-input";
 char g_timeout_artifact[4096] = "timeout-input";
 
@@ -64,6 +66,26 @@ void write_all(int fd, const void* p, size_t n) {
 }
 
 void say(const char* s) { write_all(2, s, std::strlen(s)); }
+
+// Async-signal-safe: names the input being run.
+void say_input() {
+  if (g_name) {
+    say(g_name);
+    return;
+  }
+  char digits[24];
+  int n = 0;
+  uint64_t v = g_mutant;
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v > 0);
+  char text[32] = "mutant ";
+  int k = 7;
+  while (n > 0) text[k++] = digits[--n];
+  text[k] = '\0';
+  say(text);
+}
 
 // Async-signal-safe: writes the current input to `path`.
 void save_input(const char* path) {
@@ -81,12 +103,16 @@ void save_input(const char* path) {
 
 void on_signal(int sig) {
   if (sig == SIGALRM) {
-    say("fuzz driver: timeout: one input ran longer than -timeout\n");
+    say("fuzz driver: ");
+    say_input();
+    say(": timeout: the input ran longer than -timeout\n");
     save_input(g_timeout_artifact);
     ::_exit(70);
   }
-  say("fuzz driver: fatal signal ");
-  say(strsignal(sig));
+  say("fuzz driver: ");
+  say_input();
+  say(": fatal signal ");
+  say(sig == SIGSEGV ? "SIGSEGV" : sig == SIGABRT ? "SIGABRT" : sig == SIGFPE ? "SIGFPE" : sig == SIGBUS ? "SIGBUS" : "SIGILL");
   say("\n");
   save_input(g_artifact);
   ::signal(sig, SIG_DFL);
@@ -113,6 +139,8 @@ void install_handlers() {
 void run_one(const Options& opt, const std::string& input, const char* name, uint64_t mutant) {
   g_data = reinterpret_cast<const uint8_t*>(input.data());
   g_size = input.size();
+  g_name = name;
+  g_mutant = mutant;
   ::alarm(opt.timeout_s);
   try {
     LLVMFuzzerTestOneInput(g_data, g_size);

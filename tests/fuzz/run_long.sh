@@ -24,6 +24,7 @@ max_time=${MAX_TIME:-3600}
 timeout=${TIMEOUT:-10}
 out=$build/tests/fuzz/long
 mkdir -p "$out"
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
@@ -51,9 +52,9 @@ for name in "${targets[@]}"; do
   "$bin" "${args[@]}" "$corpus" "$here/corpus/$name" > "$log" 2>&1
   rc=$?
   end=$(date +%s.%N)
-  execs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
+  execs=$(grep -oE 'stat::number_of_executed_units:[[:space:]]*[0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$')
   [ -z "$execs" ] && execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
+  rate=$(grep -oE 'stat::average_exec_per_sec:[[:space:]]*[0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$')
   cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | sed -E 's/cov: ([0-9]+) ft: ([0-9]+)/\1 \/ \2/')
   units=$(find "$corpus" -type f | wc -l)
   seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }')

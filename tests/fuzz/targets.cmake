@@ -9,7 +9,7 @@
 #   LIBS      the project libraries the plain driver links instead of SOURCES
 #   DICT      libFuzzer dictionary in tests/fuzz/
 #   MAX_LEN   longest input the fuzzers try
-#   RUNS      mutants of the plain driver's test-suite run (a few seconds each on one core)
+#   RUNS      mutants of the plain driver's test-suite run (about a second on one core)
 
 set(SHARDLM_FUZZ_TOKENIZER_SOURCES
   model/tokenizer.cc model/tokenizer_added.cc model/tokenizer_bpe.cc model/tokenizer_json.cc
@@ -22,55 +22,55 @@ set(SHARDLM_FUZZ_OPENAI_SOURCES
 shardlm_fuzz_target(NAME safetensors_header
   SOURCES model/safetensors.cc common/half.cc
   LIBS shardlm_model
-  DICT safetensors.dict MAX_LEN 4096 RUNS 30000)
+  DICT safetensors.dict MAX_LEN 4096 RUNS 50000)
 
 shardlm_fuzz_target(NAME model_config
   SOURCES model/config.cc model/config_resolve.cc model/config_writer.cc model/variants.cc model/tensor_names.cc
   LIBS shardlm_model
-  DICT config.dict MAX_LEN 8192 RUNS 3000)
+  DICT config.dict MAX_LEN 8192 RUNS 15000)
 
 shardlm_fuzz_target(NAME tokenizer_json
   SOURCES ${SHARDLM_FUZZ_TOKENIZER_SOURCES}
   LIBS shardlm_model
-  DICT tokenizer.dict MAX_LEN 20000 RUNS 2000)
+  DICT tokenizer.dict MAX_LEN 20000 RUNS 8000)
 
 shardlm_fuzz_target(NAME tokenizer_golden
   SOURCES ${SHARDLM_FUZZ_TOKENIZER_SOURCES}
   LIBS shardlm_model
-  DICT tokenizer.dict MAX_LEN 4096 RUNS 5000)
+  DICT tokenizer.dict MAX_LEN 4096 RUNS 50000)
 
 shardlm_fuzz_target(NAME chat_template
   SOURCES ${SHARDLM_FUZZ_CHAT_TEMPLATE_SOURCES}
   LIBS shardlm_model
-  DICT chat.dict MAX_LEN 8192 RUNS 10000)
+  DICT chat.dict MAX_LEN 8192 RUNS 30000)
 
 shardlm_fuzz_target(NAME chat_output
   SOURCES model/chat_output.cc
   LIBS shardlm_model
-  DICT chat_output.dict MAX_LEN 4096 RUNS 20000)
+  DICT chat_output.dict MAX_LEN 4096 RUNS 50000)
 
 shardlm_fuzz_target(NAME protocol_frames
   SOURCES proto/frame.cc coordinator/tcp/text_conversion.cc coordinator/tcp/protocol.cc coordinator/sampler.cc
           coordinator/request_error.cc ${SHARDLM_FUZZ_CHAT_TEMPLATE_SOURCES}
   PROTO client
   LIBS shardlm_tcp
-  DICT protocol.dict MAX_LEN 4096 RUNS 20000)
+  DICT protocol.dict MAX_LEN 4096 RUNS 100000)
 
 shardlm_fuzz_target(NAME step_plan
   SOURCES proto/step_message.cc proto/step_batch.cc
   PROTO step
   LIBS shardlm_proto
-  MAX_LEN 4096 RUNS 30000)
+  MAX_LEN 4096 RUNS 150000)
 
 shardlm_fuzz_target(NAME openai_request
   SOURCES ${SHARDLM_FUZZ_OPENAI_SOURCES}
   LIBS shardlm_http
-  DICT chat.dict MAX_LEN 8192 RUNS 10000)
+  DICT chat.dict MAX_LEN 8192 RUNS 30000)
 
 shardlm_fuzz_target(NAME http_request
   SOURCES coordinator/http/api_router.cc ${SHARDLM_FUZZ_OPENAI_SOURCES}
   LIBS shardlm_http
-  DICT http.dict MAX_LEN 8192 RUNS 10000)
+  DICT http.dict MAX_LEN 8192 RUNS 40000)
 
 shardlm_fuzz_target(NAME batch_jsonl
   SOURCES coordinator/jobs/batch_file.cc ${SHARDLM_FUZZ_OPENAI_SOURCES}
@@ -80,4 +80,4 @@ shardlm_fuzz_target(NAME batch_jsonl
 shardlm_fuzz_target(NAME multipart
   SOURCES coordinator/jobs/multipart.cc
   LIBS shardlm_jobs
-  DICT multipart.dict MAX_LEN 4096 RUNS 30000)
+  DICT multipart.dict MAX_LEN 4096 RUNS 100000)

@@ -1,11 +1,13 @@
 #!/bin/sh
-# `shardlm serve` under load, as an MPI job (coordinator + 2 workers) on a generated tiny model:
-# 32 concurrent greedy requests of mixed kinds (HTTP completions and chat, streamed and not, and TCP
-# generate and chat through `shardlm client`), with different prompts and lengths, all complete with
-# max_tokens tokens (completions exactly; chat up to the end of its turn), and each text equals the
-# text of the same request sent alone afterwards (continuous batching does not change greedy output). While they run, a malformed JSON body (400), a
-# prompt longer than the context (400) and an unknown model (404) are refused and a normal request
-# still succeeds. Skips (77) without mpirun or curl.
+# `shardlm serve` under load, as an MPI job (coordinator + 2 workers) on a generated tiny model
+# (tiny-moe unless VARIANT says otherwise): 32 concurrent greedy requests of mixed kinds (HTTP
+# completions and chat, streamed and not, with log-probabilities, and TCP generate and chat through
+# `shardlm client`), with different prompts and lengths, all complete with max_tokens tokens
+# (completions exactly; chat up to the end of its turn), run in shared steps (continuous batching),
+# and each answer equals that of the same request sent alone afterwards, log-probabilities bit for
+# bit (batch-invariant greedy output). While they run, a malformed JSON body (400), a prompt longer
+# than the context (400) and an unknown model (404) are refused and a normal request still succeeds.
+# Skips (77) without mpirun or curl.
 # Usage: serve_concurrency_test.sh SHARDLM ROOT WORK_DIR [VARIANT]
 set -eu
 shardlm=$1; root=$2; work=$3; variant=${4:-tiny-moe}
