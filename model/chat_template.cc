@@ -2,7 +2,6 @@
 // Each function below mirrors one macro or block of the template; the comments quote the template
 // conditions they implement. Jinja value semantics (undefined, truthiness, str(), dictsort, trim)
 // come from chat_template_jinja.h.
-#include "common/json_limits.h"
 #include "model/chat_template.h"
 
 #include <set>
@@ -106,12 +105,9 @@ void normalize_tool_calls(json& message, const std::string& where) {
       *args = json::object();
       continue;
     }
-    json parsed;
-    try {
-      parsed = parse_json_limited(text);
-    } catch (const json::exception&) {
-      fail("{}.function.arguments is not valid JSON (or nested deeper than {} levels): {}", cw, kMaxJsonDepth,
-           text.size() > 200 ? text.substr(0, 200) + "..." : text);
+    json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) {
+      fail("{}.function.arguments is not valid JSON: {}", cw, text.size() > 200 ? text.substr(0, 200) + "..." : text);
     }
     if (!parsed.is_object()) {
       fail("{}.function.arguments must hold a JSON object, not {}", cw, parsed.type_name());

@@ -172,6 +172,7 @@ bool Mutator::json_edit(std::string& s) {
   size_t begin = 0, end = 0;
   json doc;
   if (!find_json(s, begin, end, doc)) return false;
+  if (keys_.size() < kMaxCollected || strings_.size() < kMaxCollected) collect(doc, 0);
   edit_value(doc);
   // Strings edited byte-wise may hold invalid UTF-8; write it back as U+FFFD.
   s = s.substr(0, begin) + doc.dump(-1, ' ', false, json::error_handler_t::replace) + s.substr(end);

@@ -53,7 +53,8 @@ class Mutator {
   std::vector<std::string> dict_;
   const std::vector<std::string>& corpus_;
   size_t max_len_;
-  // From the corpus's JSON documents (and the dictionary's quoted strings).
+  // From the corpus's JSON documents, the documents edited so far and the dictionary's quoted
+  // strings (at most a few thousand each).
   std::vector<std::string> keys_;
   std::vector<std::string> strings_;
   std::vector<nlohmann::json> values_;

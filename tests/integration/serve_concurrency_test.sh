@@ -149,7 +149,6 @@ send() {
   "$py" "$work/norm.py" "$kind" "$dir/$i.out" "$dir/$i.err" "$n" >"$dir/$i.txt"
 }
 
-long=$("$py" -c 'print(" ".join(["hello"] * 2500))')
 # health FIELD: a number `shardlm client health` reports (running, waiting, steps).
 health() { timeout 30 "$shardlm" client --server "$server" health | sed -n "s/^$1: //p"; }
 idle() {
@@ -159,7 +158,60 @@ idle() {
     sleep 0.1
   done
 }
-# 32 requests at once: each waits for the go file.
+# While the load runs: request errors are answered and the server keeps serving. One process (already
+# started when the load is let go) waits until several requests are streaming (their output has begun,
+# DIR/I.out, and not ended, DIR/I.txt), sends the errors, then checks that the load had not ended yet.
+# errors.py BASE_URL WORK; prints the number of requests streaming when it began.
+cat >"$work/errors.py" <<'PY'
+import json, os, sys, time, urllib.error, urllib.request
+base, work = sys.argv[1], sys.argv[2]
+load = os.path.join(work, "load")
+def size(name):
+    try:
+        return os.path.getsize(os.path.join(load, name))
+    except OSError:
+        return 0
+def state():
+    streaming = sum(1 for i in range(32) if size(f"{i}.out") > 0 and not os.path.exists(os.path.join(load, f"{i}.txt")))
+    ended = sum(1 for i in range(32) if os.path.exists(os.path.join(load, f"{i}.txt")))
+    return streaming, ended
+deadline = time.time() + 120
+while state()[0] < 2:
+    if time.time() > deadline or state()[1] == 32:
+        sys.exit("never saw two requests streaming at once")
+    time.sleep(0.005)
+print(state()[0])
+def post(path, body):
+    req = urllib.request.Request(base + path, data=body.encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+def expect(what, got, code):
+    if got[0] != code:
+        sys.exit(f"{what}: HTTP {got[0]}, expected {code}: {got[1][:300]}")
+    return json.loads(got[1])
+expect("malformed JSON", post("/completions", '{"model":"tiny","prompt":"half a body'), 400)
+long_prompt = " ".join(["hello"] * 2500)
+e = expect("prompt beyond the context",
+           post("/completions", json.dumps({"model": "tiny", "prompt": long_prompt, "max_tokens": 4})), 400)
+if "context" not in e["error"]["message"]:
+    sys.exit(f"prompt beyond the context: {e}")
+expect("unknown model", post("/chat/completions", json.dumps(
+    {"model": "nope", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})), 404)
+ended = state()[1]
+r = expect("a normal request after the errors", post("/completions", json.dumps(
+    {"model": "tiny", "prompt": "still serving", "max_tokens": 3, "temperature": 0, "ignore_eos": True})), 200)
+if r["usage"]["completion_tokens"] != 3:
+    sys.exit(f"a normal request after the errors: {r}")
+if ended >= 32:
+    print("note: the load had ended before the last error check", file=sys.stderr)
+PY
+
+# 32 requests at once and the error checks: each waits for the go file.
+"$py" "$work/errors.py" "$http" "$work" >"$work/errors.log" 2>&1 &
+errors_pid=$!
 pids=""
 i=0
 while [ $i -lt 32 ]; do
@@ -173,22 +225,7 @@ steps0=$(health steps)
 start=$(date +%s)
 touch "$work/go"
 
-# Meanwhile: request errors are answered and the server keeps serving.
-status() { curl -sS -o "$work/e.out" -w '%{http_code}' -H 'Content-Type: application/json' -d "$1" "$http/$2"; }
-code=$(status '{"model":"tiny","prompt":"half a body' completions)
-[ "$code" = 400 ] || die "malformed JSON: HTTP $code: $(cat "$work/e.out")"
-code=$(status "{\"model\":\"tiny\",\"prompt\":\"$long\",\"max_tokens\":4}" completions)
-[ "$code" = 400 ] || die "prompt beyond the context: HTTP $code: $(cat "$work/e.out")"
-grep -q "context" "$work/e.out" || die "prompt beyond the context: $(cat "$work/e.out")"
-code=$(status '{"model":"nope","messages":[{"role":"user","content":"hi"}],"max_tokens":4}' chat/completions)
-[ "$code" = 404 ] || die "unknown model: HTTP $code: $(cat "$work/e.out")"
-# (DIR/I.txt appears when request I has ended.)
-done_before=$(ls "$work/load" | grep -c '\.txt$' || true)
-code=$(status '{"model":"tiny","prompt":"still serving","max_tokens":3,"temperature":0,"ignore_eos":true,"logprobs":2}' completions)
-[ "$code" = 200 ] || die "a normal request after the errors: HTTP $code: $(cat "$work/e.out")"
-"$py" "$work/norm.py" comp "$work/e.out" - 3 >/dev/null || die "a normal request after the errors"
-[ "$done_before" -lt 32 ] || die "the load had ended before the error checks did"
-
+wait $errors_pid || die "$(cat "$work/errors.log")"
 i=0
 for pid in $pids; do
   wait "$pid" || { cat "$work/load/$i.log"; die "concurrent request $i"; }
@@ -199,8 +236,8 @@ steps=$(( $(health steps) - steps0 ))
 # They shared steps: one at a time, a request of N tokens takes N steps (a prefill, whose prompt fits
 # one chunk, and N - 1 decodes).
 tokens=$(( $(awk 'FNR == 1 { s += $1 } END { print s }' "$work"/load/*.txt) + 3 ))
-echo "32 concurrent requests done in $(( $(date +%s) - start )) s ($done_before of them before the error \
-checks): $tokens tokens in $steps steps"
+echo "32 concurrent requests done in $(( $(date +%s) - start )) s (errors sent while $(head -n 1 "$work/errors.log") \
+were streaming): $tokens tokens in $steps steps"
 [ $((2 * steps)) -le "$tokens" ] || die "the requests were not batched: $tokens tokens in $steps steps"
 
 # Each request alone gives the same text.
