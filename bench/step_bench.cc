@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   EngineOptions o;
   int prompt = 128, decode = 32;
   app.add_option("--model", o.model_dir, "Checkpoint folder")->required();
-  app.add_option("--weights", o.weights, "auto | f32 | bf16");
+  app.add_option("--weights", o.weights, "auto | f32 | bf16 | int8 | q4");
   app.add_option("--threads", o.threads, "Compute threads per rank (0 = all cores)");
   app.add_option("--prompt", prompt, "Prompt tokens");
   app.add_option("--decode", decode, "Decoded tokens measured");

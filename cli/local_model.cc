@@ -6,7 +6,7 @@ namespace shardlm::cli {
 
 void add_local_model_options(CLI::App& cmd, LocalModelOptions& o) {
   cmd.add_option("--model", o.model_dir, "Checkpoint folder (config.json + safetensors)")->required();
-  cmd.add_option("--weights", o.weights, "Weight storage: auto (checkpoint precision), f32, bf16")
+  cmd.add_option("--weights", o.weights, "Weight storage: auto (checkpoint precision), f32, bf16, int8 (per-row scales) or q4 (blocks of 32)")
       ->check(CLI::IsMember({"auto", "f32", "bf16"}));
   cmd.add_option("--matmul", o.matmul, "Matmul backend: own (batch-invariant SIMD) or onednn")
       ->check(CLI::IsMember({"own", "onednn"}));

@@ -63,9 +63,12 @@ RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens) {
   ro.kv.max_chunk = o.max_chunk;
   ro.kv.max_sequences = std::max(o.max_sequences, 1);
   ro.kv.full_capacity_tokens = std::max<int64_t>(kv_tokens, 1);
-  if (o.weights == "f32") ro.weights.format = WeightFormat::kF32;
-  else if (o.weights == "bf16") ro.weights.format = WeightFormat::kBF16;
-  else if (o.weights != "auto") fail("--weights must be auto, f32 or bf16 (got '{}')", o.weights);
+  if (o.weights != "auto") {
+    if (o.weights != "f32" && o.weights != "bf16" && o.weights != "int8" && o.weights != "q4") {
+      fail("--weights must be auto, f32, bf16, int8 or q4 (got '{}')", o.weights);
+    }
+    ro.weights.format = parse_weight_format(o.weights);
+  }
   if (o.matmul != "own" && o.matmul != "onednn") fail("--matmul must be own or onednn (got '{}')", o.matmul);
   ro.weights.backend = o.matmul == "onednn" ? MatmulBackend::kOneDnn : MatmulBackend::kOwn;
   return ro;

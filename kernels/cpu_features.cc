@@ -74,6 +74,14 @@ void set_isa_override(Isa isa) {
   override_slot().store(clamped, std::memory_order_relaxed);
 }
 
+bool has_avx512_vnni() {
+  static const bool vnni = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") != 0;
+  }();
+  return vnni;
+}
+
 void clear_isa_override() { override_slot().store(kNoOverride, std::memory_order_relaxed); }
 
 }  // namespace shardlm

@@ -12,5 +12,7 @@ Isa detected_isa();   // best level the CPU (and OS) supports
 Isa active_isa();     // level in use: min(detected, override)
 void set_isa_override(Isa isa);  // for tests; clamps to detected_isa()
 void clear_isa_override();
+// AVX-512 VNNI (vpdpbusd), used by the quantised kernels at the AVX-512 level.
+bool has_avx512_vnni();
 
 }  // namespace shardlm

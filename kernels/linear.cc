@@ -3,9 +3,11 @@
 #include "kernels/linear.h"
 
 #include "common/error.h"
+#include "common/half.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm_own.h"
 #include "kernels/linear_onednn.h"
+#include "kernels/qgemm.h"
 
 namespace shardlm {
 
@@ -14,7 +16,8 @@ struct Linear::Impl {
   int64_t k = 0;
   WeightFormat format = WeightFormat::kF32;
   MatmulBackend backend = MatmulBackend::kOwn;
-  gemm::PackedWeights own;              // kOwn (and degenerate shapes of kOneDnn)
+  gemm::PackedWeights own;              // kOwn f32/bf16 (and degenerate shapes of kOneDnn)
+  qgemm::PackedWeights quant;           // int8 / q4 (either backend)
   std::unique_ptr<OneDnnMatmul> onednn;  // kOneDnn
 };
 
@@ -30,7 +33,31 @@ void check_args(const void* w, int64_t n, int64_t k) {
   if (w == nullptr && n > 0 && k > 0) fail("linear weight [{}, {}] has no data", n, k);
 }
 
+qgemm::Format quant_format(WeightFormat format) {
+  return format == WeightFormat::kInt8 ? qgemm::Format::kInt8 : qgemm::Format::kQ4;
+}
+
 }  // namespace
+
+const char* weight_format_name(WeightFormat format) {
+  switch (format) {
+    case WeightFormat::kF32: return "f32";
+    case WeightFormat::kBF16: return "bf16";
+    case WeightFormat::kInt8: return "int8";
+    case WeightFormat::kQ4: return "q4";
+  }
+  return "unknown";
+}
+
+WeightFormat parse_weight_format(const std::string& name) {
+  if (name == "f32") return WeightFormat::kF32;
+  if (name == "bf16") return WeightFormat::kBF16;
+  if (name == "int8") return WeightFormat::kInt8;
+  if (name == "q4") return WeightFormat::kQ4;
+  fail("weight format '{}' is not one of f32, bf16, int8, q4", name);
+}
+
+bool is_quantized(WeightFormat format) { return format == WeightFormat::kInt8 || format == WeightFormat::kQ4; }
 
 Linear Linear::from_f32(const float* w, int64_t n, int64_t k, WeightFormat format, MatmulBackend backend) {
   check_args(w, n, k);
@@ -42,7 +69,9 @@ Linear Linear::from_f32(const float* w, int64_t n, int64_t k, WeightFormat forma
   impl.format = format;
   impl.backend = backend;
   const bool bf16 = format == WeightFormat::kBF16;
-  if (backend == MatmulBackend::kOneDnn && n > 0 && k > 0) {
+  if (is_quantized(format)) {
+    impl.quant = qgemm::pack_f32(w, n, k, quant_format(format));
+  } else if (backend == MatmulBackend::kOneDnn && n > 0 && k > 0) {
     impl.onednn = std::make_unique<OneDnnMatmul>(w, nullptr, n, k, bf16);
   } else {
     impl.own = gemm::pack_f32(w, n, k, bf16);
@@ -60,7 +89,9 @@ Linear Linear::from_bf16(const uint16_t* w, int64_t n, int64_t k, WeightFormat f
   impl.format = format;
   impl.backend = backend;
   const bool bf16 = format == WeightFormat::kBF16;
-  if (backend == MatmulBackend::kOneDnn && n > 0 && k > 0) {
+  if (is_quantized(format)) {
+    impl.quant = qgemm::pack_bf16(w, n, k, quant_format(format));
+  } else if (backend == MatmulBackend::kOneDnn && n > 0 && k > 0) {
     impl.onednn = std::make_unique<OneDnnMatmul>(nullptr, w, n, k, bf16);
   } else {
     impl.own = gemm::pack_bf16(w, n, k, !bf16);
@@ -72,10 +103,28 @@ void Linear::forward(const float* x, int64_t m, float* y, bool accumulate) const
   if (!impl_) fail("Linear::forward called on an empty Linear (no weights packed)");
   if (m < 0) fail("Linear::forward: negative batch size {}", m);
   if (m == 0) return;
-  if (impl_->onednn) {
+  if (is_quantized(impl_->format)) {
+    qgemm::gemm(impl_->quant, x, m, y, accumulate, active_isa());
+  } else if (impl_->onednn) {
     impl_->onednn->forward(x, m, y, accumulate);
   } else {
     gemm::gemm(impl_->own, x, m, y, accumulate, active_isa());
+  }
+}
+
+void Linear::read_row(int64_t r, float* out) const {
+  if (!impl_) fail("Linear::read_row called on an empty Linear (no weights packed)");
+  if (r < 0 || r >= impl_->n) fail("Linear::read_row: row {} outside [0, {})", r, impl_->n);
+  if (is_quantized(impl_->format)) {
+    qgemm::dequantize_row(impl_->quant, r, out);
+    return;
+  }
+  if (impl_->onednn) fail("Linear::read_row: the oneDNN backend keeps its weights in its own layout");
+  const gemm::PackedWeights& w = impl_->own;
+  const size_t base = static_cast<size_t>((r / gemm::kPanel) * w.panel_stride() + r % gemm::kPanel);
+  for (int64_t kk = 0; kk < w.k; ++kk) {
+    const size_t at = base + static_cast<size_t>(kk * gemm::kPanel);
+    out[kk] = w.bf16 ? bf16_to_f32(w.b16[at]) : w.f32[at];
   }
 }
 
@@ -85,6 +134,7 @@ WeightFormat Linear::format() const { return impl_ ? impl_->format : WeightForma
 MatmulBackend Linear::backend() const { return impl_ ? impl_->backend : MatmulBackend::kOwn; }
 size_t Linear::weight_bytes() const {
   if (!impl_) return 0;
+  if (is_quantized(impl_->format)) return impl_->quant.bytes();
   return impl_->onednn ? impl_->onednn->weight_bytes() : impl_->own.bytes();
 }
 bool Linear::empty() const { return !impl_; }

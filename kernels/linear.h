@@ -4,14 +4,23 @@
 //    is (batch-invariant), weights streamed once per call; used for decode and, by default, prefill.
 //  - kOneDnn: oneDNN matmul (weights reordered once with format_tag::any, primitive cached per m)
 //    for large prefill chunks where batch invariance is not required.
+// Weight formats: f32, bf16, and the quantised int8 (per-row scales) and q4 (blocks of 32 with an
+// f16 scale), which always run on the own quantised kernel (qgemm.h; activations quantised to int8
+// per block of 32 on the fly) whatever the backend asked for.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 namespace shardlm {
 
-enum class WeightFormat { kF32, kBF16 };
+enum class WeightFormat { kF32, kBF16, kInt8, kQ4 };
+
+const char* weight_format_name(WeightFormat format);  // f32 | bf16 | int8 | q4
+// Parses f32 | bf16 | int8 | q4 (throws Error naming the accepted values otherwise).
+WeightFormat parse_weight_format(const std::string& name);
+bool is_quantized(WeightFormat format);
 enum class MatmulBackend { kOwn, kOneDnn };
 
 class Linear {
@@ -31,6 +40,9 @@ class Linear {
 
   // y[m, n] = x[m, k] · Wᵀ (accumulate: y += ...). x rows are contiguous with stride k, y with n.
   void forward(const float* x, int64_t m, float* y, bool accumulate = false) const;
+
+  // Row r of W (k values) as the kernel sees it (dequantised / widened); the own backend only.
+  void read_row(int64_t r, float* out) const;
 
   int64_t out_features() const;  // n
   int64_t in_features() const;   // k

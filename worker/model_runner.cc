@@ -37,7 +37,8 @@ ModelRunner::ModelRunner(ModelConfig config, std::shared_ptr<const Checkpoint> c
       shard_(std::move(shard)),
       weights_(load_model_weights(*checkpoint_, config_, shard_, options.weights)),
       kv_(config_, shard_, options.kv),
-      coll_(collectives ? collectives : &local_) {
+      coll_(collectives ? collectives : &local_),
+      embed_from_lm_head_(options.weights.format && is_quantized(*options.weights.format)) {
   inv_freq_.resize(config_.num_layers);
   expert_tokens_.assign(static_cast<size_t>(std::max(config_.num_experts, 0)), 0);
   kv_head_of_q_.resize(config_.num_layers);
@@ -139,7 +140,17 @@ void ModelRunner::embed(const StepBatch& batch, float* x, const TraceFn& trace) 
     if (tok < 0 || tok >= config_.vocab_size) fail("token id {} outside the vocabulary [0, {})", tok, config_.vocab_size);
     if (tok < shard_.vocab_rows.begin || tok >= shard_.vocab_rows.end) continue;
     float* row = x + static_cast<int64_t>(r) * H;
-    checkpoint_->read_f32(table, {tok, tok + 1}, {0, H}, row);
+    if (embed_from_lm_head_) {
+      // Quantised weights: the tied embedding row is the LM head's row as stored.
+      const LmHeadChunk* chunk = nullptr;
+      for (const LmHeadChunk& c : weights_.lm_head) {
+        if (tok >= c.first_row && tok < c.first_row + c.rows.out_features()) chunk = &c;
+      }
+      if (chunk == nullptr) fail("internal: token {} of this worker's vocabulary rows has no LM head chunk", tok);
+      chunk->rows.read_row(tok - chunk->first_row, row);
+    } else {
+      checkpoint_->read_f32(table, {tok, tok + 1}, {0, H}, row);
+    }
     for (int64_t i = 0; i < H; ++i) row[i] *= scale;
   }
   coll_->all_reduce_sum(x, static_cast<size_t>(batch.size() * H));

@@ -66,6 +66,7 @@ class ModelRunner {
   KvCache kv_;
   LocalCollectives local_;
   StepCollectives* coll_;
+  bool embed_from_lm_head_ = false;  // quantised weights: embedding rows come from the packed LM head
   std::vector<std::vector<float>> inv_freq_;          // per layer
   std::vector<std::vector<int32_t>> kv_head_of_q_;    // per layer, local indices
   std::vector<int64_t> expert_tokens_, expert_tokens_taken_;

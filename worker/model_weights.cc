@@ -24,9 +24,15 @@ class Loader {
     return out;
   }
 
-  WeightFormat format_of(const std::string& tensor) const {
-    if (options_.format) return *options_.format;
+  WeightFormat checkpoint_format(const std::string& tensor) const {
     return ckpt_.info(tensor).dtype == DType::kBF16 ? WeightFormat::kBF16 : WeightFormat::kF32;
+  }
+  WeightFormat format_of(const std::string& tensor) const {
+    if (!options_.format) return checkpoint_format(tensor);
+    // The MoE router decides which experts run: it stays in the checkpoint's precision (it is
+    // small) when the rest is quantised.
+    if (is_quantized(*options_.format) && tensor.find("router.proj") != std::string::npos) return checkpoint_format(tensor);
+    return *options_.format;
   }
 
   // Stacks rectangles of (possibly different) tensors into one matrix, row-wise.

@@ -1,0 +1,130 @@
+// google-benchmark of the decode GEMV (m = 1) and prefill GEMM of Linear for each weight format
+// (bf16, int8, q4) on the Gemma 4 31B layer shapes and the 26B-A4B expert shapes, at 1 and 2
+// threads. The machine's read bandwidth is measured first in the same run (a plain streaming read
+// of a buffer far larger than the caches), and every GEMV reports its weight-stream rate both in
+// GB/s and as a ratio to that baseline ("of_read_bw"); prefill GEMMs report GFLOP/s.
+// Each case cycles through enough copies of the matrix (>= 256 MB) that nothing stays in cache.
+// Usage: shardlm_bench_gemv [--benchmark_filter=REGEX] [other google-benchmark flags]
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common/half.h"
+#include "kernels/cpu_features.h"
+#include "kernels/linear.h"
+#include "bench/read_bandwidth.h"
+
+namespace {
+
+using namespace shardlm;
+
+constexpr size_t kMinStreamBytes = size_t{256} << 20;
+
+double g_read_bw[3] = {0, 0, 0};  // by thread count
+
+struct Shape {
+  const char* name;
+  int64_t n, k;
+};
+const Shape kShapes[] = {
+    {"31b.mlp_up", 21504, 5376},  {"31b.mlp_down", 5376, 21504}, {"31b.q_full", 8192, 5376},
+    {"31b.o_full", 5376, 8192},   {"31b.q_slide", 16384, 5376},  {"a4b.expert_gate_up", 1408, 2816},
+    {"a4b.expert_down", 2816, 704},
+};
+const WeightFormat kFormats[] = {WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kQ4};
+
+// The packed copies of the current (shape, format); rebuilt when either changes.
+struct Matrices {
+  int shape = -1;
+  WeightFormat format = WeightFormat::kF32;
+  std::vector<Linear> copies;
+};
+Matrices& matrices(int shape, WeightFormat format) {
+  static Matrices m;
+  if (m.shape == shape && m.format == format) return m;
+  m.copies.clear();
+  const Shape& s = kShapes[shape];
+  std::mt19937 rng(static_cast<unsigned>(shape * 7 + 1));
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  std::vector<uint16_t> w(static_cast<size_t>(s.n * s.k));
+  for (auto& v : w) v = f32_to_bf16(dist(rng));
+  m.copies.push_back(Linear::from_bf16(w.data(), s.n, s.k, format));
+  const size_t bytes = m.copies.front().weight_bytes();
+  const size_t count = std::max<size_t>(1, (kMinStreamBytes + bytes - 1) / bytes);
+  while (m.copies.size() < count) m.copies.push_back(Linear::from_bf16(w.data(), s.n, s.k, format));
+  m.shape = shape;
+  m.format = format;
+  return m;
+}
+
+void run_case(benchmark::State& state, int shape, WeightFormat format, int threads, int64_t rows) {
+  const Shape& s = kShapes[shape];
+  Matrices& mats = matrices(shape, format);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(rows * s.k));
+  for (auto& v : x) v = dist(rng);
+  std::vector<float> y(static_cast<size_t>(rows * s.n));
+  omp_set_num_threads(threads);
+  for (const Linear& lin : mats.copies) lin.forward(x.data(), rows, y.data());  // warm-up
+  size_t next = 0;
+  for (auto _ : state) {
+    mats.copies[next].forward(x.data(), rows, y.data());
+    benchmark::DoNotOptimize(y.data());
+    next = (next + 1) % mats.copies.size();
+  }
+  const double bytes = static_cast<double>(mats.copies.front().weight_bytes());
+  state.SetLabel(std::string(s.name) + " W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " +
+                 weight_format_name(format) + " " + isa_name(active_isa()));
+  if (rows == 1) {
+    state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+    state.counters["of_read_bw"] =
+        benchmark::Counter(bytes / g_read_bw[threads], benchmark::Counter::kIsIterationInvariantRate);
+  } else {
+    state.counters["GFLOP/s"] =
+        benchmark::Counter(2.0 * rows * s.n * s.k / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  for (int threads : {1, 2}) g_read_bw[threads] = bench::read_bandwidth(size_t{512} << 20, threads, 1.0);
+  std::printf("detected ISA: %s (AVX-512 VNNI: %s); read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)\n",
+              isa_name(detected_isa()), has_avx512_vnni() ? "yes" : "no", g_read_bw[1] / 1e9, g_read_bw[2] / 1e9);
+  for (int shape = 0; shape < static_cast<int>(std::size(kShapes)); ++shape) {
+    for (WeightFormat format : kFormats) {
+      for (int threads : {1, 2}) {
+        const std::string name = std::string("gemv/") + kShapes[shape].name + "/" + weight_format_name(format) +
+                                 "/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_case(st, shape, format, threads, 1); })
+            ->MinTime(0.5)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  // Prefill: 512-token chunks on the MLP shapes.
+  for (int shape : {0, 1}) {
+    for (WeightFormat format : kFormats) {
+      const std::string name = std::string("prefill512/") + kShapes[shape].name + "/" + weight_format_name(format) + "/threads:2";
+      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_case(st, shape, format, 2, 512); })
+          ->MinTime(1.0)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,328 @@
+// The quantised GEMM: weight quantisation and packing, activation quantisation, the threading and
+// cache-blocking driver and the scalar micro-kernel. Layout and arithmetic: qgemm.h.
+#include "kernels/qgemm.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "common/half.h"
+
+namespace shardlm::qgemm {
+namespace {
+
+void check_shape(int64_t n, int64_t k) {
+  if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
+}
+
+// Offsets inside a panel.
+int64_t int8_scale_offset() { return 0; }
+int64_t int8_block_offset(int64_t b) { return 64 + b * 512; }
+int64_t q4_block_offset(int64_t b) { return b * 256; }
+int64_t q4_scale_offset(int64_t nb, int64_t b) { return nb * 256 + b * 32; }
+
+// Byte of column c, k index kk (within its block) in a block's data.
+int64_t int8_byte(int64_t c, int64_t kk) { return (kk / 4) * 64 + c * 4 + kk % 4; }
+// Byte and nibble (0 low, 1 high) of column c, k index kk (within its block) in a q4 block.
+int64_t q4_byte(int64_t c, int64_t kk) { return (kk / 8) * 64 + c * 4 + kk % 4; }
+int q4_nibble(int64_t kk) { return static_cast<int>((kk % 8) / 4); }
+
+template <typename Row>
+PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
+  check_shape(n, k);
+  PackedWeights p;
+  p.format = format;
+  p.n = n;
+  p.k = k;
+  const int64_t kp = p.kp(), nb = p.blocks(), stride = p.panel_stride();
+  p.data.resize(static_cast<size_t>(p.panels() * stride));
+  // Padding columns and padding k stay as the zero of the format (stored value 128 / nibble 8).
+  const uint8_t zero = format == Format::kInt8 ? 128 : 0x88;
+  std::atomic<int64_t> bad_row{-1};  // a row with a non-finite value (reported after the loop)
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(kp));
+#pragma omp for schedule(static)
+    for (int64_t pi = 0; pi < p.panels(); ++pi) {
+      uint8_t* panel = p.data.data() + pi * stride;
+      if (format == Format::kInt8) {
+        for (int64_t b = 0; b < nb; ++b) std::memset(panel + int8_block_offset(b), zero, 512);
+      } else {
+        for (int64_t b = 0; b < nb; ++b) std::memset(panel + q4_block_offset(b), zero, 256);
+      }
+      for (int64_t c = 0; c < kPanel; ++c) {
+        const int64_t r = pi * kPanel + c;
+        if (r >= n) break;
+        std::fill(row.begin(), row.end(), 0.0f);
+        row_of(r, row.data());
+        bool finite = true;
+        for (int64_t kk = 0; kk < k; ++kk) finite = finite && std::isfinite(row[kk]);
+        if (!finite) {
+          bad_row.store(r);
+          continue;
+        }
+        if (format == Format::kInt8) {
+          float amax = 0.0f;
+          for (int64_t kk = 0; kk < k; ++kk) amax = std::max(amax, std::fabs(row[kk]));
+          const float d = amax / 127.0f;
+          const float id = d > 0.0f ? 1.0f / d : 0.0f;
+          std::memcpy(panel + int8_scale_offset() + c * 4, &d, 4);
+          for (int64_t kk = 0; kk < kp; ++kk) {
+            const float q = std::clamp(std::nearbyint(row[kk] * id), -127.0f, 127.0f);
+            panel[int8_block_offset(kk / kBlock) + int8_byte(c, kk % kBlock)] = static_cast<uint8_t>(static_cast<int>(q) + 128);
+          }
+        } else {
+          for (int64_t b = 0; b < nb; ++b) {
+            const float* blk = row.data() + b * kBlock;
+            float wm = 0.0f;
+            for (int64_t j = 0; j < kBlock; ++j) {
+              if (std::fabs(blk[j]) > std::fabs(wm)) wm = blk[j];
+            }
+            const uint16_t d16 = f32_to_f16(wm / -8.0f);
+            const float d = f16_to_f32(d16);
+            const float id = d != 0.0f ? 1.0f / d : 0.0f;
+            std::memcpy(panel + q4_scale_offset(nb, b) + c * 2, &d16, 2);
+            uint8_t* data = panel + q4_block_offset(b);
+            for (int64_t j = 0; j < kBlock; ++j) {
+              const int q = static_cast<int>(std::clamp(std::nearbyint(blk[j] * id), -8.0f, 7.0f)) + 8;
+              uint8_t& byte = data[q4_byte(c, j)];
+              byte = q4_nibble(j) == 0 ? static_cast<uint8_t>((byte & 0xF0) | q) : static_cast<uint8_t>((byte & 0x0F) | (q << 4));
+            }
+          }
+        }
+      }
+    }
+  }
+  if (bad_row.load() >= 0) fail("weight row {} has a value that is not finite; it cannot be quantised", bad_row.load());
+  return p;
+}
+
+// Integer dot product of one column c of a block with a row's 32 quantised activations.
+int32_t block_dot(const PackedWeights& w, const uint8_t* panel, int64_t b, int64_t c, const int8_t* xq) {
+  int32_t s = 0;
+  if (w.format == Format::kInt8) {
+    const uint8_t* data = panel + int8_block_offset(b);
+    for (int64_t j = 0; j < kBlock; ++j) s += static_cast<int32_t>(xq[j]) * (static_cast<int32_t>(data[int8_byte(c, j)]) - 128);
+  } else {
+    const uint8_t* data = panel + q4_block_offset(b);
+    for (int64_t j = 0; j < kBlock; ++j) {
+      const uint8_t byte = data[q4_byte(c, j)];
+      const int q = (q4_nibble(j) == 0 ? (byte & 0x0F) : (byte >> 4)) - 8;
+      s += static_cast<int32_t>(xq[j]) * q;
+    }
+  }
+  return s;
+}
+
+// Scalar micro-kernel (one row, one panel): the reference arithmetic of qgemm.h with std::fma.
+template <Format kFormat>
+void scalar_micro(const MicroArgs& a) {
+  PackedWeights shape;  // only format is read by block_dot
+  shape.format = kFormat;
+  for (int c = 0; c < a.valid_last; ++c) {
+    float t = a.y[c];
+    for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
+      const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
+      float f = 0.0f;
+      for (int64_t b = c0; b < c1; ++b) {
+        const float s = static_cast<float>(block_dot(shape, a.w, b, c, a.xq + b * kBlock));
+        if constexpr (kFormat == Format::kInt8) {
+          f = std::fma(s, a.dx[b], f);
+        } else {
+          uint16_t d16;
+          std::memcpy(&d16, a.w + q4_scale_offset(a.nb, b) + c * 2, 2);
+          f = std::fma(s * f16_to_f32(d16), a.dx[b], f);
+        }
+      }
+      if constexpr (kFormat == Format::kInt8) {
+        float d;
+        std::memcpy(&d, a.w + int8_scale_offset() + c * 4, 4);
+        t = std::fma(f, d, t);
+      } else {
+        t = t + f;
+      }
+    }
+    a.y[c] = t;
+  }
+}
+
+MicroKernelSet make_scalar_set() {
+  MicroKernelSet set;
+  set.mr_max = 1;
+  set.nr_max[1] = 1;
+  set.int8[1][1] = &scalar_micro<Format::kInt8>;
+  set.q4[1][1] = &scalar_micro<Format::kQ4>;
+  return set;
+}
+
+// Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.
+void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const QuantizedRows& x, float* y, bool accumulate,
+                int64_t p0, int64_t p1) {
+  const int64_t n = w.n, m = x.m, nb = w.blocks();
+  const int64_t col0 = p0 * kPanel, col1 = std::min(p1 * kPanel, n);
+  if (col0 >= col1) return;
+  if (!accumulate) {
+    for (int64_t i = 0; i < m; ++i) std::memset(y + i * n + col0, 0, sizeof(float) * (col1 - col0));
+  }
+  const int64_t n_panels = w.panels();
+  const int last_valid = static_cast<int>(n - (n_panels - 1) * kPanel);
+  const int64_t stride = w.panel_stride();
+  const bool int8 = w.format == Format::kInt8;
+
+  auto tile = [&](int64_t i0, int mr, int64_t g, int nr, int64_t b0, int64_t b1) {
+    const MicroKernel fn = int8 ? ks.int8[mr][nr] : ks.q4[mr][nr];
+    MicroArgs a;
+    a.xq = x.xq.data() + i0 * x.kp;
+    a.dx = x.dx.data() + i0 * nb;
+    a.xs = x.xs.data() + i0 * nb;
+    a.kp = x.kp;
+    a.nb = nb;
+    a.w = w.data.data() + g * stride;
+    a.panel_stride = stride;
+    a.b0 = b0;
+    a.b1 = b1;
+    a.y = y + i0 * n + g * kPanel;
+    a.ldy = n;
+    a.valid_last = (g + nr == n_panels) ? last_valid : static_cast<int>(kPanel);
+    fn(a);
+  };
+  const int64_t n_row_tiles = (m + ks.mr_max - 1) / ks.mr_max;
+  auto row_tile = [&](int64_t t, int64_t& i0, int& mr) {
+    i0 = m * t / n_row_tiles;
+    mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
+  };
+  if (n_row_tiles == 1) {
+    // Decode: each panel group streams through the whole of k once.
+    const int mr = static_cast<int>(m);
+    const int nr_max = ks.nr_max[mr];
+    for (int64_t g = p0; g < p1; g += nr_max) tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, nb);
+    return;
+  }
+  // Batches: a block of panels x one chunk of 8 blocks (<= ~128 KiB of weights) stays in L2 while
+  // all row tiles pass over it.
+  const int64_t chunk_bytes = kChunkBlocks * w.block_bytes();
+  const int64_t block_panels = std::max<int64_t>(1, (128 * 1024) / chunk_bytes);
+  for (int64_t pb = p0; pb < p1; pb += block_panels) {
+    const int64_t pe = std::min(pb + block_panels, p1);
+    for (int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
+      const int64_t c1 = std::min(c0 + kChunkBlocks, nb);
+      for (int64_t t = 0; t < n_row_tiles; ++t) {
+        int64_t i0;
+        int mr;
+        row_tile(t, i0, mr);
+        const int nr_max = ks.nr_max[mr];
+        for (int64_t g = pb; g < pe; g += nr_max) tile(i0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, pe - g)), c0, c1);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+const MicroKernelSet& scalar_kernels() {
+  static const MicroKernelSet set = make_scalar_set();
+  return set;
+}
+
+Isa kernel_isa(Isa isa) {
+  if (isa == Isa::kAvx512 && !has_avx512_vnni()) return Isa::kAvx2;
+  return isa;
+}
+
+PackedWeights pack_f32(const float* w, int64_t n, int64_t k, Format format) {
+  return pack(n, k, format, [&](int64_t r, float* out) { std::memcpy(out, w + r * k, sizeof(float) * k); });
+}
+
+PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, Format format) {
+  return pack(n, k, format, [&](int64_t r, float* out) {
+    for (int64_t kk = 0; kk < k; ++kk) out[kk] = bf16_to_f32(w[r * k + kk]);
+  });
+}
+
+void dequantize_row(const PackedWeights& w, int64_t r, float* out) {
+  if (r < 0 || r >= w.n) fail("weight row {} outside [0, {})", r, w.n);
+  const uint8_t* panel = w.data.data() + (r / kPanel) * w.panel_stride();
+  const int64_t c = r % kPanel, nb = w.blocks();
+  if (w.format == Format::kInt8) {
+    float d;
+    std::memcpy(&d, panel + int8_scale_offset() + c * 4, 4);
+    for (int64_t kk = 0; kk < w.k; ++kk) {
+      const int q = static_cast<int>(panel[int8_block_offset(kk / kBlock) + int8_byte(c, kk % kBlock)]) - 128;
+      out[kk] = static_cast<float>(q) * d;
+    }
+  } else {
+    for (int64_t kk = 0; kk < w.k; ++kk) {
+      const int64_t b = kk / kBlock;
+      uint16_t d16;
+      std::memcpy(&d16, panel + q4_scale_offset(nb, b) + c * 2, 2);
+      const uint8_t byte = panel[q4_block_offset(b) + q4_byte(c, kk % kBlock)];
+      const int q = (q4_nibble(kk % kBlock) == 0 ? (byte & 0x0F) : (byte >> 4)) - 8;
+      out[kk] = static_cast<float>(q) * f16_to_f32(d16);
+    }
+  }
+}
+
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRows& out) {
+  const int64_t nb = kp / kBlock;
+  out.m = m;
+  out.kp = kp;
+  if (out.xq.size() < static_cast<size_t>(m * kp)) out.xq.resize(static_cast<size_t>(m * kp));
+  if (out.dx.size() < static_cast<size_t>(m * nb)) out.dx.resize(static_cast<size_t>(m * nb));
+  if (out.xs.size() < static_cast<size_t>(m * nb)) out.xs.resize(static_cast<size_t>(m * nb));
+  std::atomic<int64_t> bad_row{-1};
+#pragma omp parallel for schedule(static) if (m * k > 65536)
+  for (int64_t i = 0; i < m; ++i) {
+    const float* row = x + i * k;
+    for (int64_t b = 0; b < nb; ++b) {
+      const int64_t k0 = b * kBlock, k1 = std::min(k0 + kBlock, k);
+      float amax = 0.0f;
+      for (int64_t kk = k0; kk < k1; ++kk) amax = std::max(amax, std::fabs(row[kk]));
+      if (!std::isfinite(amax)) {
+        bad_row.store(i);
+        amax = 0.0f;
+      }
+      const float d = amax / 127.0f;
+      const float id = d > 0.0f ? 1.0f / d : 0.0f;
+      int8_t* q = out.xq.data() + i * kp + k0;
+      int32_t sum = 0;
+      for (int64_t j = 0; j < kBlock; ++j) {
+        const int v = k0 + j < k1 ? static_cast<int>(std::nearbyint(row[k0 + j] * id)) : 0;
+        q[j] = static_cast<int8_t>(std::clamp(v, -127, 127));
+        sum += q[j];
+      }
+      out.dx[i * nb + b] = d;
+      out.xs[i * nb + b] = sum;
+    }
+  }
+  if (bad_row.load() >= 0) fail("activation row {} has a value that is not finite", bad_row.load());
+}
+
+void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa) {
+  if (m <= 0 || w.n == 0) return;
+  thread_local QuantizedRows rows;
+  quantize_rows(x, m, w.k, w.kp(), rows);
+  const Isa level = kernel_isa(isa);
+  const MicroKernelSet& ks = level == Isa::kAvx512 ? avx512_kernels() : level == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
+  const int64_t n_panels = w.panels();
+  const double work = static_cast<double>(m) * static_cast<double>(w.n) * static_cast<double>(std::max<int64_t>(w.k, 1));
+  int threads = omp_get_max_threads();
+  if (work < 65536.0) threads = 1;
+  threads = static_cast<int>(std::min<int64_t>(threads, n_panels));
+  if (threads <= 1) {
+    run_panels(ks, w, rows, y, accumulate, 0, n_panels);
+    return;
+  }
+  const QuantizedRows& shared = rows;
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    run_panels(ks, w, shared, y, accumulate, n_panels * t / nt, n_panels * (t + 1) / nt);
+  }
+}
+
+}  // namespace shardlm::qgemm

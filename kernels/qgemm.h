@@ -1,0 +1,119 @@
+// Internal: the own GEMM/GEMV for quantised weights (the int8 and q4 formats of Linear), with the
+// activations quantised on the fly to int8 and integer dot products (AVX-512 VNNI vpdpbusd, AVX2
+// vpmaddubsw, scalar reference).
+//
+// Weight formats (W [n, k], k zero-padded to kp = a multiple of 32; blocks of 32 along k):
+//  - int8: one f32 scale per output row (d = max|w| / 127), q = round(w / d) in [-127, 127].
+//  - q4:   one f16 scale per row and block of 32 (d = w_m / -8 where w_m is the block's value of
+//          largest magnitude), q = round(w / d) in [-8, 7].
+// Activations: each row of x in blocks of 32, one f32 scale per block (dx = max|x| / 127),
+// xq = round(x / dx) in [-127, 127] (round half to even), and xs = the sum of the block's xq.
+//
+// Packed layout: panels of 16 output rows (as in gemm_own.h), each panel_stride() bytes apart.
+// In a panel, a block of 32 k is 8 groups of 4 k; a group is 64 bytes [16 columns][4 k].
+//  - int8 panel: [16 f32 row scales][nb blocks x 512 bytes], bytes stored as q + 128.
+//  - q4 panel:   [nb blocks x 256 bytes][nb blocks x 16 f16 scales]; byte (c * 4 + j) of 64-byte
+//                pair h of a block holds q + 8 of k = 8h + j in its low nibble and of k = 8h + 4 + j
+//                in its high nibble (column c).
+//
+// Arithmetic (exact integers, then the same f32 operations on every ISA, so results are bit-exact
+// across ISAs, batch sizes, row positions and thread counts): for output y[i, c]
+//     t = accumulate ? y[i, c] : 0
+//     for each chunk of 8 blocks (256 k), in order:
+//         f = 0
+//         for each block b of the chunk, in order:
+//             s = sum over the block of xq[i, kk] * q[c, kk]          (int32, exact)
+//             int8: f = fma(float(s), dx[i, b], f)
+//             q4:   f = fma(float(s) * d[c, b], dx[i, b], f)
+//         int8: t = fma(f, d[c], t)      q4: t = t + f
+//     y[i, c] = t
+#pragma once
+
+#include <cstdint>
+
+#include "common/aligned_buffer.h"
+#include "kernels/cpu_features.h"
+
+namespace shardlm::qgemm {
+
+enum class Format { kInt8, kQ4 };
+
+inline constexpr int64_t kPanel = 16;
+inline constexpr int64_t kBlock = 32;
+inline constexpr int64_t kChunkBlocks = 8;  // 256 k per chunk
+inline constexpr int kMaxMr = 8;
+inline constexpr int kMaxNr = 8;
+
+struct PackedWeights {
+  Format format = Format::kInt8;
+  int64_t n = 0;
+  int64_t k = 0;
+  AlignedBuffer<uint8_t> data;
+
+  int64_t kp() const { return (k + kBlock - 1) / kBlock * kBlock; }
+  int64_t blocks() const { return kp() / kBlock; }
+  int64_t panels() const { return (n + kPanel - 1) / kPanel; }
+  int64_t block_bytes() const { return format == Format::kInt8 ? 512 : 256; }
+  // Bytes between consecutive panels: the panel plus 64 bytes, so that the panels of a tile do not
+  // all map to the same L1 sets.
+  int64_t panel_stride() const {
+    const int64_t body = blocks() * block_bytes() + (format == Format::kInt8 ? 64 : blocks() * 32);
+    return (body + 63) / 64 * 64 + 64;
+  }
+  size_t bytes() const { return data.size(); }
+};
+
+// Quantises W (row-major [n, k]) into the format. Rows of all zeros get scale 0.
+PackedWeights pack_f32(const float* w, int64_t n, int64_t k, Format format);
+PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, Format format);
+
+// Row r of the dequantised weight matrix (k values), e.g. an embedding row of a tied LM head.
+void dequantize_row(const PackedWeights& w, int64_t r, float* out);
+
+// Quantised activations of m rows (see above). xq rows are kp bytes apart, dx / xs rows nb apart.
+struct QuantizedRows {
+  int64_t m = 0;
+  int64_t kp = 0;
+  AlignedBuffer<int8_t> xq;
+  AlignedBuffer<float> dx;
+  AlignedBuffer<int32_t> xs;
+};
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRows& out);
+
+// A micro-kernel updates an mr x (nr panels) tile of y over the blocks [b0, b1) (b0 a multiple of
+// kChunkBlocks): row r of the tile uses xq + r * kp, dx + r * nb, xs + r * nb; w points at the
+// tile's first panel (panels panel_stride bytes apart), y at the tile's (row 0, column 0) (row
+// stride ldy). Only the first valid_last columns of the last panel are written.
+struct MicroArgs {
+  const int8_t* xq;
+  const float* dx;
+  const int32_t* xs;
+  int64_t kp;
+  int64_t nb;
+  const uint8_t* w;
+  int64_t panel_stride;
+  int64_t b0, b1;
+  float* y;
+  int64_t ldy;
+  int valid_last;
+};
+using MicroKernel = void (*)(const MicroArgs& a);
+
+struct MicroKernelSet {
+  int mr_max = 1;
+  int nr_max[kMaxMr + 1] = {};
+  MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
+  MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};
+};
+
+const MicroKernelSet& scalar_kernels();
+const MicroKernelSet& avx2_kernels();
+const MicroKernelSet& avx512_kernels();  // needs AVX-512 VNNI
+
+// The level the quantised kernels use at `isa`: AVX-512 only with VNNI, else AVX2.
+Isa kernel_isa(Isa isa);
+
+// y[m, n] (+)= x[m, k] · Wᵀ, multi-threaded over panels (OpenMP, static).
+void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa);
+
+}  // namespace shardlm::qgemm

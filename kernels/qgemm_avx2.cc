@@ -1,0 +1,160 @@
+// AVX2 micro-kernels of the quantised GEMM (also used on AVX-512 CPUs without VNNI): per (row,
+// panel) two ymm of int32 block sums built with vpmaddubsw + vpmaddwd, and two ymm of f32 chunk
+// sums. int8 weights: products |w| * (x with w's sign), which cannot saturate (|w|, |x| <= 127),
+// give the block sum directly; q4 weights (stored q + 8 <= 15) times x cannot saturate either and
+// are corrected by 8 times the block's activation sum. Arithmetic as in qgemm.h.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "kernels/qgemm.h"
+
+#define SHARDLM_AVX2_F16C __attribute__((target("avx2,fma,f16c")))
+
+namespace shardlm::qgemm {
+namespace {
+
+SHARDLM_AVX2_F16C inline __m256i broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Lanes [0, count) set (count 0..8).
+SHARDLM_AVX2_F16C inline __m256i lane_mask(int count) {
+  const __m256i index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), index);
+}
+
+template <int MR, int NR, Format kFormat>
+SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
+  constexpr bool kInt8 = kFormat == Format::kInt8;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  const __m256i sign_bit = _mm256_set1_epi8(static_cast<char>(0x80));
+  const int64_t nb = a.nb;
+  for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
+    const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
+    __m256 f[MR][NR][2];
+    for (int r = 0; r < MR; ++r) {
+      for (int j = 0; j < NR; ++j) f[r][j][0] = f[r][j][1] = _mm256_setzero_ps();
+    }
+    for (int64_t b = c0; b < c1; ++b) {
+      __m256i s[MR][NR][2];
+      for (int r = 0; r < MR; ++r) {
+        for (int j = 0; j < NR; ++j) s[r][j][0] = s[r][j][1] = _mm256_setzero_si256();
+      }
+      if constexpr (kInt8) {
+        const uint8_t* wb = a.w + 64 + b * 512;
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) {
+#pragma GCC unroll 4
+          for (int j = 0; j < NR; ++j) {
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; ++half) {
+              const __m256i w = _mm256_xor_si256(
+                  _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + j * a.panel_stride + g * 64 + half * 32)), sign_bit);
+              const __m256i aw = _mm256_abs_epi8(w);
+#pragma GCC unroll 4
+              for (int r = 0; r < MR; ++r) {
+                const __m256i xs = _mm256_sign_epi8(broadcast4(a.xq + r * a.kp + b * kBlock + g * 4), w);
+                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones);
+                s[r][j][half] = _mm256_add_epi32(s[r][j][half], p);
+              }
+            }
+          }
+        }
+      } else {
+        const uint8_t* wb = a.w + b * 256;
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; ++h) {
+#pragma GCC unroll 4
+          for (int j = 0; j < NR; ++j) {
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; ++half) {
+              const __m256i raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + j * a.panel_stride + h * 64 + half * 32));
+              const __m256i lo = _mm256_and_si256(raw, low4);
+              const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+#pragma GCC unroll 4
+              for (int r = 0; r < MR; ++r) {
+                const __m256i xlo = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8);
+                const __m256i xhi = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8 + 4);
+                const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xlo), ones),
+                                                   _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xhi), ones));
+                s[r][j][half] = _mm256_add_epi32(s[r][j][half], p);
+              }
+            }
+          }
+        }
+      }
+      for (int r = 0; r < MR; ++r) {
+        const __m256i corr = _mm256_set1_epi32(kInt8 ? 0 : 8 * a.xs[r * nb + b]);
+        const __m256 dx = _mm256_set1_ps(a.dx[r * nb + b]);
+        for (int j = 0; j < NR; ++j) {
+          for (int half = 0; half < 2; ++half) {
+            const __m256 sf = _mm256_cvtepi32_ps(_mm256_sub_epi32(s[r][j][half], corr));
+            if constexpr (kInt8) {
+              f[r][j][half] = _mm256_fmadd_ps(sf, dx, f[r][j][half]);
+            } else {
+              const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(
+                  reinterpret_cast<const __m128i*>(a.w + j * a.panel_stride + nb * 256 + b * 32 + half * 16)));
+              f[r][j][half] = _mm256_fmadd_ps(_mm256_mul_ps(sf, d), dx, f[r][j][half]);
+            }
+          }
+        }
+      }
+    }
+    for (int r = 0; r < MR; ++r) {
+      float* yr = a.y + r * a.ldy;
+      for (int j = 0; j < NR; ++j) {
+        const int valid = j == NR - 1 ? a.valid_last : static_cast<int>(kPanel);
+        for (int half = 0; half < 2; ++half) {
+          const __m256i mask = lane_mask(std::clamp(valid - half * 8, 0, 8));
+          float* yp = yr + j * kPanel + half * 8;
+          const __m256 t = _mm256_maskload_ps(yp, mask);
+          __m256 out;
+          if constexpr (kInt8) {
+            const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(a.w + j * a.panel_stride) + half * 8);
+            out = _mm256_fmadd_ps(f[r][j][half], d, t);
+          } else {
+            out = _mm256_add_ps(t, f[r][j][half]);
+          }
+          _mm256_maskstore_ps(yp, mask, out);
+        }
+      }
+    }
+  }
+}
+
+constexpr int kMrMax = 2;
+constexpr int kNrMax[kMrMax + 1] = {0, 2, 1};
+
+template <int MR, int... NRs>
+void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
+  ((set.int8[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kInt8>), ...);
+  ((set.q4[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kQ4>), ...);
+}
+
+template <int... MRs>
+void fill(MicroKernelSet& set, std::integer_sequence<int, MRs...>) {
+  (fill_row<MRs + 1>(set, std::make_integer_sequence<int, kNrMax[MRs + 1]>{}), ...);
+}
+
+MicroKernelSet make_set() {
+  MicroKernelSet set;
+  set.mr_max = kMrMax;
+  for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
+  fill(set, std::make_integer_sequence<int, kMrMax>{});
+  return set;
+}
+
+}  // namespace
+
+const MicroKernelSet& avx2_kernels() {
+  static const MicroKernelSet set = make_set();
+  return set;
+}
+
+}  // namespace shardlm::qgemm

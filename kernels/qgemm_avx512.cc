@@ -1,0 +1,156 @@
+// AVX-512 VNNI micro-kernels of the quantised GEMM: per (row, panel) one zmm of 16 int32 block sums
+// built with vpdpbusd (stored weight bytes, unsigned, times the broadcast activation bytes, signed)
+// and one zmm of f32 chunk sums. The stored weights are offset (q + 128 / q + 8), so the block sum
+// is corrected by 128 / 8 times the block's activation sum. Arithmetic as in qgemm.h.
+// GCC 12 reports _mm512_undefined_*() inside its own AVX-512 intrinsics as uninitialised reads.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "kernels/qgemm.h"
+
+#define SHARDLM_AVX512_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
+
+namespace shardlm::qgemm {
+namespace {
+
+SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <int MR, int NR, Format kFormat>
+SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
+  constexpr bool kInt8 = kFormat == Format::kInt8;
+  const __mmask16 last_mask = static_cast<__mmask16>((1u << a.valid_last) - 1u);
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const int64_t nb = a.nb;
+  for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
+    const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
+    __m512 f[MR][NR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) f[r][j] = _mm512_setzero_ps();
+    }
+    for (int64_t b = c0; b < c1; ++b) {
+      __m512i s[MR][NR];
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) s[r][j] = _mm512_setzero_si512();
+      }
+      if constexpr (kInt8) {
+        const uint8_t* wb = a.w + 64 + b * 512;
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; ++g) {
+          __m512i wv[NR];
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; ++j) wv[j] = _mm512_load_si512(wb + j * a.panel_stride + g * 64);
+#pragma GCC unroll 8
+          for (int r = 0; r < MR; ++r) {
+            const __m512i xb = broadcast4(a.xq + r * a.kp + b * kBlock + g * 4);
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; ++j) s[r][j] = _mm512_dpbusd_epi32(s[r][j], wv[j], xb);
+          }
+        }
+      } else {
+        const uint8_t* wb = a.w + b * 256;
+#pragma GCC unroll 4
+        for (int h = 0; h < 4; ++h) {
+          __m512i lo[NR], hi[NR];
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; ++j) {
+            const __m512i raw = _mm512_load_si512(wb + j * a.panel_stride + h * 64);
+            lo[j] = _mm512_and_si512(raw, low4);
+            hi[j] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
+          }
+#pragma GCC unroll 8
+          for (int r = 0; r < MR; ++r) {
+            const __m512i xlo = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8);
+            const __m512i xhi = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8 + 4);
+#pragma GCC unroll 8
+            for (int j = 0; j < NR; ++j) {
+              s[r][j] = _mm512_dpbusd_epi32(s[r][j], lo[j], xlo);
+              s[r][j] = _mm512_dpbusd_epi32(s[r][j], hi[j], xhi);
+            }
+          }
+        }
+      }
+      __m512 d[NR];
+      if constexpr (!kInt8) {
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) {
+          d[j] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + j * a.panel_stride + nb * 256 + b * 32)));
+        }
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const int32_t offset = (kInt8 ? 128 : 8) * a.xs[r * nb + b];
+        const __m512i corr = _mm512_set1_epi32(offset);
+        const __m512 dx = _mm512_set1_ps(a.dx[r * nb + b]);
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) {
+          const __m512 sf = _mm512_cvtepi32_ps(_mm512_sub_epi32(s[r][j], corr));
+          if constexpr (kInt8) {
+            f[r][j] = _mm512_fmadd_ps(sf, dx, f[r][j]);
+          } else {
+            f[r][j] = _mm512_fmadd_ps(_mm512_mul_ps(sf, d[j]), dx, f[r][j]);
+          }
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      float* yr = a.y + r * a.ldy;
+#pragma GCC unroll 8
+      for (int j = 0; j < NR; ++j) {
+        const __mmask16 mask = j == NR - 1 ? last_mask : static_cast<__mmask16>(0xFFFF);
+        const __m512 t = _mm512_maskz_loadu_ps(mask, yr + j * kPanel);
+        __m512 out;
+        if constexpr (kInt8) {
+          out = _mm512_fmadd_ps(f[r][j], _mm512_load_ps(reinterpret_cast<const float*>(a.w + j * a.panel_stride)), t);
+        } else {
+          out = _mm512_add_ps(t, f[r][j]);
+        }
+        _mm512_mask_storeu_ps(yr + j * kPanel, mask, out);
+      }
+    }
+  }
+}
+
+constexpr int kMrMax = 4;
+constexpr int kNrMax[kMrMax + 1] = {0, 8, 4, 3, 3};
+
+template <int MR, int... NRs>
+void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
+  ((set.int8[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kInt8>), ...);
+  ((set.q4[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kQ4>), ...);
+}
+
+template <int... MRs>
+void fill(MicroKernelSet& set, std::integer_sequence<int, MRs...>) {
+  (fill_row<MRs + 1>(set, std::make_integer_sequence<int, kNrMax[MRs + 1]>{}), ...);
+}
+
+MicroKernelSet make_set() {
+  MicroKernelSet set;
+  set.mr_max = kMrMax;
+  for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
+  fill(set, std::make_integer_sequence<int, kMrMax>{});
+  return set;
+}
+
+}  // namespace
+
+const MicroKernelSet& avx512_kernels() {
+  static const MicroKernelSet set = make_set();
+  return set;
+}
+
+}  // namespace shardlm::qgemm

@@ -1,0 +1,295 @@
+// Quantised weights (int8, q4) through Linear: the kernel result equals the exact integer
+// arithmetic of qgemm.h computed here independently from the dequantised rows; bit-exact across ISA
+// paths, batch sizes, row positions, thread counts and accumulate mode; quantisation error bounds;
+// tied-row reads; non-finite input refused.
+#include "kernels/qgemm.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "common/error.h"
+#include "common/half.h"
+#include "kernels/linear.h"
+#include "tests/unit/kernels/test_util.h"
+
+namespace shardlm {
+namespace {
+
+using testing::random_vector;
+using testing::runnable_isas;
+using testing::ScopedIsa;
+using testing::ScopedThreads;
+
+const WeightFormat kFormats[] = {WeightFormat::kInt8, WeightFormat::kQ4};
+
+// The activation quantisation of qgemm.h, written out independently.
+struct RowQuant {
+  std::vector<int> q;      // kp values
+  std::vector<float> d;    // per block
+};
+RowQuant quantize_row(const float* x, int64_t k) {
+  const int64_t kp = (k + 31) / 32 * 32;
+  RowQuant r;
+  r.q.assign(static_cast<size_t>(kp), 0);
+  for (int64_t b = 0; b < kp / 32; ++b) {
+    float amax = 0.0f;
+    for (int64_t j = b * 32; j < std::min(k, b * 32 + 32); ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d > 0.0f ? 1.0f / d : 0.0f;
+    for (int64_t j = b * 32; j < std::min(k, b * 32 + 32); ++j) r.q[j] = static_cast<int>(std::nearbyint(x[j] * id));
+    r.d.push_back(d);
+  }
+  return r;
+}
+
+// The weight quantisation of qgemm.h for row w (k values), written out independently: codes (kp)
+// and the scale of each block (int8: the row's scale in every block).
+struct WeightQuant {
+  std::vector<int> code;
+  std::vector<float> d;
+};
+WeightQuant quantize_weights(const float* w, int64_t k, WeightFormat format) {
+  const int64_t kp = (k + 31) / 32 * 32, nb = kp / 32;
+  WeightQuant r;
+  r.code.assign(static_cast<size_t>(kp), 0);
+  float row_max = 0.0f;
+  for (int64_t j = 0; j < k; ++j) row_max = std::max(row_max, std::fabs(w[j]));
+  for (int64_t b = 0; b < nb; ++b) {
+    float d;
+    int lo, hi;
+    if (format == WeightFormat::kInt8) {
+      d = row_max / 127.0f;
+      lo = -127;
+      hi = 127;
+    } else {
+      float wm = 0.0f;
+      for (int64_t j = b * 32; j < std::min(k, b * 32 + 32); ++j) {
+        if (std::fabs(w[j]) > std::fabs(wm)) wm = w[j];
+      }
+      d = f16_to_f32(f32_to_f16(wm / -8.0f));
+      lo = -8;
+      hi = 7;
+    }
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int64_t j = b * 32; j < std::min(k, b * 32 + 32); ++j) {
+      r.code[j] = std::clamp(static_cast<int>(std::nearbyint(w[j] * id)), lo, hi);
+    }
+    r.d.push_back(d);
+  }
+  return r;
+}
+
+// y[c] by the arithmetic of qgemm.h.
+float expected_output(const float* wrow, int64_t k, WeightFormat format, const float* x, float start) {
+  const RowQuant xq = quantize_row(x, k);
+  const WeightQuant wq = quantize_weights(wrow, k, format);
+  const int64_t nb = static_cast<int64_t>(xq.d.size());
+  float t = start;
+  for (int64_t c0 = 0; c0 < nb; c0 += 8) {
+    float f = 0.0f;
+    for (int64_t b = c0; b < std::min(nb, c0 + 8); ++b) {
+      int32_t s = 0;
+      for (int64_t j = b * 32; j < b * 32 + 32; ++j) s += xq.q[j] * wq.code[j];
+      if (format == WeightFormat::kInt8) {
+        f = std::fma(static_cast<float>(s), xq.d[b], f);
+      } else {
+        f = std::fma(static_cast<float>(s) * wq.d[b], xq.d[b], f);
+      }
+    }
+    t = format == WeightFormat::kInt8 ? std::fma(f, wq.d[0], t) : t + f;
+  }
+  return t;
+}
+
+TEST(QuantizedLinear, MatchesTheIntegerArithmeticOnOddShapes) {
+  for (WeightFormat format : kFormats) {
+    for (int64_t n : {1, 15, 17, 40}) {
+      for (int64_t k : {1, 31, 32, 70, 300}) {
+        const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 11 + n + k);
+        const std::vector<float> x = random_vector(static_cast<size_t>(3 * k), 5 + k);
+        const Linear lin = Linear::from_f32(w.data(), n, k, format);
+        std::vector<float> y(static_cast<size_t>(3 * n));
+        lin.forward(x.data(), 3, y.data());
+        for (int64_t i = 0; i < 3; ++i) {
+          for (int64_t c = 0; c < n; ++c) {
+            const float want = expected_output(w.data() + c * k, k, format, x.data() + i * k, 0.0f);
+            ASSERT_EQ(y[i * n + c], want)
+                << weight_format_name(format) << " n=" << n << " k=" << k << " row " << i << " col " << c;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
+  const int64_t n = 100, k = 600;
+  const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 3);
+  for (WeightFormat format : kFormats) {
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    const std::vector<float> x = random_vector(static_cast<size_t>(17 * k), 9);
+    // Reference: one row at a time, scalar path, one thread.
+    std::vector<float> ref(static_cast<size_t>(17 * n));
+    {
+      ScopedIsa isa(Isa::kScalar);
+      ScopedThreads threads(1);
+      for (int64_t i = 0; i < 17; ++i) lin.forward(x.data() + i * k, 1, ref.data() + i * n);
+    }
+    for (Isa isa : runnable_isas()) {
+      ScopedIsa scoped(isa);
+      for (int nt : {1, 2, 3}) {
+        ScopedThreads threads(nt);
+        for (int64_t m : {1, 2, 3, 5, 8, 17}) {
+          std::vector<float> y(static_cast<size_t>(m * n));
+          lin.forward(x.data() + (17 - m) * k, m, y.data());
+          ASSERT_EQ(0, std::memcmp(y.data(), ref.data() + (17 - m) * n, sizeof(float) * m * n))
+              << weight_format_name(format) << " isa=" << isa_name(isa) << " threads=" << nt << " m=" << m;
+        }
+      }
+    }
+  }
+}
+
+TEST(QuantizedLinear, AccumulateAddsInTheDefinedOrder) {
+  const int64_t n = 33, k = 520;
+  const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 21);
+  const std::vector<float> x = random_vector(static_cast<size_t>(2 * k), 22);
+  const std::vector<float> start = random_vector(static_cast<size_t>(2 * n), 23);
+  for (WeightFormat format : kFormats) {
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    std::vector<float> ref = start;
+    {
+      ScopedIsa isa(Isa::kScalar);
+      lin.forward(x.data(), 2, ref.data(), true);
+    }
+    for (int64_t c = 0; c < n; ++c) {
+      const float want = expected_output(w.data() + c * k, k, format, x.data() + k, start[n + c]);
+      ASSERT_EQ(ref[n + c], want);
+    }
+    for (Isa isa : runnable_isas()) {
+      ScopedIsa scoped(isa);
+      std::vector<float> y = start;
+      lin.forward(x.data(), 2, y.data(), true);
+      ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), sizeof(float) * y.size())) << isa_name(isa);
+    }
+  }
+}
+
+TEST(QuantizedLinear, QuantisationErrorIsBounded) {
+  const int64_t n = 64, k = 512;
+  const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 31);
+  const std::vector<float> x = random_vector(static_cast<size_t>(k), 32);
+  const Linear exact = Linear::from_f32(w.data(), n, k, WeightFormat::kF32);
+  std::vector<float> y_exact(static_cast<size_t>(n));
+  exact.forward(x.data(), 1, y_exact.data());
+  double norm = 0.0;
+  for (float v : y_exact) norm += static_cast<double>(v) * v;
+  for (WeightFormat format : kFormats) {
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    // Every weight close to its quantised value, and read_row gives code * scale.
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t r = 0; r < n; ++r) {
+      lin.read_row(r, row.data());
+      const WeightQuant wq = quantize_weights(w.data() + r * k, k, format);
+      for (int64_t j = 0; j < k; ++j) ASSERT_EQ(row[j], static_cast<float>(wq.code[j]) * wq.d[j / 32]);
+      for (int64_t b = 0; b < k / 32; ++b) {
+        float amax = 0.0f;
+        for (int64_t j = b * 32; j < b * 32 + 32; ++j) amax = std::max(amax, std::fabs(w[r * k + j]));
+        float row_max = 0.0f;
+        for (int64_t j = 0; j < k; ++j) row_max = std::max(row_max, std::fabs(w[r * k + j]));
+        // int8: half a step; q4: half a step, a whole one for a value of the opposite sign to the
+        // block's largest that is clipped from +8 to +7 steps.
+        const float bound = format == WeightFormat::kInt8 ? 0.5f * row_max / 127.0f : amax / 8.0f;
+        for (int64_t j = b * 32; j < b * 32 + 32; ++j) {
+          ASSERT_LE(std::fabs(row[j] - w[r * k + j]), bound * 1.01f + 1e-7f);
+        }
+      }
+    }
+    std::vector<float> y(static_cast<size_t>(n));
+    lin.forward(x.data(), 1, y.data());
+    double err = 0.0;
+    for (int64_t c = 0; c < n; ++c) err += (static_cast<double>(y[c]) - y_exact[c]) * (y[c] - y_exact[c]);
+    const double rel = std::sqrt(err / norm);
+    EXPECT_LT(rel, format == WeightFormat::kInt8 ? 0.02 : 0.15) << weight_format_name(format);
+    EXPECT_GT(rel, 0.0) << weight_format_name(format);
+  }
+}
+
+TEST(QuantizedLinear, Bf16SourceEqualsItsF32Widening) {
+  const int64_t n = 20, k = 96;
+  const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 41);
+  std::vector<uint16_t> w16(w.size());
+  std::vector<float> widened(w.size());
+  for (size_t i = 0; i < w.size(); ++i) {
+    w16[i] = f32_to_bf16(w[i]);
+    widened[i] = bf16_to_f32(w16[i]);
+  }
+  for (WeightFormat format : kFormats) {
+    const Linear a = Linear::from_bf16(w16.data(), n, k, format);
+    const Linear b = Linear::from_f32(widened.data(), n, k, format);
+    EXPECT_EQ(a.weight_bytes(), b.weight_bytes());
+    EXPECT_EQ(a.format(), format);
+    const std::vector<float> x = random_vector(static_cast<size_t>(k), 42);
+    std::vector<float> ya(static_cast<size_t>(n)), yb(static_cast<size_t>(n));
+    a.forward(x.data(), 1, ya.data());
+    b.forward(x.data(), 1, yb.data());
+    EXPECT_EQ(0, std::memcmp(ya.data(), yb.data(), sizeof(float) * n));
+  }
+}
+
+TEST(QuantizedLinear, StorageIsSmallerThanBf16) {
+  const int64_t n = 256, k = 1024;
+  const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 51);
+  const size_t bf16 = Linear::from_f32(w.data(), n, k, WeightFormat::kBF16).weight_bytes();
+  const size_t int8 = Linear::from_f32(w.data(), n, k, WeightFormat::kInt8).weight_bytes();
+  const size_t q4 = Linear::from_f32(w.data(), n, k, WeightFormat::kQ4).weight_bytes();
+  EXPECT_LT(static_cast<double>(int8) / (n * k), 1.02);
+  EXPECT_LT(static_cast<double>(q4) / (n * k), 0.57);
+  EXPECT_LT(int8 * 1.9, bf16);
+}
+
+TEST(QuantizedLinear, ZeroRowsAndZeroInputsGiveZero) {
+  const int64_t n = 17, k = 64;
+  std::vector<float> w(static_cast<size_t>(n * k), 0.0f);
+  for (int64_t j = 0; j < k; ++j) w[5 * k + j] = 1.0f;  // one non-zero row
+  std::vector<float> x(static_cast<size_t>(k), 0.0f);
+  for (WeightFormat format : kFormats) {
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    std::vector<float> y(static_cast<size_t>(n), 1.0f);
+    lin.forward(x.data(), 1, y.data());
+    for (float v : y) EXPECT_EQ(v, 0.0f);
+    std::vector<float> ones(static_cast<size_t>(k), 1.0f);
+    lin.forward(ones.data(), 1, y.data());
+    EXPECT_FLOAT_EQ(y[5], static_cast<float>(k));
+    EXPECT_EQ(y[4], 0.0f);
+  }
+}
+
+TEST(QuantizedLinear, NonFiniteValuesAreRefused) {
+  const int64_t n = 4, k = 40;
+  std::vector<float> w(static_cast<size_t>(n * k), 0.5f);
+  std::vector<float> bad = w;
+  bad[2 * k + 7] = std::nanf("");
+  for (WeightFormat format : kFormats) {
+    EXPECT_THROW(Linear::from_f32(bad.data(), n, k, format), Error);
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    std::vector<float> x(static_cast<size_t>(k), 1.0f);
+    x[3] = INFINITY;
+    std::vector<float> y(static_cast<size_t>(n));
+    EXPECT_THROW(lin.forward(x.data(), 1, y.data()), Error);
+  }
+}
+
+TEST(QuantizedLinear, FormatNames) {
+  EXPECT_EQ(parse_weight_format("q4"), WeightFormat::kQ4);
+  EXPECT_EQ(parse_weight_format("int8"), WeightFormat::kInt8);
+  EXPECT_STREQ(weight_format_name(WeightFormat::kQ4), "q4");
+  EXPECT_THROW(parse_weight_format("q3"), Error);
+}
+
+}  // namespace
+}  // namespace shardlm
