@@ -1,15 +1,19 @@
 // End-to-end step benchmark of the distributed engine: prefill one prompt, then decode tokens one
 // step at a time, and print the per-token time split into compute and communication per worker.
 // Run alone (one process) or under mpirun -np K+1 (coordinator + K workers).
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <numeric>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
 #include "common/error.h"
 #include "common/text_format.h"
+#include "bench/read_bandwidth.h"
 #include "engine/engine.h"
 
 using namespace shardlm;
@@ -18,13 +22,17 @@ int main(int argc, char** argv) {
   CLI::App app("shardlm step benchmark: per-token compute vs communication");
   EngineOptions o;
   int prompt = 128, decode = 32;
-  app.add_option("--model", o.model_dir, "Checkpoint folder")->required();
+  auto* model = app.add_option("--model", o.model_dir, "Checkpoint folder");
+  auto* synthetic = app.add_option("--synthetic-weights", o.synthetic, "Instead of --model: random weights of this variant (31b, 26b-a4b, ...)");
+  model->excludes(synthetic);
+  app.add_option("--layers", o.synthetic_layers, "Layers of the synthetic model (default: all)")->needs(synthetic);
   app.add_option("--weights", o.weights, "auto | f32 | bf16 | int8 | q4");
   app.add_option("--threads", o.threads, "Compute threads per rank (0 = all cores)");
   app.add_option("--prompt", prompt, "Prompt tokens");
   app.add_option("--decode", decode, "Decoded tokens measured");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (o.model_dir.empty() && o.synthetic.empty()) fail("give --model DIR or --synthetic-weights VARIANT");
     o.kv_tokens = prompt + decode + 16;
     o.max_context = o.kv_tokens;
     std::unique_ptr<StepEngine> engine = open_engine(o);
@@ -67,6 +75,15 @@ int main(int argc, char** argv) {
                   w < static_cast<int>(load.size()) ? decimal_bytes(load[w].weight_bytes).c_str() : "?",
                   w < static_cast<int>(load.size()) ? decimal_bytes(load[w].peak_rss_bytes).c_str() : "?");
     }
+    // The roofline: every weight byte is read once per decoded token (dense models; MoE models read
+    // only their active experts, so their roofline is higher than this). The machine's read
+    // bandwidth is measured now, with the workers idle.
+    double weight_bytes = 0;
+    for (const WorkerLoadInfo& l : load) weight_bytes += static_cast<double>(l.weight_bytes);
+    const double bw = bench::read_bandwidth(size_t{1} << 30, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())), 1.0);
+    std::printf("weights read per token %s, machine read bandwidth %.1f GB/s -> roofline %.2f tok/s; measured %.2f tok/s = %.1f%% of the roofline%s\n",
+                decimal_bytes(static_cast<uint64_t>(weight_bytes)).c_str(), bw / 1e9, bw / weight_bytes, decode / decode_s,
+                100.0 * (decode / decode_s) / (bw / weight_bytes), engine->config().num_experts > 0 ? " (MoE: all experts counted)" : "");
     engine->shutdown();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shardlm_bench_step: error: %s\n", e.what());

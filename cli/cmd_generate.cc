@@ -67,7 +67,7 @@ void run_generate(GenerateArgs a) {
     if (!in) fail("--prompt-file {}: cannot be read", a.prompt_file);
     a.prompt.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
-  const Tokenizer tokenizer = Tokenizer::load(a.model.model_dir);
+  const Tokenizer tokenizer = local_model_tokenizer(a.model);
   TextRequest request;
   request.chat = a.chat;
   if (a.chat) {
@@ -83,7 +83,7 @@ void run_generate(GenerateArgs a) {
   request.stop = a.stop;
 
   // Size the KV cache for this one request: render and tokenize the prompt first.
-  const ModelConfig config = load_model_config(a.model.model_dir);
+  const ModelConfig config = local_model_config(a.model);
   const int64_t prompt_size = [&] {
     ChatOptions co;
     co.enable_thinking = a.thinking;

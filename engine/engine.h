@@ -13,7 +13,13 @@ namespace shardlm {
 
 struct EngineOptions {
   std::string model_dir;
-  std::string weights = "auto";  // auto | f32 | bf16
+  // Instead of a checkpoint: a variant of the table (model/variants.h, e.g. "31b", "26b-a4b") whose
+  // random weights every rank creates in memory (Checkpoint::synthetic), with synthetic_layers layers
+  // (-1: all) and the generator's seed.
+  std::string synthetic;
+  int synthetic_layers = -1;
+  uint64_t synthetic_seed = 1;
+  std::string weights = "auto";  // auto | f32 | bf16 | int8 | q4
   std::string matmul = "own";    // own | onednn
   int threads = 0;               // 0 = all cores
   int kv_block = 16;

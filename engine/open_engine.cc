@@ -12,6 +12,7 @@
 #include "coordinator/remote_engine.h"
 #include "engine/engine.h"
 #include "model/config.h"
+#include "model/variants.h"
 #include "partition/plan.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
@@ -57,6 +58,17 @@ int64_t kv_tokens_of(const EngineOptions& o, const ModelConfig& config, const st
   return lo;
 }
 
+ModelConfig model_config_of(const EngineOptions& o) {
+  if (o.synthetic.empty()) return load_model_config(o.model_dir);
+  const ModelConfig& released = variant_config(o.synthetic);
+  return variant_with_layers(o.synthetic, o.synthetic_layers < 0 ? released.num_layers : o.synthetic_layers);
+}
+
+std::shared_ptr<Checkpoint> open_checkpoint(const EngineOptions& o, const ModelConfig& config) {
+  if (o.synthetic.empty()) return std::make_shared<Checkpoint>(Checkpoint::open(o.model_dir));
+  return std::make_shared<Checkpoint>(Checkpoint::synthetic(config, o.synthetic_seed));
+}
+
 RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens) {
   RunnerOptions ro;
   ro.kv.block_size = o.kv_block;
@@ -83,9 +95,9 @@ std::string precision_text(const EngineOptions& o) {
 class LocalStepEngine final : public StepEngine {
  public:
   explicit LocalStepEngine(const EngineOptions& o) {
-    ModelConfig config = load_model_config(o.model_dir);
+    ModelConfig config = model_config_of(o);
     context_ = context_of(o, config);
-    auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(o.model_dir));
+    auto ckpt = open_checkpoint(o, config);
     ShardSpec shard = full_shard(config);
     const int64_t kv_tokens = kv_tokens_of(o, config, {shard}, context_);
     runner_ = std::make_unique<ModelRunner>(std::move(config), ckpt, std::move(shard), runner_options(o, kv_tokens));
@@ -222,7 +234,7 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   std::unique_ptr<comm::Communicator> world = comm::make_mpi_world(nullptr, nullptr);
   if (world->size() == 1) return std::make_unique<LocalStepEngine>(o);
 
-  ModelConfig config = load_model_config(o.model_dir);
+  ModelConfig config = model_config_of(o);
   const int64_t context = context_of(o, config);
   PlanOptions po;
   po.num_workers = world->size() - 1;
@@ -234,7 +246,7 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   std::unique_ptr<comm::Communicator> workers = world->split(world->rank() == 0 ? comm::kNoColor : 0, world->rank());
   const RunnerOptions ro = runner_options(o, kv_tokens);
   if (world->rank() != 0) {
-    auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(o.model_dir));
+    auto ckpt = open_checkpoint(o, config);
     run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro);
     return nullptr;
   }

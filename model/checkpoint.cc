@@ -16,6 +16,9 @@
 
 #include "common/error.h"
 #include "common/half.h"
+#include "model/generator.h"
+#include "model/tensor_names.h"
+#include "model/variants.h"
 
 namespace shardlm {
 namespace {
@@ -117,6 +120,14 @@ struct Checkpoint::Impl {
   std::vector<std::unique_ptr<SafetensorsFile>> files;
   std::vector<std::string> file_paths;
   std::map<std::string, Entry> tensors;
+  // Synthetic checkpoints (file -1 in every entry): the tensors and how their values are made.
+  struct Synthetic {
+    ModelConfig config;
+    uint64_t seed = 1;
+    DType dtype = DType::kBF16;
+    std::map<std::string, TensorInfo> infos;
+  };
+  std::unique_ptr<Synthetic> synthetic;
 
   int add_file(const std::string& file_path) {
     files.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(file_path)));
@@ -255,6 +266,29 @@ Checkpoint Checkpoint::open(const std::string& path) {
   return c;
 }
 
+Checkpoint Checkpoint::synthetic(const ModelConfig& config, uint64_t seed, DType dtype) {
+  Checkpoint c;
+  c.impl_->path = "synthetic:" + describe_variant(config);
+  auto syn = std::make_unique<Impl::Synthetic>();
+  syn->config = config;
+  syn->seed = seed;
+  syn->dtype = dtype;
+  for (const ExpectedTensor& t : expected_tensors(config)) {
+    TensorInfo info;
+    info.name = t.name;
+    info.dtype = dtype;
+    info.shape = t.shape;
+    info.begin = 0;
+    info.end = static_cast<uint64_t>(info.numel()) * dtype_size(dtype);
+    auto [it, inserted] = syn->infos.emplace(t.name, std::move(info));
+    c.impl_->tensors[t.name] = Impl::Entry{-1, &it->second};
+  }
+  c.impl_->synthetic = std::move(syn);
+  return c;
+}
+
+bool Checkpoint::is_synthetic() const { return impl_->synthetic != nullptr; }
+
 const std::string& Checkpoint::path() const { return impl_->path; }
 bool Checkpoint::has(const std::string& name) const { return impl_->tensors.count(name) > 0; }
 const TensorInfo& Checkpoint::info(const std::string& name) const { return *impl_->entry(name).info; }
@@ -283,6 +317,22 @@ void Checkpoint::read_f32(const std::string& name, Range rows, Range cols, float
   const View2D v = impl_->view_of(t);
   impl_->check_rect(t, v, rows, cols);
   if (rows.size() == 0 || cols.size() == 0) return;
+  if (e.file < 0) {
+    const Impl::Synthetic& syn = *impl_->synthetic;
+    const TensorInit init = tensor_init(syn.config, name, t.shape);
+    const size_t width = static_cast<size_t>(cols.size());
+#pragma omp parallel for schedule(static) if (rows.size() * cols.size() > (1 << 16))
+    for (int64_t r = rows.begin; r < rows.end; ++r) {
+      float* row = out + static_cast<size_t>(r - rows.begin) * width;
+      generated_values(syn.seed, name, init, r * v.cols + cols.begin, cols.size(), row);
+      // Rounded to the storage dtype, exactly as a written checkpoint holds them.
+      for (size_t i = 0; i < width; ++i) {
+        if (syn.dtype == DType::kBF16) row[i] = bf16_to_f32(f32_to_bf16(row[i]));
+        if (syn.dtype == DType::kF16) row[i] = f16_to_f32(f32_to_f16(row[i]));
+      }
+    }
+    return;
+  }
   const size_t esz = dtype_size(t.dtype);
   const uint8_t* base = impl_->files[e.file]->data(t);
   if (cols.begin == 0 && cols.end == v.cols) {  // whole rows: one contiguous run
@@ -307,6 +357,7 @@ std::vector<float> Checkpoint::read_f32(const std::string& name) const {
 
 std::vector<ByteRange> Checkpoint::byte_ranges(const std::string& name, Range rows, Range cols) const {
   const Impl::Entry& e = impl_->entry(name);
+  if (e.file < 0) fail("{}: a synthetic checkpoint has no files to read tensor '{}' from", impl_->path, name);
   const TensorInfo& t = *e.info;
   const View2D v = impl_->view_of(t);
   impl_->check_rect(t, v, rows, cols);
@@ -333,9 +384,14 @@ std::vector<ByteRange> Checkpoint::byte_ranges(const std::string& name, Range ro
 
 const uint8_t* Checkpoint::raw(const std::string& name) const {
   const Impl::Entry& e = impl_->entry(name);
+  if (e.file < 0) fail("{}: a synthetic checkpoint has no bytes for tensor '{}'", impl_->path, name);
   return impl_->files[e.file]->data(*e.info);
 }
 
-int Checkpoint::file_index(const std::string& name) const { return impl_->entry(name).file; }
+int Checkpoint::file_index(const std::string& name) const {
+  const Impl::Entry& e = impl_->entry(name);
+  if (e.file < 0) fail("{}: a synthetic checkpoint has no file holding tensor '{}'", impl_->path, name);
+  return e.file;
+}
 
 }  // namespace shardlm

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "model/config.h"
 #include "model/safetensors.h"
 
 namespace shardlm {
@@ -36,6 +37,12 @@ class Checkpoint {
  public:
   // Opens DIR (or a single .safetensors file). Validates every header and the index.
   static Checkpoint open(const std::string& path);
+  // A checkpoint without files: every tensor of `config` (tensor_names.h) holding the values
+  // `shardlm mkmodel` writes for this seed and dtype (generator.h), computed when read. Lets workers
+  // build real-size weights in memory without a checkpoint on disk. Has no bytes: raw(),
+  // byte_ranges() and file_index() throw.
+  static Checkpoint synthetic(const ModelConfig& config, uint64_t seed = 1, DType dtype = DType::kBF16);
+  bool is_synthetic() const;
 
   Checkpoint(Checkpoint&&) noexcept;
   Checkpoint& operator=(Checkpoint&&) noexcept;

@@ -50,5 +50,8 @@ TensorInit tensor_init(const ModelConfig& config, const std::string& name, const
 // Value `index` of tensor `name` for `seed` (as f32, before rounding to the storage dtype); the
 // generator writes exactly these values.
 float generated_value(uint64_t seed, const std::string& name, const TensorInit& init, int64_t index);
+// Values [begin, begin + n) of tensor `name` (as f32, before rounding to the storage dtype).
+void generated_values(uint64_t seed, const std::string& name, const TensorInit& init, int64_t begin, int64_t n,
+                      float* out);
 
 }  // namespace shardlm

@@ -161,6 +161,11 @@ float generated_value(uint64_t seed, const std::string& name, const TensorInit& 
   return v;
 }
 
+void generated_values(uint64_t seed, const std::string& name, const TensorInit& init, int64_t begin, int64_t n,
+                      float* out) {
+  if (n > 0) fill_values(out, begin, n, tensor_key(seed, name), init);
+}
+
 void write_generated_weights(const std::string& out_dir, const ModelConfig& config, const GeneratorOptions& options,
                              GeneratedModel& result) {
   const std::vector<ExpectedTensor> tensors = expected_tensors(config);
