@@ -152,7 +152,7 @@ class Communicator {
   // Ends the job after a fatal error on this rank: under MPI all processes are terminated
   // (MPI_Abort); in-process, every pending and later operation of every rank throws Error naming
   // this rank and `reason`.
-  virtual void abort(const std::string& reason) = 0;
+  virtual void abort(const std::string& reason, int exit_code = 1) = 0;
 
  protected:
   // Argument checks shared by the implementations; throw Error naming the operation and value.

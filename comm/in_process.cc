@@ -362,7 +362,7 @@ class InProcessCommunicator : public Communicator {
     return std::make_unique<InProcessCommunicator>(std::move(new_group), new_rank);
   }
 
-  void abort(const std::string& reason) override {
+  void abort(const std::string& reason, int /*exit_code*/) override {
     in_process::abort_world(group_->abort_state,
                             fmt::format("the job was aborted by rank {} of {}: {}", rank_,
                                         size(), reason));

@@ -277,10 +277,10 @@ class MpiCommunicator : public Communicator {
     return std::make_unique<MpiCommunicator>(runtime_, new_comm, options_);
   }
 
-  void abort(const std::string& reason) override {
+  void abort(const std::string& reason, int exit_code) override {
     std::fprintf(stderr, "shardlm: rank %d of %d aborts the MPI job: %s\n", rank_, size_, reason.c_str());
     std::fflush(stderr);
-    MPI_Abort(comm_, 1);
+    MPI_Abort(comm_, exit_code);
     std::abort();
   }
 

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/request_error.h"
 #include "coordinator/sampler.h"
 
 namespace shardlm {
@@ -46,6 +47,7 @@ struct GenerationTimings {
 struct GenerationSummary {
   FinishReason reason = FinishReason::kStop;
   std::string error;  // for kError
+  RequestErrorCode error_code = RequestErrorCode::kInternal;  // for kError: how front ends report it
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   GenerationTimings timings;

@@ -2,14 +2,21 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "common/error.h"
 #include "proto/step.pb.h"
 #include "proto/step_message.h"
 
 namespace shardlm {
 
-RemoteEngine::RemoteEngine(comm::Communicator& world, std::vector<Range> vocab_rows, int64_t vocab_size)
-    : world_(world), vocab_rows_(std::move(vocab_rows)), vocab_size_(vocab_size) {
+RemoteEngine::RemoteEngine(comm::Communicator& world, std::vector<Range> vocab_rows, int64_t vocab_size,
+                           std::chrono::milliseconds worker_timeout, std::chrono::milliseconds load_timeout)
+    : world_(world),
+      vocab_rows_(std::move(vocab_rows)),
+      vocab_size_(vocab_size),
+      worker_timeout_(worker_timeout),
+      load_timeout_(load_timeout) {
   if (static_cast<int>(vocab_rows_.size()) != world_.size() - 1) {
     fail("coordinator: {} vocabulary slices for {} workers", vocab_rows_.size(), world_.size() - 1);
   }
@@ -22,26 +29,62 @@ RemoteEngine::~RemoteEngine() {
   }
 }
 
+void RemoteEngine::check_not_lost() const {
+  if (!lost_reason_.empty()) throw EngineUnavailable("the model workers are unavailable: " + lost_reason_);
+}
+
+void RemoteEngine::lose(const std::string& reason) {
+  if (lost_reason_.empty()) lost_reason_ = reason;
+  throw EngineUnavailable("the model workers are unavailable: " + lost_reason_);
+}
+
+void RemoteEngine::wait_for(comm::Request& request, std::chrono::steady_clock::time_point deadline, const std::string& what) {
+  const auto now = std::chrono::steady_clock::now();
+  comm::WaitPolicy policy;
+  policy.timeout = deadline > now ? std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now) : std::chrono::nanoseconds(0);
+  try {
+    world_.wait(request, policy);
+  } catch (const Error& e) {
+    lose(fmt::format("{} ({})", what, e.what()));
+  }
+}
+
 void RemoteEngine::send(uint32_t command, int64_t arg, int64_t arg2, const std::vector<uint8_t>& payload) {
+  check_not_lost();
   StepHeader h;
   h.command = command;
   h.arg = arg;
   h.arg2 = arg2;
   h.payload_bytes = static_cast<int64_t>(payload.size());
+  const auto deadline = std::chrono::steady_clock::now() + worker_timeout_;
   comm::Request req = world_.ibroadcast(&h, sizeof h, 0);
-  world_.wait(req);
-  if (!payload.empty()) world_.broadcast(const_cast<uint8_t*>(payload.data()), payload.size(), 0);
+  wait_for(req, deadline, "the workers did not take a step message");
+  if (!payload.empty()) {
+    comm::Request body = world_.ibroadcast(const_cast<uint8_t*>(payload.data()), payload.size(), 0);
+    wait_for(body, deadline, "the workers did not take a step message");
+  }
 }
 
-std::vector<std::vector<uint8_t>> RemoteEngine::gather_replies() {
-  std::vector<uint8_t> recv;
-  const std::vector<size_t> counts = world_.gatherv(nullptr, 0, recv, 0);
-  std::vector<std::vector<uint8_t>> out;
-  size_t offset = counts.at(0);
-  for (size_t w = 1; w < counts.size(); ++w) {
-    out.emplace_back(recv.begin() + static_cast<std::ptrdiff_t>(offset), recv.begin() + static_cast<std::ptrdiff_t>(offset + counts[w]));
-    offset += counts[w];
+std::vector<std::vector<uint8_t>> RemoteEngine::gather_replies(std::chrono::milliseconds timeout) {
+  const size_t workers = vocab_rows_.size();
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<uint64_t> sizes(workers, 0);
+  std::vector<comm::Request> requests;
+  requests.reserve(workers);
+  for (size_t w = 0; w < workers; ++w) requests.push_back(world_.irecv(&sizes[w], sizeof(uint64_t), static_cast<int>(w + 1), kReplyTag));
+  auto silent = [&](size_t w) {
+    return fmt::format("worker {} (rank {}) did not answer within {:.0f} s; it is lost", w + 1, w + 1,
+                       std::chrono::duration<double>(timeout).count());
+  };
+  for (size_t w = 0; w < workers; ++w) wait_for(requests[w], deadline, silent(w));
+  std::vector<std::vector<uint8_t>> out(workers);
+  requests.clear();
+  for (size_t w = 0; w < workers; ++w) {
+    if (sizes[w] > (uint64_t{1} << 40)) lose(fmt::format("worker {} announced a reply of {} bytes", w + 1, sizes[w]));
+    out[w].resize(static_cast<size_t>(sizes[w]));
+    if (sizes[w] > 0) requests.push_back(world_.irecv(out[w].data(), out[w].size(), static_cast<int>(w + 1), kReplyTag));
   }
+  for (comm::Request& r : requests) wait_for(r, deadline, "a worker's reply did not arrive in time");
   return out;
 }
 
@@ -55,7 +98,7 @@ std::vector<WorkerLoadInfo> RemoteEngine::init(int64_t kv_tokens, int max_chunk,
   send(static_cast<uint32_t>(StepCommand::kInit), 0, 0, payload);
   std::vector<WorkerLoadInfo> infos;
   int w = 1;
-  for (const std::vector<uint8_t>& bytes : gather_replies()) {
+  for (const std::vector<uint8_t>& bytes : gather_replies(load_timeout_)) {
     step::WorkerInfo m;
     if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) fail("worker {}: malformed init reply", w);
     infos.push_back(WorkerLoadInfo{m.weight_bytes(), m.kv_bytes(), m.rss_bytes(), m.peak_rss_bytes()});
@@ -90,7 +133,7 @@ void RemoteEngine::free_sequence(int seq) {
 void RemoteEngine::step(const StepBatch& batch, const std::vector<RowRequest>& rows, std::vector<RowCandidates>& out) {
   if (rows.size() != batch.logit_rows.size()) fail("step: {} row requests for {} logit rows", rows.size(), batch.logit_rows.size());
   send(static_cast<uint32_t>(StepCommand::kStep), 0, 0, encode_step_plan(batch, rows, false));
-  const std::vector<std::vector<uint8_t>> replies = gather_replies();
+  const std::vector<std::vector<uint8_t>> replies = gather_replies(worker_timeout_);
   std::vector<step::StepResult> results(replies.size());
   figures_.assign(replies.size(), {});
   for (size_t w = 0; w < replies.size(); ++w) {
@@ -137,40 +180,39 @@ void RemoteEngine::step(const StepBatch& batch, const std::vector<RowRequest>& r
 
 void RemoteEngine::forward(const StepBatch& batch, std::vector<float>& logits) {
   send(static_cast<uint32_t>(StepCommand::kStep), 0, 0, encode_step_plan(batch, {}, true));
-  std::vector<uint8_t> recv;
-  const std::vector<size_t> counts = world_.gatherv(nullptr, 0, recv, 0);
+  const std::vector<std::vector<uint8_t>> replies = gather_replies(worker_timeout_);
   const int64_t R = static_cast<int64_t>(batch.logit_rows.size());
   logits.assign(static_cast<size_t>(R * vocab_size_), 0.0f);
-  size_t offset = counts.at(0);
   for (size_t w = 0; w < vocab_rows_.size(); ++w) {
     const Range& vr = vocab_rows_[w];
     const size_t expect = static_cast<size_t>(R * vr.size()) * sizeof(float);
-    if (counts.at(w + 1) != expect) fail("worker {} sent {} bytes of logits, expected {}", w + 1, counts[w + 1], expect);
+    if (replies[w].size() != expect) fail("worker {} sent {} bytes of logits, expected {}", w + 1, replies[w].size(), expect);
     for (int64_t r = 0; r < R; ++r) {
-      std::memcpy(logits.data() + r * vocab_size_ + vr.begin, recv.data() + offset + r * vr.size() * sizeof(float),
+      std::memcpy(logits.data() + r * vocab_size_ + vr.begin, replies[w].data() + r * vr.size() * sizeof(float),
                   static_cast<size_t>(vr.size()) * sizeof(float));
     }
-    offset += expect;
   }
 }
 
 void RemoteEngine::row_logits(int row, std::vector<float>& logits) {
   send(static_cast<uint32_t>(StepCommand::kRowLogits), row, 0, {});
-  std::vector<uint8_t> recv;
-  const std::vector<size_t> counts = world_.gatherv(nullptr, 0, recv, 0);
+  const std::vector<std::vector<uint8_t>> replies = gather_replies(worker_timeout_);
   logits.assign(static_cast<size_t>(vocab_size_), 0.0f);
-  size_t offset = counts.at(0);
   for (size_t w = 0; w < vocab_rows_.size(); ++w) {
     const Range& vr = vocab_rows_[w];
     const size_t expect = static_cast<size_t>(vr.size()) * sizeof(float);
-    if (counts.at(w + 1) != expect) fail("worker {} sent {} bytes of a logits row, expected {}", w + 1, counts[w + 1], expect);
-    std::memcpy(logits.data() + vr.begin, recv.data() + offset, expect);
-    offset += expect;
+    if (replies[w].size() != expect) fail("worker {} sent {} bytes of a logits row, expected {}", w + 1, replies[w].size(), expect);
+    std::memcpy(logits.data() + vr.begin, replies[w].data(), expect);
   }
 }
 
+void RemoteEngine::ping() {
+  send(static_cast<uint32_t>(StepCommand::kPing), 0, 0, {});
+  gather_replies(worker_timeout_);
+}
+
 void RemoteEngine::shutdown() {
-  if (shut_down_) return;
+  if (shut_down_ || lost()) return;  // lost workers cannot be told anything
   shut_down_ = true;
   send(static_cast<uint32_t>(StepCommand::kShutdown), 0, 0, {});
 }

@@ -82,6 +82,7 @@ uint64_t Scheduler::submit(GenerationRequest request, std::shared_ptr<Generation
                  request.max_tokens, need, engine_.kv_capacity_tokens());
   }
   std::lock_guard<std::mutex> lock(mutex_);
+  if (!lost_.empty()) fail_request(RequestErrorCode::kUnavailable, "{}; the server is restarting", lost_);
   if (stopping_) fail_request(RequestErrorCode::kUnavailable, "the server is shutting down");
   if (static_cast<int32_t>(waiting_.size()) >= options_.max_waiting) {
     fail_request(RequestErrorCode::kQueueFull, "the request queue is full ({} waiting)", waiting_.size());
@@ -120,10 +121,10 @@ void Scheduler::stop(bool drain) {
   thread_.join();
 }
 
-void Scheduler::finish(Request& r, FinishReason reason, const std::string& error) {
+void Scheduler::finish(Request& r, FinishReason reason, const std::string& error, RequestErrorCode code) {
   if (r.finished) return;
   r.finished = true;
-  if (r.seq >= 0) {
+  if (r.seq >= 0 && lost_.empty()) {  // lost workers hold nothing any more
     try {
       engine_.free_sequence(r.seq);
     } catch (const std::exception& e) {
@@ -137,6 +138,7 @@ void Scheduler::finish(Request& r, FinishReason reason, const std::string& error
   GenerationSummary s;
   s.reason = reason;
   s.error = error;
+  s.error_code = code;
   s.prompt_tokens = static_cast<int64_t>(r.request.prompt.size());
   s.completion_tokens = r.generated;
   const Clock::time_point scheduled = r.was_scheduled ? r.scheduled : now;
@@ -160,11 +162,32 @@ void Scheduler::finish(Request& r, FinishReason reason, const std::string& error
   }
 }
 
+void Scheduler::heartbeat_if_idle(bool worked) {
+  const auto now = Clock::now();
+  if (worked) {
+    last_engine_contact_ = now;
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!running_.empty() || !waiting_.empty()) return;
+  }
+  if (seconds(last_engine_contact_, now) < options_.heartbeat_s) return;
+  engine_.heartbeat();
+  last_engine_contact_ = Clock::now();
+}
+
 void Scheduler::run() {
+  std::string lost;
   for (;;) {
     bool worked = false;
     try {
       worked = iterate();
+      heartbeat_if_idle(worked);
+    } catch (const EngineUnavailable& e) {
+      lost = e.what();
+      spdlog::error("scheduler: {}", lost);
+      break;
     } catch (const std::exception& e) {
       spdlog::error("scheduler: {}", e.what());
     }
@@ -172,9 +195,33 @@ void Scheduler::run() {
     const bool idle = running_.empty() && waiting_.empty();
     if (stopping_ && (!draining_ || idle)) break;
     if (!worked && cancelled_.empty()) {
-      // Nothing runnable: sleep until a submit, cancel or stop (no polling while idle).
-      wake_.wait_for(lock, std::chrono::milliseconds(idle ? 1000 : 5));
+      // Nothing runnable: sleep until a submit, cancel or stop (no polling while idle; the
+      // heartbeat needs a wake-up every heartbeat_s at most).
+      const double nap_ms = idle ? std::clamp(options_.heartbeat_s * 1000.0, 5.0, 1000.0) : 5.0;
+      wake_.wait_for(lock, std::chrono::milliseconds(static_cast<int64_t>(nap_ms)));
     }
+  }
+  if (!lost.empty()) {
+    // The workers are gone: fail everything with "unavailable", refuse new requests, tell the
+    // program; the engine cannot be shut down.
+    std::vector<std::shared_ptr<Request>> rest;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      lost_ = lost;
+      rest.assign(running_.begin(), running_.end());
+      rest.insert(rest.end(), waiting_.begin(), waiting_.end());
+      running_.clear();
+      waiting_.clear();
+      stats_.running = stats_.waiting = 0;
+    }
+    for (auto& r : rest) finish(*r, FinishReason::kError, lost, RequestErrorCode::kUnavailable);
+    SchedulerHooks hooks;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      hooks = hooks_;
+    }
+    if (hooks.engine_lost) hooks.engine_lost(lost);
+    return;
   }
   // Everything still here is cancelled.
   std::vector<std::shared_ptr<Request>> rest;
@@ -303,6 +350,8 @@ bool Scheduler::iterate() {
   std::vector<std::shared_ptr<Request>> done;
   try {
     engine_.step(batch, rows, out);
+  } catch (const EngineUnavailable&) {
+    throw;
   } catch (const std::exception& e) {
     spdlog::error("step failed: {}", e.what());
     for (auto& r : batch_requests) finish(*r, FinishReason::kError, e.what());
@@ -330,6 +379,8 @@ bool Scheduler::iterate() {
     int32_t token;
     try {
       token = r.sampler.sample(c, fetch);
+    } catch (const EngineUnavailable&) {
+      throw;
     } catch (const std::exception& e) {
       finish(r, FinishReason::kError, e.what());
       continue;

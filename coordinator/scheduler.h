@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -24,6 +25,7 @@ struct SchedulerOptions {
   int32_t max_running = 64;       // sequences decoding at once
   int32_t max_waiting = 256;      // queue bound; beyond it submit throws kQueueFull
   int32_t max_batch_running = 8;  // running sequences of batch priority at most
+  double heartbeat_s = 5;         // an idle scheduler checks the engine's workers this often
 };
 
 struct SchedulerStats {
@@ -47,6 +49,9 @@ struct SchedulerHooks {
   std::function<void(double seconds)> first_token;              // time to first token of a request
   std::function<void(double seconds)> inter_token;              // gap between two tokens of a request
   std::function<void(const GenerationSummary&)> finished;       // every request, once
+  // The engine's workers are gone (EngineUnavailable): every request has been failed with
+  // kUnavailable, new ones are refused; the program should exit so that it is restarted.
+  std::function<void(const std::string& reason)> engine_lost;
 };
 
 class Scheduler {
@@ -55,7 +60,8 @@ class Scheduler {
   ~Scheduler();  // stop()
 
   // Validates (sampling, lengths against the context and KV capacity) and queues the request.
-  // Throws RequestError (kInvalidRequest, kContextLength, kQueueFull, kUnavailable). Returns an id.
+  // Throws RequestError (kInvalidRequest, kContextLength, kQueueFull, kUnavailable: shutting down or
+  // the engine's workers are lost). Returns an id.
   uint64_t submit(GenerationRequest request, std::shared_ptr<GenerationObserver> observer);
   // Ends a request: its observer gets on_finish(kCancelled) (or nothing more if it already finished).
   // Unknown ids are ignored. Thread-safe; may be called from an observer callback.
@@ -71,7 +77,9 @@ class Scheduler {
   struct Request;
   void run();
   bool iterate();  // one step; false when there was nothing to do
-  void finish(Request& r, FinishReason reason, const std::string& error = {});
+  void finish(Request& r, FinishReason reason, const std::string& error = {},
+              RequestErrorCode code = RequestErrorCode::kInternal);
+  void heartbeat_if_idle(bool worked);
 
   StepEngine& engine_;
   SchedulerOptions options_;
@@ -83,6 +91,8 @@ class Scheduler {
   SchedulerHooks hooks_;
   std::atomic<bool> stopping_{false};
   bool draining_ = false;
+  std::string lost_;  // why the engine is unavailable (empty while it works)
+  std::chrono::steady_clock::time_point last_engine_contact_ = std::chrono::steady_clock::now();
   uint64_t next_id_ = 1;
   int64_t kv_reserved_ = 0;
   SchedulerStats stats_;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "model/config.h"
 #include "proto/logit_candidates.h"
 #include "proto/step_batch.h"
@@ -39,6 +40,14 @@ struct WorkerLoadInfo {
   int64_t peak_rss_bytes = 0;
 };
 
+// Thrown by a StepEngine whose workers stopped answering (a worker process died or its host is
+// gone): nothing more can run on it; the program should fail what is in flight and exit so that the
+// launcher restarts the job.
+class EngineUnavailable : public Error {
+ public:
+  using Error::Error;
+};
+
 class StepEngine {
  public:
   virtual ~StepEngine() = default;
@@ -61,9 +70,12 @@ class StepEngine {
   virtual std::vector<WorkerStepFigures> last_step_figures() const = 0;
   virtual std::vector<WorkerLoadInfo> load_info() const = 0;
   virtual void shutdown() {}  // releases the workers (an MPI job's worker ranks return)
+  // Checks that the workers still answer (called by an idle scheduler every few seconds); throws
+  // EngineUnavailable when they do not.
+  virtual void heartbeat() {}
   // After an error on the coordinator that ends the program: an MPI job is ended at once with this
   // reason (workers may be waiting in a step); a single process has nothing to do.
-  virtual void abort(const std::string& reason) {}
+  virtual void abort(const std::string& reason, int exit_code = 1) {}
   std::string description;  // precision mode and where the model runs
 };
 

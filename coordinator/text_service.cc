@@ -61,6 +61,7 @@ class TextStream final : public GenerationObserver {
       }
     }
     f.error = summary.error;
+    f.error_code = summary.error_code;
     f.prompt_tokens = prompt_tokens_;
     f.completion_tokens = ended_by_text_ ? tokens_ : summary.completion_tokens;
     f.timings = summary.timings;

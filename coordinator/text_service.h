@@ -50,6 +50,7 @@ struct TextDelta {
 struct TextFinish {
   std::string finish_reason;  // "stop", "length", "tool_calls", "cancelled" or "error"
   std::string error;          // for "error"
+  RequestErrorCode error_code = RequestErrorCode::kInternal;  // for "error"
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   GenerationTimings timings;

@@ -29,6 +29,10 @@ struct EngineOptions {
                                  // (or what fits kv_budget_bytes)
   int64_t kv_budget_bytes = 0;   // most KV cache bytes per worker; 0 = no limit
   int max_sequences = 1;         // sequences in flight at once
+  // MPI jobs: a worker that does not answer within this many seconds is taken as lost (the engine
+  // throws EngineUnavailable), and a worker that hears nothing from an initialised coordinator for
+  // as long ends the job (kWorkerLostExitCode). Loading has an hour.
+  double worker_timeout_s = 300;
 };
 
 std::unique_ptr<StepEngine> open_engine(const EngineOptions& options);

@@ -161,10 +161,10 @@ class LocalStepEngine final : public StepEngine {
 class DistributedStepEngine final : public StepEngine {
  public:
   DistributedStepEngine(std::unique_ptr<comm::Communicator> world, ModelConfig config, std::vector<Range> vocab_rows,
-                        int64_t context, int max_sequences)
+                        int64_t context, int max_sequences, std::chrono::milliseconds worker_timeout)
       : world_(std::move(world)),
         config_(std::move(config)),
-        remote_(*world_, std::move(vocab_rows), config_.vocab_size),
+        remote_(*world_, std::move(vocab_rows), config_.vocab_size, worker_timeout),
         context_(context),
         max_sequences_(max_sequences) {}
   RemoteEngine& remote() { return remote_; }
@@ -189,7 +189,8 @@ class DistributedStepEngine final : public StepEngine {
   std::vector<WorkerStepFigures> last_step_figures() const override { return remote_.last_step_figures(); }
   std::vector<WorkerLoadInfo> load_info() const override { return load_info_; }
   void shutdown() override { remote_.shutdown(); }
-  void abort(const std::string& reason) override { world_->abort(reason); }
+  void abort(const std::string& reason, int exit_code) override { world_->abort(reason, exit_code); }
+  void heartbeat() override { remote_.ping(); }
 
  private:
   std::unique_ptr<comm::Communicator> world_;
@@ -245,16 +246,18 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   const int64_t kv_tokens = kv_tokens_of(o, config, shards, context);
   std::unique_ptr<comm::Communicator> workers = world->split(world->rank() == 0 ? comm::kNoColor : 0, world->rank());
   const RunnerOptions ro = runner_options(o, kv_tokens);
+  if (!(o.worker_timeout_s > 0)) fail("the worker timeout must be positive (got {} s)", o.worker_timeout_s);
+  const auto worker_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::min(o.worker_timeout_s, 1e7) * 1000.0));
   if (world->rank() != 0) {
     auto ckpt = open_checkpoint(o, config);
-    run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro);
+    run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro, worker_timeout);
     return nullptr;
   }
   std::vector<Range> vocab_rows;
   for (const WorkerPlan& w : plan.workers) vocab_rows.push_back(w.shard.vocab_rows);
   const int ranks = world->size();
   auto engine = std::make_unique<DistributedStepEngine>(std::move(world), std::move(config), std::move(vocab_rows), context,
-                                                        ro.kv.max_sequences);
+                                                        ro.kv.max_sequences, worker_timeout);
   std::vector<WorkerLoadInfo> info = engine->remote().init(ro.kv.full_capacity_tokens, ro.kv.max_chunk, ro.kv.max_sequences);
   for (size_t w = 0; w < info.size(); ++w) {
     spdlog::info("worker {}: weights {}, KV cache {}, resident {} (peak {})", w, decimal_bytes(info[w].weight_bytes),

@@ -12,7 +12,13 @@
 
 namespace shardlm {
 
-inline constexpr uint32_t kStepProtocolVersion = 2;
+inline constexpr uint32_t kStepProtocolVersion = 3;
+// Replies travel point to point: each worker sends rank 0 a uint64 byte count and then the bytes,
+// both with this tag, so that the coordinator can wait for each worker with a deadline.
+inline constexpr int kReplyTag = 7001;
+// Exit status of an MPI job ended because a rank was lost (a worker stopped answering, or the
+// coordinator went silent): EX_TEMPFAIL, "run me again" for Slurm requeue, Kubernetes and supervisors.
+inline constexpr int kWorkerLostExitCode = 75;
 
 enum class StepCommand : uint32_t {
   kInit = 1,          // payload = InitParams; workers reply WorkerInfo (gather)
@@ -21,6 +27,7 @@ enum class StepCommand : uint32_t {
   kStep = 4,          // payload = StepPlan; workers reply StepResult (or logits slices)
   kShutdown = 5,
   kRowLogits = 6,     // arg = logits row of the last step; workers reply that row's vocabulary slice
+  kPing = 7,          // heartbeat of an idle coordinator; workers reply with an empty message
 };
 
 struct StepHeader {

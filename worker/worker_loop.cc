@@ -41,23 +41,45 @@ void fill_stats(ModelRunner& runner, CommCollectives& coll, double step_s, step:
   }
 }
 
+// A reply to the coordinator (proto/step_message.h: byte count, then the bytes).
+void send_reply(comm::Communicator& world, const void* data, size_t bytes) {
+  const uint64_t n = bytes;
+  world.send(&n, sizeof n, 0, kReplyTag);
+  if (bytes > 0) world.send(data, bytes, 0, kReplyTag);
+}
+
 }  // namespace
 
 void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, const ModelConfig& config,
-                     std::shared_ptr<const Checkpoint> checkpoint, const ShardSpec& shard, const RunnerOptions& options) {
+                     std::shared_ptr<const Checkpoint> checkpoint, const ShardSpec& shard, const RunnerOptions& options,
+                     std::chrono::milliseconds coordinator_timeout) {
   CommCollectives coll(workers);
   std::unique_ptr<ModelRunner> runner;
   std::vector<float> logits;
-  std::vector<uint8_t> payload, none;
+  std::vector<uint8_t> payload;
   std::vector<RowRequest> rows;
   const int64_t slice = shard.vocab_rows.size();
   for (;;) {
     StepHeader h;
     comm::Request req = world.ibroadcast(&h, sizeof h, 0);
-    world.wait(req, comm::WaitPolicy::idle());  // sleeps while idle
+    // Sleeps while idle. An idle coordinator sends a heartbeat every few seconds, so a silence
+    // longer than the timeout means it is gone: end the job (the launcher restarts it).
+    comm::WaitPolicy idle = comm::WaitPolicy::idle();
+    if (runner) idle.timeout = coordinator_timeout;
+    try {
+      world.wait(req, idle);
+    } catch (const Error& e) {
+      spdlog::error("worker {}: no message from the coordinator: {}", world.rank(), e.what());
+      world.abort(fmt::format("worker {} heard nothing from the coordinator for {:.0f} s; the coordinator is gone",
+                              world.rank(), std::chrono::duration<double>(coordinator_timeout).count()),
+                  kWorkerLostExitCode);
+    }
     check_step_header(h);
     payload.resize(static_cast<size_t>(h.payload_bytes));
-    if (h.payload_bytes > 0) world.broadcast(payload.data(), payload.size(), 0);
+    if (h.payload_bytes > 0) {
+      comm::Request body = world.ibroadcast(payload.data(), payload.size(), 0);
+      world.wait(body);
+    }
     switch (static_cast<StepCommand>(h.command)) {
       case StepCommand::kInit: {
         step::InitParams init;
@@ -76,7 +98,7 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         info.set_kv_full_blocks(runner->kv_cache().full_blocks_total());
         info.set_kv_block(runner->kv_cache().block_size());
         const std::vector<uint8_t> reply = serialize(info);
-        world.gatherv(reply.data(), reply.size(), none, 0);
+        send_reply(world, reply.data(), reply.size());
         break;
       }
       case StepCommand::kNewSequence:
@@ -93,7 +115,7 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         const auto t0 = std::chrono::steady_clock::now();
         runner->forward(batch, logits);
         if (full) {
-          world.gatherv(logits.data(), logits.size() * sizeof(float), none, 0);
+          send_reply(world, logits.data(), logits.size() * sizeof(float));
           coll.take_counters();
           runner->take_expert_tokens();
           break;
@@ -113,16 +135,19 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         fill_stats(*runner, coll, step_s, *result.mutable_stats());
         const std::vector<uint8_t> reply = serialize(result);
-        world.gatherv(reply.data(), reply.size(), none, 0);
+        send_reply(world, reply.data(), reply.size());
         break;
       }
       case StepCommand::kRowLogits: {
         const int64_t r = h.arg;
         const int64_t rows_held = slice > 0 ? static_cast<int64_t>(logits.size()) / slice : 0;
         if (r < 0 || r >= rows_held) fail("worker: logits row {} requested, the last step had {}", r, rows_held);
-        world.gatherv(logits.data() + r * slice, static_cast<size_t>(slice) * sizeof(float), none, 0);
+        send_reply(world, logits.data() + r * slice, static_cast<size_t>(slice) * sizeof(float));
         break;
       }
+      case StepCommand::kPing:
+        send_reply(world, nullptr, 0);
+        break;
       case StepCommand::kShutdown:
         return;
     }

@@ -2,6 +2,7 @@
 // messages on the world communicator, runs them on its shard, and sends back its logits slice.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -15,7 +16,10 @@ namespace shardlm {
 
 // world: all ranks (coordinator = rank 0); workers: the workers-only communicator.
 // options: weights and KV block size (capacity and chunk come with kInit). Returns on kShutdown.
+// A worker that hears nothing from the coordinator for coordinator_timeout after init (an idle
+// coordinator sends heartbeats) ends the MPI job with kWorkerLostExitCode.
 void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, const ModelConfig& config,
-                     std::shared_ptr<const Checkpoint> checkpoint, const ShardSpec& shard, const RunnerOptions& options);
+                     std::shared_ptr<const Checkpoint> checkpoint, const ShardSpec& shard, const RunnerOptions& options,
+                     std::chrono::milliseconds coordinator_timeout = std::chrono::milliseconds(300000));
 
 }  // namespace shardlm

@@ -59,7 +59,7 @@ class BaseWaitCommunicator : public Communicator {
   Request irecv(void*, size_t, int, int) override { return {}; }
   Request ibarrier() override { return {}; }
   std::unique_ptr<Communicator> split(int, int) override { return nullptr; }
-  void abort(const std::string&) override {}
+  void abort(const std::string&, int) override {}
 };
 
 double thread_cpu_seconds() {

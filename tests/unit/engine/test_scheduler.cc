@@ -2,7 +2,9 @@
 // does not change results, cancel frees the KV cache, admission refuses what cannot fit.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
+#include <thread>
 #include <mutex>
 
 #include "common/error.h"
@@ -147,6 +149,124 @@ TEST(Scheduler, CancelFreesTheKvCacheAtOnce) {
   for (int i = 0; i < 100 && scheduler.stats().kv_usage > 0.0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(scheduler.stats().kv_usage, 0.0);
   EXPECT_EQ(scheduler.stats().running, 0);
+}
+
+// The real engine, whose workers can be "lost": from then on every call throws EngineUnavailable
+// as RemoteEngine does once a worker stops answering. Counts the idle heartbeats.
+class LosableEngine final : public StepEngine {
+ public:
+  explicit LosableEngine(std::unique_ptr<StepEngine> inner) : inner_(std::move(inner)) {}
+  std::atomic<bool> lost{false};
+  std::atomic<int> heartbeats{0};
+
+  const ModelConfig& config() const override { return inner_->config(); }
+  int64_t max_sequence_tokens() const override { return inner_->max_sequence_tokens(); }
+  int64_t kv_capacity_tokens() const override { return inner_->kv_capacity_tokens(); }
+  int max_sequences() const override { return inner_->max_sequences(); }
+  int kv_block() const override { return inner_->kv_block(); }
+  int new_sequence() override {
+    check();
+    return inner_->new_sequence();
+  }
+  void free_sequence(int seq) override {
+    check();
+    inner_->free_sequence(seq);
+  }
+  void step(const StepBatch& batch, const std::vector<RowRequest>& rows, std::vector<RowCandidates>& out) override {
+    check();
+    inner_->step(batch, rows, out);
+  }
+  void row_logits(int row, std::vector<float>& logits) override {
+    check();
+    inner_->row_logits(row, logits);
+  }
+  void logits(const StepBatch& batch, std::vector<float>& logits, const StepTraceFn& trace) override {
+    check();
+    inner_->logits(batch, logits, trace);
+  }
+  std::vector<WorkerStepFigures> last_step_figures() const override { return inner_->last_step_figures(); }
+  std::vector<WorkerLoadInfo> load_info() const override { return inner_->load_info(); }
+  void heartbeat() override {
+    ++heartbeats;
+    check();
+  }
+
+ private:
+  void check() const {
+    if (lost) throw EngineUnavailable("the model workers are unavailable: worker 1 (rank 1) did not answer within 5 s");
+  }
+  std::unique_ptr<StepEngine> inner_;
+};
+
+TEST(Scheduler, LostWorkersFailEverythingAsUnavailable) {
+  LosableEngine engine(open_tiny(4));
+  Scheduler scheduler(engine, SchedulerOptions{});
+  std::mutex mutex;
+  std::vector<std::string> lost_reasons;
+  SchedulerHooks hooks;
+  hooks.engine_lost = [&](const std::string& reason) {
+    std::lock_guard<std::mutex> lock(mutex);
+    lost_reasons.push_back(reason);
+  };
+  scheduler.set_hooks(hooks);
+  std::vector<std::shared_ptr<Collector>> running;
+  for (int i = 0; i < 3; ++i) {
+    running.push_back(std::make_shared<Collector>());
+    scheduler.submit(greedy(prompt_of(i, 12), 900), running.back());
+  }
+  while (scheduler.stats().steps < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  engine.lost = true;
+  for (auto& c : running) {
+    c->wait();
+    EXPECT_EQ(c->summary.reason, FinishReason::kError);
+    EXPECT_EQ(c->summary.error_code, RequestErrorCode::kUnavailable);
+    EXPECT_NE(c->summary.error.find("did not answer"), std::string::npos) << c->summary.error;
+  }
+  for (int i = 0; i < 200; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(mutex);
+      if (!lost_reasons.empty()) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    ASSERT_EQ(lost_reasons.size(), 1u);
+  }
+  try {
+    scheduler.submit(greedy(prompt_of(9, 5), 4), std::make_shared<Collector>());
+    FAIL() << "a request was accepted after the workers were lost";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find("restarting"), std::string::npos) << e.what();
+  }
+  scheduler.stop(true);  // returns at once: nothing can run any more
+}
+
+TEST(Scheduler, IdleSchedulerChecksTheWorkersAndNoticesTheirLoss) {
+  LosableEngine engine(open_tiny(2));
+  SchedulerOptions options;
+  options.heartbeat_s = 0.05;
+  Scheduler scheduler(engine, options);
+  std::atomic<int> lost_calls{0};
+  SchedulerHooks hooks;
+  hooks.engine_lost = [&](const std::string&) { ++lost_calls; };
+  scheduler.set_hooks(hooks);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_GE(engine.heartbeats.load(), 3);
+  EXPECT_EQ(lost_calls.load(), 0);
+  // Busy: no heartbeats while requests run.
+  auto c = std::make_shared<Collector>();
+  scheduler.submit(greedy(prompt_of(1, 10), 40), c);
+  c->wait();
+  EXPECT_EQ(c->summary.reason, FinishReason::kLength);
+  engine.lost = true;
+  const auto t0 = std::chrono::steady_clock::now();
+  while (lost_calls.load() == 0 && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(lost_calls.load(), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
 }
 
 TEST(Scheduler, AdmissionRefusesWhatCannotFit) {
