@@ -216,6 +216,12 @@ void JobRunner::handle_finished(std::deque<std::shared_ptr<Finished>>& finished)
       release[job_id].push_back(line_no);
       continue;
     }
+    if (reason == "error" && f->finish.error_code == RequestErrorCode::kUnavailable) {
+      // The model workers were lost (or the server is stopping): not the line's fault, and it
+      // does not count as an attempt; it runs again (after a restart).
+      release[job_id].push_back(line_no);
+      continue;
+    }
     if (reason == "error") {
       const int attempts = ++attempts_[f->key];
       if (attempts < options_.max_attempts) {

@@ -2,12 +2,14 @@
 # `shardlm serve` as one MPI job (rank 0 coordinator, the rest workers) with free ports, waits for its
 # ready line and sets CLUSTER_PID, HTTP_PORT, TCP_PORT, METRICS_PORT. stop_cluster sends SIGTERM and
 # waits for a clean exit (returns non-zero otherwise); it also runs from the caller's EXIT trap.
+# MPIRUN_ARGS (optional) go to mpirun before -np, e.g. "--mca orte_enable_recovery 1".
 # Needs: $shardlm, $root (repository root).
 start_cluster() {
   ranks=$1; model=$2; cwork=$3; shift 3
   . "$root/scripts/mpi_env.sh"
   rm -f "$cwork/serve.out"
-  setsid mpirun -np "$ranks" "$shardlm" serve --model "$model" --port 0 --http-port 0 --metrics-port 0 "$@" \
+  # shellcheck disable=SC2086
+  setsid mpirun ${MPIRUN_ARGS:-} -np "$ranks" "$shardlm" serve --model "$model" --port 0 --http-port 0 --metrics-port 0 "$@" \
     >"$cwork/serve.out" 2>"$cwork/serve.err" &
   CLUSTER_PID=$!
   i=0
@@ -25,13 +27,16 @@ start_cluster() {
   echo "cluster up: http $HTTP_PORT, protocol $TCP_PORT, metrics $METRICS_PORT"
 }
 
-# The pid of rank 0 (the coordinator) of the cluster started last.
-coordinator_pid() {
+# The pid of rank N of the cluster started last.
+rank_pid() {
   for p in $(pgrep -P "$CLUSTER_PID" 2>/dev/null); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=0"; then echo "$p"; return 0; fi
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then echo "$p"; return 0; fi
   done
   return 1
 }
+
+# The pid of rank 0 (the coordinator) of the cluster started last.
+coordinator_pid() { rank_pid 0; }
 
 # SIGTERM to the coordinator: it stops the workers and every rank exits 0, so mpirun exits 0.
 # (SIGTERM to mpirun itself also stops every rank the same way, but mpirun then exits 1.)

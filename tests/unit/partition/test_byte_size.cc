@@ -41,7 +41,7 @@ TEST(ByteSize, Formats) {
 TEST(WeightEncoding, BytesPerWeight) {
   EXPECT_EQ(matrix_bytes(parse_weight_encoding("f32"), 64), 256);
   EXPECT_EQ(matrix_bytes(parse_weight_encoding("bf16"), 64), 128);
-  EXPECT_EQ(matrix_bytes(parse_weight_encoding("int8"), 64), 68);  // 8.5 bits
+  EXPECT_EQ(matrix_bytes(parse_weight_encoding("int8"), 64), 64);  // 8 bits (per-row scales)
   EXPECT_EQ(matrix_bytes(parse_weight_encoding("q4"), 64), 36);    // 4.5 bits
   EXPECT_EQ(smaller_encodings(WeightEncoding::kBF16),
             (std::vector<WeightEncoding>{WeightEncoding::kInt8, WeightEncoding::kQ4}));
