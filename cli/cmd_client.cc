@@ -2,7 +2,8 @@
 // `chat` stream the answer to stdout (reasoning to stderr) and a usage / timings summary to stderr;
 // `models` and `health` print what the server reports. Ctrl-C cancels a running request.
 // `jobs submit|status|list|cancel|results` manage batch jobs (a JSONL file of requests run in the
-// background; docs/protocol.md): --wait shows a progress bar with an ETA on the terminal.
+// background; docs/protocol.md): --wait shows a progress bar with an ETA on the terminal. --tls talks
+// to a server started with --tls-cert, verifying its certificate (--tls-ca, or the system's CAs).
 #include <unistd.h>
 
 #include <chrono>
@@ -49,6 +50,9 @@ struct ClientArgs {
   std::string server = "127.0.0.1:7070";
   std::string api_key;
   double timeout_s = 10;
+  bool tls = false;
+  std::string tls_ca;
+  bool tls_insecure = false;
   std::string prompt;   // generate
   std::string message;  // chat
   std::string system;
@@ -83,6 +87,16 @@ void connect(tcp::Client& client, const ClientArgs& a) {
   client.connect(host, port, key);
 }
 
+tcp::ClientOptions client_options(const ClientArgs& a) {
+  tcp::ClientOptions co;
+  co.connect_timeout_s = a.timeout_s;
+  co.client_name = "shardlm-cli";
+  co.tls = a.tls;
+  co.tls_ca_file = a.tls_ca;
+  co.tls_insecure = a.tls_insecure;
+  return co;
+}
+
 tcp::RequestOptions request_options(const GenerationArgs& a, bool thinking) {
   tcp::RequestOptions o;
   if (a.max_tokens_opt->count() > 0) o.max_tokens = a.max_tokens;
@@ -100,10 +114,7 @@ tcp::RequestOptions request_options(const GenerationArgs& a, bool thinking) {
 // Streams one request: content to stdout, reasoning to stderr, tool calls to stdout as one line each.
 void run_streaming(const ClientArgs& a, bool chat) {
   const GenerationArgs& g = chat ? a.chat : a.generate;
-  tcp::ClientOptions co;
-  co.connect_timeout_s = a.timeout_s;
-  co.client_name = "shardlm-cli";
-  tcp::Client client(co);
+  tcp::Client client(client_options(a));
   connect(client, a);
   g_interrupted = false;
   std::signal(SIGINT, on_sigint);
@@ -165,10 +176,7 @@ void run_streaming(const ClientArgs& a, bool chat) {
 }
 
 void run_models(const ClientArgs& a) {
-  tcp::ClientOptions co;
-  co.connect_timeout_s = a.timeout_s;
-  co.client_name = "shardlm-cli";
-  tcp::Client client(co);
+  tcp::Client client(client_options(a));
   connect(client, a);
   for (const client::ModelInfo& m : client.models()) {
     std::printf("%s\tmax_context=%lld\n", m.name().c_str(), static_cast<long long>(m.max_context()));
@@ -176,10 +184,7 @@ void run_models(const ClientArgs& a) {
 }
 
 void run_health(const ClientArgs& a) {
-  tcp::ClientOptions co;
-  co.connect_timeout_s = a.timeout_s;
-  co.client_name = "shardlm-cli";
-  tcp::Client client(co);
+  tcp::Client client(client_options(a));
   connect(client, a);
   const client::HealthStatus h = client.health();
   const client::Welcome& w = client.welcome();
@@ -194,13 +199,6 @@ void run_health(const ClientArgs& a) {
 }
 
 // ---- batch jobs ----------------------------------------------------------------------------------
-
-tcp::ClientOptions job_client_options(const ClientArgs& a) {
-  tcp::ClientOptions co;
-  co.connect_timeout_s = a.timeout_s;
-  co.client_name = "shardlm-cli";
-  return co;
-}
 
 std::string format_duration(double s) {
   if (s < 0 || !std::isfinite(s)) return "?";
@@ -291,7 +289,7 @@ void run_jobs_submit(const ClientArgs& a) {
   std::ifstream in(a.job_file, std::ios::binary);
   if (!in) fail("{}: cannot be read", a.job_file);
   const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  tcp::Client client(job_client_options(a));
+  tcp::Client client(client_options(a));
   connect(client, a);
   const uint32_t limit = client.welcome().max_frame_bytes();
   if (limit > 0 && content.size() + 4096 > limit) {
@@ -320,7 +318,7 @@ void run_jobs_submit(const ClientArgs& a) {
 }
 
 void run_jobs_status(const ClientArgs& a) {
-  tcp::Client client(job_client_options(a));
+  tcp::Client client(client_options(a));
   connect(client, a);
   client::JobInfo j = a.wait ? wait_for_job(client, a.job_id) : client.job_status(a.job_id);
   print_job(j);
@@ -328,7 +326,7 @@ void run_jobs_status(const ClientArgs& a) {
 }
 
 void run_jobs_list(const ClientArgs& a) {
-  tcp::Client client(job_client_options(a));
+  tcp::Client client(client_options(a));
   connect(client, a);
   const client::JobList list = client.job_list(static_cast<uint32_t>(a.list_limit));
   std::printf("%-32s %-12s %9s %9s %7s  %s\n", "ID", "STATE", "DONE", "TOTAL", "FAILED", "CREATED");
@@ -341,7 +339,7 @@ void run_jobs_list(const ClientArgs& a) {
 }
 
 void run_jobs_cancel(const ClientArgs& a) {
-  tcp::Client client(job_client_options(a));
+  tcp::Client client(client_options(a));
   connect(client, a);
   const client::JobInfo j = client.job_cancel(a.job_id);
   std::printf("%s: %s (%lld completed, %lld failed of %lld)\n", j.id().c_str(), tcp::job_state_name(j.state()),
@@ -349,7 +347,7 @@ void run_jobs_cancel(const ClientArgs& a) {
 }
 
 void run_jobs_results(const ClientArgs& a) {
-  tcp::Client client(job_client_options(a));
+  tcp::Client client(client_options(a));
   connect(client, a);
   std::ofstream file;
   std::FILE* out = stdout;
@@ -398,6 +396,11 @@ CommandRegistrar reg([](CLI::App& app) {
   cmd->add_option("--api-key", a->api_key, "API key (default: the SHARDLM_API_KEY environment variable)");
   cmd->add_option("--timeout", a->timeout_s, "Seconds to wait for the connection and handshake")
       ->check(CLI::Range(0.1, 3600.0));
+  auto* tls = cmd->add_flag("--tls", a->tls, "Connect with TLS (a server started with --tls-cert)");
+  auto* ca = cmd->add_option("--tls-ca", a->tls_ca, "PEM CA certificate(s) to verify the server with (default: the system's CAs)")->needs(tls);
+  cmd->add_flag("--tls-insecure", a->tls_insecure, "Do not verify the server's certificate or host name (testing only)")
+      ->needs(tls)
+      ->excludes(ca);
   cmd->require_subcommand(1);
 
   CLI::App* gen = cmd->add_subcommand("generate", "Complete a prompt; streams the text to stdout");

@@ -1,12 +1,18 @@
 // `shardlm serve`: the cluster's front door on rank 0 — the TCP client protocol, the OpenAI-compatible
 // HTTP API and Prometheus metrics over one scheduler — with the model on the worker ranks of the MPI
 // job (or in this process when started alone). Runs until SIGTERM / SIGINT, then stops taking
-// requests, lets running ones finish for a grace period, cancels the rest and exits 0.
+// requests, lets running ones finish for a grace period, cancels the rest and exits 0. With
+// --tls-cert / --tls-key both client-facing servers speak TLS (HTTPS; the protocol's frames inside
+// TLS); --max-connections, --max-body-bytes, --max-prompt-tokens and --rate-limit bound what clients
+// may ask (docs/operations.md).
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -14,7 +20,9 @@
 #include "cli/command.h"
 #include "cli/local_model.h"
 #include "common/error.h"
+#include "common/rate_limiter.h"
 #include "common/text_format.h"
+#include "common/tls.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/jobs/batch_api.h"
 #include "coordinator/jobs/job_protocol.h"
@@ -23,6 +31,7 @@
 #include "coordinator/tcp/server.h"
 #include "coordinator/text_service.h"
 #include "model/tokenizer.h"
+#include "proto/step_message.h"
 #include "telemetry/metrics.h"
 
 namespace shardlm::cli {
@@ -45,6 +54,13 @@ struct ServeArgs {
   int batch_sequences = 0;
   int http_threads = 2;
   double grace_s = 30;
+  std::string tls_cert;
+  std::string tls_key;
+  int max_connections = 0;
+  size_t max_body_bytes = size_t{8} << 20;
+  int64_t max_prompt_tokens = 0;
+  double rate_limit = 0;
+  double worker_timeout = 300;
 };
 
 std::vector<std::string> read_api_keys(const std::string& path) {
@@ -95,26 +111,29 @@ void run_serve(const ServeArgs& a) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);  // raised by this process when the workers are lost
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // KV capacity: every sequence slot at the full context, or what fits --kv-memory-per-worker.
   EngineOptions eo = engine_options(a.model, 0, a.max_sequences);
   eo.max_context = a.max_context;
+  eo.worker_timeout_s = a.worker_timeout;
   std::unique_ptr<StepEngine> engine = open_engine(eo);
   if (!engine) return;  // a worker rank: served until the coordinator shut down
   // Only the coordinator reads the keys and the state (workers need neither on their file system).
   std::vector<std::string> api_keys;
+  std::shared_ptr<boost::asio::ssl::context> tls;
   try {
     if (!a.api_key_file.empty()) api_keys = read_api_keys(a.api_key_file);
+    if (!a.tls_cert.empty()) tls = tls::server_context(a.tls_cert, a.tls_key);
     if (!a.state_dir.empty()) std::filesystem::create_directories(a.state_dir);
   } catch (const std::exception& e) {
     engine->abort(e.what());
     throw;
   }
   spdlog::info("{}", engine->description);
-  const Tokenizer tokenizer = Tokenizer::load(a.model.model_dir);
-  const std::string model_name =
-      a.model_name.empty() ? std::filesystem::path(a.model.model_dir).lexically_normal().filename().string() : a.model_name;
+  const Tokenizer tokenizer = local_model_tokenizer(a.model);
+  const std::string model_name = a.model_name.empty() ? local_model_name(a.model) : a.model_name;
 
   telemetry::Metrics metrics(model_name.empty() ? "model" : model_name, engine->num_workers());
   for (int w = 0; w < engine->num_workers(); ++w) metrics.set_worker_up(w, true);
@@ -124,6 +143,7 @@ void run_serve(const ServeArgs& a) {
   so.max_running = a.max_sequences;
   so.max_waiting = a.max_waiting;
   so.max_batch_running = a.batch_sequences > 0 ? a.batch_sequences : std::max(1, a.max_sequences / 2);
+  so.heartbeat_s = std::min(5.0, a.worker_timeout / 4);
   Scheduler scheduler(*engine, so);
   SchedulerHooks hooks;
   hooks.step = [&](const StepReport& report) {
@@ -147,15 +167,30 @@ void run_serve(const ServeArgs& a) {
     const SchedulerStats st = scheduler.stats();
     metrics.set_scheduler(st.running, st.waiting, st.kv_usage);
   };
+  // Lost workers: the scheduler has failed every request as unavailable; wake the main thread.
+  std::mutex lost_mutex;
+  std::string lost_reason;
+  hooks.engine_lost = [&](const std::string& reason) {
+    {
+      std::lock_guard<std::mutex> lock(lost_mutex);
+      lost_reason = reason;
+    }
+    for (int w = 0; w < engine->num_workers(); ++w) metrics.set_worker_up(w, false);
+    kill(getpid(), SIGUSR1);
+  };
   scheduler.set_hooks(hooks);
   TextService service(scheduler, tokenizer, engine->config(), model_name);
+  // What the HTTP API and batch jobs submit through (it refuses prompts over --max-prompt-tokens).
+  std::shared_ptr<http::TextBackend> backend = http::text_service_backend(service, a.max_prompt_tokens);
+  // One budget per API key (or client address) across both servers.
+  std::shared_ptr<RateLimiter> rate_limiter = a.rate_limit > 0 ? std::make_shared<RateLimiter>(a.rate_limit) : nullptr;
   // Batch jobs, kept in --state-dir (without it the batch routes and job messages say they are off).
   std::unique_ptr<jobs::JobService> job_service;
   if (!a.state_dir.empty()) {
     jobs::JobServiceOptions jo;
     jo.runner.max_inflight = jo.runner.max_inflight_per_job = 2 * so.max_batch_running;
     try {
-      job_service = std::make_unique<jobs::JobService>(a.state_dir, service, jo);
+      job_service = std::make_unique<jobs::JobService>(a.state_dir, backend, jo);
     } catch (const std::exception& e) {
       spdlog::error("{}", e.what());  // said here: under mpirun the job is aborted before main prints it
       throw;
@@ -169,12 +204,20 @@ void run_serve(const ServeArgs& a) {
   ho.port = a.http_port;
   ho.api_keys = api_keys;
   ho.threads = a.http_threads;
-  http::HttpServer http_server(service, ho);
+  ho.tls = tls;
+  ho.max_connections = static_cast<size_t>(a.max_connections);
+  ho.max_body_bytes = a.max_body_bytes;
+  ho.rate_limiter = rate_limiter;
+  http::HttpServer http_server(backend, ho);
   batch_api.add_routes(http_server);
   tcp::TcpServerOptions to;
   to.host = a.host;
   to.port = a.port;
   to.api_keys = api_keys;
+  to.tls = tls;
+  to.max_connections = static_cast<size_t>(a.max_connections);
+  to.max_prompt_tokens = a.max_prompt_tokens;
+  to.rate_limiter = rate_limiter;
   tcp::TcpServer tcp_server(service, to);
   if (job_service) tcp_server.set_job_handler(std::make_shared<jobs::ProtocolJobHandler>(*job_service));
   if (job_service) job_service->start();
@@ -182,8 +225,8 @@ void run_serve(const ServeArgs& a) {
   http_server.start();
   http_server.set_ready(true);
   // One line a launcher can wait for and parse.
-  std::printf("shardlm serve: model %s ready | OpenAI API http://%s:%d/v1 | protocol %s:%d | metrics %s\n", model_name.c_str(),
-              a.host.c_str(), http_server.port(), a.host.c_str(), tcp_server.port(),
+  std::printf("shardlm serve: model %s ready | OpenAI API %s://%s:%d/v1 | protocol %s:%d%s | metrics %s\n", model_name.c_str(),
+              tls ? "https" : "http", a.host.c_str(), http_server.port(), a.host.c_str(), tcp_server.port(), tls ? " (TLS)" : "",
               a.metrics_port >= 0 ? fmt::format("http://{}:{}/metrics", a.metrics_host.empty() ? a.host : a.metrics_host, metrics.bound_port()).c_str()
                                   : "off");
   std::fflush(stdout);
@@ -207,22 +250,41 @@ void run_serve(const ServeArgs& a) {
 
   int sig = 0;
   sigwait(&signals, &sig);
-  spdlog::info("signal {}: no new requests; letting running ones finish (up to {} s)", sig, a.grace_s);
+  auto lost_now = [&] {
+    std::lock_guard<std::mutex> lock(lost_mutex);
+    return lost_reason;
+  };
   http_server.set_ready(false);
   tcp_server.set_ready(false);
   if (job_service) job_service->pause();  // no new batch lines; those running may finish
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(a.grace_s);
-  while (std::chrono::steady_clock::now() < deadline) {
-    const SchedulerStats st = scheduler.stats();
-    if (st.running == 0 && st.waiting == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (lost_now().empty()) {
+    spdlog::info("signal {}: no new requests; letting running ones finish (up to {} s)", sig, a.grace_s);
+    // (When mpirun ends the job because a rank died, the running requests cannot finish: the
+    // scheduler notices within --worker-timeout and fails them as unavailable, which ends this wait.)
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(a.grace_s);
+    while (std::chrono::steady_clock::now() < deadline) {
+      const SchedulerStats st = scheduler.stats();
+      if (st.running == 0 && st.waiting == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  } else {
+    // Clients already have their "unavailable" errors: give the servers a moment to deliver them.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
   tcp_server.stop();
   http_server.stop();
-  scheduler.stop(false);  // cancels what is left and releases the workers
+  const std::string lost = lost_now();
+  if (lost.empty()) scheduler.stop(false);  // cancels what is left and releases the workers
   if (job_service) job_service->stop();  // batch lines cut short run again at the next start
   done = true;
   gauges.join();
+  if (!lost.empty()) {
+    // A worker is gone: end the MPI job with a status that tells the launcher to start it again.
+    spdlog::error("{}; ending the job (exit status {}) so that it is restarted", lost, kWorkerLostExitCode);
+    std::fflush(nullptr);
+    engine->abort(lost, kWorkerLostExitCode);
+    std::_Exit(kWorkerLostExitCode);  // a single process: nothing to abort
+  }
   spdlog::info("stopped");
 }
 
@@ -247,6 +309,23 @@ CommandRegistrar reg([](CLI::App& app) {
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--http-threads", a->http_threads, "HTTP server threads")->check(CLI::Range(1, 64));
   cmd->add_option("--shutdown-grace", a->grace_s, "Seconds running requests may finish after SIGTERM")->check(CLI::Range(0.0, 3600.0));
+  auto* cert = cmd->add_option("--tls-cert", a->tls_cert, "PEM certificate (chain) file: HTTPS and the TCP protocol inside TLS (with --tls-key)");
+  auto* key = cmd->add_option("--tls-key", a->tls_key, "PEM private key file of --tls-cert (unencrypted)");
+  cert->needs(key);
+  key->needs(cert);
+  cmd->add_option("--max-connections", a->max_connections,
+                  "Open connections per server (HTTP, TCP) at most; more are answered 'too many connections' and closed (0 = no limit)")
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--max-body-bytes", a->max_body_bytes, "Largest HTTP request body (more get 413)")
+      ->check(CLI::Range(size_t{1024}, size_t{1} << 32));
+  cmd->add_option("--max-prompt-tokens", a->max_prompt_tokens, "Longest prompt in tokens (longer ones are refused; 0 = the context)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  cmd->add_option("--rate-limit", a->rate_limit, "Requests per minute per API key (per client address without keys), burst as many (0 = off)")
+      ->check(CLI::Range(0.0, 1e9));
+  cmd->add_option("--worker-timeout", a->worker_timeout,
+                  "Seconds a worker may take to answer before it counts as lost; then every request fails as unavailable "
+                  "and the job exits with status 75 to be restarted (workers end the job when the coordinator is silent as long)")
+      ->check(CLI::Range(1.0, 86400.0));
   cmd->callback([a] { run_serve(*a); });
 });
 

@@ -73,8 +73,8 @@ std::vector<std::vector<uint8_t>> RemoteEngine::gather_replies(std::chrono::mill
   requests.reserve(workers);
   for (size_t w = 0; w < workers; ++w) requests.push_back(world_.irecv(&sizes[w], sizeof(uint64_t), static_cast<int>(w + 1), kReplyTag));
   auto silent = [&](size_t w) {
-    return fmt::format("worker {} (rank {}) did not answer within {:.0f} s; it is lost", w + 1, w + 1,
-                       std::chrono::duration<double>(timeout).count());
+    return fmt::format("worker {} (rank {}) did not answer within {:.0f} s: it, or a worker it waits for, is lost", w + 1,
+                       w + 1, std::chrono::duration<double>(timeout).count());
   };
   for (size_t w = 0; w < workers; ++w) wait_for(requests[w], deadline, silent(w));
   std::vector<std::vector<uint8_t>> out(workers);

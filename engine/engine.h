@@ -31,7 +31,7 @@ struct EngineOptions {
   int max_sequences = 1;         // sequences in flight at once
   // MPI jobs: a worker that does not answer within this many seconds is taken as lost (the engine
   // throws EngineUnavailable), and a worker that hears nothing from an initialised coordinator for
-  // as long ends the job (kWorkerLostExitCode). Loading has an hour.
+  // twice as long plus 10 s ends the job (kWorkerLostExitCode). Loading has an hour.
   double worker_timeout_s = 300;
 };
 

@@ -250,7 +250,9 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   const auto worker_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::min(o.worker_timeout_s, 1e7) * 1000.0));
   if (world->rank() != 0) {
     auto ckpt = open_checkpoint(o, config);
-    run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro, worker_timeout);
+    // The coordinator gets to notice a lost worker (and tell its clients) first.
+    run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro,
+                    2 * worker_timeout + std::chrono::milliseconds(10000));
     return nullptr;
   }
   std::vector<Range> vocab_rows;

@@ -9,7 +9,7 @@ packages=(
   libdnnl-dev ocl-icd-opencl-dev libboost-dev libboost-program-options-dev
   prometheus-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libprotobuf-dev protobuf-compiler libsqlite3-dev
-  libcli11-dev libspdlog-dev libfmt-dev
+  libcli11-dev libspdlog-dev libfmt-dev libssl-dev openssl
   python3-numpy prometheus
 )
 # Node.js and npm run the reference implementations the tests compare against (tokenizer, Jinja,

@@ -1,5 +1,7 @@
 #include "coordinator/http/api_error.h"
 
+#include <algorithm>
+#include <cmath>
 #include <exception>
 
 namespace shardlm::http {
@@ -112,6 +114,27 @@ ApiError body_too_large(size_t limit) {
   e.type = "invalid_request_error";
   e.code = "request_too_large";
   e.message = fmt::format("Request body is larger than the limit of {} bytes", limit);
+  return e;
+}
+
+ApiError rate_limited(double per_minute, double retry_after_s, bool per_key) {
+  ApiError e;
+  e.status = 429;
+  e.type = "rate_limit_error";
+  e.code = "rate_limit_exceeded";
+  e.retry_after_s = std::max(1, static_cast<int>(std::ceil(retry_after_s)));
+  e.message = fmt::format("Rate limit reached: at most {:g} requests per minute per {}; retry in {} s", per_minute,
+                          per_key ? "API key" : "client address", e.retry_after_s);
+  return e;
+}
+
+ApiError too_many_connections(size_t limit) {
+  ApiError e;
+  e.status = 503;
+  e.type = "server_error";
+  e.code = "too_many_connections";
+  e.message = fmt::format("too many connections: the server holds at most {} at once; retry later", limit);
+  e.retry_after_s = 1;
   return e;
 }
 

@@ -59,5 +59,8 @@ ApiError method_not_allowed(const std::string& method, const std::string& path);
 ApiError model_not_found(const std::string& model);  // 404 model_not_found
 ApiError unauthorized(bool key_given);  // 401 invalid_api_key
 ApiError body_too_large(size_t limit);  // 413
+// 429 rate_limit_exceeded, Retry-After: retry_after_s rounded up.
+ApiError rate_limited(double per_minute, double retry_after_s, bool per_key);
+ApiError too_many_connections(size_t limit);  // 503 too_many_connections
 
 }  // namespace shardlm::http

@@ -32,14 +32,6 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
-// Compares without stopping at the first difference (the time does not tell how much matched).
-bool same_secret(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  unsigned diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i]);
-  return diff == 0;
-}
-
 ApiRouter::Outcome reply(HttpReply r) {
   ApiRouter::Outcome o;
   o.reply = std::move(r);
@@ -69,11 +61,7 @@ HttpReply error_reply(const ApiError& error) {
 }
 
 ApiRouter::ApiRouter(TextBackend& backend, std::vector<std::string> api_keys)
-    : backend_(backend), created_(unix_time()) {
-  for (std::string& k : api_keys) {
-    if (!k.empty()) api_keys_.push_back(std::move(k));
-  }
-}
+    : backend_(backend), api_keys_(api_keys), created_(unix_time()) {}
 
 void ApiRouter::add_route(std::string prefix, RouteHandler route, std::string content_type) {
   std::lock_guard lock(mutex_);
@@ -84,18 +72,17 @@ bool ApiRouter::needs_key(std::string_view path) const {
   return !api_keys_.empty() && (path == "/v1" || path.substr(0, 4) == "/v1/");
 }
 
-bool ApiRouter::key_ok(std::string_view authorization) const {
+int ApiRouter::key_index(std::string_view authorization) const {
   // "Bearer KEY", scheme case-insensitive.
-  if (authorization.size() < 7) return false;
+  if (authorization.size() < 7) return -1;
   std::string scheme(authorization.substr(0, 7));
   for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (scheme != "bearer ") return false;
+  if (scheme != "bearer ") return -1;
   std::string_view key = authorization.substr(7);
   while (!key.empty() && key.front() == ' ') key.remove_prefix(1);
   while (!key.empty() && (key.back() == ' ' || key.back() == '\t')) key.remove_suffix(1);
-  bool ok = false;
-  for (const std::string& k : api_keys_) ok |= same_secret(key, k);
-  return ok;
+  if (key.empty()) return -1;
+  return api_keys_.find(key);
 }
 
 std::optional<HttpReply> ApiRouter::extra_route(const HttpRequestView& request, const std::string& path) const {
@@ -138,7 +125,14 @@ ApiRouter::Outcome ApiRouter::generation(const HttpRequestView& request, Endpoin
 ApiRouter::Outcome ApiRouter::handle(const HttpRequestView& request) const {
   const std::string path = path_of(request.target);
   const std::string& method = request.method;
-  if (needs_key(path) && !key_ok(request.authorization)) return error(unauthorized(!request.authorization.empty()));
+  const bool api_path = path == "/v1" || path.rfind("/v1/", 0) == 0;
+  int key = -1;
+  if (needs_key(path) && (key = key_index(request.authorization)) < 0) return error(unauthorized(!request.authorization.empty()));
+  if (api_path && rate_limiter_) {
+    const std::string client = api_keys_.empty() ? "ip:" + request.client : "key:" + std::to_string(key);
+    const RateLimiter::Decision d = rate_limiter_->acquire(client);
+    if (!d.allowed) return error(rate_limited(rate_limiter_->per_minute(), d.retry_after_s, !api_keys_.empty()));
+  }
 
   auto only = [&](const char* allowed) -> std::optional<Outcome> {
     if (method == allowed || (method == "HEAD" && std::string_view(allowed) == "GET")) return std::nullopt;

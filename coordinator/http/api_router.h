@@ -1,6 +1,7 @@
 // Routing of the HTTP API, independent of the transport: API-key check (every /v1/ path needs
-// "Authorization: Bearer KEY" when keys are configured; /health, /ready and other extra routes stay
-// open), GET /health, GET /ready, GET /v1/models[/ID] (HEAD too), extra routes registered by prefix, and the
+// "Authorization: Bearer KEY" when keys are configured, compared in constant time; /health, /ready and
+// other extra routes stay open), the rate limit of /v1/ paths per API key (per client address when
+// there are no keys; 429 with Retry-After beyond it), GET /health, GET /ready, GET /v1/models[/ID] (HEAD too), extra routes registered by prefix, and the
 // parsing of POST /v1/chat/completions and /v1/completions into a generation for the connection to
 // run. Unknown paths get 404, known paths with another method 405. Thread-safe.
 #pragma once
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -15,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/constant_time.h"
+#include "common/rate_limiter.h"
 #include "coordinator/http/api_error.h"
 #include "coordinator/http/openai_request.h"
 #include "coordinator/http/text_backend.h"
@@ -26,6 +30,7 @@ struct HttpRequestView {
   std::string target;         // path and query
   std::string authorization;  // the Authorization header ("" when absent)
   std::string body;
+  std::string client;         // the client's address (rate limit without API keys)
 };
 
 struct HttpReply {
@@ -59,10 +64,14 @@ class ApiRouter {
   void add_route(std::string prefix, RouteHandler route, std::string content_type = "application/json");
   void set_ready(bool ready) { ready_ = ready; }
   void set_stopping() { stopping_ = true; }
+  // Set before serving; null: no rate limit.
+  void set_rate_limiter(std::shared_ptr<RateLimiter> limiter) { rate_limiter_ = std::move(limiter); }
   bool ready() const { return ready_ && !stopping_; }
   // True when `path` needs the API key (keys configured and the path is under /v1/).
   bool needs_key(std::string_view path) const;
-  bool key_ok(std::string_view authorization) const;
+  bool key_ok(std::string_view authorization) const { return key_index(authorization) >= 0; }
+  // The index of the configured key the "Bearer KEY" header carries, or -1.
+  int key_index(std::string_view authorization) const;
 
  private:
   struct ExtraRoute {
@@ -74,7 +83,8 @@ class ApiRouter {
   Outcome generation(const HttpRequestView& request, Endpoint endpoint) const;
 
   TextBackend& backend_;
-  std::vector<std::string> api_keys_;
+  ApiKeySet api_keys_;
+  std::shared_ptr<RateLimiter> rate_limiter_;
   int64_t created_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};

@@ -2,7 +2,10 @@
 // plain requests through the ApiRouter, and runs generations: the request goes to the backend, whose
 // observer posts deltas to this connection's strand; a non-streamed request gets its response at the
 // finish, a streamed one gets server-sent events in a chunked body as deltas arrive. While a
-// generation runs the socket is watched for the client going away, which cancels it.
+// generation runs the socket is watched for the client going away, which cancels it. The connection
+// is a template over its stream: beast::tcp_stream, or beast::ssl_stream over one for HTTPS (which
+// starts with the TLS handshake). A connection beyond the server's limit is answered with 503 at once
+// and closed.
 #include "coordinator/http/http_connection.h"
 
 #include <utility>
@@ -12,12 +15,14 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 #include "coordinator/http/openai_response.h"
@@ -77,13 +82,22 @@ namespace {
 constexpr size_t kHeaderLimit = 64 * 1024;
 constexpr auto kLingerTime = std::chrono::seconds(2);
 
-class HttpConnection;
+class Link;
+
+// What a generation's results go to: a connection, whatever its stream.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual asio::any_io_executor executor() = 0;
+  virtual void on_delta(const std::shared_ptr<Link>& link, const TextDelta& delta) = 0;
+  virtual void on_finish(const std::shared_ptr<Link>& link, const TextFinish& finish) = 0;
+};
 
 // Holds the connection while a generation runs; detached when it finishes, when the client goes
 // away, or at server stop (then no more deliveries, and the connection is no longer held).
 class Link final : public GenerationHandle, public std::enable_shared_from_this<Link> {
  public:
-  explicit Link(std::shared_ptr<HttpConnection> conn) : conn_(std::move(conn)) {}
+  explicit Link(std::shared_ptr<Sink> conn) : conn_(std::move(conn)) {}
 
   template <typename F>
   void deliver(F&& f);
@@ -97,7 +111,7 @@ class Link final : public GenerationHandle, public std::enable_shared_from_this<
     finished_ = true;
   }
   uint64_t detach() override {
-    std::shared_ptr<HttpConnection> conn;
+    std::shared_ptr<Sink> conn;
     uint64_t id = 0;
     {
       std::lock_guard lock(mutex_);
@@ -111,7 +125,7 @@ class Link final : public GenerationHandle, public std::enable_shared_from_this<
 
  private:
   std::mutex mutex_;
-  std::shared_ptr<HttpConnection> conn_;
+  std::shared_ptr<Sink> conn_;
   uint64_t id_ = 0;
   bool finished_ = false;
 };
@@ -126,25 +140,34 @@ class LinkObserver final : public TextObserver {
   std::shared_ptr<Link> link_;
 };
 
-class HttpConnection final : public ConnectionHandle, public std::enable_shared_from_this<HttpConnection> {
+using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+
+template <typename Stream>
+class HttpConnection final : public ConnectionHandle,
+                             public Sink,
+                             public std::enable_shared_from_this<HttpConnection<Stream>> {
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+  using std::enable_shared_from_this<HttpConnection<Stream>>::shared_from_this;
+
  public:
-  HttpConnection(tcp::socket socket, std::shared_ptr<ServerState> state)
-      : stream_(std::move(socket)), state_(std::move(state)) {}
+  // `slot` empty: the server holds max_connections already; this one is answered 503 and closed.
+  HttpConnection(tcp::socket socket, std::shared_ptr<ServerState> state, ConnectionLimit::Slot slot)
+      : stream_(make_stream(std::move(socket), *state)), state_(std::move(state)), slot_(std::move(slot)) {}
   ~HttpConnection() override { cancel_generation(); }
 
-  asio::any_io_executor executor() { return stream_.get_executor(); }
+  asio::any_io_executor executor() override { return stream_.get_executor(); }
 
   void run() {
     beast::error_code ec;
-    stream_.socket().set_option(tcp::no_delay(true), ec);
-    asio::dispatch(executor(), [self = shared_from_this()] { self->read_request(); });
+    tcp_layer().socket().set_option(tcp::no_delay(true), ec);
+    asio::dispatch(executor(), [self = shared_from_this()] { self->handshake(); });
   }
 
   void close() override {
     asio::post(executor(), [self = shared_from_this()] { self->abort(); });
   }
 
-  void on_delta(const std::shared_ptr<Link>& link, const TextDelta& delta) {
+  void on_delta(const std::shared_ptr<Link>& link, const TextDelta& delta) override {
     if (link != link_) return;
     if (chunks_) {
       queue_data(chunks_->delta(delta));
@@ -153,7 +176,7 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
     }
   }
 
-  void on_finish(const std::shared_ptr<Link>& link, const TextFinish& finish) {
+  void on_finish(const std::shared_ptr<Link>& link, const TextFinish& finish) override {
     if (link != link_) return;
     link_->detach();
     link_.reset();
@@ -179,6 +202,43 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
         std::chrono::duration<double>(std::max(0.001, state_->options.request_timeout_s)));
   }
 
+  static Stream make_stream(tcp::socket socket, ServerState& state) {
+    if constexpr (kTls) {
+      return Stream(std::move(socket), *state.options.tls);
+    } else {
+      return Stream(std::move(socket));
+    }
+  }
+
+  beast::tcp_stream& tcp_layer() { return beast::get_lowest_layer(stream_); }
+
+  // ---- the start: TLS handshake, connection limit ----
+
+  void handshake() {
+    if constexpr (kTls) {
+      tcp_layer().expires_after(timeout());
+      stream_.async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](beast::error_code ec) {
+        if (ec) {
+          // A plaintext client, a client that does not trust the certificate, or no handshake in time.
+          spdlog::debug("http: TLS handshake failed: {}", ec.message());
+          return self->abort();
+        }
+        self->admit();
+      });
+    } else {
+      admit();
+    }
+  }
+
+  void admit() {
+    if (closed_) return;
+    if (!slot_) {
+      spdlog::debug("http: refused a connection: {} are open (the limit)", state_->options.max_connections);
+      return send_reply(error_reply(too_many_connections(state_->options.max_connections)), true);
+    }
+    read_request();
+  }
+
   // ---- reading a request ----
 
   void read_request() {
@@ -187,7 +247,7 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
     parser_.emplace();
     parser_->body_limit(static_cast<std::uint64_t>(state_->options.max_body_bytes));
     parser_->header_limit(kHeaderLimit);
-    stream_.expires_after(timeout());
+    tcp_layer().expires_after(timeout());
     bhttp::async_read_header(stream_, buffer_, *parser_, beast::bind_front_handler(&HttpConnection::on_header, shared_from_this()));
   }
 
@@ -241,6 +301,7 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
     view.target = std::string(req.target());
     view.authorization = std::string(req[bhttp::field::authorization]);
     view.body = std::move(req.body());
+    view.client = client_address();
     parser_.reset();
     if (state_->stopping) {
       return send_reply(error_reply(api_error(RequestErrorCode::kUnavailable, "The server is shutting down")), true);
@@ -272,7 +333,7 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
       res->body() = std::move(reply.body);
       res->prepare_payload();
     }
-    stream_.expires_after(timeout());
+    tcp_layer().expires_after(timeout());
     bhttp::async_write(stream_, *res, [self = shared_from_this(), res](beast::error_code ec, size_t) {
       if (ec) return self->abort();
       if (!res->keep_alive()) return self->graceful_close();
@@ -297,7 +358,7 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
     if (state_->stopping) return abort();  // stop() may have collected the generations already
 
     ResponseMeta meta = make_meta(request);
-    stream_.expires_never();  // a generation may take long; stream writes set their own expiry
+    tcp_layer().expires_never();  // a generation may take long; stream writes set their own expiry
     if (request.stream) {
       chunks_.emplace(meta);
       chunked_ = version_ >= 11;
@@ -347,7 +408,7 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
     writing_ = true;
     inflight_.swap(pending_);
     pending_.clear();
-    stream_.expires_after(timeout());  // a client that stops reading is dropped (and its request cancelled)
+    tcp_layer().expires_after(timeout());  // a client that stops reading is dropped (and its request cancelled)
     asio::async_write(stream_, asio::buffer(inflight_), [self = shared_from_this()](beast::error_code ec, size_t) {
       self->writing_ = false;
       self->inflight_.clear();
@@ -365,7 +426,7 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
 
   // Completes when the client sends something or goes away while a generation runs.
   void watch_disconnect() {
-    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), link = link_](beast::error_code ec) {
+    tcp_layer().socket().async_wait(tcp::socket::wait_read, [self = shared_from_this(), link = link_](beast::error_code ec) {
       self->on_readable(link, ec);
     });
   }
@@ -374,7 +435,7 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
     if (link != link_ || closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
       beast::error_code e;
-      size_t available = stream_.socket().available(e);
+      size_t available = tcp_layer().socket().available(e);
       if (!e && available > 0) return;  // a pipelined request: read once this one is answered
     }
     spdlog::debug("http: client went away during a request; cancelling it");
@@ -395,23 +456,36 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
 
   void abort() {
     cancel_generation();
+    slot_.release();
     if (closed_) return;
     closed_ = true;
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.close();
+    tcp_layer().socket().shutdown(tcp::socket::shutdown_both, ec);
+    tcp_layer().close();
   }
 
   // Sends FIN, then reads (and drops) what the client still sends for a moment before closing, so
   // that a reply sent before the whole request was read (413) is not lost to a connection reset.
+  // Over TLS: sends close_notify and waits (as long) for the client's before closing.
   void graceful_close() {
     cancel_generation();
+    slot_.release();
     if (closed_) return;
+    tcp_layer().expires_after(kLingerTime);
+    if constexpr (kTls) {
+      stream_.async_shutdown([self = shared_from_this()](beast::error_code) { self->abort(); });
+    } else {
+      beast::error_code ec;
+      tcp_layer().socket().shutdown(tcp::socket::shutdown_send, ec);
+      if (ec) return abort();
+      drain();
+    }
+  }
+
+  std::string client_address() {
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (ec) return abort();
-    stream_.expires_after(kLingerTime);
-    drain();
+    const tcp::endpoint peer = tcp_layer().socket().remote_endpoint(ec);
+    return ec ? std::string("unknown") : peer.address().to_string();
   }
 
   void drain() {
@@ -422,9 +496,10 @@ class HttpConnection final : public ConnectionHandle, public std::enable_shared_
     });
   }
 
-  beast::tcp_stream stream_;
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::shared_ptr<ServerState> state_;
+  ConnectionLimit::Slot slot_;  // released when the connection closes
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bool keep_alive_ = true;
   bool head_ = false;  // the request being answered is a HEAD request
@@ -449,26 +524,40 @@ template <typename F>
 void Link::deliver(F&& f) {
   std::lock_guard lock(mutex_);
   if (!conn_) return;
-  std::shared_ptr<HttpConnection> conn = conn_;
+  std::shared_ptr<Sink> conn = conn_;
   asio::post(conn->executor(), [conn, link = shared_from_this(), f = std::forward<F>(f)]() mutable { f(*conn, link); });
 }
 
 void LinkObserver::on_delta(const TextDelta& delta) {
-  link_->deliver([delta](HttpConnection& c, const std::shared_ptr<Link>& link) { c.on_delta(link, delta); });
+  link_->deliver([delta](Sink& c, const std::shared_ptr<Link>& link) { c.on_delta(link, delta); });
 }
 
 void LinkObserver::on_finish(const TextFinish& finish) {
   link_->mark_finished();
-  link_->deliver([finish](HttpConnection& c, const std::shared_ptr<Link>& link) { c.on_finish(link, finish); });
+  link_->deliver([finish](Sink& c, const std::shared_ptr<Link>& link) { c.on_finish(link, finish); });
+}
+
+}  // namespace
+
+namespace {
+
+template <typename Stream>
+void start(tcp::socket socket, const std::shared_ptr<ServerState>& state, ConnectionLimit::Slot slot) {
+  auto conn = std::make_shared<HttpConnection<Stream>>(std::move(socket), state, std::move(slot));
+  state->add_connection(conn);
+  conn->run();
+  if (state->stopping) conn->close();
 }
 
 }  // namespace
 
 void start_connection(tcp::socket socket, std::shared_ptr<ServerState> state) {
-  auto conn = std::make_shared<HttpConnection>(std::move(socket), state);
-  state->add_connection(conn);
-  conn->run();
-  if (state->stopping) conn->close();
+  ConnectionLimit::Slot slot = state->connection_limit.try_acquire();
+  if (state->options.tls) {
+    start<TlsStream>(std::move(socket), state, std::move(slot));
+  } else {
+    start<beast::tcp_stream>(std::move(socket), state, std::move(slot));
+  }
 }
 
 }  // namespace shardlm::http

@@ -1,6 +1,8 @@
 // Internal to the HTTP server: the state its connections share (backend, router, options, and the
-// live connections and generations, so that stop() can close and cancel them), and the start of one
-// connection on an accepted socket. The connection itself (Boost.Beast) is in http_connection.cc.
+// live connections and generations, so that stop() can close and cancel them, and the count of open
+// connections against max_connections), and the start of one connection on an accepted socket (over
+// TLS when the options have a TLS context). The connection itself (Boost.Beast) is in
+// http_connection.cc.
 #pragma once
 
 #include <utility>  // before Asio (it uses std::exchange etc. without including it in 1.74)
@@ -13,6 +15,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include "common/connection_limit.h"
 #include "coordinator/http/api_router.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/http/text_backend.h"
@@ -39,11 +42,12 @@ class GenerationHandle {
 class ServerState {
  public:
   ServerState(TextBackend& backend, ApiRouter& router, HttpServerOptions options)
-      : backend(backend), router(router), options(std::move(options)) {}
+      : backend(backend), router(router), options(std::move(options)), connection_limit(this->options.max_connections) {}
 
   TextBackend& backend;
   ApiRouter& router;
   const HttpServerOptions options;
+  ConnectionLimit connection_limit;
   std::atomic<bool> stopping{false};
 
   void add_connection(const std::shared_ptr<ConnectionHandle>& c);
@@ -57,7 +61,8 @@ class ServerState {
   std::vector<std::weak_ptr<GenerationHandle>> generations_;
 };
 
-// Serves HTTP on `socket` (whose executor must be a strand) until the client or the server closes it.
+// Serves HTTP (HTTPS with options.tls) on `socket` (whose executor must be a strand) until the client
+// or the server closes it. Beyond max_connections: answers 503 "too many connections" and closes.
 void start_connection(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state);
 
 }  // namespace shardlm::http

@@ -58,7 +58,9 @@ struct HttpServer::Impl {
         state(std::make_shared<ServerState>(*backend, router, options)),
         io(std::max(1, options.threads)),
         acceptor(asio::make_strand(io)),
-        retry_timer(acceptor.get_executor()) {}
+        retry_timer(acceptor.get_executor()) {
+    router.set_rate_limiter(options.rate_limiter);
+  }
 
   void bind() {
     const std::string where = fmt::format("{}:{}", options.host, options.port);

@@ -5,16 +5,25 @@
 // plus extra routes by prefix (batch API, metrics). Request fields and their checks: openai_request.h;
 // response shapes: openai_response.h; errors: api_error.h. Bodies over max_body_bytes get 413 (on the
 // Content-Length and while reading a chunked body). A client that disconnects while its request runs
-// has the request cancelled. Runs an Asio io_context on `threads` threads of its own.
+// has the request cancelled. With a TLS context it speaks HTTPS only: a client that does not complete
+// the TLS handshake within request_timeout_s (a plaintext one fails it at once) is closed. Connections
+// beyond max_connections get 503 "too many connections" and are closed; with a rate limiter, /v1/*
+// requests beyond the limit of their API key (or client address, without keys) get 429 (ApiRouter).
+// Runs an Asio io_context on `threads` threads of its own.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "common/rate_limiter.h"
 #include "coordinator/http/api_router.h"
 #include "coordinator/http/text_backend.h"
 #include "coordinator/text_service.h"
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace shardlm::http {
 
@@ -24,7 +33,10 @@ struct HttpServerOptions {
   std::vector<std::string> api_keys;  // non-empty: /v1/* need "Authorization: Bearer KEY"
   size_t max_body_bytes = 8 << 20;
   int threads = 1;
-  double request_timeout_s = 60;  // reading one request (headers and body), writing a reply or one stream write
+  double request_timeout_s = 60;  // the TLS handshake, reading one request (headers and body), writing a reply or one stream write
+  std::shared_ptr<boost::asio::ssl::context> tls;  // set: HTTPS (common/tls.h server_context)
+  size_t max_connections = 0;                      // open connections at most; 0: no limit
+  std::shared_ptr<RateLimiter> rate_limiter;       // /v1/* requests per API key (or client address)
 };
 
 class HttpServer {

@@ -108,7 +108,7 @@ ApiError finish_error(const TextFinish& finish) {
     e.code = "cancelled";
     return e;
   }
-  return api_error(RequestErrorCode::kInternal,
+  return api_error(finish.error_code,
                    finish.error.empty() ? std::string("generation failed") : "generation failed: " + finish.error);
 }
 

@@ -1,26 +1,36 @@
 #include "coordinator/http/text_backend.h"
 
+#include "coordinator/request_error.h"
+
 namespace shardlm::http {
 namespace {
 
 class ServiceBackend : public TextBackend {
  public:
-  explicit ServiceBackend(TextService& service) : service_(service) {}
+  ServiceBackend(TextService& service, int64_t max_prompt_tokens) : service_(service), max_prompt_tokens_(max_prompt_tokens) {}
   std::string model_name() const override { return service_.model_name(); }
   int64_t max_context() const override { return service_.max_context(); }
   uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer) override {
+    if (max_prompt_tokens_ > 0) {
+      const auto tokens = static_cast<int64_t>(service_.prompt_tokens(request).size());
+      if (tokens > max_prompt_tokens_) {
+        fail_request(RequestErrorCode::kContextLength, "the prompt has {} tokens, more than this server's limit of {} prompt tokens",
+                     tokens, max_prompt_tokens_);
+      }
+    }
     return service_.submit(request, std::move(observer));
   }
   void cancel(uint64_t id) override { service_.cancel(id); }
 
  private:
   TextService& service_;
+  int64_t max_prompt_tokens_;
 };
 
 }  // namespace
 
-std::unique_ptr<TextBackend> text_service_backend(TextService& service) {
-  return std::make_unique<ServiceBackend>(service);
+std::unique_ptr<TextBackend> text_service_backend(TextService& service, int64_t max_prompt_tokens) {
+  return std::make_unique<ServiceBackend>(service, max_prompt_tokens);
 }
 
 }  // namespace shardlm::http

@@ -21,7 +21,8 @@ class TextBackend {
   virtual void cancel(uint64_t id) = 0;
 };
 
-// Forwards to `service`, which must outlive the backend.
-std::unique_ptr<TextBackend> text_service_backend(TextService& service);
+// Forwards to `service`, which must outlive the backend. With max_prompt_tokens > 0, a request whose
+// prompt (after chat rendering) has more tokens is refused with RequestError kContextLength.
+std::unique_ptr<TextBackend> text_service_backend(TextService& service, int64_t max_prompt_tokens = 0);
 
 }  // namespace shardlm::http

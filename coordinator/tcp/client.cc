@@ -7,7 +7,9 @@
 #include <utility>  // before Boost.Asio 1.74: its awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 
+#include "common/tls.h"
 #include "coordinator/tcp/protocol.h"
 
 namespace shardlm::tcp {
@@ -69,14 +71,18 @@ struct Client::Impl {
     return true;
   }
 
+  // The TCP socket (under TLS, when on).
+  asio::ip::tcp::socket& lowest() { return tls ? tls->next_layer() : socket; }
+
   void drop() {
     boost::system::error_code ec;
-    socket.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-    socket.close(ec);
+    lowest().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    lowest().close(ec);
     connected = false;
     // Complete (as aborted) any read still pending so its handler does not outlive the buffer use.
     io.restart();
     io.poll();
+    tls.reset();
     read_pending = false;
     read_done = false;
   }
@@ -103,17 +109,22 @@ struct Client::Impl {
       if (!read_pending) {
         read_pending = true;
         read_done = false;
-        socket.async_read_some(asio::buffer(buffer), [this](const boost::system::error_code& ec, size_t n) {
+        const auto on_read = [this](const boost::system::error_code& ec, size_t n) {
           read_done = true;
           read_ec = ec;
           read_n = n;
-        });
+        };
+        if (tls) {
+          tls->async_read_some(asio::buffer(buffer), on_read);
+        } else {
+          socket.async_read_some(asio::buffer(buffer), on_read);
+        }
       }
       if (!run_until(read_done, deadline)) return std::nullopt;
       read_pending = false;
       read_done = false;
       if (read_ec) {
-        const bool eof = read_ec == asio::error::eof;
+        const bool eof = read_ec == asio::error::eof || read_ec == asio::ssl::error::stream_truncated;
         const std::string reason = read_ec.message();
         drop();
         if (eof) fail("the server closed the connection");
@@ -125,7 +136,9 @@ struct Client::Impl {
 
   ClientOptions options;
   asio::io_context io;
-  asio::ip::tcp::socket socket{io};
+  asio::ip::tcp::socket socket{io};  // moved into `tls` when TLS is on
+  std::shared_ptr<asio::ssl::context> tls_context;
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls;
   FrameDecoder decoder;
   std::array<char, 64 * 1024> buffer{};
   bool read_pending = false;
@@ -186,6 +199,7 @@ void Client::connect(const std::string& host, int port, const std::string& api_k
     fail("cannot connect to {}: {}", s.peer, ec.message());
   }
   s.socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (s.options.tls) tls_handshake(host, deadline);
   s.connected = true;
 
   client::ClientMessage hello;
@@ -198,7 +212,9 @@ void Client::connect(const std::string& host, int port, const std::string& api_k
   try {
     reply = s.read_message(deadline);
   } catch (const Error& e) {
-    fail("handshake with {} failed: {}", s.peer, e.what());
+    // A TLS server drops a plaintext Hello (its TLS alert, if any, reads as an oversize frame).
+    fail("handshake with {} failed: {}{}", s.peer, e.what(),
+         s.options.tls ? "" : " (a TLS server ends plaintext connections like this: is TLS needed?)");
   }
   if (!reply) {
     s.drop();
@@ -220,6 +236,35 @@ void Client::connect(const std::string& host, int port, const std::string& api_k
   }
 }
 
+void Client::tls_handshake(const std::string& host, std::chrono::steady_clock::time_point deadline) {
+  Impl& s = *impl_;
+  try {
+    if (!s.tls_context) s.tls_context = tls::client_context(s.options.tls_ca_file, !s.options.tls_insecure);
+  } catch (...) {
+    boost::system::error_code ignored;
+    s.socket.close(ignored);
+    throw;
+  }
+  s.tls = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(s.socket), *s.tls_context);
+  tls::prepare_client(*s.tls, host, !s.options.tls_insecure);
+  bool done = false;
+  boost::system::error_code ec;
+  s.tls->async_handshake(asio::ssl::stream_base::client, [&](const boost::system::error_code& e) {
+    done = true;
+    ec = e;
+  });
+  if (!s.run_until(done, deadline)) {
+    s.drop();
+    fail("TLS handshake with {} failed: no answer within {} s", s.peer, s.options.connect_timeout_s);
+  }
+  if (ec) {
+    std::string reason = tls::handshake_failure(*s.tls, ec);
+    if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated) reason += " (is it a TLS server?)";
+    s.drop();
+    fail("TLS handshake with {} failed: {}", s.peer, reason);
+  }
+}
+
 bool Client::connected() const { return impl_->connected; }
 
 const client::Welcome& Client::welcome() const { return impl_->welcome; }
@@ -234,7 +279,11 @@ void Client::send(const client::ClientMessage& message) {
   const uint32_t limit = s.welcome.max_frame_bytes() > 0 ? s.welcome.max_frame_bytes() : kDefaultMaxFrameBytes;
   const std::string frame = encode_frame(message, limit);
   boost::system::error_code ec;
-  asio::write(s.socket, asio::buffer(frame), ec);
+  if (s.tls) {
+    asio::write(*s.tls, asio::buffer(frame), ec);
+  } else {
+    asio::write(s.socket, asio::buffer(frame), ec);
+  }
   if (ec) {
     s.drop();
     fail("cannot send to {}: {}", s.peer, ec.message());

@@ -4,9 +4,12 @@
 // (job_submit, job_status, job_list, job_cancel, job_results streaming result chunks). Low level:
 // send_generate / send_cancel / receive keep any number of requests in flight on the connection.
 // A server Error becomes a ServerError (code + message); a connection-level one also closes the client.
+// With tls the frames run inside TLS, the server's certificate verified against a CA file or the
+// system's CAs and the host name connected to (unless tls_insecure).
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -25,6 +28,9 @@ struct ClientOptions {
   double connect_timeout_s = 10;  // connecting plus the handshake
   uint32_t max_frame_bytes = kDefaultMaxFrameBytes;  // largest frame accepted from the server
   std::string client_name = "shardlm-client";
+  bool tls = false;
+  std::string tls_ca_file;    // PEM CA certificate(s) to verify the server with; empty: the system's CAs
+  bool tls_insecure = false;  // accept any certificate and host name (testing only)
 };
 
 // An Error message from the server. what(): "MESSAGE (CODE_NAME)".
@@ -109,6 +115,7 @@ class Client {
   static client::GenerateRequest make_request(const RequestOptions& options);
 
  private:
+  void tls_handshake(const std::string& host, std::chrono::steady_clock::time_point deadline);
   struct Impl;
   std::unique_ptr<Impl> impl_;
   const std::atomic<bool>* interrupt_ = nullptr;

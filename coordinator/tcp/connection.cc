@@ -1,5 +1,7 @@
 #include "coordinator/tcp/connection.h"
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include <spdlog/spdlog.h>
@@ -40,14 +42,6 @@ client::ServerMessage job_call(uint64_t id, F&& f) {
   return reply;
 }
 
-// Compares without stopping at the first differing byte (no timing hint about the key).
-bool same_key(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  const size_t n = std::min(a.size(), b.size());
-  for (size_t i = 0; i < n; ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
 // Forwards one request's results from the scheduler thread to the connection's I/O thread.
 class RequestObserver : public TextObserver {
  public:
@@ -84,40 +78,76 @@ void PostGate::close() {
   io_ = nullptr;
 }
 
-Connection::Connection(asio::ip::tcp::socket socket, ServerContext& context)
+Connection::Connection(asio::ip::tcp::socket socket, ServerContext& context, ConnectionLimit::Slot slot)
     : socket_(std::move(socket)),
       context_(context),
+      slot_(std::move(slot)),
       decoder_(context.options.max_frame_bytes),
       timer_(socket_.get_executor()) {
   boost::system::error_code ec;
   const auto endpoint = socket_.remote_endpoint(ec);
-  peer_ = ec ? std::string("unknown peer") : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+  peer_address_ = ec ? std::string("unknown") : endpoint.address().to_string();
+  peer_ = ec ? std::string("unknown peer") : peer_address_ + ":" + std::to_string(endpoint.port());
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (context.options.tls) {
+    tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(socket_), *context.options.tls);
+    state_ = State::kTlsHandshake;
+  }
 }
 
 void Connection::start() {
   spdlog::debug("tcp: connection from {}", peer_);
+  // Bounds the TLS handshake and the Hello together.
   timer_.expires_after(std::chrono::milliseconds(context_.options.handshake_timeout_ms));
   timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-    if (!ec && self->state_ == State::kHandshake) {
+    if (ec) return;
+    if (self->state_ == State::kTlsHandshake) {
+      spdlog::debug("tcp: {}: no TLS handshake within {} ms of connecting", self->peer_,
+                    self->context_.options.handshake_timeout_ms);
+      self->close();
+    } else if (self->state_ == State::kHandshake) {
       self->fail(client::ERROR_MALFORMED, fmt::format("no hello message within {} ms of connecting",
                                                       self->context_.options.handshake_timeout_ms));
     }
   });
+  if (!tls_) {
+    begin();
+    return;
+  }
+  tls_->async_handshake(asio::ssl::stream_base::server, [self = shared_from_this()](const boost::system::error_code& ec) {
+    if (self->state_ != State::kTlsHandshake) return;  // closed meanwhile
+    if (ec) {
+      // A plaintext client, or one that does not trust the certificate: nothing can be said to it.
+      spdlog::debug("tcp: {}: TLS handshake failed: {}", self->peer_, ec.message());
+      self->close();
+      return;
+    }
+    self->state_ = State::kHandshake;
+    self->begin();
+  });
+}
+
+void Connection::begin() {
+  if (!slot_) {
+    spdlog::debug("tcp: {}: refused: {} connections are open (the limit)", peer_, context_.options.max_connections);
+    fail(client::ERROR_UNAVAILABLE, fmt::format("too many connections: the server holds at most {} at once; retry later",
+                                                context_.options.max_connections));
+  }
   read();
 }
 
 void Connection::read() {
-  socket_.async_read_some(asio::buffer(read_buffer_),
-                          [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
-                            self->on_read(ec, n);
-                          });
+  with_stream([&](auto& stream) {
+    stream.async_read_some(asio::buffer(read_buffer_), [self = shared_from_this()](const boost::system::error_code& ec, size_t n) {
+      self->on_read(ec, n);
+    });
+  });
 }
 
 void Connection::on_read(const boost::system::error_code& ec, size_t n) {
   if (state_ == State::kClosed) return;
   if (ec) {
-    if (ec != asio::error::eof && ec != asio::error::operation_aborted) {
+    if (ec != asio::error::eof && ec != asio::error::operation_aborted && ec != asio::ssl::error::stream_truncated) {
       spdlog::debug("tcp: {}: read failed: {}", peer_, ec.message());
     }
     close();
@@ -188,6 +218,7 @@ void Connection::handle(const client::ClientMessage& message) {
       on_job(id, message);
       break;
     case client::ClientMessage::kListModels: {
+      if (!admit_request(id)) break;
       client::ServerMessage reply;
       reply.set_request_id(id);
       client::ModelInfo* model = reply.mutable_models()->add_models();
@@ -227,15 +258,14 @@ void Connection::on_hello(const client::Hello& hello) {
                      hello.protocol_major(), hello.protocol_minor(), kProtocolMajor, kProtocolMinor));
     return;
   }
-  const auto& keys = context_.options.api_keys;
+  const ApiKeySet& keys = context_.keys;
   if (!keys.empty()) {
     if (hello.api_key().empty()) {
       fail(client::ERROR_UNAUTHORIZED, "this server requires an API key");
       return;
     }
-    bool ok = false;
-    for (const std::string& key : keys) ok |= same_key(hello.api_key(), key);
-    if (!ok) {
+    key_index_ = keys.find(hello.api_key());
+    if (key_index_ < 0) {
       spdlog::warn("tcp: {}: refused an invalid API key", peer_);
       fail(client::ERROR_UNAUTHORIZED, "the API key is not valid");
       return;
@@ -273,6 +303,7 @@ void Connection::on_generate(uint64_t id, const client::GenerateRequest& request
     send_error(id, client::ERROR_UNAVAILABLE, "the server is shutting down and takes no new requests");
     return;
   }
+  if (!admit_request(id)) return;
   const std::string& served = context_.service.model_name();
   if (!request.model().empty() && request.model() != served) {
     send_error(id, client::ERROR_NOT_FOUND,
@@ -281,6 +312,14 @@ void Connection::on_generate(uint64_t id, const client::GenerateRequest& request
   }
   try {
     const TextRequest text_request = to_text_request(request);
+    if (const int64_t limit = context_.options.max_prompt_tokens; limit > 0) {
+      const auto tokens = static_cast<int64_t>(context_.service.prompt_tokens(text_request).size());
+      if (tokens > limit) {
+        send_error(id, client::ERROR_CONTEXT_LENGTH,
+                   fmt::format("the prompt has {} tokens, more than this server's limit of {} prompt tokens", tokens, limit));
+        return;
+      }
+    }
     const uint64_t serial = next_serial_++;
     auto observer = std::make_shared<RequestObserver>(context_.gate, weak_from_this(), id, serial);
     const uint64_t service_id = context_.service.submit(text_request, std::move(observer));
@@ -324,6 +363,7 @@ void Connection::on_job(uint64_t id, const client::ClientMessage& message) {
                  fmt::format("this connection already has {} requests in flight (the limit)", inflight_.size() + result_streams_.size()));
       return;
     }
+    if (!admit_request(id)) return;
     ResultStream stream;
     stream.request = message.job_results();
     stream.serial = next_serial_++;
@@ -336,6 +376,7 @@ void Connection::on_job(uint64_t id, const client::ClientMessage& message) {
     send_error(id, client::ERROR_UNAVAILABLE, "the server is shutting down and takes no new jobs");
     return;
   }
+  if (!admit_request(id)) return;
   context_.run_job([handler = context_.jobs, gate = context_.gate, self = weak_from_this(), id, message] {
     client::ServerMessage reply = job_call(id, [&](client::ServerMessage& r) {
       switch (message.body_case()) {
@@ -411,13 +452,28 @@ void Connection::deliver_finish(uint64_t request_id, uint64_t serial, const Text
   if (it == inflight_.end() || it->second.serial != serial) return;
   inflight_.erase(it);
   if (finish.finish_reason == "error") {
-    send_error(request_id, client::ERROR_INTERNAL, finish.error.empty() ? "generation failed" : finish.error);
+    const client::ErrorCode code =
+        finish.error_code == RequestErrorCode::kUnavailable ? client::ERROR_UNAVAILABLE : client::ERROR_INTERNAL;
+    send_error(request_id, code, finish.error.empty() ? "generation failed" : finish.error);
     return;
   }
   client::ServerMessage message;
   message.set_request_id(request_id);
   to_proto_finish(finish, *message.mutable_finish());
   send(message);
+}
+
+bool Connection::admit_request(uint64_t id) {
+  const std::shared_ptr<RateLimiter>& limiter = context_.options.rate_limiter;
+  if (!limiter) return true;
+  const bool per_key = !context_.keys.empty();
+  const RateLimiter::Decision d =
+      limiter->acquire(per_key ? "key:" + std::to_string(key_index_) : "ip:" + peer_address_);
+  if (d.allowed) return true;
+  send_error(id, client::ERROR_RATE_LIMITED,
+             fmt::format("rate limit reached: at most {:g} requests per minute per {}; retry in {} s", limiter->per_minute(),
+                         per_key ? "API key" : "client address", std::max(1, static_cast<int>(std::ceil(d.retry_after_s)))));
+  return false;
 }
 
 void Connection::send_error(uint64_t id, client::ErrorCode code, const std::string& text) {
@@ -446,7 +502,7 @@ void Connection::flush() {
     if (state_ == State::kClosing) {
       // Everything is written: end our side; the read loop drains until the peer closes.
       boost::system::error_code ec;
-      socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+      socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
     }
     if (state_ == State::kReady && !result_streams_.empty()) resume_result_streams();
     return;
@@ -454,24 +510,30 @@ void Connection::flush() {
   writing_.swap(pending_);
   pending_.clear();
   write_in_flight_ = true;
-  asio::async_write(socket_, asio::buffer(writing_),
-                    [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
-                      self->write_in_flight_ = false;
-                      self->writing_.clear();
-                      if (ec) {
-                        self->close();
-                        return;
-                      }
-                      self->flush();
-                    });
+  with_stream([&](auto& stream) {
+    asio::async_write(stream, asio::buffer(writing_), [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
+      self->write_in_flight_ = false;
+      self->writing_.clear();
+      if (ec) {
+        self->close();
+        return;
+      }
+      self->flush();
+    });
+  });
 }
 
 void Connection::fail(client::ErrorCode code, const std::string& message) {
   if (state_ == State::kClosing || state_ == State::kClosed) return;
+  if (state_ == State::kTlsHandshake) {  // no channel to say it on yet
+    close();
+    return;
+  }
   if (code != client::ERROR_UNAVAILABLE) {
     spdlog::warn("tcp: {}: closing the connection: {} ({})", peer_, message, error_code_name(code));
   }
   cancel_requests();
+  slot_.release();
   send_error(0, code, message);
   if (state_ == State::kClosed) return;  // the error could not even be queued
   state_ = State::kClosing;
@@ -494,9 +556,10 @@ void Connection::close() {
   state_ = State::kClosed;
   cancel_requests();
   timer_.cancel();
+  slot_.release();
   boost::system::error_code ec;
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket().close(ec);
   pending_.clear();
   spdlog::debug("tcp: {}: closed", peer_);
   if (context_.on_closed) context_.on_closed(shared_from_this());

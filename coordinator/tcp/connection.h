@@ -5,7 +5,9 @@
 // thread; the text service's observers (on the scheduler thread) and the job thread reach it through a
 // PostGate. A protocol violation sends an Error frame, cancels the connection's
 // requests, and closes it once the frame is written (lingering until the peer closes, so the frame is
-// not lost to a reset).
+// not lost to a reset). Over TLS the connection starts with the TLS handshake (bounded by the
+// handshake timeout; a failed one closes the connection without a frame). A connection without a
+// slot (the server is full) is sent ERROR_UNAVAILABLE "too many connections" and closed.
 #pragma once
 
 #include <array>
@@ -21,7 +23,10 @@
 #include <utility>  // before Boost.Asio 1.74: its awaitable.hpp uses std::exchange without it
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 
+#include "common/connection_limit.h"
+#include "common/constant_time.h"
 #include "coordinator/tcp/server.h"
 #include "coordinator/text_service.h"
 #include "proto/client.pb.h"
@@ -62,11 +67,14 @@ struct ServerContext {
   std::atomic<bool> ready{true};  // false: new generate requests are refused (shutting down)
   std::shared_ptr<JobHandler> jobs;                           // null: batch jobs are off
   std::function<void(std::function<void()>)> run_job;         // runs work on the job thread
+  ApiKeySet keys{};                                           // options.api_keys, as digests
+  ConnectionLimit connection_limit{};                         // options.max_connections
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(asio::ip::tcp::socket socket, ServerContext& context);
+  // `slot` empty: the server is full; the connection is refused (after the TLS handshake, if any).
+  Connection(asio::ip::tcp::socket socket, ServerContext& context, ConnectionLimit::Slot slot);
   void start();
   // Sends a connection-level Error (request_id 0) and closes the connection after it.
   void fail(client::ErrorCode code, const std::string& message);
@@ -79,7 +87,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string& peer() const { return peer_; }
 
  private:
-  enum class State { kHandshake, kReady, kClosing, kClosed };
+  enum class State { kTlsHandshake, kHandshake, kReady, kClosing, kClosed };
   struct Inflight {
     uint64_t service_id = 0;
     uint64_t serial = 0;  // tells results of an earlier request with the same client id apart
@@ -93,6 +101,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool producing = false;  // a chunk is being read on the job thread
   };
 
+  void begin();  // after the TLS handshake (at once without TLS)
   void read();
   void on_read(const boost::system::error_code& ec, size_t n);
   void handle(const client::ClientMessage& message);
@@ -105,13 +114,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool request_id_busy(uint64_t id) const;
   void send(const client::ServerMessage& message);
   void send_error(uint64_t id, client::ErrorCode code, const std::string& message);
+  // False (after answering ERROR_RATE_LIMITED) when the client's rate limit is used up.
+  bool admit_request(uint64_t id);
+  // The socket under TLS (or the plain one).
+  asio::ip::tcp::socket& socket() { return tls_ ? tls_->next_layer() : socket_; }
+  template <typename F>
+  void with_stream(F&& f) {
+    if (tls_) {
+      f(*tls_);
+    } else {
+      f(socket_);
+    }
+  }
   void flush();
   void cancel_requests();
   void close();  // at once
 
-  asio::ip::tcp::socket socket_;
+  asio::ip::tcp::socket socket_;  // moved into tls_ with TLS
+  std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls_;
   ServerContext& context_;
-  std::string peer_;
+  ConnectionLimit::Slot slot_;
+  std::string peer_;          // address:port, for logs
+  std::string peer_address_;  // for the rate limit without API keys
+  int key_index_ = -1;        // the API key the client gave (index in context_.keys)
   State state_ = State::kHandshake;
   FrameDecoder decoder_;
   std::array<char, 64 * 1024> read_buffer_{};

@@ -14,6 +14,7 @@ const char* error_code_name(client::ErrorCode code) {
     case client::ERROR_MALFORMED: return "malformed";
     case client::ERROR_VERSION_MISMATCH: return "version_mismatch";
     case client::ERROR_FRAME_TOO_LARGE: return "frame_too_large";
+    case client::ERROR_RATE_LIMITED: return "rate_limited";
     default: return "unknown";
   }
 }

@@ -15,7 +15,7 @@ inline constexpr uint32_t kProtocolMinor = client::PROTOCOL_MINOR_VERSION;
 inline constexpr const char* kSoftwareName = "shardlm 0.1.0";
 
 // "invalid_request", "context_length", "queue_full", "unavailable", "not_found", "internal",
-// "unauthorized", "malformed", "version_mismatch", "frame_too_large" ("unknown" otherwise).
+// "unauthorized", "malformed", "version_mismatch", "frame_too_large", "rate_limited" ("unknown" otherwise).
 const char* error_code_name(client::ErrorCode code);
 // "stop", "length", "tool_calls", "cancelled" ("unknown" otherwise).
 const char* finish_reason_name(client::FinishReason reason);

@@ -27,6 +27,8 @@ struct TcpServer::Impl {
       count = connections.size();
     };
     context.run_job = [this](std::function<void()> work) { asio::post(job_pool, std::move(work)); };
+    context.keys = ApiKeySet(options.api_keys);
+    context.connection_limit = ConnectionLimit(options.max_connections);
   }
 
   void accept() {
@@ -41,7 +43,7 @@ struct TcpServer::Impl {
         });
         return;
       }
-      auto connection = std::make_shared<Connection>(std::move(socket), context);
+      auto connection = std::make_shared<Connection>(std::move(socket), context, context.connection_limit.try_acquire());
       connections.insert(connection);
       count = connections.size();
       connection->start();
@@ -119,7 +121,7 @@ void TcpServer::start() {
       }
     }
   });
-  spdlog::info("tcp: listening on {}:{}{}", o.host, s.port, o.api_keys.empty() ? "" : " (API keys required)");
+  spdlog::info("tcp: listening on {}:{}{}{}", o.host, s.port, o.tls ? " (TLS)" : "", o.api_keys.empty() ? "" : " (API keys required)");
 }
 
 void TcpServer::stop() {

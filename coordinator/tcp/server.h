@@ -2,7 +2,12 @@
 // checks each one's handshake (protocol version, API key), runs its generate requests concurrently on
 // the text service and streams the results back as frames; batch-job messages go to a JobHandler
 // (when one is set) on a job thread of its own. Connections are independent: a malformed frame closes
-// only its own connection (after an Error frame). Serves on one I/O thread of its own.
+// only its own connection (after an Error frame). With a TLS context the frames run inside TLS; a
+// client that does not complete the TLS handshake within handshake_timeout_ms (a plaintext one fails
+// it at once) is closed. API keys are compared in constant time. Limits: connections beyond
+// max_connections get ERROR_UNAVAILABLE "too many connections" and are closed; requests beyond the
+// rate limit of their API key (client address without keys) get ERROR_RATE_LIMITED; prompts of more
+// than max_prompt_tokens tokens get ERROR_CONTEXT_LENGTH. Serves on one I/O thread of its own.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "common/rate_limiter.h"
 #include "proto/frame.h"
+
+namespace boost::asio::ssl {
+class context;
+}
 
 namespace shardlm {
 class TextService;
@@ -29,6 +39,10 @@ struct TcpServerOptions {
   int handshake_timeout_ms = 10000;  // a connection that sends no Hello in time is closed
   int close_linger_ms = 2000;        // after an Error that closes a connection: wait for the peer
   size_t max_pending_write_bytes = size_t{64} << 20;  // a client that reads slower is disconnected
+  std::shared_ptr<boost::asio::ssl::context> tls;     // set: TLS (common/tls.h server_context)
+  size_t max_connections = 0;                         // open connections at most; 0: no limit
+  std::shared_ptr<RateLimiter> rate_limiter;          // generate / list_models / job requests
+  int64_t max_prompt_tokens = 0;                      // > 0: longer prompts are refused
 };
 
 class TcpServer {

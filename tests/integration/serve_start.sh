@@ -21,7 +21,7 @@ start_cluster() {
     sleep 0.2
   done
   line=$(grep "ready |" "$cwork/serve.out")
-  HTTP_PORT=$(echo "$line" | sed -n 's#.*OpenAI API http://[^:]*:\([0-9]*\)/v1.*#\1#p')
+  HTTP_PORT=$(echo "$line" | sed -n 's#.*OpenAI API https\?://[^:]*:\([0-9]*\)/v1.*#\1#p')
   TCP_PORT=$(echo "$line" | sed -n 's#.*protocol [^ ]*:\([0-9]*\) .*#\1#p')
   METRICS_PORT=$(echo "$line" | sed -n 's#.*metrics http://[^:]*:\([0-9]*\)/metrics.*#\1#p')
   echo "cluster up: http $HTTP_PORT, protocol $TCP_PORT, metrics $METRICS_PORT"

@@ -1,8 +1,7 @@
 # Losing a rank while a batch job runs (tests/integration/worker_loss_test.sh): a worker or the
-# coordinator killed with SIGKILL, under mpirun with orte_enable_recovery (the coordinator / workers
-# notice within --worker-timeout and end the job with status 75) and under mpirun's defaults; after a
-# restart on the same --state-dir the batch completes with every line exactly once.
-foreach(mode worker coordinator default)
+# coordinator stopped (the others notice within --worker-timeout; exit status 75) or killed (mpirun
+# ends the job); after a restart on the same --state-dir the batch completes with every line once.
+foreach(mode worker-hang coordinator-hang worker-kill coordinator-kill)
   add_test(NAME worker_loss_${mode}
     COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/integration/worker_loss_test.sh $<TARGET_FILE:shardlm>
             ${CMAKE_CURRENT_SOURCE_DIR}/data/dense ${CMAKE_BINARY_DIR}/tests/worker_loss_${mode} ${mode})

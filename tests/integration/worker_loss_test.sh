@@ -1,17 +1,20 @@
 #!/bin/sh
 # Losing a rank of a serving cluster loses no accepted batch line. `shardlm serve` runs as one MPI job
-# (coordinator + 2 workers) on the tiny golden model with a --state-dir; a batch job is submitted and,
-# while it runs (with an interactive request streaming at the same time), one rank is killed with
-# SIGKILL. The job ends by itself within a bounded time, the cluster is started again on the same
-# state dir, and the batch completes with every line exactly once and no failed line.
-#   worker:      mpirun --mca orte_enable_recovery 1 (the job outlives a dead rank): a worker is killed;
-#                the coordinator notices within --worker-timeout, fails the streaming request with
-#                "unavailable", and ends the job with exit status 75.
-#   coordinator: same launch, the coordinator is killed; the workers notice its silence within
-#                --worker-timeout and end the job with exit status 75.
-#   default:     mpirun's defaults (a dead rank aborts the whole job): a worker is killed.
+# (coordinator + 2 workers) on the tiny golden model with a --state-dir and --worker-timeout 5; a
+# batch job is submitted and, while it runs (with an interactive request streaming at the same time),
+# one rank is lost. The job ends by itself within a bounded time, the cluster is started again on the
+# same state dir, and the batch completes with every line exactly once and no failed line.
+#   worker-hang:      a worker stops (SIGSTOP: a frozen or unreachable host). The coordinator notices
+#                     within --worker-timeout, fails the streaming request as unavailable and ends the
+#                     job with exit status 75.
+#   coordinator-hang: the coordinator stops; the workers notice its silence within --worker-timeout
+#                     and end the job with exit status 75.
+#   worker-kill:      a worker is killed (SIGKILL); mpirun ends the job, giving the ranks 15 s
+#                     (--mca odls_base_sigkill_timeout 15) in which the coordinator fails the stream as
+#                     unavailable.
+#   coordinator-kill: the coordinator is killed; mpirun (defaults) ends the job at once.
 # Skips (77) without mpirun.
-# Usage: worker_loss_test.sh SHARDLM MODEL_DIR WORK_DIR worker|coordinator|default
+# Usage: worker_loss_test.sh SHARDLM MODEL_DIR WORK_DIR MODE
 set -eu
 shardlm=$1
 model=$2
@@ -29,13 +32,13 @@ trap 'exit 1' INT TERM
 state="$work/state"
 lines=60
 case "$mode" in
-  worker|coordinator) MPIRUN_ARGS="--mca orte_enable_recovery 1" ;;
-  default) MPIRUN_ARGS= ;;
+  worker-kill) MPIRUN_ARGS="--mca odls_base_sigkill_timeout 15" ;;
+  worker-hang|coordinator-hang|coordinator-kill) MPIRUN_ARGS= ;;
   *) echo "unknown mode $mode"; exit 2 ;;
 esac
 start() {
   for f in serve.out serve.err; do [ ! -f "$work/$f" ] || mv "$work/$f" "$work/$f.before"; done
-  start_cluster 3 "$model" "$work" --model-name tiny --host 127.0.0.1 --max-context 512 --max-sequences 4 \
+  start_cluster 3 "$model" "$work" --model-name tiny --host 127.0.0.1 --max-context 4096 --max-sequences 4 \
     --batch-sequences 2 --threads 1 --state-dir "$state" --shutdown-grace 5 --worker-timeout 5
 }
 client() { "$shardlm" client --server "127.0.0.1:$TCP_PORT" "$@"; }
@@ -61,17 +64,21 @@ done
 before=$(completed "$job")
 [ "$before" -lt "$lines" ] || { echo "the job finished before a rank could be killed"; exit 1; }
 # An interactive request streaming while the rank dies.
-curl -sN --max-time 60 "http://127.0.0.1:$HTTP_PORT/v1/completions" -H 'Content-Type: application/json' \
-  -d '{"model":"tiny","prompt":"A long story","max_tokens":400,"stream":true,"temperature":0}' >"$work/stream.txt" 2>&1 &
+curl -sN --max-time 120 "http://127.0.0.1:$HTTP_PORT/v1/completions" -H 'Content-Type: application/json' \
+  -d '{"model":"tiny","prompt":"A long story","max_tokens":4000,"stream":true,"temperature":0,"ignore_eos":true}' >"$work/stream.txt" 2>&1 &
 curl_pid=$!
 sleep 0.3
 case "$mode" in
-  coordinator) victim=0 ;;
+  coordinator-*) victim=0 ;;
   *) victim=2 ;;
 esac
+case "$mode" in
+  *-hang) signal=STOP ;;
+  *) signal=KILL ;;
+esac
 pid=$(rank_pid "$victim") || { echo "no rank $victim"; exit 1; }
-echo "job $job: $before/$lines done; SIGKILL to rank $victim (pid $pid)"
-kill -KILL "$pid"
+echo "job $job: $before/$lines done; SIG$signal to rank $victim (pid $pid)"
+kill -"$signal" "$pid"
 killed_at=$(date +%s)
 mpirun_pid=$CLUSTER_PID
 CLUSTER_PID=
@@ -80,8 +87,8 @@ status=0
 i=0
 while kill -0 "$mpirun_pid" 2>/dev/null; do
   i=$((i + 1))
-  if [ $i -gt 300 ]; then
-    echo "the MPI job still runs 60 s after rank $victim was killed"; tail -n 30 "$work/serve.err"
+  if [ $i -gt 450 ]; then
+    echo "the MPI job still runs 90 s after rank $victim was lost"; tail -n 30 "$work/serve.err"
     kill -KILL $(ps -o pid= -s "$mpirun_pid") 2>/dev/null; exit 1
   fi
   sleep 0.2
@@ -91,20 +98,20 @@ ended=$(( $(date +%s) - killed_at ))
 echo "the MPI job ended $ended s after the kill with status $status"
 wait "$curl_pid" 2>/dev/null || true
 tail -n 12 "$work/serve.err"
+[ "$status" -ne 0 ] || { echo "mpirun exited 0 after a rank was lost"; exit 1; }
 case "$mode" in
-  worker)
-    [ "$status" -eq 75 ] || { echo "expected exit status 75 (worker lost), got $status"; exit 1; }
+  worker-hang|coordinator-hang)
+    [ "$status" -eq 75 ] || { echo "expected exit status 75 (a rank lost), got $status"; exit 1; } ;;
+esac
+case "$mode" in
+  worker-*)
     grep -q "did not answer within 5 s" "$work/serve.err" || { echo "no worker-lost message"; exit 1; }
     # The streaming client was told why its request ended.
-    grep -q "unavailable" "$work/stream.txt" || { echo "the stream did not end with an 'unavailable' error:"; tail -c 600 "$work/stream.txt"; exit 1; }
+    grep -q '"code":"unavailable"' "$work/stream.txt" || {
+      echo "the stream did not end with an 'unavailable' error:"; tail -c 600 "$work/stream.txt"; exit 1; }
     ;;
-  coordinator)
-    [ "$status" -eq 75 ] || { echo "expected exit status 75 (coordinator lost), got $status"; exit 1; }
-    grep -q "heard nothing from the coordinator" "$work/serve.err" || { echo "no coordinator-lost message"; exit 1; }
-    ;;
-  default)
-    [ "$status" -ne 0 ] || { echo "mpirun exited 0 after a rank was killed"; exit 1; }
-    ;;
+  coordinator-hang)
+    grep -q "heard nothing from the coordinator" "$work/serve.err" || { echo "no coordinator-lost message"; exit 1; } ;;
 esac
 
 start

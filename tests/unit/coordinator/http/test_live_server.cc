@@ -224,5 +224,27 @@ TEST_F(LiveServer, ClientLeavingCancelsTheGeneration) {
   EXPECT_EQ(post(c, "/v1/chat/completions", chat(2)).status, 200);
 }
 
+TEST_F(LiveServer, PromptTokenLimit) {
+  // A second server over the same text service, refusing prompts of more than 12 tokens.
+  HttpServerOptions ho;
+  ho.port = 0;
+  HttpServer limited(std::shared_ptr<TextBackend>(text_service_backend(*service_, 12)), ho);
+  limited.start();
+  TestClient c(limited.port());
+  const std::string long_prompt = "one two three four five six seven eight nine ten eleven twelve thirteen fourteen";
+  ASSERT_GT(tokenizer_->encode(long_prompt, true).size(), 12u);
+  HttpResult r = c.request("POST", "/v1/completions",
+                           json{{"model", "tiny"}, {"prompt", long_prompt}, {"max_tokens", 2}}.dump());
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.json()["error"]["code"], "context_length_exceeded");
+  EXPECT_NE(r.json()["error"]["message"].get<std::string>().find("limit of 12 prompt tokens"), std::string::npos) << r.body;
+  // Chat prompts are counted after the template: a short message in a long conversation is refused.
+  json chat_body = chat(2);
+  EXPECT_EQ(c.request("POST", "/v1/chat/completions", chat_body.dump()).status, 400);
+  HttpResult ok = c.request("POST", "/v1/completions", json{{"model", "tiny"}, {"prompt", "Hi"}, {"max_tokens", 2}}.dump());
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  limited.stop();
+}
+
 }  // namespace
 }  // namespace shardlm::http

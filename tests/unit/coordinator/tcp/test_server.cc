@@ -20,6 +20,7 @@
 #include "coordinator/tcp/client.h"
 #include "coordinator/tcp/protocol.h"
 #include "coordinator/tcp/server.h"
+#include "tests/unit/coordinator/tcp/live_service.h"
 #include "coordinator/text_service.h"
 #include "engine/engine.h"
 #include "model/tokenizer.h"
@@ -140,33 +141,15 @@ struct Result {
 class TcpServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    EngineOptions o;
-    o.model_dir = kModel;
-    o.max_sequences = 8;
-    o.max_context = kMaxContext;
-    o.kv_tokens = 8 * kMaxContext;
-    o.max_chunk = 64;
-    engine_ = open_engine(o).release();
-    ASSERT_NE(engine_, nullptr);
-    tokenizer_ = new Tokenizer(Tokenizer::load(kModel));
-    scheduler_ = new Scheduler(*engine_, SchedulerOptions{});
-    service_ = new TextService(*scheduler_, *tokenizer_, engine_->config(), "tiny");
+    live_.start(kModel, kMaxContext);
+    engine_ = live_.engine;
+    tokenizer_ = live_.tokenizer;
+    scheduler_ = live_.scheduler;
+    service_ = live_.service;
   }
-  static void TearDownTestSuite() {
-    delete service_;
-    scheduler_->stop();
-    delete scheduler_;
-    delete tokenizer_;
-    delete engine_;
-  }
+  static void TearDownTestSuite() { live_.stop(); }
 
-  std::unique_ptr<TcpServer> start_server(TcpServerOptions o = {}) {
-    o.port = 0;
-    auto server = std::make_unique<TcpServer>(*service_, o);
-    server->start();
-    EXPECT_GT(server->port(), 0);
-    return server;
-  }
+  std::unique_ptr<TcpServer> start_server(TcpServerOptions o = {}) { return live_.server(o); }
 
   static Result run(Client& c, const std::string& prompt, const RequestOptions& o) {
     Result r;
@@ -177,12 +160,14 @@ class TcpServerTest : public ::testing::Test {
     return r;
   }
 
+  static tcp_test::LiveService live_;
   static StepEngine* engine_;
   static Tokenizer* tokenizer_;
   static Scheduler* scheduler_;
   static TextService* service_;
 };
 
+tcp_test::LiveService TcpServerTest::live_;
 StepEngine* TcpServerTest::engine_ = nullptr;
 Tokenizer* TcpServerTest::tokenizer_ = nullptr;
 Scheduler* TcpServerTest::scheduler_ = nullptr;
