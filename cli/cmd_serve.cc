@@ -60,7 +60,7 @@ struct ServeArgs {
   size_t max_body_bytes = size_t{8} << 20;
   int64_t max_prompt_tokens = 0;
   double rate_limit = 0;
-  double worker_timeout = 300;
+  double worker_timeout = 120;
 };
 
 std::vector<std::string> read_api_keys(const std::string& path) {

@@ -32,7 +32,7 @@ struct EngineOptions {
   // MPI jobs: a worker that does not answer within this many seconds is taken as lost (the engine
   // throws EngineUnavailable), and a worker that hears nothing from an initialised coordinator for
   // twice as long plus 10 s ends the job (kWorkerLostExitCode). Loading has an hour.
-  double worker_timeout_s = 300;
+  double worker_timeout_s = 120;
 };
 
 std::unique_ptr<StepEngine> open_engine(const EngineOptions& options);

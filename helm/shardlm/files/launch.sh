@@ -62,5 +62,9 @@ for var in UCX_TLS UCX_NET_DEVICES UCX_WARN_UNUSED_ENV_VARS ${SHARDLM_FORWARD_EN
 done
 
 echo "launch.sh: mpirun -np $((workers + 1)) (rank 0 coordinator on $(hostname), $workers worker(s))"
-exec mpirun -np $((workers + 1)) --map-by slot --bind-to none "${forward[@]}" "${mpirun_args[@]}" \
+# When a rank dies mpirun ends the job with SIGTERM and, odls_base_sigkill_timeout seconds later,
+# SIGKILL: the coordinator needs that long to notice (serve --worker-timeout) and to answer the clients
+# of running requests "unavailable" (and, on a plain SIGTERM, to drain within --shutdown-grace).
+exec mpirun -np $((workers + 1)) --map-by slot --bind-to none --mca odls_base_sigkill_timeout "${SHARDLM_SIGKILL_TIMEOUT:-150}" \
+  "${forward[@]}" "${mpirun_args[@]}" \
   "${SHARDLM_BIN:-/usr/local/bin/shardlm}" "$@"
