@@ -6,6 +6,7 @@
 // Each case cycles through enough copies of the matrix (>= 256 MB) that nothing stays in cache.
 // Usage: shardlm_bench_gemv [--benchmark_filter=REGEX] [other google-benchmark flags]
 #include <benchmark/benchmark.h>
+#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -29,6 +30,32 @@ using namespace shardlm;
 constexpr size_t kMinStreamBytes = size_t{256} << 20;
 
 double g_read_bw[3] = {0, 0, 0};  // by thread count
+double g_bf16_peak = 0;            // FLOP/s of vdpbf16ps on every thread (0: no AVX512_BF16)
+
+// The machine's bf16 dot-product peak, measured: every thread runs independent chains of
+// vdpbf16ps (16 lanes x 2 products = 64 FLOP each) for ~0.5 s.
+__attribute__((target("avx512f,avx512bf16"))) double measure_bf16_peak(int threads) {
+  omp_set_num_threads(threads);
+  constexpr int64_t kIters = 20000000;
+  const auto t0 = std::chrono::steady_clock::now();
+  float sink = 0.0f;
+#pragma omp parallel reduction(+ : sink)
+  {
+    __m512 acc[12];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80), b = (__m512bh)_mm512_set1_epi16(0x3c00);
+    for (int64_t i = 0; i < kIters; ++i) {
+#pragma GCC unroll 12
+      for (auto& c : acc) c = _mm512_dpbf16_ps(c, a, b);
+    }
+    __m512 t = acc[0];
+    for (int j = 1; j < 12; ++j) t = _mm512_add_ps(t, acc[j]);
+    sink += _mm512_reduce_add_ps(t);
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  benchmark::DoNotOptimize(sink);
+  return static_cast<double>(threads) * kIters * 12 * 64 / s;
+}
 
 struct Shape {
   const char* name;
@@ -41,33 +68,36 @@ const Shape kShapes[] = {
 };
 const WeightFormat kFormats[] = {WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kQ4};
 
-// The packed copies of the current (shape, format); rebuilt when either changes.
+// The packed copies of the current (shape, format, backend); rebuilt when one changes.
 struct Matrices {
   int shape = -1;
   WeightFormat format = WeightFormat::kF32;
+  MatmulBackend backend = MatmulBackend::kOwn;
   std::vector<Linear> copies;
 };
-Matrices& matrices(int shape, WeightFormat format) {
+Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
   static Matrices m;
-  if (m.shape == shape && m.format == format) return m;
+  if (m.shape == shape && m.format == format && m.backend == backend) return m;
   m.copies.clear();
   const Shape& s = kShapes[shape];
   std::mt19937 rng(static_cast<unsigned>(shape * 7 + 1));
   std::normal_distribution<float> dist(0.0f, 0.02f);
   std::vector<uint16_t> w(static_cast<size_t>(s.n * s.k));
   for (auto& v : w) v = f32_to_bf16(dist(rng));
-  m.copies.push_back(Linear::from_bf16(w.data(), s.n, s.k, format));
+  m.copies.push_back(Linear::from_bf16(w.data(), s.n, s.k, format, backend));
   const size_t bytes = m.copies.front().weight_bytes();
   const size_t count = std::max<size_t>(1, (kMinStreamBytes + bytes - 1) / bytes);
-  while (m.copies.size() < count) m.copies.push_back(Linear::from_bf16(w.data(), s.n, s.k, format));
+  while (m.copies.size() < count) m.copies.push_back(Linear::from_bf16(w.data(), s.n, s.k, format, backend));
   m.shape = shape;
   m.format = format;
+  m.backend = backend;
   return m;
 }
 
-void run_case(benchmark::State& state, int shape, WeightFormat format, int threads, int64_t rows) {
+void run_case(benchmark::State& state, int shape, WeightFormat format, int threads, int64_t rows,
+              MatmulBackend backend = MatmulBackend::kOwn) {
   const Shape& s = kShapes[shape];
-  Matrices& mats = matrices(shape, format);
+  Matrices& mats = matrices(shape, format, backend);
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(rows * s.k));
@@ -83,7 +113,7 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   }
   const double bytes = static_cast<double>(mats.copies.front().weight_bytes());
   state.SetLabel(std::string(s.name) + " W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " +
-                 weight_format_name(format) + " " + isa_name(active_isa()));
+                 weight_format_name(format) + " " + (backend == MatmulBackend::kOneDnn ? "onednn" : isa_name(active_isa())));
   if (rows == 1) {
     state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
     state.counters["of_read_bw"] =
@@ -91,6 +121,10 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   } else {
     state.counters["GFLOP/s"] =
         benchmark::Counter(2.0 * rows * s.n * s.k / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+    if (g_bf16_peak > 0) {
+      state.counters["of_bf16_peak"] =
+          benchmark::Counter(2.0 * rows * s.n * s.k / g_bf16_peak, benchmark::Counter::kIsIterationInvariantRate);
+    }
   }
 }
 
@@ -100,8 +134,12 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   for (int threads : {1, 2}) g_read_bw[threads] = bench::read_bandwidth(size_t{512} << 20, threads, 1.0);
-  std::printf("detected ISA: %s (AVX-512 VNNI: %s); read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads)\n",
-              isa_name(detected_isa()), has_avx512_vnni() ? "yes" : "no", g_read_bw[1] / 1e9, g_read_bw[2] / 1e9);
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512bf16")) g_bf16_peak = measure_bf16_peak(2);
+  std::printf("detected ISA: %s (AVX-512 VNNI: %s); read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads); "
+              "bf16 peak (vdpbf16ps, 2 threads): %.0f GFLOP/s\n",
+              isa_name(detected_isa()), has_avx512_vnni() ? "yes" : "no", g_read_bw[1] / 1e9, g_read_bw[2] / 1e9,
+              g_bf16_peak / 1e9);
   for (int shape = 0; shape < static_cast<int>(std::size(kShapes)); ++shape) {
     for (WeightFormat format : kFormats) {
       for (int threads : {1, 2}) {
@@ -114,8 +152,15 @@ int main(int argc, char** argv) {
       }
     }
   }
-  // Prefill: 512-token chunks on the MLP shapes.
+  // Prefill: 512-token chunks on the MLP shapes; bf16 also through oneDNN (bf16 activations).
   for (int shape : {0, 1}) {
+    const std::string dnn = std::string("prefill512/") + kShapes[shape].name + "/bf16-onednn/threads:2";
+    benchmark::RegisterBenchmark(dnn.c_str(), [=](benchmark::State& st) {
+      run_case(st, shape, WeightFormat::kBF16, 2, 512, MatmulBackend::kOneDnn);
+    })
+        ->MinTime(1.0)
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
     for (WeightFormat format : kFormats) {
       const std::string name = std::string("prefill512/") + kShapes[shape].name + "/" + weight_format_name(format) + "/threads:2";
       benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_case(st, shape, format, 2, 512); })

@@ -152,6 +152,11 @@ void run_serve(const ServeArgs& a) {
     if (static_cast<int>(records.size()) == engine->num_workers()) metrics.observe_step(report.seconds, records);
     metrics.count_tokens(report.prompt_tokens, report.sampled_tokens);
   };
+  hooks.heartbeat = [&] {
+    std::vector<telemetry::WorkerStepRecord> records;
+    for (const WorkerStepFigures& f : engine->last_step_figures()) records.push_back(to_record(f));
+    if (static_cast<int>(records.size()) == engine->num_workers()) metrics.set_worker_state(records);
+  };
   hooks.first_token = [&](double s) { metrics.observe_first_token(s); };
   hooks.inter_token = [&](double s) { metrics.observe_inter_token(s); };
   hooks.finished = [&](const GenerationSummary& s) {

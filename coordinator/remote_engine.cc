@@ -29,6 +29,28 @@ RemoteEngine::~RemoteEngine() {
   }
 }
 
+namespace {
+
+WorkerStepFigures figures_of(const step::WorkerStats& s) {
+  WorkerStepFigures f;
+  f.compute_s = s.compute_s();
+  f.comm_s = s.comm_s();
+  f.allreduce_count = s.allreduce_count();
+  f.allreduce_bytes = s.allreduce_bytes();
+  f.kv_full_used = s.kv_full_used();
+  f.kv_full_free = s.kv_full_free();
+  f.kv_sliding_used = s.kv_sliding_used();
+  f.kv_sliding_free = s.kv_sliding_free();
+  f.rss_bytes = s.rss_bytes();
+  f.weight_bytes = s.weight_bytes();
+  for (int i = 0; i < s.expert_ids_size() && i < s.expert_tokens_size(); ++i) {
+    f.expert_tokens.emplace_back(s.expert_ids(i), s.expert_tokens(i));
+  }
+  return f;
+}
+
+}  // namespace
+
 void RemoteEngine::check_not_lost() const {
   if (!lost_reason_.empty()) throw EngineUnavailable("the model workers are unavailable: " + lost_reason_);
 }
@@ -141,21 +163,7 @@ void RemoteEngine::step(const StepBatch& batch, const std::vector<RowRequest>& r
     if (!r.ParseFromArray(replies[w].data(), static_cast<int>(replies[w].size()))) fail("worker {}: malformed step result", w + 1);
     if (!r.error().empty()) fail("worker {}: {}", w + 1, r.error());
     if (r.rows_size() != static_cast<int>(rows.size())) fail("worker {}: {} rows in the step result, expected {}", w + 1, r.rows_size(), rows.size());
-    const step::WorkerStats& s = r.stats();
-    WorkerStepFigures& f = figures_[w];
-    f.compute_s = s.compute_s();
-    f.comm_s = s.comm_s();
-    f.allreduce_count = s.allreduce_count();
-    f.allreduce_bytes = s.allreduce_bytes();
-    f.kv_full_used = s.kv_full_used();
-    f.kv_full_free = s.kv_full_free();
-    f.kv_sliding_used = s.kv_sliding_used();
-    f.kv_sliding_free = s.kv_sliding_free();
-    f.rss_bytes = s.rss_bytes();
-    f.weight_bytes = s.weight_bytes();
-    for (int i = 0; i < s.expert_ids_size() && i < s.expert_tokens_size(); ++i) {
-      f.expert_tokens.emplace_back(s.expert_ids(i), s.expert_tokens(i));
-    }
+    figures_[w] = figures_of(r.stats());
   }
   out.resize(rows.size());
   std::vector<RowCandidates> parts(results.size());
@@ -208,7 +216,13 @@ void RemoteEngine::row_logits(int row, std::vector<float>& logits) {
 
 void RemoteEngine::ping() {
   send(static_cast<uint32_t>(StepCommand::kPing), 0, 0, {});
-  gather_replies(worker_timeout_);
+  const std::vector<std::vector<uint8_t>> replies = gather_replies(worker_timeout_);
+  figures_.assign(replies.size(), {});
+  for (size_t w = 0; w < replies.size(); ++w) {
+    step::WorkerStats s;
+    if (!s.ParseFromArray(replies[w].data(), static_cast<int>(replies[w].size()))) fail("worker {}: malformed heartbeat reply", w + 1);
+    figures_[w] = figures_of(s);
+  }
 }
 
 void RemoteEngine::shutdown() {

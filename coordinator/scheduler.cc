@@ -175,6 +175,12 @@ void Scheduler::heartbeat_if_idle(bool worked) {
   if (seconds(last_engine_contact_, now) < options_.heartbeat_s) return;
   engine_.heartbeat();
   last_engine_contact_ = Clock::now();
+  SchedulerHooks hooks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    hooks = hooks_;
+  }
+  if (hooks.heartbeat) hooks.heartbeat();
 }
 
 void Scheduler::run() {

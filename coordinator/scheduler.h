@@ -52,6 +52,8 @@ struct SchedulerHooks {
   // The engine's workers are gone (EngineUnavailable): every request has been failed with
   // kUnavailable, new ones are refused; the program should exit so that it is restarted.
   std::function<void(const std::string& reason)> engine_lost;
+  // After each idle heartbeat that the workers answered (their state is in last_step_figures()).
+  std::function<void()> heartbeat;
 };
 
 class Scheduler {

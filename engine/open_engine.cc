@@ -121,15 +121,8 @@ class LocalStepEngine final : public StepEngine {
     const int64_t V = config().vocab_size;
     out.resize(rows.size());
     for (size_t r = 0; r < rows.size(); ++r) out[r] = select_row_candidates(last_logits_.data() + r * V, V, 0, rows[r]);
-    WorkerStepFigures f;
+    WorkerStepFigures f = state_figures();
     f.compute_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const KvCache& kv = runner_->kv_cache();
-    f.kv_full_free = kv.full_blocks_free();
-    f.kv_full_used = kv.full_blocks_total() - kv.full_blocks_free();
-    f.kv_sliding_used = kv.sliding_blocks_used();
-    f.kv_sliding_free = kv.sliding_blocks_total() - kv.sliding_blocks_used();
-    f.rss_bytes = resident_bytes();
-    f.weight_bytes = static_cast<int64_t>(runner_->weights().bytes());
     const std::vector<int64_t>& routed = runner_->take_expert_tokens();
     for (size_t i = 0; i < routed.size(); ++i) {
       if (routed[i] > 0) f.expert_tokens.emplace_back(static_cast<int32_t>(i), routed[i]);
@@ -145,12 +138,24 @@ class LocalStepEngine final : public StepEngine {
     runner_->forward(batch, logits, trace);
   }
   std::vector<WorkerStepFigures> last_step_figures() const override { return figures_; }
+  void heartbeat() override { figures_ = {state_figures()}; }  // the KV state now, between steps
   std::vector<WorkerLoadInfo> load_info() const override {
     return {WorkerLoadInfo{static_cast<int64_t>(runner_->weights().bytes()), static_cast<int64_t>(runner_->kv_cache().bytes()),
                            resident_bytes(), peak_resident_bytes()}};
   }
 
  private:
+  WorkerStepFigures state_figures() const {
+    WorkerStepFigures f;
+    const KvCache& kv = runner_->kv_cache();
+    f.kv_full_free = kv.full_blocks_free();
+    f.kv_full_used = kv.full_blocks_total() - kv.full_blocks_free();
+    f.kv_sliding_used = kv.sliding_blocks_used();
+    f.kv_sliding_free = kv.sliding_blocks_total() - kv.sliding_blocks_used();
+    f.rss_bytes = resident_bytes();
+    f.weight_bytes = static_cast<int64_t>(runner_->weights().bytes());
+    return f;
+  }
   std::unique_ptr<ModelRunner> runner_;
   std::vector<float> last_logits_;
   std::vector<WorkerStepFigures> figures_;

@@ -27,7 +27,7 @@ enum class StepCommand : uint32_t {
   kStep = 4,          // payload = StepPlan; workers reply StepResult (or logits slices)
   kShutdown = 5,
   kRowLogits = 6,     // arg = logits row of the last step; workers reply that row's vocabulary slice
-  kPing = 7,          // heartbeat of an idle coordinator; workers reply with an empty message
+  kPing = 7,          // heartbeat of an idle coordinator; workers reply with their WorkerStats
 };
 
 struct StepHeader {

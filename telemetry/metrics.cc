@@ -255,6 +255,25 @@ void Metrics::observe_step(double step_s, const std::vector<WorkerStepRecord>& w
   }
 }
 
+void Metrics::set_worker_state(const std::vector<WorkerStepRecord>& workers) {
+  Impl& m = *impl_;
+  if (static_cast<int64_t>(workers.size()) != m.num_workers) {
+    fail("set_worker_state got {} worker reports for a cluster of {} workers", workers.size(), m.num_workers);
+  }
+  std::lock_guard lock(m.step_mutex);
+  for (size_t i = 0; i < workers.size(); ++i) {
+    const WorkerStepRecord& r = workers[i];
+    WorkerSeries& w = m.workers[i];
+    w.up->Set(1);
+    w.kv_full_used->Set(static_cast<double>(std::max<int64_t>(r.kv_full_used, 0)));
+    w.kv_full_free->Set(static_cast<double>(std::max<int64_t>(r.kv_full_free, 0)));
+    w.kv_sliding_used->Set(static_cast<double>(std::max<int64_t>(r.kv_sliding_used, 0)));
+    w.kv_sliding_free->Set(static_cast<double>(std::max<int64_t>(r.kv_sliding_free, 0)));
+    if (r.rss_bytes >= 0) w.rss->Set(static_cast<double>(r.rss_bytes));
+    if (r.weight_bytes >= 0) w.weights->Set(static_cast<double>(r.weight_bytes));
+  }
+}
+
 void Metrics::set_worker_up(int worker, bool up) {
   Impl& m = *impl_;
   if (worker < 0 || worker >= m.num_workers) {

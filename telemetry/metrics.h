@@ -72,6 +72,9 @@ class Metrics {
   // marks every worker up. Throws Error on a wrong report count or an expert id < 0 or >= 65536.
   void observe_step(double step_s, const std::vector<WorkerStepRecord>& workers);
   void set_worker_up(int worker, bool up);
+  // Between steps (an idle cluster's heartbeat): the workers' KV blocks, resident memory and weight
+  // bytes from their reports, every worker marked up; nothing is observed or counted.
+  void set_worker_state(const std::vector<WorkerStepRecord>& workers);
   // Sets batch_jobs{state} for each entry; states seen before but absent now are set to 0.
   void set_batch_jobs(const std::map<std::string, int64_t>& by_state);
 

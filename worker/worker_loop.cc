@@ -145,9 +145,14 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         send_reply(world, logits.data() + r * slice, static_cast<size_t>(slice) * sizeof(float));
         break;
       }
-      case StepCommand::kPing:
-        send_reply(world, nullptr, 0);
+      case StepCommand::kPing: {
+        // The heartbeat's answer: this worker's state now (KV blocks, memory), no step figures.
+        step::WorkerStats stats;
+        if (runner) fill_stats(*runner, coll, 0.0, stats);
+        const std::vector<uint8_t> reply = serialize(stats);
+        send_reply(world, reply.data(), reply.size());
         break;
+      }
       case StepCommand::kShutdown:
         return;
     }
