@@ -23,8 +23,6 @@ void check_shape(int64_t n, int64_t k) {
 // Offsets inside a panel.
 int64_t int8_scale_offset() { return 0; }
 int64_t int8_block_offset(int64_t b) { return 64 + b * 512; }
-int64_t q4_block_offset(int64_t b) { return b * 256; }
-int64_t q4_scale_offset(int64_t nb, int64_t b) { return nb * 256 + b * 32; }
 
 // Byte of column c, k index kk (within its block) in a block's data.
 int64_t int8_byte(int64_t c, int64_t kk) { return (kk / 4) * 64 + c * 4 + kk % 4; }
@@ -53,7 +51,7 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
       if (format == Format::kInt8) {
         for (int64_t b = 0; b < nb; ++b) std::memset(panel + int8_block_offset(b), zero, 512);
       } else {
-        for (int64_t b = 0; b < nb; ++b) std::memset(panel + q4_block_offset(b), zero, 256);
+        for (int64_t b = 0; b < nb; ++b) std::memset(panel + q4_data_offset(nb, b), zero, 256);
       }
       for (int64_t c = 0; c < kPanel; ++c) {
         const int64_t r = pi * kPanel + c;
@@ -87,7 +85,7 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
             const float d = f16_to_f32(d16);
             const float id = d != 0.0f ? 1.0f / d : 0.0f;
             std::memcpy(panel + q4_scale_offset(nb, b) + c * 2, &d16, 2);
-            uint8_t* data = panel + q4_block_offset(b);
+            uint8_t* data = panel + q4_data_offset(nb, b);
             for (int64_t j = 0; j < kBlock; ++j) {
               const int q = static_cast<int>(std::clamp(std::nearbyint(blk[j] * id), -8.0f, 7.0f)) + 8;
               uint8_t& byte = data[q4_byte(c, j)];
@@ -103,13 +101,13 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
 }
 
 // Integer dot product of one column c of a block with a row's 32 quantised activations.
-int32_t block_dot(const PackedWeights& w, const uint8_t* panel, int64_t b, int64_t c, const int8_t* xq) {
+int32_t block_dot(const PackedWeights& w, const uint8_t* panel, int64_t nb, int64_t b, int64_t c, const int8_t* xq) {
   int32_t s = 0;
   if (w.format == Format::kInt8) {
     const uint8_t* data = panel + int8_block_offset(b);
     for (int64_t j = 0; j < kBlock; ++j) s += static_cast<int32_t>(xq[j]) * (static_cast<int32_t>(data[int8_byte(c, j)]) - 128);
   } else {
-    const uint8_t* data = panel + q4_block_offset(b);
+    const uint8_t* data = panel + q4_data_offset(nb, b);
     for (int64_t j = 0; j < kBlock; ++j) {
       const uint8_t byte = data[q4_byte(c, j)];
       const int q = (q4_nibble(j) == 0 ? (byte & 0x0F) : (byte >> 4)) - 8;
@@ -130,7 +128,7 @@ void scalar_micro(const MicroArgs& a) {
       const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
       float f = 0.0f;
       for (int64_t b = c0; b < c1; ++b) {
-        const float s = static_cast<float>(block_dot(shape, a.w, b, c, a.xq + b * kBlock));
+        const float s = static_cast<float>(block_dot(shape, a.w, a.nb, b, c, a.xq + b * kBlock));
         if constexpr (kFormat == Format::kInt8) {
           f = std::fma(s, a.dx[b], f);
         } else {
@@ -260,7 +258,7 @@ void dequantize_row(const PackedWeights& w, int64_t r, float* out) {
       const int64_t b = kk / kBlock;
       uint16_t d16;
       std::memcpy(&d16, panel + q4_scale_offset(nb, b) + c * 2, 2);
-      const uint8_t byte = panel[q4_block_offset(b) + q4_byte(c, kk % kBlock)];
+      const uint8_t byte = panel[q4_data_offset(nb, b) + q4_byte(c, kk % kBlock)];
       const int q = (q4_nibble(kk % kBlock) == 0 ? (byte & 0x0F) : (byte >> 4)) - 8;
       out[kk] = static_cast<float>(q) * f16_to_f32(d16);
     }

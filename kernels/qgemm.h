@@ -12,9 +12,10 @@
 // Packed layout: panels of 16 output rows (as in gemm_own.h), each panel_stride() bytes apart.
 // In a panel, a block of 32 k is 8 groups of 4 k; a group is 64 bytes [16 columns][4 k].
 //  - int8 panel: [16 f32 row scales][nb blocks x 512 bytes], bytes stored as q + 128.
-//  - q4 panel:   [nb blocks x 256 bytes][nb blocks x 16 f16 scales]; byte (c * 4 + j) of 64-byte
-//                pair h of a block holds q + 8 of k = 8h + j in its low nibble and of k = 8h + 4 + j
-//                in its high nibble (column c).
+//  - q4 panel:   chunks of 8 blocks (the last one may hold fewer), each [its blocks x 256 bytes][its
+//                blocks x 16 f16 scales], so that data and scales stream as one; byte (c * 4 + j) of
+//                64-byte pair h of a block holds q + 8 of k = 8h + j in its low nibble and of
+//                k = 8h + 4 + j in its high nibble (column c).
 //
 // Arithmetic (exact integers, then the same f32 operations on every ISA, so results are bit-exact
 // across ISAs, batch sizes, row positions and thread counts): for output y[i, c]
@@ -62,6 +63,14 @@ struct PackedWeights {
   }
   size_t bytes() const { return data.size(); }
 };
+
+// Offsets in a q4 panel of nb blocks: block b's 256 bytes of data and its 16 f16 scales.
+inline int64_t q4_data_offset(int64_t /*nb*/, int64_t b) { return (b / kChunkBlocks) * (kChunkBlocks * 288) + (b % kChunkBlocks) * 256; }
+inline int64_t q4_scale_offset(int64_t nb, int64_t b) {
+  const int64_t chunk = b / kChunkBlocks;
+  const int64_t in_chunk = nb - chunk * kChunkBlocks < kChunkBlocks ? nb - chunk * kChunkBlocks : kChunkBlocks;
+  return chunk * (kChunkBlocks * 288) + in_chunk * 256 + (b % kChunkBlocks) * 32;
+}
 
 // Quantises W (row-major [n, k]) into the format. Rows of all zeros get scale 0.
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k, Format format);

@@ -60,7 +60,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
           }
         }
       } else {
-        const uint8_t* wb = a.w + b * 256;
+        const uint8_t* wb = a.w + q4_data_offset(nb, b);
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h) {
           __m512i lo[NR], hi[NR];
@@ -86,7 +86,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
       if constexpr (!kInt8) {
 #pragma GCC unroll 8
         for (int j = 0; j < NR; ++j) {
-          d[j] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + j * a.panel_stride + nb * 256 + b * 32)));
+          d[j] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + j * a.panel_stride + q4_scale_offset(nb, b))));
         }
       }
 #pragma GCC unroll 8
