@@ -38,7 +38,7 @@ case "$mode" in
 esac
 start() {
   for f in serve.out serve.err; do [ ! -f "$work/$f" ] || mv "$work/$f" "$work/$f.before"; done
-  start_cluster 3 "$model" "$work" --model-name tiny --host 127.0.0.1 --max-context 4096 --max-sequences 4 \
+  start_cluster 3 "$model" "$work" --model-name tiny --host 127.0.0.1 --max-context 65536 --max-sequences 4 \
     --batch-sequences 2 --threads 1 --state-dir "$state" --shutdown-grace 5 --worker-timeout 5
 }
 client() { "$shardlm" client --server "127.0.0.1:$TCP_PORT" "$@"; }
@@ -63,11 +63,17 @@ while [ "$(completed "$job")" -lt 8 ]; do
 done
 before=$(completed "$job")
 [ "$before" -lt "$lines" ] || { echo "the job finished before a rank could be killed"; exit 1; }
-# An interactive request streaming while the rank dies.
+# An interactive request streaming while the rank dies: long enough (up to 60000 tokens) that it is
+# still streaming when the rank is lost, on any machine; the rank is lost once its first tokens arrived.
 curl -sN --max-time 120 "http://127.0.0.1:$HTTP_PORT/v1/completions" -H 'Content-Type: application/json' \
-  -d '{"model":"tiny","prompt":"A long story","max_tokens":4000,"stream":true,"temperature":0,"ignore_eos":true}' >"$work/stream.txt" 2>&1 &
+  -d '{"model":"tiny","prompt":"A long story","max_tokens":60000,"stream":true,"temperature":0,"ignore_eos":true}' >"$work/stream.txt" 2>&1 &
 curl_pid=$!
-sleep 0.3
+i=0
+until grep -q '^data: ' "$work/stream.txt" 2>/dev/null; do
+  kill -0 "$curl_pid" 2>/dev/null || { echo "the stream ended before a rank was lost:"; tail -c 600 "$work/stream.txt"; exit 1; }
+  i=$((i + 1)); [ $i -lt 1500 ] || { echo "no streamed tokens within 30 s"; exit 1; }
+  sleep 0.02
+done
 case "$mode" in
   coordinator-*) victim=0 ;;
   *) victim=2 ;;
