@@ -4,6 +4,7 @@
 // of a buffer far larger than the caches), and every GEMV reports its weight-stream rate both in
 // GB/s and as a ratio to that baseline ("of_read_bw"); prefill GEMMs report GFLOP/s.
 // Each case cycles through enough copies of the matrix (>= 256 MB) that nothing stays in cache.
+// Also: packing (quantising) a bf16 matrix at load, in weights per second ("pack/...").
 // Usage: shardlm_bench_gemv [--benchmark_filter=REGEX] [other google-benchmark flags]
 #include <benchmark/benchmark.h>
 #include <immintrin.h>
@@ -128,6 +129,24 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   }
 }
 
+// Loading: quantising and packing a bf16 matrix (what a worker does for every weight it holds), in
+// millions of weights per second.
+void pack_case(benchmark::State& state, int shape, WeightFormat format, int threads) {
+  const Shape& s = kShapes[shape];
+  std::mt19937 rng(3);
+  std::normal_distribution<float> dist(0.0f, 0.02f);
+  std::vector<uint16_t> w(static_cast<size_t>(s.n * s.k));
+  for (auto& v : w) v = f32_to_bf16(dist(rng));
+  omp_set_num_threads(threads);
+  for (auto _ : state) {
+    Linear lin = Linear::from_bf16(w.data(), s.n, s.k, format, MatmulBackend::kOwn);
+    benchmark::DoNotOptimize(lin.weight_bytes());
+  }
+  const double weights = static_cast<double>(s.n) * static_cast<double>(s.k);
+  state.SetLabel(std::string(s.name) + " " + weight_format_name(format));
+  state.counters["Mweights/s"] = benchmark::Counter(weights / 1e6, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -164,6 +183,15 @@ int main(int argc, char** argv) {
     for (WeightFormat format : kFormats) {
       const std::string name = std::string("prefill512/") + kShapes[shape].name + "/" + weight_format_name(format) + "/threads:2";
       benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_case(st, shape, format, 2, 512); })
+          ->MinTime(1.0)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+  for (WeightFormat format : kFormats) {
+    for (int threads : {1, 2}) {
+      const std::string name = std::string("pack/31b.mlp_up/") + weight_format_name(format) + "/threads:" + std::to_string(threads);
+      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { pack_case(st, 0, format, threads); })
           ->MinTime(1.0)
           ->UseRealTime()
           ->Unit(benchmark::kMillisecond);

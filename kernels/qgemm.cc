@@ -2,6 +2,7 @@
 // cache-blocking driver and the scalar micro-kernel. Layout and arithmetic: qgemm.h.
 #include "kernels/qgemm.h"
 
+#include <emmintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -30,6 +31,96 @@ int64_t int8_byte(int64_t c, int64_t kk) { return (kk / 4) * 64 + c * 4 + kk % 4
 int64_t q4_byte(int64_t c, int64_t kk) { return (kk / 8) * 64 + c * 4 + kk % 4; }
 int q4_nibble(int64_t kk) { return static_cast<int>((kk % 8) / 4); }
 
+// Quantising rows at load, with SSE2 (every x86-64 CPU): cvtps2dq rounds half to even in the default
+// rounding mode, exactly as std::nearbyint, and the packs saturate before the clamps, so the result
+// is the one of the formulas in qgemm.h.
+
+// Whether any of the n values is infinite or NaN (exponent bits all ones).
+bool any_non_finite(const float* v, int64_t n) {
+  const __m128i exp = _mm_set1_epi32(0x7f800000);
+  __m128i bad = _mm_setzero_si128();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i));
+    bad = _mm_or_si128(bad, _mm_cmpeq_epi32(_mm_and_si128(bits, exp), exp));
+  }
+  bool any = _mm_movemask_epi8(bad) != 0;
+  for (; i < n; ++i) any = any || !std::isfinite(v[i]);
+  return any;
+}
+
+float abs_max(const float* v, int64_t n) {
+  const __m128 mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+  __m128 m = _mm_setzero_ps();
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) m = _mm_max_ps(m, _mm_and_ps(_mm_loadu_ps(v + i), mask));
+  float lanes[4];
+  _mm_storeu_ps(lanes, m);
+  float a = std::max(std::max(lanes[0], lanes[1]), std::max(lanes[2], lanes[3]));
+  for (; i < n; ++i) a = std::max(a, std::fabs(v[i]));
+  return a;
+}
+
+// 16 values v * id rounded (half to even) and clamped to [lo, hi], as 16 signed bytes.
+__m128i quantize16(const float* v, __m128 id, int16_t lo, int16_t hi) {
+  const __m128i a = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(v), id));
+  const __m128i b = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(v + 4), id));
+  const __m128i c = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(v + 8), id));
+  const __m128i d = _mm_cvtps_epi32(_mm_mul_ps(_mm_loadu_ps(v + 12), id));
+  const __m128i vlo = _mm_set1_epi16(lo), vhi = _mm_set1_epi16(hi);
+  const __m128i ab = _mm_min_epi16(_mm_max_epi16(_mm_packs_epi32(a, b), vlo), vhi);
+  const __m128i cd = _mm_min_epi16(_mm_max_epi16(_mm_packs_epi32(c, d), vlo), vhi);
+  return _mm_packs_epi16(ab, cd);
+}
+
+// One int8 row (kp values, zero-padded) into column c of its panel.
+void pack_int8_row(const float* row, int64_t k, int64_t nb, int64_t c, uint8_t* panel) {
+  const float d = abs_max(row, k) / 127.0f;
+  const float idf = d > 0.0f ? 1.0f / d : 0.0f;
+  std::memcpy(panel + int8_scale_offset() + c * 4, &d, 4);
+  const __m128 id = _mm_set1_ps(idf);
+  const __m128i bias = _mm_set1_epi8(static_cast<char>(0x80));  // q + 128
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* blk = row + b * kBlock;
+    uint8_t q[kBlock];
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm_xor_si128(quantize16(blk, id, -127, 127), bias));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm_xor_si128(quantize16(blk + 16, id, -127, 127), bias));
+    uint8_t* data = panel + int8_block_offset(b) + c * 4;
+    for (int64_t g = 0; g < kBlock / 4; ++g) std::memcpy(data + g * 64, q + g * 4, 4);
+  }
+}
+
+// One q4 row (kp values, zero-padded) into column c of its panel.
+void pack_q4_row(const float* row, int64_t nb, int64_t c, uint8_t* panel) {
+  const __m128i eight = _mm_set1_epi8(8);
+  for (int64_t b = 0; b < nb; ++b) {
+    const float* blk = row + b * kBlock;
+    // The block's value of largest magnitude (the first one of equal magnitudes).
+    const float am = abs_max(blk, kBlock);
+    float wm = 0.0f;
+    for (int64_t j = 0; j < kBlock; ++j) {
+      if (std::fabs(blk[j]) == am) {
+        wm = blk[j];
+        break;
+      }
+    }
+    const uint16_t d16 = f32_to_f16(wm / -8.0f);
+    const float d = f16_to_f32(d16);
+    const __m128 id = _mm_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    std::memcpy(panel + q4_scale_offset(nb, b) + c * 2, &d16, 2);
+    uint8_t* data = panel + q4_data_offset(nb, b) + c * 4;
+    // Pair h of 8 k: byte j holds k = 8h + j (low nibble) and k = 8h + 4 + j (high nibble). Each
+    // vector holds two pairs; shifting it by 4 bytes lines the high nibbles up with the low ones.
+    for (int64_t half = 0; half < 2; ++half) {
+      const __m128i q = _mm_add_epi8(quantize16(blk + half * 16, id, -8, 7), eight);
+      const __m128i packed = _mm_or_si128(q, _mm_slli_epi16(_mm_srli_si128(q, 4), 4));
+      const int32_t pair0 = _mm_cvtsi128_si32(packed), pair1 = _mm_cvtsi128_si32(_mm_srli_si128(packed, 8));
+      std::memcpy(data + (2 * half) * 64, &pair0, 4);
+      std::memcpy(data + (2 * half + 1) * 64, &pair1, 4);
+    }
+  }
+}
+
 template <typename Row>
 PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
   check_shape(n, k);
@@ -56,42 +147,16 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
       for (int64_t c = 0; c < kPanel; ++c) {
         const int64_t r = pi * kPanel + c;
         if (r >= n) break;
-        std::fill(row.begin(), row.end(), 0.0f);
+        std::fill(row.begin() + k, row.end(), 0.0f);
         row_of(r, row.data());
-        bool finite = true;
-        for (int64_t kk = 0; kk < k; ++kk) finite = finite && std::isfinite(row[kk]);
-        if (!finite) {
+        if (any_non_finite(row.data(), k)) {
           bad_row.store(r);
           continue;
         }
         if (format == Format::kInt8) {
-          float amax = 0.0f;
-          for (int64_t kk = 0; kk < k; ++kk) amax = std::max(amax, std::fabs(row[kk]));
-          const float d = amax / 127.0f;
-          const float id = d > 0.0f ? 1.0f / d : 0.0f;
-          std::memcpy(panel + int8_scale_offset() + c * 4, &d, 4);
-          for (int64_t kk = 0; kk < kp; ++kk) {
-            const float q = std::clamp(std::nearbyint(row[kk] * id), -127.0f, 127.0f);
-            panel[int8_block_offset(kk / kBlock) + int8_byte(c, kk % kBlock)] = static_cast<uint8_t>(static_cast<int>(q) + 128);
-          }
+          pack_int8_row(row.data(), k, nb, c, panel);
         } else {
-          for (int64_t b = 0; b < nb; ++b) {
-            const float* blk = row.data() + b * kBlock;
-            float wm = 0.0f;
-            for (int64_t j = 0; j < kBlock; ++j) {
-              if (std::fabs(blk[j]) > std::fabs(wm)) wm = blk[j];
-            }
-            const uint16_t d16 = f32_to_f16(wm / -8.0f);
-            const float d = f16_to_f32(d16);
-            const float id = d != 0.0f ? 1.0f / d : 0.0f;
-            std::memcpy(panel + q4_scale_offset(nb, b) + c * 2, &d16, 2);
-            uint8_t* data = panel + q4_data_offset(nb, b);
-            for (int64_t j = 0; j < kBlock; ++j) {
-              const int q = static_cast<int>(std::clamp(std::nearbyint(blk[j] * id), -8.0f, 7.0f)) + 8;
-              uint8_t& byte = data[q4_byte(c, j)];
-              byte = q4_nibble(j) == 0 ? static_cast<uint8_t>((byte & 0xF0) | q) : static_cast<uint8_t>((byte & 0x0F) | (q << 4));
-            }
-          }
+          pack_q4_row(row.data(), nb, c, panel);
         }
       }
     }

@@ -269,6 +269,34 @@ TEST(QuantizedLinear, ZeroRowsAndZeroInputsGiveZero) {
   }
 }
 
+// Weights that lie exactly halfway between two codes round to the even code (as std::nearbyint), and
+// the ends of the ranges clamp; read back through the packed layout (every position of a block).
+TEST(QuantizedLinear, HalfwayWeightsRoundToEven) {
+  const int64_t n = 3, k = 64;
+  std::vector<float> w(static_cast<size_t>(n * k));
+  // int8: the row maximum 127 gives scale 1; q4: each block's -8 gives scale 1.
+  const float halves[] = {0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f, 6.5f, -7.5f};
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t j = 0; j < k; ++j) w[r * k + j] = halves[(j + r) % 8];
+    w[r * k + (r * 13) % 32] = -8.0f;
+    w[r * k + 32 + (r * 7) % 32] = -8.0f;
+  }
+  std::vector<float> w8 = w;
+  for (int64_t r = 0; r < n; ++r) w8[r * k + 40] = 127.0f;
+  for (WeightFormat format : kFormats) {
+    const std::vector<float>& src = format == WeightFormat::kInt8 ? w8 : w;
+    const Linear lin = Linear::from_f32(src.data(), n, k, format);
+    std::vector<float> row(static_cast<size_t>(k));
+    for (int64_t r = 0; r < n; ++r) {
+      lin.read_row(r, row.data());
+      for (int64_t j = 0; j < k; ++j) {
+        const float want = std::nearbyint(src[r * k + j]);
+        ASSERT_EQ(row[j], want) << weight_format_name(format) << " row " << r << " k " << j << " from " << src[r * k + j];
+      }
+    }
+  }
+}
+
 TEST(QuantizedLinear, NonFiniteValuesAreRefused) {
   const int64_t n = 4, k = 40;
   std::vector<float> w(static_cast<size_t>(n * k), 0.5f);
