@@ -79,6 +79,21 @@ Linear Linear::from_f32(const float* w, int64_t n, int64_t k, WeightFormat forma
   return linear;
 }
 
+Linear Linear::from_rows(int64_t n, int64_t k, WeightFormat format,
+                         const std::function<void(int64_t row, float* out)>& read_row) {
+  if (!is_quantized(format)) fail("Linear::from_rows packs int8 or q4, not {}", weight_format_name(format));
+  if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
+  Linear linear;
+  linear.impl_ = std::make_unique<Impl>();
+  Impl& impl = *linear.impl_;
+  impl.n = n;
+  impl.k = k;
+  impl.format = format;
+  impl.backend = MatmulBackend::kOwn;
+  impl.quant = qgemm::pack_rows(n, k, quant_format(format), read_row);
+  return linear;
+}
+
 Linear Linear::from_bf16(const uint16_t* w, int64_t n, int64_t k, WeightFormat format, MatmulBackend backend) {
   check_args(w, n, k);
   Linear linear;

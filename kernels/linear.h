@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,12 @@ class Linear {
   // keeps the values exactly, kF32 widens them exactly.
   static Linear from_bf16(const uint16_t* w, int64_t n, int64_t k, WeightFormat format,
                           MatmulBackend backend = MatmulBackend::kOwn);
+
+  // Packs W [n, k] into a quantised format (int8 or q4), reading row r through read_row(r, out) (k
+  // f32 values; called from several threads at once) while it quantises, so that the matrix is never
+  // held whole in f32: how large matrices are loaded.
+  static Linear from_rows(int64_t n, int64_t k, WeightFormat format,
+                          const std::function<void(int64_t row, float* out)>& read_row);
 
   // y[m, n] = x[m, k] · Wᵀ (accumulate: y += ...). x rows are contiguous with stride k, y with n.
   void forward(const float* x, int64_t m, float* y, bool accumulate = false) const;

@@ -307,6 +307,10 @@ PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, Format format) 
   });
 }
 
+PackedWeights pack_rows(int64_t n, int64_t k, Format format, const std::function<void(int64_t, float*)>& read_row) {
+  return pack(n, k, format, read_row);
+}
+
 void dequantize_row(const PackedWeights& w, int64_t r, float* out) {
   if (r < 0 || r >= w.n) fail("weight row {} outside [0, {})", r, w.n);
   const uint8_t* panel = w.data.data() + (r / kPanel) * w.panel_stride();

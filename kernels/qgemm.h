@@ -31,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "common/aligned_buffer.h"
 #include "kernels/cpu_features.h"
@@ -75,6 +76,9 @@ inline int64_t q4_scale_offset(int64_t nb, int64_t b) {
 // Quantises W (row-major [n, k]) into the format. Rows of all zeros get scale 0.
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k, Format format);
 PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, Format format);
+// The same, reading row r (k values) through read_row(r, out) as it goes, so that the whole matrix is
+// never held unquantised; read_row is called from several threads at once.
+PackedWeights pack_rows(int64_t n, int64_t k, Format format, const std::function<void(int64_t, float*)>& read_row);
 
 // Row r of the dequantised weight matrix (k values), e.g. an embedding row of a tied LM head.
 void dequantize_row(const PackedWeights& w, int64_t r, float* out);

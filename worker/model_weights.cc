@@ -47,13 +47,30 @@ class Loader {
       if (p.cols.size() != cols) fail("internal: stacked pieces of {} differ in width", p.tensor);
       total_rows += p.rows.size();
     }
+    const WeightFormat format = format_of(pieces.front().tensor);
+    if (is_quantized(format)) {
+      // Quantised while read, row by row: the f32 matrix is never held whole (an LM head shard of
+      // the 31B model would be 2.8 GB of f32).
+      std::vector<int64_t> first_row;  // first stacked row of each piece
+      int64_t at = 0;
+      for (const Piece& p : pieces) {
+        first_row.push_back(at);
+        at += p.rows.size();
+      }
+      return Linear::from_rows(total_rows, cols, format, [&](int64_t r, float* out) {
+        const size_t i = static_cast<size_t>(std::upper_bound(first_row.begin(), first_row.end(), r) - first_row.begin()) - 1;
+        const Piece& p = pieces[i];
+        const int64_t src = p.rows.begin + (r - first_row[i]);
+        ckpt_.read_f32(p.tensor, {src, src + 1}, p.cols, out);
+      });
+    }
     std::vector<float> buf(static_cast<size_t>(total_rows * cols));
     int64_t row = 0;
     for (const Piece& p : pieces) {
       ckpt_.read_f32(p.tensor, p.rows, p.cols, buf.data() + row * cols);
       row += p.rows.size();
     }
-    return Linear::from_f32(buf.data(), total_rows, cols, format_of(pieces.front().tensor), options_.backend);
+    return Linear::from_f32(buf.data(), total_rows, cols, format, options_.backend);
   }
   Linear matrix(const std::string& tensor, Range rows, Range cols) const { return matrix({{tensor, rows, cols}}); }
 
