@@ -59,15 +59,20 @@ WeightFormat parse_weight_format(const std::string& name) {
 
 bool is_quantized(WeightFormat format) { return format == WeightFormat::kInt8 || format == WeightFormat::kQ4; }
 
-Linear Linear::from_f32(const float* w, int64_t n, int64_t k, WeightFormat format, MatmulBackend backend) {
-  check_args(w, n, k);
+Linear Linear::with_shape(int64_t n, int64_t k, WeightFormat format, MatmulBackend backend) {
   Linear linear;
   linear.impl_ = std::make_unique<Impl>();
+  linear.impl_->n = n;
+  linear.impl_->k = k;
+  linear.impl_->format = format;
+  linear.impl_->backend = backend;
+  return linear;
+}
+
+Linear Linear::from_f32(const float* w, int64_t n, int64_t k, WeightFormat format, MatmulBackend backend) {
+  check_args(w, n, k);
+  Linear linear = with_shape(n, k, format, backend);
   Impl& impl = *linear.impl_;
-  impl.n = n;
-  impl.k = k;
-  impl.format = format;
-  impl.backend = backend;
   const bool bf16 = format == WeightFormat::kBF16;
   if (is_quantized(format)) {
     impl.quant = qgemm::pack_f32(w, n, k, quant_format(format));
@@ -83,26 +88,16 @@ Linear Linear::from_rows(int64_t n, int64_t k, WeightFormat format,
                          const std::function<void(int64_t row, float* out)>& read_row) {
   if (!is_quantized(format)) fail("Linear::from_rows packs int8 or q4, not {}", weight_format_name(format));
   if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
-  Linear linear;
-  linear.impl_ = std::make_unique<Impl>();
+  Linear linear = with_shape(n, k, format, MatmulBackend::kOwn);
   Impl& impl = *linear.impl_;
-  impl.n = n;
-  impl.k = k;
-  impl.format = format;
-  impl.backend = MatmulBackend::kOwn;
   impl.quant = qgemm::pack_rows(n, k, quant_format(format), read_row);
   return linear;
 }
 
 Linear Linear::from_bf16(const uint16_t* w, int64_t n, int64_t k, WeightFormat format, MatmulBackend backend) {
   check_args(w, n, k);
-  Linear linear;
-  linear.impl_ = std::make_unique<Impl>();
+  Linear linear = with_shape(n, k, format, backend);
   Impl& impl = *linear.impl_;
-  impl.n = n;
-  impl.k = k;
-  impl.format = format;
-  impl.backend = backend;
   const bool bf16 = format == WeightFormat::kBF16;
   if (is_quantized(format)) {
     impl.quant = qgemm::pack_bf16(w, n, k, quant_format(format));

@@ -59,6 +59,8 @@ class Linear {
   bool empty() const;
 
  private:
+  // An empty Linear of the given shape and format, whose weights the caller packs.
+  static Linear with_shape(int64_t n, int64_t k, WeightFormat format, MatmulBackend backend);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
