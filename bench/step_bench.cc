@@ -35,8 +35,10 @@ int main(int argc, char** argv) {
     if (o.model_dir.empty() && o.synthetic.empty()) fail("give --model DIR or --synthetic-weights VARIANT");
     o.kv_tokens = prompt + decode + 16;
     o.max_context = o.kv_tokens;
+    const auto load_start = std::chrono::steady_clock::now();
     std::unique_ptr<StepEngine> engine = open_engine(o);
     if (!engine) return 0;  // a worker rank
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
     const int64_t V = engine->config().vocab_size;
     const int seq = engine->new_sequence();
     std::vector<int32_t> ids(static_cast<size_t>(prompt));
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
     const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double per_token_ms = 1e3 * decode_s / decode;
     std::printf("%s\n", engine->description.c_str());
+    std::printf("loaded (created / read, quantised, packed) in %.1f s\n", load_s);
     std::printf("prefill %d tokens: %.2f s (%.1f tok/s)\n", prompt, prefill_s, prompt / prefill_s);
     std::printf("decode %d tokens: %.2f ms/token (%.2f tok/s)\n", decode, per_token_ms, decode / decode_s);
     std::printf("%-8s %12s %12s %12s %10s %14s %12s\n", "worker", "compute ms", "comm ms", "other ms", "comm %", "weights", "peak RSS");

@@ -1,6 +1,30 @@
 #include "common/half.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace shardlm {
+
+void round_to_bf16(float* v, size_t n) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  // As f32_to_bf16: add 0x7fff plus the lowest kept bit, drop the low 16 bits; a NaN keeps its high
+  // bits with the quiet bit set.
+  const __m128i one = _mm_set1_epi32(1), bias = _mm_set1_epi32(0x7fff), high = _mm_set1_epi32(static_cast<int>(0xffff0000u));
+  const __m128i abs_mask = _mm_set1_epi32(0x7fffffff), inf = _mm_set1_epi32(0x7f800000), quiet = _mm_set1_epi32(0x00400000);
+  for (; i + 4 <= n; i += 4) {
+    const __m128i bits = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i));
+    const __m128i lsb = _mm_and_si128(_mm_srli_epi32(bits, 16), one);
+    const __m128i rounded = _mm_and_si128(_mm_add_epi32(bits, _mm_add_epi32(bias, lsb)), high);
+    const __m128i nan = _mm_cmpgt_epi32(_mm_and_si128(bits, abs_mask), inf);
+    const __m128i kept = _mm_and_si128(_mm_or_si128(bits, quiet), high);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(v + i),
+                     _mm_or_si128(_mm_and_si128(nan, kept), _mm_andnot_si128(nan, rounded)));
+  }
+#endif
+  for (; i < n; ++i) v[i] = bf16_to_f32(f32_to_bf16(v[i]));
+}
 
 float f16_to_f32(uint16_t h) {
   uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;

@@ -1,6 +1,7 @@
 // bfloat16 and IEEE half conversions (storage types of checkpoints and weights).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -23,6 +24,9 @@ inline uint16_t f32_to_bf16(float f) {
   uint32_t rounding = 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>((bits + rounding) >> 16);
 }
+
+// v[i] = bf16_to_f32(f32_to_bf16(v[i])) for n values (vectorised).
+void round_to_bf16(float* v, size_t n);
 
 float f16_to_f32(uint16_t v);
 uint16_t f32_to_f16(float f);

@@ -326,9 +326,9 @@ void Checkpoint::read_f32(const std::string& name, Range rows, Range cols, float
       float* row = out + static_cast<size_t>(r - rows.begin) * width;
       generated_values(syn.seed, name, init, r * v.cols + cols.begin, cols.size(), row);
       // Rounded to the storage dtype, exactly as a written checkpoint holds them.
-      for (size_t i = 0; i < width; ++i) {
-        if (syn.dtype == DType::kBF16) row[i] = bf16_to_f32(f32_to_bf16(row[i]));
-        if (syn.dtype == DType::kF16) row[i] = f16_to_f32(f32_to_f16(row[i]));
+      if (syn.dtype == DType::kBF16) round_to_bf16(row, width);
+      if (syn.dtype == DType::kF16) {
+        for (size_t i = 0; i < width; ++i) row[i] = f16_to_f32(f32_to_f16(row[i]));
       }
     }
     return;

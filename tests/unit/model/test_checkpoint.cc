@@ -576,5 +576,27 @@ TEST(CheckpointSpeed, WholeRowBf16Conversion) {
   EXPECT_GT(gbs, 1.0) << "BF16 conversion far below memory speed";
 }
 
+// The vectorised rounding of synthetic values to bf16 equals the scalar conversion on every kind of
+// value: ties (even and odd kept bit), carries into the exponent, subnormals, infinities, NaNs, and a
+// length that is not a multiple of the vector width.
+TEST(Bf16Rounding, VectorEqualsScalar) {
+  std::vector<uint32_t> patterns = {0x00000000u, 0x80000000u, 0x3f808000u, 0x3f818000u, 0x3f80ffffu, 0x3f7fffffu,
+                                    0x7f7fffffu, 0xff7fffffu, 0x00008000u, 0x00018000u, 0x7f800000u, 0xff800000u,
+                                    0x7fc00000u, 0x7f800001u, 0xff800123u, 0x3f800001u, 0xbf808000u};
+  std::mt19937 rng(17);
+  for (int i = 0; i < 1000; ++i) patterns.push_back(static_cast<uint32_t>(rng()));
+  std::vector<float> v(patterns.size());
+  std::memcpy(v.data(), patterns.data(), patterns.size() * 4);
+  std::vector<float> got = v;
+  round_to_bf16(got.data(), got.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    const float want = bf16_to_f32(f32_to_bf16(v[i]));
+    uint32_t a, b;
+    std::memcpy(&a, &got[i], 4);
+    std::memcpy(&b, &want, 4);
+    ASSERT_EQ(a, b) << "input bits 0x" << std::hex << patterns[i];
+  }
+}
+
 }  // namespace
 }  // namespace shardlm
