@@ -8,6 +8,7 @@
 #   TIMEOUT=10       one input running longer than this many seconds is a hang
 #   KEEP_GOING=1     fork mode that records a failure and goes on (-fork=1 -ignore_crashes=1 ...)
 #                    instead of stopping at the first one
+#   FUZZ_ARGS=...    more libFuzzer options, e.g. FUZZ_ARGS=-len_control=0 (try long inputs at once)
 # Each target starts from its seed corpus (tests/fuzz/corpus/<name>/, read only) and grows a working
 # corpus in BUILD_DIR/tests/fuzz/long/corpus_<name>/; its log is BUILD_DIR/tests/fuzz/long/<name>.log
 # and failing inputs are written there as crash-*, timeout-*, oom-* or leak-*. Prints one Markdown
@@ -31,7 +32,7 @@ if [ ${#targets[@]} -eq 0 ]; then
   while read -r name _; do targets+=("$name"); done < "$manifest"
 fi
 
-echo "| target | executions | time (s) | exec/s | coverage (cov / ft) | corpus | result |"
+echo "| target | executions | time (s) | exec/s | coverage (cov / ft) | corpus (inputs/size) | result |"
 echo "|---|---|---|---|---|---|---|"
 status=0
 for name in "${targets[@]}"; do
@@ -45,6 +46,8 @@ for name in "${targets[@]}"; do
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/")
   [ -n "${dict:-}" ] && args+=(-dict="$here/$dict")
   [ "${KEEP_GOING:-0}" = 1 ] && args+=(-fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1)
+  # shellcheck disable=SC2206 # FUZZ_ARGS is a list of options split at spaces
+  [ -n "${FUZZ_ARGS:-}" ] && args+=(${FUZZ_ARGS})
   log=$out/$name.log
   marker=$out/.start_$name
   touch "$marker"
@@ -56,7 +59,8 @@ for name in "${targets[@]}"; do
   [ -z "$execs" ] && execs=$(grep -oE '^#[0-9]+' "$log" | tail -1 | tr -d '#')
   rate=$(grep -oE 'stat::average_exec_per_sec:[[:space:]]*[0-9]+' "$log" | tail -1 | grep -oE '[0-9]+$')
   cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 | sed -E 's/cov: ([0-9]+) ft: ([0-9]+)/\1 \/ \2/')
-  units=$(find "$corpus" -type f | wc -l)
+  # libFuzzer's own corpus (inputs kept, total size), as in its last status line.
+  units=$(grep -oE 'corp: [0-9]+/[0-9]+[a-zA-Z]*' "$log" | tail -1 | sed 's/corp: //')
   seconds=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.0f", b - a }')
   failures=$(find "$out" -maxdepth 1 -type f -newer "$marker" \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' \) | wc -l)
   rm -f "$marker"
@@ -66,6 +70,6 @@ for name in "${targets[@]}"; do
     result="FAILED: $failures failing input(s), exit $rc; see $log"
     status=1
   fi
-  echo "| $name | ${execs:-?} | $seconds | ${rate:-?} | ${cov:-?} | $units | $result |"
+  echo "| $name | ${execs:-?} | $seconds | ${rate:-?} | ${cov:-?} | ${units:-?} | $result |"
 done
 exit $status

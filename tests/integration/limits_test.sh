@@ -148,7 +148,7 @@ start_cluster 2 "$model" "$work" --max-context 512 --max-sequences 1 --max-waiti
 url=http://127.0.0.1:$HTTP_PORT
 pids=""
 for n in 1 2 3 4 5 6; do
-  curl -s -m 60 -o "$work/q$n.json" -w '%{http_code}' -H 'Content-Type: application/json' "$url/v1/completions" \
+  curl -s -m 300 -o "$work/q$n.json" -w '%{http_code}' -H 'Content-Type: application/json' "$url/v1/completions" \
     -d '{"model":"tiny","prompt":"The sea","max_tokens":200,"temperature":0,"ignore_eos":true}' >"$work/q$n.status" &
   pids="$pids $!"
 done
