@@ -37,6 +37,7 @@ struct SoakArgs {
   int max_prompt_words = 300;
   int max_tokens = 48;
   uint64_t seed = 1;
+  double message_timeout_s = 30;  // a request that gets no message for this long is an unexpected error
 };
 
 struct Counters {
@@ -136,9 +137,9 @@ void client_thread(const SoakArgs& a, int index, Clock::time_point end, Counters
       int64_t tokens = 0;
       bool ended = false;
       for (int i = 0; i < reads; ++i) {
-        std::optional<client::ServerMessage> m = client->receive_for(id, 30.0);
+        std::optional<client::ServerMessage> m = client->receive_for(id, a.message_timeout_s);
         if (!m) {
-          unexpected(c, "no message within 30 s");
+          unexpected(c, fmt::format("no message within {} s", a.message_timeout_s));
           break;
         }
         if (m->has_error()) unexpected(c, fmt::format("error while streaming: {}", m->error().message()));
@@ -151,9 +152,9 @@ void client_thread(const SoakArgs& a, int index, Clock::time_point end, Counters
         ++c.completed;
       } else if (action < 88) {
         client->send_cancel(id);
-        std::optional<client::ServerMessage> m = wait_end(*client, id, tokens, 60.0);
+        std::optional<client::ServerMessage> m = wait_end(*client, id, tokens, 2 * a.message_timeout_s);
         if (!m) {
-          unexpected(c, "a cancelled request did not end within 60 s");
+          unexpected(c, fmt::format("a cancelled request did not end within {} s", 2 * a.message_timeout_s));
           client.reset();
         } else if (m->has_error()) {
           unexpected(c, fmt::format("a cancelled request got an error: {}", m->error().message()));
@@ -215,6 +216,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-prompt-words", a.max_prompt_words, "Longest prompt in words")->check(CLI::Range(1, 100000));
   app.add_option("--max-tokens", a.max_tokens, "Most tokens a request generates")->check(CLI::Range(1, 100000));
   app.add_option("--seed", a.seed, "Seed of the request mix");
+  app.add_option("--message-timeout", a.message_timeout_s,
+                 "Seconds a running request may go without a message before it counts as an unexpected error")
+      ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   try {
     return run(a);

@@ -24,6 +24,8 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
+constexpr int64_t kPrefetchBlocks = 8;
+
 template <int MR, int NR, Format kFormat>
 SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
   constexpr bool kInt8 = kFormat == Format::kInt8;
@@ -61,23 +63,29 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         }
       } else {
         const uint8_t* wb = a.w + q4_data_offset(nb, b);
+        // A panel is read front to back at 288 bytes per block: prefetch kPrefetchBlocks ahead.
+        if (b + kPrefetchBlocks < a.b1) {
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; ++j) {
+            const char* ahead = reinterpret_cast<const char*>(a.w + j * a.panel_stride + (b + kPrefetchBlocks) * 288);
+#pragma GCC unroll 5
+            for (int line = 0; line < 5; ++line) _mm_prefetch(ahead + line * 64, _MM_HINT_T0);
+          }
+        }
+        // Per panel: unpack the two nibbles and use them at once, so that only the accumulators stay
+        // in registers (unpacking all panels first would spill with 8 panels).
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h) {
-          __m512i lo[NR], hi[NR];
 #pragma GCC unroll 8
           for (int j = 0; j < NR; ++j) {
             const __m512i raw = _mm512_load_si512(wb + j * a.panel_stride + h * 64);
-            lo[j] = _mm512_and_si512(raw, low4);
-            hi[j] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
-          }
+            const __m512i lo = _mm512_and_si512(raw, low4);
+            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
 #pragma GCC unroll 8
-          for (int r = 0; r < MR; ++r) {
-            const __m512i xlo = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8);
-            const __m512i xhi = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8 + 4);
-#pragma GCC unroll 8
-            for (int j = 0; j < NR; ++j) {
-              s[r][j] = _mm512_dpbusd_epi32(s[r][j], lo[j], xlo);
-              s[r][j] = _mm512_dpbusd_epi32(s[r][j], hi[j], xhi);
+            for (int r = 0; r < MR; ++r) {
+              const int8_t* xr = a.xq + r * a.kp + b * kBlock + h * 8;
+              s[r][j] = _mm512_dpbusd_epi32(s[r][j], lo, broadcast4(xr));
+              s[r][j] = _mm512_dpbusd_epi32(s[r][j], hi, broadcast4(xr + 4));
             }
           }
         }

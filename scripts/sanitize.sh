@@ -100,6 +100,9 @@ find "$build" -name CTestTestfile.cmake -print0 | while IFS= read -r -d '' f; do
   echo "# sanitize.sh: timeouts scaled by $scale" >> "$f"
 done
 
+# The soak's 64 clients wait longer for a sanitized server's messages (30 s otherwise).
+export SHARDLM_SOAK_MESSAGE_TIMEOUT=${SHARDLM_SOAK_MESSAGE_TIMEOUT:-180}
+
 default_exclude='^(slurm_|long_context_)'
 exclude=${SANITIZE_EXCLUDE:-$default_exclude}
 status=0

@@ -5,6 +5,8 @@
 # flat after the warm-up (the larger of 10% and 24 MB of growth between the second quarter of the run
 # and its second half), and the cluster went back to idle with no KV block in use (metrics).
 # Usage: soak_test.sh SHARDLM SOAK_CLIENT MODEL_DIR WORK_DIR SECONDS CLIENTS
+# SHARDLM_SOAK_MESSAGE_TIMEOUT (default 30): seconds a running request may go without a message
+# (longer for builds that run several times slower, e.g. under sanitizers).
 set -eu
 shardlm=$1
 soak=$2
@@ -42,7 +44,8 @@ sampler=$!
 # Prompts of 1..150 words (up to ~800 tokens of the tiny tokenizer) + up to 48 tokens fit the context.
 soak_status=0
 "$soak" --server "127.0.0.1:$TCP_PORT" --clients "$clients" --seconds "$seconds" --max-prompt-words 150 \
-  --report "$(( seconds / 6 > 5 ? seconds / 6 : 5 ))" >"$work/soak.txt" 2>&1 || soak_status=$?
+  --report "$(( seconds / 6 > 5 ? seconds / 6 : 5 ))" --message-timeout "${SHARDLM_SOAK_MESSAGE_TIMEOUT:-30}" \
+  >"$work/soak.txt" 2>&1 || soak_status=$?
 cat "$work/soak.txt"
 [ "$soak_status" -eq 0 ] || { echo "the soak client failed ($soak_status)"; echo "--- serve stderr (tail) ---"; tail -n 30 "$work/serve.err"; exit 1; }
 kill "$sampler" 2>/dev/null || true
