@@ -87,9 +87,7 @@ export ASAN_OPTIONS="$common:detect_leaks=1:fast_unwind_on_malloc=0:detect_stack
 export LSAN_OPTIONS="suppressions=$san/lsan.supp:print_suppressions=0"
 # Open MPI keeps its components loaded, so that addresses in them can still be symbolised at exit.
 export OMPI_MCA_mca_base_component_disable_dlclose=1
-# history_size=7: the longest access history, so that the earlier access of a report has its stack
-# (and a report involving an OpenMP worker thread matches the libgomp suppression).
-export TSAN_OPTIONS="$common:second_deadlock_stack=1:history_size=7:suppressions=$san/tsan.supp"
+export TSAN_OPTIONS="$common:second_deadlock_stack=1:suppressions=$san/tsan.supp"
 # UCX replaces malloc/mmap through its own hooks, which fight the sanitizers' interceptors.
 export UCX_MEM_MALLOC_HOOKS=no UCX_MEM_MMAP_HOOK_MODE=none
 
@@ -111,13 +109,14 @@ exclude=${SANITIZE_EXCLUDE:-$default_exclude}
 unit_exclude=${SANITIZE_UNIT_EXCLUDE:-}
 if [ "$kind" = thread ]; then
   # ThreadSanitizer cannot see libgomp's synchronisation (GCC's OpenMP runtime is not instrumented),
-  # so every OpenMP parallel region would look racy. Under TSan, OpenMP runs one thread unless a test
-  # or a command asks for more (then the libgomp suppression above applies), and the unit tests of
-  # the compute kernels and the whole-model numerics — OpenMP only, no threads of the project's own —
-  # are left out (they run under ASan/UBSan, and their bit-exactness across thread counts is tested
-  # in every build). What TSan checks: the servers (Asio), the scheduler, batch jobs, the engine's
-  # communication and the worker runtime.
-  export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+  # so every OpenMP parallel region would look racy (and the reports, even suppressed, cost so much
+  # that a test never ends). Under TSan, OpenMP therefore runs one thread whatever a test or command
+  # asks for (OMP_THREAD_LIMIT=1), and the unit tests of the compute kernels and the whole-model
+  # numerics — OpenMP only, no threads of the project's own — are left out (they run under
+  # ASan/UBSan, and their bit-exactness across thread counts is tested in every build). What TSan
+  # checks: the servers (Asio), the scheduler, batch jobs, metrics, the engine's communication and
+  # the worker runtime.
+  export OMP_THREAD_LIMIT=1
   if [ -z "${SANITIZE_UNIT_EXCLUDE:-}" ]; then
     unit_exclude='^(Attention|CpuFeatures|Elementwise|LinearOneDnn|LinearOwn|MoeRoute|QuantizedLinear|Rope|CheckpointSpeed)\.|GoldenHidden|GoldenLogits|QuantizedAccuracy'
   fi
