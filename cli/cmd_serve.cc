@@ -279,7 +279,9 @@ void run_serve(const ServeArgs& a) {
   tcp_server.stop();
   http_server.stop();
   const std::string lost = lost_now();
-  if (lost.empty()) scheduler.stop(false);  // cancels what is left and releases the workers
+  // Cancels what is left and releases the workers; after a loss the scheduler's thread has already
+  // failed everything and is ending (it touches the engine no more): this joins it.
+  scheduler.stop(false);
   if (job_service) job_service->stop();  // batch lines cut short run again at the next start
   done = true;
   gauges.join();

@@ -37,7 +37,7 @@ key=tls-key-$$
 printf '%s\n' "$key" >"$work/keys"
 
 # Startup errors, in one process (no MPI job needed to check the options).
-serve1() { timeout 60 "$shardlm" serve --model "$model" --port 0 --http-port 0 --metrics-port -1 "$@"; }
+serve1() { timeout 60 "$shardlm" serve --model "$model" --max-context 512 --max-sequences 1 --port 0 --http-port 0 --metrics-port -1 "$@"; }
 if serve1 --tls-cert "$work/missing.crt" --tls-key "$work/server.key" >/dev/null 2>"$work/start1.err"; then
   die "serve started with a missing certificate"
 fi
