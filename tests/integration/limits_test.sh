@@ -146,12 +146,30 @@ if grep -q "key-[abc]" "$work/serve.err" "$work/serve.out"; then die "an API key
 # ---- --max-waiting 1 with one sequence at a time: a second cluster ----
 start_cluster 2 "$model" "$work" --max-context 512 --max-sequences 1 --max-waiting 1 --model-name tiny
 url=http://127.0.0.1:$HTTP_PORT
+# The workers are stopped (SIGSTOP) while the six requests arrive, so that however fast the machine
+# generates, the first is still running and the second still waiting when the other four come: those
+# four must get 429 at once; the workers continue afterwards and the two accepted ones finish.
+workers=$(rank_pid 1) || die "no worker rank"
+kill -STOP $workers
 pids=""
 for n in 1 2 3 4 5 6; do
   curl -s -m 300 -o "$work/q$n.json" -w '%{http_code}' -H 'Content-Type: application/json' "$url/v1/completions" \
     -d '{"model":"tiny","prompt":"The sea","max_tokens":200,"temperature":0,"ignore_eos":true}' >"$work/q$n.status" &
   pids="$pids $!"
+  sleep 0.2  # in order: 1 runs, 2 waits, 3-6 find the queue full
 done
+refused() {  # how many of the six have their 429 (a status file holds the code without a newline)
+  c=0
+  for n in 1 2 3 4 5 6; do [ "$(cat "$work/q$n.status" 2>/dev/null)" != 429 ] || c=$((c + 1)); done
+  echo "$c"
+}
+i=0
+while [ "$(refused)" -lt 4 ]; do
+  i=$((i + 1))
+  [ $i -le 300 ] || { kill -CONT $workers; die "the requests beyond the queue were not refused within 60 s"; }
+  sleep 0.2
+done
+kill -CONT $workers
 for p in $pids; do wait "$p" || true; done  # (a plain `wait` would wait for the cluster too)
 full=0; done_ok=0
 for n in 1 2 3 4 5 6; do
@@ -163,8 +181,7 @@ for n in 1 2 3 4 5 6; do
     *) die "queued request $n: HTTP $(cat "$work/q$n.status") $(cat "$work/q$n.json")" ;;
   esac
 done
-[ "$full" -ge 1 ] || die "no request got 429 with one running and one waiting of 6 at once"
-[ "$done_ok" -ge 2 ] || die "only $done_ok requests served"
+[ "$full" -eq 4 ] && [ "$done_ok" -eq 2 ] || die "expected 2 served and 4 refused (one running, one waiting), got $done_ok and $full"
 curl -sf -m 60 -H 'Content-Type: application/json' "$url/v1/completions" \
   -d '{"model":"tiny","prompt":"hello","max_tokens":2}' >/dev/null || die "a request after the queue was full"
 echo "max-waiting: ok ($done_ok served, $full refused)"
