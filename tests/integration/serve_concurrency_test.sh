@@ -223,7 +223,18 @@ sleep 1
 idle
 steps0=$(health steps)
 start=$(date +%s)
+# The workers are stopped (SIGSTOP) until all 32 requests are in the scheduler, so that they run
+# together however fast the machine generates (otherwise the first ones can end before the last
+# ones arrive).
+workers="$(rank_pid 1) $(rank_pid 2)"
+kill -STOP $workers
 touch "$work/go"
+t=0
+until [ $(( $(health running) + $(health waiting) )) -ge 32 ]; do
+  t=$((t + 1)); [ $t -le 300 ] || { kill -CONT $workers; die "the 32 requests did not all arrive within 30 s"; }
+  sleep 0.1
+done
+kill -CONT $workers
 
 wait $errors_pid || die "$(cat "$work/errors.log")"
 i=0
