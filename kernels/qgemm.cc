@@ -147,8 +147,7 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
       for (int64_t c = 0; c < kPanel; ++c) {
         const int64_t r = pi * kPanel + c;
         if (r >= n) break;
-        std::fill(row.begin() + k, row.end(), 0.0f);
-        row_of(r, row.data());
+        row_of(r, row.data());  // (k values; the padding to kp stays 0)
         if (any_non_finite(row.data(), k)) {
           bad_row.store(r);
           continue;

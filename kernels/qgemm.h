@@ -65,12 +65,15 @@ struct PackedWeights {
   size_t bytes() const { return data.size(); }
 };
 
+// Bytes of one q4 block in a panel: 256 of data and 16 f16 scales.
+inline constexpr int64_t kQ4BlockBytes = 256 + 32;
+
 // Offsets in a q4 panel of nb blocks: block b's 256 bytes of data and its 16 f16 scales.
-inline int64_t q4_data_offset(int64_t /*nb*/, int64_t b) { return (b / kChunkBlocks) * (kChunkBlocks * 288) + (b % kChunkBlocks) * 256; }
+inline int64_t q4_data_offset(int64_t /*nb*/, int64_t b) { return (b / kChunkBlocks) * (kChunkBlocks * kQ4BlockBytes) + (b % kChunkBlocks) * 256; }
 inline int64_t q4_scale_offset(int64_t nb, int64_t b) {
   const int64_t chunk = b / kChunkBlocks;
   const int64_t in_chunk = nb - chunk * kChunkBlocks < kChunkBlocks ? nb - chunk * kChunkBlocks : kChunkBlocks;
-  return chunk * (kChunkBlocks * 288) + in_chunk * 256 + (b % kChunkBlocks) * 32;
+  return chunk * (kChunkBlocks * kQ4BlockBytes) + in_chunk * 256 + (b % kChunkBlocks) * 32;
 }
 
 // Quantises W (row-major [n, k]) into the format. Rows of all zeros get scale 0.

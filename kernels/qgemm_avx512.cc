@@ -63,11 +63,11 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         }
       } else {
         const uint8_t* wb = a.w + q4_data_offset(nb, b);
-        // A panel is read front to back at 288 bytes per block: prefetch kPrefetchBlocks ahead.
+        // A panel is read front to back at kQ4BlockBytes per block: prefetch kPrefetchBlocks ahead.
         if (b + kPrefetchBlocks < a.b1) {
 #pragma GCC unroll 8
           for (int j = 0; j < NR; ++j) {
-            const char* ahead = reinterpret_cast<const char*>(a.w + j * a.panel_stride + (b + kPrefetchBlocks) * 288);
+            const char* ahead = reinterpret_cast<const char*>(a.w + j * a.panel_stride + (b + kPrefetchBlocks) * kQ4BlockBytes);
 #pragma GCC unroll 5
             for (int line = 0; line < 5; ++line) _mm_prefetch(ahead + line * 64, _MM_HINT_T0);
           }

@@ -27,9 +27,10 @@ start_cluster() {
   echo "cluster up: http $HTTP_PORT, protocol $TCP_PORT, metrics $METRICS_PORT"
 }
 
-# The pid of rank N of the cluster started last.
+# The pid of rank N of the cluster started last, or of the MPI job whose mpirun has pid M:
+# rank_pid N [M].
 rank_pid() {
-  for p in $(pgrep -P "$CLUSTER_PID" 2>/dev/null); do
+  for p in $(pgrep -P "${2:-$CLUSTER_PID}" 2>/dev/null); do
     if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then echo "$p"; return 0; fi
   done
   return 1

@@ -88,13 +88,8 @@ done
 # workers are stopped (SIGSTOP) first so that the request is certainly still running when the
 # interrupt arrives, however fast the machine generates; they continue once the client has been
 # interrupted, and the coordinator then ends the request as cancelled.
-workers=""
-for p in $(pgrep -P "$server_pid" 2>/dev/null); do
-  if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -q '^OMPI_COMM_WORLD_RANK=[12]$'; then
-    workers="$workers $p"
-  fi
-done
-[ -n "$workers" ] || die "no worker ranks found under mpirun (pid $server_pid)"
+. "$root/tests/integration/serve_start.sh"
+workers="$(rank_pid 1 "$server_pid") $(rank_pid 2 "$server_pid")" || die "no worker ranks found under mpirun (pid $server_pid)"
 kill -STOP $workers
 "$shardlm" client --server "$server" --api-key "$key" generate --prompt "a long one" --max-tokens 400 \
   --ignore-eos --temperature 0 >"$work/int.out" 2>"$work/int.err" &
