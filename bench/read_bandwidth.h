@@ -47,10 +47,9 @@ __attribute__((target("avx2"))) inline float read_stream(const float* p, int64_t
   return total;
 }
 
-// Median read bandwidth in bytes/s over at least min_seconds (and 5 runs) with `threads` threads,
-// the faster of one stream and 8 interleaved streams per thread.
-inline double read_bandwidth(size_t bytes, int threads, double min_seconds) {
-  std::vector<float> buf(bytes / sizeof(float), 1.0f);
+// Median read bandwidth in bytes/s of reading buf over at least min_seconds (and 5 runs) with
+// `threads` threads, the faster of one stream and 8 interleaved streams per thread.
+inline double read_bandwidth(const std::vector<float>& buf, int threads, double min_seconds) {
   omp_set_num_threads(threads);
   double best = 0.0;
   for (int streams : {1, 8}) {
@@ -69,6 +68,12 @@ inline double read_bandwidth(size_t bytes, int threads, double min_seconds) {
     best = std::max(best, static_cast<double>(buf.size() * sizeof(float)) / times[times.size() / 2]);
   }
   return best;
+}
+
+// The same over a fresh buffer of `bytes`.
+inline double read_bandwidth(size_t bytes, int threads, double min_seconds) {
+  const std::vector<float> buf(bytes / sizeof(float), 1.0f);
+  return read_bandwidth(buf, threads, min_seconds);
 }
 
 }  // namespace shardlm::bench

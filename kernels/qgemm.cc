@@ -107,8 +107,8 @@ void pack_q4_row(const float* row, int64_t nb, int64_t c, uint8_t* panel) {
     const uint16_t d16 = f32_to_f16(wm / -8.0f);
     const float d = f16_to_f32(d16);
     const __m128 id = _mm_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-    std::memcpy(panel + q4_scale_offset(nb, b) + c * 2, &d16, 2);
-    uint8_t* data = panel + q4_data_offset(nb, b) + c * 4;
+    std::memcpy(panel + q4_scale_offset(b) + c * 2, &d16, 2);
+    uint8_t* data = panel + q4_data_offset(b) + c * 4;
     // Pair h of 8 k: byte j holds k = 8h + j (low nibble) and k = 8h + 4 + j (high nibble). Each
     // vector holds two pairs; shifting it by 4 bytes lines the high nibbles up with the low ones.
     for (int64_t half = 0; half < 2; ++half) {
@@ -142,7 +142,7 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
       if (format == Format::kInt8) {
         for (int64_t b = 0; b < nb; ++b) std::memset(panel + int8_block_offset(b), zero, 512);
       } else {
-        for (int64_t b = 0; b < nb; ++b) std::memset(panel + q4_data_offset(nb, b), zero, 256);
+        for (int64_t b = 0; b < nb; ++b) std::memset(panel + q4_data_offset(b), zero, 256);
       }
       for (int64_t c = 0; c < kPanel; ++c) {
         const int64_t r = pi * kPanel + c;
@@ -171,7 +171,7 @@ int32_t block_dot(const PackedWeights& w, const uint8_t* panel, int64_t nb, int6
     const uint8_t* data = panel + int8_block_offset(b);
     for (int64_t j = 0; j < kBlock; ++j) s += static_cast<int32_t>(xq[j]) * (static_cast<int32_t>(data[int8_byte(c, j)]) - 128);
   } else {
-    const uint8_t* data = panel + q4_data_offset(nb, b);
+    const uint8_t* data = panel + q4_data_offset(b);
     for (int64_t j = 0; j < kBlock; ++j) {
       const uint8_t byte = data[q4_byte(c, j)];
       const int q = (q4_nibble(j) == 0 ? (byte & 0x0F) : (byte >> 4)) - 8;
@@ -197,7 +197,7 @@ void scalar_micro(const MicroArgs& a) {
           f = std::fma(s, a.dx[b], f);
         } else {
           uint16_t d16;
-          std::memcpy(&d16, a.w + q4_scale_offset(a.nb, b) + c * 2, 2);
+          std::memcpy(&d16, a.w + q4_scale_offset(b) + c * 2, 2);
           f = std::fma(s * f16_to_f32(d16), a.dx[b], f);
         }
       }
@@ -236,7 +236,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
   const int64_t stride = w.panel_stride();
   const bool int8 = w.format == Format::kInt8;
 
-  auto tile = [&](int64_t i0, int mr, int64_t g, int nr, int64_t b0, int64_t b1) {
+  auto tile = [&](int64_t i0, int mr, int64_t g, int nr, int64_t b0, int64_t b1, int64_t next_g = -1) {
     const MicroKernel fn = int8 ? ks.int8[mr][nr] : ks.q4[mr][nr];
     MicroArgs a;
     a.xq = x.xq.data() + i0 * x.kp;
@@ -251,6 +251,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     a.y = y + i0 * n + g * kPanel;
     a.ldy = n;
     a.valid_last = (g + nr == n_panels) ? last_valid : static_cast<int>(kPanel);
+    a.next_w = next_g >= 0 ? w.data.data() + next_g * stride : nullptr;
     fn(a);
   };
   const int64_t n_row_tiles = (m + ks.mr_max - 1) / ks.mr_max;
@@ -261,8 +262,10 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
   if (n_row_tiles == 1) {
     // Decode: each panel group streams through the whole of k once.
     const int mr = static_cast<int>(m);
-    const int nr_max = ks.nr_max[mr];
-    for (int64_t g = p0; g < p1; g += nr_max) tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, nb);
+    const int nr_max = !int8 && m == 1 && ks.q4_gemv_nr > 0 ? ks.q4_gemv_nr : ks.nr_max[mr];
+    for (int64_t g = p0; g < p1; g += nr_max) {
+      tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, nb, g + nr_max < p1 ? g + nr_max : -1);
+    }
     return;
   }
   // Batches: a block of panels x one chunk of 8 blocks (<= ~128 KiB of weights) stays in L2 while
@@ -313,7 +316,7 @@ PackedWeights pack_rows(int64_t n, int64_t k, Format format, const std::function
 void dequantize_row(const PackedWeights& w, int64_t r, float* out) {
   if (r < 0 || r >= w.n) fail("weight row {} outside [0, {})", r, w.n);
   const uint8_t* panel = w.data.data() + (r / kPanel) * w.panel_stride();
-  const int64_t c = r % kPanel, nb = w.blocks();
+  const int64_t c = r % kPanel;
   if (w.format == Format::kInt8) {
     float d;
     std::memcpy(&d, panel + int8_scale_offset() + c * 4, 4);
@@ -325,45 +328,54 @@ void dequantize_row(const PackedWeights& w, int64_t r, float* out) {
     for (int64_t kk = 0; kk < w.k; ++kk) {
       const int64_t b = kk / kBlock;
       uint16_t d16;
-      std::memcpy(&d16, panel + q4_scale_offset(nb, b) + c * 2, 2);
-      const uint8_t byte = panel[q4_data_offset(nb, b) + q4_byte(c, kk % kBlock)];
+      std::memcpy(&d16, panel + q4_scale_offset(b) + c * 2, 2);
+      const uint8_t byte = panel[q4_data_offset(b) + q4_byte(c, kk % kBlock)];
       const int q = (q4_nibble(kk % kBlock) == 0 ? (byte & 0x0F) : (byte >> 4)) - 8;
       out[kk] = static_cast<float>(q) * f16_to_f32(d16);
     }
   }
 }
 
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRows& out) {
+bool quantize_row_scalar(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs) {
+  bool finite = true;
+  for (int64_t b = 0; b < kp / kBlock; ++b) {
+    const int64_t k0 = b * kBlock, k1 = std::min(k0 + kBlock, k);
+    float amax = 0.0f;
+    bool block_finite = true;
+    for (int64_t kk = k0; kk < k1; ++kk) {
+      amax = std::max(amax, std::fabs(x[kk]));
+      block_finite = block_finite && std::isfinite(x[kk]);  // (std::max drops a NaN)
+    }
+    if (!block_finite) {
+      finite = false;
+      amax = 0.0f;
+    }
+    const float d = amax / 127.0f;
+    const float id = d > 0.0f ? 1.0f / d : 0.0f;
+    int32_t sum = 0;
+    for (int64_t j = 0; j < kBlock; ++j) {
+      const float v = k0 + j < k1 ? std::nearbyint(x[k0 + j] * id) : 0.0f;
+      q[k0 + j] = static_cast<int8_t>(std::isfinite(v) ? std::clamp(v, -127.0f, 127.0f) : 0.0f);
+      sum += q[k0 + j];
+    }
+    dx[b] = d;
+    xs[b] = sum;
+  }
+  return finite;
+}
+
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRows& out, Isa isa) {
   const int64_t nb = kp / kBlock;
   out.m = m;
   out.kp = kp;
   if (out.xq.size() < static_cast<size_t>(m * kp)) out.xq.resize(static_cast<size_t>(m * kp));
   if (out.dx.size() < static_cast<size_t>(m * nb)) out.dx.resize(static_cast<size_t>(m * nb));
   if (out.xs.size() < static_cast<size_t>(m * nb)) out.xs.resize(static_cast<size_t>(m * nb));
+  const auto quantize_row = kernel_isa(isa) == Isa::kAvx512 ? &quantize_row_avx512 : &quantize_row_scalar;
   std::atomic<int64_t> bad_row{-1};
 #pragma omp parallel for schedule(static) if (m * k > 65536)
   for (int64_t i = 0; i < m; ++i) {
-    const float* row = x + i * k;
-    for (int64_t b = 0; b < nb; ++b) {
-      const int64_t k0 = b * kBlock, k1 = std::min(k0 + kBlock, k);
-      float amax = 0.0f;
-      for (int64_t kk = k0; kk < k1; ++kk) amax = std::max(amax, std::fabs(row[kk]));
-      if (!std::isfinite(amax)) {
-        bad_row.store(i);
-        amax = 0.0f;
-      }
-      const float d = amax / 127.0f;
-      const float id = d > 0.0f ? 1.0f / d : 0.0f;
-      int8_t* q = out.xq.data() + i * kp + k0;
-      int32_t sum = 0;
-      for (int64_t j = 0; j < kBlock; ++j) {
-        const int v = k0 + j < k1 ? static_cast<int>(std::nearbyint(row[k0 + j] * id)) : 0;
-        q[j] = static_cast<int8_t>(std::clamp(v, -127, 127));
-        sum += q[j];
-      }
-      out.dx[i * nb + b] = d;
-      out.xs[i * nb + b] = sum;
-    }
+    if (!quantize_row(x + i * k, k, kp, out.xq.data() + i * kp, out.dx.data() + i * nb, out.xs.data() + i * nb)) bad_row.store(i);
   }
   if (bad_row.load() >= 0) fail("activation row {} has a value that is not finite", bad_row.load());
 }
@@ -371,7 +383,7 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRo
 void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa) {
   if (m <= 0 || w.n == 0) return;
   thread_local QuantizedRows rows;
-  quantize_rows(x, m, w.k, w.kp(), rows);
+  quantize_rows(x, m, w.k, w.kp(), rows, isa);
   const Isa level = kernel_isa(isa);
   const MicroKernelSet& ks = level == Isa::kAvx512 ? avx512_kernels() : level == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
   const int64_t n_panels = w.panels();

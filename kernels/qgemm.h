@@ -12,10 +12,10 @@
 // Packed layout: panels of 16 output rows (as in gemm_own.h), each panel_stride() bytes apart.
 // In a panel, a block of 32 k is 8 groups of 4 k; a group is 64 bytes [16 columns][4 k].
 //  - int8 panel: [16 f32 row scales][nb blocks x 512 bytes], bytes stored as q + 128.
-//  - q4 panel:   chunks of 8 blocks (the last one may hold fewer), each [its blocks x 256 bytes][its
-//                blocks x 16 f16 scales], so that data and scales stream as one; byte (c * 4 + j) of
-//                64-byte pair h of a block holds q + 8 of k = 8h + j in its low nibble and of
-//                k = 8h + 4 + j in its high nibble (column c).
+//  - q4 panel:   nb blocks of kQ4BlockBytes = 288 bytes, each [256 bytes of data][16 f16 scales], so
+//                that a panel is one strictly sequential stream (what the hardware prefetchers
+//                follow best); byte (c * 4 + j) of 64-byte pair h of a block's data holds q + 8 of
+//                k = 8h + j in its low nibble and of k = 8h + 4 + j in its high nibble (column c).
 //
 // Arithmetic (exact integers, then the same f32 operations on every ISA, so results are bit-exact
 // across ISAs, batch sizes, row positions and thread counts): for output y[i, c]
@@ -68,13 +68,9 @@ struct PackedWeights {
 // Bytes of one q4 block in a panel: 256 of data and 16 f16 scales.
 inline constexpr int64_t kQ4BlockBytes = 256 + 32;
 
-// Offsets in a q4 panel of nb blocks: block b's 256 bytes of data and its 16 f16 scales.
-inline int64_t q4_data_offset(int64_t /*nb*/, int64_t b) { return (b / kChunkBlocks) * (kChunkBlocks * kQ4BlockBytes) + (b % kChunkBlocks) * 256; }
-inline int64_t q4_scale_offset(int64_t nb, int64_t b) {
-  const int64_t chunk = b / kChunkBlocks;
-  const int64_t in_chunk = nb - chunk * kChunkBlocks < kChunkBlocks ? nb - chunk * kChunkBlocks : kChunkBlocks;
-  return chunk * (kChunkBlocks * kQ4BlockBytes) + in_chunk * 256 + (b % kChunkBlocks) * 32;
-}
+// Offsets in a q4 panel: block b's 256 bytes of data and its 16 f16 scales (32-byte aligned only).
+inline int64_t q4_data_offset(int64_t b) { return b * kQ4BlockBytes; }
+inline int64_t q4_scale_offset(int64_t b) { return b * kQ4BlockBytes + 256; }
 
 // Quantises W (row-major [n, k]) into the format. Rows of all zeros get scale 0.
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k, Format format);
@@ -94,12 +90,17 @@ struct QuantizedRows {
   AlignedBuffer<float> dx;
   AlignedBuffer<int32_t> xs;
 };
-void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRows& out);
+void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRows& out, Isa isa = Isa::kScalar);
+// One row of x (k values) into kp / 32 blocks: the quantised bytes q (kp), the scales dx and sums
+// xs; false if a value is not finite. The AVX-512 one gives the same bytes as the scalar one.
+bool quantize_row_scalar(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs);
+bool quantize_row_avx512(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs);
 
 // A micro-kernel updates an mr x (nr panels) tile of y over the blocks [b0, b1) (b0 a multiple of
 // kChunkBlocks): row r of the tile uses xq + r * kp, dx + r * nb, xs + r * nb; w points at the
 // tile's first panel (panels panel_stride bytes apart), y at the tile's (row 0, column 0) (row
-// stride ldy). Only the first valid_last columns of the last panel are written.
+// stride ldy). Only the first valid_last columns of the last panel are written. next_w, when not
+// null, is the first panel of the tile this thread streams next (a hint for prefetching only).
 struct MicroArgs {
   const int8_t* xq;
   const float* dx;
@@ -112,12 +113,16 @@ struct MicroArgs {
   float* y;
   int64_t ldy;
   int valid_last;
+  const uint8_t* next_w = nullptr;
 };
 using MicroKernel = void (*)(const MicroArgs& a);
 
 struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};
+  // Panels per tile for a q4 GEMV (m = 1), when fewer than nr_max[1] keep more of the weight stream
+  // in flight (0: nr_max[1]).
+  int q4_gemv_nr = 0;
   MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
   MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};
 };

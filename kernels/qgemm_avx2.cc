@@ -67,7 +67,7 @@ SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
           }
         }
       } else {
-        const uint8_t* wb = a.w + q4_data_offset(nb, b);
+        const uint8_t* wb = a.w + q4_data_offset(b);
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h) {
 #pragma GCC unroll 4
@@ -99,7 +99,7 @@ SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
               f[r][j][half] = _mm256_fmadd_ps(sf, dx, f[r][j][half]);
             } else {
               const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(
-                  reinterpret_cast<const __m128i*>(a.w + j * a.panel_stride + q4_scale_offset(nb, b) + half * 16)));
+                  reinterpret_cast<const __m128i*>(a.w + j * a.panel_stride + q4_scale_offset(b) + half * 16)));
               f[r][j][half] = _mm256_fmadd_ps(_mm256_mul_ps(sf, d), dx, f[r][j][half]);
             }
           }

@@ -305,10 +305,46 @@ TEST(QuantizedLinear, NonFiniteValuesAreRefused) {
   for (WeightFormat format : kFormats) {
     EXPECT_THROW(Linear::from_f32(bad.data(), n, k, format), Error);
     const Linear lin = Linear::from_f32(w.data(), n, k, format);
-    std::vector<float> x(static_cast<size_t>(k), 1.0f);
-    x[3] = INFINITY;
-    std::vector<float> y(static_cast<size_t>(n));
-    EXPECT_THROW(lin.forward(x.data(), 1, y.data()), Error);
+    for (float value : {INFINITY, std::nanf("")}) {
+      std::vector<float> x(static_cast<size_t>(k), 1.0f);
+      x[3] = value;
+      std::vector<float> y(static_cast<size_t>(n));
+      for (Isa isa : runnable_isas()) {
+        ScopedIsa scoped(isa);
+        EXPECT_THROW(lin.forward(x.data(), 1, y.data()), Error) << isa_name(isa) << " " << value;
+      }
+    }
+  }
+}
+
+// The vectorised activation quantisation gives the scalar one's bytes, scales and sums, and finds
+// a non-finite value wherever it is.
+TEST(QuantizedLinear, VectorActivationQuantisationEqualsScalar) {
+  if (!has_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI";
+  for (int64_t k : {1, 5, 16, 17, 31, 32, 33, 100, 704, 5376}) {
+    const int64_t kp = (k + 31) / 32 * 32, nb = kp / 32;
+    std::vector<float> x = random_vector(static_cast<size_t>(k), static_cast<uint32_t>(k));
+    for (int64_t j = 0; j < k; j += 7) x[j] = (j % 3 == 0) ? 0.0f : x[j] * 1e-30f;  // zeros, tiny values
+    if (k > 40) {
+      for (int64_t j = 32; j < 40; ++j) x[j] = 0.0f;                                  // an all-zero run
+      x[64 % k] = 127.0f, x[65 % k] = 0.5f, x[66 % k] = -1.5f, x[67 % k] = 2.5f;      // halfway quotients
+    }
+    std::vector<int8_t> q1(kp), q2(kp);
+    std::vector<float> d1(nb), d2(nb);
+    std::vector<int32_t> s1(nb), s2(nb);
+    ASSERT_TRUE(qgemm::quantize_row_scalar(x.data(), k, kp, q1.data(), d1.data(), s1.data()));
+    ASSERT_TRUE(qgemm::quantize_row_avx512(x.data(), k, kp, q2.data(), d2.data(), s2.data()));
+    EXPECT_EQ(q1, q2) << "k=" << k;
+    EXPECT_EQ(0, std::memcmp(d1.data(), d2.data(), sizeof(float) * nb)) << "k=" << k;
+    EXPECT_EQ(s1, s2) << "k=" << k;
+    for (int64_t bad_at : {int64_t{0}, k / 2, k - 1}) {
+      for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+        std::vector<float> y = x;
+        y[bad_at] = bad;
+        EXPECT_FALSE(qgemm::quantize_row_scalar(y.data(), k, kp, q1.data(), d1.data(), s1.data()));
+        EXPECT_FALSE(qgemm::quantize_row_avx512(y.data(), k, kp, q2.data(), d2.data(), s2.data())) << k << " " << bad_at;
+      }
+    }
   }
 }
 
