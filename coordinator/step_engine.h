@@ -38,6 +38,7 @@ struct WorkerLoadInfo {
   int64_t kv_bytes = 0;
   int64_t rss_bytes = 0;
   int64_t peak_rss_bytes = 0;
+  int64_t expert_weight_bytes = 0;  // the part of weight_bytes in MoE experts
 };
 
 // Thrown by a StepEngine whose workers stopped answering (a worker process died or its host is

@@ -141,7 +141,7 @@ class LocalStepEngine final : public StepEngine {
   void heartbeat() override { figures_ = {state_figures()}; }  // the KV state now, between steps
   std::vector<WorkerLoadInfo> load_info() const override {
     return {WorkerLoadInfo{static_cast<int64_t>(runner_->weights().bytes()), static_cast<int64_t>(runner_->kv_cache().bytes()),
-                           resident_bytes(), peak_resident_bytes()}};
+                           resident_bytes(), peak_resident_bytes(), static_cast<int64_t>(runner_->weights().expert_bytes())}};
   }
 
  private:

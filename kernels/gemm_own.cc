@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -202,6 +203,20 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   threads = static_cast<int>(std::min<int64_t>(threads, n_panels));
   if (threads <= 1) {
     run_panels(ks, w, x, m, y, accumulate, 0, n_panels);
+    return;
+  }
+  if (m <= ks.mr_max) {
+    // Decode: the threads take chunks of panels as they go (~32 per thread), so that a core that
+    // gets less of the memory bandwidth for a while does less of the work instead of being waited
+    // for. Each output column is computed the same way whichever thread takes it.
+    const int64_t chunk = std::max<int64_t>(kMaxNr, (n_panels / (threads * 32) + kMaxNr - 1) / kMaxNr * kMaxNr);
+    std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(threads)
+    for (;;) {
+      const int64_t p0 = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (p0 >= n_panels) break;
+      run_panels(ks, w, x, m, y, accumulate, p0, std::min(p0 + chunk, n_panels));
+    }
     return;
   }
 #pragma omp parallel num_threads(threads)

@@ -396,6 +396,20 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
     return;
   }
   const QuantizedRows& shared = rows;
+  if (m <= ks.mr_max) {
+    // Decode: the threads take chunks of panels as they go (~32 per thread), so that a core that
+    // gets less of the memory bandwidth for a while does less of the work instead of being waited
+    // for. Each output element is computed the same way whichever thread takes it.
+    const int64_t chunk = std::max<int64_t>(kMaxNr, (n_panels / (threads * 32) + kMaxNr - 1) / kMaxNr * kMaxNr);
+    std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(threads)
+    for (;;) {
+      const int64_t p0 = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (p0 >= n_panels) break;
+      run_panels(ks, w, shared, y, accumulate, p0, std::min(p0 + chunk, n_panels));
+    }
+    return;
+  }
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();

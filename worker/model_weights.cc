@@ -82,6 +82,15 @@ class Loader {
 
 }  // namespace
 
+size_t ModelWeights::expert_bytes() const {
+  size_t total = 0;
+  for (const LayerWeights& l : layers) {
+    if (!l.moe) continue;
+    for (const ExpertWeights& e : l.moe->experts) total += e.gate_up.weight_bytes() + e.down.weight_bytes();
+  }
+  return total;
+}
+
 size_t ModelWeights::bytes() const {
   size_t total = 0;
   auto add_vec = [&](const std::vector<float>& v) { total += v.size() * sizeof(float); };

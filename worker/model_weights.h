@@ -78,6 +78,7 @@ struct ModelWeights {
   Linear ple_model_projection;       // [L * P, H]
   std::vector<float> ple_projection_norm;
   size_t bytes() const;
+  size_t expert_bytes() const;  // the part of bytes() in MoE experts
 };
 
 // Reads the shard's weights from the checkpoint.

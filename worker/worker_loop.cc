@@ -92,6 +92,7 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         runner = std::make_unique<ModelRunner>(config, checkpoint, shard, ro, &coll);
         step::WorkerInfo info;
         info.set_weight_bytes(static_cast<int64_t>(runner->weights().bytes()));
+        info.set_expert_weight_bytes(static_cast<int64_t>(runner->weights().expert_bytes()));
         info.set_kv_bytes(static_cast<int64_t>(runner->kv_cache().bytes()));
         info.set_rss_bytes(resident_bytes());
         info.set_peak_rss_bytes(peak_resident_bytes());
