@@ -17,6 +17,9 @@
 namespace shardlm::qgemm {
 namespace {
 
+// Matrices from this size on are split between threads dynamically in decode (see gemm()).
+constexpr double kDynamicSplitBytes = 16.0 * 1024 * 1024;
+
 void check_shape(int64_t n, int64_t k) {
   if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
 }
@@ -396,11 +399,14 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
     return;
   }
   const QuantizedRows& shared = rows;
-  if (m <= ks.mr_max) {
-    // Decode: the threads take chunks of panels as they go (~32 per thread), so that a core that
-    // gets less of the memory bandwidth for a while does less of the work instead of being waited
-    // for. Each output element is computed the same way whichever thread takes it.
-    const int64_t chunk = std::max<int64_t>(kMaxNr, (n_panels / (threads * 32) + kMaxNr - 1) / kMaxNr * kMaxNr);
+  if (m <= ks.mr_max && static_cast<double>(w.bytes()) >= kDynamicSplitBytes) {
+    // Decode of a large matrix: the threads take chunks of panels as they go (~32 per thread, each
+    // >= 256 KiB), so that a core that gets less of the memory bandwidth for a while does less of
+    // the work instead of being waited for. (Small matrices keep the even static split: a chunk
+    // would be a large part of them.) Each output element is computed the same way whichever thread takes it.
+    const int64_t min_panels = (256 * 1024) / std::max<int64_t>(1, w.panel_stride()) + 1;
+    const int64_t per_chunk = std::max(n_panels / (threads * 32), min_panels);
+    const int64_t chunk = (per_chunk + kMaxNr - 1) / kMaxNr * kMaxNr;
     std::atomic<int64_t> next{0};
 #pragma omp parallel num_threads(threads)
     for (;;) {

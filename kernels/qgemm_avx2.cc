@@ -1,8 +1,9 @@
 // AVX2 micro-kernels of the quantised GEMM (also used on AVX-512 CPUs without VNNI): per (row,
 // panel) two ymm of int32 block sums built with vpmaddubsw + vpmaddwd, and two ymm of f32 chunk
 // sums. int8 weights: products |w| * (x with w's sign), which cannot saturate (|w|, |x| <= 127),
-// give the block sum directly; q4 weights (stored q + 8 <= 15) times x cannot saturate either and
-// are corrected by 8 times the block's activation sum. Arithmetic as in qgemm.h.
+// give the block sum directly; q4 weights (stored q + 8 <= 15) times x cannot saturate either (a
+// block's products are summed in int16 before vpmaddwd) and are corrected by 8 times the block's
+// activation sum. Arithmetic as in qgemm.h.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -68,6 +69,12 @@ SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
         }
       } else {
         const uint8_t* wb = a.w + q4_data_offset(b);
+        // The block's 16 products per lane pair fit int16 (|sum| <= 8 * 2 * 15 * 127 = 30480): they are
+        // summed with vpaddw and widened once per block.
+        __m256i s16[MR][NR][2];
+        for (int r = 0; r < MR; ++r) {
+          for (int j = 0; j < NR; ++j) s16[r][j][0] = s16[r][j][1] = _mm256_setzero_si256();
+        }
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h) {
 #pragma GCC unroll 4
@@ -81,11 +88,15 @@ SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
               for (int r = 0; r < MR; ++r) {
                 const __m256i xlo = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8);
                 const __m256i xhi = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8 + 4);
-                const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xlo), ones),
-                                                   _mm256_madd_epi16(_mm256_maddubs_epi16(hi, xhi), ones));
-                s[r][j][half] = _mm256_add_epi32(s[r][j][half], p);
+                s16[r][j][half] = _mm256_add_epi16(s16[r][j][half], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
+                                                                                      _mm256_maddubs_epi16(hi, xhi)));
               }
             }
+          }
+        }
+        for (int r = 0; r < MR; ++r) {
+          for (int j = 0; j < NR; ++j) {
+            for (int half = 0; half < 2; ++half) s[r][j][half] = _mm256_madd_epi16(s16[r][j][half], ones);
           }
         }
       }

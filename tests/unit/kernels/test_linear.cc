@@ -138,6 +138,29 @@ TEST(LinearOwn, BatchAndThreadInvariantBitExact) {
   }
 }
 
+// Matrices of 16 MiB and more are split between threads dynamically in decode: the same results,
+// bit for bit, whatever the thread count or batch size.
+TEST(LinearOwn, LargeMatricesSplitDynamicallyGiveTheSameResults) {
+  const int64_t n = 1100, k = 8200;  // bf16 ~18 MB; tails in n
+  const auto w = random_vector(static_cast<size_t>(n * k), 41);
+  const Linear lin = Linear::from_f32(w.data(), n, k, WeightFormat::kBF16);
+  ASSERT_GE(lin.weight_bytes(), size_t{16} << 20);
+  const auto x = random_vector(static_cast<size_t>(3 * k), 42);
+  std::vector<float> single(static_cast<size_t>(3 * n));
+  {
+    ScopedThreads threads(1);
+    for (int64_t i = 0; i < 3; ++i) lin.forward(x.data() + i * k, 1, single.data() + i * n);
+  }
+  for (const int nthreads : {2, 3}) {
+    ScopedThreads threads(nthreads);
+    for (const int64_t m : {int64_t{1}, int64_t{3}}) {
+      std::vector<float> y(static_cast<size_t>(m * n));
+      lin.forward(x.data(), m, y.data());
+      ASSERT_TRUE(bit_equal(y.data(), single.data(), static_cast<size_t>(m * n))) << "threads " << nthreads << " m " << m;
+    }
+  }
+}
+
 // Large batches take the cache-blocked path (x larger than L2): same results, bit for bit, as one
 // row at a time, and as the reference.
 TEST(LinearOwn, CacheBlockedLargeBatchMatchesSingleRows) {

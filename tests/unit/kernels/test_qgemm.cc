@@ -154,6 +154,31 @@ TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
   }
 }
 
+// Matrices of 16 MiB and more are split between threads dynamically in decode: the same results,
+// bit for bit, whatever the thread count or batch size.
+TEST(QuantizedLinear, LargeMatricesSplitDynamicallyGiveTheSameResults) {
+  const int64_t n = 2000, k = 16400;  // int8 ~33 MB, q4 ~19 MB; tails in n and k
+  const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 31);
+  const std::vector<float> x = random_vector(static_cast<size_t>(3 * k), 32);
+  for (WeightFormat format : kFormats) {
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    ASSERT_GE(lin.weight_bytes(), size_t{16} << 20);
+    std::vector<float> ref(static_cast<size_t>(3 * n));
+    {
+      ScopedThreads threads(1);
+      for (int64_t i = 0; i < 3; ++i) lin.forward(x.data() + i * k, 1, ref.data() + i * n);
+    }
+    for (int nt : {2, 3}) {
+      ScopedThreads threads(nt);
+      for (int64_t m : {1, 3}) {
+        std::vector<float> y(static_cast<size_t>(m * n));
+        lin.forward(x.data(), m, y.data());
+        ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), sizeof(float) * m * n)) << weight_format_name(format) << " threads=" << nt << " m=" << m;
+      }
+    }
+  }
+}
+
 TEST(QuantizedLinear, AccumulateAddsInTheDefinedOrder) {
   const int64_t n = 33, k = 520;
   const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 21);
