@@ -11,6 +11,7 @@
 #include "common/text_format.h"
 #include "coordinator/remote_engine.h"
 #include "engine/engine.h"
+#include "kernels/elementwise.h"
 #include "model/config.h"
 #include "model/variants.h"
 #include "partition/plan.h"
@@ -120,7 +121,7 @@ class LocalStepEngine final : public StepEngine {
     runner_->forward(batch, last_logits_);
     const int64_t V = config().vocab_size;
     out.resize(rows.size());
-    for (size_t r = 0; r < rows.size(); ++r) out[r] = select_row_candidates(last_logits_.data() + r * V, V, 0, rows[r]);
+    for (size_t r = 0; r < rows.size(); ++r) out[r] = select_row_candidates(last_logits_.data() + r * V, V, 0, rows[r], &exp_sums);
     WorkerStepFigures f = state_figures();
     f.compute_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<int64_t>& routed = runner_->take_expert_tokens();

@@ -122,6 +122,26 @@ void softmax_rows(float* x, int64_t rows, int64_t dim) {
   }
 }
 
+void exp_sums_ref(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t) {
+  double total = 0.0, total_t = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = x[i] - max;
+    total += std::exp(d);
+    total_t += std::exp(d * inv_t);
+  }
+  *sum = total;
+  *sum_t = inv_t == 1.0f ? total : total_t;
+}
+
+void exp_sums(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t) {
+  switch (active_isa()) {
+    case Isa::kAvx512: return detail::exp_sums_avx512(x, n, max, inv_t, sum, sum_t);
+    case Isa::kAvx2: return detail::exp_sums_avx2(x, n, max, inv_t, sum, sum_t);
+    case Isa::kScalar: break;
+  }
+  exp_sums_ref(x, n, max, inv_t, sum, sum_t);
+}
+
 float log_sum_exp(const float* x, int64_t n) {
   if (n <= 0) return -std::numeric_limits<float>::infinity();
   switch (active_isa()) {

@@ -26,4 +26,10 @@ void softmax_rows_ref(float* x, int64_t rows, int64_t dim);
 float log_sum_exp(const float* x, int64_t n);
 float log_sum_exp_ref(const float* x, int64_t n);
 
+// The sums of exp(x[i] - max) and of exp((x[i] - max) * inv_t) over a row (a log-sum-exp at
+// temperature 1 and 1 / inv_t; max >= every x[i]): each term in float, summed in float lanes over
+// 256 values at a time and those partial sums in double. inv_t == 1: both sums are the first.
+void exp_sums(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t);
+void exp_sums_ref(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t);
+
 }  // namespace shardlm

@@ -27,6 +27,9 @@ void gelu_tanh_mul_avx512(const float* gate, const float* up, float* out, int64_
 void soft_cap_avx512(float* x, int64_t n, float cap) { soft_cap_t<S>(x, n, cap); }
 void softmax_rows_avx512(float* x, int64_t rows, int64_t dim) { softmax_rows_t<S>(x, rows, dim); }
 float log_sum_exp_avx512(const float* x, int64_t n) { return log_sum_exp_t<S>(x, n); }
+void exp_sums_avx512(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t) {
+  exp_sums_t<S>(x, n, max, inv_t, sum, sum_t);
+}
 
 }  // namespace shardlm::detail
 

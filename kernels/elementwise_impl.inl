@@ -139,6 +139,35 @@ void softmax_rows_t(float* x, int64_t rows, int64_t dim) {
 }
 
 template <class S>
+void exp_sums_t(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t) {
+  constexpr int64_t W = S::kWidth;
+  constexpr int64_t kFlush = 256;  // values per float partial sum
+  const auto mv = S::set1(max), iv = S::set1(inv_t);
+  const bool two = inv_t != 1.0f;
+  double total = 0.0, total_t = 0.0;
+  for (int64_t b = 0; b < n; b += kFlush) {
+    const int64_t e = std::min(n, b + kFlush);
+    auto s = S::zero(), st = S::zero();
+    int64_t i = b;
+    for (; i + W <= e; i += W) {
+      const auto d = S::sub(S::load(x + i), mv);
+      s = S::add(s, S::exp(d));
+      if (two) st = S::add(st, S::exp(S::mul(d, iv)));
+    }
+    if (i < e) {
+      // -inf fill: exp gives exactly 0 in the unused lanes.
+      const auto d = S::sub(S::load_tail_fill(x + i, e - i, -std::numeric_limits<float>::infinity()), mv);
+      s = S::add(s, S::exp(d));
+      if (two) st = S::add(st, S::exp(S::mul(d, iv)));
+    }
+    total += S::hsum(s);
+    if (two) total_t += S::hsum(st);
+  }
+  *sum = total;
+  *sum_t = two ? total_t : total;
+}
+
+template <class S>
 float log_sum_exp_t(const float* x, int64_t n) {
   if (n <= 0) return -std::numeric_limits<float>::infinity();
   const float m = row_max<S>(x, n);

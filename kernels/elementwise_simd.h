@@ -11,7 +11,8 @@ namespace shardlm::detail {
   void gelu_tanh_mul_##isa(const float* gate, const float* up, float* out, int64_t n);                \
   void soft_cap_##isa(float* x, int64_t n, float cap);                                                 \
   void softmax_rows_##isa(float* x, int64_t rows, int64_t dim);                                        \
-  float log_sum_exp_##isa(const float* x, int64_t n);
+  float log_sum_exp_##isa(const float* x, int64_t n);                                                 \
+  void exp_sums_##isa(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t);
 
 SHARDLM_ELEMENTWISE_DECLS(avx2)
 SHARDLM_ELEMENTWISE_DECLS(avx512)

@@ -234,4 +234,24 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   }
 }
 
+void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
+  const MicroKernelSet& ks = isa == Isa::kAvx512 ? avx512_kernels() : isa == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
+  double work = 0.0;
+  for (size_t i = 0; i < count; ++i) {
+    work += static_cast<double>(std::max<int64_t>(tasks[i].m, 0)) * static_cast<double>(tasks[i].w->n) *
+            static_cast<double>(std::max<int64_t>(tasks[i].w->k, 1));
+  }
+  const int threads = work < 65536.0 ? 1 : omp_get_max_threads();
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    for (size_t i = 0; i < count; ++i) {
+      const GemmTask& task = tasks[i];
+      if (task.m <= 0 || task.w->n == 0) continue;
+      const int64_t n_panels = task.w->panels();
+      run_panels(ks, *task.w, task.x, task.m, task.y, false, n_panels * t / nt, n_panels * (t + 1) / nt);
+    }
+  }
+}
+
 }  // namespace shardlm::gemm

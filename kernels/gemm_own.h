@@ -14,6 +14,7 @@
 //     y[i, c] = t
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "common/aligned_buffer.h"
@@ -64,7 +65,19 @@ const MicroKernelSet& scalar_kernels();
 const MicroKernelSet& avx2_kernels();
 const MicroKernelSet& avx512_kernels();
 
-// y[m, n] (+)= x[m, k] · Wᵀ with the given ISA, multi-threaded over panels (OpenMP, static).
+// y[m, n] (+)= x[m, k] · Wᵀ with the given ISA, multi-threaded over panels (OpenMP; decode of large
+// matrices hands out panel chunks dynamically).
 void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa);
+
+// Several independent products y = x · Wᵀ (e.g. the experts a MoE layer routes its tokens to) in one
+// parallel region: each thread computes its even share of every matrix's panels, with no barrier
+// in between. Each result equals gemm() of its task alone, bit for bit.
+struct GemmTask {
+  const PackedWeights* w;
+  const float* x;
+  int64_t m;
+  float* y;
+};
+void gemm_group(const GemmTask* tasks, size_t count, Isa isa);
 
 }  // namespace shardlm::gemm

@@ -121,6 +121,25 @@ void Linear::forward(const float* x, int64_t m, float* y, bool accumulate) const
   }
 }
 
+void Linear::forward_group(const std::vector<Product>& products) {
+  std::vector<qgemm::GemmTask> quantised;
+  std::vector<gemm::GemmTask> own;
+  for (const Product& p : products) {
+    if (p.linear == nullptr || !p.linear->impl_) fail("Linear::forward_group: a product has no weights");
+    if (p.m < 0) fail("Linear::forward_group: negative batch size {}", p.m);
+    const Impl& impl = *p.linear->impl_;
+    if (is_quantized(impl.format)) {
+      quantised.push_back(qgemm::GemmTask{&impl.quant, p.x, p.m, p.y});
+    } else if (impl.onednn) {
+      p.linear->forward(p.x, p.m, p.y);
+    } else {
+      own.push_back(gemm::GemmTask{&impl.own, p.x, p.m, p.y});
+    }
+  }
+  if (!quantised.empty()) qgemm::gemm_group(quantised.data(), quantised.size(), active_isa());
+  if (!own.empty()) gemm::gemm_group(own.data(), own.size(), active_isa());
+}
+
 void Linear::read_row(int64_t r, float* out) const {
   if (!impl_) fail("Linear::read_row called on an empty Linear (no weights packed)");
   if (r < 0 || r >= impl_->n) fail("Linear::read_row: row {} outside [0, {})", r, impl_->n);

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace shardlm {
 
@@ -47,6 +48,17 @@ class Linear {
 
   // y[m, n] = x[m, k] · Wᵀ (accumulate: y += ...). x rows are contiguous with stride k, y with n.
   void forward(const float* x, int64_t m, float* y, bool accumulate = false) const;
+
+  // Several independent products y = x · Wᵀ (the experts a MoE layer routes its tokens to), run in
+  // one parallel region where the kernels allow (no barrier between them); each result equals
+  // forward() of its product alone, bit for bit.
+  struct Product {
+    const Linear* linear;
+    const float* x;
+    int64_t m;
+    float* y;
+  };
+  static void forward_group(const std::vector<Product>& products);
 
   // Row r of W (k values) as the kernel sees it (dequantised / widened); the own backend only.
   void read_row(int64_t r, float* out) const;

@@ -423,4 +423,30 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   }
 }
 
+void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
+  thread_local std::vector<QuantizedRows> rows;
+  if (rows.size() < count) rows.resize(count);
+  double work = 0.0;
+  for (size_t i = 0; i < count; ++i) {
+    const GemmTask& task = tasks[i];
+    if (task.m <= 0 || task.w->n == 0) continue;
+    quantize_rows(task.x, task.m, task.w->k, task.w->kp(), rows[i], isa);
+    work += static_cast<double>(task.m) * static_cast<double>(task.w->n) * static_cast<double>(std::max<int64_t>(task.w->k, 1));
+  }
+  const Isa level = kernel_isa(isa);
+  const MicroKernelSet& ks = level == Isa::kAvx512 ? avx512_kernels() : level == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
+  const int threads = work < 65536.0 ? 1 : omp_get_max_threads();
+  const std::vector<QuantizedRows>& shared = rows;
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    for (size_t i = 0; i < count; ++i) {
+      const GemmTask& task = tasks[i];
+      if (task.m <= 0 || task.w->n == 0) continue;
+      const int64_t n_panels = task.w->panels();
+      run_panels(ks, *task.w, shared[i], task.y, false, n_panels * t / nt, n_panels * (t + 1) / nt);
+    }
+  }
+}
+
 }  // namespace shardlm::qgemm

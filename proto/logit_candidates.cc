@@ -20,38 +20,23 @@ double log_add(double a, double b) {
 
 }  // namespace
 
-RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t token_offset, const RowRequest& request) {
+RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t token_offset, const RowRequest& request,
+                                    ExpSumsFn exp_sums) {
   RowCandidates out;
-  const float t = effective_temperature(request);
-  float max_logit = kNegInf;
-  for (int64_t i = 0; i < n; ++i) max_logit = std::max(max_logit, logits[i]);
-  if (n == 0) {
+  if (n <= 0) {
     out.lse = out.lse_t = kNegInf;
     return out;
   }
-  // Each term in float (exp of a value <= 0, relative error ~1 ulp), summed in double; at
-  // temperature 1 (also greedy rows) the two sums are the same.
-  double sum = 0.0, sum_t = 0.0;
-  if (t == 1.0f) {
-    for (int64_t i = 0; i < n; ++i) sum += std::exp(logits[i] - max_logit);
-    sum_t = sum;
-  } else {
-    const float inv_t = 1.0f / t;
-    for (int64_t i = 0; i < n; ++i) {
-      const float d = logits[i] - max_logit;
-      sum += std::exp(d);
-      sum_t += std::exp(d * inv_t);
-    }
-  }
-  out.lse = static_cast<float>(max_logit + std::log(sum));
-  out.lse_t = static_cast<float>(max_logit / static_cast<double>(t) + std::log(sum_t));
-
+  const float t = effective_temperature(request);
   const int64_t keep = std::clamp<int64_t>(request.candidates, 1, n);
-  // A bounded selection: keep the best `keep` seen so far in a heap ordered worst-first.
+  // One pass for the maximum and a bounded selection: the best `keep` seen so far in a heap ordered
+  // worst-first.
+  float max_logit = kNegInf;
   auto worse_first = [](const TokenLogit& a, const TokenLogit& b) { return better_candidate(a, b); };
   std::vector<TokenLogit>& heap = out.top;
   heap.reserve(static_cast<size_t>(keep));
   for (int64_t i = 0; i < n; ++i) {
+    max_logit = std::max(max_logit, logits[i]);
     const TokenLogit c{logits[i], static_cast<int32_t>(token_offset + i)};
     if (static_cast<int64_t>(heap.size()) < keep) {
       heap.push_back(c);
@@ -64,6 +49,23 @@ RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t toke
   }
   std::sort(heap.begin(), heap.end(), better_candidate);
   out.bound = keep == n ? kNegInf : heap.back().logit;
+
+  // Each term in float (exp of a value <= 0), summed in double; at temperature 1 (also greedy rows)
+  // the two sums are the same.
+  const float inv_t = 1.0f / t;
+  double sum = 0.0, sum_t = 0.0;
+  if (exp_sums != nullptr) {
+    exp_sums(logits, n, max_logit, inv_t, &sum, &sum_t);
+  } else {
+    for (int64_t i = 0; i < n; ++i) {
+      const float d = logits[i] - max_logit;
+      sum += std::exp(d);
+      if (t != 1.0f) sum_t += std::exp(d * inv_t);
+    }
+    if (t == 1.0f) sum_t = sum;
+  }
+  out.lse = static_cast<float>(max_logit + std::log(sum));
+  out.lse_t = static_cast<float>(max_logit / static_cast<double>(t) + std::log(sum_t));
   return out;
 }
 

@@ -36,8 +36,13 @@ inline bool better_candidate(const TokenLogit& a, const TokenLogit& b) {
   return a.logit > b.logit || (a.logit == b.logit && a.token < b.token);
 }
 
-// Selects from logits[0..n) whose token ids start at token_offset.
-RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t token_offset, const RowRequest& request);
+// The sums of exp(x[i] - max) and exp((x[i] - max) * inv_t) over a row that the log-sum-exps need
+// (kernels/elementwise.h's vectorised exp_sums on the workers).
+using ExpSumsFn = void (*)(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t);
+
+// Selects from logits[0..n) whose token ids start at token_offset; exp_sums null: a scalar loop.
+RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t token_offset, const RowRequest& request,
+                                    ExpSumsFn exp_sums = nullptr);
 
 // Merges the candidates of disjoint vocabulary slices of one row (keeps request.candidates).
 RowCandidates merge_row_candidates(const std::vector<RowCandidates>& parts, const RowRequest& request);

@@ -366,34 +366,50 @@ void ModelRunner::ffn_block(int l, int64_t T, float* x, Scratch& s, const TraceF
     // Expert input has its own pre-norm.
     rms_norm(x, m.pre_norm_2.data(), s.experts_in.data(), T, H, eps);
     const int64_t mi = config_.moe_intermediate_size;
-    std::vector<int32_t> rows;
-    std::vector<float> row_weight, gathered, gu, act, out;
+    // The experts of this shard that the step routes rows to, in the order of m.experts, each with
+    // its rows (and routing weights) at `offset` in the gathered buffers.
+    struct Routed {
+      const ExpertWeights* expert;
+      std::vector<int32_t> rows;
+      std::vector<float> weights;
+      int64_t offset;
+    };
+    std::vector<Routed> routed;
+    int64_t total = 0;
     for (const ExpertWeights& e : m.experts) {
-      rows.clear();
-      row_weight.clear();
+      Routed r{&e, {}, {}, total};
       for (int64_t t = 0; t < T; ++t) {
         for (int64_t k = 0; k < K; ++k) {
           if (s.route_ids[t * K + k] == e.id) {
-            rows.push_back(static_cast<int32_t>(t));
-            row_weight.push_back(s.route_weights[t * K + k]);
+            r.rows.push_back(static_cast<int32_t>(t));
+            r.weights.push_back(s.route_weights[t * K + k]);
           }
         }
       }
-      if (rows.empty()) continue;
-      const int64_t n = static_cast<int64_t>(rows.size());
+      if (r.rows.empty()) continue;
+      const int64_t n = static_cast<int64_t>(r.rows.size());
       expert_tokens_[static_cast<size_t>(e.id)] += n;
-      gathered.resize(n * H);
-      for (int64_t i = 0; i < n; ++i) std::copy_n(s.experts_in.data() + rows[i] * H, H, gathered.data() + i * H);
-      gu.resize(n * 2 * mi);
-      act.resize(n * mi);
-      out.resize(n * H);
-      e.gate_up.forward(gathered.data(), n, gu.data());
-      for (int64_t i = 0; i < n; ++i) gelu_tanh_mul(gu.data() + i * 2 * mi, gu.data() + i * 2 * mi + mi, act.data() + i * mi, mi);
-      e.down.forward(act.data(), n, out.data());
-      for (int64_t i = 0; i < n; ++i) {
-        float* dst = s.ffn.data() + rows[i] * width + H;
-        const float* src = out.data() + i * H;
-        for (int64_t j = 0; j < H; ++j) dst[j] += row_weight[i] * src[j];
+      total += n;
+      routed.push_back(std::move(r));
+    }
+    std::vector<float> gathered(static_cast<size_t>(total * H)), gu(static_cast<size_t>(total * 2 * mi));
+    std::vector<float> act(static_cast<size_t>(total * mi)), out(static_cast<size_t>(total * H));
+    std::vector<Linear::Product> gate_up, down;
+    for (const Routed& r : routed) {
+      const int64_t n = static_cast<int64_t>(r.rows.size());
+      for (int64_t i = 0; i < n; ++i) std::copy_n(s.experts_in.data() + r.rows[i] * H, H, gathered.data() + (r.offset + i) * H);
+      gate_up.push_back(Linear::Product{&r.expert->gate_up, gathered.data() + r.offset * H, n, gu.data() + r.offset * 2 * mi});
+      down.push_back(Linear::Product{&r.expert->down, act.data() + r.offset * mi, n, out.data() + r.offset * H});
+    }
+    // All experts' matrices in one parallel region each (decode: 8 small products per layer).
+    Linear::forward_group(gate_up);
+    for (int64_t i = 0; i < total; ++i) gelu_tanh_mul(gu.data() + i * 2 * mi, gu.data() + i * 2 * mi + mi, act.data() + i * mi, mi);
+    Linear::forward_group(down);
+    for (const Routed& r : routed) {
+      for (size_t i = 0; i < r.rows.size(); ++i) {
+        float* dst = s.ffn.data() + r.rows[i] * width + H;
+        const float* src = out.data() + (r.offset + static_cast<int64_t>(i)) * H;
+        for (int64_t j = 0; j < H; ++j) dst[j] += r.weights[i] * src[j];
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "kernels/elementwise.h"
 #include "proto/step.pb.h"
 #include "proto/step_message.h"
 #include "worker/comm_collectives.h"
@@ -123,7 +124,7 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         }
         step::StepResult result;
         for (size_t r = 0; r < rows.size(); ++r) {
-          const RowCandidates c = select_row_candidates(logits.data() + r * slice, slice, shard.vocab_rows.begin, rows[r]);
+          const RowCandidates c = select_row_candidates(logits.data() + r * slice, slice, shard.vocab_rows.begin, rows[r], &exp_sums);
           step::Candidates* m = result.add_rows();
           for (const TokenLogit& t : c.top) {
             m->add_logits(t.logit);

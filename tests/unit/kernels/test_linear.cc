@@ -138,6 +138,51 @@ TEST(LinearOwn, BatchAndThreadInvariantBitExact) {
   }
 }
 
+// A group of products (as a MoE layer's experts) gives each product's forward() result, bit for
+// bit, for every format (mixed in one group, oneDNN included), batch size, thread count and ISA.
+TEST(LinearGroup, EachResultEqualsItsForward) {
+  struct Spec {
+    int64_t n, k, m;
+    WeightFormat format;
+    MatmulBackend backend;
+  };
+  const std::vector<Spec> specs = {
+      {70, 130, 1, WeightFormat::kQ4, MatmulBackend::kOwn},     {33, 300, 2, WeightFormat::kQ4, MatmulBackend::kOwn},
+      {140, 64, 1, WeightFormat::kInt8, MatmulBackend::kOwn},   {17, 520, 5, WeightFormat::kBF16, MatmulBackend::kOwn},
+      {300, 96, 1, WeightFormat::kF32, MatmulBackend::kOwn},    {48, 80, 0, WeightFormat::kQ4, MatmulBackend::kOwn},
+      {64, 128, 3, WeightFormat::kBF16, MatmulBackend::kOneDnn}, {1, 5, 9, WeightFormat::kF32, MatmulBackend::kOwn},
+  };
+  std::vector<Linear> lins;
+  std::vector<std::vector<float>> xs;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const Spec& sp = specs[i];
+    const auto w = random_vector(static_cast<size_t>(sp.n * sp.k), static_cast<uint32_t>(100 + i));
+    lins.push_back(Linear::from_f32(w.data(), sp.n, sp.k, sp.format, sp.backend));
+    xs.push_back(random_vector(static_cast<size_t>(std::max<int64_t>(sp.m, 1) * sp.k), static_cast<uint32_t>(200 + i)));
+  }
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    for (const int nthreads : {1, 2, 3}) {
+      ScopedThreads threads(nthreads);
+      std::vector<std::vector<float>> alone(specs.size()), grouped(specs.size());
+      std::vector<Linear::Product> products;
+      for (size_t i = 0; i < specs.size(); ++i) {
+        const size_t size = static_cast<size_t>(specs[i].m * specs[i].n);
+        alone[i].assign(size, 0.0f);
+        grouped[i].assign(size, -1.0f);  // overwritten, not accumulated
+        lins[i].forward(xs[i].data(), specs[i].m, alone[i].data());
+        products.push_back(Linear::Product{&lins[i], xs[i].data(), specs[i].m, grouped[i].data()});
+      }
+      Linear::forward_group(products);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        ASSERT_TRUE(bit_equal(grouped[i].data(), alone[i].data(), alone[i].size()))
+            << "product " << i << " isa " << isa_name(isa) << " threads " << nthreads;
+      }
+    }
+  }
+  EXPECT_THROW(Linear::forward_group({Linear::Product{nullptr, nullptr, 1, nullptr}}), Error);
+}
+
 // Matrices of 16 MiB and more are split between threads dynamically in decode: the same results,
 // bit for bit, whatever the thread count or batch size.
 TEST(LinearOwn, LargeMatricesSplitDynamicallyGiveTheSameResults) {
