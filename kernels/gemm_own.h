@@ -19,6 +19,7 @@
 
 #include "common/aligned_buffer.h"
 #include "kernels/cpu_features.h"
+#include "kernels/gemm_task.h"
 
 namespace shardlm::gemm {
 
@@ -72,12 +73,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
 // Several independent products y = x · Wᵀ (e.g. the experts a MoE layer routes its tokens to) in one
 // parallel region: each thread computes its even share of every matrix's panels, with no barrier
 // in between. Each result equals gemm() of its task alone, bit for bit.
-struct GemmTask {
-  const PackedWeights* w;
-  const float* x;
-  int64_t m;
-  float* y;
-};
+using GemmTask = GemmTaskOf<PackedWeights>;
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa);
 
 }  // namespace shardlm::gemm

@@ -403,7 +403,8 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
     // Decode of a large matrix: the threads take chunks of panels as they go (~32 per thread, each
     // >= 256 KiB), so that a core that gets less of the memory bandwidth for a while does less of
     // the work instead of being waited for. (Small matrices keep the even static split: a chunk
-    // would be a large part of them.) Each output element is computed the same way whichever thread takes it.
+    // would be a large part of them.) Each output element is computed the same way whichever
+    // thread takes it.
     const int64_t min_panels = (256 * 1024) / std::max<int64_t>(1, w.panel_stride()) + 1;
     const int64_t per_chunk = std::max(n_panels / (threads * 32), min_panels);
     const int64_t chunk = (per_chunk + kMaxNr - 1) / kMaxNr * kMaxNr;
@@ -426,27 +427,16 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   thread_local std::vector<QuantizedRows> rows;
   if (rows.size() < count) rows.resize(count);
-  double work = 0.0;
   for (size_t i = 0; i < count; ++i) {
     const GemmTask& task = tasks[i];
-    if (task.m <= 0 || task.w->n == 0) continue;
-    quantize_rows(task.x, task.m, task.w->k, task.w->kp(), rows[i], isa);
-    work += static_cast<double>(task.m) * static_cast<double>(task.w->n) * static_cast<double>(std::max<int64_t>(task.w->k, 1));
+    if (task.m > 0 && task.w->n > 0) quantize_rows(task.x, task.m, task.w->k, task.w->kp(), rows[i], isa);
   }
   const Isa level = kernel_isa(isa);
   const MicroKernelSet& ks = level == Isa::kAvx512 ? avx512_kernels() : level == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
-  const int threads = work < 65536.0 ? 1 : omp_get_max_threads();
   const std::vector<QuantizedRows>& shared = rows;
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    for (size_t i = 0; i < count; ++i) {
-      const GemmTask& task = tasks[i];
-      if (task.m <= 0 || task.w->n == 0) continue;
-      const int64_t n_panels = task.w->panels();
-      run_panels(ks, *task.w, shared[i], task.y, false, n_panels * t / nt, n_panels * (t + 1) / nt);
-    }
-  }
+  for_each_task_share(tasks, count, [&](size_t i, int64_t p0, int64_t p1) {
+    run_panels(ks, *tasks[i].w, shared[i], tasks[i].y, false, p0, p1);
+  });
 }
 
 }  // namespace shardlm::qgemm

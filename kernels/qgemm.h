@@ -35,6 +35,7 @@
 
 #include "common/aligned_buffer.h"
 #include "kernels/cpu_features.h"
+#include "kernels/gemm_task.h"
 
 namespace shardlm::qgemm {
 
@@ -140,12 +141,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
 
 // Several independent products y = x · Wᵀ in one parallel region (as gemm_own.h's gemm_group); each
 // result equals gemm() of its task alone, bit for bit.
-struct GemmTask {
-  const PackedWeights* w;
-  const float* x;
-  int64_t m;
-  float* y;
-};
+using GemmTask = GemmTaskOf<PackedWeights>;
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa);
 
 }  // namespace shardlm::qgemm
