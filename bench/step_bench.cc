@@ -21,7 +21,7 @@ using namespace shardlm;
 int main(int argc, char** argv) {
   CLI::App app("shardlm step benchmark: per-token compute vs communication");
   EngineOptions o;
-  int prompt = 128, decode = 32;
+  int prompt = 128, decode = 32, bandwidth_threads = 0;
   auto* model = app.add_option("--model", o.model_dir, "Checkpoint folder");
   auto* synthetic = app.add_option("--synthetic-weights", o.synthetic, "Instead of --model: random weights of this variant (31b, 26b-a4b, ...)");
   model->excludes(synthetic);
@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", o.threads, "Compute threads per rank (0 = all cores)");
   app.add_option("--prompt", prompt, "Prompt tokens");
   app.add_option("--decode", decode, "Decoded tokens measured");
+  app.add_option("--bandwidth-threads", bandwidth_threads,
+                 "Threads of the read-bandwidth baseline (0 = all cores; e.g. 1 for a single process with --threads 1)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (o.model_dir.empty() && o.synthetic.empty()) fail("give --model DIR or --synthetic-weights VARIANT");
@@ -38,12 +40,12 @@ int main(int argc, char** argv) {
     const auto load_start = std::chrono::steady_clock::now();
     std::unique_ptr<StepEngine> engine = open_engine(o);
     if (!engine) return 0;  // a worker rank
-    // The machine's read bandwidth (all cores), measured before and after the run with the workers
-    // idle: this VM's bandwidth drifts from minute to minute.
-    const int all_cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // The read bandwidth available to the run (by default all cores: the machine's), measured before
+    // and after the run with the workers idle: this VM's bandwidth drifts from minute to minute.
+    const int baseline_threads = bandwidth_threads > 0 ? bandwidth_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const std::vector<float> baseline_buffer(size_t{1} << 30 >> 2, 1.0f);
     const int compute_threads = omp_get_max_threads();
-    const double bw_before = bench::read_bandwidth(baseline_buffer, all_cores, 1.0);
+    const double bw_before = bench::read_bandwidth(baseline_buffer, baseline_threads, 1.0);
     omp_set_num_threads(compute_threads);
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
     const int64_t V = engine->config().vocab_size;
@@ -94,7 +96,7 @@ int main(int argc, char** argv) {
       weight_bytes += static_cast<double>(l.weight_bytes) - experts;
       if (config.num_experts > 0) weight_bytes += experts * config.top_k_experts / config.num_experts;
     }
-    const double bw = (bw_before + bench::read_bandwidth(baseline_buffer, all_cores, 1.0)) / 2;
+    const double bw = (bw_before + bench::read_bandwidth(baseline_buffer, baseline_threads, 1.0)) / 2;
     std::printf("weights read per token %s, machine read bandwidth %.1f GB/s -> roofline %.2f tok/s; measured %.2f tok/s = %.1f%% of the roofline%s\n",
                 decimal_bytes(static_cast<uint64_t>(weight_bytes)).c_str(), bw / 1e9, bw / weight_bytes, decode / decode_s,
                 100.0 * (decode / decode_s) / (bw / weight_bytes),
