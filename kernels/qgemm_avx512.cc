@@ -27,7 +27,8 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
 
 // q4 weights are prefetched this many blocks ahead in each panel, and in the last blocks of a tile
 // the first blocks of the next tile's panels: the hardware prefetchers alone lag behind a kernel
-// that streams 8 panels at once, most of all on short panels (the 26B-A4B experts: 22 blocks).
+// that streams several panels at once, most of all on short panels (the 26B-A4B experts: 22
+// blocks).
 constexpr int64_t kQ4PrefetchBlocks = 6;
 
 SHARDLM_AVX512_VNNI inline void prefetch_q4_block(const uint8_t* block) {
