@@ -5,7 +5,8 @@
 // weight-stream rate in GB/s, that read bandwidth ("read_GB/s", the mean of the two) and their ratio
 // ("of_read_bw"); prefill GEMMs report GFLOP/s.
 // Each case cycles through enough copies of the matrix (>= 256 MB) that nothing stays in cache.
-// Also: packing (quantising) a bf16 matrix at load, in weights per second ("pack/...").
+// Also: the 26B-A4B experts 8 at a time as one group, as a MoE layer runs a token's routed experts
+// ("gemv8/..."), and packing (quantising) a bf16 matrix at load, in weights per second ("pack/...").
 // Usage: shardlm_bench_gemv [--benchmark_filter=REGEX] [other google-benchmark flags]
 // GCC 12 reports _mm512_undefined_*() inside its own AVX-512 intrinsics as uninitialised reads.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -138,6 +139,45 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   }
 }
 
+// A MoE layer's decode: the 8 experts a token is routed to, run as one group (Linear::forward_group,
+// as the worker does), each with its own input; 8 different copies per call, cycling through all.
+void run_group_case(benchmark::State& state, int shape, WeightFormat format, int threads) {
+  constexpr int kRouted = 8;
+  const Shape& s = kShapes[shape];
+  Matrices& mats = matrices(shape, format, MatmulBackend::kOwn);
+  std::mt19937 rng(6);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(kRouted * s.k)), y(static_cast<size_t>(kRouted * s.n));
+  for (auto& v : x) v = dist(rng);
+  const size_t groups = std::max<size_t>(1, mats.copies.size() / kRouted);
+  auto products = [&](size_t g) {
+    std::vector<Linear::Product> p;
+    for (int e = 0; e < kRouted; ++e) {
+      p.push_back(Linear::Product{&mats.copies[(g * kRouted + e) % mats.copies.size()], x.data() + e * s.k, 1, y.data() + e * s.n});
+    }
+    return p;
+  };
+  std::vector<std::vector<Linear::Product>> all;
+  for (size_t g = 0; g < groups; ++g) all.push_back(products(g));
+  omp_set_num_threads(threads);
+  for (const auto& p : all) Linear::forward_group(p);  // warm-up
+  static const std::vector<float> baseline_buffer(size_t{256} << 20 >> 2, 1.0f);
+  const double read_before = bench::read_bandwidth(baseline_buffer, threads, 0.2);
+  omp_set_num_threads(threads);
+  size_t next = 0;
+  for (auto _ : state) {
+    Linear::forward_group(all[next]);
+    benchmark::DoNotOptimize(y.data());
+    next = (next + 1) % all.size();
+  }
+  const double read_bw = (read_before + bench::read_bandwidth(baseline_buffer, threads, 0.2)) / 2;
+  const double bytes = static_cast<double>(kRouted) * static_cast<double>(mats.copies.front().weight_bytes());
+  state.SetLabel(std::string(s.name) + " x8 W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " + weight_format_name(format));
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["read_GB/s"] = read_bw / 1e9;
+  state.counters["of_read_bw"] = benchmark::Counter(bytes / read_bw, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // Loading: quantising and packing a bf16 matrix (what a worker does for every weight it holds), in
 // millions of weights per second.
 void pack_case(benchmark::State& state, int shape, WeightFormat format, int threads) {
@@ -174,6 +214,19 @@ int main(int argc, char** argv) {
         const std::string name = std::string("gemv/") + kShapes[shape].name + "/" + weight_format_name(format) +
                                  "/threads:" + std::to_string(threads);
         benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_case(st, shape, format, threads, 1); })
+            ->MinTime(0.5)
+            ->UseRealTime()
+            ->Unit(benchmark::kMillisecond);
+      }
+    }
+  }
+  // The 26B-A4B experts as a MoE layer runs them: 8 routed experts per call.
+  for (int shape : {5, 6}) {
+    for (WeightFormat format : kFormats) {
+      for (int threads : {1, 2}) {
+        const std::string name = std::string("gemv8/") + kShapes[shape].name + "/" + weight_format_name(format) +
+                                 "/threads:" + std::to_string(threads);
+        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_group_case(st, shape, format, threads); })
             ->MinTime(0.5)
             ->UseRealTime()
             ->Unit(benchmark::kMillisecond);
