@@ -15,3 +15,10 @@ foreach(transport tcp ucx)
   set_tests_properties(mpi_engine_netns_2hosts_${transport} PROPERTIES
     LABELS mpi TIMEOUT 600 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
 endforeach()
+
+# The step benchmark end to end on a tiny MoE (one process and coordinator + 2 workers): it runs,
+# and its roofline counts only the routed experts.
+add_test(NAME bench_step_tiny_moe
+  COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/bench_step_test.sh $<TARGET_FILE:shardlm_bench_step>)
+set_tests_properties(bench_step_tiny_moe PROPERTIES
+  LABELS "mpi;integration" TIMEOUT 300 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The step benchmark runs end to end on a generated tiny MoE at q4, as one process and as a
+# coordinator + 2 MPI workers, and prints a roofline that counts only the routed experts (the
+# workers report their expert weight bytes through the init reply).
+# Usage: bench_step_test.sh BENCH_STEP
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bench=$1
+args=(--synthetic-weights tiny-moe --weights q4 --prompt 8 --decode 4 --threads 1 --bandwidth-threads 1)
+check() {
+  local out=$1
+  echo "$out"
+  grep -q "decode 4 tokens" <<<"$out" || { echo "FAIL: no decode line"; exit 1; }
+  grep -Eq "of the roofline \(MoE: 2 of 8 experts per layer\)" <<<"$out" || { echo "FAIL: no MoE roofline"; exit 1; }
+  # The bytes read per token are below the weights all workers hold (2 of 8 experts are read).
+  local held active
+  held=$(awk '$1 ~ /^[0-9]+$/ && $5 ~ /%$/ && $7 == "MB" { sum += $6 } END { if (sum > 0) print sum }' <<<"$out")
+  active=$(sed -n 's/^weights read per token \([0-9.]*\) MB.*/\1/p' <<<"$out")
+  [ -n "$held" ] && [ -n "$active" ] || { echo "FAIL: no byte figures"; exit 1; }
+  awk -v a="$active" -v h="$held" 'BEGIN { exit !(a > 0 && a < h) }' || { echo "FAIL: active $active MB not below held $held MB"; exit 1; }
+}
+check "$(timeout -k 5 120 "$bench" "${args[@]}" 2>&1)"
+if ! command -v mpirun >/dev/null 2>&1; then
+  echo "SKIP: mpirun not found"
+  exit 77
+fi
+. "$root/scripts/mpi_env.sh"
+check "$(timeout -k 5 120 mpirun -np 3 "$bench" "${args[@]}" 2>&1)"
+echo "PASS"
