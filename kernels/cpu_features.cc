@@ -82,6 +82,14 @@ bool has_avx512_vnni() {
   return vnni;
 }
 
+bool has_avx_vnni() {
+  static const bool vnni = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avxvnni") != 0;
+  }();
+  return vnni;
+}
+
 void clear_isa_override() { override_slot().store(kNoOverride, std::memory_order_relaxed); }
 
 }  // namespace shardlm

@@ -14,5 +14,7 @@ void set_isa_override(Isa isa);  // for tests; clamps to detected_isa()
 void clear_isa_override();
 // AVX-512 VNNI (vpdpbusd), used by the quantised kernels at the AVX-512 level.
 bool has_avx512_vnni();
+// AVX-VNNI (VEX vpdpbusd on ymm), used by the quantised kernels at the AVX2 level.
+bool has_avx_vnni();
 
 }  // namespace shardlm

@@ -297,6 +297,22 @@ const MicroKernelSet& scalar_kernels() {
   return set;
 }
 
+namespace {
+std::atomic<bool> g_use_avx_vnni{true};
+}  // namespace
+
+void use_avx_vnni(bool enabled) { g_use_avx_vnni.store(enabled, std::memory_order_relaxed); }
+
+const MicroKernelSet& kernels_at(Isa level) {
+  switch (level) {
+    case Isa::kAvx512: return avx512_kernels();
+    case Isa::kAvx2:
+      return has_avx_vnni() && g_use_avx_vnni.load(std::memory_order_relaxed) ? avx2_vnni_kernels() : avx2_kernels();
+    case Isa::kScalar: break;
+  }
+  return scalar_kernels();
+}
+
 Isa kernel_isa(Isa isa) {
   if (isa == Isa::kAvx512 && !has_avx512_vnni()) return Isa::kAvx2;
   return isa;
@@ -388,7 +404,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   thread_local QuantizedRows rows;
   quantize_rows(x, m, w.k, w.kp(), rows, isa);
   const Isa level = kernel_isa(isa);
-  const MicroKernelSet& ks = level == Isa::kAvx512 ? avx512_kernels() : level == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
+  const MicroKernelSet& ks = kernels_at(level);
   const int64_t n_panels = w.panels();
   const double work = static_cast<double>(m) * static_cast<double>(w.n) * static_cast<double>(std::max<int64_t>(w.k, 1));
   int threads = omp_get_max_threads();
@@ -432,7 +448,7 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
     if (task.m > 0 && task.w->n > 0) quantize_rows(task.x, task.m, task.w->k, task.w->kp(), rows[i], isa);
   }
   const Isa level = kernel_isa(isa);
-  const MicroKernelSet& ks = level == Isa::kAvx512 ? avx512_kernels() : level == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
+  const MicroKernelSet& ks = kernels_at(level);
   const std::vector<QuantizedRows>& shared = rows;
   for_each_task_share(tasks, count, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, shared[i], tasks[i].y, false, p0, p1);

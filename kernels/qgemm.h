@@ -130,6 +130,11 @@ struct MicroKernelSet {
 
 const MicroKernelSet& scalar_kernels();
 const MicroKernelSet& avx2_kernels();
+const MicroKernelSet& avx2_vnni_kernels();  // needs AVX-VNNI
+// The kernel set the quantised GEMM uses at `level` (kernel_isa()): at AVX2 the AVX-VNNI one where
+// the CPU has it, unless use_avx_vnni(false) was called (tests compare both).
+const MicroKernelSet& kernels_at(Isa level);
+void use_avx_vnni(bool enabled);
 const MicroKernelSet& avx512_kernels();  // needs AVX-512 VNNI
 
 // The level the quantised kernels use at `isa`: AVX-512 only with VNNI, else AVX2.

@@ -1,6 +1,7 @@
-// AVX2 micro-kernels of the quantised GEMM (also used on AVX-512 CPUs without VNNI): per (row,
-// panel) two ymm of int32 block sums built with vpmaddubsw + vpmaddwd, and two ymm of f32 chunk
-// sums. int8 weights: products |w| * (x with w's sign), which cannot saturate (|w|, |x| <= 127),
+// AVX2 micro-kernels of the quantised GEMM (also used on AVX-512 CPUs without AVX-512 VNNI): per
+// (row, panel) two ymm of int32 block sums built with vpmaddubsw + vpmaddwd — or, on CPUs with
+// AVX-VNNI (e.g. Intel cores without AVX-512), with the VEX vpdpbusd as the AVX-512 path does — and
+// two ymm of f32 chunk sums. int8 weights: products |w| * (x with w's sign), which cannot saturate (|w|, |x| <= 127),
 // give the block sum directly; q4 weights (stored q + 8 <= 15) times x cannot saturate either (a
 // block's products are summed in int16 before vpmaddwd) and are corrected by 8 times the block's
 // activation sum. Arithmetic as in qgemm.h.
@@ -13,6 +14,9 @@
 #include "kernels/qgemm.h"
 
 #define SHARDLM_AVX2_F16C __attribute__((target("avx2,fma,f16c")))
+// The micro-kernels are compiled with AVX-VNNI enabled; only the kVnni instantiations use it (the
+// others contain no VNNI instruction and run on any AVX2 CPU).
+#define SHARDLM_AVX2_MAYBE_VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
 
 namespace shardlm::qgemm {
 namespace {
@@ -29,8 +33,8 @@ SHARDLM_AVX2_F16C inline __m256i lane_mask(int count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), index);
 }
 
-template <int MR, int NR, Format kFormat>
-SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
+template <int MR, int NR, Format kFormat, bool kVnni>
+SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
   constexpr bool kInt8 = kFormat == Format::kInt8;
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0F);
@@ -48,6 +52,8 @@ SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
         for (int j = 0; j < NR; ++j) s[r][j][0] = s[r][j][1] = _mm256_setzero_si256();
       }
       if constexpr (kInt8) {
+        // AVX-VNNI: the stored bytes (q + 128, unsigned) times the activation bytes, 4 per lane;
+        // without: |q| times the activation bytes with q's sign, in pairs, then widened.
         const uint8_t* wb = a.w + 64 + b * 512;
 #pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
@@ -55,22 +61,26 @@ SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
           for (int j = 0; j < NR; ++j) {
 #pragma GCC unroll 2
             for (int half = 0; half < 2; ++half) {
-              const __m256i w = _mm256_xor_si256(
-                  _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + j * a.panel_stride + g * 64 + half * 32)), sign_bit);
+              const __m256i stored = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + j * a.panel_stride + g * 64 + half * 32));
+              const __m256i w = _mm256_xor_si256(stored, sign_bit);  // q
               const __m256i aw = _mm256_abs_epi8(w);
 #pragma GCC unroll 4
               for (int r = 0; r < MR; ++r) {
-                const __m256i xs = _mm256_sign_epi8(broadcast4(a.xq + r * a.kp + b * kBlock + g * 4), w);
-                const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, xs), ones);
-                s[r][j][half] = _mm256_add_epi32(s[r][j][half], p);
+                const __m256i xb = broadcast4(a.xq + r * a.kp + b * kBlock + g * 4);
+                if constexpr (kVnni) {
+                  s[r][j][half] = _mm256_dpbusd_avx_epi32(s[r][j][half], stored, xb);
+                } else {
+                  const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xb, w)), ones);
+                  s[r][j][half] = _mm256_add_epi32(s[r][j][half], p);
+                }
               }
             }
           }
         }
       } else {
         const uint8_t* wb = a.w + q4_data_offset(b);
-        // The block's 16 products per lane pair fit int16 (|sum| <= 8 * 2 * 15 * 127 = 30480): they are
-        // summed with vpaddw and widened once per block.
+        // Without VNNI, the block's 16 products per lane pair fit int16 (|sum| <= 8 * 2 * 15 * 127 =
+        // 30480): they are summed with vpaddw and widened once per block.
         __m256i s16[MR][NR][2];
         for (int r = 0; r < MR; ++r) {
           for (int j = 0; j < NR; ++j) s16[r][j][0] = s16[r][j][1] = _mm256_setzero_si256();
@@ -88,20 +98,28 @@ SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
               for (int r = 0; r < MR; ++r) {
                 const __m256i xlo = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8);
                 const __m256i xhi = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8 + 4);
-                s16[r][j][half] = _mm256_add_epi16(s16[r][j][half], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
-                                                                                      _mm256_maddubs_epi16(hi, xhi)));
+                if constexpr (kVnni) {
+                  s[r][j][half] = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(s[r][j][half], lo, xlo), hi, xhi);
+                } else {
+                  s16[r][j][half] = _mm256_add_epi16(s16[r][j][half], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
+                                                                                        _mm256_maddubs_epi16(hi, xhi)));
+                }
               }
             }
           }
         }
-        for (int r = 0; r < MR; ++r) {
-          for (int j = 0; j < NR; ++j) {
-            for (int half = 0; half < 2; ++half) s[r][j][half] = _mm256_madd_epi16(s16[r][j][half], ones);
+        if constexpr (!kVnni) {
+          for (int r = 0; r < MR; ++r) {
+            for (int j = 0; j < NR; ++j) {
+              for (int half = 0; half < 2; ++half) s[r][j][half] = _mm256_madd_epi16(s16[r][j][half], ones);
+            }
           }
         }
       }
       for (int r = 0; r < MR; ++r) {
-        const __m256i corr = _mm256_set1_epi32(kInt8 ? 0 : 8 * a.xs[r * nb + b]);
+        // The stored offset (q + 128 / q + 8) times the block's activation sum; the sign trick of
+        // the int8 path without VNNI multiplies q itself.
+        const __m256i corr = _mm256_set1_epi32(kInt8 ? (kVnni ? 128 * a.xs[r * nb + b] : 0) : 8 * a.xs[r * nb + b]);
         const __m256 dx = _mm256_set1_ps(a.dx[r * nb + b]);
         for (int j = 0; j < NR; ++j) {
           for (int half = 0; half < 2; ++half) {
@@ -142,29 +160,35 @@ SHARDLM_AVX2_F16C void micro(const MicroArgs& a) {
 constexpr int kMrMax = 2;
 constexpr int kNrMax[kMrMax + 1] = {0, 2, 1};
 
-template <int MR, int... NRs>
+template <bool kVnni, int MR, int... NRs>
 void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
-  ((set.int8[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kInt8>), ...);
-  ((set.q4[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kQ4>), ...);
+  ((set.int8[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kInt8, kVnni>), ...);
+  ((set.q4[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kQ4, kVnni>), ...);
 }
 
-template <int... MRs>
+template <bool kVnni, int... MRs>
 void fill(MicroKernelSet& set, std::integer_sequence<int, MRs...>) {
-  (fill_row<MRs + 1>(set, std::make_integer_sequence<int, kNrMax[MRs + 1]>{}), ...);
+  (fill_row<kVnni, MRs + 1>(set, std::make_integer_sequence<int, kNrMax[MRs + 1]>{}), ...);
 }
 
+template <bool kVnni>
 MicroKernelSet make_set() {
   MicroKernelSet set;
   set.mr_max = kMrMax;
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
-  fill(set, std::make_integer_sequence<int, kMrMax>{});
+  fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }
 
 }  // namespace
 
 const MicroKernelSet& avx2_kernels() {
-  static const MicroKernelSet set = make_set();
+  static const MicroKernelSet set = make_set<false>();
+  return set;
+}
+
+const MicroKernelSet& avx2_vnni_kernels() {
+  static const MicroKernelSet set = make_set<true>();
   return set;
 }
 

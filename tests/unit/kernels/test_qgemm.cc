@@ -141,15 +141,21 @@ TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
     }
     for (Isa isa : runnable_isas()) {
       ScopedIsa scoped(isa);
-      for (int nt : {1, 2, 3}) {
-        ScopedThreads threads(nt);
-        for (int64_t m : {1, 2, 3, 5, 8, 17}) {
-          std::vector<float> y(static_cast<size_t>(m * n));
-          lin.forward(x.data() + (17 - m) * k, m, y.data());
-          ASSERT_EQ(0, std::memcmp(y.data(), ref.data() + (17 - m) * n, sizeof(float) * m * n))
-              << weight_format_name(format) << " isa=" << isa_name(isa) << " threads=" << nt << " m=" << m;
+      // At the AVX2 level: with AVX-VNNI (where the CPU has it) and with vpmaddubsw.
+      for (bool vnni : {true, false}) {
+        qgemm::use_avx_vnni(vnni);
+        for (int nt : {1, 2, 3}) {
+          ScopedThreads threads(nt);
+          for (int64_t m : {1, 2, 3, 5, 8, 17}) {
+            std::vector<float> y(static_cast<size_t>(m * n));
+            lin.forward(x.data() + (17 - m) * k, m, y.data());
+            ASSERT_EQ(0, std::memcmp(y.data(), ref.data() + (17 - m) * n, sizeof(float) * m * n))
+                << weight_format_name(format) << " isa=" << isa_name(isa) << " avx-vnni=" << vnni << " threads=" << nt
+                << " m=" << m;
+          }
         }
       }
+      qgemm::use_avx_vnni(true);
     }
   }
 }
