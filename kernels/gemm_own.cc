@@ -5,7 +5,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -15,8 +14,6 @@
 namespace shardlm::gemm {
 namespace {
 
-// Matrices from this size on are split between threads dynamically in decode (see gemm()).
-constexpr double kDynamicSplitBytes = 16.0 * 1024 * 1024;
 
 void check_shape(int64_t n, int64_t k) {
   if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
@@ -196,47 +193,21 @@ PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32) {
   return p;
 }
 
+namespace {
+const MicroKernelSet& kernels_at(Isa isa) {
+  return isa == Isa::kAvx512 ? avx512_kernels() : isa == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
+}
+}  // namespace
+
 void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa) {
   if (m <= 0 || w.n == 0) return;
-  const MicroKernelSet& ks = isa == Isa::kAvx512 ? avx512_kernels() : isa == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
-  const int64_t n_panels = w.panels();
-  const double work = static_cast<double>(m) * static_cast<double>(w.n) * static_cast<double>(std::max<int64_t>(w.k, 1));
-  int threads = omp_get_max_threads();
-  if (work < 65536.0) threads = 1;
-  threads = static_cast<int>(std::min<int64_t>(threads, n_panels));
-  if (threads <= 1) {
-    run_panels(ks, w, x, m, y, accumulate, 0, n_panels);
-    return;
-  }
-  if (m <= ks.mr_max && static_cast<double>(w.bytes()) >= kDynamicSplitBytes) {
-    // Decode of a large matrix: the threads take chunks of panels as they go (~32 per thread, each
-    // >= 256 KiB), so that a core that gets less of the memory bandwidth for a while does less of
-    // the work instead of being waited for. (Small matrices keep the even static split: a chunk
-    // would be a large part of them.) Each output column is computed the same way whichever
-    // thread takes it.
-    const int64_t min_panels = (256 * 1024) / std::max<int64_t>(1, static_cast<int64_t>(w.bytes()) / n_panels) + 1;
-    const int64_t per_chunk = std::max(n_panels / (threads * 32), min_panels);
-    const int64_t chunk = (per_chunk + kMaxNr - 1) / kMaxNr * kMaxNr;
-    std::atomic<int64_t> next{0};
-#pragma omp parallel num_threads(threads)
-    for (;;) {
-      const int64_t p0 = next.fetch_add(chunk, std::memory_order_relaxed);
-      if (p0 >= n_panels) break;
-      run_panels(ks, w, x, m, y, accumulate, p0, std::min(p0 + chunk, n_panels));
-    }
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    // Static contiguous split of the panels; each output column is owned by exactly one thread,
-    // so the thread count never changes a result.
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    run_panels(ks, w, x, m, y, accumulate, n_panels * t / nt, n_panels * (t + 1) / nt);
-  }
+  const MicroKernelSet& ks = kernels_at(isa);
+  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), m <= ks.mr_max, kMaxNr,
+                       [&](int64_t p0, int64_t p1) { run_panels(ks, w, x, m, y, accumulate, p0, p1); });
 }
 
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
-  const MicroKernelSet& ks = isa == Isa::kAvx512 ? avx512_kernels() : isa == Isa::kAvx2 ? avx2_kernels() : scalar_kernels();
+  const MicroKernelSet& ks = kernels_at(isa);
   for_each_task_share(tasks, count, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, tasks[i].x, tasks[i].m, tasks[i].y, false, p0, p1);
   });

@@ -17,8 +17,6 @@
 namespace shardlm::qgemm {
 namespace {
 
-// Matrices from this size on are split between threads dynamically in decode (see gemm()).
-constexpr double kDynamicSplitBytes = 16.0 * 1024 * 1024;
 
 void check_shape(int64_t n, int64_t k) {
   if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
@@ -403,41 +401,10 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   if (m <= 0 || w.n == 0) return;
   thread_local QuantizedRows rows;
   quantize_rows(x, m, w.k, w.kp(), rows, isa);
-  const Isa level = kernel_isa(isa);
-  const MicroKernelSet& ks = kernels_at(level);
-  const int64_t n_panels = w.panels();
-  const double work = static_cast<double>(m) * static_cast<double>(w.n) * static_cast<double>(std::max<int64_t>(w.k, 1));
-  int threads = omp_get_max_threads();
-  if (work < 65536.0) threads = 1;
-  threads = static_cast<int>(std::min<int64_t>(threads, n_panels));
-  if (threads <= 1) {
-    run_panels(ks, w, rows, y, accumulate, 0, n_panels);
-    return;
-  }
+  const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const QuantizedRows& shared = rows;
-  if (m <= ks.mr_max && static_cast<double>(w.bytes()) >= kDynamicSplitBytes) {
-    // Decode of a large matrix: the threads take chunks of panels as they go (~32 per thread, each
-    // >= 256 KiB), so that a core that gets less of the memory bandwidth for a while does less of
-    // the work instead of being waited for. (Small matrices keep the even static split: a chunk
-    // would be a large part of them.) Each output element is computed the same way whichever
-    // thread takes it.
-    const int64_t min_panels = (256 * 1024) / std::max<int64_t>(1, w.panel_stride()) + 1;
-    const int64_t per_chunk = std::max(n_panels / (threads * 32), min_panels);
-    const int64_t chunk = (per_chunk + kMaxNr - 1) / kMaxNr * kMaxNr;
-    std::atomic<int64_t> next{0};
-#pragma omp parallel num_threads(threads)
-    for (;;) {
-      const int64_t p0 = next.fetch_add(chunk, std::memory_order_relaxed);
-      if (p0 >= n_panels) break;
-      run_panels(ks, w, shared, y, accumulate, p0, std::min(p0 + chunk, n_panels));
-    }
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    run_panels(ks, w, shared, y, accumulate, n_panels * t / nt, n_panels * (t + 1) / nt);
-  }
+  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), m <= ks.mr_max, kMaxNr,
+                       [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
 }
 
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
@@ -447,8 +414,7 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
     const GemmTask& task = tasks[i];
     if (task.m > 0 && task.w->n > 0) quantize_rows(task.x, task.m, task.w->k, task.w->kp(), rows[i], isa);
   }
-  const Isa level = kernel_isa(isa);
-  const MicroKernelSet& ks = kernels_at(level);
+  const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const std::vector<QuantizedRows>& shared = rows;
   for_each_task_share(tasks, count, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, shared[i], tasks[i].y, false, p0, p1);
