@@ -99,6 +99,22 @@ Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
   return m;
 }
 
+// This VM's bandwidth drifts from minute to minute: a GEMV is compared with the read bandwidth
+// measured right before and right after it (short measurements over one shared buffer; they leave
+// `threads` OpenMP threads set).
+double read_bandwidth_now(int threads) {
+  static const std::vector<float> buffer(size_t{256} << 20 >> 2, 1.0f);
+  return bench::read_bandwidth(buffer, threads, 0.2);
+}
+
+// The weight-stream counters of a GEMV case: GB/s, the read bandwidth around it and their ratio.
+void report_weight_stream(benchmark::State& state, double bytes, double read_before, int threads) {
+  const double read_bw = (read_before + read_bandwidth_now(threads)) / 2;
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["read_GB/s"] = read_bw / 1e9;
+  state.counters["of_read_bw"] = benchmark::Counter(bytes / read_bw, benchmark::Counter::kIsIterationInvariantRate);
+}
+
 void run_case(benchmark::State& state, int shape, WeightFormat format, int threads, int64_t rows,
               MatmulBackend backend = MatmulBackend::kOwn) {
   const Shape& s = kShapes[shape];
@@ -110,11 +126,7 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   std::vector<float> y(static_cast<size_t>(rows * s.n));
   omp_set_num_threads(threads);
   for (const Linear& lin : mats.copies) lin.forward(x.data(), rows, y.data());  // warm-up
-  // This VM's bandwidth drifts from minute to minute: a GEMV is compared with the read bandwidth
-  // measured right before and right after it.
-  static const std::vector<float> baseline_buffer(size_t{256} << 20 >> 2, 1.0f);
-  const double read_before = rows == 1 ? bench::read_bandwidth(baseline_buffer, threads, 0.2) : 0.0;
-  omp_set_num_threads(threads);
+  const double read_before = rows == 1 ? read_bandwidth_now(threads) : 0.0;
   size_t next = 0;
   for (auto _ : state) {
     mats.copies[next].forward(x.data(), rows, y.data());
@@ -125,10 +137,7 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   state.SetLabel(std::string(s.name) + " W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " +
                  weight_format_name(format) + " " + (backend == MatmulBackend::kOneDnn ? "onednn" : isa_name(active_isa())));
   if (rows == 1) {
-    const double read_bw = (read_before + bench::read_bandwidth(baseline_buffer, threads, 0.2)) / 2;
-    state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-    state.counters["read_GB/s"] = read_bw / 1e9;
-    state.counters["of_read_bw"] = benchmark::Counter(bytes / read_bw, benchmark::Counter::kIsIterationInvariantRate);
+    report_weight_stream(state, bytes, read_before, threads);
   } else {
     state.counters["GFLOP/s"] =
         benchmark::Counter(2.0 * rows * s.n * s.k / 1e9, benchmark::Counter::kIsIterationInvariantRate);
@@ -161,21 +170,16 @@ void run_group_case(benchmark::State& state, int shape, WeightFormat format, int
   for (size_t g = 0; g < groups; ++g) all.push_back(products(g));
   omp_set_num_threads(threads);
   for (const auto& p : all) Linear::forward_group(p);  // warm-up
-  static const std::vector<float> baseline_buffer(size_t{256} << 20 >> 2, 1.0f);
-  const double read_before = bench::read_bandwidth(baseline_buffer, threads, 0.2);
-  omp_set_num_threads(threads);
+  const double read_before = read_bandwidth_now(threads);
   size_t next = 0;
   for (auto _ : state) {
     Linear::forward_group(all[next]);
     benchmark::DoNotOptimize(y.data());
     next = (next + 1) % all.size();
   }
-  const double read_bw = (read_before + bench::read_bandwidth(baseline_buffer, threads, 0.2)) / 2;
   const double bytes = static_cast<double>(kRouted) * static_cast<double>(mats.copies.front().weight_bytes());
   state.SetLabel(std::string(s.name) + " x8 W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " + weight_format_name(format));
-  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["read_GB/s"] = read_bw / 1e9;
-  state.counters["of_read_bw"] = benchmark::Counter(bytes / read_bw, benchmark::Counter::kIsIterationInvariantRate);
+  report_weight_stream(state, bytes, read_before, threads);
 }
 
 // Loading: quantising and packing a bf16 matrix (what a worker does for every weight it holds), in

@@ -1,10 +1,11 @@
 // AVX2 micro-kernels of the quantised GEMM (also used on AVX-512 CPUs without AVX-512 VNNI): per
-// (row, panel) two ymm of int32 block sums built with vpmaddubsw + vpmaddwd — or, on CPUs with
-// AVX-VNNI (e.g. Intel cores without AVX-512), with the VEX vpdpbusd as the AVX-512 path does — and
-// two ymm of f32 chunk sums. int8 weights: products |w| * (x with w's sign), which cannot saturate (|w|, |x| <= 127),
-// give the block sum directly; q4 weights (stored q + 8 <= 15) times x cannot saturate either (a
-// block's products are summed in int16 before vpmaddwd) and are corrected by 8 times the block's
-// activation sum. Arithmetic as in qgemm.h.
+// (row, panel) two ymm of int32 block sums and two ymm of f32 chunk sums. On CPUs with AVX-VNNI
+// (e.g. Intel cores without AVX-512) the block sums come from the VEX vpdpbusd, as on the AVX-512
+// path, corrected by the stored offset (q + 128 / q + 8) times the block's activation sum. Without
+// it, from vpmaddubsw + vpmaddwd: int8 as |w| * (x with w's sign), which cannot saturate (|w|, |x|
+// <= 127) and needs no correction; q4 (stored q + 8 <= 15) times x cannot saturate either (a block's
+// products are summed in int16 before vpmaddwd) and is corrected by 8 times the block's activation
+// sum. Arithmetic as in qgemm.h.
 #include <immintrin.h>
 
 #include <algorithm>

@@ -179,11 +179,12 @@ SHARDLM_AVX512_VNNI bool quantize_row_avx512(const float* x, int64_t k, int64_t 
     const __mmask16 m0 = static_cast<__mmask16>(valid >= 16 ? 0xFFFF : (1u << valid) - 1u);
     const __mmask16 m1 = static_cast<__mmask16>(valid >= 32 ? 0xFFFF : valid <= 16 ? 0u : (1u << (valid - 16)) - 1u);
     const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k0), v1 = _mm512_maskz_loadu_ps(m1, x + k0 + 16);
-    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_and_ps(v0, abs_mask), _mm512_and_ps(v1, abs_mask)));
-    // vmaxps passes its second operand on NaN, so NaN may be dropped above: check every value.
-    const __mmask16 bad = _mm512_mask_cmp_ps_mask(m0, _mm512_and_ps(v0, abs_mask), _mm512_set1_ps(INFINITY), _CMP_NLT_UQ) |
-                          _mm512_mask_cmp_ps_mask(m1, _mm512_and_ps(v1, abs_mask), _mm512_set1_ps(INFINITY), _CMP_NLT_UQ);
-    const bool block_bad = bad != 0 || !std::isfinite(amax);
+    const __m512 a0 = _mm512_and_ps(v0, abs_mask), a1 = _mm512_and_ps(v1, abs_mask);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+    // |v| >= inf or unordered: an infinity or a NaN (which vmaxps may drop from amax).
+    const __mmask16 bad = _mm512_mask_cmp_ps_mask(m0, a0, _mm512_set1_ps(INFINITY), _CMP_NLT_UQ) |
+                          _mm512_mask_cmp_ps_mask(m1, a1, _mm512_set1_ps(INFINITY), _CMP_NLT_UQ);
+    const bool block_bad = bad != 0;
     if (block_bad) {
       finite = false;
       amax = 0.0f;
