@@ -103,7 +103,7 @@ Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
 // measured right before and right after it (short measurements over one shared buffer; they leave
 // `threads` OpenMP threads set).
 double read_bandwidth_now(int threads) {
-  static const std::vector<float> buffer(size_t{256} << 20 >> 2, 1.0f);
+  static const AlignedBuffer<float> buffer = bench::read_buffer(size_t{256} << 20);
   return bench::read_bandwidth(buffer, threads, 0.2);
 }
 

@@ -3,7 +3,7 @@
 // median of repeated runs — the ceiling a weight-streaming kernel can reach at the moment. Each
 // thread reads its slice both as one sequential stream and as 8 interleaved streams (as a GEMV
 // reads 8 weight panels at once, which keeps more cache misses in flight on some CPUs); the
-// baseline is the faster of the two.
+// baseline is the faster of the two. The buffer is an AlignedBuffer, in huge pages as the weights are.
 #pragma once
 
 #include <immintrin.h>
@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstdint>
 #include <vector>
+
+#include "common/aligned_buffer.h"
 
 namespace shardlm::bench {
 
@@ -47,9 +49,16 @@ __attribute__((target("avx2"))) inline float read_stream(const float* p, int64_t
   return total;
 }
 
+// A buffer of `bytes` of ones to read.
+inline AlignedBuffer<float> read_buffer(size_t bytes) {
+  AlignedBuffer<float> buf(bytes / sizeof(float));
+  std::fill(buf.begin(), buf.end(), 1.0f);
+  return buf;
+}
+
 // Median read bandwidth in bytes/s of reading buf over at least min_seconds (and 5 runs) with
 // `threads` threads, the faster of one stream and 8 interleaved streams per thread.
-inline double read_bandwidth(const std::vector<float>& buf, int threads, double min_seconds) {
+inline double read_bandwidth(const AlignedBuffer<float>& buf, int threads, double min_seconds) {
   omp_set_num_threads(threads);
   double best = 0.0;
   for (int streams : {1, 8}) {
@@ -72,8 +81,7 @@ inline double read_bandwidth(const std::vector<float>& buf, int threads, double 
 
 // The same over a fresh buffer of `bytes`.
 inline double read_bandwidth(size_t bytes, int threads, double min_seconds) {
-  const std::vector<float> buf(bytes / sizeof(float), 1.0f);
-  return read_bandwidth(buf, threads, min_seconds);
+  return read_bandwidth(read_buffer(bytes), threads, min_seconds);
 }
 
 }  // namespace shardlm::bench

@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     // The read bandwidth available to the run (by default all cores: the machine's), measured before
     // and after the run with the workers idle: this VM's bandwidth drifts from minute to minute.
     const int baseline_threads = bandwidth_threads > 0 ? bandwidth_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const std::vector<float> baseline_buffer(size_t{1} << 30 >> 2, 1.0f);
+    const AlignedBuffer<float> baseline_buffer = bench::read_buffer(size_t{1} << 30);
     const int compute_threads = omp_get_max_threads();
     const double bw_before = bench::read_bandwidth(baseline_buffer, baseline_threads, 1.0);
     omp_set_num_threads(compute_threads);

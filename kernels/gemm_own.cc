@@ -142,9 +142,9 @@ PackedWeights pack_f32(const float* w, int64_t n, int64_t k, bool to_bf16) {
   const int64_t panels = p.panels();
   const size_t total = static_cast<size_t>(panels * p.panel_stride());
   if (to_bf16) {
-    p.b16.resize(total);
+    p.b16 = AlignedBuffer<uint16_t>::long_lived(total);
   } else {
-    p.f32.resize(total);
+    p.f32 = AlignedBuffer<float>::long_lived(total);
   }
 #pragma omp parallel for schedule(static)
   for (int64_t pi = 0; pi < panels; ++pi) {
@@ -172,9 +172,9 @@ PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32) {
   const int64_t panels = p.panels();
   const size_t total = static_cast<size_t>(panels * p.panel_stride());
   if (to_f32) {
-    p.f32.resize(total);
+    p.f32 = AlignedBuffer<float>::long_lived(total);
   } else {
-    p.b16.resize(total);
+    p.b16 = AlignedBuffer<uint16_t>::long_lived(total);
   }
 #pragma omp parallel for schedule(static)
   for (int64_t pi = 0; pi < panels; ++pi) {

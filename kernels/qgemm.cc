@@ -130,7 +130,7 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
   p.n = n;
   p.k = k;
   const int64_t kp = p.kp(), nb = p.blocks(), stride = p.panel_stride();
-  p.data.resize(static_cast<size_t>(p.panels() * stride));
+  p.data = AlignedBuffer<uint8_t>::long_lived(static_cast<size_t>(p.panels() * stride));
   // Padding columns and padding k stay as the zero of the format (stored value 128 / nibble 8).
   const uint8_t zero = format == Format::kInt8 ? 128 : 0x88;
   std::atomic<int64_t> bad_row{-1};  // a row with a non-finite value (reported after the loop)
