@@ -263,7 +263,8 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
   if (n_row_tiles == 1) {
     // Decode: each panel group streams through the whole of k once.
     const int mr = static_cast<int>(m);
-    const int nr_max = !int8 && m == 1 && ks.q4_gemv_nr > 0 ? ks.q4_gemv_nr : ks.nr_max[mr];
+    const int gemv_nr = int8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
+    const int nr_max = m == 1 && gemv_nr > 0 ? gemv_nr : ks.nr_max[mr];
     for (int64_t g = p0; g < p1; g += nr_max) {
       tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, nb, g + nr_max < p1 ? g + nr_max : -1);
     }

@@ -121,9 +121,10 @@ using MicroKernel = void (*)(const MicroArgs& a);
 struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};
-  // Panels per tile for a q4 GEMV (m = 1), when fewer than nr_max[1] keep more of the weight stream
-  // in flight (0: nr_max[1]).
+  // Panels per tile of a GEMV (m = 1) of each format, when fewer than nr_max[1] keep more of the
+  // weight stream in flight (0: nr_max[1]).
   int q4_gemv_nr = 0;
+  int int8_gemv_nr = 0;
   MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
   MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};
 };
