@@ -82,7 +82,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
   if (n_row_tiles == 1) {
     // Decode / tiny batches: each panel group streams through the whole of k once.
     const int mr = static_cast<int>(m);
-    const int nr_max = ks.nr_max[mr];
+    const int nr_max = m == 1 && w.bf16 && ks.bf16_gemv_nr > 0 ? ks.bf16_gemv_nr : ks.nr_max[mr];
     for (int64_t g = p0; g < p1; g += nr_max) {
       tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, k);
     }

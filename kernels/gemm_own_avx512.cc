@@ -21,6 +21,10 @@ SHARDLM_AVX512 inline __m512 load_panel_row(const void* w, int64_t offset) {
   }
 }
 
+// A bf16 GEMV tile (one panel, one row) prefetches its weights this far ahead (one line every two
+// k): the hardware prefetchers alone fall behind.
+constexpr int64_t kGemvPrefetchBytes = 8192;
+
 template <int MR, int NR, bool kBf16>
 SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k0, int64_t k1,
                           float* y, int64_t ldy, int valid_last) {
@@ -34,6 +38,9 @@ SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t pa
       for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_ps();
     }
     for (int64_t kk = c0; kk < c1; ++kk) {
+      if constexpr (kBf16 && MR == 1 && NR == 1) {
+        if ((kk & 1) == 0) _mm_prefetch(static_cast<const char*>(w) + kk * kPanel * 2 + kGemvPrefetchBytes, _MM_HINT_T0);
+      }
       __m512 wv[NR];
 #pragma GCC unroll 8
       for (int j = 0; j < NR; ++j) wv[j] = load_panel_row<kBf16>(w, j * panel_stride + kk * kPanel);
@@ -76,6 +83,12 @@ MicroKernelSet make_set() {
   MicroKernelSet set;
   set.mr_max = kMrMax;
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
+  // A bf16 GEMV tile is one panel, so that each thread reads one sequential stream (with the
+  // prefetch above). Measured on Zen 5 against tiles of 8 panels, in the same runs, one thread:
+  // 0.77 -> 0.90 of the read bandwidth on the 26B-A4B expert down matrix, 0.85 -> 0.90 on the
+  // expert gate+up, 0.88 -> 0.91 on the 31B MLP (a single fma chain per k chunk, as the arithmetic
+  // prescribes, keeps up with one core's read rate).
+  set.bf16_gemv_nr = 1;
   fill(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }
