@@ -21,19 +21,21 @@ void check_shape(int64_t n, int64_t k) {
 
 // Scalar micro-kernel: one panel, one row, std::fma so that it matches the SIMD paths bit for bit.
 template <bool kBf16>
-void scalar_micro(const float* x, int64_t /*ldx*/, const void* wv, int64_t /*panel_stride*/, int64_t k0, int64_t k1,
-                  float* y, int64_t /*ldy*/, int valid_last) {
+void scalar_micro(const float* x, int64_t /*ldx*/, const void* wv, int64_t /*panel_stride*/, int64_t k, int64_t k0,
+                  int64_t k1, float* y, int64_t /*ldy*/, int valid_last) {
   for (int64_t c0 = k0; c0 < k1; c0 += kKChunk) {
     const int64_t c1 = std::min(c0 + kKChunk, k1);
     float s[kPanel] = {};
+    const ChunkRows rows = chunk_rows(c0, k);
     for (int64_t kk = c0; kk < c1; ++kk) {
       const float xv = x[kk];
+      const int64_t row = rows.row(kk - c0) * kPanel;
       for (int64_t c = 0; c < kPanel; ++c) {
         float wf;
         if constexpr (kBf16) {
-          wf = bf16_to_f32(static_cast<const uint16_t*>(wv)[kk * kPanel + c]);
+          wf = bf16_to_f32(static_cast<const uint16_t*>(wv)[row + c]);
         } else {
-          wf = static_cast<const float*>(wv)[kk * kPanel + c];
+          wf = static_cast<const float*>(wv)[row + c];
         }
         s[c] = std::fma(xv, wf, s[c]);
       }
@@ -69,7 +71,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
   auto tile = [&](int64_t i0, int mr, int64_t g, int nr, int64_t k0, int64_t k1) {
     const MicroKernel fn = w.bf16 ? ks.bf16[mr][nr] : ks.f32[mr][nr];
     const int valid = (g + nr == n_panels) ? last_valid : static_cast<int>(kPanel);
-    fn(x + i0 * k, k, wbase + static_cast<size_t>(g * pstride) * esize, pstride, k0, k1, y + i0 * n + g * kPanel, n,
+    fn(x + i0 * k, k, wbase + static_cast<size_t>(g * pstride) * esize, pstride, k, k0, k1, y + i0 * n + g * kPanel, n,
        valid);
   };
   // Row tiles: as even as possible, at most mr_max rows each.
@@ -154,9 +156,9 @@ PackedWeights pack_f32(const float* w, int64_t n, int64_t k, bool to_bf16) {
       const float* src = w + row * k;
       const size_t base = static_cast<size_t>(pi * p.panel_stride() + c);
       if (to_bf16) {
-        for (int64_t kk = 0; kk < k; ++kk) p.b16[base + kk * kPanel] = f32_to_bf16(src[kk]);
+        for (int64_t kk = 0; kk < k; ++kk) p.b16[base + panel_row(kk, k) * kPanel] = f32_to_bf16(src[kk]);
       } else {
-        for (int64_t kk = 0; kk < k; ++kk) p.f32[base + kk * kPanel] = src[kk];
+        for (int64_t kk = 0; kk < k; ++kk) p.f32[base + panel_row(kk, k) * kPanel] = src[kk];
       }
     }
   }
@@ -184,9 +186,9 @@ PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32) {
       const uint16_t* src = w + row * k;
       const size_t base = static_cast<size_t>(pi * p.panel_stride() + c);
       if (to_f32) {
-        for (int64_t kk = 0; kk < k; ++kk) p.f32[base + kk * kPanel] = bf16_to_f32(src[kk]);
+        for (int64_t kk = 0; kk < k; ++kk) p.f32[base + panel_row(kk, k) * kPanel] = bf16_to_f32(src[kk]);
       } else {
-        for (int64_t kk = 0; kk < k; ++kk) p.b16[base + kk * kPanel] = src[kk];
+        for (int64_t kk = 0; kk < k; ++kk) p.b16[base + panel_row(kk, k) * kPanel] = src[kk];
       }
     }
   }

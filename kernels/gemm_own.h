@@ -1,9 +1,13 @@
 // Internal: the project's own f32-activation GEMM/GEMV (the kOwn backend of Linear).
 //
 // Packed weight layout (independent of the ISA, so a packed matrix works on every path): W [n, k]
-// is cut into panels of kPanel = 16 output columns; panel p holds W[16p .. 16p+15, 0..k-1] as
-// [k][16] (column-interleaved), zero-padded past n, at p * panel_stride(). Element type f32 or
-// bf16 (the upper half of an f32).
+// is cut into panels of kPanel = 16 output columns; panel p holds W[16p .. 16p+15, 0..k-1] as k
+// rows of 16 (column-interleaved), zero-padded past n, at p * panel_stride(). Element type f32 or
+// bf16 (the upper half of an f32). Row order (panel_row): k comes in chunks of kKChunk = 256; each
+// complete pair of chunks (2q, 2q + 1) is stored interleaved two rows at a time (rows 0-1 of chunk
+// 2q, rows 0-1 of chunk 2q + 1, rows 2-3 of chunk 2q, ...), so that a GEMV can run the two chunks'
+// independent sums side by side while reading one sequential stream; an incomplete last pair is
+// stored in plain order.
 //
 // Arithmetic (identical on every ISA, so results are bit-exact across paths, batch sizes, row
 // positions in the batch and thread counts): for each output y[i, c]
@@ -29,6 +33,24 @@ inline constexpr int64_t kPanelPad = 32;  // elements
 inline constexpr int kMaxMr = 8;
 inline constexpr int kMaxNr = 8;
 
+// The rows of the chunk that starts at k index c0 (a multiple of kKChunk) in a panel of a matrix
+// with k columns (see above): k index c0 + j is at row(j).
+struct ChunkRows {
+  int64_t first = 0;
+  int64_t step = 2;  // rows per two k: 2 in plain order, 4 in an interleaved pair
+  int64_t row(int64_t j) const { return first + (j >> 1) * step + (j & 1); }
+};
+inline ChunkRows chunk_rows(int64_t c0, int64_t k) {
+  const int64_t base = c0 / (2 * kKChunk) * (2 * kKChunk);
+  if (base + 2 * kKChunk > k) return {c0, 2};
+  return {base + 2 * ((c0 - base) / kKChunk), 4};
+}
+// The row of k index kk.
+inline int64_t panel_row(int64_t kk, int64_t k) {
+  const int64_t c0 = kk / kKChunk * kKChunk;
+  return chunk_rows(c0, k).row(kk - c0);
+}
+
 struct PackedWeights {
   int64_t n = 0;
   int64_t k = 0;
@@ -49,11 +71,11 @@ PackedWeights pack_f32(const float* w, int64_t n, int64_t k, bool to_bf16);
 PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32);
 
 // A micro-kernel updates an mr x (nr panels) tile of y over the k chunks [k0, k1) (k0 a multiple of
-// kKChunk): x points at row 0 of the tile (row stride ldx), w at the tile's first panel (panels
-// panel_stride elements apart), y at the tile's (row 0, column 0) (row stride ldy). Only the first
-// valid_last columns of the last panel are written.
-using MicroKernel = void (*)(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k0, int64_t k1,
-                             float* y, int64_t ldy, int valid_last);
+// kKChunk) of a matrix with k columns: x points at row 0 of the tile (row stride ldx), w at the
+// tile's first panel (panels panel_stride elements apart), y at the tile's (row 0, column 0) (row
+// stride ldy). Only the first valid_last columns of the last panel are written.
+using MicroKernel = void (*)(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k, int64_t k0,
+                             int64_t k1, float* y, int64_t ldy, int valid_last);
 
 struct MicroKernelSet {
   int mr_max = 1;

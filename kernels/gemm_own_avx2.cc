@@ -28,8 +28,8 @@ SHARDLM_AVX2 inline void add_to_y(float* yp, __m256 v, int valid) {
 }
 
 template <int MR, int NR, bool kBf16>
-SHARDLM_AVX2 void micro(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k0, int64_t k1,
-                        float* y, int64_t ldy, int valid_last) {
+SHARDLM_AVX2 void micro(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k, int64_t k0,
+                        int64_t k1, float* y, int64_t ldy, int valid_last) {
   constexpr int kV = 2 * NR;  // ymm vectors per row of the tile
   for (int64_t c0 = k0; c0 < k1; c0 += kKChunk) {
     const int64_t c1 = std::min(c0 + kKChunk, k1);
@@ -39,13 +39,15 @@ SHARDLM_AVX2 void micro(const float* x, int64_t ldx, const void* w, int64_t pane
 #pragma GCC unroll 16
       for (int v = 0; v < kV; ++v) acc[r][v] = _mm256_setzero_ps();
     }
+    const ChunkRows rows = chunk_rows(c0, k);
     for (int64_t kk = c0; kk < c1; ++kk) {
+      const int64_t row = rows.row(kk - c0) * kPanel;
       __m256 xb[MR];
 #pragma GCC unroll 16
       for (int r = 0; r < MR; ++r) xb[r] = _mm256_broadcast_ss(x + r * ldx + kk);
 #pragma GCC unroll 16
       for (int v = 0; v < kV; ++v) {
-        const __m256 wv = load_half_row<kBf16>(w, (v / 2) * panel_stride + kk * kPanel + (v % 2) * 8);
+        const __m256 wv = load_half_row<kBf16>(w, (v / 2) * panel_stride + row + (v % 2) * 8);
 #pragma GCC unroll 16
         for (int r = 0; r < MR; ++r) acc[r][v] = _mm256_fmadd_ps(xb[r], wv, acc[r][v]);
       }

@@ -151,7 +151,7 @@ void Linear::read_row(int64_t r, float* out) const {
   const gemm::PackedWeights& w = impl_->own;
   const size_t base = static_cast<size_t>((r / gemm::kPanel) * w.panel_stride() + r % gemm::kPanel);
   for (int64_t kk = 0; kk < w.k; ++kk) {
-    const size_t at = base + static_cast<size_t>(kk * gemm::kPanel);
+    const size_t at = base + static_cast<size_t>(gemm::panel_row(kk, w.k) * gemm::kPanel);
     out[kk] = w.bf16 ? bf16_to_f32(w.b16[at]) : w.f32[at];
   }
 }

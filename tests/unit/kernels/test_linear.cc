@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/half.h"
+#include "kernels/gemm_own.h"
 #include "tests/unit/kernels/test_util.h"
 
 namespace shardlm {
@@ -132,6 +133,56 @@ TEST(LinearOwn, BatchAndThreadInvariantBitExact) {
                   << " row " << start + i;
             }
           }
+        }
+      }
+    }
+  }
+}
+
+// k lengths around the interleaved chunk pairs of the packed layout (complete pairs, an incomplete
+// last pair with a full or partial second chunk, a lone last chunk): every ISA path and batch size
+// against the reference and bit for bit, a GEMV row equal to the batched row, and read_row giving
+// back the weights.
+TEST(LinearOwn, InterleavedChunkPairsOfEveryLength) {
+  EXPECT_EQ(gemm::panel_row(0, 512), 0);
+  EXPECT_EQ(gemm::panel_row(1, 512), 1);
+  EXPECT_EQ(gemm::panel_row(256, 512), 2);
+  EXPECT_EQ(gemm::panel_row(257, 512), 3);
+  EXPECT_EQ(gemm::panel_row(2, 512), 4);
+  EXPECT_EQ(gemm::panel_row(511, 512), 511);
+  EXPECT_EQ(gemm::panel_row(300, 511), 300);  // incomplete pair: plain order
+  for (const bool bf16 : {false, true}) {
+    for (const int64_t k : {int64_t{511}, int64_t{512}, int64_t{700}, int64_t{1024}, int64_t{1300}, int64_t{1536},
+                            int64_t{1793}, int64_t{2049}}) {
+      const int64_t n = 37;
+      const auto w_raw = random_vector(static_cast<size_t>(n * k), static_cast<uint32_t>(k));
+      const auto w_exact = bf16 ? round_to_bf16(w_raw) : w_raw;
+      const Linear lin = Linear::from_f32(w_raw.data(), n, k, bf16 ? WeightFormat::kBF16 : WeightFormat::kF32);
+      std::vector<float> row(static_cast<size_t>(k));
+      for (const int64_t r : {int64_t{0}, int64_t{17}, n - 1}) {
+        lin.read_row(r, row.data());
+        ASSERT_TRUE(bit_equal(row.data(), w_exact.data() + r * k, static_cast<size_t>(k))) << "k " << k << " row " << r;
+      }
+      const int64_t m = 5;
+      const auto x = random_vector(static_cast<size_t>(m * k), static_cast<uint32_t>(k + 1));
+      std::vector<double> ref, mag;
+      reference(x, w_exact, m, n, k, ref, mag);
+      std::vector<float> first;
+      for (const Isa isa : runnable_isas()) {
+        ScopedIsa scoped(isa);
+        std::vector<float> y(static_cast<size_t>(m * n));
+        lin.forward(x.data(), m, y.data());
+        ASSERT_TRUE(close_to_reference(y, ref, mag, 4e-6)) << isa_name(isa) << " bf16 " << bf16 << " k " << k;
+        for (int64_t i = 0; i < m; ++i) {
+          std::vector<float> single(static_cast<size_t>(n));
+          lin.forward(x.data() + i * k, 1, single.data());
+          ASSERT_TRUE(bit_equal(single.data(), y.data() + i * n, static_cast<size_t>(n)))
+              << isa_name(isa) << " bf16 " << bf16 << " k " << k << " row " << i;
+        }
+        if (first.empty()) {
+          first = y;
+        } else {
+          ASSERT_TRUE(bit_equal(first.data(), y.data(), y.size())) << isa_name(isa) << " bf16 " << bf16 << " k " << k;
         }
       }
     }
