@@ -155,11 +155,13 @@ PackedWeights pack_f32(const float* w, int64_t n, int64_t k, bool to_bf16) {
       if (row >= n) break;  // padding stays zero
       const float* src = w + row * k;
       const size_t base = static_cast<size_t>(pi * p.panel_stride() + c);
-      if (to_bf16) {
-        for (int64_t kk = 0; kk < k; ++kk) p.b16[base + panel_row(kk, k) * kPanel] = f32_to_bf16(src[kk]);
-      } else {
-        for (int64_t kk = 0; kk < k; ++kk) p.f32[base + panel_row(kk, k) * kPanel] = src[kk];
-      }
+      for_each_k_row(k, [&](int64_t kk, int64_t row) {
+        if (to_bf16) {
+          p.b16[base + row * kPanel] = f32_to_bf16(src[kk]);
+        } else {
+          p.f32[base + row * kPanel] = src[kk];
+        }
+      });
     }
   }
   return p;
@@ -185,11 +187,13 @@ PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32) {
       if (row >= n) break;
       const uint16_t* src = w + row * k;
       const size_t base = static_cast<size_t>(pi * p.panel_stride() + c);
-      if (to_f32) {
-        for (int64_t kk = 0; kk < k; ++kk) p.f32[base + panel_row(kk, k) * kPanel] = bf16_to_f32(src[kk]);
-      } else {
-        for (int64_t kk = 0; kk < k; ++kk) p.b16[base + panel_row(kk, k) * kPanel] = src[kk];
-      }
+      for_each_k_row(k, [&](int64_t kk, int64_t row) {
+        if (to_f32) {
+          p.f32[base + row * kPanel] = bf16_to_f32(src[kk]);
+        } else {
+          p.b16[base + row * kPanel] = src[kk];
+        }
+      });
     }
   }
   return p;

@@ -18,6 +18,7 @@
 //     y[i, c] = t
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -49,6 +50,15 @@ inline ChunkRows chunk_rows(int64_t c0, int64_t k) {
 inline int64_t panel_row(int64_t kk, int64_t k) {
   const int64_t c0 = kk / kKChunk * kKChunk;
   return chunk_rows(c0, k).row(kk - c0);
+}
+// fn(kk, row) for every k index of a matrix with k columns, in order.
+template <typename Fn>
+void for_each_k_row(int64_t k, Fn&& fn) {
+  for (int64_t c0 = 0; c0 < k; c0 += kKChunk) {
+    const ChunkRows rows = chunk_rows(c0, k);
+    const int64_t len = std::min(kKChunk, k - c0);
+    for (int64_t j = 0; j < len; ++j) fn(c0 + j, rows.row(j));
+  }
 }
 
 struct PackedWeights {

@@ -150,10 +150,10 @@ void Linear::read_row(int64_t r, float* out) const {
   if (impl_->onednn) fail("Linear::read_row: the oneDNN backend keeps its weights in its own layout");
   const gemm::PackedWeights& w = impl_->own;
   const size_t base = static_cast<size_t>((r / gemm::kPanel) * w.panel_stride() + r % gemm::kPanel);
-  for (int64_t kk = 0; kk < w.k; ++kk) {
-    const size_t at = base + static_cast<size_t>(gemm::panel_row(kk, w.k) * gemm::kPanel);
+  gemm::for_each_k_row(w.k, [&](int64_t kk, int64_t row) {
+    const size_t at = base + static_cast<size_t>(row * gemm::kPanel);
     out[kk] = w.bf16 ? bf16_to_f32(w.b16[at]) : w.f32[at];
-  }
+  });
 }
 
 int64_t Linear::out_features() const { return impl_ ? impl_->n : 0; }
