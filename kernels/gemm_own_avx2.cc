@@ -63,80 +63,43 @@ SHARDLM_AVX2 void micro(const float* x, int64_t ldx, const void* w, int64_t pane
   }
 }
 
-// y[0, 8) of a panel row as far as valid columns go (zeros past them), and back.
-SHARDLM_AVX2 inline __m256 load_y(const float* yp, int valid) {
-  if (valid >= 8) return _mm256_loadu_ps(yp);
-  if (valid <= 0) return _mm256_setzero_ps();
-  return _mm256_maskload_ps(yp, simd::tail_mask_avx2(valid));
-}
-SHARDLM_AVX2 inline void store_y(float* yp, __m256 v, int valid) {
-  if (valid >= 8) {
-    _mm256_storeu_ps(yp, v);
-  } else if (valid > 0) {
-    _mm256_maskstore_ps(yp, simd::tail_mask_avx2(valid), v);
-  }
-}
-
-// A GEMV tile prefetches its weights this far ahead: the hardware prefetchers alone fall behind.
-constexpr int64_t kGemvPrefetchBytes = 8192;
-
-// The GEMV tile (one panel, one row), as micro_gemv of the AVX-512 kernels: a complete pair of
-// chunks is stored interleaved (gemm_own.h), so the two chunks' sums run side by side over one
-// sequential stream (reading a pair's rows chunk by chunk would take every other line twice);
-// each chunk's sum is added to y in chunk order, as the arithmetic prescribes.
-template <bool kBf16>
-SHARDLM_AVX2 void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t /*panel_stride*/, int64_t k,
-                             int64_t k0, int64_t k1, float* y, int64_t /*ldy*/, int valid_last) {
-  __m256 t0 = load_y(y, valid_last), t1 = load_y(y + 8, valid_last - 8);
-  // fma of x into (lo, hi) with panel row `row`.
-  auto fma_row = [&](float xv, int64_t row, __m256& lo, __m256& hi) SHARDLM_AVX2 {
-    const __m256 xb = _mm256_set1_ps(xv);
-    lo = _mm256_fmadd_ps(xb, load_half_row<kBf16>(w, row * kPanel), lo);
-    hi = _mm256_fmadd_ps(xb, load_half_row<kBf16>(w, row * kPanel + 8), hi);
+// A panel row of 16 columns in two ymm, for the GEMV tile (gemm_own_gemv.inl).
+struct RowAvx2 {
+  struct V {
+    __m256 lo, hi;
   };
-  // Rows are prefetched kGemvPrefetchBytes ahead, a line at a time.
-  constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
-  const char* wb = static_cast<const char*>(w) + kGemvPrefetchBytes;
-  int64_t c0 = k0;
-  while (c0 < k1) {
-    if (c0 % (2 * kKChunk) == 0 && c0 + 2 * kKChunk <= std::min(k, k1)) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-      const float* xa = x + c0;
-      const float* xb = x + c0 + kKChunk;
-      for (int64_t i = 0; i < kKChunk / 2; ++i) {
-        const int64_t row = c0 + 4 * i;
-#pragma GCC unroll 4
-        for (int64_t line = 0; line < 4 * kRowBytes / 64; ++line) _mm_prefetch(wb + row * kRowBytes + line * 64, _MM_HINT_T0);
-        fma_row(xa[2 * i], row, a0, a1);
-        fma_row(xb[2 * i], row + 2, b0, b1);
-        fma_row(xa[2 * i + 1], row + 1, a0, a1);
-        fma_row(xb[2 * i + 1], row + 3, b0, b1);
-      }
-      t0 = _mm256_add_ps(t0, a0);
-      t1 = _mm256_add_ps(t1, a1);
-      t0 = _mm256_add_ps(t0, b0);
-      t1 = _mm256_add_ps(t1, b1);
-      c0 += 2 * kKChunk;
-    } else {
-      const int64_t c1 = std::min(c0 + kKChunk, k1);
-      const ChunkRows rows = chunk_rows(c0, k);
-      __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-      for (int64_t kk = c0; kk < c1; ++kk) {
-        const int64_t row = rows.row(kk - c0);
-        if ((kk - c0) % 2 == 0) {
-#pragma GCC unroll 2
-          for (int64_t line = 0; line < 2 * kRowBytes / 64; ++line) _mm_prefetch(wb + row * kRowBytes + line * 64, _MM_HINT_T0);
-        }
-        fma_row(x[kk], row, s0, s1);
-      }
-      t0 = _mm256_add_ps(t0, s0);
-      t1 = _mm256_add_ps(t1, s1);
-      c0 = c1;
+  SHARDLM_AVX2 static V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+  SHARDLM_AVX2 static V add(V a, V b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+  template <bool kBf16>
+  SHARDLM_AVX2 static V fma_row(float x, const void* w, int64_t row, V acc) {
+    const __m256 xb = _mm256_set1_ps(x);
+    return {_mm256_fmadd_ps(xb, load_half_row<kBf16>(w, row * kPanel), acc.lo),
+            _mm256_fmadd_ps(xb, load_half_row<kBf16>(w, row * kPanel + 8), acc.hi)};
+  }
+  SHARDLM_AVX2 static V load_y(const float* y, int valid) { return {load_8(y, valid), load_8(y + 8, valid - 8)}; }
+  SHARDLM_AVX2 static void store_y(float* y, V v, int valid) {
+    store_8(y, v.lo, valid);
+    store_8(y + 8, v.hi, valid - 8);
+  }
+  // y[0, 8) as far as `valid` columns go (zeros past them), and back.
+  SHARDLM_AVX2 static __m256 load_8(const float* y, int valid) {
+    if (valid >= 8) return _mm256_loadu_ps(y);
+    if (valid <= 0) return _mm256_setzero_ps();
+    return _mm256_maskload_ps(y, simd::tail_mask_avx2(valid));
+  }
+  SHARDLM_AVX2 static void store_8(float* y, __m256 v, int valid) {
+    if (valid >= 8) {
+      _mm256_storeu_ps(y, v);
+    } else if (valid > 0) {
+      _mm256_maskstore_ps(y, simd::tail_mask_avx2(valid), v);
     }
   }
-  store_y(y, t0, valid_last);
-  store_y(y + 8, t1, valid_last - 8);
-}
+};
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#include "kernels/gemm_own_gemv.inl"
+#pragma GCC pop_options
 
 // Widest panel count per row count: accumulators + broadcasts + 1 weight register <= 16 ymm.
 constexpr int kMrMax = 4;
@@ -159,8 +122,8 @@ MicroKernelSet make_set() {
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
   set.bf16_gemv_nr = 1;  // one sequential stream per thread, the chunk pairs side by side
   fill(set, std::make_integer_sequence<int, kMrMax>{});
-  set.bf16[1][1] = &micro_gemv<true>;
-  set.f32[1][1] = &micro_gemv<false>;
+  set.bf16[1][1] = &micro_gemv<RowAvx2, true>;
+  set.f32[1][1] = &micro_gemv<RowAvx2, false>;
   return set;
 }
 

@@ -59,64 +59,23 @@ SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t pa
   }
 }
 
-// A GEMV tile (one panel, one row) prefetches its weights this far ahead: the hardware prefetchers
-// alone fall behind.
-constexpr int64_t kGemvPrefetchBytes = 8192;
-
-// The GEMV tile: a complete pair of chunks is stored interleaved (gemm_own.h), so the two chunks'
-// sums run side by side (one fma chain alone is bound by the fma latency, ~39 GB/s of bf16 on a
-// Zen 5 core) while the weights are read as one sequential stream; each chunk's sum is added to y
-// in chunk order, as the arithmetic prescribes. Other chunks (an incomplete last pair, a range that
-// starts inside a pair) run one at a time.
-template <bool kBf16>
-SHARDLM_AVX512 void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t /*panel_stride*/, int64_t k,
-                               int64_t k0, int64_t k1, float* y, int64_t /*ldy*/, int valid_last) {
-  constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
-  const __mmask16 mask = simd::tail_mask_avx512(valid_last);
-  const char* wb = static_cast<const char*>(w);
-  __m512 t = _mm512_maskz_loadu_ps(mask, y);
-  int64_t c0 = k0;
-  while (c0 < k1) {
-    if (c0 % (2 * kKChunk) == 0 && c0 + 2 * kKChunk <= std::min(k, k1)) {
-      // Rows c0 + 4i .. c0 + 4i + 3 hold k = c0 + 2i, c0 + 2i + 1 (first chunk) and the same two of
-      // the second chunk.
-      __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-      const float* xa = x + c0;
-      const float* xb = x + c0 + kKChunk;
-      for (int64_t i = 0; i < kKChunk / 2; ++i) {
-        const int64_t row = c0 + 4 * i;
-#pragma GCC unroll 4
-        for (int64_t line = 0; line < 4 * kRowBytes / 64; ++line) {
-          _mm_prefetch(wb + row * kRowBytes + kGemvPrefetchBytes + line * 64, _MM_HINT_T0);
-        }
-        s0 = _mm512_fmadd_ps(_mm512_set1_ps(xa[2 * i]), load_panel_row<kBf16>(w, row * kPanel), s0);
-        s1 = _mm512_fmadd_ps(_mm512_set1_ps(xb[2 * i]), load_panel_row<kBf16>(w, (row + 2) * kPanel), s1);
-        s0 = _mm512_fmadd_ps(_mm512_set1_ps(xa[2 * i + 1]), load_panel_row<kBf16>(w, (row + 1) * kPanel), s0);
-        s1 = _mm512_fmadd_ps(_mm512_set1_ps(xb[2 * i + 1]), load_panel_row<kBf16>(w, (row + 3) * kPanel), s1);
-      }
-      t = _mm512_add_ps(t, s0);
-      t = _mm512_add_ps(t, s1);
-      c0 += 2 * kKChunk;
-    } else {
-      const int64_t c1 = std::min(c0 + kKChunk, k1);
-      const ChunkRows rows = chunk_rows(c0, k);
-      __m512 s = _mm512_setzero_ps();
-      int64_t kk = c0, row = rows.first;
-      for (; kk + 1 < c1; kk += 2, row += rows.step) {
-#pragma GCC unroll 2
-        for (int64_t line = 0; line < 2 * kRowBytes / 64; ++line) {
-          _mm_prefetch(wb + row * kRowBytes + kGemvPrefetchBytes + line * 64, _MM_HINT_T0);
-        }
-        s = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), load_panel_row<kBf16>(w, row * kPanel), s);
-        s = _mm512_fmadd_ps(_mm512_set1_ps(x[kk + 1]), load_panel_row<kBf16>(w, (row + 1) * kPanel), s);
-      }
-      if (kk < c1) s = _mm512_fmadd_ps(_mm512_set1_ps(x[kk]), load_panel_row<kBf16>(w, row * kPanel), s);
-      t = _mm512_add_ps(t, s);
-      c0 = c1;
-    }
+// A panel row of 16 columns in one zmm, for the GEMV tile (gemm_own_gemv.inl).
+struct RowAvx512 {
+  using V = __m512;
+  SHARDLM_AVX512 static V zero() { return _mm512_setzero_ps(); }
+  SHARDLM_AVX512 static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  template <bool kBf16>
+  SHARDLM_AVX512 static V fma_row(float x, const void* w, int64_t row, V acc) {
+    return _mm512_fmadd_ps(_mm512_set1_ps(x), load_panel_row<kBf16>(w, row * kPanel), acc);
   }
-  _mm512_mask_storeu_ps(y, mask, t);
-}
+  SHARDLM_AVX512 static V load_y(const float* y, int valid) { return _mm512_maskz_loadu_ps(simd::tail_mask_avx512(valid), y); }
+  SHARDLM_AVX512 static void store_y(float* y, V v, int valid) { _mm512_mask_storeu_ps(y, simd::tail_mask_avx512(valid), v); }
+};
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")
+#include "kernels/gemm_own_gemv.inl"
+#pragma GCC pop_options
 
 // Widest panel count per row count: accumulators + weight registers + 1 broadcast <= 32 zmm.
 constexpr int kMrMax = 8;
@@ -143,8 +102,8 @@ MicroKernelSet make_set() {
   // 0.91 on the 31B MLP with one chunk at a time; 0.94-0.99 on the 31B shapes with chunk pairs.
   set.bf16_gemv_nr = 1;
   fill(set, std::make_integer_sequence<int, kMrMax>{});
-  set.bf16[1][1] = &micro_gemv<true>;
-  set.f32[1][1] = &micro_gemv<false>;
+  set.bf16[1][1] = &micro_gemv<RowAvx512, true>;
+  set.f32[1][1] = &micro_gemv<RowAvx512, false>;
   return set;
 }
 

@@ -17,7 +17,6 @@
 namespace shardlm::qgemm {
 namespace {
 
-
 void check_shape(int64_t n, int64_t k) {
   if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
 }
