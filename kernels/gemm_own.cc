@@ -52,6 +52,11 @@ MicroKernelSet make_scalar_set() {
   return set;
 }
 
+// Panels per tile of a decode of m (<= mr_max) rows.
+int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
+  return m == 1 && w.bf16 && ks.bf16_gemv_nr > 0 ? ks.bf16_gemv_nr : ks.nr_max[m];
+}
+
 // Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x, int64_t m, float* y,
                 bool accumulate, int64_t p0, int64_t p1) {
@@ -83,7 +88,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
   if (n_row_tiles == 1) {
     // Decode / tiny batches: each panel group streams through the whole of k once.
     const int mr = static_cast<int>(m);
-    const int nr_max = m == 1 && w.bf16 && ks.bf16_gemv_nr > 0 ? ks.bf16_gemv_nr : ks.nr_max[mr];
+    const int nr_max = decode_tile_panels(ks, w, m);
     for (int64_t g = p0; g < p1; g += nr_max) {
       tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, k);
     }
@@ -207,13 +212,16 @@ const MicroKernelSet& kernels_at(Isa isa) {
 void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa) {
   if (m <= 0 || w.n == 0) return;
   const MicroKernelSet& ks = kernels_at(isa);
-  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), m <= ks.mr_max, kMaxNr,
+  const bool decode = m <= ks.mr_max;
+  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), decode, decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, x, m, y, accumulate, p0, p1); });
 }
 
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(isa);
-  for_each_task_share(tasks, count, [&](size_t i, int64_t p0, int64_t p1) {
+  bool decode = true;
+  for (size_t i = 0; i < count; ++i) decode = decode && tasks[i].m <= ks.mr_max;
+  for_each_task_share(tasks, count, decode, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, tasks[i].x, tasks[i].m, tasks[i].y, false, p0, p1);
   });
 }

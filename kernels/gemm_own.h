@@ -3,11 +3,14 @@
 // Packed weight layout (independent of the ISA, so a packed matrix works on every path): W [n, k]
 // is cut into panels of kPanel = 16 output columns; panel p holds W[16p .. 16p+15, 0..k-1] as k
 // rows of 16 (column-interleaved), zero-padded past n, at p * panel_stride(). Element type f32 or
-// bf16 (the upper half of an f32). Row order (panel_row): k comes in chunks of kKChunk = 256; each
-// complete pair of chunks (2q, 2q + 1) is stored interleaved two rows at a time (rows 0-1 of chunk
-// 2q, rows 0-1 of chunk 2q + 1, rows 2-3 of chunk 2q, ...), so that a GEMV can run the two chunks'
-// independent sums side by side while reading one sequential stream; an incomplete last pair is
-// stored in plain order.
+// bf16 (the upper half of an f32). Row order (panel_row): k comes in chunks of kKChunk = 256; the
+// complete chunks are grouped in pairs (2q, 2q + 1), except that an odd number (>= 3) of them ends
+// with a group of three. A group is stored interleaved two rows at a time (rows 0-1 of its first
+// chunk, rows 0-1 of its second, ..., then rows 2-3 of each, ...), so that a GEMV runs the group's
+// independent chunk sums side by side while reading one sequential stream (one fma chain alone is
+// bound by the fma latency, below the memory bandwidth); a chunk left alone (an incomplete last one,
+// or one complete chunk) is stored in plain order. (A group with a shorter last chunk was measured
+// slower: its two loop phases per panel defeat the hardware prefetchers.)
 //
 // Arithmetic (identical on every ISA, so results are bit-exact across paths, batch sizes, row
 // positions in the batch and thread counts): for each output y[i, c]
@@ -34,17 +37,33 @@ inline constexpr int64_t kPanelPad = 32;  // elements
 inline constexpr int kMaxMr = 8;
 inline constexpr int kMaxNr = 8;
 
+// The group of chunks that holds the chunk starting at k index c0 (a multiple of kKChunk) in a matrix
+// with k columns (see above): `members` complete chunks from k index `begin`, stored interleaved, or
+// one chunk in plain order (members = 1).
+struct ChunkGroup {
+  int64_t begin = 0;
+  int members = 1;
+};
+inline ChunkGroup chunk_group(int64_t c0, int64_t k) {
+  const int64_t complete = k / kKChunk;
+  const int64_t q = c0 / kKChunk;
+  if (q < complete) {
+    if (complete % 2 == 1 && complete >= 3 && q >= complete - 3) return {(complete - 3) * kKChunk, 3};
+    if (q / 2 * 2 + 1 < complete) return {q / 2 * 2 * kKChunk, 2};
+  }
+  return {c0, 1};
+}
+
 // The rows of the chunk that starts at k index c0 (a multiple of kKChunk) in a panel of a matrix
-// with k columns (see above): k index c0 + j is at row(j).
+// with k columns: k index c0 + j is at row(j).
 struct ChunkRows {
   int64_t first = 0;
-  int64_t step = 2;  // rows per two k: 2 in plain order, 4 in an interleaved pair
+  int64_t step = 2;  // rows per two k: 2 in plain order, 2 x the chunks of an interleaved group
   int64_t row(int64_t j) const { return first + (j >> 1) * step + (j & 1); }
 };
 inline ChunkRows chunk_rows(int64_t c0, int64_t k) {
-  const int64_t base = c0 / (2 * kKChunk) * (2 * kKChunk);
-  if (base + 2 * kKChunk > k) return {c0, 2};
-  return {base + 2 * ((c0 - base) / kKChunk), 4};
+  const ChunkGroup g = chunk_group(c0, k);
+  return {g.begin + 2 * ((c0 - g.begin) / kKChunk), 2 * g.members};
 }
 // The row of k index kk.
 inline int64_t panel_row(int64_t kk, int64_t k) {
@@ -99,13 +118,13 @@ const MicroKernelSet& scalar_kernels();
 const MicroKernelSet& avx2_kernels();
 const MicroKernelSet& avx512_kernels();
 
-// y[m, n] (+)= x[m, k] · Wᵀ with the given ISA, multi-threaded over panels (OpenMP; decode of large
-// matrices hands out panel chunks dynamically).
+// y[m, n] (+)= x[m, k] · Wᵀ with the given ISA, multi-threaded over panels (OpenMP; a decode hands
+// the panels out with ShareScheduler, see gemm_task.h).
 void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa);
 
 // Several independent products y = x · Wᵀ (e.g. the experts a MoE layer routes its tokens to) in one
-// parallel region: each thread computes its even share of every matrix's panels, with no barrier
-// in between. Each result equals gemm() of its task alone, bit for bit.
+// parallel region, with no barrier in between (a decode schedules the products' panels one after
+// the other, see gemm_task.h). Each result equals gemm() of its task alone, bit for bit.
 using GemmTask = GemmTaskOf<PackedWeights>;
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa);
 

@@ -5,25 +5,31 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "kernels/share_scheduler.h"
 
 namespace shardlm {
 
 // Below this many multiply-adds a product runs on the calling thread alone.
 inline constexpr double kMinParallelWork = 65536.0;
-// Decode of a matrix from this size on hands panel chunks to the threads dynamically.
-inline constexpr double kDynamicSplitBytes = 16.0 * 1024 * 1024;
+// A thread of a decode takes this many bytes of weights at a time (ShareScheduler).
+inline constexpr double kDecodeChunkBytes = 64.0 * 1024;
+
+// Panels per decode chunk: about kDecodeChunkBytes of weights, at least one panel.
+inline int64_t decode_chunk_panels(double bytes, int64_t n_panels) {
+  return std::max<int64_t>(1, static_cast<int64_t>(kDecodeChunkBytes * static_cast<double>(n_panels) / std::max(bytes, 1.0)));
+}
 
 // Calls run(first panel, end panel) over the n_panels panels (`bytes` of packed weights) of one
-// product y[m, n] = x[m, k] · Wᵀ. Small work runs on the calling thread. Decode (decode = true) of a
-// matrix of kDynamicSplitBytes or more hands chunks of panels (~32 per thread, each >= 256 KiB, a
-// multiple of `granule` panels) to the threads as they go, so that a core that gets less of the
-// memory bandwidth for a while does less of the work instead of being waited for; otherwise each
-// thread takes an even contiguous share (a chunk would be a large part of a small matrix). Each
-// output column is computed the same way whichever thread takes it, so the thread count never
-// changes a result.
+// product y[m, n] = x[m, k] · Wᵀ. Small work runs on the calling thread. A decode (decode = true)
+// hands each thread chunks of its share (multiples of `granule` panels, the decode tile's width) and
+// lets a thread that is done take chunks from the back of another's (ShareScheduler), so that a core
+// that gets less of the memory bandwidth for a while does less of the work instead of being waited
+// for; otherwise each thread takes an even contiguous share. Each output column is computed the same
+// way whichever thread takes it, so the thread count never changes a result.
 template <class Run>
 void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, size_t bytes, bool decode, int64_t granule,
                           Run run) {
@@ -34,16 +40,15 @@ void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, siz
     run(int64_t{0}, n_panels);
     return;
   }
-  if (decode && static_cast<double>(bytes) >= kDynamicSplitBytes) {
-    const int64_t min_panels = (256 * 1024) / std::max<int64_t>(1, static_cast<int64_t>(bytes) / n_panels) + 1;
-    const int64_t per_chunk = std::max(n_panels / (threads * 32), min_panels);
-    const int64_t chunk = (per_chunk + granule - 1) / granule * granule;
-    std::atomic<int64_t> next{0};
+  if (decode) {
+    granule = std::max<int64_t>(granule, 1);
+    const int64_t units = (n_panels + granule - 1) / granule;
+    ShareScheduler scheduler(units, threads, decode_chunk_panels(static_cast<double>(bytes), n_panels) / granule);
 #pragma omp parallel num_threads(threads)
-    for (;;) {
-      const int64_t p0 = next.fetch_add(chunk, std::memory_order_relaxed);
-      if (p0 >= n_panels) break;
-      run(p0, std::min(p0 + chunk, n_panels));
+    {
+      const int t = omp_get_thread_num();
+      int64_t u0, u1;
+      while (scheduler.next(t, u0, u1)) run(u0 * granule, std::min(u1 * granule, n_panels));
     }
     return;
   }
@@ -62,16 +67,40 @@ struct GemmTaskOf {
   float* y;
 };
 
-// Calls run(task index, first panel, end panel) with every thread's even share of the panels of
-// each non-empty task, in one parallel region (no barrier between tasks); one thread for small work.
+// Calls run(task index, first panel, end panel) over the panels of every non-empty task, in one
+// parallel region (no barrier between tasks); one thread for small work. A decode (decode = true)
+// schedules the tasks' panels, one after the other, as for_each_panel_range does one product's;
+// otherwise every thread takes its even share of each task.
 template <class Weights, class Run>
-void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, Run run) {
-  double work = 0.0;
+void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, bool decode, Run run) {
+  double work = 0.0, bytes = 0.0;
   for (size_t i = 0; i < count; ++i) {
-    work += static_cast<double>(std::max<int64_t>(tasks[i].m, 0)) * static_cast<double>(tasks[i].w->n) *
+    if (tasks[i].m <= 0) continue;
+    work += static_cast<double>(tasks[i].m) * static_cast<double>(tasks[i].w->n) *
             static_cast<double>(std::max<int64_t>(tasks[i].w->k, 1));
+    bytes += static_cast<double>(tasks[i].w->bytes());
   }
   const int threads = work < kMinParallelWork ? 1 : omp_get_max_threads();
+  if (decode && threads > 1) {
+    // Task i holds the panels [offset[i], offset[i + 1]) of the sequence.
+    std::vector<int64_t> offset(count + 1, 0);
+    for (size_t i = 0; i < count; ++i) offset[i + 1] = offset[i] + (tasks[i].m > 0 ? tasks[i].w->panels() : 0);
+    ShareScheduler scheduler(offset[count], threads, decode_chunk_panels(bytes, offset[count]));
+#pragma omp parallel num_threads(threads)
+    {
+      const int t = omp_get_thread_num();
+      int64_t g0, g1;
+      while (scheduler.next(t, g0, g1)) {
+        size_t i = static_cast<size_t>(std::upper_bound(offset.begin(), offset.end(), g0) - offset.begin()) - 1;
+        for (; g0 < g1; ++i) {
+          const int64_t e = std::min(g1, offset[i + 1]);
+          if (e > g0) run(i, g0 - offset[i], e - offset[i]);
+          g0 = e;
+        }
+      }
+    }
+    return;
+  }
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();

@@ -222,6 +222,12 @@ MicroKernelSet make_scalar_set() {
   return set;
 }
 
+// Panels per tile of a decode of m (<= mr_max) rows.
+int decode_tile_panels(const MicroKernelSet& ks, Format format, int64_t m) {
+  const int gemv_nr = format == Format::kInt8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
+  return m == 1 && gemv_nr > 0 ? gemv_nr : ks.nr_max[m];
+}
+
 // Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const QuantizedRows& x, float* y, bool accumulate,
                 int64_t p0, int64_t p1) {
@@ -262,10 +268,10 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
   if (n_row_tiles == 1) {
     // Decode: each panel group streams through the whole of k once.
     const int mr = static_cast<int>(m);
-    const int gemv_nr = int8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
-    const int nr_max = m == 1 && gemv_nr > 0 ? gemv_nr : ks.nr_max[mr];
+    const int nr_max = decode_tile_panels(ks, w.format, m);
     for (int64_t g = p0; g < p1; g += nr_max) {
-      tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, nb, g + nr_max < p1 ? g + nr_max : -1);
+      // The last tile prefetches the panels after it: this thread's next chunk, most likely.
+      tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, nb, g + nr_max < n_panels ? g + nr_max : -1);
     }
     return;
   }
@@ -403,7 +409,8 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   quantize_rows(x, m, w.k, w.kp(), rows, isa);
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const QuantizedRows& shared = rows;
-  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), m <= ks.mr_max, kMaxNr,
+  const bool decode = m <= ks.mr_max;
+  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), decode, decode ? decode_tile_panels(ks, w.format, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
 }
 
@@ -416,7 +423,9 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   }
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const std::vector<QuantizedRows>& shared = rows;
-  for_each_task_share(tasks, count, [&](size_t i, int64_t p0, int64_t p1) {
+  bool decode = true;
+  for (size_t i = 0; i < count; ++i) decode = decode && tasks[i].m <= ks.mr_max;
+  for_each_task_share(tasks, count, decode, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, shared[i], tasks[i].y, false, p0, p1);
   });
 }

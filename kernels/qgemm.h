@@ -141,8 +141,8 @@ const MicroKernelSet& avx512_kernels();  // needs AVX-512 VNNI
 // The level the quantised kernels use at `isa`: AVX-512 only with VNNI, else AVX2.
 Isa kernel_isa(Isa isa);
 
-// y[m, n] (+)= x[m, k] · Wᵀ, multi-threaded over panels (OpenMP; decode of large matrices hands out
-// panel chunks dynamically).
+// y[m, n] (+)= x[m, k] · Wᵀ, multi-threaded over panels (OpenMP; a decode hands the panels out with
+// ShareScheduler, see gemm_task.h).
 void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate, Isa isa);
 
 // Several independent products y = x · Wᵀ in one parallel region (as gemm_own.h's gemm_group); each

@@ -139,21 +139,43 @@ TEST(LinearOwn, BatchAndThreadInvariantBitExact) {
   }
 }
 
-// k lengths around the interleaved chunk pairs of the packed layout (complete pairs, an incomplete
-// last pair with a full or partial second chunk, a lone last chunk): every ISA path and batch size
+// k lengths around the interleaved chunk groups of the packed layout (pairs, a last group of three,
+// an incomplete last chunk, a complete chunk alone): every row holds one k, every ISA path and batch size
 // against the reference and bit for bit, a GEMV row equal to the batched row, and read_row giving
 // back the weights.
-TEST(LinearOwn, InterleavedChunkPairsOfEveryLength) {
+TEST(LinearOwn, InterleavedChunkGroupsOfEveryLength) {
   EXPECT_EQ(gemm::panel_row(0, 512), 0);
   EXPECT_EQ(gemm::panel_row(1, 512), 1);
   EXPECT_EQ(gemm::panel_row(256, 512), 2);
   EXPECT_EQ(gemm::panel_row(257, 512), 3);
   EXPECT_EQ(gemm::panel_row(2, 512), 4);
   EXPECT_EQ(gemm::panel_row(511, 512), 511);
-  EXPECT_EQ(gemm::panel_row(300, 511), 300);  // incomplete pair: plain order
+  EXPECT_EQ(gemm::panel_row(300, 511), 300);  // an incomplete last chunk: plain order
+  EXPECT_EQ(gemm::panel_row(200, 256), 200);  // one complete chunk alone: plain order
+  EXPECT_EQ(gemm::panel_row(600, 704), 600);  // a pair, then an incomplete chunk in plain order
+  // Three complete chunks: two rows of each in turn.
+  EXPECT_EQ(gemm::panel_row(512, 768), 4);
+  EXPECT_EQ(gemm::panel_row(257, 768), 3);
+  EXPECT_EQ(gemm::panel_row(2, 768), 6);
+  EXPECT_EQ(gemm::panel_row(767, 768), 767);
+  // Five complete chunks: a pair, then a group of three; an incomplete sixth chunk stays plain.
+  EXPECT_EQ(gemm::panel_row(256, 1380), 2);
+  EXPECT_EQ(gemm::panel_row(512, 1380), 512);
+  EXPECT_EQ(gemm::panel_row(1024, 1380), 516);
+  EXPECT_EQ(gemm::panel_row(1290, 1380), 1290);
+  for (const int64_t k : {int64_t{1}, int64_t{255}, int64_t{256}, int64_t{511}, int64_t{513}, int64_t{704},
+                          int64_t{768}, int64_t{1280}, int64_t{1380}, int64_t{1793}, int64_t{2049}, int64_t{5376}}) {
+    std::vector<int> seen(static_cast<size_t>(k), 0);  // every row holds exactly one k
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int64_t row = gemm::panel_row(kk, k);
+      ASSERT_TRUE(row >= 0 && row < k) << "k " << k << " kk " << kk;
+      ++seen[static_cast<size_t>(row)];
+    }
+    ASSERT_EQ(seen, std::vector<int>(static_cast<size_t>(k), 1)) << "k " << k;
+  }
   for (const bool bf16 : {false, true}) {
-    for (const int64_t k : {int64_t{511}, int64_t{512}, int64_t{700}, int64_t{1024}, int64_t{1300}, int64_t{1536},
-                            int64_t{1793}, int64_t{2049}}) {
+    for (const int64_t k : {int64_t{511}, int64_t{512}, int64_t{513}, int64_t{700}, int64_t{768}, int64_t{1024},
+                            int64_t{1280}, int64_t{1380}, int64_t{1536}, int64_t{1793}, int64_t{2049}, int64_t{2816}}) {
       const int64_t n = 37;
       const auto w_raw = random_vector(static_cast<size_t>(n * k), static_cast<uint32_t>(k));
       const auto w_exact = bf16 ? round_to_bf16(w_raw) : w_raw;

@@ -1,0 +1,80 @@
+// Hands the units [0, n) of a parallel loop (the weight panels of a decode GEMV) to threads in chunks
+// so that every thread reads one long sequential stream and none is waited for: each thread takes
+// chunks from the front of its own even share and, when that is done, from the back of the share with
+// the most left. On a machine whose cores get unequal memory bandwidth for a while, a static even
+// split makes the fast core wait for the slow one; a single shared counter balances, but interleaves
+// the threads' chunks, so each thread's stream jumps every chunk.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+#include "common/error.h"
+
+namespace shardlm {
+
+class ShareScheduler {
+ public:
+  // n units (< 2^31) for `threads` threads, taken `chunk` (>= 1) at a time.
+  ShareScheduler(int64_t n, int threads, int64_t chunk)
+      : shares_(new Share[static_cast<size_t>(std::max(threads, 1))]), threads_(std::max(threads, 1)),
+        chunk_(std::max<int64_t>(chunk, 1)) {
+    if (n < 0 || n >= (int64_t{1} << 31)) fail("cannot schedule {} units (at most 2^31 - 1)", n);
+    for (int t = 0; t < threads_; ++t) {
+      shares_[t].range.store(pack(n * t / threads_, n * (t + 1) / threads_), std::memory_order_relaxed);
+    }
+  }
+
+  // The next range [begin, end) for thread t (0 <= t < threads); false when every unit is taken.
+  bool next(int t, int64_t& begin, int64_t& end) {
+    Share& own = shares_[t];
+    uint64_t v = own.range.load(std::memory_order_relaxed);
+    while (first(v) < last(v)) {
+      const int64_t b = first(v), e = std::min(b + chunk_, last(v));
+      if (own.range.compare_exchange_weak(v, pack(e, last(v)), std::memory_order_relaxed)) {
+        begin = b;
+        end = e;
+        return true;
+      }
+    }
+    for (;;) {
+      int victim = -1;
+      int64_t most = 0;
+      for (int i = 0; i < threads_; ++i) {
+        const uint64_t s = shares_[i].range.load(std::memory_order_relaxed);
+        if (last(s) - first(s) > most) {
+          most = last(s) - first(s);
+          victim = i;
+        }
+      }
+      if (victim < 0) return false;
+      uint64_t s = shares_[victim].range.load(std::memory_order_relaxed);
+      while (first(s) < last(s)) {
+        const int64_t e = last(s), b = std::max(first(s), e - chunk_);
+        if (shares_[victim].range.compare_exchange_weak(s, pack(first(s), b), std::memory_order_relaxed)) {
+          begin = b;
+          end = e;
+          return true;
+        }
+      }
+    }
+  }
+
+ private:
+  // A share's range [first, last) in one word, so that its owner (at the front) and a thief (at the
+  // back) claim with one compare-and-swap each. Each share has its own cache line.
+  struct alignas(64) Share {
+    std::atomic<uint64_t> range{0};
+  };
+  static uint64_t pack(int64_t first, int64_t last) { return static_cast<uint64_t>(first) << 32 | static_cast<uint64_t>(last); }
+  static int64_t first(uint64_t v) { return static_cast<int64_t>(v >> 32); }
+  static int64_t last(uint64_t v) { return static_cast<int64_t>(v & 0xFFFFFFFFu); }
+
+  std::unique_ptr<Share[]> shares_;
+  int threads_;
+  int64_t chunk_;
+};
+
+}  // namespace shardlm

@@ -1,0 +1,82 @@
+// ShareScheduler: every unit handed out exactly once, each thread's own share in order from its front,
+// and a thread that is done takes the rest of a slow thread's share from its back.
+#include "kernels/share_scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+#include <vector>
+
+namespace shardlm {
+namespace {
+
+TEST(ShareScheduler, OneThreadTakesEverythingInOrder) {
+  ShareScheduler s(10, 1, 3);
+  int64_t b, e;
+  std::vector<std::pair<int64_t, int64_t>> got;
+  while (s.next(0, b, e)) got.emplace_back(b, e);
+  const std::vector<std::pair<int64_t, int64_t>> want = {{0, 3}, {3, 6}, {6, 9}, {9, 10}};
+  EXPECT_EQ(got, want);
+}
+
+TEST(ShareScheduler, EmptyAndTinyRanges) {
+  ShareScheduler empty(0, 4, 8);
+  int64_t b, e;
+  for (int t = 0; t < 4; ++t) EXPECT_FALSE(empty.next(t, b, e));
+  // Fewer units than threads: some shares are empty, every unit still comes out once.
+  ShareScheduler tiny(3, 8, 1);
+  std::vector<int> seen(3, 0);
+  for (int t = 0; t < 8; ++t) {
+    while (tiny.next(t, b, e)) {
+      for (int64_t u = b; u < e; ++u) ++seen[static_cast<size_t>(u)];
+    }
+  }
+  EXPECT_EQ(seen, std::vector<int>(3, 1));
+}
+
+TEST(ShareScheduler, OwnShareFirstThenStealsFromTheBack) {
+  // Thread 1 never asks: thread 0 takes its own share [0, 50) from the front, then thread 1's share
+  // [50, 100) from the back, chunk by chunk.
+  ShareScheduler s(100, 2, 20);
+  int64_t b, e;
+  std::vector<std::pair<int64_t, int64_t>> got;
+  while (s.next(0, b, e)) got.emplace_back(b, e);
+  const std::vector<std::pair<int64_t, int64_t>> want = {{0, 20}, {20, 40}, {40, 50}, {80, 100}, {60, 80}, {50, 60}};
+  EXPECT_EQ(got, want);
+  EXPECT_FALSE(s.next(1, b, e));
+}
+
+TEST(ShareScheduler, ThreadsRacingCoverEveryUnitOnce) {
+  for (int threads : {2, 3, 7}) {
+    const int64_t n = 100003;
+    ShareScheduler s(n, threads, 5);
+    std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+    std::vector<int64_t> taken(static_cast<size_t>(threads), 0);
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t) {
+      pool.emplace_back([&, t] {
+        int64_t b, e;
+        while (s.next(t, b, e)) {
+          ASSERT_LT(b, e);
+          for (int64_t u = b; u < e; ++u) seen[static_cast<size_t>(u)].fetch_add(1);
+          taken[static_cast<size_t>(t)] += e - b;
+          // Thread 0 is slow, so the others take from its share.
+          if (t == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    for (int64_t u = 0; u < n; ++u) ASSERT_EQ(seen[static_cast<size_t>(u)].load(), 1) << "unit " << u << ", " << threads << " threads";
+    EXPECT_LT(taken[0], n / threads) << threads << " threads: the slow thread's share was not taken over";
+  }
+}
+
+TEST(ShareScheduler, RefusesTooManyUnits) {
+  EXPECT_THROW(ShareScheduler(int64_t{1} << 31, 2, 1), std::exception);
+  EXPECT_THROW(ShareScheduler(-1, 2, 1), std::exception);
+}
+
+}  // namespace
+}  // namespace shardlm
