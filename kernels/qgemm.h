@@ -12,10 +12,12 @@
 // Packed layout: panels of 16 output rows (as in gemm_own.h), each panel_stride() bytes apart.
 // In a panel, a block of 32 k is 8 groups of 4 k; a group is 64 bytes [16 columns][4 k].
 //  - int8 panel: [16 f32 row scales][nb blocks x 512 bytes], bytes stored as q + 128.
-//  - q4 panel:   nb blocks of kQ4BlockBytes = 288 bytes, each [256 bytes of data][16 f16 scales], so
-//                that a panel is one strictly sequential stream (what the hardware prefetchers
-//                follow best); byte (c * 4 + j) of 64-byte pair h of a block's data holds q + 8 of
-//                k = 8h + j in its low nibble and of k = 8h + 4 + j in its high nibble (column c).
+//  - q4 panel:   the blocks in pairs of kQ4PairBytes = 576 bytes (9 cache lines), each [256 bytes of
+//                block 2p's data][16 f16 scales of block 2p][16 of block 2p + 1][256 bytes of block
+//                2p + 1's data], so that a panel is one strictly sequential stream (what the hardware
+//                prefetchers follow best) and every 64-byte load of data is within one cache line;
+//                byte (c * 4 + j) of 64-byte pair h of a block's data holds q + 8 of k = 8h + j in
+//                its low nibble and of k = 8h + 4 + j in its high nibble (column c).
 //
 // Arithmetic (exact integers, then the same f32 operations on every ISA, so results are bit-exact
 // across ISAs, batch sizes, row positions and thread counts): for output y[i, c]
@@ -60,18 +62,19 @@ struct PackedWeights {
   // Bytes between consecutive panels: the panel plus 64 bytes, so that the panels of a tile do not
   // all map to the same L1 sets.
   int64_t panel_stride() const {
-    const int64_t body = blocks() * block_bytes() + (format == Format::kInt8 ? 64 : blocks() * 32);
+    const int64_t nb = blocks();
+    const int64_t body = format == Format::kInt8 ? 64 + nb * 512 : nb / 2 * 576 + nb % 2 * 320;
     return (body + 63) / 64 * 64 + 64;
   }
   size_t bytes() const { return data.size(); }
 };
 
-// Bytes of one q4 block in a panel: 256 of data and 16 f16 scales.
-inline constexpr int64_t kQ4BlockBytes = 256 + 32;
+// Bytes of a pair of q4 blocks in a panel: 2 x 256 of data and 2 x 16 f16 scales.
+inline constexpr int64_t kQ4PairBytes = 2 * (256 + 32);
 
-// Offsets in a q4 panel: block b's 256 bytes of data and its 16 f16 scales (32-byte aligned only).
-inline int64_t q4_data_offset(int64_t b) { return b * kQ4BlockBytes; }
-inline int64_t q4_scale_offset(int64_t b) { return b * kQ4BlockBytes + 256; }
+// Offsets in a q4 panel: block b's 256 bytes of data (64-byte aligned) and its 16 f16 scales.
+inline int64_t q4_data_offset(int64_t b) { return b / 2 * kQ4PairBytes + b % 2 * 320; }
+inline int64_t q4_scale_offset(int64_t b) { return b / 2 * kQ4PairBytes + 256 + b % 2 * 32; }
 
 // Quantises W (row-major [n, k]) into the format. Rows of all zeros get scale 0.
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k, Format format);

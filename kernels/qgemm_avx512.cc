@@ -25,7 +25,7 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// q4 weights are prefetched this many blocks (6.75 KiB) ahead in each panel, and in the last blocks
+// q4 weights are prefetched this many blocks (12 pairs, 6.75 KiB) ahead in each panel, and in the last blocks
 // of a tile the first blocks of the next tile's panels (on short panels, e.g. the 22 blocks of the
 // 26B-A4B expert down matrix, a little beyond them: prefetches never fault). The hardware
 // prefetchers alone lag behind the kernel, whose arithmetic keeps fewer loads in flight than a
@@ -35,7 +35,7 @@ constexpr int64_t kQ4PrefetchBlocks = 24;
 SHARDLM_AVX512_VNNI inline void prefetch_q4_block(const uint8_t* block) {
   const char* p = reinterpret_cast<const char*>(block);
 #pragma GCC unroll 5
-  for (int line = 0; line < 5; ++line) _mm_prefetch(p + line * 64, _MM_HINT_T0);  // 288 bytes
+  for (int line = 0; line < 5; ++line) _mm_prefetch(p + line * 64, _MM_HINT_T0);  // data and the pair's scales
 }
 
 template <int MR, int NR, Format kFormat>
@@ -91,7 +91,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         for (int h = 0; h < 4; ++h) {
 #pragma GCC unroll 8
           for (int j = 0; j < NR; ++j) {
-            const __m512i raw = _mm512_loadu_si512(wb + j * a.panel_stride + h * 64);  // 32-byte aligned
+            const __m512i raw = _mm512_load_si512(wb + j * a.panel_stride + h * 64);
             const __m512i lo = _mm512_and_si512(raw, low4);
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
 #pragma GCC unroll 8
