@@ -18,10 +18,12 @@ namespace shardlm {
 class ShareScheduler {
  public:
   // n units (< 2^31) for `threads` threads, taken `chunk` (>= 1) at a time.
-  ShareScheduler(int64_t n, int threads, int64_t chunk)
-      : shares_(new Share[static_cast<size_t>(std::max(threads, 1))]), threads_(std::max(threads, 1)),
-        chunk_(std::max<int64_t>(chunk, 1)) {
+  ShareScheduler(int64_t n, int threads, int64_t chunk) : threads_(std::max(threads, 1)), chunk_(std::max<int64_t>(chunk, 1)) {
     if (n < 0 || n >= (int64_t{1} << 31)) fail("cannot schedule {} units (at most 2^31 - 1)", n);
+    if (threads_ > kInlineShares) {
+      heap_.reset(new Share[static_cast<size_t>(threads_)]);
+      shares_ = heap_.get();
+    }
     for (int t = 0; t < threads_; ++t) {
       shares_[t].range.store(pack(n * t / threads_, n * (t + 1) / threads_), std::memory_order_relaxed);
     }
@@ -72,7 +74,11 @@ class ShareScheduler {
   static int64_t first(uint64_t v) { return static_cast<int64_t>(v >> 32); }
   static int64_t last(uint64_t v) { return static_cast<int64_t>(v & 0xFFFFFFFFu); }
 
-  std::unique_ptr<Share[]> shares_;
+  // A decode calls this for every matrix: up to kInlineShares threads need no allocation.
+  static constexpr int kInlineShares = 16;
+  Share inline_[kInlineShares];
+  std::unique_ptr<Share[]> heap_;
+  Share* shares_ = inline_;
   int threads_;
   int64_t chunk_;
 };
