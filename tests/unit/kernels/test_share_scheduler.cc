@@ -21,6 +21,18 @@ TEST(ShareScheduler, OneThreadTakesEverythingInOrder) {
   EXPECT_EQ(got, want);
 }
 
+TEST(ShareScheduler, OwnShareInShrinkingChunks) {
+  // A quarter of what is left of the share at a time, at least the chunk: few claims for a long share.
+  ShareScheduler s(1000, 1, 50);
+  int64_t b, e;
+  std::vector<std::pair<int64_t, int64_t>> got;
+  while (s.next(0, b, e)) got.emplace_back(b, e);
+  const std::vector<std::pair<int64_t, int64_t>> want = {{0, 250},   {250, 437}, {437, 577}, {577, 682},
+                                                          {682, 761}, {761, 820}, {820, 870}, {870, 920},
+                                                          {920, 970}, {970, 1000}};
+  EXPECT_EQ(got, want);
+}
+
 TEST(ShareScheduler, EmptyAndTinyRanges) {
   ShareScheduler empty(0, 4, 8);
   int64_t b, e;
