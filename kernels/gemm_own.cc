@@ -54,7 +54,7 @@ MicroKernelSet make_scalar_set() {
 
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
-  return m == 1 && w.bf16 && ks.bf16_gemv_nr > 0 ? ks.bf16_gemv_nr : ks.nr_max[m];
+  return m == 1 && ks.gemv_nr > 0 ? ks.gemv_nr : ks.nr_max[m];
 }
 
 // Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.

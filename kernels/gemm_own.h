@@ -109,7 +109,7 @@ using MicroKernel = void (*)(const float* x, int64_t ldx, const void* w, int64_t
 struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};                      // widest tile for each row count
-  int bf16_gemv_nr = 0;                             // panels per tile of a bf16 GEMV (0: nr_max[1])
+  int gemv_nr = 0;                                  // panels per tile of a GEMV (0: nr_max[1])
   MicroKernel f32[kMaxMr + 1][kMaxNr + 1] = {};     // [mr][nr]
   MicroKernel bf16[kMaxMr + 1][kMaxNr + 1] = {};
 };

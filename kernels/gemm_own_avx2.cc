@@ -120,7 +120,7 @@ MicroKernelSet make_set() {
   MicroKernelSet set;
   set.mr_max = kMrMax;
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
-  set.bf16_gemv_nr = 1;  // one sequential stream per thread, the chunk pairs side by side
+  set.gemv_nr = 1;  // one sequential stream per thread, the chunk pairs side by side
   fill(set, std::make_integer_sequence<int, kMrMax>{});
   set.bf16[1][1] = &micro_gemv<RowAvx2, true>;
   set.f32[1][1] = &micro_gemv<RowAvx2, false>;

@@ -96,11 +96,12 @@ MicroKernelSet make_set() {
   MicroKernelSet set;
   set.mr_max = kMrMax;
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
-  // A bf16 GEMV tile is one panel (micro_gemv), so that each thread reads one sequential stream.
-  // Measured on Zen 5 against tiles of 8 panels, in the same runs, one thread: 0.77 -> 0.90 of the
-  // read bandwidth on the 26B-A4B expert down matrix, 0.85 -> 0.90 on the expert gate+up, 0.88 ->
-  // 0.91 on the 31B MLP with one chunk at a time; 0.94-0.99 on the 31B shapes with chunk pairs.
-  set.bf16_gemv_nr = 1;
+  // A GEMV tile is one panel (micro_gemv), so that each thread reads one sequential stream.
+  // Measured on Zen 5 against tiles of 8 panels, in the same runs, one thread: bf16 0.77 -> 0.90 of
+  // the read bandwidth on the 26B-A4B expert down matrix, 0.85 -> 0.90 on the expert gate+up, 0.88 ->
+  // 0.91 on the 31B MLP with one chunk at a time; 0.94-0.99 on the 31B shapes with chunk pairs; f32
+  // on the 31B MLP 27 -> 38 GB/s (0.70 -> 0.99).
+  set.gemv_nr = 1;
   fill(set, std::make_integer_sequence<int, kMrMax>{});
   set.bf16[1][1] = &micro_gemv<RowAvx512, true>;
   set.f32[1][1] = &micro_gemv<RowAvx512, false>;
