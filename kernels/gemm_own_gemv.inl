@@ -63,6 +63,16 @@ void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t /*panel_
       const ChunkRows rows = chunk_rows(c0, k);
       V s = Row::zero();
       int64_t kk = c0, row = rows.first;
+      if (rows.step == 2) {  // plain order: four rows a step, as many bytes as a step of a pair
+        for (; kk + 3 < c1; kk += 4, row += 4) {
+#pragma GCC unroll 2
+          for (int64_t line = 0; line < 4 * kRowBytes / 64; ++line) _mm_prefetch(ahead + row * kRowBytes + line * 64, _MM_HINT_T0);
+          s = Row::template fma_row<kBf16>(x[kk], w, row, s);
+          s = Row::template fma_row<kBf16>(x[kk + 1], w, row + 1, s);
+          s = Row::template fma_row<kBf16>(x[kk + 2], w, row + 2, s);
+          s = Row::template fma_row<kBf16>(x[kk + 3], w, row + 3, s);
+        }
+      }
       for (; kk + 1 < c1; kk += 2, row += rows.step) {
 #pragma GCC unroll 2
         for (int64_t line = 0; line < 2 * kRowBytes / 64; ++line) _mm_prefetch(ahead + row * kRowBytes + line * 64, _MM_HINT_T0);
