@@ -8,8 +8,7 @@
 // run side by side (one fma chain alone is bound by the fma latency, ~39 GB/s of bf16 on a Zen 5
 // core) while the weights are read as one sequential stream; each chunk's sum is added to y in chunk
 // order, as the arithmetic prescribes. A chunk stored alone, or a range that does not cover a whole
-// group, runs chunk by chunk. (Include after gemm_own.h, inside namespace
-// shardlm::gemm.)
+// group, runs chunk by chunk. (Include after gemm_own.h, inside namespace shardlm::gemm.)
 
 // The tile prefetches its weights this far ahead: the hardware prefetchers alone fall behind.
 inline constexpr int64_t kGemvPrefetchBytes = 8192;
@@ -51,13 +50,9 @@ void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t /*panel_
   int64_t c0 = k0;
   while (c0 < k1) {
     const ChunkGroup g = chunk_group(c0, k);
-    const bool whole_group = c0 == g.begin && g.begin + g.members * kKChunk <= k1;
-    if (whole_group && g.members == 2) {
-      t = gemv_group<Row, kBf16, 2>(x, w, g.begin, t);
-      c0 += 2 * kKChunk;
-    } else if (whole_group && g.members == 3) {
-      t = gemv_group<Row, kBf16, 3>(x, w, g.begin, t);
-      c0 += 3 * kKChunk;
+    if (g.members > 1 && c0 == g.begin && g.begin + g.members * kKChunk <= k1) {  // a whole group
+      t = g.members == 2 ? gemv_group<Row, kBf16, 2>(x, w, g.begin, t) : gemv_group<Row, kBf16, 3>(x, w, g.begin, t);
+      c0 += g.members * kKChunk;
     } else {
       const int64_t c1 = std::min(c0 + kKChunk, k1);
       const ChunkRows rows = chunk_rows(c0, k);
@@ -65,7 +60,7 @@ void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t /*panel_
       int64_t kk = c0, row = rows.first;
       if (rows.step == 2) {  // plain order: four rows a step, as many bytes as a step of a pair
         for (; kk + 3 < c1; kk += 4, row += 4) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
           for (int64_t line = 0; line < 4 * kRowBytes / 64; ++line) _mm_prefetch(ahead + row * kRowBytes + line * 64, _MM_HINT_T0);
           s = Row::template fma_row<kBf16>(x[kk], w, row, s);
           s = Row::template fma_row<kBf16>(x[kk + 1], w, row + 1, s);

@@ -68,13 +68,15 @@ struct GemmTaskOf {
 };
 
 // Calls run(task index, first panel, end panel) over the panels of every non-empty task, in one
-// parallel region (no barrier between tasks); one thread for small work. A decode (decode = true)
-// schedules the tasks' panels, one after the other, as for_each_panel_range does one product's;
-// otherwise every thread takes its even share of each task.
+// parallel region (no barrier between tasks); one thread for small work. A decode (no task has more
+// than mr_max rows, the kernels' tallest tile) schedules the tasks' panels, one after the other, as
+// for_each_panel_range does one product's; otherwise every thread takes its even share of each task.
 template <class Weights, class Run>
-void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, bool decode, Run run) {
+void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, Run run) {
   double work = 0.0, bytes = 0.0;
+  bool decode = true;
   for (size_t i = 0; i < count; ++i) {
+    decode = decode && tasks[i].m <= mr_max;
     if (tasks[i].m <= 0) continue;
     work += static_cast<double>(tasks[i].m) * static_cast<double>(tasks[i].w->n) *
             static_cast<double>(std::max<int64_t>(tasks[i].w->k, 1));

@@ -423,9 +423,7 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   }
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const std::vector<QuantizedRows>& shared = rows;
-  bool decode = true;
-  for (size_t i = 0; i < count; ++i) decode = decode && tasks[i].m <= ks.mr_max;
-  for_each_task_share(tasks, count, decode, [&](size_t i, int64_t p0, int64_t p1) {
+  for_each_task_share(tasks, count, ks.mr_max, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, shared[i], tasks[i].y, false, p0, p1);
   });
 }

@@ -25,11 +25,11 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// q4 weights are prefetched this many blocks (12 pairs, 6.75 KiB) ahead in each panel, and in the last blocks
-// of a tile the first blocks of the next tile's panels (on short panels, e.g. the 22 blocks of the
-// 26B-A4B expert down matrix, a little beyond them: prefetches never fault). The hardware
-// prefetchers alone lag behind the kernel, whose arithmetic keeps fewer loads in flight than a
-// plain read loop.
+// q4 weights are prefetched this many blocks (12 pairs, 6.75 KiB) ahead in each panel, and in the
+// last blocks of a tile the first blocks of the next tile's panels (on short panels, e.g. the 22
+// blocks of the 26B-A4B expert down matrix, a little beyond them: prefetches never fault). The
+// hardware prefetchers alone lag behind the kernel, whose arithmetic keeps fewer loads in flight
+// than a plain read loop.
 constexpr int64_t kQ4PrefetchBlocks = 24;
 
 SHARDLM_AVX512_VNNI inline void prefetch_q4_block(const uint8_t* block) {
