@@ -105,38 +105,21 @@ std::string finish_label(FinishReason reason) {
   return "error";
 }
 
-void run_serve(const ServeArgs& a) {
-  // Termination signals are taken by sigwait in this thread only: block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGUSR1);  // raised by this process when the workers are lost
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
-  // KV capacity: every sequence slot at the full context, or what fits --kv-memory-per-worker.
-  EngineOptions eo = engine_options(a.model, 0, a.max_sequences);
-  eo.max_context = a.max_context;
-  eo.worker_timeout_s = a.worker_timeout;
-  std::unique_ptr<StepEngine> engine = open_engine(eo);
-  if (!engine) return;  // a worker rank: served until the coordinator shut down
+// Everything the coordinator runs once the model is loaded: servers, scheduler, batch jobs, until a
+// termination signal.
+void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t& signals) {
   // Only the coordinator reads the keys and the state (workers need neither on their file system).
   std::vector<std::string> api_keys;
   std::shared_ptr<boost::asio::ssl::context> tls;
-  try {
-    if (!a.api_key_file.empty()) api_keys = read_api_keys(a.api_key_file);
-    if (!a.tls_cert.empty()) tls = tls::server_context(a.tls_cert, a.tls_key);
-    if (!a.state_dir.empty()) std::filesystem::create_directories(a.state_dir);
-  } catch (const std::exception& e) {
-    engine->abort(e.what());
-    throw;
-  }
-  spdlog::info("{}", engine->description);
+  if (!a.api_key_file.empty()) api_keys = read_api_keys(a.api_key_file);
+  if (!a.tls_cert.empty()) tls = tls::server_context(a.tls_cert, a.tls_key);
+  if (!a.state_dir.empty()) std::filesystem::create_directories(a.state_dir);
+  spdlog::info("{}", engine.description);
   const Tokenizer tokenizer = local_model_tokenizer(a.model);
   const std::string model_name = a.model_name.empty() ? local_model_name(a.model) : a.model_name;
 
-  telemetry::Metrics metrics(model_name.empty() ? "model" : model_name, engine->num_workers());
-  for (int w = 0; w < engine->num_workers(); ++w) metrics.set_worker_up(w, true);
+  telemetry::Metrics metrics(model_name.empty() ? "model" : model_name, engine.num_workers());
+  for (int w = 0; w < engine.num_workers(); ++w) metrics.set_worker_up(w, true);
 
   SchedulerOptions so;
   so.max_step_tokens = a.max_step_tokens;
@@ -144,18 +127,18 @@ void run_serve(const ServeArgs& a) {
   so.max_waiting = a.max_waiting;
   so.max_batch_running = a.batch_sequences > 0 ? a.batch_sequences : std::max(1, a.max_sequences / 2);
   so.heartbeat_s = std::min(5.0, a.worker_timeout / 4);
-  Scheduler scheduler(*engine, so);
+  Scheduler scheduler(engine, so);
   SchedulerHooks hooks;
   hooks.step = [&](const StepReport& report) {
     std::vector<telemetry::WorkerStepRecord> records;
-    for (const WorkerStepFigures& f : engine->last_step_figures()) records.push_back(to_record(f));
-    if (static_cast<int>(records.size()) == engine->num_workers()) metrics.observe_step(report.seconds, records);
+    for (const WorkerStepFigures& f : engine.last_step_figures()) records.push_back(to_record(f));
+    if (static_cast<int>(records.size()) == engine.num_workers()) metrics.observe_step(report.seconds, records);
     metrics.count_tokens(report.prompt_tokens, report.sampled_tokens);
   };
   hooks.heartbeat = [&] {
     std::vector<telemetry::WorkerStepRecord> records;
-    for (const WorkerStepFigures& f : engine->last_step_figures()) records.push_back(to_record(f));
-    if (static_cast<int>(records.size()) == engine->num_workers()) metrics.set_worker_state(records);
+    for (const WorkerStepFigures& f : engine.last_step_figures()) records.push_back(to_record(f));
+    if (static_cast<int>(records.size()) == engine.num_workers()) metrics.set_worker_state(records);
   };
   hooks.first_token = [&](double s) { metrics.observe_first_token(s); };
   hooks.inter_token = [&](double s) { metrics.observe_inter_token(s); };
@@ -180,11 +163,11 @@ void run_serve(const ServeArgs& a) {
       std::lock_guard<std::mutex> lock(lost_mutex);
       lost_reason = reason;
     }
-    for (int w = 0; w < engine->num_workers(); ++w) metrics.set_worker_up(w, false);
+    for (int w = 0; w < engine.num_workers(); ++w) metrics.set_worker_up(w, false);
     kill(getpid(), SIGUSR1);
   };
   scheduler.set_hooks(hooks);
-  TextService service(scheduler, tokenizer, engine->config(), model_name);
+  TextService service(scheduler, tokenizer, engine.config(), model_name);
   // What the HTTP API and batch jobs submit through (it refuses prompts over --max-prompt-tokens).
   std::shared_ptr<http::TextBackend> backend = http::text_service_backend(service, a.max_prompt_tokens);
   // One budget per API key (or client address) across both servers.
@@ -194,12 +177,7 @@ void run_serve(const ServeArgs& a) {
   if (!a.state_dir.empty()) {
     jobs::JobServiceOptions jo;
     jo.runner.max_inflight = jo.runner.max_inflight_per_job = 2 * so.max_batch_running;
-    try {
-      job_service = std::make_unique<jobs::JobService>(a.state_dir, backend, jo);
-    } catch (const std::exception& e) {
-      spdlog::error("{}", e.what());  // said here: under mpirun the job is aborted before main prints it
-      throw;
-    }
+    job_service = std::make_unique<jobs::JobService>(a.state_dir, backend, jo);
   }
   jobs::BatchApi batch_api(job_service.get());
 
@@ -289,10 +267,35 @@ void run_serve(const ServeArgs& a) {
     // A worker is gone: end the MPI job with a status that tells the launcher to start it again.
     spdlog::error("{}; ending the job (exit status {}) so that it is restarted", lost, kWorkerLostExitCode);
     std::fflush(nullptr);
-    engine->abort(lost, kWorkerLostExitCode);
+    engine.abort(lost, kWorkerLostExitCode);
     std::_Exit(kWorkerLostExitCode);  // a single process: nothing to abort
   }
   spdlog::info("stopped");
+}
+
+void run_serve(const ServeArgs& a) {
+  // Termination signals are taken by sigwait in this thread only: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);  // raised by this process when the workers are lost
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // KV capacity: every sequence slot at the full context, or what fits --kv-memory-per-worker.
+  EngineOptions eo = engine_options(a.model, 0, a.max_sequences);
+  eo.max_context = a.max_context;
+  eo.worker_timeout_s = a.worker_timeout;
+  std::unique_ptr<StepEngine> engine = open_engine(eo);
+  if (!engine) return;  // a worker rank: served until the coordinator shut down
+  try {
+    serve_on_coordinator(a, *engine, signals);
+  } catch (const std::exception& e) {
+    // Ends an MPI job at once with the reason (workers may be waiting in a step; unwinding past the
+    // MPI runtime would abort the job before main could print it); a single process rethrows.
+    engine->abort(e.what());
+    throw;
+  }
 }
 
 CommandRegistrar reg([](CLI::App& app) {

@@ -56,12 +56,25 @@ wait_until() {  # SECONDS DESCRIPTION COMMAND...: poll every second
 job_gone() { [ -z "$(squeue -h -j "$1" 2>/dev/null)" ]; }
 address_state() { sed -n 's/^SHARDLM_STATE=//p' "$1" 2>/dev/null; }
 state_is() { [ "$(address_state "$1")" = "$2" ]; }
-free_port() {
-  local p
+taken_ports=" "
+free_port() {  # VAR: a port below the kernel's ephemeral range (outgoing connections never hold it),
+  local -n out=$1  # in no socket's use and not handed out before by this script
+  local p low
+  low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
   while :; do
-    p=$(( 30000 + RANDOM % 20000 ))
-    ss -Htln "sport = :$p" | grep -q . || { echo "$p"; return; }
+    p=$(( 20000 + RANDOM % (low - 20000) ))
+    [[ "$taken_ports" == *" $p "* ]] && continue
+    ss -Htan "sport = :$p" | grep -q . || { taken_ports+="$p "; out=$p; return; }
   done
+}
+# Polls until the address file says ready; a job that failed (the sbatch script says so there) ends
+# the wait at once.
+ready_or_failed() {
+  case "$(address_state "$1")" in
+    ready) return 0 ;;
+    failed) fail "job $job failed before it was ready" ;;
+  esac
+  return 1
 }
 
 "$cluster" up "$work/cluster" || { "$cluster" logs "$work/cluster"; fail "the local Slurm cluster did not start"; }
@@ -106,14 +119,14 @@ fi
 
 [ "$mode" = serve ] || fail "mode must be serve or smoke, not '$mode'"
 "$shardlm" mkmodel --out "$work/model" --variant tiny-dense --seed 11 >/dev/null || fail "mkmodel"
-port=$(free_port); http_port=$(free_port); metrics_port=$(free_port)
+free_port port; free_port http_port; free_port metrics_port
 job=$("$slurm/shardlm-slurm" --parsable --model "$work/model" --workers 2 --workers-per-node 2 --threads 1 \
       --overcommit --port "$port" --http-port "$http_port" --metrics-port "$metrics_port" \
       --state-dir "$work/state" --address-file "$work/address" --prometheus-sd-dir "$work/targets" \
       --shardlm "$shardlm" --job-name shardlm-test) \
   || fail "shardlm-slurm did not submit"
 echo "submitted job $job"
-wait_until 300 "the address file of job $job says ready" state_is "$work/address" ready
+wait_until 300 "the address file of job $job says ready" ready_or_failed "$work/address"
 
 ask() {  # checks GET /ready and one chat completion against the address in the address file
   local http
@@ -143,7 +156,7 @@ if command -v prometheus >/dev/null 2>&1; then
   sed -e "s|/var/lib/prometheus/shardlm-targets/\*.json|$work/targets/*.json|" -e 's|scrape_interval: 15s|scrape_interval: 1s|' \
     -e 's|refresh_interval: 30s|refresh_interval: 1s|' "$root/deploy/prometheus/prometheus.yml" > "$work/prom/prometheus.yml"
   cp "$root/deploy/prometheus/alerts.yml" "$work/prom/"
-  prom_port=$(free_port)
+  free_port prom_port
   prometheus --config.file="$work/prom/prometheus.yml" --storage.tsdb.path="$work/prom/data" \
     --web.listen-address="127.0.0.1:$prom_port" > "$work/prom/log" 2>&1 &
   prom_pid=$!
@@ -161,7 +174,7 @@ scontrol requeue "$job" || fail "scontrol requeue"
 wait_until 60 "job $job is requeued" state_is "$work/address" requeued
 wait_until 60 "job $job is pending again" sh -c "squeue -h -j $job -o %T | grep -q PENDING"
 scontrol update JobId="$job" StartTime=now || fail "scontrol update StartTime"  # skip Slurm's requeue delay
-wait_until 300 "job $job is ready after the requeue" state_is "$work/address" ready
+wait_until 300 "job $job is ready after the requeue" ready_or_failed "$work/address"
 grep -q '^SHARDLM_RESTARTS=1$' "$work/address" || fail "the address file does not count the restart"
 [ -d "$work/state" ] || fail "the state dir is gone after the requeue"
 ask
