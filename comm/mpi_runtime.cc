@@ -2,6 +2,7 @@
 #include "comm/mpi_runtime.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <mutex>
 
@@ -64,11 +65,16 @@ MpiRuntime::~MpiRuntime() {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   if (size > 1 && std::uncaught_exceptions() > 0) {
-    // Finalize would wait for ranks that may be waiting for this one: end the whole job.
+    // Finalize would wait for ranks that may be waiting for this one: the whole job ends instead,
+    // when this process exits, so that whoever catches the exception (main) can print it first.
     std::fprintf(stderr, "shardlm: rank %d of %d is leaving with an exception; aborting the MPI "
                  "job\n", rank, size);
     std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
+    std::atexit([] {
+      std::fflush(nullptr);
+      MPI_Abort(MPI_COMM_WORLD, 1);
+    });
+    return;
   }
   MPI_Finalize();
 }
