@@ -22,10 +22,11 @@ void check_shape(int64_t n, int64_t k) {
 template <bool kBf16>
 void scalar_micro(const float* x, int64_t /*ldx*/, const void* wv, int64_t /*panel_stride*/, int64_t k, int64_t k0,
                   int64_t k1, float* y, int64_t /*ldy*/, int valid_last) {
-  for (int64_t c0 = k0; c0 < k1; c0 += kKChunk) {
-    const int64_t c1 = std::min(c0 + kKChunk, k1);
+  const int64_t len = chunk_len(k);
+  for (int64_t c0 = k0; c0 < k1; c0 += len) {
+    const int64_t c1 = std::min(c0 + len, k1);
     float s[kPanel] = {};
-    const ChunkRows rows = chunk_rows(c0, k);
+    const ChunkRows rows = chunk_rows(c0, k, len);
     for (int64_t kk = c0; kk < c1; ++kk) {
       const float xv = x[kk];
       const int64_t row = rows.row(kk - c0) * kPanel;
@@ -71,6 +72,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
   const size_t esize = w.bf16 ? sizeof(uint16_t) : sizeof(float);
   const char* wbase = static_cast<const char*>(w.data());
   const int64_t pstride = w.panel_stride();
+  const int64_t len = chunk_len(k);  // the k chunks of the arithmetic
 
   auto tile = [&](int64_t i0, int mr, int64_t g, int nr, int64_t k0, int64_t k1) {
     const MicroKernel fn = w.bf16 ? ks.bf16[mr][nr] : ks.f32[mr][nr];
@@ -100,8 +102,8 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
     const int nr_max = ks.nr_max[(m + n_row_tiles - 1) / n_row_tiles];  // fits the largest row tile
     for (int64_t g = p0; g < p1; g += nr_max) {
       const int nr = static_cast<int>(std::min<int64_t>(nr_max, p1 - g));
-      for (int64_t c0 = 0; c0 < k; c0 += kKChunk) {
-        const int64_t c1 = std::min(c0 + kKChunk, k);
+      for (int64_t c0 = 0; c0 < k; c0 += len) {
+        const int64_t c1 = std::min(c0 + len, k);
         for (int64_t t = 0; t < n_row_tiles; ++t) {
           int64_t i0;
           int mr;
@@ -114,11 +116,11 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
   }
   // Larger batches: a block of panels x one k chunk of weights (<= ~256 KiB) stays in L2 while all
   // row tiles pass over it; the x chunk (m KiB) is reused across the panel block.
-  const int64_t block_panels = std::max<int64_t>(1, (256 * 1024) / (kKChunk * kPanel * static_cast<int64_t>(esize)));
+  const int64_t block_panels = std::max<int64_t>(1, (256 * 1024) / (len * kPanel * static_cast<int64_t>(esize)));
   for (int64_t pb = p0; pb < p1; pb += block_panels) {
     const int64_t pe = std::min(pb + block_panels, p1);
-    for (int64_t c0 = 0; c0 < k; c0 += kKChunk) {
-      const int64_t c1 = std::min(c0 + kKChunk, k);
+    for (int64_t c0 = 0; c0 < k; c0 += len) {
+      const int64_t c1 = std::min(c0 + len, k);
       for (int64_t t = 0; t < n_row_tiles; ++t) {
         int64_t i0;
         int mr;

@@ -25,15 +25,16 @@ template <int MR, int NR, bool kBf16>
 SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k, int64_t k0,
                           int64_t k1, float* y, int64_t ldy, int valid_last) {
   const __mmask16 last_mask = simd::tail_mask_avx512(valid_last);
-  for (int64_t c0 = k0; c0 < k1; c0 += kKChunk) {
-    const int64_t c1 = std::min(c0 + kKChunk, k1);
+  const int64_t len = chunk_len(k);
+  for (int64_t c0 = k0; c0 < k1; c0 += len) {
+    const int64_t c1 = std::min(c0 + len, k1);
     __m512 acc[MR][NR];
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
 #pragma GCC unroll 8
       for (int j = 0; j < NR; ++j) acc[r][j] = _mm512_setzero_ps();
     }
-    const ChunkRows rows = chunk_rows(c0, k);
+    const ChunkRows rows = chunk_rows(c0, k, len);
     for (int64_t kk = c0; kk < c1; ++kk) {
       const int64_t row = rows.row(kk - c0) * kPanel;
       __m512 wv[NR];

@@ -13,10 +13,10 @@
 // The tile prefetches its weights this far ahead: the hardware prefetchers alone fall behind.
 inline constexpr int64_t kGemvPrefetchBytes = 8192;
 
-// t + the sums of the G complete chunks of the group that starts at k index `begin`, each sum in k
-// order, added in chunk order.
+// t + the sums of the G complete chunks (of len k) of the group that starts at k index `begin`, each
+// sum in k order, added in chunk order.
 template <class Row, bool kBf16, int G>
-typename Row::V gemv_group(const float* x, const void* w, int64_t begin, typename Row::V t) {
+typename Row::V gemv_group(const float* x, const void* w, int64_t begin, int64_t len, typename Row::V t) {
   using V = typename Row::V;
   constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
   // Prefetch addresses (written here in the function body: GCC 12 drops a prefetch inside a lambda).
@@ -25,15 +25,15 @@ typename Row::V gemv_group(const float* x, const void* w, int64_t begin, typenam
 #pragma GCC unroll 3
   for (int m = 0; m < G; ++m) s[m] = Row::zero();
   const float* xg = x + begin;
-  for (int64_t step = 0; step < kKChunk / 2; ++step) {
+  for (int64_t step = 0; step < len / 2; ++step) {
     // Rows begin + 2G step .. + 2G - 1: k = 2 step and 2 step + 1 of each chunk, in chunk order.
     const int64_t row = begin + 2 * G * step;
 #pragma GCC unroll 6
     for (int64_t line = 0; line < 2 * G * kRowBytes / 64; ++line) _mm_prefetch(ahead + row * kRowBytes + line * 64, _MM_HINT_T0);
 #pragma GCC unroll 3
-    for (int m = 0; m < G; ++m) s[m] = Row::template fma_row<kBf16>(xg[m * kKChunk + 2 * step], w, row + 2 * m, s[m]);
+    for (int m = 0; m < G; ++m) s[m] = Row::template fma_row<kBf16>(xg[m * len + 2 * step], w, row + 2 * m, s[m]);
 #pragma GCC unroll 3
-    for (int m = 0; m < G; ++m) s[m] = Row::template fma_row<kBf16>(xg[m * kKChunk + 2 * step + 1], w, row + 2 * m + 1, s[m]);
+    for (int m = 0; m < G; ++m) s[m] = Row::template fma_row<kBf16>(xg[m * len + 2 * step + 1], w, row + 2 * m + 1, s[m]);
   }
 #pragma GCC unroll 3
   for (int m = 0; m < G; ++m) t = Row::add(t, s[m]);
@@ -47,15 +47,17 @@ void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t /*panel_
   constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
   const char* ahead = static_cast<const char*>(w) + kGemvPrefetchBytes;
   V t = Row::load_y(y, valid_last);
+  const int64_t len = chunk_len(k);
   int64_t c0 = k0;
   while (c0 < k1) {
-    const ChunkGroup g = chunk_group(c0, k);
-    if (g.members > 1 && c0 == g.begin && g.begin + g.members * kKChunk <= k1) {  // a whole group
-      t = g.members == 2 ? gemv_group<Row, kBf16, 2>(x, w, g.begin, t) : gemv_group<Row, kBf16, 3>(x, w, g.begin, t);
-      c0 += g.members * kKChunk;
+    const ChunkGroup g = chunk_group(c0, k, len);
+    if (g.members > 1 && c0 == g.begin && g.begin + g.members * len <= k1) {  // a whole group
+      t = g.members == 2 ? gemv_group<Row, kBf16, 2>(x, w, g.begin, len, t)
+                         : gemv_group<Row, kBf16, 3>(x, w, g.begin, len, t);
+      c0 += g.members * len;
     } else {
-      const int64_t c1 = std::min(c0 + kKChunk, k1);
-      const ChunkRows rows = chunk_rows(c0, k);
+      const int64_t c1 = std::min(c0 + len, k1);
+      const ChunkRows rows = chunk_rows(c0, k, len);
       V s = Row::zero();
       int64_t kk = c0, row = rows.first;
       if (rows.step == 2) {  // plain order: four rows a step, as many bytes as a step of a pair

@@ -140,10 +140,22 @@ TEST(LinearOwn, BatchAndThreadInvariantBitExact) {
 }
 
 // k lengths around the interleaved chunk groups of the packed layout (pairs, a last group of three,
-// an incomplete last chunk, a complete chunk alone): every row holds one k, every ISA path and batch size
-// against the reference and bit for bit, a GEMV row equal to the batched row, and read_row giving
-// back the weights.
+// chunk lengths that divide k, an incomplete last chunk, a complete chunk alone): every row holds one
+// k, every ISA path and batch size against the reference and bit for bit, a GEMV row equal to the
+// batched row, and read_row giving back the weights.
 TEST(LinearOwn, InterleavedChunkGroupsOfEveryLength) {
+  EXPECT_EQ(gemm::chunk_len(21504), 256);  // an even number of 256
+  EXPECT_EQ(gemm::chunk_len(768), 256);    // three
+  EXPECT_EQ(gemm::chunk_len(100), 256);    // one incomplete chunk
+  EXPECT_EQ(gemm::chunk_len(5376), 448);   // 21 x 256 would be pairs and a group of three: 12 x 448
+  EXPECT_EQ(gemm::chunk_len(2816), 352);   // 11 x 256: 8 x 352
+  EXPECT_EQ(gemm::chunk_len(1280), 320);   // 5 x 256: 4 x 320
+  EXPECT_EQ(gemm::chunk_len(704), 352);    // two chunks (the 26B-A4B expert down matrix)
+  EXPECT_EQ(gemm::chunk_len(1380), 460);   // three
+  EXPECT_EQ(gemm::chunk_len(2112), 352);   // six (2, 3, 4 and 5 chunks would be longer than 512 or odd)
+  EXPECT_EQ(gemm::chunk_len(511), 256);    // no even divisor in [128, 512]: 256 and a last incomplete chunk
+  EXPECT_EQ(gemm::chunk_len(1381), 256);
+  EXPECT_EQ(gemm::chunk_len(1793), 256);
   EXPECT_EQ(gemm::panel_row(0, 512), 0);
   EXPECT_EQ(gemm::panel_row(1, 512), 1);
   EXPECT_EQ(gemm::panel_row(256, 512), 2);
@@ -152,19 +164,25 @@ TEST(LinearOwn, InterleavedChunkGroupsOfEveryLength) {
   EXPECT_EQ(gemm::panel_row(511, 512), 511);
   EXPECT_EQ(gemm::panel_row(300, 511), 300);  // an incomplete last chunk: plain order
   EXPECT_EQ(gemm::panel_row(200, 256), 200);  // one complete chunk alone: plain order
-  EXPECT_EQ(gemm::panel_row(600, 704), 600);  // a pair, then an incomplete chunk in plain order
+  // 704 = a pair of 352.
+  EXPECT_EQ(gemm::panel_row(352, 704), 2);
+  EXPECT_EQ(gemm::panel_row(2, 704), 4);
+  EXPECT_EQ(gemm::panel_row(703, 704), 703);
   // Three complete chunks: two rows of each in turn.
   EXPECT_EQ(gemm::panel_row(512, 768), 4);
   EXPECT_EQ(gemm::panel_row(257, 768), 3);
   EXPECT_EQ(gemm::panel_row(2, 768), 6);
   EXPECT_EQ(gemm::panel_row(767, 768), 767);
+  EXPECT_EQ(gemm::panel_row(920, 1380), 4);  // 3 x 460
+  EXPECT_EQ(gemm::panel_row(2, 1380), 6);
   // Five complete chunks: a pair, then a group of three; an incomplete sixth chunk stays plain.
-  EXPECT_EQ(gemm::panel_row(256, 1380), 2);
-  EXPECT_EQ(gemm::panel_row(512, 1380), 512);
-  EXPECT_EQ(gemm::panel_row(1024, 1380), 516);
-  EXPECT_EQ(gemm::panel_row(1290, 1380), 1290);
-  for (const int64_t k : {int64_t{1}, int64_t{255}, int64_t{256}, int64_t{511}, int64_t{513}, int64_t{704},
-                          int64_t{768}, int64_t{1280}, int64_t{1380}, int64_t{1793}, int64_t{2049}, int64_t{5376}}) {
+  EXPECT_EQ(gemm::panel_row(256, 1381), 2);
+  EXPECT_EQ(gemm::panel_row(512, 1381), 512);
+  EXPECT_EQ(gemm::panel_row(1024, 1381), 516);
+  EXPECT_EQ(gemm::panel_row(1290, 1381), 1290);
+  for (const int64_t k : {int64_t{1}, int64_t{255}, int64_t{256}, int64_t{300}, int64_t{511}, int64_t{513},
+                          int64_t{704}, int64_t{768}, int64_t{1280}, int64_t{1380}, int64_t{1381}, int64_t{1793},
+                          int64_t{2049}, int64_t{2112}, int64_t{5376}}) {
     std::vector<int> seen(static_cast<size_t>(k), 0);  // every row holds exactly one k
     for (int64_t kk = 0; kk < k; ++kk) {
       const int64_t row = gemm::panel_row(kk, k);
@@ -174,8 +192,9 @@ TEST(LinearOwn, InterleavedChunkGroupsOfEveryLength) {
     ASSERT_EQ(seen, std::vector<int>(static_cast<size_t>(k), 1)) << "k " << k;
   }
   for (const bool bf16 : {false, true}) {
-    for (const int64_t k : {int64_t{511}, int64_t{512}, int64_t{513}, int64_t{700}, int64_t{768}, int64_t{1024},
-                            int64_t{1280}, int64_t{1380}, int64_t{1536}, int64_t{1793}, int64_t{2049}, int64_t{2816}}) {
+    for (const int64_t k : {int64_t{300}, int64_t{511}, int64_t{512}, int64_t{513}, int64_t{700}, int64_t{768},
+                            int64_t{1024}, int64_t{1280}, int64_t{1380}, int64_t{1381}, int64_t{1536}, int64_t{1793},
+                            int64_t{2049}, int64_t{2112}, int64_t{2816}}) {
       const int64_t n = 37;
       const auto w_raw = random_vector(static_cast<size_t>(n * k), static_cast<uint32_t>(k));
       const auto w_exact = bf16 ? round_to_bf16(w_raw) : w_raw;
