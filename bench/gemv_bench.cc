@@ -1,9 +1,9 @@
 // google-benchmark of the decode GEMV (m = 1) and prefill GEMM of Linear for each weight format
 // (bf16, int8, q4) on the Gemma 4 31B layer shapes and the 26B-A4B expert shapes, at 1 and 2
 // threads. The machine's read bandwidth (a plain streaming read of a buffer far larger than the
-// caches) is measured right before and right after each GEMV, and every GEMV reports its
-// weight-stream rate in GB/s, that read bandwidth ("read_GB/s", the mean of the two) and their ratio
-// ("of_read_bw"); prefill GEMMs report GFLOP/s.
+// caches) is measured right before and right after each ~0.1 s slice of a GEMV's timed loop, and
+// every GEMV reports its weight-stream rate in GB/s, the median slice's read bandwidth
+// ("read_GB/s") and the median of the slices' ratios ("of_read_bw"); prefill GEMMs report GFLOP/s.
 // Each case cycles through enough copies of the matrix (>= 256 MB) that nothing stays in cache.
 // Also: the 26B-A4B experts 8 at a time as one group, as a MoE layer runs a token's routed experts
 // ("gemv8/..."), and packing (quantising) a bf16 matrix at load, in weights per second ("pack/...").
@@ -99,21 +99,69 @@ Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
   return m;
 }
 
-// This VM's bandwidth drifts from minute to minute: a GEMV is compared with the read bandwidth
-// measured right before and right after it (short measurements over one shared buffer; they leave
-// `threads` OpenMP threads set).
+// This VM's bandwidth drifts from minute to minute (and between two regimes at two threads, within
+// seconds): a GEMV's timed loop is cut into slices of ~0.1 s, each compared with the read bandwidth
+// measured right before and right after it (short measurements over one shared buffer, outside the
+// timed time; they leave `threads` OpenMP threads set), and the case reports the median of the
+// slices' ratios — one slice that straddles a change of regime does not decide the result.
 double read_bandwidth_now(int threads) {
   static const AlignedBuffer<float> buffer = bench::read_buffer(size_t{256} << 20);
-  return bench::read_bandwidth(buffer, threads, 0.2);
+  return bench::read_bandwidth(buffer, threads, 0.05);
 }
 
-// The weight-stream counters of a GEMV case: GB/s, the read bandwidth around it and their ratio.
-void report_weight_stream(benchmark::State& state, double bytes, double read_before, int threads) {
-  const double read_bw = (read_before + read_bandwidth_now(threads)) / 2;
-  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["read_GB/s"] = read_bw / 1e9;
-  state.counters["of_read_bw"] = benchmark::Counter(bytes / read_bw, benchmark::Counter::kIsIterationInvariantRate);
-}
+class WeightStreamSlices {
+ public:
+  WeightStreamSlices(benchmark::State& state, int threads, double bytes_per_iteration)
+      : state_(state), threads_(threads), bytes_(bytes_per_iteration) {
+    read_before_ = read_bandwidth_now(threads_);
+    start_ = std::chrono::steady_clock::now();
+  }
+  // After each iteration of the timed loop.
+  void iteration_done() {
+    ++iterations_;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    if (seconds < kSliceSeconds) return;
+    state_.PauseTiming();
+    const double read_after = read_bandwidth_now(threads_);
+    const double read_bw = (read_before_ + read_after) / 2;
+    ratios_.push_back(iterations_ * bytes_ / seconds / read_bw);
+    read_bws_.push_back(read_bw);
+    read_before_ = read_after;
+    iterations_ = 0;
+    state_.ResumeTiming();
+    start_ = std::chrono::steady_clock::now();
+  }
+  // The counters: GB/s of the whole loop, the median slice's read bandwidth and the median ratio
+  // (a loop too short for one slice: the ratio of the whole loop to the bandwidth around it).
+  void report() {
+    if (ratios_.empty()) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+      if (iterations_ == 0 || seconds <= 0) return;
+      const double read_bw = (read_before_ + read_bandwidth_now(threads_)) / 2;
+      ratios_.push_back(iterations_ * bytes_ / seconds / read_bw);
+      read_bws_.push_back(read_bw);
+    }
+    state_.counters["GB/s"] = benchmark::Counter(bytes_ / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+    state_.counters["read_GB/s"] = median(read_bws_) / 1e9;
+    state_.counters["of_read_bw"] = median(ratios_);
+    state_.counters["slices"] = static_cast<double>(ratios_.size());
+  }
+
+ private:
+  static constexpr double kSliceSeconds = 0.1;
+  static double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t h = v.size() / 2;
+    return v.size() % 2 == 1 ? v[h] : (v[h - 1] + v[h]) / 2;
+  }
+  benchmark::State& state_;
+  const int threads_;
+  const double bytes_;
+  double read_before_ = 0;
+  std::chrono::steady_clock::time_point start_;
+  int64_t iterations_ = 0;
+  std::vector<double> ratios_, read_bws_;
+};
 
 void run_case(benchmark::State& state, int shape, WeightFormat format, int threads, int64_t rows,
               MatmulBackend backend = MatmulBackend::kOwn) {
@@ -126,18 +174,20 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   std::vector<float> y(static_cast<size_t>(rows * s.n));
   omp_set_num_threads(threads);
   for (const Linear& lin : mats.copies) lin.forward(x.data(), rows, y.data());  // warm-up
-  const double read_before = rows == 1 ? read_bandwidth_now(threads) : 0.0;
+  const double bytes = static_cast<double>(mats.copies.front().weight_bytes());
+  std::unique_ptr<WeightStreamSlices> slices;
+  if (rows == 1) slices = std::make_unique<WeightStreamSlices>(state, threads, bytes);
   size_t next = 0;
   for (auto _ : state) {
     mats.copies[next].forward(x.data(), rows, y.data());
     benchmark::DoNotOptimize(y.data());
     next = (next + 1) % mats.copies.size();
+    if (slices) slices->iteration_done();
   }
-  const double bytes = static_cast<double>(mats.copies.front().weight_bytes());
   state.SetLabel(std::string(s.name) + " W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " +
                  weight_format_name(format) + " " + (backend == MatmulBackend::kOneDnn ? "onednn" : isa_name(active_isa())));
-  if (rows == 1) {
-    report_weight_stream(state, bytes, read_before, threads);
+  if (slices) {
+    slices->report();
   } else {
     state.counters["GFLOP/s"] =
         benchmark::Counter(2.0 * rows * s.n * s.k / 1e9, benchmark::Counter::kIsIterationInvariantRate);
@@ -170,16 +220,17 @@ void run_group_case(benchmark::State& state, int shape, WeightFormat format, int
   for (size_t g = 0; g < groups; ++g) all.push_back(products(g));
   omp_set_num_threads(threads);
   for (const auto& p : all) Linear::forward_group(p);  // warm-up
-  const double read_before = read_bandwidth_now(threads);
+  const double bytes = static_cast<double>(kRouted) * static_cast<double>(mats.copies.front().weight_bytes());
+  WeightStreamSlices slices(state, threads, bytes);
   size_t next = 0;
   for (auto _ : state) {
     Linear::forward_group(all[next]);
     benchmark::DoNotOptimize(y.data());
     next = (next + 1) % all.size();
+    slices.iteration_done();
   }
-  const double bytes = static_cast<double>(kRouted) * static_cast<double>(mats.copies.front().weight_bytes());
   state.SetLabel(std::string(s.name) + " x8 W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " + weight_format_name(format));
-  report_weight_stream(state, bytes, read_before, threads);
+  slices.report();
 }
 
 // Loading: quantising and packing a bf16 matrix (what a worker does for every weight it holds), in
