@@ -387,27 +387,34 @@ TEST_F(HttpServerTest, ConcurrentClientsOnTwoThreads) {
   HttpServerOptions o;
   o.threads = 2;
   start(o);
-  std::vector<std::future<bool>> results;
+  // Each client's outcome: empty, or what went wrong (status, body, exception).
+  std::vector<std::future<std::string>> results;
   for (int i = 0; i < 8; ++i) {
-    results.push_back(std::async(std::launch::async, [this, i] {
-      TestClient c(port());
-      for (int k = 0; k < 3; ++k) {
-        std::string p = "p" + std::to_string(i) + "_" + std::to_string(k);
-        HttpResult r = c.request("POST", "/v1/completions", json{{"model", "tiny"}, {"prompt", p}, {"stream", k == 1}}.dump());
-        std::string text;
-        if (k == 1) {
-          for (const std::string& e : sse_payloads(r.body)) {
-            if (e != "[DONE]") text += json::parse(e)["choices"][0]["text"].get<std::string>();
+    results.push_back(std::async(std::launch::async, [this, i]() -> std::string {
+      try {
+        TestClient c(port());
+        for (int k = 0; k < 3; ++k) {
+          std::string p = "p" + std::to_string(i) + "_" + std::to_string(k);
+          HttpResult r = c.request("POST", "/v1/completions", json{{"model", "tiny"}, {"prompt", p}, {"stream", k == 1}}.dump());
+          std::string text;
+          if (r.status == 200 && k == 1) {
+            for (const std::string& e : sse_payloads(r.body)) {
+              if (e != "[DONE]") text += json::parse(e)["choices"][0]["text"].get<std::string>();
+            }
+          } else if (r.status == 200) {
+            text = r.json()["choices"][0]["text"];
           }
-        } else {
-          text = r.json()["choices"][0]["text"];
+          if (r.status != 200 || text != p + "!") {
+            return "request " + p + ": status " + std::to_string(r.status) + ", body " + r.body;
+          }
         }
-        if (r.status != 200 || text != p + "!") return false;
+      } catch (const std::exception& e) {
+        return "client " + std::to_string(i) + ": " + e.what();
       }
-      return true;
+      return "";
     }));
   }
-  for (auto& f : results) EXPECT_TRUE(f.get());
+  for (auto& f : results) EXPECT_EQ(f.get(), "");
 }
 
 TEST(HttpServer, BindFailureNamesTheAddress) {
