@@ -23,7 +23,6 @@ void check_shape(int64_t n, int64_t k) {
 
 // Offsets inside a panel.
 int64_t int8_scale_offset() { return 0; }
-int64_t int8_block_offset(int64_t b) { return 64 + b * 512; }
 
 // Byte of column c, k index kk (within its block) in a block's data.
 int64_t int8_byte(int64_t c, int64_t kk) { return (kk / 4) * 64 + c * 4 + kk % 4; }

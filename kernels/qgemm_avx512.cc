@@ -25,19 +25,6 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// q4 weights are prefetched this many blocks (12 pairs, 6.75 KiB) ahead in each panel, and in the
-// last blocks of a tile the first blocks of the next tile's panels (on short panels, e.g. the 22
-// blocks of the 26B-A4B expert down matrix, a little beyond them: prefetches never fault). The
-// hardware prefetchers alone lag behind the kernel, whose arithmetic keeps fewer loads in flight
-// than a plain read loop.
-constexpr int64_t kQ4PrefetchBlocks = 24;
-
-SHARDLM_AVX512_VNNI inline void prefetch_q4_block(const uint8_t* block) {
-  const char* p = reinterpret_cast<const char*>(block);
-#pragma GCC unroll 5
-  for (int line = 0; line < 5; ++line) _mm_prefetch(p + line * 64, _MM_HINT_T0);  // data and the pair's scales
-}
-
 template <int MR, int NR, Format kFormat>
 SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
   constexpr bool kInt8 = kFormat == Format::kInt8;
@@ -62,7 +49,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         for (int j = 0; j < NR; ++j) s[r][j] = corr;
       }
       if constexpr (kInt8) {
-        const uint8_t* wb = a.w + 64 + b * 512;
+        const uint8_t* wb = a.w + int8_block_offset(b);
 #pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
           __m512i wv[NR];
@@ -77,14 +64,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         }
       } else {
         const uint8_t* wb = a.w + q4_data_offset(b);
-        if (b + kQ4PrefetchBlocks < a.b1) {
-#pragma GCC unroll 8
-          for (int j = 0; j < NR; ++j) prefetch_q4_block(a.w + j * a.panel_stride + q4_data_offset(b + kQ4PrefetchBlocks));
-        } else if (a.next_w != nullptr) {
-          const int64_t ahead = b + kQ4PrefetchBlocks - a.b1;
-#pragma GCC unroll 8
-          for (int j = 0; j < NR; ++j) prefetch_q4_block(a.next_w + j * a.panel_stride + q4_data_offset(ahead));
-        }
+        prefetch_q4_ahead<NR>(a, b);
         // Per panel: unpack the two nibbles and use them at once, so that only the accumulators stay
         // in registers (unpacking all panels first would spill with 8 panels). A GEMV tile sums the
         // high nibbles in a second chain (integer sums: the same result), halving the chain of
