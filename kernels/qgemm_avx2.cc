@@ -58,9 +58,10 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
         // without: |q| times the activation bytes with q's sign, in pairs, then widened.
         const uint8_t* wb = a.w + int8_block_offset(b);
         if (b + kInt8PrefetchBlocks < a.b1) {
+          const uint8_t* ahead = a.w + int8_block_offset(b + kInt8PrefetchBlocks);
           for (int j = 0; j < NR; ++j) {
             for (int line = 0; line < 8; ++line) {
-              _mm_prefetch(reinterpret_cast<const char*>(wb + j * a.panel_stride + kInt8PrefetchBlocks * 512 + line * 64), _MM_HINT_T0);
+              _mm_prefetch(reinterpret_cast<const char*>(ahead + j * a.panel_stride + line * 64), _MM_HINT_T0);
             }
           }
         } else if (a.next_w != nullptr) {

@@ -70,8 +70,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         // high nibbles in a second chain (integer sums: the same result), halving the chain of
         // dependent dot products per block.
         constexpr bool kTwoChains = MR * NR == 1;
-        __m512i s_hi[MR][NR];
-        if constexpr (kTwoChains) s_hi[0][0] = _mm512_setzero_si512();
+        [[maybe_unused]] __m512i s_hi = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h) {
 #pragma GCC unroll 8
@@ -84,14 +83,14 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
               const int8_t* xr = a.xq + r * a.kp + b * kBlock + h * 8;
               s[r][j] = _mm512_dpbusd_epi32(s[r][j], lo, broadcast4(xr));
               if constexpr (kTwoChains) {
-                s_hi[r][j] = _mm512_dpbusd_epi32(s_hi[r][j], hi, broadcast4(xr + 4));
+                s_hi = _mm512_dpbusd_epi32(s_hi, hi, broadcast4(xr + 4));
               } else {
                 s[r][j] = _mm512_dpbusd_epi32(s[r][j], hi, broadcast4(xr + 4));
               }
             }
           }
         }
-        if constexpr (kTwoChains) s[0][0] = _mm512_add_epi32(s[0][0], s_hi[0][0]);
+        if constexpr (kTwoChains) s[0][0] = _mm512_add_epi32(s[0][0], s_hi);
       }
       __m512 d[NR];
       if constexpr (!kInt8) {
