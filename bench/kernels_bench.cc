@@ -128,6 +128,10 @@ int main(int argc, char** argv) {
     for (const WeightFormat format : {WeightFormat::kBF16, WeightFormat::kF32}) {
       const char* fname = format == WeightFormat::kBF16 ? "bf16" : "f32";
       for (const MatmulBackend backend : {MatmulBackend::kOwn, MatmulBackend::kOneDnn}) {
+        if (backend == MatmulBackend::kOneDnn && format == WeightFormat::kBF16 && !onednn_supports_bf16()) {
+          std::printf("oneDNN bf16: not on this CPU (oneDNN 2.6 has bf16 matmuls from AVX-512 on)\n");
+          continue;
+        }
         const Linear lin = Linear::from_bf16(w.data(), s.n, s.k, format, backend);
         std::vector<Isa> isas;
         if (backend == MatmulBackend::kOwn) {

@@ -64,11 +64,16 @@ SHARDLM_AVX2 void micro(const float* x, int64_t ldx, const void* w, int64_t pane
   }
 }
 
-// A panel row of 16 columns in two ymm, for the GEMV tile (gemm_own_gemv.inl).
+// Prefetch distance of the AVX2 GEMV tiles. Measured on Zen 3 (one thread, 31B shapes, bf16): 8 KiB
+// ahead 0.70 of the read bandwidth, 2 KiB 0.80, 768 B to 1.5 KiB 0.82-0.84, 512 B 0.75.
+inline constexpr int64_t kAvx2PrefetchBytes = 1536;
+
+// A panel row of 16 f32 columns in two ymm, for the GEMV tile (gemm_own_gemv.inl).
 struct RowAvx2 {
   struct V {
     __m256 lo, hi;
   };
+  static constexpr int64_t kPrefetchBytes = kAvx2PrefetchBytes;
   SHARDLM_AVX2 static V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
   SHARDLM_AVX2 static V add(V a, V b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
   template <bool kBf16>
@@ -94,6 +99,37 @@ struct RowAvx2 {
     } else if (valid > 0) {
       _mm256_maskstore_ps(y, simd::tail_mask_avx2(valid), v);
     }
+  }
+};
+
+// A panel row of 16 bf16 columns in two ymm: V's lo holds the even columns (0, 2, .., 14), hi the
+// odd ones, both widened from one 32-byte load: the low half of each 32-bit lane shifted up, the high
+// half masked (no lane-crossing conversion; the widening with vpmovzxwd took ~40% more uops). Each
+// column's sums are the same operations in the same order, only held in other lanes; y is
+// de-interleaved on load and interleaved back on store.
+struct RowAvx2Bf16 : RowAvx2 {
+  template <bool kBf16>
+  SHARDLM_AVX2 static V fma_row(float x, const void* w, int64_t row, V acc) {
+    static_assert(kBf16, "bf16 rows only");
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + row * kPanel));
+    const __m256 xb = _mm256_set1_ps(x);
+    const __m256 even = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+    const __m256 odd = _mm256_castsi256_ps(_mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
+    return {_mm256_fmadd_ps(xb, even, acc.lo), _mm256_fmadd_ps(xb, odd, acc.hi)};
+  }
+  SHARDLM_AVX2 static V load_y(const float* y, int valid) {
+    const __m256 lo = RowAvx2::load_8(y, valid), hi = RowAvx2::load_8(y + 8, valid - 8);
+    // Within 128-bit lanes [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the 64-bit pairs reordered.
+    const __m256 even = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+    const __m256 odd = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(3, 1, 3, 1));
+    return {_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(even), _MM_SHUFFLE(3, 1, 2, 0))),
+            _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(odd), _MM_SHUFFLE(3, 1, 2, 0)))};
+  }
+  SHARDLM_AVX2 static void store_y(float* y, V v, int valid) {
+    const __m256 a = _mm256_unpacklo_ps(v.lo, v.hi);  // [e0 o0 e1 o1 | e4 o4 e5 o5]
+    const __m256 b = _mm256_unpackhi_ps(v.lo, v.hi);  // [e2 o2 e3 o3 | e6 o6 e7 o7]
+    RowAvx2::store_8(y, _mm256_permute2f128_ps(a, b, 0x20), valid);
+    RowAvx2::store_8(y + 8, _mm256_permute2f128_ps(a, b, 0x31), valid - 8);
   }
 };
 
@@ -123,7 +159,7 @@ MicroKernelSet make_set() {
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
   set.gemv_nr = 1;  // one sequential stream per thread, the chunk pairs side by side
   fill(set, std::make_integer_sequence<int, kMrMax>{});
-  set.bf16[1][1] = &micro_gemv<RowAvx2, true>;
+  set.bf16[1][1] = &micro_gemv<RowAvx2Bf16, true>;
   set.f32[1][1] = &micro_gemv<RowAvx2, false>;
   return set;
 }

@@ -2,16 +2,15 @@
 // included, inside the level's "#pragma GCC target" region, by gemm_own_avx2.cc and
 // gemm_own_avx512.cc. Row is the level's 16-column row type: V (the 16 f32 of a panel row),
 // zero(), add(a, b), fma_row<kBf16>(x, w, row, acc) (acc + x * panel row `row` of w),
-// load_y(y, valid) / store_y(y, v, valid) (the first `valid` columns of y).
+// load_y(y, valid) / store_y(y, v, valid) (the first `valid` columns of y), and kPrefetchBytes: how
+// far ahead of its reads the tile prefetches its weights (the hardware prefetchers alone fall behind;
+// the best distance depends on the core, see the levels).
 //
 // The chunks of a group are stored interleaved (gemm_own.h), so the group's two or three chunk sums
 // run side by side (one fma chain alone is bound by the fma latency, ~39 GB/s of bf16 on a Zen 5
 // core) while the weights are read as one sequential stream; each chunk's sum is added to y in chunk
 // order, as the arithmetic prescribes. A chunk stored alone, or a range that does not cover a whole
 // group, runs chunk by chunk. (Include after gemm_own.h, inside namespace shardlm::gemm.)
-
-// The tile prefetches its weights this far ahead: the hardware prefetchers alone fall behind.
-inline constexpr int64_t kGemvPrefetchBytes = 8192;
 
 // t + the sums of the G complete chunks (of len k) of the group that starts at k index `begin`, each
 // sum in k order, added in chunk order.
@@ -21,7 +20,7 @@ typename Row::V gemv_group(const float* x, const void* w, int64_t begin, int64_t
   constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
   // Prefetches written here in the function body: GCC 12 deletes calls to a lambda or helper that
   // only prefetches (its mod-ref analysis finds they read and write nothing) unless always inlined.
-  const char* ahead = static_cast<const char*>(w) + kGemvPrefetchBytes;
+  const char* ahead = static_cast<const char*>(w) + Row::kPrefetchBytes;
   V s[G];
 #pragma GCC unroll 3
   for (int m = 0; m < G; ++m) s[m] = Row::zero();
@@ -46,7 +45,7 @@ void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t /*panel_
                 int64_t k1, float* y, int64_t /*ldy*/, int valid_last) {
   using V = typename Row::V;
   constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
-  const char* ahead = static_cast<const char*>(w) + kGemvPrefetchBytes;
+  const char* ahead = static_cast<const char*>(w) + Row::kPrefetchBytes;
   V t = Row::load_y(y, valid_last);
   const int64_t len = chunk_len(k);
   int64_t c0 = k0;

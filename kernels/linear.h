@@ -24,6 +24,9 @@ const char* weight_format_name(WeightFormat format);  // f32 | bf16 | int8 | q4
 WeightFormat parse_weight_format(const std::string& name);
 bool is_quantized(WeightFormat format);
 enum class MatmulBackend { kOwn, kOneDnn };
+// Whether the kOneDnn backend can take bf16 weights on this CPU: oneDNN 2.6 has bf16 matmuls only
+// from AVX-512 on (a Linear of bf16 weights on kOneDnn is refused elsewhere, naming the CPU's ISA).
+bool onednn_supports_bf16();
 
 class Linear {
  public:

@@ -35,7 +35,29 @@ dnnl::stream& thread_stream() {
 // Batch size used to ask oneDNN for its preferred weight layout at pack time.
 constexpr int64_t kLayoutQueryM = 128;
 
+// oneDNN's name of the instruction set its kernels use on this CPU.
+const char* onednn_isa_name(dnnl::cpu_isa isa) {
+  switch (isa) {
+    case dnnl::cpu_isa::sse41: return "sse41";
+    case dnnl::cpu_isa::avx: return "avx";
+    case dnnl::cpu_isa::avx2: return "avx2";
+    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core: return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "other";
+  }
+}
+
 }  // namespace
+
+bool onednn_supports_bf16() {
+  // The cpu_isa values are sets of feature bits; every AVX-512 core level contains avx512_core's.
+  const auto bits = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto core = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+  return (bits & core) == core;
+}
 
 struct OneDnnMatmul::State {
   int64_t n = 0;
@@ -82,6 +104,11 @@ OneDnnMatmul::OneDnnMatmul(const float* w_f32, const uint16_t* w_bf16, int64_t n
   s.k = k;
   s.bf16 = bf16_weights;
   if (n <= 0 || k <= 0) fail("oneDNN linear: weight shape [{}, {}] must be positive", n, k);
+  if (bf16_weights && !onednn_supports_bf16()) {
+    fail("oneDNN linear [{}, {}]: oneDNN has no bf16 matmul on this CPU (it needs AVX-512; oneDNN uses {} here): "
+         "use the own kernels (--matmul own, the default) or f32 weights",
+         n, k, onednn_isa_name(dnnl::get_effective_cpu_isa()));
+  }
   try {
     // Source weights in the storage type, logical [k, n], physical row-major [n, k] = "ba".
     const size_t count = static_cast<size_t>(n) * static_cast<size_t>(k);

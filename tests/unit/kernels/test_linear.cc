@@ -7,6 +7,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "common/error.h"
@@ -242,7 +244,8 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
       {70, 130, 1, WeightFormat::kQ4, MatmulBackend::kOwn},     {33, 300, 2, WeightFormat::kQ4, MatmulBackend::kOwn},
       {140, 64, 1, WeightFormat::kInt8, MatmulBackend::kOwn},   {17, 520, 5, WeightFormat::kBF16, MatmulBackend::kOwn},
       {300, 96, 1, WeightFormat::kF32, MatmulBackend::kOwn},    {48, 80, 0, WeightFormat::kQ4, MatmulBackend::kOwn},
-      {64, 128, 3, WeightFormat::kBF16, MatmulBackend::kOneDnn}, {1, 5, 9, WeightFormat::kF32, MatmulBackend::kOwn},
+      {64, 128, 3, onednn_supports_bf16() ? WeightFormat::kBF16 : WeightFormat::kF32, MatmulBackend::kOneDnn},
+      {1, 5, 9, WeightFormat::kF32, MatmulBackend::kOwn},
   };
   std::vector<Linear> lins;
   std::vector<std::vector<float>> xs;
@@ -407,8 +410,21 @@ TEST(LinearOwn, DegenerateShapesAndErrors) {
   EXPECT_EQ(target.out_features(), 3);
 }
 
+// On a CPU where oneDNN has no bf16 matmul (before AVX-512), bf16 weights on the oneDNN backend are
+// refused with an error that says so and what to use instead.
+void expect_bf16_refused(const std::function<void()>& make) {
+  try {
+    make();
+    ADD_FAILURE() << "bf16 weights on oneDNN were accepted on a CPU without oneDNN bf16 support";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("oneDNN has no bf16 matmul on this CPU"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("--matmul own"), std::string::npos) << e.what();
+  }
+}
+
 // oneDNN backend: f32 weights match the double reference like the own kernel does; bf16 weights
-// match a double reference on bf16-rounded activations and weights (what oneDNN multiplies).
+// match a double reference on bf16-rounded activations and weights (what oneDNN multiplies) where
+// oneDNN has bf16 matmuls, and are refused clearly where it has not.
 TEST(LinearOneDnn, MatchesReferenceF32AndBf16) {
   const std::vector<int64_t> sizes = {1, 3, 17, 64, 257, 1000};
   int checked = 0;
@@ -416,6 +432,11 @@ TEST(LinearOneDnn, MatchesReferenceF32AndBf16) {
     for (const int64_t n : sizes) {
       for (const int64_t k : sizes) {
         const auto w = random_vector(static_cast<size_t>(n * k), static_cast<uint32_t>(3 * n + k));
+        if (bf16 && !onednn_supports_bf16()) {
+          expect_bf16_refused([&] { Linear::from_f32(w.data(), n, k, WeightFormat::kBF16, MatmulBackend::kOneDnn); });
+          checked += 2;
+          continue;
+        }
         const Linear dnn = Linear::from_f32(w.data(), n, k, bf16 ? WeightFormat::kBF16 : WeightFormat::kF32,
                                             MatmulBackend::kOneDnn);
         const Linear own = Linear::from_f32(w.data(), n, k, bf16 ? WeightFormat::kBF16 : WeightFormat::kF32);
@@ -454,6 +475,10 @@ TEST(LinearOneDnn, FromBf16AndConcurrentBatchSizes) {
   const auto w = random_vector(static_cast<size_t>(n * k), 77);
   std::vector<uint16_t> w16(w.size());
   for (size_t i = 0; i < w.size(); ++i) w16[i] = f32_to_bf16(w[i]);
+  if (!onednn_supports_bf16()) {
+    expect_bf16_refused([&] { Linear::from_bf16(w16.data(), n, k, WeightFormat::kBF16, MatmulBackend::kOneDnn); });
+    return;
+  }
   const Linear a = Linear::from_bf16(w16.data(), n, k, WeightFormat::kBF16, MatmulBackend::kOneDnn);
   const Linear b = Linear::from_f32(w.data(), n, k, WeightFormat::kBF16, MatmulBackend::kOneDnn);
   const auto x = random_vector(static_cast<size_t>(9 * k), 78);
