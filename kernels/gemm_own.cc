@@ -55,6 +55,8 @@ MicroKernelSet make_scalar_set() {
 
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
+  const int64_t panel_bytes = w.panel_stride() * (w.bf16 ? 2 : 4);
+  if (m == 1 && ks.long_gemv_nr > 0 && panel_bytes >= kLongPanelBytes) return ks.long_gemv_nr;
   return m == 1 && ks.gemv_nr > 0 ? ks.gemv_nr : ks.nr_max[m];
 }
 

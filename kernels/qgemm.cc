@@ -222,8 +222,9 @@ MicroKernelSet make_scalar_set() {
 }
 
 // Panels per tile of a decode of m (<= mr_max) rows.
-int decode_tile_panels(const MicroKernelSet& ks, Format format, int64_t m) {
-  const int gemv_nr = format == Format::kInt8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
+int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
+  if (m == 1 && ks.long_gemv_nr > 0 && w.panel_stride() >= kLongPanelBytes) return ks.long_gemv_nr;
+  const int gemv_nr = w.format == Format::kInt8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
   return m == 1 && gemv_nr > 0 ? gemv_nr : ks.nr_max[m];
 }
 
@@ -267,7 +268,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
   if (n_row_tiles == 1) {
     // Decode: each panel group streams through the whole of k once.
     const int mr = static_cast<int>(m);
-    const int nr_max = decode_tile_panels(ks, w.format, m);
+    const int nr_max = decode_tile_panels(ks, w, m);
     for (int64_t g = p0; g < p1; g += nr_max) {
       // The last tile prefetches the panels after it: this thread's next chunk, most likely.
       tile(0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, p1 - g)), 0, nb, g + nr_max < n_panels ? g + nr_max : -1);
@@ -393,7 +394,10 @@ void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRo
   if (out.xq.size() < static_cast<size_t>(m * kp)) out.xq.resize(static_cast<size_t>(m * kp));
   if (out.dx.size() < static_cast<size_t>(m * nb)) out.dx.resize(static_cast<size_t>(m * nb));
   if (out.xs.size() < static_cast<size_t>(m * nb)) out.xs.resize(static_cast<size_t>(m * nb));
-  const auto quantize_row = kernel_isa(isa) == Isa::kAvx512 ? &quantize_row_avx512 : &quantize_row_scalar;
+  const Isa level = kernel_isa(isa);
+  const auto quantize_row = level == Isa::kAvx512 ? &quantize_row_avx512
+                            : level == Isa::kAvx2 ? &quantize_row_avx2
+                                                  : &quantize_row_scalar;
   std::atomic<int64_t> bad_row{-1};
 #pragma omp parallel for schedule(static) if (m * k > 65536)
   for (int64_t i = 0; i < m; ++i) {
@@ -409,7 +413,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const QuantizedRows& shared = rows;
   const bool decode = m <= ks.mr_max;
-  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), decode, decode ? decode_tile_panels(ks, w.format, m) : 1,
+  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), decode, decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
 }
 

@@ -135,9 +135,10 @@ struct QuantizedRows {
 };
 void quantize_rows(const float* x, int64_t m, int64_t k, int64_t kp, QuantizedRows& out, Isa isa = Isa::kScalar);
 // One row of x (k values) into kp / 32 blocks: the quantised bytes q (kp), the scales dx and sums
-// xs; false if a value is not finite. The AVX-512 one gives the same bytes as the scalar one.
+// xs; false if a value is not finite. The AVX-512 and AVX2 ones give the same bytes as the scalar one.
 bool quantize_row_scalar(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs);
 bool quantize_row_avx512(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs);
+bool quantize_row_avx2(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs);
 
 // A micro-kernel updates an mr x (nr panels) tile of y over the blocks [b0, b1) (b0 a multiple of
 // kChunkBlocks): row r of the tile uses xq + r * kp, dx + r * nb, xs + r * nb; w points at the
@@ -172,6 +173,10 @@ template <int NR>
   }
 }
 
+// A panel of this many bytes or more is "long" (MicroKernelSet::long_gemv_nr; q4 k >= ~1800, int8
+// k >= 1024).
+inline constexpr int64_t kLongPanelBytes = 16384;
+
 struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};
@@ -179,6 +184,8 @@ struct MicroKernelSet {
   // weight stream in flight (0: nr_max[1]).
   int q4_gemv_nr = 0;
   int int8_gemv_nr = 0;
+  // Panels per GEMV tile of both formats where a panel has at least kLongPanelBytes (0: as above).
+  int long_gemv_nr = 0;
   MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
   MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};
 };

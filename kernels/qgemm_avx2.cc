@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <utility>
 
@@ -175,57 +176,130 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
   }
 }
 
-// The q4 GEMV tile without VNNI (one row, one panel): the same sums as micro<1, 1, kQ4, false>, with
-// each block's products summed in one int16 chain per half, the blocks walked in stored pairs (the
-// pair's data, scales, scales, data) and y updated once per chunk. micro<> let GCC hoist every load
-// of a block and spill its f32 sums to the stack (120 instructions a block; this one about 90):
-// from L3 on Zen 3 26 -> 30 GB/s.
-SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, const uint8_t* scales, const int8_t* xb, float dx,
-                                               int32_t xs, __m256& f0, __m256& f1) {
+// The q4 GEMV tile without VNNI (one row, NR panels): the same sums as micro<1, NR, kQ4, false>,
+// with each block's products summed in one int16 chain per (panel, half), the blocks walked in stored
+// pairs (the pair's data, scales, scales, data) and y updated once per chunk. micro<> let GCC hoist
+// every load of a block and spill its f32 sums to the stack (120 instructions a block for one panel;
+// this one about 90): from L3 on Zen 3 26 -> 30 GB/s.
+template <int NR>
+SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, int64_t panel_stride, const uint8_t* scales,
+                                               const int8_t* xb, float dx, int32_t xs, __m256 (&f)[NR][2]) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+  __m256i acc[NR][2];
+#pragma GCC unroll 4
+  for (int j = 0; j < NR; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_si256();
 #pragma GCC unroll 4
   for (int h = 0; h < 4; ++h) {
     const __m256i xlo = broadcast4(xb + 8 * h), xhi = broadcast4(xb + 8 * h + 4);
-    const __m256i r0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + 64 * h));
-    a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_and_si256(r0, low4), xlo));
-    a0 = _mm256_add_epi16(a0, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(r0, 4), low4), xhi));
-    const __m256i r1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + 64 * h + 32));
-    a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_and_si256(r1, low4), xlo));
-    a1 = _mm256_add_epi16(a1, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(r1, 4), low4), xhi));
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        const __m256i r = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + j * panel_stride + 64 * h + 32 * half));
+        acc[j][half] = _mm256_add_epi16(acc[j][half], _mm256_maddubs_epi16(_mm256_and_si256(r, low4), xlo));
+        acc[j][half] = _mm256_add_epi16(acc[j][half], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(r, 4), low4), xhi));
+      }
+    }
   }
   const __m256i ones = _mm256_set1_epi16(1);
   const __m256i corr = _mm256_set1_epi32(8 * xs);
   const __m256 dxv = _mm256_set1_ps(dx);
-  const __m256 s0 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(a0, ones), corr));
-  const __m256 s1 = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(a1, ones), corr));
-  const __m256 d0 = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales)));
-  const __m256 d1 = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales + 16)));
-  f0 = _mm256_fmadd_ps(_mm256_mul_ps(s0, d0), dxv, f0);
-  f1 = _mm256_fmadd_ps(_mm256_mul_ps(s1, d1), dxv, f1);
+#pragma GCC unroll 4
+  for (int j = 0; j < NR; ++j) {
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
+      const __m256 sum = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(acc[j][half], ones), corr));
+      const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales + j * panel_stride + 16 * half)));
+      f[j][half] = _mm256_fmadd_ps(_mm256_mul_ps(sum, d), dxv, f[j][half]);
+    }
+  }
 }
 
+template <int NR>
 SHARDLM_AVX2_F16C void gemv_q4_maddubs(const MicroArgs& a) {
-  const __m256i mask0 = lane_mask(std::min(a.valid_last, 8)), mask1 = lane_mask(std::max(a.valid_last - 8, 0));
   for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
     const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
-    __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps();
+    __m256 f[NR][2];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) f[j][0] = f[j][1] = _mm256_setzero_ps();
     const uint8_t* pair = a.w + q4_data_offset(c0);  // c0 is even
     int64_t b = c0;
     for (; b + 1 < c1; b += 2, pair += kQ4PairBytes) {
-      prefetch_q4_ahead<1>(a, b);
-      prefetch_q4_ahead<1>(a, b + 1);
-      q4_block_maddubs(pair, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f0, f1);
-      q4_block_maddubs(pair + 320, pair + 288, a.xq + (b + 1) * kBlock, a.dx[b + 1], a.xs[b + 1], f0, f1);
+      prefetch_q4_ahead<NR>(a, b);
+      prefetch_q4_ahead<NR>(a, b + 1);
+      q4_block_maddubs<NR>(pair, a.panel_stride, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f);
+      q4_block_maddubs<NR>(pair + 320, a.panel_stride, pair + 288, a.xq + (b + 1) * kBlock, a.dx[b + 1], a.xs[b + 1], f);
     }
     if (b < c1) {
-      prefetch_q4_ahead<1>(a, b);
-      q4_block_maddubs(pair, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f0, f1);
+      prefetch_q4_ahead<NR>(a, b);
+      q4_block_maddubs<NR>(pair, a.panel_stride, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f);
     }
-    _mm256_maskstore_ps(a.y, mask0, _mm256_add_ps(_mm256_maskload_ps(a.y, mask0), f0));
-    _mm256_maskstore_ps(a.y + 8, mask1, _mm256_add_ps(_mm256_maskload_ps(a.y + 8, mask1), f1));
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      const int valid = j == NR - 1 ? a.valid_last : static_cast<int>(kPanel);
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        const __m256i mask = lane_mask(std::clamp(valid - half * 8, 0, 8));
+        float* yp = a.y + j * kPanel + half * 8;
+        _mm256_maskstore_ps(yp, mask, _mm256_add_ps(_mm256_maskload_ps(yp, mask), f[j][half]));
+      }
+    }
   }
 }
+
+}  // namespace
+
+// As quantize_row_scalar, bit for bit (the same scale per block; vcvtps2dq rounds to nearest even as
+// nearbyint does; a quotient that is not finite, e.g. from a block whose scale underflows, gives 0).
+// The scalar loop took ~5 ns a value: 14 us of a 26B-A4B expert's ~60-90 us on Zen 3.
+SHARDLM_AVX2_F16C bool quantize_row_avx2(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs) {
+  bool finite = true;
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 inf = _mm256_set1_ps(INFINITY);
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < kp / kBlock; ++b) {
+    const int64_t k0 = b * kBlock;
+    const int valid = static_cast<int>(std::min<int64_t>(kBlock, k - k0));
+    __m256 v[4], a[4];
+    int bad = 0;
+    for (int i = 0; i < 4; ++i) {
+      v[i] = valid >= 8 * (i + 1) ? _mm256_loadu_ps(x + k0 + 8 * i)
+                                  : _mm256_maskload_ps(x + k0 + 8 * i, lane_mask(std::clamp(valid - 8 * i, 0, 8)));
+      a[i] = _mm256_and_ps(v[i], abs_mask);
+      bad |= _mm256_movemask_ps(_mm256_cmp_ps(a[i], inf, _CMP_NLT_UQ));  // inf or NaN
+    }
+    __m256 m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    float amax = _mm_cvtss_f32(m4);
+    if (bad != 0) {
+      finite = false;
+      amax = 0.0f;
+    }
+    const float d = amax / 127.0f;
+    const __m256 id = _mm256_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
+    __m256i qi[4];
+    __m256i sum = _mm256_setzero_si256();
+    for (int i = 0; i < 4; ++i) {
+      const __m256 f = _mm256_mul_ps(v[i], id);
+      const __m256i ok = _mm256_castps_si256(_mm256_cmp_ps(_mm256_and_ps(f, abs_mask), inf, _CMP_LT_OQ));
+      qi[i] = _mm256_min_epi32(_mm256_max_epi32(_mm256_and_si256(_mm256_cvtps_epi32(f), ok), lo), hi);
+      sum = _mm256_add_epi32(sum, qi[i]);
+    }
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k0), _mm256_permutevar8x32_epi32(bytes, order));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
+    s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
+    dx[b] = d;
+    xs[b] = _mm_cvtsi128_si32(s4);
+  }
+  return finite;
+}
+
+namespace {
 
 constexpr int kMrMax = 2;
 constexpr int kNrMax[kMrMax + 1] = {0, 2, 1};
@@ -248,11 +322,20 @@ MicroKernelSet make_set() {
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
   // A GEMV tile is one panel, one sequential stream per thread (as at the AVX-512 level). Measured
   // on Zen 5 with AVX-VNNI against tiles of 2 panels, one thread: q4 on the 26B-A4B expert down
-  // matrix 12 -> 30 GB/s, on the 31B MLP 26 -> 31; int8 on the expert down 25 -> 36.
+  // matrix 12 -> 30 GB/s, on the 31B MLP 26 -> 31; int8 on the expert down 25 -> 36. Without VNNI
+  // (measured on Zen 3, whose cores read one stream ~15% slower than 4 side by side) long panels go
+  // two at a time: q4 on the 31B shapes 0.79 -> 0.84-0.88 of the read bandwidth on one thread,
+  // 0.81-0.83 -> 0.86-0.88 on two; int8 0.82 -> 0.92 / 0.88 -> 0.93, the expert gate+up (88 blocks,
+  // 44 KiB panels) 0.78 -> 0.84-0.91. Short ones stay one at a time (the expert down matrix's 6.4
+  // KiB q4 panels: 0.73 -> 0.63 with two).
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
+  if (!kVnni) set.long_gemv_nr = 2;
   fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
-  if (!kVnni) set.q4[1][1] = &gemv_q4_maddubs;
+  if (!kVnni) {
+    set.q4[1][1] = &gemv_q4_maddubs<1>;
+    set.q4[1][2] = &gemv_q4_maddubs<2>;
+  }
   return set;
 }
 

@@ -184,8 +184,12 @@ SHARDLM_AVX512_VNNI bool quantize_row_avx512(const float* x, int64_t k, int64_t 
     }
     const float d = amax / 127.0f;
     const __m512 id = _mm512_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
-    // cvtps rounds to nearest even (the default MXCSR mode), as nearbyint does.
-    __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+    // cvtps rounds to nearest even (the default MXCSR mode), as nearbyint does; a quotient that is not
+    // finite (a block whose scale underflows makes 1 / d infinite) gives 0, as in the scalar one.
+    const __m512 f0 = _mm512_mul_ps(v0, id), f1 = _mm512_mul_ps(v1, id);
+    const __mmask16 ok0 = _mm512_cmp_ps_mask(_mm512_and_ps(f0, abs_mask), _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
+    const __mmask16 ok1 = _mm512_cmp_ps_mask(_mm512_and_ps(f1, abs_mask), _mm512_set1_ps(INFINITY), _CMP_LT_OQ);
+    __m512i q0 = _mm512_maskz_cvtps_epi32(ok0, f0), q1 = _mm512_maskz_cvtps_epi32(ok1, f1);
     if (block_bad) q0 = q1 = _mm512_setzero_si512();
     q0 = _mm512_min_epi32(_mm512_max_epi32(q0, lo), hi);
     q1 = _mm512_min_epi32(_mm512_max_epi32(q1, lo), hi);

@@ -196,7 +196,7 @@ TEST(LinearOwn, InterleavedChunkGroupsOfEveryLength) {
   for (const bool bf16 : {false, true}) {
     for (const int64_t k : {int64_t{300}, int64_t{511}, int64_t{512}, int64_t{513}, int64_t{700}, int64_t{768},
                             int64_t{1024}, int64_t{1280}, int64_t{1380}, int64_t{1381}, int64_t{1536}, int64_t{1793},
-                            int64_t{2049}, int64_t{2112}, int64_t{2816}}) {
+                            int64_t{2049}, int64_t{2112}, int64_t{2305}, int64_t{2816}, int64_t{3329}}) {
       const int64_t n = 37;
       const auto w_raw = random_vector(static_cast<size_t>(n * k), static_cast<uint32_t>(k));
       const auto w_exact = bf16 ? round_to_bf16(w_raw) : w_raw;
@@ -246,6 +246,8 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
       {300, 96, 1, WeightFormat::kF32, MatmulBackend::kOwn},    {48, 80, 0, WeightFormat::kQ4, MatmulBackend::kOwn},
       {64, 128, 3, onednn_supports_bf16() ? WeightFormat::kBF16 : WeightFormat::kF32, MatmulBackend::kOneDnn},
       {1, 5, 9, WeightFormat::kF32, MatmulBackend::kOwn},
+      // Long panels (65 blocks, >= 16 KiB): GEMV tiles of two panels at the AVX2 level without VNNI.
+      {70, 2070, 1, WeightFormat::kQ4, MatmulBackend::kOwn},    {33, 2070, 1, WeightFormat::kInt8, MatmulBackend::kOwn},
   };
   std::vector<Linear> lins;
   std::vector<std::vector<float>> xs;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
@@ -126,36 +127,42 @@ TEST(QuantizedLinear, MatchesTheIntegerArithmeticOnOddShapes) {
   }
 }
 
+// Short panels (k = 600) and long ones (k = 2070: 65 blocks, an odd count; panels of at least
+// qgemm::kLongPanelBytes in both formats, which the AVX2 GEMV without VNNI takes two at a time; 7
+// panels, so the last tile has one).
 TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
-  const int64_t n = 100, k = 600;
-  const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 3);
-  for (WeightFormat format : kFormats) {
-    const Linear lin = Linear::from_f32(w.data(), n, k, format);
-    const std::vector<float> x = random_vector(static_cast<size_t>(17 * k), 9);
-    // Reference: one row at a time, scalar path, one thread.
-    std::vector<float> ref(static_cast<size_t>(17 * n));
-    {
-      ScopedIsa isa(Isa::kScalar);
-      ScopedThreads threads(1);
-      for (int64_t i = 0; i < 17; ++i) lin.forward(x.data() + i * k, 1, ref.data() + i * n);
-    }
-    for (Isa isa : runnable_isas()) {
-      ScopedIsa scoped(isa);
-      // At the AVX2 level: with AVX-VNNI (where the CPU has it) and with vpmaddubsw.
-      for (bool vnni : {true, false}) {
-        qgemm::use_avx_vnni(vnni);
-        for (int nt : {1, 2, 3}) {
-          ScopedThreads threads(nt);
-          for (int64_t m : {1, 2, 3, 5, 8, 17}) {
-            std::vector<float> y(static_cast<size_t>(m * n));
-            lin.forward(x.data() + (17 - m) * k, m, y.data());
-            ASSERT_EQ(0, std::memcmp(y.data(), ref.data() + (17 - m) * n, sizeof(float) * m * n))
-                << weight_format_name(format) << " isa=" << isa_name(isa) << " avx-vnni=" << vnni << " threads=" << nt
-                << " m=" << m;
+  ASSERT_GE((2070 + 31) / 32 / 2 * qgemm::kQ4PairBytes, qgemm::kLongPanelBytes);
+  for (const int64_t k : {int64_t{600}, int64_t{2070}}) {
+    const int64_t n = 100;
+    const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 3);
+    for (WeightFormat format : kFormats) {
+      const Linear lin = Linear::from_f32(w.data(), n, k, format);
+      const std::vector<float> x = random_vector(static_cast<size_t>(17 * k), 9);
+      // Reference: one row at a time, scalar path, one thread.
+      std::vector<float> ref(static_cast<size_t>(17 * n));
+      {
+        ScopedIsa isa(Isa::kScalar);
+        ScopedThreads threads(1);
+        for (int64_t i = 0; i < 17; ++i) lin.forward(x.data() + i * k, 1, ref.data() + i * n);
+      }
+      for (Isa isa : runnable_isas()) {
+        ScopedIsa scoped(isa);
+        // At the AVX2 level: with AVX-VNNI (where the CPU has it) and with vpmaddubsw.
+        for (bool vnni : {true, false}) {
+          qgemm::use_avx_vnni(vnni);
+          for (int nt : {1, 2, 3}) {
+            ScopedThreads threads(nt);
+            for (int64_t m : {1, 2, 3, 5, 8, 17}) {
+              std::vector<float> y(static_cast<size_t>(m * n));
+              lin.forward(x.data() + (17 - m) * k, m, y.data());
+              ASSERT_EQ(0, std::memcmp(y.data(), ref.data() + (17 - m) * n, sizeof(float) * m * n))
+                  << weight_format_name(format) << " isa=" << isa_name(isa) << " avx-vnni=" << vnni << " threads=" << nt
+                  << " m=" << m << " k=" << k;
+            }
           }
         }
+        qgemm::use_avx_vnni(true);
       }
-      qgemm::use_avx_vnni(true);
     }
   }
 }
@@ -350,30 +357,43 @@ TEST(QuantizedLinear, NonFiniteValuesAreRefused) {
 
 // The vectorised activation quantisation gives the scalar one's bytes, scales and sums, and finds
 // a non-finite value wherever it is.
+// The vector activation quantisers give the scalar one's bytes, scales and sums: zeros, tiny values,
+// halfway quotients, blocks whose scale underflows (1 / d is infinite), non-finite values anywhere.
 TEST(QuantizedLinear, VectorActivationQuantisationEqualsScalar) {
-  if (!has_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI";
-  for (int64_t k : {1, 5, 16, 17, 31, 32, 33, 100, 704, 5376}) {
-    const int64_t kp = (k + 31) / 32 * 32, nb = kp / 32;
-    std::vector<float> x = random_vector(static_cast<size_t>(k), static_cast<uint32_t>(k));
-    for (int64_t j = 0; j < k; j += 7) x[j] = (j % 3 == 0) ? 0.0f : x[j] * 1e-30f;  // zeros, tiny values
-    if (k > 40) {
-      for (int64_t j = 32; j < 40; ++j) x[j] = 0.0f;                                  // an all-zero run
-      x[64 % k] = 127.0f, x[65 % k] = 0.5f, x[66 % k] = -1.5f, x[67 % k] = 2.5f;      // halfway quotients
-    }
-    std::vector<int8_t> q1(kp), q2(kp);
-    std::vector<float> d1(nb), d2(nb);
-    std::vector<int32_t> s1(nb), s2(nb);
-    ASSERT_TRUE(qgemm::quantize_row_scalar(x.data(), k, kp, q1.data(), d1.data(), s1.data()));
-    ASSERT_TRUE(qgemm::quantize_row_avx512(x.data(), k, kp, q2.data(), d2.data(), s2.data()));
-    EXPECT_EQ(q1, q2) << "k=" << k;
-    EXPECT_EQ(0, std::memcmp(d1.data(), d2.data(), sizeof(float) * nb)) << "k=" << k;
-    EXPECT_EQ(s1, s2) << "k=" << k;
-    for (int64_t bad_at : {int64_t{0}, k / 2, k - 1}) {
-      for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
-        std::vector<float> y = x;
-        y[bad_at] = bad;
-        EXPECT_FALSE(qgemm::quantize_row_scalar(y.data(), k, kp, q1.data(), d1.data(), s1.data()));
-        EXPECT_FALSE(qgemm::quantize_row_avx512(y.data(), k, kp, q2.data(), d2.data(), s2.data())) << k << " " << bad_at;
+  using QuantizeRow = bool (*)(const float*, int64_t, int64_t, int8_t*, float*, int32_t*);
+  std::vector<std::pair<const char*, QuantizeRow>> vector_quantizers;
+  if (has_avx512_vnni()) vector_quantizers.emplace_back("avx512", &qgemm::quantize_row_avx512);
+  if (detected_isa() >= Isa::kAvx2) vector_quantizers.emplace_back("avx2", &qgemm::quantize_row_avx2);
+  if (vector_quantizers.empty()) GTEST_SKIP() << "no AVX2";
+  for (const auto& [name, quantize] : vector_quantizers) {
+    for (int64_t k : {1, 5, 16, 17, 31, 32, 33, 100, 704, 5376}) {
+      const int64_t kp = (k + 31) / 32 * 32, nb = kp / 32;
+      std::vector<float> x = random_vector(static_cast<size_t>(k), static_cast<uint32_t>(k));
+      for (int64_t j = 0; j < k; j += 7) x[j] = (j % 3 == 0) ? 0.0f : x[j] * 1e-30f;  // zeros, tiny values
+      if (k > 40) {
+        for (int64_t j = 32; j < 40; ++j) x[j] = 0.0f;                                  // an all-zero run
+        x[64 % k] = 127.0f, x[65 % k] = 0.5f, x[66 % k] = -1.5f, x[67 % k] = 2.5f;      // halfway quotients
+      }
+      if (k > 96) {
+        for (int64_t j = 64; j < 96; ++j) x[j] = (j % 2 ? 1e-39f : -3e-40f) * static_cast<float>(j % 5);  // scale underflows
+      }
+      std::vector<int8_t> q1(kp), q2(kp);
+      std::vector<float> d1(nb), d2(nb);
+      std::vector<int32_t> s1(nb), s2(nb);
+      ASSERT_TRUE(qgemm::quantize_row_scalar(x.data(), k, kp, q1.data(), d1.data(), s1.data()));
+      ASSERT_TRUE(quantize(x.data(), k, kp, q2.data(), d2.data(), s2.data()));
+      EXPECT_EQ(q1, q2) << name << " k=" << k;
+      EXPECT_EQ(0, std::memcmp(d1.data(), d2.data(), sizeof(float) * nb)) << name << " k=" << k;
+      EXPECT_EQ(s1, s2) << name << " k=" << k;
+      for (int64_t bad_at : {int64_t{0}, k / 2, k - 1}) {
+        for (float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+          std::vector<float> y = x;
+          y[bad_at] = bad;
+          EXPECT_FALSE(qgemm::quantize_row_scalar(y.data(), k, kp, q1.data(), d1.data(), s1.data()));
+          EXPECT_FALSE(quantize(y.data(), k, kp, q2.data(), d2.data(), s2.data())) << name << " " << k << " " << bad_at;
+          EXPECT_EQ(q1, q2) << name << " k=" << k << " bad at " << bad_at;
+          EXPECT_EQ(s1, s2) << name << " k=" << k << " bad at " << bad_at;
+        }
       }
     }
   }
