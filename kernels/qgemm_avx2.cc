@@ -198,6 +198,10 @@ SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, int64_t pane
         const __m256i r = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + j * panel_stride + 64 * h + 32 * half));
         acc[j][half] = _mm256_add_epi16(acc[j][half], _mm256_maddubs_epi16(_mm256_and_si256(r, low4), xlo));
         acc[j][half] = _mm256_add_epi16(acc[j][half], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(r, 4), low4), xhi));
+        // Keeps GCC from hoisting the block's loads ahead of these sums and spilling (reassociating
+        // the int16 adds): 181 stack accesses in the two-panel tile without, 27 with; from L3 on Zen 3
+        // 21.5 -> 26-30 GB/s.
+        asm("" : "+x"(acc[j][half]));
       }
     }
   }
