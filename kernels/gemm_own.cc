@@ -55,9 +55,7 @@ MicroKernelSet make_scalar_set() {
 
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
-  const int64_t panel_bytes = w.panel_stride() * (w.bf16 ? 2 : 4);
-  if (m == 1 && ks.long_gemv_nr > 0 && panel_bytes >= kLongPanelBytes) return ks.long_gemv_nr;
-  return m == 1 && ks.gemv_nr > 0 ? ks.gemv_nr : ks.nr_max[m];
+  return decode_tile_width(m, w.panel_stride() * (w.bf16 ? 2 : 4), ks.long_gemv_nr, ks.gemv_nr, ks.nr_max[m]);
 }
 
 // Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.

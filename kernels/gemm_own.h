@@ -126,14 +126,11 @@ PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32);
 using MicroKernel = void (*)(const float* x, int64_t ldx, const void* w, int64_t panel_stride, int64_t k, int64_t k0,
                              int64_t k1, float* y, int64_t ldy, int valid_last);
 
-// Panels of at least this many bytes are "long" (MicroKernelSet::long_gemv_nr; bf16 k >= 512).
-inline constexpr int64_t kLongPanelBytes = 16384;
-
 struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};                      // widest tile for each row count
   int gemv_nr = 0;                                  // panels per tile of a GEMV (0: nr_max[1])
-  int long_gemv_nr = 0;                             // the same for long panels (0: gemv_nr)
+  int long_gemv_nr = 0;                             // the same for long panels (kLongPanelBytes; 0: gemv_nr)
   MicroKernel f32[kMaxMr + 1][kMaxNr + 1] = {};     // [mr][nr]
   MicroKernel bf16[kMaxMr + 1][kMaxNr + 1] = {};
 };

@@ -1,6 +1,7 @@
 // AVX2 micro-kernels of the own GEMM: an MR x NR-panel register tile, two ymm (8 columns each) per
 // (row, panel) accumulator, weights widened from bf16 in registers. Arithmetic as in gemm_own.h.
 #include <algorithm>
+#include <type_traits>
 #include <utility>
 
 #include "kernels/gemm_own.h"
@@ -142,10 +143,21 @@ struct RowAvx2Bf16 : RowAvx2 {
 constexpr int kMrMax = 4;
 constexpr int kNrMax[kMrMax + 1] = {0, 4, 2, 1, 1};
 
+// The kernel of an MR x NR-panel tile: the GEMV tile for one row and one or two panels (micro_gemv),
+// the register tile otherwise.
+template <int MR, int NR, bool kBf16>
+MicroKernel tile_kernel() {
+  if constexpr (MR == 1 && NR <= 2) {
+    return &micro_gemv<std::conditional_t<kBf16, RowAvx2Bf16, RowAvx2>, kBf16, NR>;
+  } else {
+    return &micro<MR, NR, kBf16>;
+  }
+}
+
 template <int MR, int... NRs>
 void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
-  ((set.f32[MR][NRs + 1] = &micro<MR, NRs + 1, false>), ...);
-  ((set.bf16[MR][NRs + 1] = &micro<MR, NRs + 1, true>), ...);
+  ((set.f32[MR][NRs + 1] = tile_kernel<MR, NRs + 1, false>()), ...);
+  ((set.bf16[MR][NRs + 1] = tile_kernel<MR, NRs + 1, true>()), ...);
 }
 
 template <int... MRs>
@@ -164,10 +176,6 @@ MicroKernelSet make_set() {
   // two threads 0.84-0.92 -> 0.92-0.96.
   set.long_gemv_nr = 2;
   fill(set, std::make_integer_sequence<int, kMrMax>{});
-  set.bf16[1][1] = &micro_gemv<RowAvx2Bf16, true>;
-  set.f32[1][1] = &micro_gemv<RowAvx2, false>;
-  set.bf16[1][2] = &micro_gemv_pair<RowAvx2Bf16, true>;
-  set.f32[1][2] = &micro_gemv_pair<RowAvx2, false>;
   return set;
 }
 

@@ -83,10 +83,21 @@ struct RowAvx512 {
 constexpr int kMrMax = 8;
 constexpr int kNrMax[kMrMax + 1] = {0, 8, 8, 6, 5, 4, 4, 3, 3};
 
+// The kernel of an MR x NR-panel tile: the GEMV tile for one row and one panel (micro_gemv), the
+// register tile otherwise.
+template <int MR, int NR, bool kBf16>
+MicroKernel tile_kernel() {
+  if constexpr (MR == 1 && NR == 1) {
+    return &micro_gemv<RowAvx512, kBf16, 1>;
+  } else {
+    return &micro<MR, NR, kBf16>;
+  }
+}
+
 template <int MR, int... NRs>
 void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
-  ((set.f32[MR][NRs + 1] = &micro<MR, NRs + 1, false>), ...);
-  ((set.bf16[MR][NRs + 1] = &micro<MR, NRs + 1, true>), ...);
+  ((set.f32[MR][NRs + 1] = tile_kernel<MR, NRs + 1, false>()), ...);
+  ((set.bf16[MR][NRs + 1] = tile_kernel<MR, NRs + 1, true>()), ...);
 }
 
 template <int... MRs>
@@ -105,8 +116,6 @@ MicroKernelSet make_set() {
   // on the 31B MLP 27 -> 38 GB/s (0.70 -> 0.99).
   set.gemv_nr = 1;
   fill(set, std::make_integer_sequence<int, kMrMax>{});
-  set.bf16[1][1] = &micro_gemv<RowAvx512, true>;
-  set.f32[1][1] = &micro_gemv<RowAvx512, false>;
   return set;
 }
 

@@ -1,4 +1,4 @@
-// The GEMV tile of the own GEMM (one panel, one row), written once for every SIMD level and
+// The GEMV tile of the own GEMM (one row, one or two panels), written once for every SIMD level and
 // included, inside the level's "#pragma GCC target" region, by gemm_own_avx2.cc and
 // gemm_own_avx512.cc. Row is the level's 16-column row type: V (the 16 f32 of a panel row),
 // zero(), add(a, b), fma_row<kBf16>(x, w, row, acc) (acc + x * panel row `row` of w),
@@ -12,32 +12,48 @@
 // order, as the arithmetic prescribes. A chunk stored alone, or a range that does not cover a whole
 // group, runs chunk by chunk. (Include after gemm_own.h, inside namespace shardlm::gemm.)
 
-// t + the sums of the G complete chunks (of len k) of the group that starts at k index `begin`, each
-// sum in k order, added in chunk order.
-template <class Row, bool kBf16, int G>
-typename Row::V gemv_group(const float* x, const void* w, int64_t begin, int64_t len, typename Row::V t) {
+// t[p] + the sums of the G complete chunks (of len k) of the group that starts at k index `begin` in
+// panel p (w[p]) of P panels read side by side, each sum in k order, added in chunk order; each
+// panel's result is the same whatever P.
+template <class Row, bool kBf16, int G, int P>
+void gemv_group(const float* x, const void* const (&w)[P], int64_t begin, int64_t len, typename Row::V (&t)[P]) {
   using V = typename Row::V;
   constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
   // Prefetches written here in the function body: GCC 12 deletes calls to a lambda or helper that
   // only prefetches (its mod-ref analysis finds they read and write nothing) unless always inlined.
-  const char* ahead = static_cast<const char*>(w) + Row::kPrefetchBytes;
-  V s[G];
+  const char* ahead[P];
+#pragma GCC unroll 2
+  for (int p = 0; p < P; ++p) ahead[p] = static_cast<const char*>(w[p]) + Row::kPrefetchBytes;
+  V s[P][G];
+#pragma GCC unroll 2
+  for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 3
-  for (int m = 0; m < G; ++m) s[m] = Row::zero();
+    for (int m = 0; m < G; ++m) s[p][m] = Row::zero();
+  }
   const float* xg = x + begin;
   for (int64_t step = 0; step < len / 2; ++step) {
     // Rows begin + 2G step .. + 2G - 1: k = 2 step and 2 step + 1 of each chunk, in chunk order.
     const int64_t row = begin + 2 * G * step;
 #pragma GCC unroll 6
-    for (int64_t line = 0; line < 2 * G * kRowBytes / 64; ++line) _mm_prefetch(ahead + row * kRowBytes + line * 64, _MM_HINT_T0);
+    for (int64_t line = 0; line < 2 * G * kRowBytes / 64; ++line) {
+#pragma GCC unroll 2
+      for (int p = 0; p < P; ++p) _mm_prefetch(ahead[p] + row * kRowBytes + line * 64, _MM_HINT_T0);
+    }
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
 #pragma GCC unroll 3
-    for (int m = 0; m < G; ++m) s[m] = Row::template fma_row<kBf16>(xg[m * len + 2 * step], w, row + 2 * m, s[m]);
-#pragma GCC unroll 3
-    for (int m = 0; m < G; ++m) s[m] = Row::template fma_row<kBf16>(xg[m * len + 2 * step + 1], w, row + 2 * m + 1, s[m]);
+      for (int m = 0; m < G; ++m) {
+        const float xv = xg[m * len + 2 * step + half];
+#pragma GCC unroll 2
+        for (int p = 0; p < P; ++p) s[p][m] = Row::template fma_row<kBf16>(xv, w[p], row + 2 * m + half, s[p][m]);
+      }
+    }
   }
 #pragma GCC unroll 3
-  for (int m = 0; m < G; ++m) t = Row::add(t, s[m]);
-  return t;
+  for (int m = 0; m < G; ++m) {
+#pragma GCC unroll 2
+    for (int p = 0; p < P; ++p) t[p] = Row::add(t[p], s[p][m]);
+  }
 }
 
 // t + the sum of the chunk that starts at k index c0 (of len k), over [c0, min(c0 + len, k1)), for a
@@ -72,93 +88,38 @@ typename Row::V gemv_chunk(const float* x, const void* w, int64_t k, int64_t len
   return Row::add(t, s);
 }
 
-// t[j] + the sums of the G complete chunks of the group at `begin` in panel j (w[j]) of two panels
-// read side by side, each panel's sums exactly as gemv_group's.
-template <class Row, bool kBf16, int G>
-void gemv_group_pair(const float* x, const void* const (&w)[2], int64_t begin, int64_t len, typename Row::V (&t)[2]) {
-  using V = typename Row::V;
-  constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
-  const char* ahead0 = static_cast<const char*>(w[0]) + Row::kPrefetchBytes;
-  const char* ahead1 = static_cast<const char*>(w[1]) + Row::kPrefetchBytes;
-  V s0[G], s1[G];
-#pragma GCC unroll 3
-  for (int m = 0; m < G; ++m) s0[m] = s1[m] = Row::zero();
-  const float* xg = x + begin;
-  for (int64_t step = 0; step < len / 2; ++step) {
-    const int64_t row = begin + 2 * G * step;
-#pragma GCC unroll 6
-    for (int64_t line = 0; line < 2 * G * kRowBytes / 64; ++line) {
-      _mm_prefetch(ahead0 + row * kRowBytes + line * 64, _MM_HINT_T0);
-      _mm_prefetch(ahead1 + row * kRowBytes + line * 64, _MM_HINT_T0);
-    }
-#pragma GCC unroll 3
-    for (int m = 0; m < G; ++m) {
-      const float xv = xg[m * len + 2 * step];
-      s0[m] = Row::template fma_row<kBf16>(xv, w[0], row + 2 * m, s0[m]);
-      s1[m] = Row::template fma_row<kBf16>(xv, w[1], row + 2 * m, s1[m]);
-    }
-#pragma GCC unroll 3
-    for (int m = 0; m < G; ++m) {
-      const float xv = xg[m * len + 2 * step + 1];
-      s0[m] = Row::template fma_row<kBf16>(xv, w[0], row + 2 * m + 1, s0[m]);
-      s1[m] = Row::template fma_row<kBf16>(xv, w[1], row + 2 * m + 1, s1[m]);
-    }
-  }
-#pragma GCC unroll 3
-  for (int m = 0; m < G; ++m) {
-    t[0] = Row::add(t[0], s0[m]);
-    t[1] = Row::add(t[1], s1[m]);
-  }
-}
-
-template <class Row, bool kBf16>
-void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t /*panel_stride*/, int64_t k, int64_t k0,
+// The GEMV tile of P panels (panel_stride elements apart), read as P sequential streams side by
+// side (P = 2: for cores that read a few streams faster than one, such as Zen 3); each panel's result
+// is the same whatever P.
+template <class Row, bool kBf16, int P>
+void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t panel_stride, int64_t k, int64_t k0,
                 int64_t k1, float* y, int64_t /*ldy*/, int valid_last) {
   using V = typename Row::V;
-  V t = Row::load_y(y, valid_last);
-  const int64_t len = chunk_len(k);
-  int64_t c0 = k0;
-  while (c0 < k1) {
-    const ChunkGroup g = chunk_group(c0, k, len);
-    if (g.members > 1 && c0 == g.begin && g.begin + g.members * len <= k1) {  // a whole group
-      t = g.members == 2 ? gemv_group<Row, kBf16, 2>(x, w, g.begin, len, t)
-                         : gemv_group<Row, kBf16, 3>(x, w, g.begin, len, t);
-      c0 += g.members * len;
-    } else {
-      t = gemv_chunk<Row, kBf16>(x, w, k, len, c0, k1, t);
-      c0 = std::min(c0 + len, k1);
-    }
-  }
-  Row::store_y(y, t, valid_last);
-}
-
-// The GEMV tile of two panels (panel_stride elements apart), read as two sequential streams side by
-// side: for cores that read a few streams faster than one (Zen 3). Each panel's result is exactly
-// micro_gemv's.
-template <class Row, bool kBf16>
-void micro_gemv_pair(const float* x, int64_t /*ldx*/, const void* w, int64_t panel_stride, int64_t k, int64_t k0,
-                     int64_t k1, float* y, int64_t /*ldy*/, int valid_last) {
-  using V = typename Row::V;
   const size_t elem = kBf16 ? 2 : 4;
-  const void* const panels[2] = {w, static_cast<const char*>(w) + panel_stride * elem};
-  V t[2] = {Row::load_y(y, static_cast<int>(kPanel)), Row::load_y(y + kPanel, valid_last)};
+  const void* panels[P];
+  V t[P];
+#pragma GCC unroll 2
+  for (int p = 0; p < P; ++p) {
+    panels[p] = static_cast<const char*>(w) + p * panel_stride * elem;
+    t[p] = Row::load_y(y + p * kPanel, p == P - 1 ? valid_last : static_cast<int>(kPanel));
+  }
   const int64_t len = chunk_len(k);
   int64_t c0 = k0;
   while (c0 < k1) {
     const ChunkGroup g = chunk_group(c0, k, len);
     if (g.members > 1 && c0 == g.begin && g.begin + g.members * len <= k1) {  // a whole group
       if (g.members == 2) {
-        gemv_group_pair<Row, kBf16, 2>(x, panels, g.begin, len, t);
+        gemv_group<Row, kBf16, 2, P>(x, panels, g.begin, len, t);
       } else {
-        gemv_group_pair<Row, kBf16, 3>(x, panels, g.begin, len, t);
+        gemv_group<Row, kBf16, 3, P>(x, panels, g.begin, len, t);
       }
       c0 += g.members * len;
     } else {
-      t[0] = gemv_chunk<Row, kBf16>(x, panels[0], k, len, c0, k1, t[0]);
-      t[1] = gemv_chunk<Row, kBf16>(x, panels[1], k, len, c0, k1, t[1]);
+#pragma GCC unroll 2
+      for (int p = 0; p < P; ++p) t[p] = gemv_chunk<Row, kBf16>(x, panels[p], k, len, c0, k1, t[p]);
       c0 = std::min(c0 + len, k1);
     }
   }
-  Row::store_y(y, t[0], static_cast<int>(kPanel));
-  Row::store_y(y + kPanel, t[1], valid_last);
+#pragma GCC unroll 2
+  for (int p = 0; p < P; ++p) Row::store_y(y + p * kPanel, t[p], p == P - 1 ? valid_last : static_cast<int>(kPanel));
 }

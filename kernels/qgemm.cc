@@ -223,9 +223,8 @@ MicroKernelSet make_scalar_set() {
 
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
-  if (m == 1 && ks.long_gemv_nr > 0 && w.panel_stride() >= kLongPanelBytes) return ks.long_gemv_nr;
   const int gemv_nr = w.format == Format::kInt8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
-  return m == 1 && gemv_nr > 0 ? gemv_nr : ks.nr_max[m];
+  return decode_tile_width(m, w.panel_stride(), ks.long_gemv_nr, gemv_nr, ks.nr_max[m]);
 }
 
 // Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.

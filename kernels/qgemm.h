@@ -173,10 +173,6 @@ template <int NR>
   }
 }
 
-// A panel of this many bytes or more is "long" (MicroKernelSet::long_gemv_nr; q4 k >= ~1800, int8
-// k >= 1024).
-inline constexpr int64_t kLongPanelBytes = 16384;
-
 struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};
@@ -184,7 +180,8 @@ struct MicroKernelSet {
   // weight stream in flight (0: nr_max[1]).
   int q4_gemv_nr = 0;
   int int8_gemv_nr = 0;
-  // Panels per GEMV tile of both formats where a panel has at least kLongPanelBytes (0: as above).
+  // Panels per GEMV tile of both formats where a panel has at least kLongPanelBytes (gemm_task.h;
+  // 0: as above).
   int long_gemv_nr = 0;
   MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
   MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};

@@ -308,10 +308,21 @@ namespace {
 constexpr int kMrMax = 2;
 constexpr int kNrMax[kMrMax + 1] = {0, 2, 1};
 
+// The q4 kernel of an MR x NR-panel tile: without VNNI the GEMV tile for one row (gemv_q4_maddubs),
+// the register tile otherwise.
+template <bool kVnni, int MR, int NR>
+MicroKernel q4_tile_kernel() {
+  if constexpr (!kVnni && MR == 1) {
+    return &gemv_q4_maddubs<NR>;
+  } else {
+    return &micro<MR, NR, Format::kQ4, kVnni>;
+  }
+}
+
 template <bool kVnni, int MR, int... NRs>
 void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
   ((set.int8[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kInt8, kVnni>), ...);
-  ((set.q4[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kQ4, kVnni>), ...);
+  ((set.q4[MR][NRs + 1] = q4_tile_kernel<kVnni, MR, NRs + 1>()), ...);
 }
 
 template <bool kVnni, int... MRs>
@@ -336,10 +347,6 @@ MicroKernelSet make_set() {
   set.int8_gemv_nr = 1;
   if (!kVnni) set.long_gemv_nr = 2;
   fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
-  if (!kVnni) {
-    set.q4[1][1] = &gemv_q4_maddubs<1>;
-    set.q4[1][2] = &gemv_q4_maddubs<2>;
-  }
   return set;
 }
 

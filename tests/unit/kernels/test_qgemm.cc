@@ -128,10 +128,10 @@ TEST(QuantizedLinear, MatchesTheIntegerArithmeticOnOddShapes) {
 }
 
 // Short panels (k = 600) and long ones (k = 2070: 65 blocks, an odd count; panels of at least
-// qgemm::kLongPanelBytes in both formats, which the AVX2 GEMV without VNNI takes two at a time; 7
+// kLongPanelBytes in both formats, which the AVX2 GEMV without VNNI takes two at a time; 7
 // panels, so the last tile has one).
 TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
-  ASSERT_GE((2070 + 31) / 32 / 2 * qgemm::kQ4PairBytes, qgemm::kLongPanelBytes);
+  ASSERT_GE((2070 + 31) / 32 / 2 * qgemm::kQ4PairBytes, kLongPanelBytes);
   for (const int64_t k : {int64_t{600}, int64_t{2070}}) {
     const int64_t n = 100;
     const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 3);
