@@ -16,6 +16,7 @@ namespace shardlm {
 
 struct ModelRunner::Scratch {
   std::vector<float> a, q, k, v, attn, o, gu, act, ffn, experts_in, route_logits, route_weights, ple_g, ple_y;
+  std::vector<float> moe_in, moe_gu, moe_act, moe_out;  // the routed experts' rows, gathered
   std::vector<int32_t> route_ids;
   std::vector<KvBlockView> views;
 };
@@ -195,20 +196,21 @@ void ModelRunner::attention_block(int l, const StepBatch& batch, float* x, Scrat
   ensure(s.a, T * H);
   rms_norm(x, weights_.layers[l].input_norm.data(), s.a.data(), T, H, eps);
 
+  // The q, k and v projections in one parallel region, their input quantised once (quantised weights).
   ensure(s.q, T * nq * hd);
-  w.q.forward(s.a.data(), T, s.q.data());
+  std::vector<Linear::Product> qkv = {Linear::Product{&w.q, s.a.data(), T, s.q.data()}};
+  if (!g.shares_kv()) {
+    ensure(s.k, T * nkv * hd);
+    ensure(s.v, T * nkv * hd);
+    qkv.push_back(Linear::Product{&w.k, s.a.data(), T, s.k.data()});
+    if (!g.k_eq_v) qkv.push_back(Linear::Product{&w.v, s.a.data(), T, s.v.data()});
+  }
+  Linear::forward_group(qkv);
   rms_norm(s.q.data(), w.q_norm.data(), s.q.data(), T * nq, hd, eps);
   rope_apply(s.q.data(), T, nq * hd, nq, hd, batch.positions.data(), inv_freq_[l].data());
 
   if (!g.shares_kv()) {
-    ensure(s.k, T * nkv * hd);
-    ensure(s.v, T * nkv * hd);
-    w.k.forward(s.a.data(), T, s.k.data());
-    if (g.k_eq_v) {
-      std::copy(s.k.begin(), s.k.begin() + T * nkv * hd, s.v.begin());  // V from the raw K projection
-    } else {
-      w.v.forward(s.a.data(), T, s.v.data());
-    }
+    if (g.k_eq_v) std::copy(s.k.begin(), s.k.begin() + T * nkv * hd, s.v.begin());  // V from the raw K projection
     rms_norm(s.k.data(), w.k_norm.data(), s.k.data(), T * nkv, hd, eps);
     rope_apply(s.k.data(), T, nkv * hd, nkv, hd, batch.positions.data(), inv_freq_[l].data());
     rms_norm(s.v.data(), nullptr, s.v.data(), T * nkv, hd, eps);
@@ -392,23 +394,37 @@ void ModelRunner::ffn_block(int l, int64_t T, float* x, Scratch& s, const TraceF
       total += n;
       routed.push_back(std::move(r));
     }
-    std::vector<float> gathered(static_cast<size_t>(total * H)), gu(static_cast<size_t>(total * 2 * mi));
-    std::vector<float> act(static_cast<size_t>(total * mi)), out(static_cast<size_t>(total * H));
+    ensure(s.moe_gu, total * 2 * mi);
+    ensure(s.moe_act, total * mi);
+    ensure(s.moe_out, total * H);
+    float* const gu = s.moe_gu.data();
+    float* const act = s.moe_act.data();
+    float* const out = s.moe_out.data();
     std::vector<Linear::Product> gate_up, down;
     for (const Routed& r : routed) {
       const int64_t n = static_cast<int64_t>(r.rows.size());
-      for (int64_t i = 0; i < n; ++i) std::copy_n(s.experts_in.data() + r.rows[i] * H, H, gathered.data() + (r.offset + i) * H);
-      gate_up.push_back(Linear::Product{&r.expert->gate_up, gathered.data() + r.offset * H, n, gu.data() + r.offset * 2 * mi});
-      down.push_back(Linear::Product{&r.expert->down, act.data() + r.offset * mi, n, out.data() + r.offset * H});
+      // An expert that takes every row of the step in order (each routed expert of a decoded token)
+      // reads the expert input itself: the products then share one input, which the quantised GEMM
+      // quantises once for all of them.
+      bool every_row = n == T;
+      for (int64_t i = 0; i < n && every_row; ++i) every_row = r.rows[i] == i;
+      const float* in = s.experts_in.data();
+      if (!every_row) {
+        ensure(s.moe_in, total * H);
+        for (int64_t i = 0; i < n; ++i) std::copy_n(s.experts_in.data() + r.rows[i] * H, H, s.moe_in.data() + (r.offset + i) * H);
+        in = s.moe_in.data() + r.offset * H;
+      }
+      gate_up.push_back(Linear::Product{&r.expert->gate_up, in, n, gu + r.offset * 2 * mi});
+      down.push_back(Linear::Product{&r.expert->down, act + r.offset * mi, n, out + r.offset * H});
     }
     // All experts' matrices in one parallel region each (decode: 8 small products per layer).
     Linear::forward_group(gate_up);
-    for (int64_t i = 0; i < total; ++i) gelu_tanh_mul(gu.data() + i * 2 * mi, gu.data() + i * 2 * mi + mi, act.data() + i * mi, mi);
+    for (int64_t i = 0; i < total; ++i) gelu_tanh_mul(gu + i * 2 * mi, gu + i * 2 * mi + mi, act + i * mi, mi);
     Linear::forward_group(down);
     for (const Routed& r : routed) {
       for (size_t i = 0; i < r.rows.size(); ++i) {
         float* dst = s.ffn.data() + r.rows[i] * width + H;
-        const float* src = out.data() + (r.offset + static_cast<int64_t>(i)) * H;
+        const float* src = out + (r.offset + static_cast<int64_t>(i)) * H;
         for (int64_t j = 0; j < H; ++j) dst[j] += r.weights[i] * src[j];
       }
     }

@@ -280,6 +280,52 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
   EXPECT_THROW(Linear::forward_group({Linear::Product{nullptr, nullptr, 1, nullptr}}), Error);
 }
 
+// Products of a group that read the same input (as the gate+up products of the experts a decoded
+// token is routed to) give each product's forward() result too: the input is quantised once for the
+// products with the same rows and k, and separately for one that reads the same memory with another
+// k or row count.
+TEST(LinearGroup, ProductsSharingAnInputEqualTheirForward) {
+  struct Spec {
+    int64_t n, k, m;
+    WeightFormat format;
+  };
+  const std::vector<Spec> specs = {
+      {70, 130, 1, WeightFormat::kQ4}, {40, 130, 1, WeightFormat::kInt8}, {50, 130, 2, WeightFormat::kQ4},
+      {20, 100, 1, WeightFormat::kQ4}, {36, 130, 1, WeightFormat::kQ4},   {24, 130, 0, WeightFormat::kQ4},
+      {30, 130, 1, WeightFormat::kBF16},
+  };
+  const auto x = random_vector(2 * 130, 7);
+  const auto other = random_vector(130, 8);
+  std::vector<Linear> lins;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto w = random_vector(static_cast<size_t>(specs[i].n * specs[i].k), static_cast<uint32_t>(300 + i));
+    lins.push_back(Linear::from_f32(w.data(), specs[i].n, specs[i].k, specs[i].format, MatmulBackend::kOwn));
+  }
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    for (const int nthreads : {1, 2}) {
+      ScopedThreads threads(nthreads);
+      std::vector<std::vector<float>> alone(specs.size() + 1), grouped(specs.size() + 1);
+      std::vector<Linear::Product> products;
+      for (size_t i = 0; i <= specs.size(); ++i) {
+        // The last product: the first matrix again, on another input.
+        const Spec& sp = specs[i < specs.size() ? i : 0];
+        const Linear& lin = lins[i < specs.size() ? i : 0];
+        const float* in = i < specs.size() ? x.data() : other.data();
+        alone[i].assign(static_cast<size_t>(sp.m * sp.n), 0.0f);
+        grouped[i].assign(alone[i].size(), -1.0f);
+        lin.forward(in, sp.m, alone[i].data());
+        products.push_back(Linear::Product{&lin, in, sp.m, grouped[i].data()});
+      }
+      Linear::forward_group(products);
+      for (size_t i = 0; i <= specs.size(); ++i) {
+        ASSERT_TRUE(bit_equal(grouped[i].data(), alone[i].data(), alone[i].size()))
+            << "product " << i << " isa " << isa_name(isa) << " threads " << nthreads;
+      }
+    }
+  }
+}
+
 // Matrices of 16 MiB and more are split between threads dynamically in decode: the same results,
 // bit for bit, whatever the thread count or batch size.
 TEST(LinearOwn, LargeMatricesSplitDynamicallyGiveTheSameResults) {
