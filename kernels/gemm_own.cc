@@ -55,7 +55,7 @@ MicroKernelSet make_scalar_set() {
 
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
-  return decode_tile_width(m, w.panel_stride() * (w.bf16 ? 2 : 4), ks.long_gemv_nr, ks.gemv_nr, ks.nr_max[m]);
+  return decode_tile_width(m, ks.gemv_two_streams, ks.gemv_nr, ks.nr_max[m]);
 }
 
 // Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.
@@ -87,6 +87,24 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
 
+  if (m == 1 && ks.gemv_two_streams && p1 - p0 >= 2) {
+    // Panels p0 + i and p0 + half + i side by side; an odd range's last panel alone. The pair's
+    // outputs are not adjacent: the tile works on a copy of them.
+    const MicroKernel fn = w.bf16 ? ks.bf16[1][2] : ks.f32[1][2];
+    const int64_t half = (p1 - p0) / 2;
+    alignas(32) float pair_y[2 * kPanel];
+    for (int64_t i = 0; i < half; ++i) {
+      const int64_t ga = p0 + i, gb = p0 + half + i;
+      const int valid_b = gb + 1 == n_panels ? last_valid : static_cast<int>(kPanel);
+      std::memcpy(pair_y, y + ga * kPanel, sizeof(float) * kPanel);
+      std::memcpy(pair_y + kPanel, y + gb * kPanel, sizeof(float) * static_cast<size_t>(valid_b));
+      fn(x, k, wbase + static_cast<size_t>(ga * pstride) * esize, half * pstride, k, 0, k, pair_y, n, valid_b);
+      std::memcpy(y + ga * kPanel, pair_y, sizeof(float) * kPanel);
+      std::memcpy(y + gb * kPanel, pair_y + kPanel, sizeof(float) * static_cast<size_t>(valid_b));
+    }
+    if ((p1 - p0) % 2 != 0) tile(0, 1, p1 - 1, 1, 0, k);
+    return;
+  }
   if (n_row_tiles == 1) {
     // Decode / tiny batches: each panel group streams through the whole of k once.
     const int mr = static_cast<int>(m);

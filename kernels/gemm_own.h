@@ -130,7 +130,10 @@ struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};                      // widest tile for each row count
   int gemv_nr = 0;                                  // panels per tile of a GEMV (0: nr_max[1])
-  int long_gemv_nr = 0;                             // the same for long panels (kLongPanelBytes; 0: gemv_nr)
+  // A GEMV (m = 1) reads each range of panels a thread takes as two sequential streams side by side:
+  // tiles of two panels, one from each half of the range ([1][2] with the halves' distance as panel
+  // stride), for cores that read two streams faster than one (Zen 3).
+  bool gemv_two_streams = false;
   MicroKernel f32[kMaxMr + 1][kMaxNr + 1] = {};     // [mr][nr]
   MicroKernel bf16[kMaxMr + 1][kMaxNr + 1] = {};
 };

@@ -169,12 +169,13 @@ MicroKernelSet make_set() {
   MicroKernelSet set;
   set.mr_max = kMrMax;
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
-  set.gemv_nr = 1;  // one sequential stream per thread, the chunk pairs side by side
-  // Long panels (16 KiB and more) two at a time: a Zen 3 core reads one stream ~15% slower than 4
-  // side by side. bf16 one thread, paired runs: 31B shapes 0.80-0.84 -> 0.90-0.92 of the read
-  // bandwidth, expert gate+up 0.75-0.86 -> 0.91, expert down (22.5 KiB panels) 0.80-0.82 -> 0.83-0.86;
-  // two threads 0.84-0.92 -> 0.92-0.96.
-  set.long_gemv_nr = 2;
+  // A GEMV reads each thread's range of panels as two sequential streams, its halves side by side
+  // (the chunk pairs of each panel side by side too): a Zen 3 core reads one stream ~15% slower than
+  // several. Against one stream of single panels, one thread, paired runs from memory: bf16 on the
+  // 26B-A4B expert down matrix 20.4-21.4 -> 24.1-24.5 GB/s, expert gate+up 22.2-22.7 -> 22.9-24.4;
+  // tiles of two adjacent panels (the rule before, for panels of 16 KiB and more) gained on long
+  // panels only (31B shapes 0.80-0.84 -> 0.90-0.92 of the read bandwidth), two streams as much.
+  set.gemv_two_streams = true;
   fill(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }

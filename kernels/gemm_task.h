@@ -18,15 +18,11 @@ inline constexpr double kMinParallelWork = 65536.0;
 // A thread of a decode takes this many bytes of weights at a time (ShareScheduler).
 inline constexpr double kDecodeChunkBytes = 64.0 * 1024;
 
-// A GEMV's panels of at least this many bytes are "long" (bf16 k >= 512, int8 k >= 1024, q4 k >= ~1800):
-// a level whose cores read a few sequential streams faster than one (Zen 3) takes them several at a
-// time (long_gemv_nr of the kernel sets).
-inline constexpr int64_t kLongPanelBytes = 16384;
-
-// Panels per tile of a decode of m rows: for a GEMV (m = 1), `long_gemv_nr` where the panels are long
-// and the level sets it, else `gemv_nr` where set; otherwise `widest` (the widest tile for m rows).
-inline int decode_tile_width(int64_t m, int64_t panel_bytes, int long_gemv_nr, int gemv_nr, int widest) {
-  if (m == 1 && long_gemv_nr > 0 && panel_bytes >= kLongPanelBytes) return long_gemv_nr;
+// Panels per tile of a decode of m rows (the unit a decode's ranges are multiples of): for a GEMV
+// (m = 1) 1 where the level reads a range as two streams (any range splits), else `gemv_nr` where
+// set; otherwise `widest` (the widest tile for m rows).
+inline int decode_tile_width(int64_t m, bool gemv_two_streams, int gemv_nr, int widest) {
+  if (m == 1 && gemv_two_streams) return 1;
   return m == 1 && gemv_nr > 0 ? gemv_nr : widest;
 }
 

@@ -224,7 +224,7 @@ MicroKernelSet make_scalar_set() {
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
   const int gemv_nr = w.format == Format::kInt8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
-  return decode_tile_width(m, w.panel_stride(), ks.long_gemv_nr, gemv_nr, ks.nr_max[m]);
+  return decode_tile_width(m, ks.gemv_two_streams, gemv_nr, ks.nr_max[m]);
 }
 
 // Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.
@@ -264,6 +264,38 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     i0 = m * t / n_row_tiles;
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
+  if (m == 1 && ks.gemv_two_streams && p1 - p0 >= 2) {
+    // Panels p0 + i and p0 + half + i side by side; an odd range's last panel alone. The pair's
+    // outputs are not adjacent: the tile works on a copy of them.
+    const MicroKernel fn = int8 ? ks.int8[1][2] : ks.q4[1][2];
+    const int64_t half = (p1 - p0) / 2;
+    alignas(32) float pair_y[2 * kPanel];
+    for (int64_t i = 0; i < half; ++i) {
+      const int64_t ga = p0 + i, gb = p0 + half + i;
+      const int valid_b = gb + 1 == n_panels ? last_valid : static_cast<int>(kPanel);
+      std::memcpy(pair_y, y + ga * kPanel, sizeof(float) * kPanel);
+      std::memcpy(pair_y + kPanel, y + gb * kPanel, sizeof(float) * static_cast<size_t>(valid_b));
+      MicroArgs a;
+      a.xq = x.xq.data();
+      a.dx = x.dx.data();
+      a.xs = x.xs.data();
+      a.kp = x.kp;
+      a.nb = nb;
+      a.w = w.data.data() + ga * stride;
+      a.panel_stride = half * stride;
+      a.b0 = 0;
+      a.b1 = nb;
+      a.y = pair_y;
+      a.ldy = n;
+      a.valid_last = valid_b;
+      a.next_w = i + 1 < half ? a.w + stride : nullptr;
+      fn(a);
+      std::memcpy(y + ga * kPanel, pair_y, sizeof(float) * kPanel);
+      std::memcpy(y + gb * kPanel, pair_y + kPanel, sizeof(float) * static_cast<size_t>(valid_b));
+    }
+    if ((p1 - p0) % 2 != 0) tile(0, 1, p1 - 1, 1, 0, nb, p1 < n_panels ? p1 : -1);
+    return;
+  }
   if (n_row_tiles == 1) {
     // Decode: each panel group streams through the whole of k once.
     const int mr = static_cast<int>(m);

@@ -251,6 +251,78 @@ SHARDLM_AVX2_F16C void gemv_q4_maddubs(const MicroArgs& a) {
   }
 }
 
+// The int8 GEMV tile without VNNI (one row, NR panels): the same sums as micro<1, NR, kInt8, false>,
+// as |x| times (q with x's sign) instead of |q| times (x with q's sign) — the same products, exact in
+// int16 pairs — so that |x| is taken once per group of 4 k for all the tile's loads instead of |q|
+// once per load, with each (panel, half)'s block sum in one chain that an empty asm keeps GCC from
+// reassociating (micro<> spilled two of its sums and both f32 chunk sums to the stack every block).
+template <int NR>
+SHARDLM_AVX2_F16C inline void int8_block_maddubs(const uint8_t* data, int64_t panel_stride, const int8_t* xb, float dx,
+                                                 __m256 (&f)[NR][2]) {
+  const __m256i sign_bit = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[NR][2];
+#pragma GCC unroll 4
+  for (int j = 0; j < NR; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) {
+    const __m256i x = broadcast4(xb + 4 * g);
+    const __m256i ax = _mm256_abs_epi8(x);
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        const __m256i stored = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + j * panel_stride + 64 * g + 32 * half));
+        const __m256i q = _mm256_xor_si256(stored, sign_bit);
+        acc[j][half] = _mm256_add_epi32(acc[j][half], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(q, x)), ones));
+        asm("" : "+x"(acc[j][half]));
+      }
+    }
+  }
+  const __m256 dxv = _mm256_set1_ps(dx);
+#pragma GCC unroll 4
+  for (int j = 0; j < NR; ++j) {
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) f[j][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[j][half]), dxv, f[j][half]);
+  }
+}
+
+template <int NR>
+SHARDLM_AVX2_F16C void gemv_int8_maddubs(const MicroArgs& a) {
+  for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
+    const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
+    __m256 f[NR][2];
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) f[j][0] = f[j][1] = _mm256_setzero_ps();
+    for (int64_t b = c0; b < c1; ++b) {
+      // Prefetches written here (see qgemm.h): kInt8PrefetchBlocks ahead, or the next tile's first blocks.
+      const int64_t ahead = b + kInt8PrefetchBlocks;
+      const uint8_t* pf = ahead < a.b1 ? a.w + int8_block_offset(ahead)
+                          : a.next_w != nullptr ? a.next_w + int8_block_offset(ahead - a.b1)
+                                                : nullptr;
+      if (pf != nullptr) {
+        for (int j = 0; j < NR; ++j) {
+          for (int line = 0; line < 8; ++line) {
+            _mm_prefetch(reinterpret_cast<const char*>(pf + j * a.panel_stride + line * 64), _MM_HINT_T0);
+          }
+        }
+      }
+      int8_block_maddubs<NR>(a.w + int8_block_offset(b), a.panel_stride, a.xq + b * kBlock, a.dx[b], f);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < NR; ++j) {
+      const int valid = j == NR - 1 ? a.valid_last : static_cast<int>(kPanel);
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        const __m256i mask = lane_mask(std::clamp(valid - half * 8, 0, 8));
+        float* yp = a.y + j * kPanel + half * 8;
+        const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(a.w + j * a.panel_stride) + half * 8);
+        _mm256_maskstore_ps(yp, mask, _mm256_fmadd_ps(f[j][half], d, _mm256_maskload_ps(yp, mask)));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 // As quantize_row_scalar, bit for bit (the same scale per block; vcvtps2dq rounds to nearest even as
@@ -319,9 +391,20 @@ MicroKernel q4_tile_kernel() {
   }
 }
 
+// The int8 kernel of an MR x NR-panel tile: without VNNI the GEMV tile for one row
+// (gemv_int8_maddubs), the register tile otherwise.
+template <bool kVnni, int MR, int NR>
+MicroKernel int8_tile_kernel() {
+  if constexpr (!kVnni && MR == 1) {
+    return &gemv_int8_maddubs<NR>;
+  } else {
+    return &micro<MR, NR, Format::kInt8, kVnni>;
+  }
+}
+
 template <bool kVnni, int MR, int... NRs>
 void fill_row(MicroKernelSet& set, std::integer_sequence<int, NRs...>) {
-  ((set.int8[MR][NRs + 1] = &micro<MR, NRs + 1, Format::kInt8, kVnni>), ...);
+  ((set.int8[MR][NRs + 1] = int8_tile_kernel<kVnni, MR, NRs + 1>()), ...);
   ((set.q4[MR][NRs + 1] = q4_tile_kernel<kVnni, MR, NRs + 1>()), ...);
 }
 
@@ -335,17 +418,18 @@ MicroKernelSet make_set() {
   MicroKernelSet set;
   set.mr_max = kMrMax;
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
-  // A GEMV tile is one panel, one sequential stream per thread (as at the AVX-512 level). Measured
-  // on Zen 5 with AVX-VNNI against tiles of 2 panels, one thread: q4 on the 26B-A4B expert down
-  // matrix 12 -> 30 GB/s, on the 31B MLP 26 -> 31; int8 on the expert down 25 -> 36. Without VNNI
-  // (measured on Zen 3, whose cores read one stream ~15% slower than 4 side by side) long panels go
-  // two at a time: q4 on the 31B shapes 0.79 -> 0.84-0.88 of the read bandwidth on one thread,
-  // 0.81-0.83 -> 0.86-0.88 on two; int8 0.82 -> 0.92 / 0.88 -> 0.93, the expert gate+up (88 blocks,
-  // 44 KiB panels) 0.78 -> 0.84-0.91. Short ones stay one at a time (the expert down matrix's 6.4
-  // KiB q4 panels: 0.73 -> 0.63 with two).
+  // With AVX-VNNI a GEMV tile is one panel, one sequential stream per thread (as at the AVX-512
+  // level). Measured on Zen 5 against tiles of 2 adjacent panels, one thread: q4 on the 26B-A4B
+  // expert down matrix 12 -> 30 GB/s, on the 31B MLP 26 -> 31; int8 on the expert down 25 -> 36.
+  // Without VNNI (measured on Zen 3, whose cores read one stream ~15% slower than several) each
+  // thread's range of panels is read as two streams, its halves side by side. Against one stream,
+  // one thread, paired runs from memory: q4 expert down 19.1-20.2 -> 21.8-23.0 GB/s, expert gate+up
+  // 20.6-21.1 -> 23.6-24.4; int8 expert down 20.1-21.2 -> 25.6-26.6. Tiles of two adjacent panels
+  // (the rule before, for panels of 16 KiB and more) lost on short panels (q4 expert down 0.73 ->
+  // 0.63) and matched two streams on the 31B shapes.
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
-  if (!kVnni) set.long_gemv_nr = 2;
+  set.gemv_two_streams = !kVnni;
   fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }

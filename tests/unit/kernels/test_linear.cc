@@ -246,7 +246,7 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
       {300, 96, 1, WeightFormat::kF32, MatmulBackend::kOwn},    {48, 80, 0, WeightFormat::kQ4, MatmulBackend::kOwn},
       {64, 128, 3, onednn_supports_bf16() ? WeightFormat::kBF16 : WeightFormat::kF32, MatmulBackend::kOneDnn},
       {1, 5, 9, WeightFormat::kF32, MatmulBackend::kOwn},
-      // Long panels (65 blocks, >= 16 KiB): GEMV tiles of two panels at the AVX2 level without VNNI.
+      // Long panels (65 blocks, odd panel counts).
       {70, 2070, 1, WeightFormat::kQ4, MatmulBackend::kOwn},    {33, 2070, 1, WeightFormat::kInt8, MatmulBackend::kOwn},
   };
   std::vector<Linear> lins;

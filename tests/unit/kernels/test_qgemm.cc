@@ -127,13 +127,12 @@ TEST(QuantizedLinear, MatchesTheIntegerArithmeticOnOddShapes) {
   }
 }
 
-// Short panels (k = 600) and long ones (k = 2070: 65 blocks, an odd count; panels of at least
-// kLongPanelBytes in both formats, which the AVX2 GEMV without VNNI takes two at a time; 7
-// panels, so the last tile has one).
+// Short panels (k = 600) and long ones (k = 2070: 65 blocks, an odd count); 7 panels (n = 100, the
+// last with 4 columns) and 6 (n = 90, the last with 10): the AVX2 GEMV without VNNI reads each
+// thread's range as two streams, pairing the panels of its two halves, an odd range's last panel
+// alone, so that the last panel is paired in some ranges and alone in others.
 TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
-  ASSERT_GE((2070 + 31) / 32 / 2 * qgemm::kQ4PairBytes, kLongPanelBytes);
-  for (const int64_t k : {int64_t{600}, int64_t{2070}}) {
-    const int64_t n = 100;
+  for (const auto& [n, k] : {std::pair<int64_t, int64_t>{100, 600}, {100, 2070}, {90, 600}, {90, 2070}}) {
     const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 3);
     for (WeightFormat format : kFormats) {
       const Linear lin = Linear::from_f32(w.data(), n, k, format);
