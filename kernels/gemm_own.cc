@@ -87,22 +87,14 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
 
-  if (m == 1 && ks.gemv_two_streams && p1 - p0 >= 2) {
-    // Panels p0 + i and p0 + half + i side by side; an odd range's last panel alone. The pair's
-    // outputs are not adjacent: the tile works on a copy of them.
-    const MicroKernel fn = w.bf16 ? ks.bf16[1][2] : ks.f32[1][2];
-    const int64_t half = (p1 - p0) / 2;
-    alignas(32) float pair_y[2 * kPanel];
-    for (int64_t i = 0; i < half; ++i) {
-      const int64_t ga = p0 + i, gb = p0 + half + i;
-      const int valid_b = gb + 1 == n_panels ? last_valid : static_cast<int>(kPanel);
-      std::memcpy(pair_y, y + ga * kPanel, sizeof(float) * kPanel);
-      std::memcpy(pair_y + kPanel, y + gb * kPanel, sizeof(float) * static_cast<size_t>(valid_b));
-      fn(x, k, wbase + static_cast<size_t>(ga * pstride) * esize, half * pstride, k, 0, k, pair_y, n, valid_b);
-      std::memcpy(y + ga * kPanel, pair_y, sizeof(float) * kPanel);
-      std::memcpy(y + gb * kPanel, pair_y + kPanel, sizeof(float) * static_cast<size_t>(valid_b));
-    }
-    if ((p1 - p0) % 2 != 0) tile(0, 1, p1 - 1, 1, 0, k);
+  if (m == 1 && ks.gemv_two_streams) {
+    const MicroKernel pair = w.bf16 ? ks.bf16[1][2] : ks.f32[1][2];
+    gemv_two_streams(
+        p0, p1, n_panels, last_valid, y,
+        [&](int64_t g, int64_t distance, float* y2, int valid) {
+          pair(x, k, wbase + static_cast<size_t>(g * pstride) * esize, distance * pstride, k, 0, k, y2, n, valid);
+        },
+        [&](int64_t g) { tile(0, 1, g, 1, 0, k); });
     return;
   }
   if (n_row_tiles == 1) {

@@ -26,6 +26,28 @@ inline int decode_tile_width(int64_t m, bool gemv_two_streams, int gemv_nr, int 
   return m == 1 && gemv_nr > 0 ? gemv_nr : widest;
 }
 
+// A GEMV (one row of output y, 16 columns per panel) over the panels [p0, p1) as two sequential
+// streams side by side: pair(g, distance, y2, valid) computes the tile of panels g and g + distance
+// (g from the range's first half, its partner from the second) into y2, a copy of their 2 x 16
+// outputs that is written back after (valid: the columns of the second panel); single(g) takes an
+// odd range's last panel. A range of one panel is single.
+template <class Pair, class Single>
+void gemv_two_streams(int64_t p0, int64_t p1, int64_t n_panels, int last_valid, float* y, Pair pair, Single single) {
+  constexpr int64_t kPanelCols = 16;
+  const int64_t half = (p1 - p0) / 2;
+  alignas(32) float y2[2 * kPanelCols];
+  for (int64_t i = 0; i < half; ++i) {
+    const int64_t ga = p0 + i, gb = p0 + half + i;
+    const int valid = gb + 1 == n_panels ? last_valid : static_cast<int>(kPanelCols);
+    std::copy_n(y + ga * kPanelCols, kPanelCols, y2);
+    std::copy_n(y + gb * kPanelCols, valid, y2 + kPanelCols);
+    pair(ga, half, y2, valid);
+    std::copy_n(y2, kPanelCols, y + ga * kPanelCols);
+    std::copy_n(y2 + kPanelCols, valid, y + gb * kPanelCols);
+  }
+  if ((p1 - p0) % 2 != 0) single(p1 - 1);
+}
+
 // Panels per decode chunk: about kDecodeChunkBytes of weights, at least one panel.
 inline int64_t decode_chunk_panels(double bytes, int64_t n_panels) {
   return std::max<int64_t>(1, static_cast<int64_t>(kDecodeChunkBytes * static_cast<double>(n_panels) / std::max(bytes, 1.0)));

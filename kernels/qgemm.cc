@@ -241,8 +241,8 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
   const int64_t stride = w.panel_stride();
   const bool int8 = w.format == Format::kInt8;
 
-  auto tile = [&](int64_t i0, int mr, int64_t g, int nr, int64_t b0, int64_t b1, int64_t next_g = -1) {
-    const MicroKernel fn = int8 ? ks.int8[mr][nr] : ks.q4[mr][nr];
+  // The arguments of a tile at rows i0.., panels g.. over blocks [b0, b1) (next_g: the panel to hint).
+  auto tile_args = [&](int64_t i0, int64_t g, int64_t b0, int64_t b1, int64_t next_g) {
     MicroArgs a;
     a.xq = x.xq.data() + i0 * x.kp;
     a.dx = x.dx.data() + i0 * nb;
@@ -255,45 +255,32 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     a.b1 = b1;
     a.y = y + i0 * n + g * kPanel;
     a.ldy = n;
-    a.valid_last = (g + nr == n_panels) ? last_valid : static_cast<int>(kPanel);
+    a.valid_last = static_cast<int>(kPanel);
     a.next_w = next_g >= 0 ? w.data.data() + next_g * stride : nullptr;
-    fn(a);
+    return a;
+  };
+  auto tile = [&](int64_t i0, int mr, int64_t g, int nr, int64_t b0, int64_t b1, int64_t next_g = -1) {
+    MicroArgs a = tile_args(i0, g, b0, b1, next_g);
+    if (g + nr == n_panels) a.valid_last = last_valid;
+    (int8 ? ks.int8[mr][nr] : ks.q4[mr][nr])(a);
   };
   const int64_t n_row_tiles = (m + ks.mr_max - 1) / ks.mr_max;
   auto row_tile = [&](int64_t t, int64_t& i0, int& mr) {
     i0 = m * t / n_row_tiles;
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
-  if (m == 1 && ks.gemv_two_streams && p1 - p0 >= 2) {
-    // Panels p0 + i and p0 + half + i side by side; an odd range's last panel alone. The pair's
-    // outputs are not adjacent: the tile works on a copy of them.
-    const MicroKernel fn = int8 ? ks.int8[1][2] : ks.q4[1][2];
-    const int64_t half = (p1 - p0) / 2;
-    alignas(32) float pair_y[2 * kPanel];
-    for (int64_t i = 0; i < half; ++i) {
-      const int64_t ga = p0 + i, gb = p0 + half + i;
-      const int valid_b = gb + 1 == n_panels ? last_valid : static_cast<int>(kPanel);
-      std::memcpy(pair_y, y + ga * kPanel, sizeof(float) * kPanel);
-      std::memcpy(pair_y + kPanel, y + gb * kPanel, sizeof(float) * static_cast<size_t>(valid_b));
-      MicroArgs a;
-      a.xq = x.xq.data();
-      a.dx = x.dx.data();
-      a.xs = x.xs.data();
-      a.kp = x.kp;
-      a.nb = nb;
-      a.w = w.data.data() + ga * stride;
-      a.panel_stride = half * stride;
-      a.b0 = 0;
-      a.b1 = nb;
-      a.y = pair_y;
-      a.ldy = n;
-      a.valid_last = valid_b;
-      a.next_w = i + 1 < half ? a.w + stride : nullptr;
-      fn(a);
-      std::memcpy(y + ga * kPanel, pair_y, sizeof(float) * kPanel);
-      std::memcpy(y + gb * kPanel, pair_y + kPanel, sizeof(float) * static_cast<size_t>(valid_b));
-    }
-    if ((p1 - p0) % 2 != 0) tile(0, 1, p1 - 1, 1, 0, nb, p1 < n_panels ? p1 : -1);
+  if (m == 1 && ks.gemv_two_streams) {
+    gemv_two_streams(
+        p0, p1, n_panels, last_valid, y,
+        [&](int64_t g, int64_t distance, float* y2, int valid) {
+          // The tile of panels g and g + distance, writing y2; it prefetches panels g + 1 and g + 1 + distance.
+          MicroArgs a = tile_args(0, g, 0, nb, g + 1 < p0 + distance ? g + 1 : -1);
+          a.panel_stride = distance * stride;
+          a.y = y2;
+          a.valid_last = valid;
+          (int8 ? ks.int8[1][2] : ks.q4[1][2])(a);
+        },
+        [&](int64_t g) { tile(0, 1, g, 1, 0, nb, g + 1 < n_panels ? g + 1 : -1); });
     return;
   }
   if (n_row_tiles == 1) {

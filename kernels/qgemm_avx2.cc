@@ -176,11 +176,10 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
   }
 }
 
-// The q4 GEMV tile without VNNI (one row, NR panels): the same sums as micro<1, NR, kQ4, false>,
-// with each block's products summed in one int16 chain per (panel, half), the blocks walked in stored
-// pairs (the pair's data, scales, scales, data) and y updated once per chunk. micro<> let GCC hoist
-// every load of a block and spill its f32 sums to the stack (120 instructions a block for one panel;
-// this one about 90): from L3 on Zen 3 26 -> 30 GB/s.
+// A q4 block of the GEMV tile without VNNI (gemv_maddubs; one row, NR panels): the same sums as
+// micro<1, NR, kQ4, false>, with the block's products summed in one int16 chain per (panel, half).
+// micro<> let GCC hoist every load of a block and spill its f32 sums to the stack (120 instructions
+// a block for one panel; this one about 90): from L3 on Zen 3 26 -> 30 GB/s.
 template <int NR>
 SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, int64_t panel_stride, const uint8_t* scales,
                                                const int8_t* xb, float dx, int32_t xs, __m256 (&f)[NR][2]) {
@@ -219,40 +218,8 @@ SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, int64_t pane
   }
 }
 
-template <int NR>
-SHARDLM_AVX2_F16C void gemv_q4_maddubs(const MicroArgs& a) {
-  for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
-    const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
-    __m256 f[NR][2];
-#pragma GCC unroll 4
-    for (int j = 0; j < NR; ++j) f[j][0] = f[j][1] = _mm256_setzero_ps();
-    const uint8_t* pair = a.w + q4_data_offset(c0);  // c0 is even
-    int64_t b = c0;
-    for (; b + 1 < c1; b += 2, pair += kQ4PairBytes) {
-      prefetch_q4_ahead<NR>(a, b);
-      prefetch_q4_ahead<NR>(a, b + 1);
-      q4_block_maddubs<NR>(pair, a.panel_stride, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f);
-      q4_block_maddubs<NR>(pair + 320, a.panel_stride, pair + 288, a.xq + (b + 1) * kBlock, a.dx[b + 1], a.xs[b + 1], f);
-    }
-    if (b < c1) {
-      prefetch_q4_ahead<NR>(a, b);
-      q4_block_maddubs<NR>(pair, a.panel_stride, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < NR; ++j) {
-      const int valid = j == NR - 1 ? a.valid_last : static_cast<int>(kPanel);
-#pragma GCC unroll 2
-      for (int half = 0; half < 2; ++half) {
-        const __m256i mask = lane_mask(std::clamp(valid - half * 8, 0, 8));
-        float* yp = a.y + j * kPanel + half * 8;
-        _mm256_maskstore_ps(yp, mask, _mm256_add_ps(_mm256_maskload_ps(yp, mask), f[j][half]));
-      }
-    }
-  }
-}
-
-// The int8 GEMV tile without VNNI (one row, NR panels): the same sums as micro<1, NR, kInt8, false>,
-// as |x| times (q with x's sign) instead of |q| times (x with q's sign) — the same products, exact in
+// An int8 block of the GEMV tile without VNNI (gemv_maddubs): the same sums as micro<1, NR, kInt8,
+// false>, as |x| times (q with x's sign) instead of |q| times (x with q's sign) — the same products, exact in
 // int16 pairs — so that |x| is taken once per group of 4 k for all the tile's loads instead of |q|
 // once per load, with each (panel, half)'s block sum in one chain that an empty asm keeps GCC from
 // reassociating (micro<> spilled two of its sums and both f32 chunk sums to the stack every block).
@@ -287,27 +254,46 @@ SHARDLM_AVX2_F16C inline void int8_block_maddubs(const uint8_t* data, int64_t pa
   }
 }
 
-template <int NR>
-SHARDLM_AVX2_F16C void gemv_int8_maddubs(const MicroArgs& a) {
+// The GEMV tile without VNNI of either format (one row, NR panels): per chunk of blocks, the f32 sums
+// of each (panel, half) from the format's block function, then added to y (int8: times the row
+// scales). q4 blocks are walked in their stored pairs (the pair's data, scales, scales, data).
+template <int NR, Format kFormat>
+SHARDLM_AVX2_F16C void gemv_maddubs(const MicroArgs& a) {
+  constexpr bool kInt8 = kFormat == Format::kInt8;
   for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
     const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
     __m256 f[NR][2];
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) f[j][0] = f[j][1] = _mm256_setzero_ps();
-    for (int64_t b = c0; b < c1; ++b) {
-      // Prefetches written here (see qgemm.h): kInt8PrefetchBlocks ahead, or the next tile's first blocks.
-      const int64_t ahead = b + kInt8PrefetchBlocks;
-      const uint8_t* pf = ahead < a.b1 ? a.w + int8_block_offset(ahead)
-                          : a.next_w != nullptr ? a.next_w + int8_block_offset(ahead - a.b1)
-                                                : nullptr;
-      if (pf != nullptr) {
-        for (int j = 0; j < NR; ++j) {
-          for (int line = 0; line < 8; ++line) {
-            _mm_prefetch(reinterpret_cast<const char*>(pf + j * a.panel_stride + line * 64), _MM_HINT_T0);
+    if constexpr (kInt8) {
+      for (int64_t b = c0; b < c1; ++b) {
+        // Prefetches written here (see qgemm.h): kInt8PrefetchBlocks ahead, or the next tile's first blocks.
+        const int64_t ahead = b + kInt8PrefetchBlocks;
+        const uint8_t* pf = ahead < a.b1 ? a.w + int8_block_offset(ahead)
+                            : a.next_w != nullptr ? a.next_w + int8_block_offset(ahead - a.b1)
+                                                  : nullptr;
+        if (pf != nullptr) {
+          for (int j = 0; j < NR; ++j) {
+            for (int line = 0; line < 8; ++line) {
+              _mm_prefetch(reinterpret_cast<const char*>(pf + j * a.panel_stride + line * 64), _MM_HINT_T0);
+            }
           }
         }
+        int8_block_maddubs<NR>(a.w + int8_block_offset(b), a.panel_stride, a.xq + b * kBlock, a.dx[b], f);
       }
-      int8_block_maddubs<NR>(a.w + int8_block_offset(b), a.panel_stride, a.xq + b * kBlock, a.dx[b], f);
+    } else {
+      const uint8_t* pair = a.w + q4_data_offset(c0);  // c0 is even
+      int64_t b = c0;
+      for (; b + 1 < c1; b += 2, pair += kQ4PairBytes) {
+        prefetch_q4_ahead<NR>(a, b);
+        prefetch_q4_ahead<NR>(a, b + 1);
+        q4_block_maddubs<NR>(pair, a.panel_stride, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f);
+        q4_block_maddubs<NR>(pair + 320, a.panel_stride, pair + 288, a.xq + (b + 1) * kBlock, a.dx[b + 1], a.xs[b + 1], f);
+      }
+      if (b < c1) {
+        prefetch_q4_ahead<NR>(a, b);
+        q4_block_maddubs<NR>(pair, a.panel_stride, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f);
+      }
     }
 #pragma GCC unroll 4
     for (int j = 0; j < NR; ++j) {
@@ -316,8 +302,15 @@ SHARDLM_AVX2_F16C void gemv_int8_maddubs(const MicroArgs& a) {
       for (int half = 0; half < 2; ++half) {
         const __m256i mask = lane_mask(std::clamp(valid - half * 8, 0, 8));
         float* yp = a.y + j * kPanel + half * 8;
-        const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(a.w + j * a.panel_stride) + half * 8);
-        _mm256_maskstore_ps(yp, mask, _mm256_fmadd_ps(f[j][half], d, _mm256_maskload_ps(yp, mask)));
+        const __m256 t = _mm256_maskload_ps(yp, mask);
+        __m256 out;
+        if constexpr (kInt8) {
+          const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(a.w + j * a.panel_stride) + half * 8);
+          out = _mm256_fmadd_ps(f[j][half], d, t);
+        } else {
+          out = _mm256_add_ps(t, f[j][half]);
+        }
+        _mm256_maskstore_ps(yp, mask, out);
       }
     }
   }
@@ -380,23 +373,23 @@ namespace {
 constexpr int kMrMax = 2;
 constexpr int kNrMax[kMrMax + 1] = {0, 2, 1};
 
-// The q4 kernel of an MR x NR-panel tile: without VNNI the GEMV tile for one row (gemv_q4_maddubs),
+// The q4 kernel of an MR x NR-panel tile: without VNNI the GEMV tile for one row (gemv_maddubs),
 // the register tile otherwise.
 template <bool kVnni, int MR, int NR>
 MicroKernel q4_tile_kernel() {
   if constexpr (!kVnni && MR == 1) {
-    return &gemv_q4_maddubs<NR>;
+    return &gemv_maddubs<NR, Format::kQ4>;
   } else {
     return &micro<MR, NR, Format::kQ4, kVnni>;
   }
 }
 
 // The int8 kernel of an MR x NR-panel tile: without VNNI the GEMV tile for one row
-// (gemv_int8_maddubs), the register tile otherwise.
+// (gemv_maddubs), the register tile otherwise.
 template <bool kVnni, int MR, int NR>
 MicroKernel int8_tile_kernel() {
   if constexpr (!kVnni && MR == 1) {
-    return &gemv_int8_maddubs<NR>;
+    return &gemv_maddubs<NR, Format::kInt8>;
   } else {
     return &micro<MR, NR, Format::kInt8, kVnni>;
   }

@@ -66,16 +66,24 @@ TEST(ShareScheduler, ThreadsRacingCoverEveryUnitOnce) {
     ShareScheduler s(n, threads, 5);
     std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
     std::vector<int64_t> taken(static_cast<size_t>(threads), 0);
+    std::atomic<bool> stolen{false};  // another thread took units of thread 0's share
     std::vector<std::thread> pool;
     for (int t = 0; t < threads; ++t) {
       pool.emplace_back([&, t] {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         int64_t b, e;
         while (s.next(t, b, e)) {
           ASSERT_LT(b, e);
           for (int64_t u = b; u < e; ++u) seen[static_cast<size_t>(u)].fetch_add(1);
           taken[static_cast<size_t>(t)] += e - b;
-          // Thread 0 is slow, so the others take from its share.
-          if (t == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+          if (t != 0 && b < n / threads) stolen = true;
+          // Thread 0 is slow: it waits (in all at most 10 s, on a loaded machine too) until another
+          // thread has taken from its share.
+          if (t == 0) {
+            do {
+              std::this_thread::sleep_for(std::chrono::microseconds(50));
+            } while (!stolen && std::chrono::steady_clock::now() < deadline);
+          }
         }
       });
     }
