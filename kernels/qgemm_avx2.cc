@@ -318,47 +318,109 @@ SHARDLM_AVX2_F16C void gemv_maddubs(const MicroArgs& a) {
 
 }  // namespace
 
-// As quantize_row_scalar, bit for bit (the same scale per block; vcvtps2dq rounds to nearest even as
-// nearbyint does; a quotient that is not finite, e.g. from a block whose scale underflows, gives 0).
-// The scalar loop took ~5 ns a value: 14 us of a 26B-A4B expert's ~60-90 us on Zen 3.
-SHARDLM_AVX2_F16C bool quantize_row_avx2(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs) {
-  bool finite = true;
+namespace {
+
+// A block's 32 values v quantised with the inverse scale id into q (32 bytes); returns the eight
+// lanes whose sum is the block's sum of q. A quotient that is not finite gives 0.
+SHARDLM_AVX2_F16C inline __m256i quantize_block(const __m256 (&v)[4], __m256 id, int8_t* q) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   const __m256 inf = _mm256_set1_ps(INFINITY);
   const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-  for (int64_t b = 0; b < kp / kBlock; ++b) {
+  __m256i qi[4];
+  __m256i sum = _mm256_setzero_si256();
+  for (int i = 0; i < 4; ++i) {
+    const __m256 f = _mm256_mul_ps(v[i], id);
+    const __m256i ok = _mm256_castps_si256(_mm256_cmp_ps(_mm256_and_ps(f, abs_mask), inf, _CMP_LT_OQ));
+    qi[i] = _mm256_min_epi32(_mm256_max_epi32(_mm256_and_si256(_mm256_cvtps_epi32(f), ok), lo), hi);
+    sum = _mm256_add_epi32(sum, qi[i]);
+  }
+  const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return sum;
+}
+
+// The largest |value| of a block's 32 values (its absolute values a) and whether one is infinite or NaN.
+SHARDLM_AVX2_F16C inline __m256 block_abs(const float* x, int valid, __m256 (&v)[4], bool& bad) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256 inf = _mm256_set1_ps(INFINITY);
+  __m256 a[4];
+  int non_finite = 0;
+  for (int i = 0; i < 4; ++i) {
+    v[i] = valid >= 8 * (i + 1) ? _mm256_loadu_ps(x + 8 * i)
+                                : _mm256_maskload_ps(x + 8 * i, lane_mask(std::clamp(valid - 8 * i, 0, 8)));
+    a[i] = _mm256_and_ps(v[i], abs_mask);
+    non_finite |= _mm256_movemask_ps(_mm256_cmp_ps(a[i], inf, _CMP_NLT_UQ));  // inf or NaN
+  }
+  bad = non_finite != 0;
+  return _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+}
+
+}  // namespace
+
+// As quantize_row_scalar, bit for bit (the same scale per block: amax / 127 and its inverse by
+// correctly rounded divisions, vector or scalar alike; vcvtps2dq rounds to nearest even as nearbyint
+// does; a quotient that is not finite, e.g. from a block whose scale underflows, gives 0). Blocks go
+// eight at a time where they are complete: their maxima, scales and sums reduced side by side, one
+// division for all eight (block by block: 1.4 us at k = 2816, now 1.07 us; the values are read again
+// from L1 for the second pass, as 32 registers of them would spill). The scalar loop takes ~5 ns a value.
+SHARDLM_AVX2_F16C bool quantize_row_avx2(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs) {
+  bool finite = true;
+  const int64_t nb = kp / kBlock, full = k / kBlock;
+  int64_t b = 0;
+  for (; b + 8 <= full; b += 8) {
+    __m256 m[8];
+    int bad_bits = 0;
+    for (int i = 0; i < 8; ++i) {
+      __m256 v[4];
+      bool bad;
+      m[i] = block_abs(x + (b + i) * kBlock, static_cast<int>(kBlock), v, bad);
+      bad_bits |= static_cast<int>(bad) << i;
+    }
+    // Lane i of amax: block b + i's largest |value| (max is exact in any order).
+    const __m256 m01 = _mm256_max_ps(_mm256_unpacklo_ps(m[0], m[1]), _mm256_unpackhi_ps(m[0], m[1]));
+    const __m256 m23 = _mm256_max_ps(_mm256_unpacklo_ps(m[2], m[3]), _mm256_unpackhi_ps(m[2], m[3]));
+    const __m256 m45 = _mm256_max_ps(_mm256_unpacklo_ps(m[4], m[5]), _mm256_unpackhi_ps(m[4], m[5]));
+    const __m256 m67 = _mm256_max_ps(_mm256_unpacklo_ps(m[6], m[7]), _mm256_unpackhi_ps(m[6], m[7]));
+    const __m256 m0123 = _mm256_max_ps(_mm256_shuffle_ps(m01, m23, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(m01, m23, _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m256 m4567 = _mm256_max_ps(_mm256_shuffle_ps(m45, m67, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(m45, m67, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 amax = _mm256_max_ps(_mm256_permute2f128_ps(m0123, m4567, 0x20), _mm256_permute2f128_ps(m0123, m4567, 0x31));
+    if (bad_bits != 0) {  // blocks with a value that is not finite get scale 0, as in the scalar quantiser
+      finite = false;
+      const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+      const __m256i lanes = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bad_bits), bit), bit);
+      amax = _mm256_andnot_ps(_mm256_castsi256_ps(lanes), amax);
+    }
+    const __m256 d = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+    const __m256 id = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), d), _mm256_cmp_ps(d, _mm256_setzero_ps(), _CMP_GT_OQ));
+    _mm256_storeu_ps(dx + b, d);
+    __m256i s[8];
+    for (int i = 0; i < 8; ++i) {  // the values again, from L1
+      const float* xb = x + (b + i) * kBlock;
+      const __m256 v[4] = {_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8), _mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)};
+      s[i] = quantize_block(v, _mm256_permutevar8x32_ps(id, _mm256_set1_epi32(i)), q + (b + i) * kBlock);
+    }
+    // Lane i: block b + i's sum (integer adds, exact in any order).
+    const __m256i s0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+    const __m256i s4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+    const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20), _mm256_permute2x128_si256(s0123, s4567, 0x31));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xs + b), sums);
+  }
+  for (; b < nb; ++b) {  // the rest, one block at a time
     const int64_t k0 = b * kBlock;
     const int valid = static_cast<int>(std::min<int64_t>(kBlock, k - k0));
-    __m256 v[4], a[4];
-    int bad = 0;
-    for (int i = 0; i < 4; ++i) {
-      v[i] = valid >= 8 * (i + 1) ? _mm256_loadu_ps(x + k0 + 8 * i)
-                                  : _mm256_maskload_ps(x + k0 + 8 * i, lane_mask(std::clamp(valid - 8 * i, 0, 8)));
-      a[i] = _mm256_and_ps(v[i], abs_mask);
-      bad |= _mm256_movemask_ps(_mm256_cmp_ps(a[i], inf, _CMP_NLT_UQ));  // inf or NaN
-    }
-    __m256 m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+    __m256 v[4];
+    bool bad;
+    const __m256 m = block_abs(x + k0, valid, v, bad);
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
     m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
     m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
     float amax = _mm_cvtss_f32(m4);
-    if (bad != 0) {
+    if (bad) {
       finite = false;
       amax = 0.0f;
     }
     const float d = amax / 127.0f;
-    const __m256 id = _mm256_set1_ps(d > 0.0f ? 1.0f / d : 0.0f);
-    __m256i qi[4];
-    __m256i sum = _mm256_setzero_si256();
-    for (int i = 0; i < 4; ++i) {
-      const __m256 f = _mm256_mul_ps(v[i], id);
-      const __m256i ok = _mm256_castps_si256(_mm256_cmp_ps(_mm256_and_ps(f, abs_mask), inf, _CMP_LT_OQ));
-      qi[i] = _mm256_min_epi32(_mm256_max_epi32(_mm256_and_si256(_mm256_cvtps_epi32(f), ok), lo), hi);
-      sum = _mm256_add_epi32(sum, qi[i]);
-    }
-    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + k0), _mm256_permutevar8x32_epi32(bytes, order));
+    const __m256i sum = quantize_block(v, _mm256_set1_ps(d > 0.0f ? 1.0f / d : 0.0f), q + k0);
     __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
     s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
