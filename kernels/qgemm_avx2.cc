@@ -36,6 +36,24 @@ SHARDLM_AVX2_F16C inline __m256i lane_mask(int count) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(count), index);
 }
 
+// In an int8 tile of NR panels at block b: prefetches the 8 cache lines of the block
+// kInt8PrefetchBlocks ahead in each panel or, past the tile's last block, of the matching block of
+// the next tile's panels (when there is one). Always inlined (see qgemm.h: GCC 12 deletes calls to
+// a function that only prefetches).
+template <int NR>
+[[gnu::always_inline]] inline void prefetch_int8_ahead(const MicroArgs& a, int64_t b) {
+  const int64_t block = b + kInt8PrefetchBlocks;
+  const uint8_t* ahead = block < a.b1 ? a.w + int8_block_offset(block)
+                         : a.next_w != nullptr ? a.next_w + int8_block_offset(block - a.b1)
+                                               : nullptr;
+  if (ahead == nullptr) return;
+  for (int j = 0; j < NR; ++j) {
+    for (int line = 0; line < 8; ++line) {
+      _mm_prefetch(reinterpret_cast<const char*>(ahead + j * a.panel_stride + line * 64), _MM_HINT_T0);
+    }
+  }
+}
+
 template <int MR, int NR, Format kFormat, bool kVnni>
 SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
   constexpr bool kInt8 = kFormat == Format::kInt8;
@@ -58,21 +76,7 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
         // AVX-VNNI: the stored bytes (q + 128, unsigned) times the activation bytes, 4 per lane;
         // without: |q| times the activation bytes with q's sign, in pairs, then widened.
         const uint8_t* wb = a.w + int8_block_offset(b);
-        if (b + kInt8PrefetchBlocks < a.b1) {
-          const uint8_t* ahead = a.w + int8_block_offset(b + kInt8PrefetchBlocks);
-          for (int j = 0; j < NR; ++j) {
-            for (int line = 0; line < 8; ++line) {
-              _mm_prefetch(reinterpret_cast<const char*>(ahead + j * a.panel_stride + line * 64), _MM_HINT_T0);
-            }
-          }
-        } else if (a.next_w != nullptr) {
-          const uint8_t* next = a.next_w + int8_block_offset(b + kInt8PrefetchBlocks - a.b1);
-          for (int j = 0; j < NR; ++j) {
-            for (int line = 0; line < 8; ++line) {
-              _mm_prefetch(reinterpret_cast<const char*>(next + j * a.panel_stride + line * 64), _MM_HINT_T0);
-            }
-          }
-        }
+        prefetch_int8_ahead<NR>(a, b);
 #pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
 #pragma GCC unroll 4
@@ -267,18 +271,7 @@ SHARDLM_AVX2_F16C void gemv_maddubs(const MicroArgs& a) {
     for (int j = 0; j < NR; ++j) f[j][0] = f[j][1] = _mm256_setzero_ps();
     if constexpr (kInt8) {
       for (int64_t b = c0; b < c1; ++b) {
-        // Prefetches written here (see qgemm.h): kInt8PrefetchBlocks ahead, or the next tile's first blocks.
-        const int64_t ahead = b + kInt8PrefetchBlocks;
-        const uint8_t* pf = ahead < a.b1 ? a.w + int8_block_offset(ahead)
-                            : a.next_w != nullptr ? a.next_w + int8_block_offset(ahead - a.b1)
-                                                  : nullptr;
-        if (pf != nullptr) {
-          for (int j = 0; j < NR; ++j) {
-            for (int line = 0; line < 8; ++line) {
-              _mm_prefetch(reinterpret_cast<const char*>(pf + j * a.panel_stride + line * 64), _MM_HINT_T0);
-            }
-          }
-        }
+        prefetch_int8_ahead<NR>(a, b);
         int8_block_maddubs<NR>(a.w + int8_block_offset(b), a.panel_stride, a.xq + b * kBlock, a.dx[b], f);
       }
     } else {
@@ -315,10 +308,6 @@ SHARDLM_AVX2_F16C void gemv_maddubs(const MicroArgs& a) {
     }
   }
 }
-
-}  // namespace
-
-namespace {
 
 // A block's 32 values v quantised with the inverse scale id into q (32 bytes); returns the eight
 // lanes whose sum is the block's sum of q. A quotient that is not finite gives 0.
