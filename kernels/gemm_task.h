@@ -26,66 +26,85 @@ inline int decode_tile_width(int64_t m, bool gemv_two_streams, int gemv_nr, int 
   return m == 1 && gemv_nr > 0 ? gemv_nr : widest;
 }
 
-// A GEMV (one row of output y, 16 columns per panel) over the panels [p0, p1) as two sequential
-// streams side by side: pair(g, distance, y2, valid) computes the tile of panels g and g + distance
-// (g from the range's first half, its partner from the second) into y2, a copy of their 2 x 16
-// outputs that is written back after (valid: the columns of the second panel); single(g) takes an
-// odd range's last panel. A range of one panel is single.
+// The units in which a product's panels are handed to threads: panels, or for a GEMV read as two
+// streams (m = 1 at a level with gemv_two_streams) pairs of panels u and u + n_panels / 2 (an odd
+// count's last panel a unit of its own). A thread's consecutive units are then two sequential streams
+// half the matrix apart, however its share is cut into chunks (pairs of neighbouring panels, or of
+// panels a few apart, read ~20% slower on Zen 3).
+inline int64_t schedule_units(int64_t m, bool gemv_two_streams, int64_t n_panels) {
+  return m == 1 && gemv_two_streams ? (n_panels + 1) / 2 : n_panels;
+}
+
+// A GEMV (one row of output y, 16 columns per panel) over the pair units [u0, u1) of schedule_units:
+// pair(g, distance, y2, valid, next) computes the tile of panels g and g + distance into y2, a copy of
+// their 2 x 16 outputs (zeros unless accumulate) that is written back after (valid: the columns of the
+// second panel; next: the next unit's first panel, or -1, a hint for prefetching); single(g) takes an
+// odd count's last panel, whose outputs it adds to y (zeroed first unless accumulate).
 template <class Pair, class Single>
-void gemv_two_streams(int64_t p0, int64_t p1, int64_t n_panels, int last_valid, float* y, Pair pair, Single single) {
+void gemv_two_streams(int64_t u0, int64_t u1, int64_t n_panels, int last_valid, float* y, bool accumulate, Pair pair,
+                      Single single) {
   constexpr int64_t kPanelCols = 16;
-  const int64_t half = (p1 - p0) / 2;
+  const int64_t distance = n_panels / 2;
   alignas(32) float y2[2 * kPanelCols];
-  for (int64_t i = 0; i < half; ++i) {
-    const int64_t ga = p0 + i, gb = p0 + half + i;
-    const int valid = gb + 1 == n_panels ? last_valid : static_cast<int>(kPanelCols);
-    std::copy_n(y + ga * kPanelCols, kPanelCols, y2);
-    std::copy_n(y + gb * kPanelCols, valid, y2 + kPanelCols);
-    pair(ga, half, y2, valid);
-    std::copy_n(y2, kPanelCols, y + ga * kPanelCols);
-    std::copy_n(y2 + kPanelCols, valid, y + gb * kPanelCols);
+  for (int64_t u = u0; u < u1; ++u) {
+    if (u == distance) {
+      if (!accumulate) std::fill_n(y + (n_panels - 1) * kPanelCols, last_valid, 0.0f);
+      single(n_panels - 1);
+      continue;
+    }
+    const int64_t second = u + distance;
+    const int valid = second + 1 == n_panels ? last_valid : static_cast<int>(kPanelCols);
+    if (accumulate) {
+      std::copy_n(y + u * kPanelCols, kPanelCols, y2);
+      std::copy_n(y + second * kPanelCols, valid, y2 + kPanelCols);
+    } else {
+      std::fill_n(y2, 2 * kPanelCols, 0.0f);
+    }
+    pair(u, distance, y2, valid, u + 1 < distance ? u + 1 : int64_t{-1});
+    std::copy_n(y2, kPanelCols, y + u * kPanelCols);
+    std::copy_n(y2 + kPanelCols, valid, y + second * kPanelCols);
   }
-  if ((p1 - p0) % 2 != 0) single(p1 - 1);
 }
 
-// Panels per decode chunk: about kDecodeChunkBytes of weights, at least one panel.
-inline int64_t decode_chunk_panels(double bytes, int64_t n_panels) {
-  return std::max<int64_t>(1, static_cast<int64_t>(kDecodeChunkBytes * static_cast<double>(n_panels) / std::max(bytes, 1.0)));
+// Units per decode chunk: about kDecodeChunkBytes of weights, at least one unit.
+inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
+  return std::max<int64_t>(1, static_cast<int64_t>(kDecodeChunkBytes * static_cast<double>(n_units) / std::max(bytes, 1.0)));
 }
 
-// Calls run(first panel, end panel) over the n_panels panels (`bytes` of packed weights) of one
-// product y[m, n] = x[m, k] · Wᵀ. Small work runs on the calling thread. A decode (decode = true)
-// hands each thread chunks of its share (multiples of `granule` panels, the decode tile's width) and
+// Calls run(first unit, end unit) over the n_units units (`bytes` of packed weights; panels, or a
+// GEMV's pairs of panels, see schedule_units) of one product y[m, n] = x[m, k] · Wᵀ. Small work runs
+// on the calling thread. A decode (decode = true) hands each thread chunks of its share (multiples of
+// `granule` units, the decode tile's width) and
 // lets a thread that is done take chunks from the back of another's (ShareScheduler), so that a core
 // that gets less of the memory bandwidth for a while does less of the work instead of being waited
 // for; otherwise each thread takes an even contiguous share. Each output column is computed the same
 // way whichever thread takes it, so the thread count never changes a result.
 template <class Run>
-void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, size_t bytes, bool decode, int64_t granule,
+void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_units, size_t bytes, bool decode, int64_t granule,
                           Run run) {
   const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(std::max<int64_t>(k, 1));
   int threads = work < kMinParallelWork ? 1 : omp_get_max_threads();
-  threads = static_cast<int>(std::min<int64_t>(threads, n_panels));
+  threads = static_cast<int>(std::min<int64_t>(threads, n_units));
   if (threads <= 1) {
-    run(int64_t{0}, n_panels);
+    run(int64_t{0}, n_units);
     return;
   }
   if (decode) {
     granule = std::max<int64_t>(granule, 1);
-    const int64_t units = (n_panels + granule - 1) / granule;
-    ShareScheduler scheduler(units, threads, decode_chunk_panels(static_cast<double>(bytes), n_panels) / granule);
+    const int64_t granules = (n_units + granule - 1) / granule;
+    ShareScheduler scheduler(granules, threads, decode_chunk_units(static_cast<double>(bytes), n_units) / granule);
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
       int64_t u0, u1;
-      while (scheduler.next(t, u0, u1)) run(u0 * granule, std::min(u1 * granule, n_panels));
+      while (scheduler.next(t, u0, u1)) run(u0 * granule, std::min(u1 * granule, n_units));
     }
     return;
   }
 #pragma omp parallel num_threads(threads)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-    run(n_panels * t / nt, n_panels * (t + 1) / nt);
+    run(n_units * t / nt, n_units * (t + 1) / nt);
   }
 }
 
@@ -97,12 +116,13 @@ struct GemmTaskOf {
   float* y;
 };
 
-// Calls run(task index, first panel, end panel) over the panels of every non-empty task, in one
-// parallel region (no barrier between tasks); one thread for small work. A decode (no task has more
-// than mr_max rows, the kernels' tallest tile) schedules the tasks' panels, one after the other, as
-// for_each_panel_range does one product's; otherwise every thread takes its even share of each task.
-template <class Weights, class Run>
-void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, Run run) {
+// Calls run(task index, first unit, end unit) over the units of every non-empty task (units_of(i) of
+// task i: its panels, or a GEMV's pairs of panels, see schedule_units), in one parallel region (no
+// barrier between tasks); one thread for small work. A decode (no task has more than mr_max rows, the
+// kernels' tallest tile) schedules the tasks' units, one after the other, as for_each_panel_range
+// does one product's; otherwise every thread takes its even share of each task.
+template <class Weights, class UnitsOf, class Run>
+void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, UnitsOf units_of, Run run) {
   double work = 0.0, bytes = 0.0;
   bool decode = true;
   for (size_t i = 0; i < count; ++i) {
@@ -114,10 +134,10 @@ void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_
   }
   const int threads = work < kMinParallelWork ? 1 : omp_get_max_threads();
   if (decode && threads > 1) {
-    // Task i holds the panels [offset[i], offset[i + 1]) of the sequence.
+    // Task i holds the units [offset[i], offset[i + 1]) of the sequence.
     std::vector<int64_t> offset(count + 1, 0);
-    for (size_t i = 0; i < count; ++i) offset[i + 1] = offset[i] + (tasks[i].m > 0 ? tasks[i].w->panels() : 0);
-    ShareScheduler scheduler(offset[count], threads, decode_chunk_panels(bytes, offset[count]));
+    for (size_t i = 0; i < count; ++i) offset[i + 1] = offset[i] + (tasks[i].m > 0 ? units_of(i) : 0);
+    ShareScheduler scheduler(offset[count], threads, decode_chunk_units(bytes, offset[count]));
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
@@ -138,8 +158,8 @@ void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     for (size_t i = 0; i < count; ++i) {
       if (tasks[i].m <= 0 || tasks[i].w->n == 0) continue;
-      const int64_t n_panels = tasks[i].w->panels();
-      run(i, n_panels * t / nt, n_panels * (t + 1) / nt);
+      const int64_t n_units = units_of(i);
+      run(i, n_units * t / nt, n_units * (t + 1) / nt);
     }
   }
 }

@@ -227,13 +227,15 @@ int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t
   return decode_tile_width(m, ks.gemv_two_streams, gemv_nr, ks.nr_max[m]);
 }
 
-// Columns [16 * p0, 16 * p1) of all m rows: this thread's share of the output.
+// Units [p0, p1) of all m rows (panels, or a GEMV's pairs of panels: schedule_units): this thread's
+// share of the output.
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const QuantizedRows& x, float* y, bool accumulate,
                 int64_t p0, int64_t p1) {
   const int64_t n = w.n, m = x.m, nb = w.blocks();
+  const bool two_streams = m == 1 && ks.gemv_two_streams;
   const int64_t col0 = p0 * kPanel, col1 = std::min(p1 * kPanel, n);
-  if (col0 >= col1) return;
-  if (!accumulate) {
+  if (col0 >= col1 && !two_streams) return;
+  if (!accumulate && !two_streams) {
     for (int64_t i = 0; i < m; ++i) std::memset(y + i * n + col0, 0, sizeof(float) * (col1 - col0));
   }
   const int64_t n_panels = w.panels();
@@ -269,12 +271,12 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     i0 = m * t / n_row_tiles;
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
-  if (m == 1 && ks.gemv_two_streams) {
+  if (two_streams) {
     gemv_two_streams(
-        p0, p1, n_panels, last_valid, y,
-        [&](int64_t g, int64_t distance, float* y2, int valid) {
-          // The tile of panels g and g + distance, writing y2; it prefetches panels g + 1 and g + 1 + distance.
-          MicroArgs a = tile_args(0, g, 0, nb, g + 1 < p0 + distance ? g + 1 : -1);
+        p0, p1, n_panels, last_valid, y, accumulate,
+        [&](int64_t g, int64_t distance, float* y2, int valid, int64_t next) {
+          // The tile of panels g and g + distance, writing y2; it prefetches panels next and next + distance.
+          MicroArgs a = tile_args(0, g, 0, nb, next);
           a.panel_stride = distance * stride;
           a.y = y2;
           a.valid_last = valid;
@@ -438,7 +440,8 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const QuantizedRows& shared = rows;
   const bool decode = m <= ks.mr_max;
-  for_each_panel_range(m, w.n, w.k, w.panels(), w.bytes(), decode, decode ? decode_tile_panels(ks, w, m) : 1,
+  for_each_panel_range(m, w.n, w.k, schedule_units(m, ks.gemv_two_streams, w.panels()), w.bytes(), decode,
+                       decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
 }
 
@@ -465,7 +468,8 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const std::vector<QuantizedRows>& shared = rows;
   const std::vector<size_t>& from = source;
-  for_each_task_share(tasks, count, ks.mr_max, [&](size_t i, int64_t p0, int64_t p1) {
+  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, ks.gemv_two_streams, tasks[i].w->panels()); };
+  for_each_task_share(tasks, count, ks.mr_max, units_of, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, shared[from[i]], tasks[i].y, false, p0, p1);
   });
 }

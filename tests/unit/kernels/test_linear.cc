@@ -374,23 +374,33 @@ TEST(LinearOwn, CacheBlockedLargeBatchMatchesSingleRows) {
   }
 }
 
+// m = 1 on two threads covers the GEMV read as two streams (3 panels: a pair and an odd last panel)
+// adding into y; k is large enough for a parallel region.
 TEST(LinearOwn, AccumulateAddsIntoOutput) {
-  const int64_t n = 45, k = 300, m = 5;
-  const auto w = random_vector(static_cast<size_t>(n * k), 11);
-  const auto x = random_vector(static_cast<size_t>(m * k), 12);
-  const auto y0 = random_vector(static_cast<size_t>(m * n), 13, -10.0f, 10.0f);
-  std::vector<double> ref, mag;
-  reference(x, w, m, n, k, ref, mag);
-  for (size_t i = 0; i < ref.size(); ++i) {
-    ref[i] += y0[i];
-    mag[i] += std::fabs(y0[i]);
-  }
-  const Linear lin = Linear::from_f32(w.data(), n, k, WeightFormat::kF32);
-  for (const Isa isa : runnable_isas()) {
-    ScopedIsa scoped(isa);
-    std::vector<float> y = y0;
-    lin.forward(x.data(), m, y.data(), /*accumulate=*/true);
-    EXPECT_TRUE(close_to_reference(y, ref, mag, 4e-6)) << isa_name(isa);
+  const int64_t n = 45, k = 1500;
+  for (const int64_t m : {1, 5}) {
+    const auto w = random_vector(static_cast<size_t>(n * k), 11);
+    const auto x = random_vector(static_cast<size_t>(m * k), 12);
+    const auto y0 = random_vector(static_cast<size_t>(m * n), 13, -10.0f, 10.0f);
+    std::vector<double> ref, mag;
+    reference(x, w, m, n, k, ref, mag);
+    for (size_t i = 0; i < ref.size(); ++i) {
+      ref[i] += y0[i];
+      mag[i] += std::fabs(y0[i]);
+    }
+    for (const WeightFormat format : {WeightFormat::kF32, WeightFormat::kBF16}) {
+      const Linear lin = Linear::from_f32(w.data(), n, k, format);
+      for (const Isa isa : runnable_isas()) {
+        ScopedIsa scoped(isa);
+        for (const int nt : {1, 2}) {
+          ScopedThreads threads(nt);
+          std::vector<float> y = y0;
+          lin.forward(x.data(), m, y.data(), /*accumulate=*/true);
+          EXPECT_TRUE(close_to_reference(y, ref, mag, format == WeightFormat::kF32 ? 4e-6 : 1e-2))
+              << isa_name(isa) << " " << weight_format_name(format) << " m=" << m << " threads=" << nt;
+        }
+      }
+    }
   }
 }
 

@@ -191,8 +191,10 @@ TEST(QuantizedLinear, LargeMatricesSplitDynamicallyGiveTheSameResults) {
   }
 }
 
+// Batches and GEMVs (m = 1: at the AVX2 level without VNNI read as two streams, here a pair of panels
+// and an odd last one) on one and two threads (k is large enough for a parallel region).
 TEST(QuantizedLinear, AccumulateAddsInTheDefinedOrder) {
-  const int64_t n = 33, k = 520;
+  const int64_t n = 33, k = 2100;
   const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 21);
   const std::vector<float> x = random_vector(static_cast<size_t>(2 * k), 22);
   const std::vector<float> start = random_vector(static_cast<size_t>(2 * n), 23);
@@ -209,9 +211,20 @@ TEST(QuantizedLinear, AccumulateAddsInTheDefinedOrder) {
     }
     for (Isa isa : runnable_isas()) {
       ScopedIsa scoped(isa);
-      std::vector<float> y = start;
-      lin.forward(x.data(), 2, y.data(), true);
-      ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), sizeof(float) * y.size())) << isa_name(isa);
+      for (bool vnni : {true, false}) {
+        qgemm::use_avx_vnni(vnni);
+        for (int nt : {1, 2}) {
+          ScopedThreads threads(nt);
+          std::vector<float> y = start;
+          lin.forward(x.data(), 2, y.data(), true);
+          ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), sizeof(float) * y.size())) << isa_name(isa) << " threads=" << nt;
+          y = start;
+          lin.forward(x.data() + k, 1, y.data() + n, true);
+          ASSERT_EQ(0, std::memcmp(y.data() + n, ref.data() + n, sizeof(float) * n))
+              << isa_name(isa) << " avx-vnni=" << vnni << " m=1 threads=" << nt;
+        }
+      }
+      qgemm::use_avx_vnni(true);
     }
   }
 }
