@@ -55,18 +55,18 @@ MicroKernelSet make_scalar_set() {
 
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
-  return decode_tile_width(m, ks.gemv_two_streams, ks.gemv_nr, ks.nr_max[m]);
+  return decode_tile_width(m, ks.gemv_streams, ks.gemv_nr, ks.nr_max[m]);
 }
 
-// Units [p0, p1) of all m rows (panels, or a GEMV's pairs of panels: schedule_units): this thread's
+// Units [p0, p1) of all m rows (panels, or a GEMV's groups of panels: schedule_units): this thread's
 // share of the output.
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x, int64_t m, float* y,
                 bool accumulate, int64_t p0, int64_t p1) {
   const int64_t n = w.n, k = w.k;
-  const bool two_streams = m == 1 && ks.gemv_two_streams;
+  const bool several_streams = m == 1 && ks.gemv_streams > 1;
   const int64_t col0 = p0 * kPanel, col1 = std::min(p1 * kPanel, n);
-  if (col0 >= col1 && !two_streams) return;
-  if (!accumulate && !two_streams) {
+  if (col0 >= col1 && !several_streams) return;
+  if (!accumulate && !several_streams) {
     for (int64_t i = 0; i < m; ++i) std::memset(y + i * n + col0, 0, sizeof(float) * (col1 - col0));
   }
   const int64_t n_panels = w.panels();
@@ -89,12 +89,13 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
 
-  if (two_streams) {
-    const MicroKernel pair = w.bf16 ? ks.bf16[1][2] : ks.f32[1][2];
-    gemv_two_streams(
-        p0, p1, n_panels, last_valid, y, accumulate,
-        [&](int64_t g, int64_t distance, float* y2, int valid, int64_t) {
-          pair(x, k, wbase + static_cast<size_t>(g * pstride) * esize, distance * pstride, k, 0, k, y2, n, valid);
+  if (several_streams) {
+    const int s = ks.gemv_streams;
+    const MicroKernel group = w.bf16 ? ks.bf16[1][s] : ks.f32[1][s];
+    gemv_streams(
+        s, p0, p1, n_panels, last_valid, y, accumulate,
+        [&](int64_t g, int64_t distance, float* ys, int valid, int64_t) {
+          group(x, k, wbase + static_cast<size_t>(g * pstride) * esize, distance * pstride, k, 0, k, ys, n, valid);
         },
         [&](int64_t g) { tile(0, 1, g, 1, 0, k); });
     return;
@@ -227,14 +228,14 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   if (m <= 0 || w.n == 0) return;
   const MicroKernelSet& ks = kernels_at(isa);
   const bool decode = m <= ks.mr_max;
-  for_each_panel_range(m, w.n, w.k, schedule_units(m, ks.gemv_two_streams, w.panels()), w.bytes(), decode,
+  for_each_panel_range(m, w.n, w.k, schedule_units(m, ks.gemv_streams, w.panels()), w.bytes(), decode,
                        decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, x, m, y, accumulate, p0, p1); });
 }
 
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(isa);
-  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, ks.gemv_two_streams, tasks[i].w->panels()); };
+  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, ks.gemv_streams, tasks[i].w->panels()); };
   for_each_task_share(tasks, count, ks.mr_max, units_of, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, tasks[i].x, tasks[i].m, tasks[i].y, false, p0, p1);
   });

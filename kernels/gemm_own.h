@@ -130,10 +130,10 @@ struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};                      // widest tile for each row count
   int gemv_nr = 0;                                  // panels per tile of a GEMV (0: nr_max[1])
-  // A GEMV (m = 1) reads each range of panels a thread takes as two sequential streams side by side:
-  // tiles of two panels, one from each half of the range ([1][2] with the halves' distance as panel
-  // stride), for cores that read two streams faster than one (Zen 3).
-  bool gemv_two_streams = false;
+  // Sequential streams a GEMV (m = 1) reads side by side, for cores that read several streams faster
+  // than one (Zen 3): S > 1 schedules it in units of S panels a fraction of the matrix apart
+  // (schedule_units in gemm_task.h), each the tile [1][S] with their distance as panel stride.
+  int gemv_streams = 1;
   MicroKernel f32[kMaxMr + 1][kMaxNr + 1] = {};     // [mr][nr]
   MicroKernel bf16[kMaxMr + 1][kMaxNr + 1] = {};
 };

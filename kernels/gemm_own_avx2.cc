@@ -175,7 +175,7 @@ MicroKernelSet make_set() {
   // 26B-A4B expert down matrix 20.4-21.4 -> 24.1-24.5 GB/s, expert gate+up 22.2-22.7 -> 22.9-24.4;
   // tiles of two adjacent panels (the rule before, for panels of 16 KiB and more) gained on long
   // panels only (31B shapes 0.80-0.84 -> 0.90-0.92 of the read bandwidth), two streams as much.
-  set.gemv_two_streams = true;
+  set.gemv_streams = 2;
   fill(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }

@@ -19,50 +19,62 @@ inline constexpr double kMinParallelWork = 65536.0;
 inline constexpr double kDecodeChunkBytes = 64.0 * 1024;
 
 // Panels per tile of a decode of m rows (the unit a decode's ranges are multiples of): for a GEMV
-// (m = 1) 1 where the level reads a range as two streams (any range splits), else `gemv_nr` where
-// set; otherwise `widest` (the widest tile for m rows).
-inline int decode_tile_width(int64_t m, bool gemv_two_streams, int gemv_nr, int widest) {
-  if (m == 1 && gemv_two_streams) return 1;
+// (m = 1) 1 where the level reads it as several streams (schedule_units), else `gemv_nr` where set;
+// otherwise `widest` (the widest tile for m rows).
+inline int decode_tile_width(int64_t m, int gemv_streams, int gemv_nr, int widest) {
+  if (m == 1 && gemv_streams > 1) return 1;
   return m == 1 && gemv_nr > 0 ? gemv_nr : widest;
 }
 
-// The units in which a product's panels are handed to threads: panels, or for a GEMV read as two
-// streams (m = 1 at a level with gemv_two_streams) pairs of panels u and u + n_panels / 2 (an odd
-// count's last panel a unit of its own). A thread's consecutive units are then two sequential streams
-// half the matrix apart, however its share is cut into chunks (pairs of neighbouring panels, or of
-// panels a few apart, read ~20% slower on Zen 3).
-inline int64_t schedule_units(int64_t m, bool gemv_two_streams, int64_t n_panels) {
-  return m == 1 && gemv_two_streams ? (n_panels + 1) / 2 : n_panels;
+// The most streams a GEMV tile reads side by side (MicroKernelSet::gemv_streams).
+inline constexpr int kMaxGemvStreams = 4;
+
+// The units in which a product's panels are handed to threads: panels, or for a GEMV read as S > 1
+// streams (m = 1 at a level whose gemv_streams is S) groups of S panels a distance d = n_panels / S
+// apart — unit u < d is the panels u, u + d, .., u + (S - 1) d — and the n_panels - S d panels left
+// at the end a unit each. A thread's consecutive units are then S sequential streams a fraction of
+// the matrix apart, however its share is cut into chunks (panels close together read slower).
+inline int64_t schedule_units(int64_t m, int gemv_streams, int64_t n_panels) {
+  if (m != 1 || gemv_streams < 2) return n_panels;
+  const int64_t distance = n_panels / gemv_streams;
+  return n_panels - (gemv_streams - 1) * distance;
 }
 
-// A GEMV (one row of output y, 16 columns per panel) over the pair units [u0, u1) of schedule_units:
-// pair(g, distance, y2, valid, next) computes the tile of panels g and g + distance into y2, a copy of
-// their 2 x 16 outputs (zeros unless accumulate) that is written back after (valid: the columns of the
-// second panel; next: the next unit's first panel, or -1, a hint for prefetching); single(g) takes an
-// odd count's last panel, whose outputs it adds to y (zeroed first unless accumulate).
-template <class Pair, class Single>
-void gemv_two_streams(int64_t u0, int64_t u1, int64_t n_panels, int last_valid, float* y, bool accumulate, Pair pair,
-                      Single single) {
+// A GEMV (one row of output y, 16 columns per panel) read as `streams` (2..kMaxGemvStreams) streams,
+// over the units [u0, u1) of schedule_units: group(g, distance, ys, valid, next) computes the tile of
+// the panels g, g + distance, .. into ys, a copy of their outputs (16 per panel; zeros unless
+// accumulate) that is written back after (valid: the columns of the last panel; next: the next
+// unit's first panel, or -1, a hint for prefetching); single(g) takes one of the panels left at the
+// end, adding its outputs to y (zeroed first unless accumulate).
+template <class Group, class Single>
+void gemv_streams(int streams, int64_t u0, int64_t u1, int64_t n_panels, int last_valid, float* y, bool accumulate,
+                  Group group, Single single) {
   constexpr int64_t kPanelCols = 16;
-  const int64_t distance = n_panels / 2;
-  alignas(32) float y2[2 * kPanelCols];
+  const int64_t distance = n_panels / streams;
+  auto columns = [&](int64_t g) { return g + 1 == n_panels ? last_valid : static_cast<int>(kPanelCols); };
+  alignas(32) float ys[kMaxGemvStreams * kPanelCols];
   for (int64_t u = u0; u < u1; ++u) {
-    if (u == distance) {
-      if (!accumulate) std::fill_n(y + (n_panels - 1) * kPanelCols, last_valid, 0.0f);
-      single(n_panels - 1);
+    if (u >= distance) {
+      const int64_t g = u + (streams - 1) * distance;
+      if (!accumulate) std::fill_n(y + g * kPanelCols, columns(g), 0.0f);
+      single(g);
       continue;
     }
-    const int64_t second = u + distance;
-    const int valid = second + 1 == n_panels ? last_valid : static_cast<int>(kPanelCols);
-    if (accumulate) {
-      std::copy_n(y + u * kPanelCols, kPanelCols, y2);
-      std::copy_n(y + second * kPanelCols, valid, y2 + kPanelCols);
-    } else {
-      std::fill_n(y2, 2 * kPanelCols, 0.0f);
+    const int valid = columns(u + (streams - 1) * distance);
+    for (int s = 0; s < streams; ++s) {
+      float* out = ys + s * kPanelCols;
+      const int n = s + 1 == streams ? valid : static_cast<int>(kPanelCols);
+      if (accumulate) {
+        std::copy_n(y + (u + s * distance) * kPanelCols, n, out);
+      } else {
+        std::fill_n(out, n, 0.0f);
+      }
     }
-    pair(u, distance, y2, valid, u + 1 < distance ? u + 1 : int64_t{-1});
-    std::copy_n(y2, kPanelCols, y + u * kPanelCols);
-    std::copy_n(y2 + kPanelCols, valid, y + second * kPanelCols);
+    group(u, distance, ys, valid, u + 1 < distance ? u + 1 : int64_t{-1});
+    for (int s = 0; s < streams; ++s) {
+      std::copy_n(ys + s * kPanelCols, s + 1 == streams ? valid : static_cast<int>(kPanelCols),
+                  y + (u + s * distance) * kPanelCols);
+    }
   }
 }
 
@@ -72,7 +84,7 @@ inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
 }
 
 // Calls run(first unit, end unit) over the n_units units (`bytes` of packed weights; panels, or a
-// GEMV's pairs of panels, see schedule_units) of one product y[m, n] = x[m, k] · Wᵀ. Small work runs
+// GEMV's groups of panels, see schedule_units) of one product y[m, n] = x[m, k] · Wᵀ. Small work runs
 // on the calling thread. A decode (decode = true) hands each thread chunks of its share (multiples of
 // `granule` units, the decode tile's width) and
 // lets a thread that is done take chunks from the back of another's (ShareScheduler), so that a core
@@ -117,7 +129,7 @@ struct GemmTaskOf {
 };
 
 // Calls run(task index, first unit, end unit) over the units of every non-empty task (units_of(i) of
-// task i: its panels, or a GEMV's pairs of panels, see schedule_units), in one parallel region (no
+// task i: its panels, or a GEMV's groups of panels, see schedule_units), in one parallel region (no
 // barrier between tasks); one thread for small work. A decode (no task has more than mr_max rows, the
 // kernels' tallest tile) schedules the tasks' units, one after the other, as for_each_panel_range
 // does one product's; otherwise every thread takes its even share of each task.

@@ -224,18 +224,18 @@ MicroKernelSet make_scalar_set() {
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
   const int gemv_nr = w.format == Format::kInt8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
-  return decode_tile_width(m, ks.gemv_two_streams, gemv_nr, ks.nr_max[m]);
+  return decode_tile_width(m, ks.gemv_streams, gemv_nr, ks.nr_max[m]);
 }
 
-// Units [p0, p1) of all m rows (panels, or a GEMV's pairs of panels: schedule_units): this thread's
+// Units [p0, p1) of all m rows (panels, or a GEMV's groups of panels: schedule_units): this thread's
 // share of the output.
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const QuantizedRows& x, float* y, bool accumulate,
                 int64_t p0, int64_t p1) {
   const int64_t n = w.n, m = x.m, nb = w.blocks();
-  const bool two_streams = m == 1 && ks.gemv_two_streams;
+  const bool several_streams = m == 1 && ks.gemv_streams > 1;
   const int64_t col0 = p0 * kPanel, col1 = std::min(p1 * kPanel, n);
-  if (col0 >= col1 && !two_streams) return;
-  if (!accumulate && !two_streams) {
+  if (col0 >= col1 && !several_streams) return;
+  if (!accumulate && !several_streams) {
     for (int64_t i = 0; i < m; ++i) std::memset(y + i * n + col0, 0, sizeof(float) * (col1 - col0));
   }
   const int64_t n_panels = w.panels();
@@ -271,16 +271,17 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     i0 = m * t / n_row_tiles;
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
-  if (two_streams) {
-    gemv_two_streams(
-        p0, p1, n_panels, last_valid, y, accumulate,
-        [&](int64_t g, int64_t distance, float* y2, int valid, int64_t next) {
-          // The tile of panels g and g + distance, writing y2; it prefetches panels next and next + distance.
+  if (several_streams) {
+    const int s = ks.gemv_streams;
+    gemv_streams(
+        s, p0, p1, n_panels, last_valid, y, accumulate,
+        [&](int64_t g, int64_t distance, float* ys, int valid, int64_t next) {
+          // The tile of panels g, g + distance, .., writing ys; it prefetches the panels of the next unit.
           MicroArgs a = tile_args(0, g, 0, nb, next);
           a.panel_stride = distance * stride;
-          a.y = y2;
+          a.y = ys;
           a.valid_last = valid;
-          (int8 ? ks.int8[1][2] : ks.q4[1][2])(a);
+          (int8 ? ks.int8[1][s] : ks.q4[1][s])(a);
         },
         [&](int64_t g) { tile(0, 1, g, 1, 0, nb, g + 1 < n_panels ? g + 1 : -1); });
     return;
@@ -440,7 +441,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const QuantizedRows& shared = rows;
   const bool decode = m <= ks.mr_max;
-  for_each_panel_range(m, w.n, w.k, schedule_units(m, ks.gemv_two_streams, w.panels()), w.bytes(), decode,
+  for_each_panel_range(m, w.n, w.k, schedule_units(m, ks.gemv_streams, w.panels()), w.bytes(), decode,
                        decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
 }
@@ -468,7 +469,7 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const std::vector<QuantizedRows>& shared = rows;
   const std::vector<size_t>& from = source;
-  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, ks.gemv_two_streams, tasks[i].w->panels()); };
+  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, ks.gemv_streams, tasks[i].w->panels()); };
   for_each_task_share(tasks, count, ks.mr_max, units_of, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, shared[from[i]], tasks[i].y, false, p0, p1);
   });

@@ -471,9 +471,12 @@ MicroKernelSet make_set() {
   // 20.6-21.1 -> 23.6-24.4; int8 expert down 20.1-21.2 -> 25.6-26.6. Tiles of two adjacent panels
   // (the rule before, for panels of 16 KiB and more) lost on short panels (q4 expert down 0.73 ->
   // 0.63) and matched two streams on the 31B shapes.
+  // Three streams (tiles of three panels) measured no better for int8 and worse for q4 (one thread,
+  // paired, 31B MLP up and the experts: int8 0.79-0.86 of the read bandwidth either way, q4 0.69-0.75
+  // against 0.66-0.81 with two), although a plain read of three streams is the fastest on Zen 3.
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
-  set.gemv_two_streams = !kVnni;
+  set.gemv_streams = kVnni ? 1 : 2;
   fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }
