@@ -143,11 +143,11 @@ struct RowAvx2Bf16 : RowAvx2 {
 constexpr int kMrMax = 4;
 constexpr int kNrMax[kMrMax + 1] = {0, 4, 2, 1, 1};
 
-// The kernel of an MR x NR-panel tile: the GEMV tile for one row and one or two panels (micro_gemv),
+// The kernel of an MR x NR-panel tile: the GEMV tile for one row and one to three panels (micro_gemv),
 // the register tile otherwise.
 template <int MR, int NR, bool kBf16>
 MicroKernel tile_kernel() {
-  if constexpr (MR == 1 && NR <= 2) {
+  if constexpr (MR == 1 && NR <= 3) {
     return &micro_gemv<std::conditional_t<kBf16, RowAvx2Bf16, RowAvx2>, kBf16, NR>;
   } else {
     return &micro<MR, NR, kBf16>;
@@ -169,13 +169,16 @@ MicroKernelSet make_set() {
   MicroKernelSet set;
   set.mr_max = kMrMax;
   for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
-  // A GEMV reads each thread's range of panels as two sequential streams, its halves side by side
-  // (the chunk pairs of each panel side by side too): a Zen 3 core reads one stream ~15% slower than
-  // several. Against one stream of single panels, one thread, paired runs from memory: bf16 on the
-  // 26B-A4B expert down matrix 20.4-21.4 -> 24.1-24.5 GB/s, expert gate+up 22.2-22.7 -> 22.9-24.4;
-  // tiles of two adjacent panels (the rule before, for panels of 16 KiB and more) gained on long
-  // panels only (31B shapes 0.80-0.84 -> 0.90-0.92 of the read bandwidth), two streams as much.
-  set.gemv_streams = 2;
+  // A GEMV is read as three sequential streams per thread (units of three panels a third of the
+  // matrix apart, gemm_task.h), the chunk pairs of each panel side by side too: a Zen 3 core reads
+  // one stream ~15% slower than several and three fastest (a plain read, one thread: 1 stream ~22.5
+  // GB/s, 2 ~24.5, 3 ~32, 4 ~27). Against two streams, one thread, paired runs from memory: bf16 31B
+  // MLP up 0.78-0.82 -> 0.84-0.86 of the read bandwidth, q (full) 0.76-0.80 -> 0.85-0.89, 26B-A4B
+  // expert gate+up 0.79-0.80 -> 0.84-0.89, down 0.79-0.80 -> 0.83-0.84; two threads the same within
+  // the noise. Two streams against one had given bf16 expert down 20.4-21.4 -> 24.1-24.5 GB/s;
+  // tiles of two adjacent panels (the rule before that, for panels of 16 KiB and more) gained on long
+  // panels only.
+  set.gemv_streams = 3;
   fill(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }

@@ -1,4 +1,4 @@
-// The GEMV tile of the own GEMM (one row, one or two panels), written once for every SIMD level and
+// The GEMV tile of the own GEMM (one row, one to three panels), written once for every SIMD level and
 // included, inside the level's "#pragma GCC target" region, by gemm_own_avx2.cc and
 // gemm_own_avx512.cc. Row is the level's 16-column row type: V (the 16 f32 of a panel row),
 // zero(), add(a, b), fma_row<kBf16>(x, w, row, acc) (acc + x * panel row `row` of w),
@@ -22,10 +22,10 @@ void gemv_group(const float* x, const void* const (&w)[P], int64_t begin, int64_
   // Prefetches written here in the function body: GCC 12 deletes calls to a lambda or helper that
   // only prefetches (its mod-ref analysis finds they read and write nothing) unless always inlined.
   const char* ahead[P];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int p = 0; p < P; ++p) ahead[p] = static_cast<const char*>(w[p]) + Row::kPrefetchBytes;
   V s[P][G];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int p = 0; p < P; ++p) {
 #pragma GCC unroll 3
     for (int m = 0; m < G; ++m) s[p][m] = Row::zero();
@@ -36,22 +36,22 @@ void gemv_group(const float* x, const void* const (&w)[P], int64_t begin, int64_
     const int64_t row = begin + 2 * G * step;
 #pragma GCC unroll 6
     for (int64_t line = 0; line < 2 * G * kRowBytes / 64; ++line) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int p = 0; p < P; ++p) _mm_prefetch(ahead[p] + row * kRowBytes + line * 64, _MM_HINT_T0);
     }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int half = 0; half < 2; ++half) {
 #pragma GCC unroll 3
       for (int m = 0; m < G; ++m) {
         const float xv = xg[m * len + 2 * step + half];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int p = 0; p < P; ++p) s[p][m] = Row::template fma_row<kBf16>(xv, w[p], row + 2 * m + half, s[p][m]);
       }
     }
   }
 #pragma GCC unroll 3
   for (int m = 0; m < G; ++m) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int p = 0; p < P; ++p) t[p] = Row::add(t[p], s[p][m]);
   }
 }
@@ -79,7 +79,7 @@ typename Row::V gemv_chunk(const float* x, const void* w, int64_t k, int64_t len
     }
   }
   for (; kk + 1 < c1; kk += 2, row += rows.step) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int64_t line = 0; line < 2 * kRowBytes / 64; ++line) _mm_prefetch(ahead + row * kRowBytes + line * 64, _MM_HINT_T0);
     s = Row::template fma_row<kBf16>(x[kk], w, row, s);
     s = Row::template fma_row<kBf16>(x[kk + 1], w, row + 1, s);
@@ -89,7 +89,7 @@ typename Row::V gemv_chunk(const float* x, const void* w, int64_t k, int64_t len
 }
 
 // The GEMV tile of P panels (panel_stride elements apart), read as P sequential streams side by
-// side (P = 2: for cores that read a few streams faster than one, such as Zen 3); each panel's result
+// side (P = 3: for cores that read a few streams faster than one, such as Zen 3); each panel's result
 // is the same whatever P.
 template <class Row, bool kBf16, int P>
 void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t panel_stride, int64_t k, int64_t k0,
@@ -98,7 +98,7 @@ void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t panel_st
   const size_t elem = kBf16 ? 2 : 4;
   const void* panels[P];
   V t[P];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int p = 0; p < P; ++p) {
     panels[p] = static_cast<const char*>(w) + p * panel_stride * elem;
     t[p] = Row::load_y(y + p * kPanel, p == P - 1 ? valid_last : static_cast<int>(kPanel));
@@ -115,11 +115,11 @@ void micro_gemv(const float* x, int64_t /*ldx*/, const void* w, int64_t panel_st
       }
       c0 += g.members * len;
     } else {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int p = 0; p < P; ++p) t[p] = gemv_chunk<Row, kBf16>(x, panels[p], k, len, c0, k1, t[p]);
       c0 = std::min(c0 + len, k1);
     }
   }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int p = 0; p < P; ++p) Row::store_y(y + p * kPanel, t[p], p == P - 1 ? valid_last : static_cast<int>(kPanel));
 }
