@@ -86,10 +86,10 @@ inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
 // Calls run(first unit, end unit) over the n_units units (`bytes` of packed weights; panels, or a
 // GEMV's groups of panels, see schedule_units) of one product y[m, n] = x[m, k] · Wᵀ. Small work runs
 // on the calling thread. A decode (decode = true) hands each thread chunks of its share (multiples of
-// `granule` units, the decode tile's width) and
-// lets a thread that is done take chunks from the back of another's (ShareScheduler), so that a core
-// that gets less of the memory bandwidth for a while does less of the work instead of being waited
-// for; otherwise each thread takes an even contiguous share. Each output column is computed the same
+// `granule` units, the decode tile's width) and lets a thread that is done take chunks from the back
+// of another's (ShareScheduler), so that a core that gets less of the memory bandwidth for a while
+// does less of the work instead of being waited for; otherwise each thread takes an even contiguous
+// share. Each output column is computed the same
 // way whichever thread takes it, so the thread count never changes a result.
 template <class Run>
 void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_units, size_t bytes, bool decode, int64_t granule,
