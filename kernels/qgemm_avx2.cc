@@ -465,8 +465,9 @@ MicroKernelSet make_set() {
   // With AVX-VNNI a GEMV tile is one panel, one sequential stream per thread (as at the AVX-512
   // level). Measured on Zen 5 against tiles of 2 adjacent panels, one thread: q4 on the 26B-A4B
   // expert down matrix 12 -> 30 GB/s, on the 31B MLP 26 -> 31; int8 on the expert down 25 -> 36.
-  // Without VNNI (measured on Zen 3, whose cores read one stream ~15% slower than several) each
-  // thread's range of panels is read as two streams, its halves side by side. Against one stream,
+  // Without VNNI (measured on Zen 3, whose cores read one stream ~15% slower than several) a GEMV
+  // is read as two streams per thread (units of two panels half the matrix apart, gemm_task.h),
+  // which first paired the halves of each range a thread took. Against one stream,
   // one thread, paired runs from memory: q4 expert down 19.1-20.2 -> 21.8-23.0 GB/s, expert gate+up
   // 20.6-21.1 -> 23.6-24.4; int8 expert down 20.1-21.2 -> 25.6-26.6. Tiles of two adjacent panels
   // (the rule before, for panels of 16 KiB and more) lost on short panels (q4 expert down 0.73 ->
