@@ -83,8 +83,9 @@ inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
   return std::max<int64_t>(1, static_cast<int64_t>(kDecodeChunkBytes * static_cast<double>(n_units) / std::max(bytes, 1.0)));
 }
 
-// Calls run(first unit, end unit) over the n_units units (`bytes` of packed weights; panels, or a
-// GEMV's groups of panels, see schedule_units) of one product y[m, n] = x[m, k] · Wᵀ. Small work runs
+// Calls run(first unit, end unit) over the units of one product y[m, n] = x[m, k] · Wᵀ (n_panels
+// panels, `bytes` of packed weights; the units are panels, or groups of panels for a GEMV read as
+// gemv_streams streams, see schedule_units). Small work runs
 // on the calling thread. A decode (decode = true) hands each thread chunks of its share (multiples of
 // `granule` units, the decode tile's width) and lets a thread that is done take chunks from the back
 // of another's (ShareScheduler), so that a core that gets less of the memory bandwidth for a while
@@ -92,8 +93,9 @@ inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
 // share. Each output column is computed the same
 // way whichever thread takes it, so the thread count never changes a result.
 template <class Run>
-void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_units, size_t bytes, bool decode, int64_t granule,
-                          Run run) {
+void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, int gemv_streams, size_t bytes, bool decode,
+                          int64_t granule, Run run) {
+  const int64_t n_units = schedule_units(m, gemv_streams, n_panels);
   const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(std::max<int64_t>(k, 1));
   int threads = work < kMinParallelWork ? 1 : omp_get_max_threads();
   threads = static_cast<int>(std::min<int64_t>(threads, n_units));
@@ -128,13 +130,14 @@ struct GemmTaskOf {
   float* y;
 };
 
-// Calls run(task index, first unit, end unit) over the units of every non-empty task (units_of(i) of
-// task i: its panels, or a GEMV's groups of panels, see schedule_units), in one parallel region (no
-// barrier between tasks); one thread for small work. A decode (no task has more than mr_max rows, the
+// Calls run(task index, first unit, end unit) over the units of every non-empty task (its panels, or
+// for a GEMV read as gemv_streams streams groups of panels, see schedule_units), in one parallel
+// region (no barrier between tasks); one thread for small work. A decode (no task has more than mr_max rows, the
 // kernels' tallest tile) schedules the tasks' units, one after the other, as for_each_panel_range
 // does one product's; otherwise every thread takes its even share of each task.
-template <class Weights, class UnitsOf, class Run>
-void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, UnitsOf units_of, Run run) {
+template <class Weights, class Run>
+void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, int gemv_streams, Run run) {
+  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, gemv_streams, tasks[i].w->panels()); };
   double work = 0.0, bytes = 0.0;
   bool decode = true;
   for (size_t i = 0; i < count; ++i) {

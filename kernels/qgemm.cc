@@ -232,12 +232,6 @@ int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const QuantizedRows& x, float* y, bool accumulate,
                 int64_t p0, int64_t p1) {
   const int64_t n = w.n, m = x.m, nb = w.blocks();
-  const bool several_streams = m == 1 && ks.gemv_streams > 1;
-  const int64_t col0 = p0 * kPanel, col1 = std::min(p1 * kPanel, n);
-  if (col0 >= col1 && !several_streams) return;
-  if (!accumulate && !several_streams) {
-    for (int64_t i = 0; i < m; ++i) std::memset(y + i * n + col0, 0, sizeof(float) * (col1 - col0));
-  }
   const int64_t n_panels = w.panels();
   const int last_valid = static_cast<int>(n - (n_panels - 1) * kPanel);
   const int64_t stride = w.panel_stride();
@@ -271,7 +265,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     i0 = m * t / n_row_tiles;
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
-  if (several_streams) {
+  if (m == 1 && ks.gemv_streams > 1) {
     const int s = ks.gemv_streams;
     gemv_streams(
         s, p0, p1, n_panels, last_valid, y, accumulate,
@@ -285,6 +279,12 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
         },
         [&](int64_t g) { tile(0, 1, g, 1, 0, nb, g + 1 < n_panels ? g + 1 : -1); });
     return;
+  }
+  // Panels [p0, p1).
+  const int64_t col0 = p0 * kPanel, col1 = std::min(p1 * kPanel, n);
+  if (col0 >= col1) return;
+  if (!accumulate) {
+    for (int64_t i = 0; i < m; ++i) std::memset(y + i * n + col0, 0, sizeof(float) * (col1 - col0));
   }
   if (n_row_tiles == 1) {
     // Decode: each panel group streams through the whole of k once.
@@ -441,7 +441,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const QuantizedRows& shared = rows;
   const bool decode = m <= ks.mr_max;
-  for_each_panel_range(m, w.n, w.k, schedule_units(m, ks.gemv_streams, w.panels()), w.bytes(), decode,
+  for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams, w.bytes(), decode,
                        decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
 }
@@ -469,8 +469,7 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const std::vector<QuantizedRows>& shared = rows;
   const std::vector<size_t>& from = source;
-  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, ks.gemv_streams, tasks[i].w->panels()); };
-  for_each_task_share(tasks, count, ks.mr_max, units_of, [&](size_t i, int64_t p0, int64_t p1) {
+  for_each_task_share(tasks, count, ks.mr_max, ks.gemv_streams, [&](size_t i, int64_t p0, int64_t p1) {
     run_panels(ks, *tasks[i].w, shared[from[i]], tasks[i].y, false, p0, p1);
   });
 }
