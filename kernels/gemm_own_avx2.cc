@@ -65,16 +65,22 @@ SHARDLM_AVX2 void micro(const float* x, int64_t ldx, const void* w, int64_t pane
   }
 }
 
-// Prefetch distance of the AVX2 GEMV tiles. Measured on Zen 3 (one thread, 31B shapes, bf16): 8 KiB
-// ahead 0.70 of the read bandwidth, 2 KiB 0.80, 768 B to 1.5 KiB 0.82-0.84, 512 B 0.75.
-inline constexpr int64_t kAvx2PrefetchBytes = 1536;
+// Prefetch distance of the AVX2 GEMV tiles, per stream. Measured on Zen 3 (bf16, 31B and 26B-A4B
+// expert shapes, ratios to the read bandwidth): one stream, one thread: 8 KiB ahead 0.70, 2 KiB
+// 0.80, 768 B to 1.5 KiB 0.82-0.84, 512 B 0.75; three streams (the GEMV there), one thread: 1.5 KiB
+// each 0.81-0.91, 768 B 0.89-0.97, 384 B-1 KiB about the same as 768 B, none 0.82-0.95; two threads
+// 1.5 KiB 0.85-0.95, 768 B 0.89-0.99.
+inline constexpr int64_t kAvx2PrefetchBytesOneStream = 1536;
+inline constexpr int64_t kAvx2PrefetchBytesPerStream = 768;
 
 // A panel row of 16 f32 columns in two ymm, for the GEMV tile (gemm_own_gemv.inl).
 struct RowAvx2 {
   struct V {
     __m256 lo, hi;
   };
-  static constexpr int64_t kPrefetchBytes = kAvx2PrefetchBytes;
+  static constexpr int64_t prefetch_bytes(int streams) {
+    return streams == 1 ? kAvx2PrefetchBytesOneStream : kAvx2PrefetchBytesPerStream;
+  }
   SHARDLM_AVX2 static V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
   SHARDLM_AVX2 static V add(V a, V b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
   template <bool kBf16>

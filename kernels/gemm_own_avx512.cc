@@ -63,7 +63,7 @@ SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t pa
 // A panel row of 16 columns in one zmm, for the GEMV tile (gemm_own_gemv.inl).
 struct RowAvx512 {
   using V = __m512;
-  static constexpr int64_t kPrefetchBytes = 8192;  // Zen 5
+  static constexpr int64_t prefetch_bytes(int /*streams*/) { return 8192; }  // Zen 5 (one stream)
   SHARDLM_AVX512 static V zero() { return _mm512_setzero_ps(); }
   SHARDLM_AVX512 static V add(V a, V b) { return _mm512_add_ps(a, b); }
   template <bool kBf16>

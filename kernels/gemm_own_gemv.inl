@@ -2,9 +2,10 @@
 // included, inside the level's "#pragma GCC target" region, by gemm_own_avx2.cc and
 // gemm_own_avx512.cc. Row is the level's 16-column row type: V (the 16 f32 of a panel row),
 // zero(), add(a, b), fma_row<kBf16>(x, w, row, acc) (acc + x * panel row `row` of w),
-// load_y(y, valid) / store_y(y, v, valid) (the first `valid` columns of y), and kPrefetchBytes: how
-// far ahead of its reads the tile prefetches its weights (the hardware prefetchers alone fall behind;
-// the best distance depends on the core, see the levels).
+// load_y(y, valid) / store_y(y, v, valid) (the first `valid` columns of y), and prefetch_bytes(P):
+// how far ahead of its reads each of the tile's P streams prefetches its weights (the hardware
+// prefetchers alone fall behind; the best distance depends on the core and the number of streams,
+// see the levels).
 //
 // The chunks of a group are stored interleaved (gemm_own.h), so the group's two or three chunk sums
 // run side by side (one fma chain alone is bound by the fma latency, ~39 GB/s of bf16 on a Zen 5
@@ -23,7 +24,7 @@ void gemv_group(const float* x, const void* const (&w)[P], int64_t begin, int64_
   // only prefetches (its mod-ref analysis finds they read and write nothing) unless always inlined.
   const char* ahead[P];
 #pragma GCC unroll 4
-  for (int p = 0; p < P; ++p) ahead[p] = static_cast<const char*>(w[p]) + Row::kPrefetchBytes;
+  for (int p = 0; p < P; ++p) ahead[p] = static_cast<const char*>(w[p]) + Row::prefetch_bytes(P);
   V s[P][G];
 #pragma GCC unroll 4
   for (int p = 0; p < P; ++p) {
@@ -63,7 +64,7 @@ typename Row::V gemv_chunk(const float* x, const void* w, int64_t k, int64_t len
                            typename Row::V t) {
   using V = typename Row::V;
   constexpr int64_t kRowBytes = kPanel * (kBf16 ? 2 : 4);
-  const char* ahead = static_cast<const char*>(w) + Row::kPrefetchBytes;
+  const char* ahead = static_cast<const char*>(w) + Row::prefetch_bytes(1);
   const int64_t c1 = std::min(c0 + len, k1);
   const ChunkRows rows = chunk_rows(c0, k, len);
   V s = Row::zero();
