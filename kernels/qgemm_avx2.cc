@@ -42,7 +42,7 @@ SHARDLM_AVX2_F16C inline __m256i lane_mask(int count) {
 // a function that only prefetches).
 template <int NR>
 [[gnu::always_inline]] inline void prefetch_int8_ahead(const MicroArgs& a, int64_t b) {
-  const int64_t block = b + kInt8PrefetchBlocks;
+  const int64_t block = b + (NR == 1 ? kInt8PrefetchBlocks : kInt8PrefetchBlocksPerStream);
   const uint8_t* ahead = block < a.b1 ? a.w + int8_block_offset(block)
                          : a.next_w != nullptr ? a.next_w + int8_block_offset(block - a.b1)
                                                : nullptr;
@@ -472,13 +472,19 @@ MicroKernelSet make_set() {
   // 20.6-21.1 -> 23.6-24.4; int8 expert down 20.1-21.2 -> 25.6-26.6. Tiles of two adjacent panels
   // (the rule before, for panels of 16 KiB and more) lost on short panels (q4 expert down 0.73 ->
   // 0.63) and matched two streams on the 31B shapes.
-  // Three streams (tiles of three panels) measured no better for int8 and worse for q4 (one thread,
-  // paired, 31B MLP up and the experts: int8 0.79-0.86 of the read bandwidth either way, q4 0.69-0.75
-  // against 0.66-0.81 with two), although a plain read of three streams is the fastest on Zen 3.
+  // int8 is read as three streams (the tile of three panels, each prefetching 1 KiB ahead instead of
+  // one stream's 1.5 KiB): against two streams 1.5 KiB ahead, one thread, alternated runs of every
+  // int8 shape: 0.79-0.86 -> 0.85-0.91 of the read bandwidth (three streams 512 B ahead 0.83-0.88;
+  // three 1.5 KiB ahead had measured no better than two). q4 stays at two: its three-panel tile is
+  // slower (one thread, 31B MLP up, q (full) and the experts: 0.67-0.77 against 0.79-0.83 with two,
+  // whatever the prefetch distance), as without VNNI a Zen 3 core computes q4 barely faster than it
+  // reads.
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
-  set.gemv_streams = kVnni ? 1 : 2;
+  set.q4_gemv_streams = kVnni ? 1 : 2;
+  set.int8_gemv_streams = kVnni ? 1 : 3;
   fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
+  if constexpr (!kVnni) set.int8[1][3] = &gemv_maddubs<3, Format::kInt8>;  // the three-stream tile
   return set;
 }
 

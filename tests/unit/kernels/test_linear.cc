@@ -280,6 +280,47 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
   EXPECT_THROW(Linear::forward_group({Linear::Product{nullptr, nullptr, 1, nullptr}}), Error);
 }
 
+// A decode group (every product one row) large enough to run on several threads, of matrices whose
+// formats a level reads as different numbers of streams (at the AVX2 level without VNNI: int8 three
+// panels side by side, q4 two, bf16 three): each product's units are its own format's (schedule_units),
+// so every result equals its forward() bit for bit, whatever the thread count.
+TEST(LinearGroup, DecodeGroupOfFormatsReadAsDifferentStreamCounts) {
+  struct Spec {
+    int64_t n, k;
+    WeightFormat format;
+  };
+  const std::vector<Spec> specs = {
+      {16 * 37 + 5, 512, WeightFormat::kQ4}, {16 * 41 + 9, 512, WeightFormat::kInt8},
+      {16 * 29, 512, WeightFormat::kBF16},   {16 * 8 + 1, 512, WeightFormat::kInt8},
+      {16 * 53, 512, WeightFormat::kQ4},
+  };
+  const auto x = random_vector(512, 11);
+  std::vector<Linear> lins;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto w = random_vector(static_cast<size_t>(specs[i].n * specs[i].k), static_cast<uint32_t>(400 + i));
+    lins.push_back(Linear::from_f32(w.data(), specs[i].n, specs[i].k, specs[i].format, MatmulBackend::kOwn));
+  }
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    for (const int nthreads : {2, 3}) {
+      ScopedThreads threads(nthreads);
+      std::vector<std::vector<float>> alone(specs.size()), grouped(specs.size());
+      std::vector<Linear::Product> products;
+      for (size_t i = 0; i < specs.size(); ++i) {
+        alone[i].assign(static_cast<size_t>(specs[i].n), 0.0f);
+        grouped[i].assign(alone[i].size(), -1.0f);
+        lins[i].forward(x.data(), 1, alone[i].data());
+        products.push_back(Linear::Product{&lins[i], x.data(), 1, grouped[i].data()});
+      }
+      Linear::forward_group(products);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        ASSERT_TRUE(bit_equal(grouped[i].data(), alone[i].data(), alone[i].size()))
+            << "product " << i << " isa " << isa_name(isa) << " threads " << nthreads;
+      }
+    }
+  }
+}
+
 // Products of a group that read the same input (as the gate+up products of the experts a decoded
 // token is routed to) give each product's forward() result too: the input is quantised once for the
 // products with the same rows and k, and separately for one that reads the same memory with another
