@@ -18,6 +18,9 @@
 
 using namespace shardlm;
 
+// Seconds of decode between two measurements of the read bandwidth.
+constexpr double kSliceSeconds = 1.0;
+
 int main(int argc, char** argv) {
   CLI::App app("shardlm step benchmark: per-token compute vs communication");
   EngineOptions o;
@@ -40,13 +43,18 @@ int main(int argc, char** argv) {
     const auto load_start = std::chrono::steady_clock::now();
     std::unique_ptr<StepEngine> engine = open_engine(o);
     if (!engine) return 0;  // a worker rank
-    // The read bandwidth available to the run (by default all cores: the machine's), measured before
-    // and after the run with the workers idle: this VM's bandwidth drifts from minute to minute.
+    // The read bandwidth available to the run (by default all cores: the machine's), measured with
+    // the workers idle before the decode and after every slice of it (~1 s of tokens): this VM's
+    // bandwidth drifts from minute to minute, so each slice is compared with the bandwidth measured
+    // right before and right after it.
     const int baseline_threads = bandwidth_threads > 0 ? bandwidth_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const AlignedBuffer<float> baseline_buffer = bench::read_buffer(size_t{1} << 30);
+    const AlignedBuffer<float> baseline_buffer = bench::read_buffer(size_t{256} << 20);
     const int compute_threads = omp_get_max_threads();
-    const double bw_before = bench::read_bandwidth(baseline_buffer, baseline_threads, 1.0);
-    omp_set_num_threads(compute_threads);
+    auto read_bandwidth_now = [&] {
+      const double bw = bench::read_bandwidth(baseline_buffer, baseline_threads, 0.25);
+      omp_set_num_threads(compute_threads);
+      return bw;
+    };
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
     const int64_t V = engine->config().vocab_size;
     const int seq = engine->new_sequence();
@@ -61,19 +69,36 @@ int main(int argc, char** argv) {
     const int W = engine->num_workers();
     std::vector<double> compute(W, 0.0), comm(W, 0.0);
     int32_t token = out[0].top[0].token;
-    t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < decode; ++i) {
-      StepBatch b;
-      b.add(seq, prompt + i, {token}, false, true);
-      engine->step(b, {RowRequest{1, 0.0f}}, out);
-      token = out[0].top[0].token;
-      const std::vector<WorkerStepFigures> f = engine->last_step_figures();
-      for (int w = 0; w < W && w < static_cast<int>(f.size()); ++w) {
-        compute[w] += f[w].compute_s;
-        comm[w] += f[w].comm_s;
+    // Slices of the decode: tokens, seconds and the read bandwidth around each.
+    struct Slice {
+      int tokens = 0;
+      double seconds = 0.0, bandwidth = 0.0;
+    };
+    std::vector<Slice> slices;
+    double bw_before = read_bandwidth_now();
+    double decode_s = 0.0;
+    for (int i = 0; i < decode;) {
+      Slice slice;
+      t0 = std::chrono::steady_clock::now();
+      for (; i < decode && slice.seconds < kSliceSeconds; ++i) {
+        StepBatch b;
+        b.add(seq, prompt + i, {token}, false, true);
+        engine->step(b, {RowRequest{1, 0.0f}}, out);
+        token = out[0].top[0].token;
+        const std::vector<WorkerStepFigures> f = engine->last_step_figures();
+        for (int w = 0; w < W && w < static_cast<int>(f.size()); ++w) {
+          compute[w] += f[w].compute_s;
+          comm[w] += f[w].comm_s;
+        }
+        ++slice.tokens;
+        slice.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       }
+      const double bw_after = read_bandwidth_now();
+      slice.bandwidth = (bw_before + bw_after) / 2;
+      bw_before = bw_after;
+      decode_s += slice.seconds;
+      slices.push_back(slice);
     }
-    const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double per_token_ms = 1e3 * decode_s / decode;
     std::printf("%s\n", engine->description.c_str());
     std::printf("loaded (created / read, quantised, packed) in %.1f s\n", load_s);
@@ -96,10 +121,17 @@ int main(int argc, char** argv) {
       weight_bytes += static_cast<double>(l.weight_bytes) - experts;
       if (config.num_experts > 0) weight_bytes += experts * config.top_k_experts / config.num_experts;
     }
-    const double bw = (bw_before + bench::read_bandwidth(baseline_buffer, baseline_threads, 1.0)) / 2;
-    std::printf("weights read per token %s, machine read bandwidth %.1f GB/s -> roofline %.2f tok/s; measured %.2f tok/s = %.1f%% of the roofline%s\n",
-                decimal_bytes(static_cast<uint64_t>(weight_bytes)).c_str(), bw / 1e9, bw / weight_bytes, decode / decode_s,
-                100.0 * (decode / decode_s) / (bw / weight_bytes),
+    // The time the decode would take at each slice's bandwidth, against the time it took.
+    double roofline_s = 0.0, bw_min = slices.front().bandwidth, bw_max = bw_min;
+    for (const Slice& slice : slices) {
+      roofline_s += slice.tokens * weight_bytes / slice.bandwidth;
+      bw_min = std::min(bw_min, slice.bandwidth);
+      bw_max = std::max(bw_max, slice.bandwidth);
+    }
+    const double bw = decode * weight_bytes / roofline_s;  // the slices' bandwidth, weighted by tokens
+    std::printf("weights read per token %s, machine read bandwidth %.1f GB/s (%.1f-%.1f over %zu slices) -> roofline %.2f tok/s; measured %.2f tok/s = %.1f%% of the roofline%s\n",
+                decimal_bytes(static_cast<uint64_t>(weight_bytes)).c_str(), bw / 1e9, bw_min / 1e9, bw_max / 1e9,
+                slices.size(), bw / weight_bytes, decode / decode_s, 100.0 * roofline_s / decode_s,
                 config.num_experts > 0 ? fmt::format(" (MoE: {} of {} experts per layer)", config.top_k_experts, config.num_experts).c_str() : "");
     engine->shutdown();
   } catch (const std::exception& e) {
