@@ -67,9 +67,9 @@ SHARDLM_AVX2 void micro(const float* x, int64_t ldx, const void* w, int64_t pane
 
 // Prefetch distance of the AVX2 GEMV tiles, per stream. Measured on Zen 3 (bf16, 31B and 26B-A4B
 // expert shapes, ratios to the read bandwidth): one stream, one thread: 8 KiB ahead 0.70, 2 KiB
-// 0.80, 768 B to 1.5 KiB 0.82-0.84, 512 B 0.75; three streams (the GEMV there), one thread: 1.5 KiB
-// each 0.81-0.91, 768 B 0.89-0.97, 384 B-1 KiB about the same as 768 B, none 0.82-0.95; two threads
-// 1.5 KiB 0.85-0.95, 768 B 0.89-0.99.
+// 0.80, 768 B to 1.5 KiB 0.82-0.84, 512 B 0.75; three streams (the GEMV there), alternated runs,
+// one thread: 1.5 KiB each 0.81-0.94 (mostly below 0.9), 768 B 0.90-0.96, 384 B and 1 KiB about the
+// same as 768 B, none 0.82-0.95; two threads 1.5 KiB 0.85-0.95, 768 B 0.87-0.97.
 inline constexpr int64_t kAvx2PrefetchBytesOneStream = 1536;
 inline constexpr int64_t kAvx2PrefetchBytesPerStream = 768;
 

@@ -87,11 +87,12 @@ inline int64_t int8_block_offset(int64_t b) { return 64 + b * 512; }
 // or kInt8PrefetchBlocksPerStream (1 KiB) in each panel of a tile that reads several panels as
 // streams side by side (the AVX-512 int8 GEMV streams at the read bandwidth without), and in the
 // last blocks of a tile the first blocks of the next tile's panels (on short panels, e.g. the 22
-// blocks of the 26B-A4B expert down matrix, a little beyond them: prefetches never fault). The hardware prefetchers alone lag
-// behind a kernel whose arithmetic keeps fewer loads in flight than a plain read loop. The AVX2 int8
+// blocks of the 26B-A4B expert down matrix, a little beyond them: prefetches never fault). The
+// hardware prefetchers alone lag behind a kernel whose arithmetic keeps fewer loads in flight than
+// a plain read loop. The AVX2 int8
 // distance was measured on Zen 3 (one thread, 31B and expert shapes): 12 blocks 0.68-0.73 of the read
 // bandwidth, 6 0.71-0.77, 4 0.77-0.82, 3 0.80-0.84, 2 0.75; two threads 12 0.70-0.82, 3 0.81-0.89;
-// in the three-stream tile (qgemm_avx2.cc), one thread: 2 blocks each 0.85-0.91, 1 block 0.83-0.88.
+// in the three-stream tile (qgemm_avx2.cc), one thread: 2 blocks each 0.84-0.91, 1 block 0.83-0.88.
 // (The q4 distance made no difference there within the noise: without VNNI the q4 kernel is bound by
 // its arithmetic, ~30 GB/s per Zen 3 core from L3.)
 //

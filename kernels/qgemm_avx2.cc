@@ -466,15 +466,15 @@ MicroKernelSet make_set() {
   // level). Measured on Zen 5 against tiles of 2 adjacent panels, one thread: q4 on the 26B-A4B
   // expert down matrix 12 -> 30 GB/s, on the 31B MLP 26 -> 31; int8 on the expert down 25 -> 36.
   // Without VNNI (measured on Zen 3, whose cores read one stream ~15% slower than several) a GEMV
-  // is read as two streams per thread (units of two panels half the matrix apart, gemm_task.h),
-  // which first paired the halves of each range a thread took. Against one stream,
+  // is read as several streams per thread (units of S panels n/S apart, gemm_task.h): first two,
+  // which first paired the halves of each range a thread took. Two against one stream,
   // one thread, paired runs from memory: q4 expert down 19.1-20.2 -> 21.8-23.0 GB/s, expert gate+up
   // 20.6-21.1 -> 23.6-24.4; int8 expert down 20.1-21.2 -> 25.6-26.6. Tiles of two adjacent panels
   // (the rule before, for panels of 16 KiB and more) lost on short panels (q4 expert down 0.73 ->
   // 0.63) and matched two streams on the 31B shapes.
   // int8 is read as three streams (the tile of three panels, each prefetching 1 KiB ahead instead of
   // one stream's 1.5 KiB): against two streams 1.5 KiB ahead, one thread, alternated runs of every
-  // int8 shape: 0.79-0.86 -> 0.85-0.91 of the read bandwidth (three streams 512 B ahead 0.83-0.88;
+  // int8 shape: 0.76-0.86 -> 0.84-0.91 of the read bandwidth (three streams 512 B ahead 0.83-0.88;
   // three 1.5 KiB ahead had measured no better than two). q4 stays at two: its three-panel tile is
   // slower (one thread, 31B MLP up, q (full) and the experts: 0.67-0.77 against 0.79-0.83 with two,
   // whatever the prefetch distance), as without VNNI a Zen 3 core computes q4 barely faster than it
