@@ -189,8 +189,15 @@ SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, int64_t pane
                                                const int8_t* xb, float dx, int32_t xs, __m256 (&f)[NR][2]) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m256i acc[NR][2];
+  // The stored offset's correction (8 times the block's activation sum xs) as the start of every
+  // int16 lane's chain, -4 xs (a lane pair's vpmaddwd sum then carries -8 xs). Exact: with x's 16
+  // values in the lane summing to P - N (P, N >= 0, P + N <= 16 * 127) and the other lane's to o, a
+  // partial sum lies between -4 (P - N) - 4 o - 15 N and -4 (P - N) - 4 o + 15 P, within +-30480.
+  // Against subtracting 8 xs from each int32 sum, alternated runs, one thread 0.742 -> 0.758 of the
+  // read bandwidth on average (q4, 31B MLP up, q (full), the expert matrices), two 0.736 -> 0.790.
+  const __m256i start = _mm256_set1_epi16(static_cast<int16_t>(-4 * xs));
 #pragma GCC unroll 4
-  for (int j = 0; j < NR; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_si256();
+  for (int j = 0; j < NR; ++j) acc[j][0] = acc[j][1] = start;
 #pragma GCC unroll 4
   for (int h = 0; h < 4; ++h) {
     const __m256i xlo = broadcast4(xb + 8 * h), xhi = broadcast4(xb + 8 * h + 4);
@@ -209,13 +216,12 @@ SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, int64_t pane
     }
   }
   const __m256i ones = _mm256_set1_epi16(1);
-  const __m256i corr = _mm256_set1_epi32(8 * xs);
   const __m256 dxv = _mm256_set1_ps(dx);
 #pragma GCC unroll 4
   for (int j = 0; j < NR; ++j) {
 #pragma GCC unroll 2
     for (int half = 0; half < 2; ++half) {
-      const __m256 sum = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_madd_epi16(acc[j][half], ones), corr));
+      const __m256 sum = _mm256_cvtepi32_ps(_mm256_madd_epi16(acc[j][half], ones));
       const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales + j * panel_stride + 16 * half)));
       f[j][half] = _mm256_fmadd_ps(_mm256_mul_ps(sum, d), dxv, f[j][half]);
     }

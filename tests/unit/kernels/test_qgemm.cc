@@ -127,6 +127,47 @@ TEST(QuantizedLinear, MatchesTheIntegerArithmeticOnOddShapes) {
   }
 }
 
+// Blocks at the ends of the integer ranges, where the AVX2 q4 GEMV's int16 chains come closest to
+// the ends of their range (+-30480; their start, -4 times the block's activation sum, carries the
+// stored offset's correction): weights at q = 7 with one -8 per block, or all -8; activations at +-127, with the
+// signs the two int16 lanes of a column see opposite (k % 4 < 2 against k % 4 >= 2), equal, or
+// alternating. Every ISA, one row (the GEMV tiles) and three, equal to the integer arithmetic.
+TEST(QuantizedLinear, ExtremeBlocksAreExact) {
+  const int64_t n = 48, k = 96;
+  std::vector<float> w(static_cast<size_t>(n * k));
+  for (int64_t c = 0; c < n; ++c) {
+    const float sign = c % 2 == 0 ? 1.0f : -1.0f;
+    for (int64_t j = 0; j < k; ++j) {
+      w[c * k + j] = c % 3 == 2 || j % 32 == c % 32 ? sign : -0.875f * sign;
+    }
+  }
+  const int64_t m = 4;
+  std::vector<float> x(static_cast<size_t>(m * k));
+  for (int64_t j = 0; j < k; ++j) {
+    x[j] = j % 4 < 2 ? 1.0f : -1.0f;
+    x[k + j] = j % 4 < 2 ? -1.0f : 1.0f;
+    x[2 * k + j] = 1.0f;
+    x[3 * k + j] = j % 2 == 0 ? 1.0f : -1.0f;
+  }
+  for (WeightFormat format : kFormats) {
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    for (Isa isa : runnable_isas()) {
+      ScopedIsa scoped(isa);
+      std::vector<float> batch(static_cast<size_t>(m * n)), one(static_cast<size_t>(n));
+      lin.forward(x.data(), m, batch.data());
+      for (int64_t i = 0; i < m; ++i) {
+        lin.forward(x.data() + i * k, 1, one.data());
+        for (int64_t c = 0; c < n; ++c) {
+          const float want = expected_output(w.data() + c * k, k, format, x.data() + i * k, 0.0f);
+          ASSERT_EQ(one[c], want) << weight_format_name(format) << " " << isa_name(isa) << " row " << i << " col " << c;
+          ASSERT_EQ(batch[i * n + c], want) << weight_format_name(format) << " " << isa_name(isa) << " batch row " << i
+                                            << " col " << c;
+        }
+      }
+    }
+  }
+}
+
 // Short panels (k = 600) and long ones (k = 2070: 65 blocks, an odd count); 7 panels (n = 100, the
 // last with 4 columns) and 6 (n = 90, the last with 10): the AVX2 GEMV without VNNI reads each
 // thread's range as two streams, pairing the panels of its two halves, an odd range's last panel
