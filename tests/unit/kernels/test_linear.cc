@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -232,6 +233,33 @@ TEST(LinearOwn, InterleavedChunkGroupsOfEveryLength) {
   }
 }
 
+// Runs `products` (their y ignored) as one Linear::forward_group on every ISA and each thread count
+// and checks that each result equals the product's own forward(), bit for bit (the group's outputs
+// start at -1: overwritten, not accumulated).
+void expect_group_equals_each_forward(const std::vector<Linear::Product>& products, std::initializer_list<int> thread_counts) {
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    for (const int nthreads : thread_counts) {
+      ScopedThreads threads(nthreads);
+      std::vector<std::vector<float>> alone(products.size()), grouped(products.size());
+      std::vector<Linear::Product> group = products;
+      for (size_t i = 0; i < products.size(); ++i) {
+        const Linear::Product& p = products[i];
+        const size_t size = static_cast<size_t>(p.m * p.linear->out_features());
+        alone[i].assign(size, 0.0f);
+        grouped[i].assign(size, -1.0f);
+        p.linear->forward(p.x, p.m, alone[i].data());
+        group[i].y = grouped[i].data();
+      }
+      Linear::forward_group(group);
+      for (size_t i = 0; i < products.size(); ++i) {
+        ASSERT_TRUE(bit_equal(grouped[i].data(), alone[i].data(), alone[i].size()))
+            << "product " << i << " isa " << isa_name(isa) << " threads " << nthreads;
+      }
+    }
+  }
+}
+
 // A group of products (as a MoE layer's experts) gives each product's forward() result, bit for
 // bit, for every format (mixed in one group, oneDNN included), batch size, thread count and ISA.
 TEST(LinearGroup, EachResultEqualsItsForward) {
@@ -257,26 +285,9 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
     lins.push_back(Linear::from_f32(w.data(), sp.n, sp.k, sp.format, sp.backend));
     xs.push_back(random_vector(static_cast<size_t>(std::max<int64_t>(sp.m, 1) * sp.k), static_cast<uint32_t>(200 + i)));
   }
-  for (const Isa isa : runnable_isas()) {
-    ScopedIsa scoped(isa);
-    for (const int nthreads : {1, 2, 3}) {
-      ScopedThreads threads(nthreads);
-      std::vector<std::vector<float>> alone(specs.size()), grouped(specs.size());
-      std::vector<Linear::Product> products;
-      for (size_t i = 0; i < specs.size(); ++i) {
-        const size_t size = static_cast<size_t>(specs[i].m * specs[i].n);
-        alone[i].assign(size, 0.0f);
-        grouped[i].assign(size, -1.0f);  // overwritten, not accumulated
-        lins[i].forward(xs[i].data(), specs[i].m, alone[i].data());
-        products.push_back(Linear::Product{&lins[i], xs[i].data(), specs[i].m, grouped[i].data()});
-      }
-      Linear::forward_group(products);
-      for (size_t i = 0; i < specs.size(); ++i) {
-        ASSERT_TRUE(bit_equal(grouped[i].data(), alone[i].data(), alone[i].size()))
-            << "product " << i << " isa " << isa_name(isa) << " threads " << nthreads;
-      }
-    }
-  }
+  std::vector<Linear::Product> products;
+  for (size_t i = 0; i < specs.size(); ++i) products.push_back(Linear::Product{&lins[i], xs[i].data(), specs[i].m, nullptr});
+  expect_group_equals_each_forward(products, {1, 2, 3});
   EXPECT_THROW(Linear::forward_group({Linear::Product{nullptr, nullptr, 1, nullptr}}), Error);
 }
 
@@ -300,25 +311,9 @@ TEST(LinearGroup, DecodeGroupOfFormatsReadAsDifferentStreamCounts) {
     const auto w = random_vector(static_cast<size_t>(specs[i].n * specs[i].k), static_cast<uint32_t>(400 + i));
     lins.push_back(Linear::from_f32(w.data(), specs[i].n, specs[i].k, specs[i].format, MatmulBackend::kOwn));
   }
-  for (const Isa isa : runnable_isas()) {
-    ScopedIsa scoped(isa);
-    for (const int nthreads : {2, 3}) {
-      ScopedThreads threads(nthreads);
-      std::vector<std::vector<float>> alone(specs.size()), grouped(specs.size());
-      std::vector<Linear::Product> products;
-      for (size_t i = 0; i < specs.size(); ++i) {
-        alone[i].assign(static_cast<size_t>(specs[i].n), 0.0f);
-        grouped[i].assign(alone[i].size(), -1.0f);
-        lins[i].forward(x.data(), 1, alone[i].data());
-        products.push_back(Linear::Product{&lins[i], x.data(), 1, grouped[i].data()});
-      }
-      Linear::forward_group(products);
-      for (size_t i = 0; i < specs.size(); ++i) {
-        ASSERT_TRUE(bit_equal(grouped[i].data(), alone[i].data(), alone[i].size()))
-            << "product " << i << " isa " << isa_name(isa) << " threads " << nthreads;
-      }
-    }
-  }
+  std::vector<Linear::Product> products;
+  for (Linear& lin : lins) products.push_back(Linear::Product{&lin, x.data(), 1, nullptr});
+  expect_group_equals_each_forward(products, {2, 3});
 }
 
 // Products of a group that read the same input (as the gate+up products of the experts a decoded
@@ -342,29 +337,11 @@ TEST(LinearGroup, ProductsSharingAnInputEqualTheirForward) {
     const auto w = random_vector(static_cast<size_t>(specs[i].n * specs[i].k), static_cast<uint32_t>(300 + i));
     lins.push_back(Linear::from_f32(w.data(), specs[i].n, specs[i].k, specs[i].format, MatmulBackend::kOwn));
   }
-  for (const Isa isa : runnable_isas()) {
-    ScopedIsa scoped(isa);
-    for (const int nthreads : {1, 2}) {
-      ScopedThreads threads(nthreads);
-      std::vector<std::vector<float>> alone(specs.size() + 1), grouped(specs.size() + 1);
-      std::vector<Linear::Product> products;
-      for (size_t i = 0; i <= specs.size(); ++i) {
-        // The last product: the first matrix again, on another input.
-        const Spec& sp = specs[i < specs.size() ? i : 0];
-        const Linear& lin = lins[i < specs.size() ? i : 0];
-        const float* in = i < specs.size() ? x.data() : other.data();
-        alone[i].assign(static_cast<size_t>(sp.m * sp.n), 0.0f);
-        grouped[i].assign(alone[i].size(), -1.0f);
-        lin.forward(in, sp.m, alone[i].data());
-        products.push_back(Linear::Product{&lin, in, sp.m, grouped[i].data()});
-      }
-      Linear::forward_group(products);
-      for (size_t i = 0; i <= specs.size(); ++i) {
-        ASSERT_TRUE(bit_equal(grouped[i].data(), alone[i].data(), alone[i].size()))
-            << "product " << i << " isa " << isa_name(isa) << " threads " << nthreads;
-      }
-    }
-  }
+  std::vector<Linear::Product> products;
+  for (size_t i = 0; i < specs.size(); ++i) products.push_back(Linear::Product{&lins[i], x.data(), specs[i].m, nullptr});
+  // The last product: the first matrix again, on another input.
+  products.push_back(Linear::Product{&lins[0], other.data(), specs[0].m, nullptr});
+  expect_group_equals_each_forward(products, {1, 2});
 }
 
 // Matrices of 16 MiB and more are split between threads dynamically in decode: the same results,
