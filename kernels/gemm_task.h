@@ -85,13 +85,13 @@ inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
 
 // Calls run(first unit, end unit) over the units of one product y[m, n] = x[m, k] · Wᵀ (n_panels
 // panels, `bytes` of packed weights; the units are panels, or groups of panels for a GEMV read as
-// gemv_streams streams, see schedule_units). Small work runs
-// on the calling thread. A decode (decode = true) hands each thread chunks of its share (multiples of
-// `granule` units, the decode tile's width) and lets a thread that is done take chunks from the back
-// of another's (ShareScheduler), so that a core that gets less of the memory bandwidth for a while
-// does less of the work instead of being waited for; otherwise each thread takes an even contiguous
-// share. Each output column is computed the same
-// way whichever thread takes it, so the thread count never changes a result.
+// gemv_streams streams, see schedule_units). Small work runs on the calling thread. A decode
+// (decode = true) hands each thread chunks of its share (multiples of `granule` units, the decode
+// tile's width) and lets a thread that is done take chunks from the back of another's
+// (ShareScheduler), so that a core that gets less of the memory bandwidth for a while does less of
+// the work instead of being waited for; otherwise each thread takes an even contiguous share. Each
+// output column is computed the same way whichever thread takes it, so the thread count never
+// changes a result.
 template <class Run>
 void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, int gemv_streams, size_t bytes, bool decode,
                           int64_t granule, Run run) {
@@ -130,11 +130,11 @@ struct GemmTaskOf {
   float* y;
 };
 
-// Calls run(task index, first unit, end unit) over the units of every non-empty task (its panels, or
-// for a GEMV read as streams_of(weights) streams groups of panels, see schedule_units), in one parallel
-// region (no barrier between tasks); one thread for small work. A decode (no task has more than mr_max rows, the
-// kernels' tallest tile) schedules the tasks' units, one after the other, as for_each_panel_range
-// does one product's; otherwise every thread takes its even share of each task.
+// Calls run(task index, first unit, end unit) over the units of every non-empty task (its panels,
+// or for a GEMV read as streams_of(weights) streams groups of panels, see schedule_units), in one
+// parallel region (no barrier between tasks); one thread for small work. A decode (no task has more
+// than mr_max rows, the kernels' tallest tile) schedules the tasks' units, one after the other, as
+// for_each_panel_range does one product's; otherwise every thread takes its even share of each task.
 template <class Weights, class StreamsOf, class Run>
 void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, StreamsOf streams_of, Run run) {
   const auto units_of = [&](size_t i) {
