@@ -84,23 +84,20 @@ inline int64_t int8_block_offset(int64_t b) { return 64 + b * 512; }
 
 // The kernels prefetch their weights in software, the q4 kernels kQ4PrefetchBlocks blocks (12
 // pairs, 6.75 KiB) ahead in each panel and the AVX2 int8 kernel kInt8PrefetchBlocks (1.5 KiB) ahead,
-// or kInt8PrefetchBlocksPerStream (1 KiB) in each panel of a tile that reads several panels as
-// streams side by side (the AVX-512 int8 GEMV streams at the read bandwidth without), and in the
-// last blocks of a tile the first blocks of the next tile's panels (on short panels, e.g. the 22
-// blocks of the 26B-A4B expert down matrix, a little beyond them: prefetches never fault). The
-// hardware prefetchers alone lag behind a kernel whose arithmetic keeps fewer loads in flight than
-// a plain read loop. The AVX2 int8
-// distance was measured on Zen 3 (one thread, 31B and expert shapes): 12 blocks 0.68-0.73 of the read
-// bandwidth, 6 0.71-0.77, 4 0.77-0.82, 3 0.80-0.84, 2 0.75; two threads 12 0.70-0.82, 3 0.81-0.89;
-// in the three-stream tile (qgemm_avx2.cc), one thread: 2 blocks each 0.84-0.91, 1 block 0.83-0.88.
-// (The q4 distance made no difference there within the noise: without VNNI the q4 kernel is bound by
-// its arithmetic, ~30 GB/s per Zen 3 core from L3.)
+// and in the last blocks of a tile the first blocks of the next tile's panels (on short panels, e.g.
+// the 22 blocks of the 26B-A4B expert down matrix, a little beyond them: prefetches never fault).
+// The hardware prefetchers alone lag behind a kernel whose arithmetic keeps fewer loads in flight
+// than a plain read loop when it reads one stream (the AVX-512 int8 GEMV streams at the read
+// bandwidth without). The AVX2 GEMV tiles without VNNI that read three streams side by side do not
+// prefetch: there the hardware prefetchers keep up, and software prefetches only cost (see
+// qgemm_avx2.cc). The AVX2 int8 distance was measured on Zen 3 (one stream, one thread, 31B and
+// expert shapes): 12 blocks 0.68-0.73 of the read bandwidth, 6 0.71-0.77, 4 0.77-0.82, 3 0.80-0.84,
+// 2 0.75; two threads 12 0.70-0.82, 3 0.81-0.89.
 //
 // The helpers below are always inlined: GCC 12's mod-ref analysis finds that a function which only
 // prefetches reads and writes nothing, and deletes the calls to it.
 inline constexpr int64_t kQ4PrefetchBlocks = 24;
 inline constexpr int64_t kInt8PrefetchBlocks = 3;
-inline constexpr int64_t kInt8PrefetchBlocksPerStream = 2;  // in a tile of several streams
 
 // The cache lines of q4 block `block` of the panel at `panel`: its data and its pair's scales (5
 // lines from its data on). (The AVX2 int8 kernel prefetches in a loop of its own: 8 prefetches in a

@@ -5,8 +5,8 @@
 // it, from vpmaddubsw + vpmaddwd: int8 as |w| * (x with w's sign), which cannot saturate (|w|, |x|
 // <= 127) and needs no correction; q4 (stored q + 8 <= 15) times x cannot saturate either (a block's
 // products are summed in int16 before vpmaddwd) and is corrected by 8 times the block's activation
-// sum. Arithmetic as in qgemm.h. Weights are prefetched in software as on the AVX-512 path (without,
-// one thread streamed q4 at 0.75-0.82 of the read bandwidth; with, 0.85-0.95).
+// sum. Arithmetic as in qgemm.h. Tiles that read one stream prefetch their weights in software as on
+// the AVX-512 path; the three-stream GEMV tiles without VNNI do not (make_set).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -42,7 +42,7 @@ SHARDLM_AVX2_F16C inline __m256i lane_mask(int count) {
 // a function that only prefetches).
 template <int NR>
 [[gnu::always_inline]] inline void prefetch_int8_ahead(const MicroArgs& a, int64_t b) {
-  const int64_t block = b + (NR == 1 ? kInt8PrefetchBlocks : kInt8PrefetchBlocksPerStream);
+  const int64_t block = b + kInt8PrefetchBlocks;
   const uint8_t* ahead = block < a.b1 ? a.w + int8_block_offset(block)
                          : a.next_w != nullptr ? a.next_w + int8_block_offset(block - a.b1)
                                                : nullptr;
@@ -267,7 +267,8 @@ SHARDLM_AVX2_F16C inline void int8_block_maddubs(const uint8_t* data, int64_t pa
 // The GEMV tile without VNNI of either format (one row, NR panels): per chunk of blocks, the f32 sums
 // of each (panel, half) from the format's block function, then added to y (int8: times the row
 // scales). q4 blocks are walked in their stored pairs (the pair's data, scales, scales, data).
-template <int NR, Format kFormat>
+// kPrefetch: whether the tile prefetches its weights in software (qgemm.h).
+template <int NR, Format kFormat, bool kPrefetch = true>
 SHARDLM_AVX2_F16C void gemv_maddubs(const MicroArgs& a) {
   constexpr bool kInt8 = kFormat == Format::kInt8;
   for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
@@ -277,20 +278,22 @@ SHARDLM_AVX2_F16C void gemv_maddubs(const MicroArgs& a) {
     for (int j = 0; j < NR; ++j) f[j][0] = f[j][1] = _mm256_setzero_ps();
     if constexpr (kInt8) {
       for (int64_t b = c0; b < c1; ++b) {
-        prefetch_int8_ahead<NR>(a, b);
+        if constexpr (kPrefetch) prefetch_int8_ahead<NR>(a, b);
         int8_block_maddubs<NR>(a.w + int8_block_offset(b), a.panel_stride, a.xq + b * kBlock, a.dx[b], f);
       }
     } else {
       const uint8_t* pair = a.w + q4_data_offset(c0);  // c0 is even
       int64_t b = c0;
       for (; b + 1 < c1; b += 2, pair += kQ4PairBytes) {
-        prefetch_q4_ahead<NR>(a, b);
-        prefetch_q4_ahead<NR>(a, b + 1);
+        if constexpr (kPrefetch) {
+          prefetch_q4_ahead<NR>(a, b);
+          prefetch_q4_ahead<NR>(a, b + 1);
+        }
         q4_block_maddubs<NR>(pair, a.panel_stride, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f);
         q4_block_maddubs<NR>(pair + 320, a.panel_stride, pair + 288, a.xq + (b + 1) * kBlock, a.dx[b + 1], a.xs[b + 1], f);
       }
       if (b < c1) {
-        prefetch_q4_ahead<NR>(a, b);
+        if constexpr (kPrefetch) prefetch_q4_ahead<NR>(a, b);
         q4_block_maddubs<NR>(pair, a.panel_stride, pair + 256, a.xq + b * kBlock, a.dx[b], a.xs[b], f);
       }
     }
@@ -478,19 +481,26 @@ MicroKernelSet make_set() {
   // 20.6-21.1 -> 23.6-24.4; int8 expert down 20.1-21.2 -> 25.6-26.6. Tiles of two adjacent panels
   // (the rule before, for panels of 16 KiB and more) lost on short panels (q4 expert down 0.73 ->
   // 0.63) and matched two streams on the 31B shapes.
-  // int8 is read as three streams (the tile of three panels, each prefetching 1 KiB ahead instead of
-  // one stream's 1.5 KiB): against two streams 1.5 KiB ahead, one thread, alternated runs of every
-  // int8 shape: 0.76-0.86 -> 0.84-0.91 of the read bandwidth (three streams 512 B ahead 0.83-0.88;
-  // three 1.5 KiB ahead had measured no better than two). q4 stays at two: its three-panel tile is
-  // slower (one thread, 31B MLP up, q (full) and the experts: 0.67-0.77 against 0.79-0.83 with two,
-  // whatever the prefetch distance), as without VNNI a Zen 3 core computes q4 barely faster than it
-  // reads.
+  // Both formats are read as three streams, by tiles that leave the prefetching to the hardware:
+  // where a Zen 3 core reads three streams, its prefetchers keep up with them, and the software
+  // prefetches only took load slots and fill buffers from the kernel's own reads. Alternated runs of
+  // every shape, two rounds, ratios to the read bandwidth: q4 (two streams each prefetched 24 blocks
+  // ahead before) one thread 0.69-0.84 -> 0.80-0.94, two 0.60-0.91 -> 0.71-0.97; int8 (three
+  // streams 1 KiB ahead before) one thread 0.85-0.91 -> 0.85-0.98, two 0.80-0.96 -> 0.90-0.98. With
+  // software prefetching q4's three-panel tile had measured slower than two streams (0.67-0.77
+  // against 0.79-0.83, whatever the distance), and int8's three streams 0.84-0.91 against two
+  // streams' 0.76-0.86. A standalone loop of the q4 tile over 300 MB of weights, one thread: without
+  // its arithmetic (loads only) 0.86-0.95 of the read bandwidth, the tile itself 0.83-0.88 — so the
+  // reads more than the arithmetic set its pace.
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
-  set.q4_gemv_streams = kVnni ? 1 : 2;
+  set.q4_gemv_streams = kVnni ? 1 : 3;
   set.int8_gemv_streams = kVnni ? 1 : 3;
   fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
-  if constexpr (!kVnni) set.int8[1][3] = &gemv_maddubs<3, Format::kInt8>;  // the three-stream tile
+  if constexpr (!kVnni) {
+    set.int8[1][3] = &gemv_maddubs<3, Format::kInt8, false>;  // the three-stream tiles
+    set.q4[1][3] = &gemv_maddubs<3, Format::kQ4, false>;
+  }
   return set;
 }
 

@@ -291,10 +291,11 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
   EXPECT_THROW(Linear::forward_group({Linear::Product{nullptr, nullptr, 1, nullptr}}), Error);
 }
 
-// A decode group (every product one row) large enough to run on several threads, of matrices whose
-// formats a level reads as different numbers of streams (at the AVX2 level without VNNI: int8 three
-// panels side by side, q4 two, bf16 three): each product's units are its own format's (schedule_units),
-// so every result equals its forward() bit for bit, whatever the thread count.
+// A decode group (every product one row) large enough to run on several threads, of matrices of
+// different formats, whose kernel sets may read a GEMV as different numbers of streams (each
+// product's units are its own format's, schedule_units): every result equals its forward() bit for
+// bit, whatever the thread count. (At the AVX2 level without VNNI all three formats are now read as
+// three streams; this test caught a group that took one format's count for all when q4 read two.)
 TEST(LinearGroup, DecodeGroupOfFormatsReadAsDifferentStreamCounts) {
   struct Spec {
     int64_t n, k;
