@@ -393,10 +393,11 @@ TEST(LinearOwn, CacheBlockedLargeBatchMatchesSingleRows) {
   }
 }
 
-// m = 1 on two threads covers the GEMV read as two streams (3 panels: a pair and an odd last panel)
-// adding into y; k is large enough for a parallel region.
+// m = 1 covers the GEMV read as three streams at the AVX2 level (5 panels: one group of three and
+// two left over, the last with 13 columns) adding into y on one and two threads; k is large enough
+// for a parallel region.
 TEST(LinearOwn, AccumulateAddsIntoOutput) {
-  const int64_t n = 45, k = 1500;
+  const int64_t n = 77, k = 1500;
   for (const int64_t m : {1, 5}) {
     const auto w = random_vector(static_cast<size_t>(n * k), 11);
     const auto x = random_vector(static_cast<size_t>(m * k), 12);

@@ -169,9 +169,10 @@ TEST(QuantizedLinear, ExtremeBlocksAreExact) {
 }
 
 // Short panels (k = 600) and long ones (k = 2070: 65 blocks, an odd count); 7 panels (n = 100, the
-// last with 4 columns) and 6 (n = 90, the last with 10): the AVX2 GEMV without VNNI reads each
-// thread's range as two streams, pairing the panels of its two halves, an odd range's last panel
-// alone, so that the last panel is paired in some ranges and alone in others.
+// last with 4 columns) and 6 (n = 90, the last with 10): the AVX2 GEMV without VNNI reads three
+// streams, in units of three panels two apart (schedule_units) and the panels left over alone, so
+// that the last panel is read alone in one shape (panel 6 of 7) and in a group in the other (0, 2, 4
+// and 1, 3, 5 of 6).
 TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
   for (const auto& [n, k] : {std::pair<int64_t, int64_t>{100, 600}, {100, 2070}, {90, 600}, {90, 2070}}) {
     const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 3);
@@ -232,10 +233,11 @@ TEST(QuantizedLinear, LargeMatricesSplitDynamicallyGiveTheSameResults) {
   }
 }
 
-// Batches and GEMVs (m = 1: at the AVX2 level without VNNI read as two streams, here a pair of panels
-// and an odd last one) on one and two threads (k is large enough for a parallel region).
+// Batches and GEMVs (m = 1: at the AVX2 level without VNNI read as three streams, here five panels:
+// one group of three and two left over, the last with one column) on one and two threads (k is
+// large enough for a parallel region).
 TEST(QuantizedLinear, AccumulateAddsInTheDefinedOrder) {
-  const int64_t n = 33, k = 2100;
+  const int64_t n = 65, k = 2100;
   const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 21);
   const std::vector<float> x = random_vector(static_cast<size_t>(2 * k), 22);
   const std::vector<float> start = random_vector(static_cast<size_t>(2 * n), 23);
