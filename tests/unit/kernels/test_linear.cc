@@ -294,9 +294,9 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
 // A decode group (every product one row) large enough to run on several threads, of matrices of
 // different formats, whose kernel sets may read a GEMV as different numbers of streams (each
 // product's units are its own format's, schedule_units): every result equals its forward() bit for
-// bit, whatever the thread count. (At the AVX2 level without VNNI all three formats are now read as
-// three streams; this test caught a group that took one format's count for all when q4 read two.)
-TEST(LinearGroup, DecodeGroupOfFormatsReadAsDifferentStreamCounts) {
+// bit, whatever the thread count. (The AVX2 level without VNNI reads every format as three streams;
+// when it read q4 as two, this test caught a group that took one format's count for all.)
+TEST(LinearGroup, DecodeGroupOfMixedFormatsEqualsEachForward) {
   struct Spec {
     int64_t n, k;
     WeightFormat format;
