@@ -131,15 +131,13 @@ struct GemmTaskOf {
 };
 
 // Calls run(task index, first unit, end unit) over the units of every non-empty task (its panels,
-// or for a GEMV read as streams_of(weights) streams groups of panels, see schedule_units), in one
+// or for a GEMV read as gemv_streams streams groups of panels, see schedule_units), in one
 // parallel region (no barrier between tasks); one thread for small work. A decode (no task has more
 // than mr_max rows, the kernels' tallest tile) schedules the tasks' units, one after the other, as
 // for_each_panel_range does one product's; otherwise every thread takes its even share of each task.
-template <class Weights, class StreamsOf, class Run>
-void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, StreamsOf streams_of, Run run) {
-  const auto units_of = [&](size_t i) {
-    return schedule_units(tasks[i].m, streams_of(*tasks[i].w), tasks[i].w->panels());
-  };
+template <class Weights, class Run>
+void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, int gemv_streams, Run run) {
+  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, gemv_streams, tasks[i].w->panels()); };
   double work = 0.0, bytes = 0.0;
   bool decode = true;
   for (size_t i = 0; i < count; ++i) {

@@ -224,7 +224,7 @@ MicroKernelSet make_scalar_set() {
 // Panels per tile of a decode of m (<= mr_max) rows.
 int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t m) {
   const int gemv_nr = w.format == Format::kInt8 ? ks.int8_gemv_nr : ks.q4_gemv_nr;
-  return decode_tile_width(m, ks.gemv_streams(w.format), gemv_nr, ks.nr_max[m]);
+  return decode_tile_width(m, ks.gemv_streams, gemv_nr, ks.nr_max[m]);
 }
 
 // Units [p0, p1) of all m rows (panels, or a GEMV's groups of panels: schedule_units): this thread's
@@ -265,7 +265,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     i0 = m * t / n_row_tiles;
     mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
   };
-  const int s = ks.gemv_streams(w.format);
+  const int s = ks.gemv_streams;
   if (m == 1 && s > 1) {
     gemv_streams(
         s, p0, p1, n_panels, last_valid, y, accumulate,
@@ -441,7 +441,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const QuantizedRows& shared = rows;
   const bool decode = m <= ks.mr_max;
-  for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams(w.format), w.bytes(), decode,
+  for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams, w.bytes(), decode,
                        decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
 }
@@ -470,7 +470,7 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const std::vector<QuantizedRows>& shared = rows;
   const std::vector<size_t>& from = source;
   for_each_task_share(
-      tasks, count, ks.mr_max, [&](const PackedWeights& w) { return ks.gemv_streams(w.format); },
+      tasks, count, ks.mr_max, ks.gemv_streams,
       [&](size_t i, int64_t p0, int64_t p1) { run_panels(ks, *tasks[i].w, shared[from[i]], tasks[i].y, false, p0, p1); });
 }
 

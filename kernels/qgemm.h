@@ -181,12 +181,11 @@ struct MicroKernelSet {
   // weight stream in flight (0: nr_max[1]).
   int q4_gemv_nr = 0;
   int int8_gemv_nr = 0;
-  // Sequential streams a GEMV (m = 1) of each format reads side by side, for cores that read several
-  // streams faster than one (Zen 3): S > 1 schedules it in units of S panels a fraction of the matrix
-  // apart (schedule_units in gemm_task.h), each the tile [1][S] with their distance as panel stride.
-  int q4_gemv_streams = 1;
-  int int8_gemv_streams = 1;
-  int gemv_streams(Format format) const { return format == Format::kInt8 ? int8_gemv_streams : q4_gemv_streams; }
+  // Sequential streams a GEMV (m = 1) of either format reads side by side, for cores that read
+  // several streams faster than one (Zen 3): S > 1 schedules it in units of S panels a fraction of
+  // the matrix apart (schedule_units in gemm_task.h), each the tile [1][S] with their distance as
+  // panel stride.
+  int gemv_streams = 1;
   MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
   MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};
 };

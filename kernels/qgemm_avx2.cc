@@ -494,8 +494,7 @@ MicroKernelSet make_set() {
   // reads more than the arithmetic set its pace.
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
-  set.q4_gemv_streams = kVnni ? 1 : 3;
-  set.int8_gemv_streams = kVnni ? 1 : 3;
+  set.gemv_streams = kVnni ? 1 : 3;
   fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
   if constexpr (!kVnni) {
     set.int8[1][3] = &gemv_maddubs<3, Format::kInt8, false>;  // the three-stream tiles

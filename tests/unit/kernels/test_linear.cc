@@ -292,10 +292,9 @@ TEST(LinearGroup, EachResultEqualsItsForward) {
 }
 
 // A decode group (every product one row) large enough to run on several threads, of matrices of
-// different formats, whose kernel sets may read a GEMV as different numbers of streams (each
-// product's units are its own format's, schedule_units): every result equals its forward() bit for
-// bit, whatever the thread count. (The AVX2 level without VNNI reads every format as three streams;
-// when it read q4 as two, this test caught a group that took one format's count for all.)
+// different formats, run by two GEMMs (bf16: the own one; int8 and q4: the quantised one), each
+// scheduling its products' GEMVs in units of its kernel set's streams (schedule_units): every
+// result equals its forward() bit for bit, whatever the thread count.
 TEST(LinearGroup, DecodeGroupOfMixedFormatsEqualsEachForward) {
   struct Spec {
     int64_t n, k;
