@@ -12,10 +12,13 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <optional>
 #include <string>
 #include <type_traits>
+
+#include <sys/socket.h>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
@@ -431,12 +434,17 @@ class HttpConnection final : public ConnectionHandle,
     });
   }
 
+  // A wait for readability may complete without the socket being readable: the reactor can deliver
+  // readiness that was reported for a closed connection whose descriptor this one now reuses. So
+  // the socket is peeked at before concluding: data is a pipelined request (read once this one is
+  // answered), nothing yet means wait again, and only end of stream or an error is the client gone.
   void on_readable(const std::shared_ptr<Link>& link, beast::error_code ec) {
     if (link != link_ || closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
-      beast::error_code e;
-      size_t available = tcp_layer().socket().available(e);
-      if (!e && available > 0) return;  // a pipelined request: read once this one is answered
+      char byte = 0;
+      const ssize_t n = ::recv(tcp_layer().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) return;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return watch_disconnect();
     }
     spdlog::debug("http: client went away during a request; cancelling it");
     abort();
