@@ -1,6 +1,7 @@
 // Micro-benchmark of Linear: weight-streaming bandwidth (GB/s) of the GEMV (m = 1) and GFLOP/s
 // of small/medium batches, for the own kernel (every ISA this CPU runs) and oneDNN, f32 and bf16
-// weights, 1 and 2 threads; optionally attention (decode and prefill shapes).
+// weights, 1 and 2 threads; optionally attention (decode over 4096 positions, from memory, and over
+// 256, from the caches; prefill).
 // Usage: shardlm_bench_kernels [--quick] [--prefill] [--attention]
 #include <immintrin.h>
 #include <omp.h>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/aligned_buffer.h"
 #include "common/half.h"
 #include "kernels/attention.h"
 #include "kernels/cpu_features.h"
@@ -57,10 +59,11 @@ void report_attention(double min_seconds) {
     const char* name;
     int32_t n_q, context;
   };
-  for (const Case c : {Case{"decode ", 1, 4096}, Case{"prefill", 512, 512}}) {
-    std::vector<float> k(static_cast<size_t>(c.context) * hkv * d), v(k.size());
-    for (auto& x : k) x = dist(rng);
-    for (auto& x : v) x = dist(rng);
+  for (const Case c : {Case{"decode ", 1, 4096}, Case{"decode ", 1, 256}, Case{"prefill", 512, 512}}) {
+    // Stored as the KV cache stores them (AlignedBuffer: huge pages from 2 MiB).
+    AlignedBuffer<float> k(static_cast<size_t>(c.context) * hkv * d), v(k.size());
+    for (size_t i = 0; i < k.size(); ++i) k[i] = dist(rng);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = dist(rng);
     std::vector<KvBlockView> blocks;
     for (int32_t p = 0; p < c.context; p += 256) {
       const size_t off = static_cast<size_t>(p) * hkv * d;

@@ -10,10 +10,12 @@ namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
-// Keys per step of the score loop: one accumulator per (row, key).
-template <class S>
+// Keys per step of the score loop for NR rows: one accumulator per (row, key), each a chain of
+// head_dim / W FMAs; enough independent chains to keep the FMA units busy (AVX2: 8 for one or two
+// rows, which fit the 16 registers with the keys' vectors and a query's) without spilling.
+template <class S, int NR>
 constexpr int keys_per_step() {
-  return S::kWidth >= 16 ? 4 : S::kWidth >= 8 ? 2 : 1;
+  return S::kWidth >= 16 ? 4 : S::kWidth >= 8 ? (NR <= 2 ? 4 : 2) : 1;
 }
 
 // scores[r][j - t0] = scale * q_r · k_j for j in [js, je), for NR rows.
@@ -64,56 +66,86 @@ void score_keys(const AttnTileArgs& a, const AttnRow* rows, const float* kbase, 
 template <class S, int NR>
 void score_range(const AttnTileArgs& a, const AttnRow* rows, const float* kbase, int64_t js, int64_t je,
                  float (*scores)[kAttnKeyTile], int64_t t0) {
-  constexpr int KB = keys_per_step<S>();
+  constexpr int KB = keys_per_step<S, NR>();
   int64_t j = js;
   for (; j + KB <= je; j += KB) score_keys<S, NR, KB>(a, rows, kbase, j, scores, t0);
   for (; j < je; ++j) score_keys<S, NR, 1>(a, rows, kbase, j, scores, t0);
 }
 
-// o[c .. c + NV·W) = o·alpha + Σ_j p_j v_j[c ..], keys [0, n_keys) of the row's range.
-template <class S, int NV>
-void pv_group(float* o, const float* v0, int64_t stride, const float* p, int64_t n_keys, float alpha) {
+// For each of NR rows that share their keys: o[c .. c + NV·W) = o·alpha + Σ_j p_j v_j[c ..], keys
+// [0, n_keys) of the rows' range. Each V vector is loaded once for the NR rows; every row's sums
+// are the same chain of FMAs as alone.
+template <class S, int NR, int NV>
+void pv_group(float* const* o, const float* v0, int64_t stride, const float* const* p, int64_t n_keys,
+              const float* alpha) {
   constexpr int64_t W = S::kWidth;
-  typename S::V acc[NV];
-  const auto av = S::set1(alpha);
+  typename S::V acc[NR][NV];
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r) {
+    const auto av = S::set1(alpha[r]);
 #pragma GCC unroll 8
-  for (int t = 0; t < NV; ++t) acc[t] = S::mul(S::load(o + t * W), av);
-  for (int64_t j = 0; j < n_keys; ++j) {
-    const auto pv = S::set1(p[j]);
-    const float* vj = v0 + j * stride;
-#pragma GCC unroll 8
-    for (int t = 0; t < NV; ++t) acc[t] = S::fmadd(pv, S::load(vj + t * W), acc[t]);
+    for (int t = 0; t < NV; ++t) acc[r][t] = S::mul(S::load(o[r] + t * W), av);
   }
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const float* vj = v0 + j * stride;
+    typename S::V pv[NR];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) pv[r] = S::set1(p[r][j]);
 #pragma GCC unroll 8
-  for (int t = 0; t < NV; ++t) S::store(o + t * W, acc[t]);
+    for (int t = 0; t < NV; ++t) {
+      const auto v = S::load(vj + t * W);
+#pragma GCC unroll 4
+      for (int r = 0; r < NR; ++r) acc[r][t] = S::fmadd(pv[r], v, acc[r][t]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < NR; ++r) {
+#pragma GCC unroll 8
+    for (int t = 0; t < NV; ++t) S::store(o[r] + t * W, acc[r][t]);
+  }
 }
 
-template <class S>
-void pv_tail(float* o, const float* v0, int64_t stride, const float* p, int64_t n_keys, float alpha, int64_t count) {
-  auto acc = S::mul(S::load_tail(o, count), S::set1(alpha));
-  for (int64_t j = 0; j < n_keys; ++j) acc = S::fmadd(S::set1(p[j]), S::load_tail(v0 + j * stride, count), acc);
-  S::store_tail(o, acc, count);
+template <class S, int NR>
+void pv_tail(float* const* o, const float* v0, int64_t stride, const float* const* p, int64_t n_keys,
+             const float* alpha, int64_t count) {
+  for (int r = 0; r < NR; ++r) {
+    auto acc = S::mul(S::load_tail(o[r], count), S::set1(alpha[r]));
+    for (int64_t j = 0; j < n_keys; ++j) acc = S::fmadd(S::set1(p[r][j]), S::load_tail(v0 + j * stride, count), acc);
+    S::store_tail(o[r], acc, count);
+  }
 }
 
-template <class S>
-void accumulate_pv(float* o, const float* v0, int64_t stride, const float* p, int64_t n_keys, float alpha,
-                   int64_t d) {
+// Vectors per group for NR rows: NR x NV accumulators (AVX2: 8, AVX-512: 8 for one row as before,
+// 16 for two).
+template <class S, int NR>
+constexpr int pv_vectors() {
+  return S::kWidth >= 16 ? 8 : S::kWidth >= 8 ? 8 / NR : 8;
+}
+
+template <class S, int NR>
+void accumulate_pv(float* const* o, const float* v0, int64_t stride, const float* const* p, int64_t n_keys,
+                   const float* alpha, int64_t d) {
   constexpr int64_t W = S::kWidth;
-  constexpr int kGroup = S::kWidth >= 16 ? 8 : S::kWidth >= 8 ? 4 : 8;
+  constexpr int kGroup = pv_vectors<S, NR>();
   const int64_t full = d / W;
+  float* oo[NR];
   int64_t v = 0;
-  for (; v + kGroup <= full; v += kGroup) pv_group<S, kGroup>(o + v * W, v0 + v * W, stride, p, n_keys, alpha);
+  auto at = [&](int64_t vec) {
+    for (int r = 0; r < NR; ++r) oo[r] = o[r] + vec * W;
+    return static_cast<float* const*>(oo);
+  };
+  for (; v + kGroup <= full; v += kGroup) pv_group<S, NR, kGroup>(at(v), v0 + v * W, stride, p, n_keys, alpha);
   switch (full - v) {
-    case 7: pv_group<S, 7>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
-    case 6: pv_group<S, 6>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
-    case 5: pv_group<S, 5>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
-    case 4: pv_group<S, 4>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
-    case 3: pv_group<S, 3>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
-    case 2: pv_group<S, 2>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
-    case 1: pv_group<S, 1>(o + v * W, v0 + v * W, stride, p, n_keys, alpha); break;
+    case 7: pv_group<S, NR, 7>(at(v), v0 + v * W, stride, p, n_keys, alpha); break;
+    case 6: pv_group<S, NR, 6>(at(v), v0 + v * W, stride, p, n_keys, alpha); break;
+    case 5: pv_group<S, NR, 5>(at(v), v0 + v * W, stride, p, n_keys, alpha); break;
+    case 4: pv_group<S, NR, 4>(at(v), v0 + v * W, stride, p, n_keys, alpha); break;
+    case 3: pv_group<S, NR, 3>(at(v), v0 + v * W, stride, p, n_keys, alpha); break;
+    case 2: pv_group<S, NR, 2>(at(v), v0 + v * W, stride, p, n_keys, alpha); break;
+    case 1: pv_group<S, NR, 1>(at(v), v0 + v * W, stride, p, n_keys, alpha); break;
     default: break;
   }
-  if (full * W < d) pv_tail<S>(o + full * W, v0 + full * W, stride, p, n_keys, alpha, d - full * W);
+  if (full * W < d) pv_tail<S, NR>(at(full), v0 + full * W, stride, p, n_keys, alpha, d - full * W);
 }
 
 // p = exp(s - m) in place over [0, n), returns Σ p in a fixed order.
@@ -173,19 +205,40 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
         case 3: score_range<S, 3>(a, rows, kbase, js, je, scores, t0); break;
         default: score_range<S, 4>(a, rows, kbase, js, je, scores, t0); break;
       }
+      int64_t rs[kAttnMaxRows], re[kAttnMaxRows];
+      float alpha[kAttnMaxRows];
+      float* p[kAttnMaxRows];
+      float* out[kAttnMaxRows];
       for (int r = 0; r < n_rows; ++r) {
-        const int64_t rs = std::max(js, lo[r]), re = std::min(je, hi[r]);
-        if (rs >= re) continue;
-        float* s = scores[r] + (rs - t0);
-        const int64_t n = re - rs;
+        rs[r] = std::max(js, lo[r]);
+        re[r] = std::min(je, hi[r]);
+        out[r] = rows[r].out;
+        if (rs[r] >= re[r]) continue;
+        float* s = scores[r] + (rs[r] - t0);
+        p[r] = s;
+        const int64_t n = re[r] - rs[r];
         float tile_max = kNegInf;
         for (int64_t j = 0; j < n; ++j) tile_max = s[j] > tile_max ? s[j] : tile_max;  // NaN scores ignored
         const float m_new = tile_max > m[r] ? tile_max : m[r];
-        const float alpha = m[r] == kNegInf ? 0.0f : std::exp(m[r] - m_new);
+        alpha[r] = m[r] == kNegInf ? 0.0f : std::exp(m[r] - m_new);
         const float psum = exp_and_sum<S>(s, n, m_new);
-        l[r] = l[r] * alpha + psum;
+        l[r] = l[r] * alpha[r] + psum;
         m[r] = m_new;
-        accumulate_pv<S>(rows[r].out, vbase + rs * a.kv_stride, a.kv_stride, s, n, alpha, d);
+      }
+      // Rows with the same keys (every row of a decoded token) in pairs, each V vector loaded once.
+      for (int r = 0; r < n_rows;) {
+        if (rs[r] >= re[r]) {
+          ++r;
+          continue;
+        }
+        const float* v0 = vbase + rs[r] * a.kv_stride;
+        if (r + 1 < n_rows && rs[r + 1] == rs[r] && re[r + 1] == re[r]) {
+          accumulate_pv<S, 2>(out + r, v0, a.kv_stride, p + r, re[r] - rs[r], alpha + r, d);
+          r += 2;
+        } else {
+          accumulate_pv<S, 1>(out + r, v0, a.kv_stride, p + r, re[r] - rs[r], alpha + r, d);
+          ++r;
+        }
       }
     }
   }
