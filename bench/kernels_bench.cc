@@ -1,7 +1,7 @@
 // Micro-benchmark of Linear: weight-streaming bandwidth (GB/s) of the GEMV (m = 1) and GFLOP/s
 // of small/medium batches, for the own kernel (every ISA this CPU runs) and oneDNN, f32 and bf16
-// weights, 1 and 2 threads; optionally attention (decode over 4096 positions, from memory, and over
-// 256, from the caches; prefill).
+// weights, 1 and 2 threads; optionally attention (decode over 4096 positions, from memory, over
+// 256 and 16, from the caches; prefill).
 // Usage: shardlm_bench_kernels [--quick] [--prefill] [--attention]
 #include <immintrin.h>
 #include <omp.h>
@@ -59,7 +59,7 @@ void report_attention(double min_seconds) {
     const char* name;
     int32_t n_q, context;
   };
-  for (const Case c : {Case{"decode ", 1, 4096}, Case{"decode ", 1, 256}, Case{"prefill", 512, 512}}) {
+  for (const Case c : {Case{"decode ", 1, 4096}, Case{"decode ", 1, 256}, Case{"decode ", 1, 16}, Case{"prefill", 512, 512}}) {
     // Stored as the KV cache stores them (AlignedBuffer: huge pages from 2 MiB).
     AlignedBuffer<float> k(static_cast<size_t>(c.context) * hkv * d), v(k.size());
     for (size_t i = 0; i < k.size(); ++i) k[i] = dist(rng);

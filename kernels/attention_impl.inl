@@ -244,7 +244,14 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
   }
   for (int r = 0; r < n_rows; ++r) {
     if (l[r] > 0.0f) {
-      for (int64_t c = 0; c < d; ++c) rows[r].out[c] /= l[r];
+      // Vector division (as exact as the scalar one): out may alias anything, so a scalar loop
+      // would divide one element at a time, reloading l (at short contexts most of the tile's time).
+      constexpr int64_t W = S::kWidth;
+      const auto lv = S::set1(l[r]);
+      float* o = rows[r].out;
+      int64_t c = 0;
+      for (; c + W <= d; c += W) S::store(o + c, S::div(S::load(o + c), lv));
+      if (c < d) S::store_tail(o + c, S::div(S::load_tail(o + c, d - c), lv), d - c);
       *rows[r].lse = m[r] + std::log(l[r]);
     } else {
       *rows[r].lse = kNegInf;  // no visible key: out stays 0
