@@ -174,10 +174,12 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
   float m[kAttnMaxRows], l[kAttnMaxRows];
   int64_t lo[kAttnMaxRows], hi[kAttnMaxRows];
   alignas(64) float scores[kAttnMaxRows][kAttnKeyTile];
+  float* out[kAttnMaxRows];  // the rows' outputs, as accumulate_pv takes them
   for (int r = 0; r < n_rows; ++r) {
     m[r] = kNegInf;
     l[r] = 0.0f;
-    std::fill(rows[r].out, rows[r].out + d, 0.0f);
+    out[r] = rows[r].out;
+    std::fill(out[r], out[r] + d, 0.0f);
   }
   for (int64_t bi = 0; bi < a.n_blocks; ++bi) {
     const KvBlockView& blk = a.blocks[bi];
@@ -208,11 +210,9 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
       int64_t rs[kAttnMaxRows], re[kAttnMaxRows];
       float alpha[kAttnMaxRows];
       float* p[kAttnMaxRows];
-      float* out[kAttnMaxRows];
       for (int r = 0; r < n_rows; ++r) {
         rs[r] = std::max(js, lo[r]);
         re[r] = std::min(je, hi[r]);
-        out[r] = rows[r].out;
         if (rs[r] >= re[r]) continue;
         float* s = scores[r] + (rs[r] - t0);
         p[r] = s;
@@ -248,7 +248,7 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
       // would divide one element at a time, reloading l (at short contexts most of the tile's time).
       constexpr int64_t W = S::kWidth;
       const auto lv = S::set1(l[r]);
-      float* o = rows[r].out;
+      float* o = out[r];
       int64_t c = 0;
       for (; c + W <= d; c += W) S::store(o + c, S::div(S::load(o + c), lv));
       if (c < d) S::store_tail(o + c, S::div(S::load_tail(o + c, d - c), lv), d - c);
