@@ -41,7 +41,9 @@ int main(int argc, char** argv) {
   int64_t context = 262144;
   std::vector<int> worker_counts = {1, 2, 4, 8, 16};
   int steps = 3;
+  std::string kv_dtype = "f32";
   app.add_option("--variant", variant, "31b or 26b-a4b");
+  app.add_option("--kv-dtype", kv_dtype, "KV cache storage: f32 or bf16")->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--context", context, "Positions held");
   app.add_option("--workers", worker_counts, "Worker counts")->delimiter(',');
   app.add_option("--steps", steps, "Decode steps measured");
@@ -50,8 +52,9 @@ int main(int argc, char** argv) {
     const ModelConfig config = variant_with_layers(variant, 1);  // one layer: the last one is global
     const LayerGeometry& g = config.layers[0];
     const int bs = 16;
-    std::printf("%s global layer: %d query heads, %d KV heads x %d, context %lld positions, f32 KV\n", variant.c_str(),
-                config.num_heads, g.num_kv_heads, g.head_dim, static_cast<long long>(context));
+    const KvDtype dtype = parse_kv_dtype(kv_dtype);
+    std::printf("%s global layer: %d query heads, %d KV heads x %d, context %lld positions, %s KV\n", variant.c_str(),
+                config.num_heads, g.num_kv_heads, g.head_dim, static_cast<long long>(context), kv_dtype_name(dtype));
     std::printf("%-8s %-22s %16s %16s %20s %14s\n", "workers", "split", "KV per worker", "KV all workers",
                 "attention/step", "speed-up");
     double base = 0.0;
@@ -62,12 +65,14 @@ int main(int argc, char** argv) {
       po.num_workers = N;
       po.context_tokens = context;
       po.kv_block = bs;
+      po.kv_bytes_per_value = static_cast<int>(kv_dtype_bytes(dtype));
       const Plan plan = make_layout(config, po);
       KvCacheOptions ko;
       ko.block_size = bs;
       ko.full_capacity_tokens = context;
       ko.max_chunk = 4096;
       ko.max_sequences = 1;
+      ko.dtype = dtype;
       std::vector<WorkerState> workers(N);
       int64_t total_bytes = 0, max_bytes = 0;
       const int64_t hd = g.head_dim;
@@ -85,8 +90,7 @@ int main(int argc, char** argv) {
           for (int32_t p = static_cast<int32_t>(b); p < e; ++p) {
             if (!ws.kv->holds(0, p)) continue;
             row[p % row.size()] += 1e-3f;  // distinct keys
-            std::copy(row.begin(), row.end(), ws.kv->k_at(0, ws.seq, p));
-            std::copy(row.begin(), row.end(), ws.kv->v_at(0, ws.seq, p));
+            ws.kv->write(0, ws.seq, p, row.data(), row.data());
           }
         }
         const int64_t bytes = static_cast<int64_t>(ws.kv->bytes());

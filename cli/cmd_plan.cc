@@ -58,7 +58,7 @@ const CommandRegistrar kRegistrar([](CLI::App& app) {
                   "Context tokens per sequence (default: the model's max_position_embeddings)");
   cmd->add_option("--weights", args->options.weights, "Weight format in memory: bf16, int8, q4 or f32")
       ->capture_default_str();
-  cmd->add_option("--kv-bytes", args->options.kv_bytes_per_value, "Bytes per cached K/V value (4 = f32, 2 = bf16)")
+  cmd->add_option("--kv-bytes", args->options.kv_bytes_per_value, "Bytes per cached K/V value (4 = --kv-dtype f32, 2 = --kv-dtype bf16)")
       ->capture_default_str();
   cmd->add_option("--max-sequences", args->options.max_sequences, "Sequences cached at once")->capture_default_str();
   cmd->add_option("--kv-block", args->options.kv_block, "Positions per KV block (unit of the sequence split)")

@@ -26,6 +26,9 @@ void add_local_model_options(CLI::App& cmd, LocalModelOptions& o) {
       ->check(CLI::IsMember({"own", "onednn"}));
   cmd.add_option("--threads", o.threads, "Compute threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   cmd.add_option("--kv-block", o.kv_block, "KV cache block size in positions")->check(CLI::Range(1, 4096));
+  cmd.add_option("--kv-dtype", o.kv_dtype,
+                 "KV cache storage: f32 (exact) or bf16 (half the memory and attention reads; values rounded to bf16)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   cmd.add_option("--max-chunk", o.max_chunk, "Most positions of one sequence computed per step")
       ->check(CLI::Range(1, 1 << 20));
   cmd.add_option("--kv-memory-per-worker", o.kv_memory_per_worker,
@@ -70,6 +73,7 @@ EngineOptions engine_options(const LocalModelOptions& o, int64_t kv_tokens, int 
   e.matmul = o.matmul;
   e.threads = o.threads;
   e.kv_block = o.kv_block;
+  e.kv_dtype = o.kv_dtype;
   e.max_chunk = o.max_chunk;
   e.kv_tokens = kv_tokens;
   e.max_sequences = max_sequences;

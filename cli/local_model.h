@@ -21,6 +21,7 @@ struct LocalModelOptions {
   std::string matmul = "own";    // own | onednn
   int threads = 0;               // 0 = all cores
   int kv_block = 16;
+  std::string kv_dtype = "f32";  // f32 | bf16
   int max_chunk = 512;
   std::string kv_memory_per_worker;  // e.g. "2GiB"; empty = no limit
 };

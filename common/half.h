@@ -27,6 +27,8 @@ inline uint16_t f32_to_bf16(float f) {
 
 // v[i] = bf16_to_f32(f32_to_bf16(v[i])) for n values (vectorised).
 void round_to_bf16(float* v, size_t n);
+// out[i] = f32_to_bf16(in[i]) for n values (vectorised).
+void f32_to_bf16_row(const float* in, uint16_t* out, size_t n);
 
 float f16_to_f32(uint16_t v);
 uint16_t f32_to_f16(float f);

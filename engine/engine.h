@@ -23,6 +23,7 @@ struct EngineOptions {
   std::string matmul = "own";    // own | onednn
   int threads = 0;               // 0 = all cores
   int kv_block = 16;
+  std::string kv_dtype = "f32";  // f32 | bf16: how the KV cache stores keys and values
   int max_chunk = 512;           // most positions of one sequence computed per step
   int64_t max_context = 0;       // positions per sequence; 0 = the model's max_position_embeddings
   int64_t kv_tokens = 0;         // KV positions of all sequences together; 0 = max_context x max_sequences

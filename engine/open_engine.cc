@@ -76,6 +76,7 @@ RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens) {
   ro.kv.max_chunk = o.max_chunk;
   ro.kv.max_sequences = std::max(o.max_sequences, 1);
   ro.kv.full_capacity_tokens = std::max<int64_t>(kv_tokens, 1);
+  ro.kv.dtype = parse_kv_dtype(o.kv_dtype);
   if (o.weights != "auto") {
     if (o.weights != "f32" && o.weights != "bf16" && o.weights != "int8" && o.weights != "q4") {
       fail("--weights must be auto, f32, bf16, int8 or q4 (got '{}')", o.weights);
@@ -89,8 +90,8 @@ RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens) {
 
 std::string precision_text(const EngineOptions& o) {
   const char* weights = o.weights == "auto" ? "checkpoint precision" : o.weights.c_str();
-  return fmt::format("f32 activations, {} weights, f32 KV cache, {} matmul, {} threads", weights, o.matmul,
-                     omp_get_max_threads());
+  return fmt::format("f32 activations, {} weights, {} KV cache, {} matmul, {} threads", weights,
+                     kv_dtype_name(parse_kv_dtype(o.kv_dtype)), o.matmul, omp_get_max_threads());
 }
 
 class LocalStepEngine final : public StepEngine {
@@ -246,6 +247,7 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   PlanOptions po;
   po.num_workers = world->size() - 1;
   po.context_tokens = context;
+  po.kv_bytes_per_value = static_cast<int>(kv_dtype_bytes(parse_kv_dtype(o.kv_dtype)));
   const Plan plan = make_layout(config, po);
   std::vector<ShardSpec> shards;
   for (const WorkerPlan& w : plan.workers) shards.push_back(w.shard);

@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "common/error.h"
+#include "common/half.h"
 #include "kernels/attention_simd.h"
 #include "kernels/cpu_features.h"
 
@@ -37,6 +39,12 @@ void check_args(const float* q, int64_t n_q, const int32_t* q_positions, const A
   if (n_blocks < 0) fail("attention: negative block count {}", n_blocks);
   if (n_blocks > 0 && blocks == nullptr) fail("attention: {} blocks but no block array", n_blocks);
   for (int64_t b = 0; b < n_blocks; ++b) {
+    if (blocks[b].dtype != KvDtype::kF32 && blocks[b].dtype != KvDtype::kBf16) {
+      fail("attention: block {} has an unknown KV dtype {}", b, static_cast<int>(blocks[b].dtype));
+    }
+    if (blocks[b].dtype != blocks[0].dtype) {
+      fail("attention: block {} holds {} K/V, block 0 {}", b, kv_dtype_name(blocks[b].dtype), kv_dtype_name(blocks[0].dtype));
+    }
     if (blocks[b].count < 0) fail("attention: block {} has negative count {}", b, blocks[b].count);
     if (blocks[b].count > 0 && (blocks[b].k == nullptr || blocks[b].v == nullptr)) {
       fail("attention: block {} (first position {}) has no key or value data", b, blocks[b].first_position);
@@ -52,16 +60,33 @@ bool visible(int32_t pos_q, int32_t pos_k, int32_t window) {
 
 using TileFn = void (*)(const detail::AttnTileArgs&, const detail::AttnRow*, int);
 
-TileFn tile_kernel(Isa isa) {
+TileFn tile_kernel(Isa isa, KvDtype dtype) {
+  const bool bf16 = dtype == KvDtype::kBf16;
   switch (isa) {
-    case Isa::kAvx512: return &detail::attention_tile_avx512;
-    case Isa::kAvx2: return &detail::attention_tile_avx2;
+    case Isa::kAvx512: return bf16 ? &detail::attention_tile_avx512_bf16 : &detail::attention_tile_avx512;
+    case Isa::kAvx2: return bf16 ? &detail::attention_tile_avx2_bf16 : &detail::attention_tile_avx2;
     case Isa::kScalar: break;
   }
-  return &detail::attention_tile_scalar;
+  return bf16 ? &detail::attention_tile_scalar_bf16 : &detail::attention_tile_scalar;
+}
+
+// Value c of cached row `row` (position j, KV head g: row j * n_kv_heads + g) of a block's k or v.
+double kv_value(const void* data, KvDtype dtype, int64_t row, int64_t d, int64_t c) {
+  if (dtype == KvDtype::kBf16) return bf16_to_f32(static_cast<const uint16_t*>(data)[row * d + c]);
+  return static_cast<const float*>(data)[row * d + c];
 }
 
 }  // namespace
+
+size_t kv_dtype_bytes(KvDtype dtype) { return dtype == KvDtype::kBf16 ? 2 : 4; }
+
+const char* kv_dtype_name(KvDtype dtype) { return dtype == KvDtype::kBf16 ? "bf16" : "f32"; }
+
+KvDtype parse_kv_dtype(std::string_view name) {
+  if (name == "f32") return KvDtype::kF32;
+  if (name == "bf16") return KvDtype::kBf16;
+  fail("KV cache dtype must be f32 or bf16 (got '{}')", name);
+}
 
 void attention_partial(const float* q, int64_t n_q, const int32_t* q_positions, const AttentionShape& shape,
                        const KvBlockView* blocks, int64_t n_blocks, int32_t window, float scale, float* out,
@@ -105,7 +130,7 @@ void attention_partial(const float* q, int64_t n_q, const int32_t* q_positions, 
       tiles.push_back({r, static_cast<int>(std::min(rows_per_tile, group_start[g + 1] - r)), g});
     }
   }
-  const TileFn fn = tile_kernel(active_isa());
+  const TileFn fn = tile_kernel(active_isa(), n_blocks > 0 ? blocks[0].dtype : KvDtype::kF32);
   detail::AttnTileArgs base;
   base.blocks = blocks;
   base.n_blocks = n_blocks;
@@ -128,7 +153,7 @@ void attention_partial_ref(const float* q, int64_t n_q, const int32_t* q_positio
   check_args(q, n_q, q_positions, shape, blocks, n_blocks, window);
   const int64_t hq = shape.n_q_heads, hkv = shape.n_kv_heads, d = shape.head_dim;
   std::vector<double> scores;
-  std::vector<const float*> values;
+  std::vector<std::pair<const void*, int64_t>> values;  // (block's v, row)
   std::vector<double> acc(static_cast<size_t>(d));
   for (int64_t i = 0; i < n_q; ++i) {
     for (int64_t h = 0; h < hq; ++h) {
@@ -139,11 +164,11 @@ void attention_partial_ref(const float* q, int64_t n_q, const int32_t* q_positio
       for (int64_t b = 0; b < n_blocks; ++b) {
         for (int64_t j = 0; j < blocks[b].count; ++j) {
           if (!visible(q_positions[i], static_cast<int32_t>(blocks[b].first_position + j), window)) continue;
-          const float* kj = blocks[b].k + (j * hkv + g) * d;
+          const int64_t row = j * hkv + g;
           double dot = 0.0;
-          for (int64_t c = 0; c < d; ++c) dot += static_cast<double>(qh[c]) * kj[c];
+          for (int64_t c = 0; c < d; ++c) dot += static_cast<double>(qh[c]) * kv_value(blocks[b].k, blocks[b].dtype, row, d, c);
           scores.push_back(static_cast<double>(scale) * dot);
-          values.push_back(blocks[b].v + (j * hkv + g) * d);
+          values.emplace_back(blocks[b].v, row);
         }
       }
       float* oh = out + (i * hq + h) * d;
@@ -158,7 +183,7 @@ void attention_partial_ref(const float* q, int64_t n_q, const int32_t* q_positio
       for (size_t j = 0; j < scores.size(); ++j) {
         const double p = std::exp(scores[j] - m);
         sum += p;
-        for (int64_t c = 0; c < d; ++c) acc[c] += p * values[j][c];
+        for (int64_t c = 0; c < d; ++c) acc[c] += p * kv_value(values[j].first, blocks[0].dtype, values[j].second, d, c);
       }
       for (int64_t c = 0; c < d; ++c) oh[c] = static_cast<float>(acc[c] / sum);
       lse[i * hq + h] = static_cast<float>(m + std::log(sum));

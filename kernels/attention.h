@@ -4,17 +4,29 @@
 // (window == 0 or pos_q[i] - pos_k[j] < window). Scores are scale * q·k (Gemma 4: scale 1.0).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace shardlm {
 
+// How cached keys and values are stored: f32, or bf16 (half the bytes; each value rounded to
+// nearest even when written, widened exactly when read, the arithmetic f32 either way).
+enum class KvDtype { kF32, kBf16 };
+
+size_t kv_dtype_bytes(KvDtype dtype);
+const char* kv_dtype_name(KvDtype dtype);  // "f32" / "bf16"
+KvDtype parse_kv_dtype(std::string_view name);  // throws Error naming the accepted values
+
 // A block of consecutive cached positions. k and v are [count, n_kv_heads, head_dim] row-major
-// (v may equal k's layout but is a separate array).
+// (v may equal k's layout but is a separate array) of `dtype` values (float or uint16_t bf16).
+// All blocks of one attention call have the same dtype.
 struct KvBlockView {
-  const float* k = nullptr;
-  const float* v = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
   int32_t first_position = 0;
   int32_t count = 0;
+  KvDtype dtype = KvDtype::kF32;
 };
 
 struct AttentionShape {

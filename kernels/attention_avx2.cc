@@ -15,7 +15,11 @@ namespace shardlm::detail {
 #include "kernels/attention_impl.inl"
 
 void attention_tile_avx2(const AttnTileArgs& args, const AttnRow* rows, int n_rows) {
-  attention_tile_t<simd::VecAvx2>(args, rows, n_rows);
+  attention_tile_t<simd::VecAvx2, float>(args, rows, n_rows);
+}
+
+void attention_tile_avx2_bf16(const AttnTileArgs& args, const AttnRow* rows, int n_rows) {
+  attention_tile_t<simd::VecAvx2, uint16_t>(args, rows, n_rows);
 }
 
 }  // namespace shardlm::detail

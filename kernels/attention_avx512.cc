@@ -18,7 +18,11 @@ namespace shardlm::detail {
 #include "kernels/attention_impl.inl"
 
 void attention_tile_avx512(const AttnTileArgs& args, const AttnRow* rows, int n_rows) {
-  attention_tile_t<simd::VecAvx512>(args, rows, n_rows);
+  attention_tile_t<simd::VecAvx512, float>(args, rows, n_rows);
+}
+
+void attention_tile_avx512_bf16(const AttnTileArgs& args, const AttnRow* rows, int n_rows) {
+  attention_tile_t<simd::VecAvx512, uint16_t>(args, rows, n_rows);
 }
 
 }  // namespace shardlm::detail

@@ -1,6 +1,7 @@
 // Internal: the attention row-tile kernel over a vector-traits type S (simd_math.h), included by
 // attention_scalar.cc / attention_avx2.cc / attention_avx512.cc (inside a "#pragma GCC target"
-// region for the SIMD ones). Online softmax per row over key tiles of kAttnKeyTile keys aligned
+// region for the SIMD ones), for K/V stored as E (float, or uint16_t for bf16, which S::load widens
+// exactly: the same arithmetic as over the widened values in f32). Online softmax per row over key tiles of kAttnKeyTile keys aligned
 // to the block start:
 //   s_j = scale * (q · k_j)      (lane-wise FMA over head_dim, then a fixed horizontal sum)
 //   m' = max(m, max_j s_j);  a = exp(m - m');  p_j = exp(s_j - m')
@@ -19,8 +20,8 @@ constexpr int keys_per_step() {
 }
 
 // scores[r][j - t0] = scale * q_r · k_j for j in [js, je), for NR rows.
-template <class S, int NR, int KB>
-void score_keys(const AttnTileArgs& a, const AttnRow* rows, const float* kbase, int64_t j, float (*scores)[kAttnKeyTile],
+template <class S, int NR, int KB, class E>
+void score_keys(const AttnTileArgs& a, const AttnRow* rows, const E* kbase, int64_t j, float (*scores)[kAttnKeyTile],
                 int64_t t0) {
   constexpr int64_t W = S::kWidth;
   const int64_t d = a.head_dim;
@@ -30,7 +31,7 @@ void score_keys(const AttnTileArgs& a, const AttnRow* rows, const float* kbase, 
 #pragma GCC unroll 8
     for (int b = 0; b < KB; ++b) acc[r][b] = S::zero();
   }
-  const float* kp[KB];
+  const E* kp[KB];
 #pragma GCC unroll 8
   for (int b = 0; b < KB; ++b) kp[b] = kbase + (j + b) * a.kv_stride;
   int64_t c = 0;
@@ -63,8 +64,8 @@ void score_keys(const AttnTileArgs& a, const AttnRow* rows, const float* kbase, 
   }
 }
 
-template <class S, int NR>
-void score_range(const AttnTileArgs& a, const AttnRow* rows, const float* kbase, int64_t js, int64_t je,
+template <class S, int NR, class E>
+void score_range(const AttnTileArgs& a, const AttnRow* rows, const E* kbase, int64_t js, int64_t je,
                  float (*scores)[kAttnKeyTile], int64_t t0) {
   constexpr int KB = keys_per_step<S, NR>();
   int64_t j = js;
@@ -75,8 +76,8 @@ void score_range(const AttnTileArgs& a, const AttnRow* rows, const float* kbase,
 // For each of NR rows that share their keys: o[c .. c + NV·W) = o·alpha + Σ_j p_j v_j[c ..], keys
 // [0, n_keys) of the rows' range. Each V vector is loaded once for the NR rows; every row's sums
 // are the same chain of FMAs as alone.
-template <class S, int NR, int NV>
-void pv_group(float* const* o, const float* v0, int64_t stride, const float* const* p, int64_t n_keys,
+template <class S, int NR, int NV, class E>
+void pv_group(float* const* o, const E* v0, int64_t stride, const float* const* p, int64_t n_keys,
               const float* alpha) {
   constexpr int64_t W = S::kWidth;
   typename S::V acc[NR][NV];
@@ -87,7 +88,7 @@ void pv_group(float* const* o, const float* v0, int64_t stride, const float* con
     for (int t = 0; t < NV; ++t) acc[r][t] = S::mul(S::load(o[r] + t * W), av);
   }
   for (int64_t j = 0; j < n_keys; ++j) {
-    const float* vj = v0 + j * stride;
+    const E* vj = v0 + j * stride;
     typename S::V pv[NR];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) pv[r] = S::set1(p[r][j]);
@@ -105,8 +106,8 @@ void pv_group(float* const* o, const float* v0, int64_t stride, const float* con
   }
 }
 
-template <class S, int NR>
-void pv_tail(float* const* o, const float* v0, int64_t stride, const float* const* p, int64_t n_keys,
+template <class S, int NR, class E>
+void pv_tail(float* const* o, const E* v0, int64_t stride, const float* const* p, int64_t n_keys,
              const float* alpha, int64_t count) {
   for (int r = 0; r < NR; ++r) {
     auto acc = S::mul(S::load_tail(o[r], count), S::set1(alpha[r]));
@@ -122,8 +123,8 @@ constexpr int pv_vectors() {
   return S::kWidth >= 16 ? 8 : S::kWidth >= 8 ? 8 / NR : 8;
 }
 
-template <class S, int NR>
-void accumulate_pv(float* const* o, const float* v0, int64_t stride, const float* const* p, int64_t n_keys,
+template <class S, int NR, class E>
+void accumulate_pv(float* const* o, const E* v0, int64_t stride, const float* const* p, int64_t n_keys,
                    const float* alpha, int64_t d) {
   constexpr int64_t W = S::kWidth;
   constexpr int kGroup = pv_vectors<S, NR>();
@@ -168,7 +169,7 @@ float exp_and_sum(float* s, int64_t n, float m) {
   return S::hsum(sum);
 }
 
-template <class S>
+template <class S, class E>
 void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
   const int64_t d = a.head_dim;
   float m[kAttnMaxRows], l[kAttnMaxRows];
@@ -196,8 +197,8 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
       }
     }
     if (ulo >= uhi) continue;
-    const float* kbase = blk.k + a.kv_offset;
-    const float* vbase = blk.v + a.kv_offset;
+    const E* kbase = static_cast<const E*>(blk.k) + a.kv_offset;
+    const E* vbase = static_cast<const E*>(blk.v) + a.kv_offset;
     for (int64_t t0 = ulo / kAttnKeyTile * kAttnKeyTile; t0 < uhi; t0 += kAttnKeyTile) {
       const int64_t js = std::max(t0, ulo), je = std::min(t0 + kAttnKeyTile, uhi);
       if (js >= je) continue;
@@ -231,7 +232,7 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
           ++r;
           continue;
         }
-        const float* v0 = vbase + rs[r] * a.kv_stride;
+        const E* v0 = vbase + rs[r] * a.kv_stride;
         if (r + 1 < n_rows && rs[r + 1] == rs[r] && re[r + 1] == re[r]) {
           accumulate_pv<S, 2>(out + r, v0, a.kv_stride, p + r, re[r] - rs[r], alpha + r, d);
           r += 2;

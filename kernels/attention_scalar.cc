@@ -12,7 +12,11 @@ namespace shardlm::detail {
 #include "kernels/attention_impl.inl"
 
 void attention_tile_scalar(const AttnTileArgs& args, const AttnRow* rows, int n_rows) {
-  attention_tile_t<simd::VecScalar>(args, rows, n_rows);
+  attention_tile_t<simd::VecScalar, float>(args, rows, n_rows);
+}
+
+void attention_tile_scalar_bf16(const AttnTileArgs& args, const AttnRow* rows, int n_rows) {
+  attention_tile_t<simd::VecScalar, uint16_t>(args, rows, n_rows);
 }
 
 }  // namespace shardlm::detail

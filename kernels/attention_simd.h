@@ -23,7 +23,7 @@ struct AttnRow {
 struct AttnTileArgs {
   const KvBlockView* blocks = nullptr;
   int64_t n_blocks = 0;
-  int64_t kv_stride = 0;  // floats between consecutive positions in a block (n_kv_heads * head_dim)
+  int64_t kv_stride = 0;  // values between consecutive positions in a block (n_kv_heads * head_dim)
   int64_t kv_offset = 0;  // the tile's KV head * head_dim
   int64_t head_dim = 0;
   int32_t window = 0;
@@ -33,5 +33,9 @@ struct AttnTileArgs {
 void attention_tile_scalar(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
 void attention_tile_avx2(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
 void attention_tile_avx512(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
+// The same over bf16 K/V (KvDtype::kBf16).
+void attention_tile_scalar_bf16(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
+void attention_tile_avx2_bf16(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
+void attention_tile_avx512_bf16(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
 
 }  // namespace shardlm::detail

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/half.h"
+
 #define SHARDLM_AVX2 __attribute__((target("avx2,fma")))
 #define SHARDLM_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")))
 
@@ -184,8 +186,14 @@ struct VecAvx2 {
   SHARDLM_AVX2 static V zero() { return _mm256_setzero_ps(); }
   SHARDLM_AVX2 static V set1(float v) { return _mm256_set1_ps(v); }
   SHARDLM_AVX2 static V load(const float* p) { return _mm256_loadu_ps(p); }
+  SHARDLM_AVX2 static V load(const uint16_t* p) { return load_bf16_avx2(p); }  // bf16, widened exactly
   // Lanes >= count read as 0 (and are not touched in memory).
   SHARDLM_AVX2 static V load_tail(const float* p, int64_t count) { return _mm256_maskload_ps(p, tail_mask_avx2(count)); }
+  SHARDLM_AVX2 static V load_tail(const uint16_t* p, int64_t count) {
+    alignas(32) float tmp[kWidth] = {};
+    for (int64_t i = 0; i < count && i < kWidth; ++i) tmp[i] = bf16_to_f32(p[i]);
+    return _mm256_load_ps(tmp);
+  }
   // Lanes >= count read as `fill`.
   SHARDLM_AVX2 static V load_tail_fill(const float* p, int64_t count, float fill) {
     const __m256i mask = tail_mask_avx2(count);
@@ -211,7 +219,13 @@ struct VecAvx512 {
   SHARDLM_AVX512 static V zero() { return _mm512_setzero_ps(); }
   SHARDLM_AVX512 static V set1(float v) { return _mm512_set1_ps(v); }
   SHARDLM_AVX512 static V load(const float* p) { return _mm512_loadu_ps(p); }
+  SHARDLM_AVX512 static V load(const uint16_t* p) { return load_bf16_avx512(p); }  // bf16, widened exactly
   SHARDLM_AVX512 static V load_tail(const float* p, int64_t count) { return _mm512_maskz_loadu_ps(tail_mask_avx512(count), p); }
+  SHARDLM_AVX512 static V load_tail(const uint16_t* p, int64_t count) {
+    const __m256i h = _mm256_maskz_loadu_epi16(tail_mask_avx512(count), p);
+    const __mmask16 all = static_cast<__mmask16>(0xffff);
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all, _mm512_maskz_cvtepu16_epi32(all, h), 16));
+  }
   SHARDLM_AVX512 static V load_tail_fill(const float* p, int64_t count, float fill) {
     return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), tail_mask_avx512(count), p);
   }
@@ -236,7 +250,9 @@ struct VecScalar {
   static V zero() { return 0.0f; }
   static V set1(float v) { return v; }
   static V load(const float* p) { return *p; }
+  static V load(const uint16_t* p) { return bf16_to_f32(*p); }
   static V load_tail(const float* p, int64_t count) { return count > 0 ? *p : 0.0f; }
+  static V load_tail(const uint16_t* p, int64_t count) { return count > 0 ? bf16_to_f32(*p) : 0.0f; }
   static V load_tail_fill(const float* p, int64_t count, float fill) { return count > 0 ? *p : fill; }
   static void store(float* p, V v) { *p = v; }
   static void store_tail(float* p, V v, int64_t count) {

@@ -28,7 +28,7 @@ struct PlanOptions {
   int64_t memory_per_worker_bytes = 0;  // 0 = unlimited
   int64_t context_tokens = 0;           // per sequence; 0 = the model's max_position_embeddings
   std::string weights = "bf16";         // bf16 | int8 | q4 | f32
-  int kv_bytes_per_value = 4;           // f32 KV today; 2 for bf16
+  int kv_bytes_per_value = 4;           // 4 for an f32 KV cache (--kv-dtype f32), 2 for bf16
   int max_sequences = 1;
   int kv_block = 16;                    // positions per KV block (the unit of the sequence split)
 };

@@ -1,8 +1,10 @@
 #include "worker/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "common/error.h"
+#include "common/half.h"
 
 namespace shardlm {
 
@@ -45,7 +47,8 @@ size_t KvCache::planned_bytes(const ModelConfig& config, const ShardSpec& shard,
     if (source != l) continue;
     const int64_t blocks = g.type == LayerType::kSliding ? static_cast<int64_t>(p.ring_blocks) * options.max_sequences
                                                          : p.full_pool_blocks;
-    total += 2 * static_cast<size_t>(blocks) * options.block_size * shard.layers[l].kv_heads.size() * g.head_dim * sizeof(float);
+    total += 2 * static_cast<size_t>(blocks) * options.block_size * shard.layers[l].kv_heads.size() * g.head_dim *
+             kv_dtype_bytes(options.dtype);
   }
   return total;
 }
@@ -55,6 +58,9 @@ KvCache::KvCache(const ModelConfig& config, const ShardSpec& shard, const KvCach
   if (options_.block_size <= 0) fail("KV cache: block size must be positive (got {})", options_.block_size);
   if (options_.max_chunk <= 0) fail("KV cache: max chunk must be positive (got {})", options_.max_chunk);
   if (options_.max_sequences <= 0) fail("KV cache: max sequences must be positive (got {})", options_.max_sequences);
+  if (options_.dtype != KvDtype::kF32 && options_.dtype != KvDtype::kBf16) {
+    fail("KV cache: unknown dtype {}", static_cast<int>(options_.dtype));
+  }
   const int bs = options_.block_size;
   const PoolSizes sizes = pool_sizes(config, shard, options_);
   ring_blocks_ = sizes.ring_blocks;
@@ -74,9 +80,9 @@ KvCache::KvCache(const ModelConfig& config, const ShardSpec& shard, const KvCach
     st.head_dim = g.head_dim;
     if (!st.owner) continue;
     const int64_t blocks = st.sliding ? sliding_pool_blocks : full_pool_blocks_;
-    const size_t floats = static_cast<size_t>(blocks) * bs * st.position_floats();
-    st.k.resize(floats);
-    st.v.resize(floats);
+    const size_t bytes = static_cast<size_t>(blocks) * bs * st.position_values() * kv_dtype_bytes(options_.dtype);
+    st.k.resize(bytes);
+    st.v.resize(bytes);
   }
   sequences_.resize(options_.max_sequences);
   full_free_.reserve(full_pool_blocks_);
@@ -146,19 +152,38 @@ int32_t KvCache::physical_block(const Sequence& s, bool sliding, int64_t logical
   return logical < static_cast<int64_t>(s.full_table.size()) ? s.full_table[logical] : -1;
 }
 
-float* KvCache::slot(int layer, int seq, int32_t position, bool want_v) {
+uint8_t* KvCache::slot(int layer, int seq, int32_t position, bool want_v) {
   LayerStore& st = layers_.at(layer);
   if (!st.owner) fail("KV cache: layer {} reads layer {}'s KV and stores none", layer, st.source);
   const Sequence& s = sequences_.at(seq);
   const int bs = options_.block_size;
   const int32_t block = physical_block(s, st.sliding, position / bs);
   if (block < 0) fail("KV cache: position {} of sequence {} was not prepared", position, seq);
-  const size_t offset = (static_cast<size_t>(block) * bs + position % bs) * st.position_floats();
+  const size_t offset = (static_cast<size_t>(block) * bs + position % bs) * st.position_values() * kv_dtype_bytes(options_.dtype);
   return (want_v ? st.v.data() : st.k.data()) + offset;
 }
 
-float* KvCache::k_at(int layer, int seq, int32_t position) { return slot(layer, seq, position, false); }
-float* KvCache::v_at(int layer, int seq, int32_t position) { return slot(layer, seq, position, true); }
+void KvCache::write(int layer, int seq, int32_t position, const float* k, const float* v) {
+  uint8_t* k_slot = slot(layer, seq, position, false);
+  uint8_t* v_slot = slot(layer, seq, position, true);
+  const size_t n = layers_[layer].position_values();
+  if (options_.dtype == KvDtype::kBf16) {
+    f32_to_bf16_row(k, reinterpret_cast<uint16_t*>(k_slot), n);
+    f32_to_bf16_row(v, reinterpret_cast<uint16_t*>(v_slot), n);
+  } else {
+    std::memcpy(k_slot, k, n * sizeof(float));
+    std::memcpy(v_slot, v, n * sizeof(float));
+  }
+}
+
+float* KvCache::k_at(int layer, int seq, int32_t position) {
+  if (options_.dtype != KvDtype::kF32) fail("KV cache: k_at needs an f32 cache (this one holds {})", kv_dtype_name(options_.dtype));
+  return reinterpret_cast<float*>(slot(layer, seq, position, false));
+}
+float* KvCache::v_at(int layer, int seq, int32_t position) {
+  if (options_.dtype != KvDtype::kF32) fail("KV cache: v_at needs an f32 cache (this one holds {})", kv_dtype_name(options_.dtype));
+  return reinterpret_cast<float*>(slot(layer, seq, position, true));
+}
 
 void KvCache::views(int layer, int seq, int32_t lo, int32_t hi, std::vector<KvBlockView>& out) const {
   out.clear();
@@ -168,13 +193,14 @@ void KvCache::views(int layer, int seq, int32_t lo, int32_t hi, std::vector<KvBl
   lo = std::max(lo, 0);
   hi = std::min(hi, s.length - 1);
   if (hi < lo) return;
-  const size_t block_floats = static_cast<size_t>(bs) * st.position_floats();
+  const size_t block_bytes = static_cast<size_t>(bs) * st.position_values() * kv_dtype_bytes(options_.dtype);
   for (int64_t logical = lo / bs; logical <= hi / bs; ++logical) {
     const int32_t block = physical_block(s, st.sliding, logical);
     if (block < 0) continue;
     KvBlockView v;
-    v.k = st.k.data() + block * block_floats;
-    v.v = st.v.data() + block * block_floats;
+    v.k = st.k.data() + block * block_bytes;
+    v.v = st.v.data() + block * block_bytes;
+    v.dtype = options_.dtype;
     v.first_position = static_cast<int32_t>(logical * bs);
     v.count = std::min<int32_t>(bs, s.length - v.first_position);
     out.push_back(v);
@@ -195,7 +221,7 @@ bool KvCache::holds(int layer, int32_t position) const {
 
 size_t KvCache::bytes() const {
   size_t total = 0;
-  for (const LayerStore& st : layers_) total += (st.k.size() + st.v.size()) * sizeof(float);
+  for (const LayerStore& st : layers_) total += st.k.size() + st.v.size();
   return total;
 }
 

@@ -4,6 +4,7 @@
 // as the sequence advances). Layers that share KV (E2B/E4B) read their donor layer's storage. When
 // workers outnumber the KV heads, the full-attention layers' positions are split by block among the
 // workers sharing a KV head (ShardSpec kv_seq_index/count): each stores every seq_count-th block.
+// Values are stored as f32 or bf16 (KvCacheOptions::dtype; bf16 halves the bytes).
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,7 @@ struct KvCacheOptions {
   int64_t full_capacity_tokens = 4096;  // positions of full-attention KV for all sequences together
   int max_chunk = 512;                  // most positions of one sequence written in one step
   int max_sequences = 1;
+  KvDtype dtype = KvDtype::kF32;        // how K and V values are stored
 };
 
 class KvCache {
@@ -39,9 +41,13 @@ class KvCache {
   // naming the capacity when the full-attention pool has no free block left.
   void prepare(int seq, int32_t begin, int32_t end);
 
-  // Storage of one position: [n_kv_heads, head_dim] floats for layer's own KV (layer must own KV).
+  // Stores one position's K and V, [n_kv_heads, head_dim] floats each, for the layer's own KV
+  // (layer must own KV; the position prepared), converted to the cache's dtype.
+  void write(int layer, int seq, int32_t position, const float* k, const float* v);
+  // Storage of one position of an f32 cache, [n_kv_heads, head_dim] floats (throws Error for bf16).
   float* k_at(int layer, int seq, int32_t position);
   float* v_at(int layer, int seq, int32_t position);
+  KvDtype dtype() const { return options_.dtype; }
 
   // Whether this worker stores the position's KV for the layer (false only for positions of blocks
   // that another worker of a sequence split holds).
@@ -69,8 +75,8 @@ class KvCache {
     bool sliding = false;
     int n_kv = 0;
     int head_dim = 0;
-    AlignedBuffer<float> k, v;
-    size_t position_floats() const { return static_cast<size_t>(n_kv) * head_dim; }
+    AlignedBuffer<uint8_t> k, v;  // values of the cache's dtype
+    size_t position_values() const { return static_cast<size_t>(n_kv) * head_dim; }
   };
   struct Sequence {
     bool in_use = false;
@@ -87,7 +93,7 @@ class KvCache {
   };
   static PoolSizes pool_sizes(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options);
 
-  float* slot(int layer, int seq, int32_t position, bool want_v);
+  uint8_t* slot(int layer, int seq, int32_t position, bool want_v);
   int32_t physical_block(const Sequence& s, bool sliding, int64_t logical) const;  // -1 if absent
 
   KvCacheOptions options_;

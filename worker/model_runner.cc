@@ -220,8 +220,7 @@ void ModelRunner::attention_block(int l, const StepBatch& batch, float* x, Scrat
         const int64_t r = seg.first_row + i;
         const int32_t pos = seg.first_position + i;
         if (!kv_.holds(l, pos)) continue;  // another worker of the sequence split stores it
-        std::memcpy(kv_.k_at(l, seg.seq, pos), s.k.data() + r * row_floats, row_floats * sizeof(float));
-        std::memcpy(kv_.v_at(l, seg.seq, pos), s.v.data() + r * row_floats, row_floats * sizeof(float));
+        kv_.write(l, seg.seq, pos, s.k.data() + r * row_floats, s.v.data() + r * row_floats);
       }
     }
   }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/half.h"
 #include "tests/unit/kernels/test_util.h"
 
 namespace shardlm {
@@ -262,6 +263,68 @@ TEST(Attention, MergeEdgeCases) {
   EXPECT_FLOAT_EQ(acc_out[0], 2.0f);
   EXPECT_FLOAT_EQ(acc_out[1], 0.0f);
   EXPECT_FLOAT_EQ(acc_lse[0], 3.0f + std::log(2.0f));
+}
+
+// bf16 K/V (a KvDtype::kBf16 cache): the kernels widen each value exactly, so on every ISA the result
+// is bit for bit that of f32 K/V holding the same rounded values (dims with and without a vector
+// tail, GQA, windows, decode and prefill queries), and it agrees with the reference read from bf16.
+TEST(Attention, Bf16KvEqualsF32KvOfTheRoundedValues) {
+  struct Case {
+    int64_t dim;
+    int64_t n_q;
+    std::vector<int32_t> kv_head_of_q;
+    int32_t n_kv;
+  };
+  const std::vector<Case> cases = {{64, 9, {0, 0, 1, 1}, 2}, {100, 3, {1, 0, 1, 0}, 2}, {256, 1, {0, 0, 1, 1}, 2}, {512, 4, {0, 0, 0, 0}, 1}};
+  const std::vector<int32_t> sizes = {16, 64, 3, 90};  // positions 0..172
+  for (const Case& c : cases) {
+    const AttentionShape shape{4, c.n_kv, static_cast<int32_t>(c.dim), c.kv_head_of_q.data()};
+    KvSet rounded(c.n_kv, c.dim, 0, sizes, static_cast<uint32_t>(c.dim + 5), 3.0f / std::sqrt(static_cast<float>(c.dim)) * 4);
+    round_to_bf16(rounded.k.data(), rounded.k.size());
+    round_to_bf16(rounded.v.data(), rounded.v.size());
+    std::vector<uint16_t> k16(rounded.k.size()), v16(rounded.v.size());
+    f32_to_bf16_row(rounded.k.data(), k16.data(), k16.size());
+    f32_to_bf16_row(rounded.v.data(), v16.data(), v16.size());
+    std::vector<KvBlockView> bf16_blocks;
+    for (const KvBlockView& b : rounded.blocks) {
+      const int64_t offset = (static_cast<const float*>(b.k) - rounded.k.data());
+      bf16_blocks.push_back({k16.data() + offset, v16.data() + offset, b.first_position, b.count, KvDtype::kBf16});
+    }
+    const auto q = random_vector(static_cast<size_t>(c.n_q * 4 * c.dim), static_cast<uint32_t>(c.dim + 6));
+    std::vector<int32_t> pos(static_cast<size_t>(c.n_q));
+    for (int64_t i = 0; i < c.n_q; ++i) pos[i] = static_cast<int32_t>(173 - c.n_q + i);
+    const int64_t nb = static_cast<int64_t>(sizes.size());
+    for (const int32_t window : {0, 50}) {
+      const Result ref_f32 = run(true, q, pos, shape, rounded.blocks.data(), nb, window, 1.0f);
+      const Result ref_bf16 = run(true, q, pos, shape, bf16_blocks.data(), nb, window, 1.0f);
+      EXPECT_EQ(std::memcmp(ref_f32.out.data(), ref_bf16.out.data(), ref_f32.out.size() * 4), 0) << c.dim;
+      for (const Isa isa : runnable_isas()) {
+        ScopedIsa scoped(isa);
+        const Result f32 = run(false, q, pos, shape, rounded.blocks.data(), nb, window, 1.0f);
+        const Result bf16 = run(false, q, pos, shape, bf16_blocks.data(), nb, window, 1.0f);
+        EXPECT_EQ(std::memcmp(f32.out.data(), bf16.out.data(), f32.out.size() * 4), 0) << isa_name(isa) << " dim " << c.dim;
+        EXPECT_EQ(std::memcmp(f32.lse.data(), bf16.lse.data(), f32.lse.size() * 4), 0) << isa_name(isa) << " dim " << c.dim;
+        EXPECT_TRUE(close(bf16, ref_bf16, 1e-5)) << isa_name(isa) << " dim " << c.dim << " window " << window;
+      }
+    }
+  }
+}
+
+TEST(Attention, RejectsBlocksOfMixedDtypes) {
+  const int64_t dim = 64;
+  const std::vector<int32_t> map = {0};
+  const AttentionShape shape{1, 1, static_cast<int32_t>(dim), map.data()};
+  const KvSet kv(1, dim, 0, {4, 4}, 1);
+  std::vector<KvBlockView> blocks = kv.blocks;
+  blocks[1].dtype = KvDtype::kBf16;
+  const auto q = random_vector(static_cast<size_t>(dim), 2);
+  try {
+    run(false, q, {7}, shape, blocks.data(), 2, 0, 1.0f);
+    FAIL() << "mixed dtypes accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bf16"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(run(true, q, {7}, shape, blocks.data(), 2, 0, 1.0f), Error);
 }
 
 TEST(Attention, RejectsBadArguments) {

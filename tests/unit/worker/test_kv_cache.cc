@@ -1,6 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
+
 #include "common/error.h"
+#include "common/half.h"
 #include "worker/kv_cache.h"
 
 namespace shardlm {
@@ -51,7 +55,7 @@ TEST(KvCache, FullPoolGrowsAndFrees) {
   EXPECT_EQ(views[0].count, 4);
   EXPECT_EQ(views[1].first_position, 4);
   EXPECT_EQ(views[1].count, 2);
-  EXPECT_EQ(views[1].k[8], 5.0f);  // position 5 = second slot of block 1, head_dim 8
+  EXPECT_EQ(static_cast<const float*>(views[1].k)[8], 5.0f);  // position 5 = second slot of block 1, head_dim 8
   int b = kv.allocate_sequence();
   kv.prepare(b, 0, 8);
   EXPECT_EQ(kv.full_blocks_free(), 0);
@@ -82,7 +86,7 @@ TEST(KvCache, SlidingRingKeepsTheWindow) {
       for (int j = 0; j < v.count; ++j) {
         const int pos = v.first_position + j;
         if (pos < lo) continue;
-        EXPECT_EQ(v.k[j * 4], static_cast<float>(pos));
+        EXPECT_EQ(static_cast<const float*>(v.k)[j * 4], static_cast<float>(pos));
         ++seen;
       }
     }
@@ -131,6 +135,56 @@ TEST(KvCache, SequenceSplitStoresEveryCountthBlock) {
     EXPECT_EQ(kv.full_blocks_free(), kv.full_blocks_total());
   }
   EXPECT_EQ(held[0] + held[1] + held[2], 30);  // every position held exactly once
+}
+
+// A bf16 cache: half the bytes of an f32 one, each written value rounded to nearest even (what the
+// views hold is f32_to_bf16 of it), K and V in their own arrays; k_at / v_at refuse it.
+TEST(KvCache, Bf16CacheStoresRoundedValuesInHalfTheBytes) {
+  ModelConfig c = two_layer_config();
+  KvCacheOptions o;
+  o.block_size = 4;
+  o.full_capacity_tokens = 16;
+  o.max_chunk = 8;
+  KvCacheOptions bf16 = o;
+  bf16.dtype = KvDtype::kBf16;
+  KvCache f32_cache(c, spec_for(c), o);
+  KvCache kv(c, spec_for(c), bf16);
+  EXPECT_EQ(kv.dtype(), KvDtype::kBf16);
+  EXPECT_EQ(kv.bytes() * 2, f32_cache.bytes());
+  EXPECT_EQ(kv.bytes(), KvCache::planned_bytes(c, spec_for(c), bf16));
+  const int s = kv.allocate_sequence();
+  kv.prepare(s, 0, 6);
+  EXPECT_THROW(kv.k_at(1, s, 0), Error);
+  EXPECT_THROW(kv.v_at(0, s, 0), Error);
+  // Layer 1: one KV head of 8 values per position; layer 0: one of 4.
+  const float specials[] = {1.0f + 1.0f / 256.0f, -3.0e-39f, 65504.5f, INFINITY, -0.0f, 1.00390625f, 1.01171875f, 3.14159265f};
+  for (int p = 0; p < 6; ++p) {
+    std::vector<float> k(8), v(8);
+    for (int i = 0; i < 8; ++i) {
+      k[i] = specials[i] * static_cast<float>(p + 1);
+      v[i] = -k[i] + 0.1f * static_cast<float>(i);
+    }
+    kv.write(1, s, p, k.data(), v.data());
+    kv.write(0, s, p, v.data(), k.data());
+  }
+  for (int layer : {0, 1}) {
+    const int dim = layer == 1 ? 8 : 4;
+    std::vector<KvBlockView> views;
+    kv.views(layer, s, 0, 5, views);
+    ASSERT_EQ(views.size(), 2u);
+    for (const KvBlockView& view : views) {
+      EXPECT_EQ(view.dtype, KvDtype::kBf16);
+      for (int j = 0; j < view.count; ++j) {
+        const int p = view.first_position + j;
+        for (int i = 0; i < dim; ++i) {
+          const float k = specials[i] * static_cast<float>(p + 1), v = -k + 0.1f * static_cast<float>(i);
+          const float want_k = layer == 1 ? k : v, want_v = layer == 1 ? v : k;
+          EXPECT_EQ(static_cast<const uint16_t*>(view.k)[j * dim + i], f32_to_bf16(want_k)) << layer << " " << p << " " << i;
+          EXPECT_EQ(static_cast<const uint16_t*>(view.v)[j * dim + i], f32_to_bf16(want_v)) << layer << " " << p << " " << i;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
