@@ -1,8 +1,8 @@
 // Internal: the attention row-tile kernel over a vector-traits type S (simd_math.h), included by
 // attention_scalar.cc / attention_avx2.cc / attention_avx512.cc (inside a "#pragma GCC target"
 // region for the SIMD ones), for K/V stored as E (float, or uint16_t for bf16, which S::load widens
-// exactly: the same arithmetic as over the widened values in f32). Online softmax per row over key tiles of kAttnKeyTile keys aligned
-// to the block start:
+// exactly: the same arithmetic as over the widened values in f32). Online softmax per row over key
+// tiles of kAttnKeyTile keys aligned to the block start:
 //   s_j = scale * (q · k_j)      (lane-wise FMA over head_dim, then a fixed horizontal sum)
 //   m' = max(m, max_j s_j);  a = exp(m - m');  p_j = exp(s_j - m')
 //   l = l·a + Σ p_j;  o = o·a + Σ_j p_j v_j  (keys ascending);  finally o / l, lse = m + log l.

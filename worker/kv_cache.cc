@@ -80,7 +80,7 @@ KvCache::KvCache(const ModelConfig& config, const ShardSpec& shard, const KvCach
     st.head_dim = g.head_dim;
     if (!st.owner) continue;
     const int64_t blocks = st.sliding ? sliding_pool_blocks : full_pool_blocks_;
-    const size_t bytes = static_cast<size_t>(blocks) * bs * st.position_values() * kv_dtype_bytes(options_.dtype);
+    const size_t bytes = static_cast<size_t>(blocks) * bs * position_bytes(st);
     st.k.resize(bytes);
     st.v.resize(bytes);
   }
@@ -152,21 +152,22 @@ int32_t KvCache::physical_block(const Sequence& s, bool sliding, int64_t logical
   return logical < static_cast<int64_t>(s.full_table.size()) ? s.full_table[logical] : -1;
 }
 
-uint8_t* KvCache::slot(int layer, int seq, int32_t position, bool want_v) {
-  LayerStore& st = layers_.at(layer);
+size_t KvCache::slot_offset(int layer, int seq, int32_t position) const {
+  const LayerStore& st = layers_.at(layer);
   if (!st.owner) fail("KV cache: layer {} reads layer {}'s KV and stores none", layer, st.source);
   const Sequence& s = sequences_.at(seq);
   const int bs = options_.block_size;
   const int32_t block = physical_block(s, st.sliding, position / bs);
   if (block < 0) fail("KV cache: position {} of sequence {} was not prepared", position, seq);
-  const size_t offset = (static_cast<size_t>(block) * bs + position % bs) * st.position_values() * kv_dtype_bytes(options_.dtype);
-  return (want_v ? st.v.data() : st.k.data()) + offset;
+  return (static_cast<size_t>(block) * bs + position % bs) * position_bytes(st);
 }
 
 void KvCache::write(int layer, int seq, int32_t position, const float* k, const float* v) {
-  uint8_t* k_slot = slot(layer, seq, position, false);
-  uint8_t* v_slot = slot(layer, seq, position, true);
-  const size_t n = layers_[layer].position_values();
+  const size_t offset = slot_offset(layer, seq, position);
+  LayerStore& st = layers_[layer];
+  uint8_t* k_slot = st.k.data() + offset;
+  uint8_t* v_slot = st.v.data() + offset;
+  const size_t n = st.position_values();
   if (options_.dtype == KvDtype::kBf16) {
     f32_to_bf16_row(k, reinterpret_cast<uint16_t*>(k_slot), n);
     f32_to_bf16_row(v, reinterpret_cast<uint16_t*>(v_slot), n);
@@ -178,11 +179,13 @@ void KvCache::write(int layer, int seq, int32_t position, const float* k, const 
 
 float* KvCache::k_at(int layer, int seq, int32_t position) {
   if (options_.dtype != KvDtype::kF32) fail("KV cache: k_at needs an f32 cache (this one holds {})", kv_dtype_name(options_.dtype));
-  return reinterpret_cast<float*>(slot(layer, seq, position, false));
+  const size_t offset = slot_offset(layer, seq, position);  // checks the layer first
+  return reinterpret_cast<float*>(layers_[layer].k.data() + offset);
 }
 float* KvCache::v_at(int layer, int seq, int32_t position) {
   if (options_.dtype != KvDtype::kF32) fail("KV cache: v_at needs an f32 cache (this one holds {})", kv_dtype_name(options_.dtype));
-  return reinterpret_cast<float*>(slot(layer, seq, position, true));
+  const size_t offset = slot_offset(layer, seq, position);  // checks the layer first
+  return reinterpret_cast<float*>(layers_[layer].v.data() + offset);
 }
 
 void KvCache::views(int layer, int seq, int32_t lo, int32_t hi, std::vector<KvBlockView>& out) const {
@@ -193,7 +196,7 @@ void KvCache::views(int layer, int seq, int32_t lo, int32_t hi, std::vector<KvBl
   lo = std::max(lo, 0);
   hi = std::min(hi, s.length - 1);
   if (hi < lo) return;
-  const size_t block_bytes = static_cast<size_t>(bs) * st.position_values() * kv_dtype_bytes(options_.dtype);
+  const size_t block_bytes = static_cast<size_t>(bs) * position_bytes(st);
   for (int64_t logical = lo / bs; logical <= hi / bs; ++logical) {
     const int32_t block = physical_block(s, st.sliding, logical);
     if (block < 0) continue;

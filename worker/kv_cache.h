@@ -93,7 +93,10 @@ class KvCache {
   };
   static PoolSizes pool_sizes(const ModelConfig& config, const ShardSpec& shard, const KvCacheOptions& options);
 
-  uint8_t* slot(int layer, int seq, int32_t position, bool want_v);
+  // Byte offset of the position's storage in the layer's k and v arrays (the layer must own KV and
+  // the position be prepared).
+  size_t slot_offset(int layer, int seq, int32_t position) const;
+  size_t position_bytes(const LayerStore& st) const { return st.position_values() * kv_dtype_bytes(options_.dtype); }
   int32_t physical_block(const Sequence& s, bool sliding, int64_t logical) const;  // -1 if absent
 
   KvCacheOptions options_;
