@@ -35,7 +35,7 @@ using namespace shardlm;
 constexpr size_t kMinStreamBytes = size_t{256} << 20;
 
 double g_read_bw[3] = {0, 0, 0};  // by thread count
-double g_bf16_peak = 0;            // FLOP/s of vdpbf16ps on every thread (0: no AVX512_BF16)
+double g_bf16_peak = 0;            // FLOP/s of bf16 arithmetic on every thread (vdpbf16ps, else f32 FMA)
 
 // The machine's bf16 dot-product peak, measured: every thread runs independent chains of
 // vdpbf16ps (16 lanes x 2 products = 64 FLOP each) for ~0.5 s.
@@ -60,6 +60,45 @@ __attribute__((target("avx512f,avx512bf16"))) double measure_bf16_peak(int threa
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   benchmark::DoNotOptimize(sink);
   return static_cast<double>(threads) * kIters * 12 * 64 / s;
+}
+
+// Without bf16 dot products the bf16 weights are widened and multiplied in f32, so the machine's
+// bf16 peak is its f32 FMA peak: every thread runs 12 independent chains of vfmadd231ps (AVX-512:
+// 16 lanes, AVX2: 8; 2 FLOP per lane) for ~0.5 s. `chains` runs them on one thread and returns
+// their sum; the wrapper times all threads.
+double time_fma_chains(int threads, int64_t iters, int lanes, float (*chains)(int64_t)) {
+  omp_set_num_threads(threads);
+  const auto t0 = std::chrono::steady_clock::now();
+  float sink = 0.0f;
+#pragma omp parallel reduction(+ : sink)
+  sink += chains(iters);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  benchmark::DoNotOptimize(sink);
+  return static_cast<double>(threads) * iters * 12 * lanes * 2 / s;
+}
+__attribute__((target("avx512f"))) float fma512_chains(int64_t iters) {
+  __m512 acc[12];
+  for (auto& c : acc) c = _mm512_setzero_ps();
+  const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(1e-3f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (auto& c : acc) c = _mm512_fmadd_ps(c, a, b);
+  }
+  for (int j = 1; j < 12; ++j) acc[0] = _mm512_add_ps(acc[0], acc[j]);
+  return _mm512_reduce_add_ps(acc[0]);
+}
+__attribute__((target("avx2,fma"))) float fma256_chains(int64_t iters) {
+  __m256 acc[12];
+  for (auto& c : acc) c = _mm256_setzero_ps();
+  const __m256 a = _mm256_set1_ps(0.999f), b = _mm256_set1_ps(1e-3f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (auto& c : acc) c = _mm256_fmadd_ps(c, a, b);
+  }
+  for (int j = 1; j < 12; ++j) acc[0] = _mm256_add_ps(acc[0], acc[j]);
+  float t[8];
+  _mm256_storeu_ps(t, acc[0]);
+  return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
 }
 
 struct Shape {
@@ -258,11 +297,21 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   for (int threads : {1, 2}) g_read_bw[threads] = bench::read_bandwidth(size_t{512} << 20, threads, 1.0);
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512bf16")) g_bf16_peak = measure_bf16_peak(2);
+  const char* peak_how = "none";
+  if (__builtin_cpu_supports("avx512bf16")) {
+    g_bf16_peak = measure_bf16_peak(2);
+    peak_how = "vdpbf16ps";
+  } else if (__builtin_cpu_supports("avx512f")) {
+    g_bf16_peak = time_fma_chains(2, 20000000, 16, &fma512_chains);
+    peak_how = "no bf16 instructions: f32 FMA, zmm";
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    g_bf16_peak = time_fma_chains(2, 40000000, 8, &fma256_chains);
+    peak_how = "no bf16 instructions: f32 FMA, ymm";
+  }
   std::printf("detected ISA: %s (AVX-512 VNNI: %s); read bandwidth: %.1f GB/s (1 thread), %.1f GB/s (2 threads); "
-              "bf16 peak (vdpbf16ps, 2 threads): %.0f GFLOP/s\n",
+              "bf16 peak (%s, 2 threads): %.0f GFLOP/s\n",
               isa_name(detected_isa()), has_avx512_vnni() ? "yes" : "no", g_read_bw[1] / 1e9, g_read_bw[2] / 1e9,
-              g_bf16_peak / 1e9);
+              peak_how, g_bf16_peak / 1e9);
   for (int shape = 0; shape < static_cast<int>(std::size(kShapes)); ++shape) {
     for (WeightFormat format : kFormats) {
       for (int threads : {1, 2}) {

@@ -1,5 +1,6 @@
 // AVX2 micro-kernels of the own GEMM: an MR x NR-panel register tile, two ymm (8 columns each) per
-// (row, panel) accumulator, weights widened from bf16 in registers. Arithmetic as in gemm_own.h.
+// (row, panel) accumulator, weights widened from bf16 in registers (5-6 rows: micro_rows, the
+// prefill tile; one row: the GEMV tile of gemm_own_gemv.inl). Arithmetic as in gemm_own.h.
 #include <algorithm>
 #include <type_traits>
 #include <utility>
@@ -140,14 +141,66 @@ struct RowAvx2Bf16 : RowAvx2 {
   }
 };
 
+// The register tile of MR = 5 or 6 rows and one panel, for prefill: the widest that fits the 16
+// ymm registers (12 accumulators, the panel row's two weight vectors, one broadcast), so that the
+// two FMA pipes have 12 independent chains to interleave (the 4-row tile has 8, just the FMA
+// latency x pipes). Per k the panel row is loaded once (bf16: widened as its even and odd columns,
+// as RowAvx2Bf16 does, which y is de-interleaved for) and each row's x broadcast into its two FMAs.
+// Each output's sums are the same FMA chain as every other path's.
+template <int MR, bool kBf16>
+SHARDLM_AVX2 void micro_rows(const float* x, int64_t ldx, const void* w, int64_t /*panel_stride*/, int64_t k,
+                             int64_t k0, int64_t k1, float* y, int64_t ldy, int valid_last) {
+  using Row = std::conditional_t<kBf16, RowAvx2Bf16, RowAvx2>;
+  const int64_t len = chunk_len(k);
+  for (int64_t c0 = k0; c0 < k1; c0 += len) {
+    const int64_t c1 = std::min(c0 + len, k1);
+    __m256 lo[MR], hi[MR];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_ps();
+    // k indices c0 + 2i and c0 + 2i + 1 are adjacent panel rows (gemm_own.h), the pairs step rows apart.
+    const ChunkRows rows = chunk_rows(c0, k, len);
+    const int64_t pair_stride = rows.step * kPanel;
+    const auto step = [&](int64_t row, int64_t kk) SHARDLM_AVX2 {
+      __m256 w0, w1;
+      if constexpr (kBf16) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + row));
+        // The odd columns by two shifts: a mask constant (one register more than the tile leaves) was
+        // spilled and reloaded every step.
+        w0 = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+        w1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(v, 16), 16));
+      } else {
+        w0 = _mm256_loadu_ps(static_cast<const float*>(w) + row);
+        w1 = _mm256_loadu_ps(static_cast<const float*>(w) + row + 8);
+      }
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const __m256 xb = _mm256_broadcast_ss(x + r * ldx + kk);
+        lo[r] = _mm256_fmadd_ps(xb, w0, lo[r]);
+        hi[r] = _mm256_fmadd_ps(xb, w1, hi[r]);
+      }
+    };
+    int64_t kk = c0, row = rows.first * kPanel;
+    for (; kk + 1 < c1; kk += 2, row += pair_stride) {
+      step(row, kk);
+      step(row + kPanel, kk + 1);
+    }
+    if (kk < c1) step(row, kk);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      float* yr = y + r * ldy;
+      Row::store_y(yr, Row::add(Row::load_y(yr, valid_last), typename Row::V{lo[r], hi[r]}), valid_last);
+    }
+  }
+}
+
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #include "kernels/gemm_own_gemv.inl"
 #pragma GCC pop_options
 
-// Widest panel count per row count: accumulators + broadcasts + 1 weight register <= 16 ymm.
-constexpr int kMrMax = 4;
-constexpr int kNrMax[kMrMax + 1] = {0, 4, 2, 1, 1};
+// Widest panel count per row count: accumulators + broadcasts + weight registers <= 16 ymm.
+constexpr int kMrMax = 6;
+constexpr int kNrMax[kMrMax + 1] = {0, 4, 2, 1, 1, 1, 1};
 
 // The kernel of an MR x NR-panel tile: the GEMV tile for one row and one to three panels (micro_gemv),
 // the register tile otherwise.
@@ -155,6 +208,9 @@ template <int MR, int NR, bool kBf16>
 MicroKernel tile_kernel() {
   if constexpr (MR == 1 && NR <= 3) {
     return &micro_gemv<std::conditional_t<kBf16, RowAvx2Bf16, RowAvx2>, kBf16, NR>;
+  } else if constexpr (MR >= 5) {
+    static_assert(NR == 1);
+    return &micro_rows<MR, kBf16>;
   } else {
     return &micro<MR, NR, kBf16>;
   }
