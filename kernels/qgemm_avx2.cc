@@ -2,11 +2,13 @@
 // (row, panel) two ymm of int32 block sums and two ymm of f32 chunk sums. On CPUs with AVX-VNNI
 // (e.g. Intel cores without AVX-512) the block sums come from the VEX vpdpbusd, as on the AVX-512
 // path, corrected by the stored offset (q + 128 / q + 8) times the block's activation sum. Without
-// it, from vpmaddubsw + vpmaddwd: int8 as |w| * (x with w's sign), which cannot saturate (|w|, |x|
-// <= 127) and needs no correction; q4 (stored q + 8 <= 15) times x cannot saturate either (a block's
-// products are summed in int16 before vpmaddwd) and is corrected by 8 times the block's activation
-// sum. Arithmetic as in qgemm.h. Tiles that read one stream prefetch their weights in software as on
-// the AVX-512 path; the three-stream GEMV tiles without VNNI do not (make_set).
+// it, from vpmaddubsw + vpmaddwd: int8 as |q| * (x with q's sign) or |x| * (q with x's sign),
+// which cannot saturate (|q|, |x| <= 127) and needs no correction; q4 (stored q + 8 <= 15) times x
+// cannot saturate either (a block's products are summed in int16 before vpmaddwd) and is corrected
+// by 8 times the block's activation sum. Without VNNI a GEMV runs the one-row tile (gemv_maddubs),
+// a batch the row tile (rows_maddubs). Arithmetic as in qgemm.h. Tiles that read one stream
+// prefetch their weights in software as on the AVX-512 path; the three-stream GEMV tiles without
+// VNNI do not (make_set).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -17,8 +19,8 @@
 #include "kernels/qgemm.h"
 
 #define SHARDLM_AVX2_F16C __attribute__((target("avx2,fma,f16c")))
-// The micro-kernels are compiled with AVX-VNNI enabled; only the kVnni instantiations use it (the
-// others contain no VNNI instruction and run on any AVX2 CPU).
+// The register tile with AVX-VNNI is compiled with it enabled; only that tile uses it (the others
+// contain no VNNI instruction and run on any AVX2 CPU).
 #define SHARDLM_AVX2_MAYBE_VNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
 
 namespace shardlm::qgemm {
@@ -54,12 +56,33 @@ template <int NR>
   }
 }
 
-template <int MR, int NR, Format kFormat, bool kVnni>
-SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
+// Adds a chunk's f32 sums of panel j of the tile (its two halves of 8 columns) into the output row
+// yr: int8 times the panel's row scales, q4 as they are; only the valid columns.
+template <Format kFormat, int NR>
+[[gnu::always_inline]] SHARDLM_AVX2_F16C inline void add_chunk_to_y(const MicroArgs& a, int j, float* yr,
+                                                                    const __m256 (&f)[2]) {
+  const int valid = j == NR - 1 ? a.valid_last : static_cast<int>(kPanel);
+#pragma GCC unroll 2
+  for (int half = 0; half < 2; ++half) {
+    const __m256i mask = lane_mask(std::clamp(valid - half * 8, 0, 8));
+    float* yp = yr + j * kPanel + half * 8;
+    const __m256 t = _mm256_maskload_ps(yp, mask);
+    __m256 out;
+    if constexpr (kFormat == Format::kInt8) {
+      const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(a.w + j * a.panel_stride) + half * 8);
+      out = _mm256_fmadd_ps(f[half], d, t);
+    } else {
+      out = _mm256_add_ps(t, f[half]);
+    }
+    _mm256_maskstore_ps(yp, mask, out);
+  }
+}
+
+// The register tile with AVX-VNNI (MR rows x NR panels): each block's sums from vpdpbusd.
+template <int MR, int NR, Format kFormat>
+SHARDLM_AVX2_MAYBE_VNNI void micro_vnni(const MicroArgs& a) {
   constexpr bool kInt8 = kFormat == Format::kInt8;
-  const __m256i ones = _mm256_set1_epi16(1);
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  const __m256i sign_bit = _mm256_set1_epi8(static_cast<char>(0x80));
   const int64_t nb = a.nb;
   for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
     const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
@@ -73,8 +96,7 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
         for (int j = 0; j < NR; ++j) s[r][j][0] = s[r][j][1] = _mm256_setzero_si256();
       }
       if constexpr (kInt8) {
-        // AVX-VNNI: the stored bytes (q + 128, unsigned) times the activation bytes, 4 per lane;
-        // without: |q| times the activation bytes with q's sign, in pairs, then widened.
+        // The stored bytes (q + 128, unsigned) times the activation bytes, 4 per lane.
         const uint8_t* wb = a.w + int8_block_offset(b);
         prefetch_int8_ahead<NR>(a, b);
 #pragma GCC unroll 8
@@ -84,17 +106,10 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
 #pragma GCC unroll 2
             for (int half = 0; half < 2; ++half) {
               const __m256i stored = _mm256_load_si256(reinterpret_cast<const __m256i*>(wb + j * a.panel_stride + g * 64 + half * 32));
-              const __m256i w = _mm256_xor_si256(stored, sign_bit);  // q
-              const __m256i aw = _mm256_abs_epi8(w);
 #pragma GCC unroll 4
               for (int r = 0; r < MR; ++r) {
                 const __m256i xb = broadcast4(a.xq + r * a.kp + b * kBlock + g * 4);
-                if constexpr (kVnni) {
-                  s[r][j][half] = _mm256_dpbusd_avx_epi32(s[r][j][half], stored, xb);
-                } else {
-                  const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xb, w)), ones);
-                  s[r][j][half] = _mm256_add_epi32(s[r][j][half], p);
-                }
+                s[r][j][half] = _mm256_dpbusd_avx_epi32(s[r][j][half], stored, xb);
               }
             }
           }
@@ -102,12 +117,6 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
       } else {
         const uint8_t* wb = a.w + q4_data_offset(b);
         prefetch_q4_ahead<NR>(a, b);
-        // Without VNNI, the block's 16 products per lane pair fit int16 (|sum| <= 8 * 2 * 15 * 127 =
-        // 30480): they are summed with vpaddw and widened once per block.
-        __m256i s16[MR][NR][2];
-        for (int r = 0; r < MR; ++r) {
-          for (int j = 0; j < NR; ++j) s16[r][j][0] = s16[r][j][1] = _mm256_setzero_si256();
-        }
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h) {
 #pragma GCC unroll 4
@@ -121,28 +130,15 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
               for (int r = 0; r < MR; ++r) {
                 const __m256i xlo = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8);
                 const __m256i xhi = broadcast4(a.xq + r * a.kp + b * kBlock + h * 8 + 4);
-                if constexpr (kVnni) {
-                  s[r][j][half] = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(s[r][j][half], lo, xlo), hi, xhi);
-                } else {
-                  s16[r][j][half] = _mm256_add_epi16(s16[r][j][half], _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo),
-                                                                                        _mm256_maddubs_epi16(hi, xhi)));
-                }
+                s[r][j][half] = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32(s[r][j][half], lo, xlo), hi, xhi);
               }
-            }
-          }
-        }
-        if constexpr (!kVnni) {
-          for (int r = 0; r < MR; ++r) {
-            for (int j = 0; j < NR; ++j) {
-              for (int half = 0; half < 2; ++half) s[r][j][half] = _mm256_madd_epi16(s16[r][j][half], ones);
             }
           }
         }
       }
       for (int r = 0; r < MR; ++r) {
-        // The stored offset (q + 128 / q + 8) times the block's activation sum; the sign trick of
-        // the int8 path without VNNI multiplies q itself.
-        const __m256i corr = _mm256_set1_epi32(kInt8 ? (kVnni ? 128 * a.xs[r * nb + b] : 0) : 8 * a.xs[r * nb + b]);
+        // The stored offset (q + 128 / q + 8) times the block's activation sum.
+        const __m256i corr = _mm256_set1_epi32((kInt8 ? 128 : 8) * a.xs[r * nb + b]);
         const __m256 dx = _mm256_set1_ps(a.dx[r * nb + b]);
         for (int j = 0; j < NR; ++j) {
           for (int half = 0; half < 2; ++half) {
@@ -159,31 +155,15 @@ SHARDLM_AVX2_MAYBE_VNNI void micro(const MicroArgs& a) {
       }
     }
     for (int r = 0; r < MR; ++r) {
-      float* yr = a.y + r * a.ldy;
-      for (int j = 0; j < NR; ++j) {
-        const int valid = j == NR - 1 ? a.valid_last : static_cast<int>(kPanel);
-        for (int half = 0; half < 2; ++half) {
-          const __m256i mask = lane_mask(std::clamp(valid - half * 8, 0, 8));
-          float* yp = yr + j * kPanel + half * 8;
-          const __m256 t = _mm256_maskload_ps(yp, mask);
-          __m256 out;
-          if constexpr (kInt8) {
-            const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(a.w + j * a.panel_stride) + half * 8);
-            out = _mm256_fmadd_ps(f[r][j][half], d, t);
-          } else {
-            out = _mm256_add_ps(t, f[r][j][half]);
-          }
-          _mm256_maskstore_ps(yp, mask, out);
-        }
-      }
+      for (int j = 0; j < NR; ++j) add_chunk_to_y<kFormat, NR>(a, j, a.y + r * a.ldy, f[r][j]);
     }
   }
 }
 
-// A q4 block of the GEMV tile without VNNI (gemv_maddubs; one row, NR panels): the same sums as
-// micro<1, NR, kQ4, false>, with the block's products summed in one int16 chain per (panel, half).
-// micro<> let GCC hoist every load of a block and spill its f32 sums to the stack (120 instructions
-// a block for one panel; this one about 90): from L3 on Zen 3 26 -> 30 GB/s.
+// A q4 block of the GEMV tile without VNNI (gemv_maddubs; one row, NR panels): the block's
+// products summed in one int16 chain per (panel, half). A generic register tile (the one with VNNI,
+// written for maddubs) let GCC hoist every load of a block and spill its f32 sums to the stack (120
+// instructions a block for one panel; this one about 90): from L3 on Zen 3 26 -> 30 GB/s.
 template <int NR>
 SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, int64_t panel_stride, const uint8_t* scales,
                                                const int8_t* xb, float dx, int32_t xs, __m256 (&f)[NR][2]) {
@@ -228,11 +208,11 @@ SHARDLM_AVX2_F16C inline void q4_block_maddubs(const uint8_t* data, int64_t pane
   }
 }
 
-// An int8 block of the GEMV tile without VNNI (gemv_maddubs): the same sums as micro<1, NR, kInt8,
-// false>, as |x| times (q with x's sign) instead of |q| times (x with q's sign) — the same products, exact in
-// int16 pairs — so that |x| is taken once per group of 4 k for all the tile's loads instead of |q|
-// once per load, with each (panel, half)'s block sum in one chain that an empty asm keeps GCC from
-// reassociating (micro<> spilled two of its sums and both f32 chunk sums to the stack every block).
+// An int8 block of the GEMV tile without VNNI (gemv_maddubs): |x| times (q with x's sign) rather
+// than |q| times (x with q's sign) — the same products, exact in int16 pairs — so that |x| is taken
+// once per group of 4 k for all the tile's loads instead of |q| once per load, with each (panel,
+// half)'s block sum in one chain that an empty asm keeps GCC from reassociating (a generic register
+// tile spilled two of its sums and both f32 chunk sums to the stack every block).
 template <int NR>
 SHARDLM_AVX2_F16C inline void int8_block_maddubs(const uint8_t* data, int64_t panel_stride, const int8_t* xb, float dx,
                                                  __m256 (&f)[NR][2]) {
@@ -298,23 +278,116 @@ SHARDLM_AVX2_F16C void gemv_maddubs(const MicroArgs& a) {
       }
     }
 #pragma GCC unroll 4
-    for (int j = 0; j < NR; ++j) {
-      const int valid = j == NR - 1 ? a.valid_last : static_cast<int>(kPanel);
+    for (int j = 0; j < NR; ++j) add_chunk_to_y<kFormat, NR>(a, j, a.y, f[j]);
+  }
+}
+
+// A q4 block of the row tile without VNNI (rows_maddubs; MR rows, one panel): the block's data
+// unpacked once per 64 bytes for all rows, and each (row, half)'s products in one int16 chain started
+// at the offset correction, as in q4_block_maddubs.
+template <int MR>
+SHARDLM_AVX2_F16C inline void q4_block_rows(const uint8_t* data, const uint8_t* scales, const MicroArgs& a, int64_t b,
+                                            __m256 (&f)[MR][2]) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  __m256i acc[MR][2];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_set1_epi16(static_cast<int16_t>(-4 * a.xs[r * a.nb + b]));
+#pragma GCC unroll 4
+  for (int h = 0; h < 4; ++h) {
+    __m256i lo[2], hi[2];
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
+      const __m256i raw = _mm256_load_si256(reinterpret_cast<const __m256i*>(data + 64 * h + 32 * half));
+      lo[half] = _mm256_and_si256(raw, low4);
+      hi[half] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const int8_t* xb = a.xq + r * a.kp + b * kBlock + 8 * h;
+      const __m256i xlo = broadcast4(xb), xhi = broadcast4(xb + 4);
 #pragma GCC unroll 2
       for (int half = 0; half < 2; ++half) {
-        const __m256i mask = lane_mask(std::clamp(valid - half * 8, 0, 8));
-        float* yp = a.y + j * kPanel + half * 8;
-        const __m256 t = _mm256_maskload_ps(yp, mask);
-        __m256 out;
-        if constexpr (kInt8) {
-          const __m256 d = _mm256_load_ps(reinterpret_cast<const float*>(a.w + j * a.panel_stride) + half * 8);
-          out = _mm256_fmadd_ps(f[j][half], d, t);
-        } else {
-          out = _mm256_add_ps(t, f[j][half]);
-        }
-        _mm256_maskstore_ps(yp, mask, out);
+        acc[r][half] = _mm256_add_epi16(acc[r][half], _mm256_maddubs_epi16(lo[half], xlo));
+        acc[r][half] = _mm256_add_epi16(acc[r][half], _mm256_maddubs_epi16(hi[half], xhi));
+        asm("" : "+x"(acc[r][half]));  // one chain per (row, half), not reassociated and spilled
       }
     }
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) {
+    const __m256 dxv = _mm256_set1_ps(a.dx[r * a.nb + b]);
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
+      const __m256 sum = _mm256_cvtepi32_ps(_mm256_madd_epi16(acc[r][half], ones));
+      const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales + 16 * half)));
+      f[r][half] = _mm256_fmadd_ps(_mm256_mul_ps(sum, d), dxv, f[r][half]);
+    }
+  }
+}
+
+// An int8 block of the row tile without VNNI (rows_maddubs; MR rows, one panel): |q| times (x with
+// q's sign), |q| taken once per 32 bytes for all rows (the GEMV tile's |x| times (q with x's sign)
+// measured 5-10% slower here with two and four rows), each 64 bytes of the block's data loaded once.
+template <int MR>
+SHARDLM_AVX2_F16C inline void int8_block_rows(const uint8_t* data, const MicroArgs& a, int64_t b, __m256 (&f)[MR][2]) {
+  const __m256i sign_bit = _mm256_set1_epi8(static_cast<char>(0x80));
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MR][2];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) {
+    __m256i q[2], aq[2];
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) {
+      q[half] = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(data + 64 * g + 32 * half)), sign_bit);
+      aq[half] = _mm256_abs_epi8(q[half]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const __m256i x = broadcast4(a.xq + r * a.kp + b * kBlock + 4 * g);
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {
+        acc[r][half] = _mm256_add_epi32(acc[r][half], _mm256_madd_epi16(_mm256_maddubs_epi16(aq[half], _mm256_sign_epi8(x, q[half])), ones));
+        asm("" : "+x"(acc[r][half]));
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) {
+    const __m256 dxv = _mm256_set1_ps(a.dx[r * a.nb + b]);
+#pragma GCC unroll 2
+    for (int half = 0; half < 2; ++half) f[r][half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][half]), dxv, f[r][half]);
+  }
+}
+
+// The row tile without VNNI of either format for batches of MR = 2..4 rows (prefill chunks,
+// decodes of several sequences) and one panel: per chunk of blocks each row's f32 sums, then added
+// to y. Each block's data is loaded (q4: unpacked) once for all rows and the integer chains stay in
+// registers (the f32 sums, touched once a block, may live on the stack); prefetches as the one-stream
+// tiles do. It replaced a generic register tile of at most 2 rows whose int16 sums GCC reassociated
+// and spilled (78 stack accesses in the q4 tile of 2 rows): prefill of 512 rows on Zen 3, alternated
+// runs, q4 150-179 -> 254-267 GFLOP/s on two threads and 77-89 -> 121-135 on one, int8 64-76 ->
+// 92-96 on one.
+template <int MR, Format kFormat>
+SHARDLM_AVX2_F16C void rows_maddubs(const MicroArgs& a) {
+  for (int64_t c0 = a.b0; c0 < a.b1; c0 += kChunkBlocks) {
+    const int64_t c1 = std::min(c0 + kChunkBlocks, a.b1);
+    __m256 f[MR][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) f[r][0] = f[r][1] = _mm256_setzero_ps();
+    for (int64_t b = c0; b < c1; ++b) {
+      if constexpr (kFormat == Format::kInt8) {
+        prefetch_int8_ahead<1>(a, b);
+        int8_block_rows<MR>(a.w + int8_block_offset(b), a, b, f);
+      } else {
+        prefetch_q4_ahead<1>(a, b);
+        q4_block_rows<MR>(a.w + q4_data_offset(b), a.w + q4_scale_offset(b), a, b, f);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) add_chunk_to_y<kFormat, 1>(a, 0, a.y + r * a.ldy, f[r]);
   }
 }
 
@@ -430,28 +503,34 @@ SHARDLM_AVX2_F16C bool quantize_row_avx2(const float* x, int64_t k, int64_t kp, 
 
 namespace {
 
-constexpr int kMrMax = 2;
-constexpr int kNrMax[kMrMax + 1] = {0, 2, 1};
+// Tallest tile: without VNNI 4 rows (rows_maddubs: 8 int16 chains, the unpacked data of 64 bytes
+// and two broadcasts fill the registers); with AVX-VNNI 2 (micro_vnni).
+template <bool kVnni>
+constexpr int kMrMax = kVnni ? 2 : 4;
+constexpr int kNrMax[5] = {0, 2, 1, 1, 1};  // widest tile for each row count
 
-// The q4 kernel of an MR x NR-panel tile: without VNNI the GEMV tile for one row (gemv_maddubs),
-// the register tile otherwise.
+// The q4 kernel of an MR x NR-panel tile: without VNNI the GEMV tile for one row (gemv_maddubs) or
+// the row tile (rows_maddubs), with AVX-VNNI the register tile.
 template <bool kVnni, int MR, int NR>
 MicroKernel q4_tile_kernel() {
   if constexpr (!kVnni && MR == 1) {
     return &gemv_maddubs<NR, Format::kQ4>;
+  } else if constexpr (!kVnni && NR == 1) {
+    return &rows_maddubs<MR, Format::kQ4>;
   } else {
-    return &micro<MR, NR, Format::kQ4, kVnni>;
+    return &micro_vnni<MR, NR, Format::kQ4>;
   }
 }
 
-// The int8 kernel of an MR x NR-panel tile: without VNNI the GEMV tile for one row
-// (gemv_maddubs), the register tile otherwise.
+// The int8 kernel of an MR x NR-panel tile, as q4_tile_kernel.
 template <bool kVnni, int MR, int NR>
 MicroKernel int8_tile_kernel() {
   if constexpr (!kVnni && MR == 1) {
     return &gemv_maddubs<NR, Format::kInt8>;
+  } else if constexpr (!kVnni && NR == 1) {
+    return &rows_maddubs<MR, Format::kInt8>;
   } else {
-    return &micro<MR, NR, Format::kInt8, kVnni>;
+    return &micro_vnni<MR, NR, Format::kInt8>;
   }
 }
 
@@ -469,8 +548,8 @@ void fill(MicroKernelSet& set, std::integer_sequence<int, MRs...>) {
 template <bool kVnni>
 MicroKernelSet make_set() {
   MicroKernelSet set;
-  set.mr_max = kMrMax;
-  for (int mr = 1; mr <= kMrMax; ++mr) set.nr_max[mr] = kNrMax[mr];
+  set.mr_max = kMrMax<kVnni>;
+  for (int mr = 1; mr <= kMrMax<kVnni>; ++mr) set.nr_max[mr] = kNrMax[mr];
   // With AVX-VNNI a GEMV tile is one panel, one sequential stream per thread (as at the AVX-512
   // level). Measured on Zen 5 against tiles of 2 adjacent panels, one thread: q4 on the 26B-A4B
   // expert down matrix 12 -> 30 GB/s, on the 31B MLP 26 -> 31; int8 on the expert down 25 -> 36.
@@ -495,7 +574,7 @@ MicroKernelSet make_set() {
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
   set.gemv_streams = kVnni ? 1 : 3;
-  fill<kVnni>(set, std::make_integer_sequence<int, kMrMax>{});
+  fill<kVnni>(set, std::make_integer_sequence<int, kMrMax<kVnni>>{});
   if constexpr (!kVnni) {
     set.int8[1][3] = &gemv_maddubs<3, Format::kInt8, false>;  // the three-stream tiles
     set.q4[1][3] = &gemv_maddubs<3, Format::kQ4, false>;
