@@ -1,6 +1,8 @@
-// End-to-end step benchmark of the distributed engine: prefill one prompt, then decode tokens one
-// step at a time, and print the per-token time split into compute and communication per worker.
-// Run alone (one process) or under mpirun -np K+1 (coordinator + K workers).
+// End-to-end step benchmark of the distributed engine: prefill one prompt (per sequence), then decode
+// tokens one step at a time (with --sequences N, N sequences side by side: one token of each per
+// step, as continuous batching runs them), and print the per-step time split into compute and
+// communication per worker. Run alone (one process) or under mpirun -np K+1 (coordinator + K
+// workers).
 #include <omp.h>
 
 #include <algorithm>
@@ -24,7 +26,7 @@ constexpr double kSliceSeconds = 1.0;
 int main(int argc, char** argv) {
   CLI::App app("shardlm step benchmark: per-token compute vs communication");
   EngineOptions o;
-  int prompt = 128, decode = 32, bandwidth_threads = 0;
+  int prompt = 128, decode = 32, bandwidth_threads = 0, sequences = 1;
   auto* model = app.add_option("--model", o.model_dir, "Checkpoint folder");
   auto* synthetic = app.add_option("--synthetic-weights", o.synthetic, "Instead of --model: random weights of this variant (31b, 26b-a4b, ...)");
   model->excludes(synthetic);
@@ -33,14 +35,17 @@ int main(int argc, char** argv) {
   app.add_option("--kv-dtype", o.kv_dtype, "KV cache storage: f32 | bf16")->check(CLI::IsMember({"f32", "bf16"}));
   app.add_option("--threads", o.threads, "Compute threads per rank (0 = all cores)");
   app.add_option("--prompt", prompt, "Prompt tokens");
-  app.add_option("--decode", decode, "Decoded tokens measured");
+  app.add_option("--decode", decode, "Decoded tokens measured (per sequence)");
+  app.add_option("--sequences", sequences, "Sequences decoded side by side, one token of each per step")
+      ->check(CLI::Range(1, 256));
   app.add_option("--bandwidth-threads", bandwidth_threads,
                  "Threads of the read-bandwidth baseline (0 = all cores; e.g. 1 for a single process with --threads 1)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (o.model_dir.empty() && o.synthetic.empty()) fail("give --model DIR or --synthetic-weights VARIANT");
-    o.kv_tokens = prompt + decode + 16;
-    o.max_context = o.kv_tokens;
+    o.max_context = prompt + decode + 16;
+    o.max_sequences = sequences;
+    o.kv_tokens = o.max_context * sequences;
     const auto load_start = std::chrono::steady_clock::now();
     std::unique_ptr<StepEngine> engine = open_engine(o);
     if (!engine) return 0;  // a worker rank
@@ -58,18 +63,24 @@ int main(int argc, char** argv) {
     };
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
     const int64_t V = engine->config().vocab_size;
-    const int seq = engine->new_sequence();
-    std::vector<int32_t> ids(static_cast<size_t>(prompt));
-    for (int i = 0; i < prompt; ++i) ids[i] = 2 + (i * 7919) % static_cast<int32_t>(std::min<int64_t>(V - 2, 50000));
+    // Each sequence's prompt (different tokens per sequence) in a step of its own.
+    std::vector<int> seqs(static_cast<size_t>(sequences));
+    std::vector<int32_t> tokens(static_cast<size_t>(sequences));
     std::vector<RowCandidates> out;
-    StepBatch pre;
-    pre.add(seq, 0, ids, false, true);
     auto t0 = std::chrono::steady_clock::now();
-    engine->step(pre, {RowRequest{1, 0.0f}}, out);
+    for (int s = 0; s < sequences; ++s) {
+      seqs[s] = engine->new_sequence();
+      std::vector<int32_t> ids(static_cast<size_t>(prompt));
+      for (int i = 0; i < prompt; ++i) ids[i] = 2 + (i * 7919 + s * 104729) % static_cast<int32_t>(std::min<int64_t>(V - 2, 50000));
+      StepBatch pre;
+      pre.add(seqs[s], 0, ids, false, true);
+      engine->step(pre, {RowRequest{1, 0.0f}}, out);
+      tokens[s] = out[0].top[0].token;
+    }
     const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const int W = engine->num_workers();
     std::vector<double> compute(W, 0.0), comm(W, 0.0);
-    int32_t token = out[0].top[0].token;
+    const std::vector<RowRequest> rows(static_cast<size_t>(sequences), RowRequest{1, 0.0f});
     // Slices of the decode: tokens, seconds and the read bandwidth around each.
     struct Slice {
       int tokens = 0;
@@ -83,9 +94,9 @@ int main(int argc, char** argv) {
       t0 = std::chrono::steady_clock::now();
       for (; i < decode && slice.seconds < kSliceSeconds; ++i) {
         StepBatch b;
-        b.add(seq, prompt + i, {token}, false, true);
-        engine->step(b, {RowRequest{1, 0.0f}}, out);
-        token = out[0].top[0].token;
+        for (int s = 0; s < sequences; ++s) b.add(seqs[s], prompt + i, {tokens[s]}, false, true);
+        engine->step(b, rows, out);
+        for (int s = 0; s < sequences; ++s) tokens[s] = out[s].top[0].token;
         const std::vector<WorkerStepFigures> f = engine->last_step_figures();
         for (int w = 0; w < W && w < static_cast<int>(f.size()); ++w) {
           compute[w] += f[w].compute_s;
@@ -100,11 +111,18 @@ int main(int argc, char** argv) {
       decode_s += slice.seconds;
       slices.push_back(slice);
     }
-    const double per_token_ms = 1e3 * decode_s / decode;
+    const double per_token_ms = 1e3 * decode_s / decode;  // per step: one token of each sequence
     std::printf("%s\n", engine->description.c_str());
     std::printf("loaded (created / read, quantised, packed) in %.1f s\n", load_s);
-    std::printf("prefill %d tokens: %.2f s (%.1f tok/s)\n", prompt, prefill_s, prompt / prefill_s);
-    std::printf("decode %d tokens: %.2f ms/token (%.2f tok/s)\n", decode, per_token_ms, decode / decode_s);
+    if (sequences == 1) {
+      std::printf("prefill %d tokens: %.2f s (%.1f tok/s)\n", prompt, prefill_s, prompt / prefill_s);
+      std::printf("decode %d tokens: %.2f ms/token (%.2f tok/s)\n", decode, per_token_ms, decode / decode_s);
+    } else {
+      std::printf("prefill %d x %d tokens: %.2f s (%.1f tok/s)\n", sequences, prompt, prefill_s,
+                  sequences * prompt / prefill_s);
+      std::printf("decode %d sequences x %d tokens: %.2f ms/step (%.2f tok/s in all, %.2f per sequence)\n", sequences,
+                  decode, per_token_ms, sequences * decode / decode_s, decode / decode_s);
+    }
     std::printf("%-8s %12s %12s %12s %10s %14s %12s\n", "worker", "compute ms", "comm ms", "other ms", "comm %", "weights", "peak RSS");
     const std::vector<WorkerLoadInfo> load = engine->load_info();
     for (int w = 0; w < W; ++w) {
@@ -113,14 +131,16 @@ int main(int argc, char** argv) {
                   w < static_cast<int>(load.size()) ? decimal_bytes(load[w].weight_bytes).c_str() : "?",
                   w < static_cast<int>(load.size()) ? decimal_bytes(load[w].peak_rss_bytes).c_str() : "?");
     }
-    // The roofline: every weight byte is read once per decoded token, except that a MoE layer reads
-    // only the top_k of its num_experts experts (all experts are the same size).
+    // The roofline: every weight byte is read once per step, except that a MoE layer reads only the
+    // experts its tokens are routed to: top_k of num_experts per sequence, at most all of them (all
+    // experts are the same size; for several sequences an upper bound, as they may share experts).
     double weight_bytes = 0;
     const ModelConfig& config = engine->config();
+    const int64_t routed = std::min<int64_t>(static_cast<int64_t>(config.top_k_experts) * sequences, config.num_experts);
     for (const WorkerLoadInfo& l : load) {
       const double experts = static_cast<double>(l.expert_weight_bytes);
       weight_bytes += static_cast<double>(l.weight_bytes) - experts;
-      if (config.num_experts > 0) weight_bytes += experts * config.top_k_experts / config.num_experts;
+      if (config.num_experts > 0) weight_bytes += experts * routed / config.num_experts;
     }
     // The time the decode would take at each slice's bandwidth, against the time it took.
     double roofline_s = 0.0, bw_min = slices.front().bandwidth, bw_max = bw_min;
@@ -130,10 +150,14 @@ int main(int argc, char** argv) {
       bw_max = std::max(bw_max, slice.bandwidth);
     }
     const double bw = decode * weight_bytes / roofline_s;  // the slices' bandwidth, weighted by tokens
-    std::printf("weights read per token %s, machine read bandwidth %.1f GB/s (%.1f-%.1f over %zu slices) -> roofline %.2f tok/s; measured %.2f tok/s = %.1f%% of the roofline%s\n",
-                decimal_bytes(static_cast<uint64_t>(weight_bytes)).c_str(), bw / 1e9, bw_min / 1e9, bw_max / 1e9,
-                slices.size(), bw / weight_bytes, decode / decode_s, 100.0 * roofline_s / decode_s,
-                config.num_experts > 0 ? fmt::format(" (MoE: {} of {} experts per layer)", config.top_k_experts, config.num_experts).c_str() : "");
+    std::printf("weights read per %s %s, machine read bandwidth %.1f GB/s (%.1f-%.1f over %zu slices) -> roofline %.2f tok/s; measured %.2f tok/s = %.1f%% of the roofline%s\n",
+                sequences == 1 ? "token" : "step", decimal_bytes(static_cast<uint64_t>(weight_bytes)).c_str(), bw / 1e9,
+                bw_min / 1e9, bw_max / 1e9, slices.size(), sequences * bw / weight_bytes, sequences * decode / decode_s,
+                100.0 * roofline_s / decode_s,
+                config.num_experts > 0
+                    ? fmt::format(" (MoE: {}{} of {} experts per layer{})", sequences > 1 ? "at most " : "", routed,
+                                  config.num_experts, sequences > 1 ? " and step" : "").c_str()
+                    : "");
     engine->shutdown();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shardlm_bench_step: error: %s\n", e.what());
