@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The step benchmark runs end to end on a generated tiny MoE at q4, as one process and as a
 # coordinator + 2 MPI workers, and prints a roofline that counts only the routed experts (the
-# workers report their expert weight bytes through the init reply).
+# workers report their expert weight bytes through the init reply); and with --sequences 3, one
+# token of each of three sequences per step.
 # Usage: bench_step_test.sh BENCH_STEP
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,6 +21,16 @@ check() {
   awk -v a="$active" -v h="$held" 'BEGIN { exit !(a > 0 && a < h) }' || { echo "FAIL: active $active MB not below held $held MB"; exit 1; }
 }
 check "$(timeout -k 5 120 "$bench" "${args[@]}" 2>&1)"
+# Three sequences side by side: one token of each per step, and the roofline counts at most
+# 3 x 2 = 6 of the 8 experts per layer and step, so more bytes per step than one sequence reads.
+out3=$(timeout -k 5 120 "$bench" "${args[@]}" --sequences 3 2>&1)
+echo "$out3"
+grep -q "decode 3 sequences x 4 tokens" <<<"$out3" || { echo "FAIL: no decode line for 3 sequences"; exit 1; }
+grep -Eq "of the roofline \(MoE: at most 6 of 8 experts per layer and step\)" <<<"$out3" || { echo "FAIL: no MoE roofline for 3 sequences"; exit 1; }
+one=$(timeout -k 5 120 "$bench" "${args[@]}" 2>&1 | sed -n 's/^weights read per token \([0-9.]*\) MB.*/\1/p')
+three=$(sed -n 's/^weights read per step \([0-9.]*\) MB.*/\1/p' <<<"$out3")
+[ -n "$one" ] && [ -n "$three" ] || { echo "FAIL: no byte figures for 1 and 3 sequences"; exit 1; }
+awk -v a="$one" -v b="$three" 'BEGIN { exit !(b > a) }' || { echo "FAIL: 3 sequences read $three MB per step, not more than one's $one MB"; exit 1; }
 if ! command -v mpirun >/dev/null 2>&1; then
   echo "SKIP: mpirun not found"
   exit 77
