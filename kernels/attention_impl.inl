@@ -117,10 +117,10 @@ void pv_tail(float* const* o, const E* v0, int64_t stride, const float* const* p
 }
 
 // Vectors per group for NR rows: NR x NV accumulators (AVX2: 8, AVX-512: 8 for one row as before,
-// 16 for two).
+// 16 for two or four).
 template <class S, int NR>
 constexpr int pv_vectors() {
-  return S::kWidth >= 16 ? 8 : S::kWidth >= 8 ? 8 / NR : 8;
+  return S::kWidth >= 16 ? (NR >= 4 ? 4 : 8) : S::kWidth >= 8 ? 8 / NR : 8;
 }
 
 template <class S, int NR, class E>
@@ -202,11 +202,15 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
     for (int64_t t0 = ulo / kAttnKeyTile * kAttnKeyTile; t0 < uhi; t0 += kAttnKeyTile) {
       const int64_t js = std::max(t0, ulo), je = std::min(t0 + kAttnKeyTile, uhi);
       if (js >= je) continue;
-      switch (n_rows) {
-        case 1: score_range<S, 1>(a, rows, kbase, js, je, scores, t0); break;
-        case 2: score_range<S, 2>(a, rows, kbase, js, je, scores, t0); break;
-        case 3: score_range<S, 3>(a, rows, kbase, js, je, scores, t0); break;
-        default: score_range<S, 4>(a, rows, kbase, js, je, scores, t0); break;
+      // Scores in groups of up to kAttnScoreRows rows: the key tile is read from memory by the first
+      // group, from the near caches by the others.
+      for (int g = 0; g < n_rows; g += kAttnScoreRows) {
+        switch (std::min(n_rows - g, kAttnScoreRows)) {
+          case 1: score_range<S, 1>(a, rows + g, kbase, js, je, scores + g, t0); break;
+          case 2: score_range<S, 2>(a, rows + g, kbase, js, je, scores + g, t0); break;
+          case 3: score_range<S, 3>(a, rows + g, kbase, js, je, scores + g, t0); break;
+          default: score_range<S, 4>(a, rows + g, kbase, js, je, scores + g, t0); break;
+        }
       }
       int64_t rs[kAttnMaxRows], re[kAttnMaxRows];
       float alpha[kAttnMaxRows];
@@ -226,14 +230,19 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
         l[r] = l[r] * alpha[r] + psum;
         m[r] = m_new;
       }
-      // Rows with the same keys (every row of a decoded token) in pairs, each V vector loaded once.
+      // Rows with the same keys (every row of a decoded token; a prefill's rows below the diagonal)
+      // in fours or pairs, each V vector loaded once for them.
       for (int r = 0; r < n_rows;) {
         if (rs[r] >= re[r]) {
           ++r;
           continue;
         }
         const E* v0 = vbase + rs[r] * a.kv_stride;
-        if (r + 1 < n_rows && rs[r + 1] == rs[r] && re[r + 1] == re[r]) {
+        const auto same_keys = [&](int o) { return r + o < n_rows && rs[r + o] == rs[r] && re[r + o] == re[r]; };
+        if (same_keys(1) && same_keys(2) && same_keys(3)) {
+          accumulate_pv<S, 4>(out + r, v0, a.kv_stride, p + r, re[r] - rs[r], alpha + r, d);
+          r += 4;
+        } else if (same_keys(1)) {
           accumulate_pv<S, 2>(out + r, v0, a.kv_stride, p + r, re[r] - rs[r], alpha + r, d);
           r += 2;
         } else {

@@ -1,7 +1,8 @@
 // Internal: the per-ISA attention "row tile" kernels (attention_impl.inl) and what they are given.
 // A row is one (query, query head) pair; a tile is up to kAttnMaxRows rows that read the same KV
-// head, so each key/value vector is loaded once per tile. Every row's arithmetic is independent of
-// which other rows share its tile, so results do not depend on tiling or threads.
+// head, key tile by key tile, so a prefill's keys and values come from the near caches for all but
+// the first group of rows. Every row's arithmetic is independent of which other rows share its tile,
+// so results do not depend on tiling or threads.
 #pragma once
 
 #include <cstdint>
@@ -10,7 +11,12 @@
 
 namespace shardlm::detail {
 
-inline constexpr int kAttnMaxRows = 4;
+// Rows per tile, and per step of the score loop (kAttnScoreRows: the registers hold their sums).
+// 16 rows (8 prefill queries of a KV head with two query heads each; P·V for four rows with the same
+// keys at once) against 4 rows: prefill of 512 x 512 on Zen 3 (shardlm_bench_kernels --attention,
+// alternated builds) 31.3-31.5 -> 40.4-40.7 GFLOP/s on one thread, 61.5-63.2 -> 78.9-80.4 on two.
+inline constexpr int kAttnMaxRows = 16;
+inline constexpr int kAttnScoreRows = 4;
 inline constexpr int64_t kAttnKeyTile = 64;  // keys per online-softmax step, aligned to block starts
 
 struct AttnRow {
