@@ -35,13 +35,19 @@ ShardSpec spec_for(const ModelConfig& c) {
   return s;
 }
 
+// Cache options with the given block size, full-attention capacity, chunk and sequences.
+KvCacheOptions cache_options(int block_size, int64_t capacity, int max_chunk, int max_sequences = 1) {
+  KvCacheOptions o;
+  o.block_size = block_size;
+  o.full_capacity_tokens = capacity;
+  o.max_chunk = max_chunk;
+  o.max_sequences = max_sequences;
+  return o;
+}
+
 TEST(KvCache, FullPoolGrowsAndFrees) {
   ModelConfig c = two_layer_config();
-  KvCacheOptions o;
-  o.block_size = 4;
-  o.full_capacity_tokens = 16;
-  o.max_chunk = 8;
-  o.max_sequences = 2;
+  const KvCacheOptions o = cache_options(4, 16, 8, 2);
   KvCache kv(c, spec_for(c), o);
   EXPECT_EQ(kv.full_blocks_total(), 4);
   int a = kv.allocate_sequence();
@@ -68,10 +74,7 @@ TEST(KvCache, FullPoolGrowsAndFrees) {
 
 TEST(KvCache, SlidingRingKeepsTheWindow) {
   ModelConfig c = two_layer_config();
-  KvCacheOptions o;
-  o.block_size = 4;
-  o.full_capacity_tokens = 64;
-  o.max_chunk = 4;
+  const KvCacheOptions o = cache_options(4, 64, 4);
   KvCache kv(c, spec_for(c), o);
   int s = kv.allocate_sequence();
   for (int p = 0; p < 40; p += 4) {
@@ -97,11 +100,7 @@ TEST(KvCache, SlidingRingKeepsTheWindow) {
 
 TEST(KvCache, SequenceSplitStoresEveryCountthBlock) {
   ModelConfig c = two_layer_config();
-  KvCacheOptions o;
-  o.block_size = 4;
-  o.full_capacity_tokens = 64;
-  o.max_chunk = 16;
-  o.max_sequences = 1;
+  const KvCacheOptions o = cache_options(4, 64, 16);
   std::vector<int64_t> held(3, 0);
   for (int index = 0; index < 3; ++index) {
     ShardSpec s = spec_for(c);
@@ -141,10 +140,7 @@ TEST(KvCache, SequenceSplitStoresEveryCountthBlock) {
 // views hold is f32_to_bf16 of it), K and V in their own arrays; k_at / v_at refuse it.
 TEST(KvCache, Bf16CacheStoresRoundedValuesInHalfTheBytes) {
   ModelConfig c = two_layer_config();
-  KvCacheOptions o;
-  o.block_size = 4;
-  o.full_capacity_tokens = 16;
-  o.max_chunk = 8;
+  const KvCacheOptions o = cache_options(4, 16, 8);
   KvCacheOptions bf16 = o;
   bf16.dtype = KvDtype::kBf16;
   KvCache f32_cache(c, spec_for(c), o);
