@@ -92,4 +92,24 @@ bool has_avx_vnni() {
 
 void clear_isa_override() { override_slot().store(kNoOverride, std::memory_order_relaxed); }
 
+namespace {
+std::atomic<int>& tuning_slot() {
+  static std::atomic<int> slot{kNoOverride};
+  return slot;
+}
+}  // namespace
+
+PrefetchTuning prefetch_tuning() {
+  static const PrefetchTuning detected = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
+  }();
+  const int forced = tuning_slot().load(std::memory_order_relaxed);
+  return forced == kNoOverride ? detected : static_cast<PrefetchTuning>(forced);
+}
+
+void set_prefetch_tuning(PrefetchTuning tuning) { tuning_slot().store(static_cast<int>(tuning), std::memory_order_relaxed); }
+
+void clear_prefetch_tuning() { tuning_slot().store(kNoOverride, std::memory_order_relaxed); }
+
 }  // namespace shardlm

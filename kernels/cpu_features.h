@@ -17,4 +17,12 @@ bool has_avx512_vnni();
 // AVX-VNNI (VEX vpdpbusd on ymm), used by the quantised kernels at the AVX2 level.
 bool has_avx_vnni();
 
+// How the AVX-512 GEMV tiles prefetch their weight stream, tuned per CPU family (the kernels say
+// what was measured): kZen on AMD (and any CPU that is not Intel), kIntel on Intel. Results never
+// depend on it; set_prefetch_tuning() lets tests run both on one machine.
+enum class PrefetchTuning { kZen = 0, kIntel = 1 };
+PrefetchTuning prefetch_tuning();  // the override if set, else by the CPU's vendor
+void set_prefetch_tuning(PrefetchTuning tuning);
+void clear_prefetch_tuning();
+
 }  // namespace shardlm

@@ -82,6 +82,7 @@ struct RowAvx2 {
   static constexpr int64_t prefetch_bytes(int streams) {
     return streams == 1 ? kAvx2PrefetchBytesOneStream : kAvx2PrefetchBytesPerStream;
   }
+  [[gnu::always_inline]] static void prefetch(const char* p) { _mm_prefetch(p, _MM_HINT_T0); }
   SHARDLM_AVX2 static V zero() { return {_mm256_setzero_ps(), _mm256_setzero_ps()}; }
   SHARDLM_AVX2 static V add(V a, V b) { return {_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
   template <bool kBf16>

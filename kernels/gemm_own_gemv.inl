@@ -2,10 +2,11 @@
 // included, inside the level's "#pragma GCC target" region, by gemm_own_avx2.cc and
 // gemm_own_avx512.cc. Row is the level's 16-column row type: V (the 16 f32 of a panel row),
 // zero(), add(a, b), fma_row<kBf16>(x, w, row, acc) (acc + x * panel row `row` of w),
-// load_y(y, valid) / store_y(y, v, valid) (the first `valid` columns of y), and prefetch_bytes(P):
+// load_y(y, valid) / store_y(y, v, valid) (the first `valid` columns of y), prefetch_bytes(P):
 // how far ahead of its reads each of the tile's P streams prefetches its weights (the hardware
 // prefetchers alone fall behind; the best distance depends on the core and the number of streams,
-// see the levels).
+// see the levels), and prefetch(p): the prefetch of one cache line (always inlined, with the hint
+// that suits the core).
 //
 // The chunks of a group are stored interleaved (gemm_own.h), so the group's two or three chunk sums
 // run side by side (one fma chain alone is bound by the fma latency, ~39 GB/s of bf16 on a Zen 5
@@ -38,7 +39,7 @@ void gemv_group(const float* x, const void* const (&w)[P], int64_t begin, int64_
 #pragma GCC unroll 6
     for (int64_t line = 0; line < 2 * G * kRowBytes / 64; ++line) {
 #pragma GCC unroll 4
-      for (int p = 0; p < P; ++p) _mm_prefetch(ahead[p] + row * kRowBytes + line * 64, _MM_HINT_T0);
+      for (int p = 0; p < P; ++p) Row::prefetch(ahead[p] + row * kRowBytes + line * 64);
     }
 #pragma GCC unroll 4
     for (int half = 0; half < 2; ++half) {
@@ -72,7 +73,7 @@ typename Row::V gemv_chunk(const float* x, const void* w, int64_t k, int64_t len
   if (rows.step == 2) {  // plain order: four rows a step, as many bytes as a step of a pair
     for (; kk + 3 < c1; kk += 4, row += 4) {
 #pragma GCC unroll 4
-      for (int64_t line = 0; line < 4 * kRowBytes / 64; ++line) _mm_prefetch(ahead + row * kRowBytes + line * 64, _MM_HINT_T0);
+      for (int64_t line = 0; line < 4 * kRowBytes / 64; ++line) Row::prefetch(ahead + row * kRowBytes + line * 64);
       s = Row::template fma_row<kBf16>(x[kk], w, row, s);
       s = Row::template fma_row<kBf16>(x[kk + 1], w, row + 1, s);
       s = Row::template fma_row<kBf16>(x[kk + 2], w, row + 2, s);
@@ -81,7 +82,7 @@ typename Row::V gemv_chunk(const float* x, const void* w, int64_t k, int64_t len
   }
   for (; kk + 1 < c1; kk += 2, row += rows.step) {
 #pragma GCC unroll 4
-    for (int64_t line = 0; line < 2 * kRowBytes / 64; ++line) _mm_prefetch(ahead + row * kRowBytes + line * 64, _MM_HINT_T0);
+    for (int64_t line = 0; line < 2 * kRowBytes / 64; ++line) Row::prefetch(ahead + row * kRowBytes + line * 64);
     s = Row::template fma_row<kBf16>(x[kk], w, row, s);
     s = Row::template fma_row<kBf16>(x[kk + 1], w, row + 1, s);
   }

@@ -41,6 +41,18 @@ TEST(CpuFeatures, DetectionAgreesWithCpuid) {
   EXPECT_EQ(detected_isa(), avx512 && avx2 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kScalar);
 }
 
+TEST(CpuFeatures, PrefetchTuningFollowsVendorAndOverride) {
+  __builtin_cpu_init();
+  const PrefetchTuning by_vendor = __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
+  EXPECT_EQ(prefetch_tuning(), by_vendor);
+  set_prefetch_tuning(PrefetchTuning::kIntel);
+  EXPECT_EQ(prefetch_tuning(), PrefetchTuning::kIntel);
+  set_prefetch_tuning(PrefetchTuning::kZen);
+  EXPECT_EQ(prefetch_tuning(), PrefetchTuning::kZen);
+  clear_prefetch_tuning();
+  EXPECT_EQ(prefetch_tuning(), by_vendor);
+}
+
 // The active ISA is what SHARDLM_ISA asks for (clamped to the CPU), or the best one. Run directly
 // and, by EnvironmentVariableSelectsIsa, in child processes with SHARDLM_ISA set.
 TEST(CpuFeatures, ActiveIsaFollowsEnvironment) {

@@ -23,6 +23,7 @@ namespace {
 using testing::random_vector;
 using testing::runnable_isas;
 using testing::ScopedIsa;
+using testing::ScopedPrefetchTuning;
 using testing::ScopedThreads;
 
 const std::vector<int64_t> kSizes = {1, 3, 15, 16, 17, 31, 33, 64, 100, 257, 1000};
@@ -363,6 +364,40 @@ TEST(LinearOwn, LargeMatricesSplitDynamicallyGiveTheSameResults) {
       std::vector<float> y(static_cast<size_t>(m * n));
       lin.forward(x.data(), m, y.data());
       ASSERT_TRUE(bit_equal(y.data(), single.data(), static_cast<size_t>(m * n))) << "threads " << nthreads << " m " << m;
+    }
+  }
+}
+
+// The GEMV tiles' prefetch tuning (per CPU vendor) never changes a result: every format, GEMVs and
+// small batches, one and two threads, on matrices of several MB (the Intel tuning's prefetches reach
+// past a panel into the next one), against the scalar path.
+TEST(LinearOwn, PrefetchTuningNeverChangesResults) {
+  const int64_t n = 600, k = 2816;
+  const auto w = random_vector(static_cast<size_t>(n * k), 51);
+  const auto x = random_vector(static_cast<size_t>(3 * k), 52);
+  for (WeightFormat format : {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kQ4}) {
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    std::vector<float> ref(static_cast<size_t>(3 * n));
+    {
+      ScopedIsa isa(Isa::kScalar);
+      lin.forward(x.data(), 3, ref.data());
+    }
+    for (Isa isa : runnable_isas()) {
+      ScopedIsa scoped_isa(isa);
+      for (PrefetchTuning tuning : {PrefetchTuning::kZen, PrefetchTuning::kIntel}) {
+        ScopedPrefetchTuning scoped_tuning(tuning);
+        EXPECT_EQ(prefetch_tuning(), tuning);
+        for (int nt : {1, 2}) {
+          ScopedThreads threads(nt);
+          for (int64_t m : {1, 3}) {
+            std::vector<float> y(static_cast<size_t>(m * n));
+            lin.forward(x.data(), m, y.data());
+            ASSERT_TRUE(bit_equal(y.data(), ref.data(), static_cast<size_t>(m * n)))
+                << weight_format_name(format) << " isa " << isa_name(isa) << " tuning " << static_cast<int>(tuning)
+                << " threads " << nt << " m " << m;
+          }
+        }
+      }
     }
   }
 }

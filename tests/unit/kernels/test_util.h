@@ -1,4 +1,5 @@
-// Shared helpers of the kernel tests: the ISA paths this CPU can run, a scoped ISA override, and
+// Shared helpers of the kernel tests: the ISA paths this CPU can run, scoped ISA / prefetch tuning /
+// thread count overrides, and
 // seeded random data.
 #pragma once
 
@@ -26,6 +27,14 @@ class ScopedIsa {
   ~ScopedIsa() { clear_isa_override(); }
   ScopedIsa(const ScopedIsa&) = delete;
   ScopedIsa& operator=(const ScopedIsa&) = delete;
+};
+
+class ScopedPrefetchTuning {
+ public:
+  explicit ScopedPrefetchTuning(PrefetchTuning tuning) { set_prefetch_tuning(tuning); }
+  ~ScopedPrefetchTuning() { clear_prefetch_tuning(); }
+  ScopedPrefetchTuning(const ScopedPrefetchTuning&) = delete;
+  ScopedPrefetchTuning& operator=(const ScopedPrefetchTuning&) = delete;
 };
 
 class ScopedThreads {
