@@ -61,18 +61,21 @@ SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t pa
 }
 
 // A panel row of 16 columns in one zmm, for the GEMV tile (gemm_own_gemv.inl), prefetching kAhead
-// bytes ahead into the cache level kHint names. Zen 5 (one stream): 8 KiB into L1. An Intel server
-// core (Xeon with AMX, 2 vCPUs; bf16, 31B MLP up / 26B-A4B expert down, one thread, ratio to the
-// read bandwidth): 8 KiB into L1 0.61, into L2 (T1) 0.70-0.76; 4, 16 or 32 KiB into L2 the same,
-// one prefetch per 128 bytes 0.61, T1 far plus T0 1 KiB ahead 0.69-0.71. (The same loop with a few
-// more scalar instructions per step, a run-time hint switch, streamed at 0.92-0.98 with L2
-// prefetches 4-8 KiB ahead and 0.81 without: the pacing of the loads matters on this core, how is
-// not yet known.)
+// bytes ahead (0: not at all) into the cache level kHint names. Zen 5 (one stream): 8 KiB into L1.
+// An Intel server core (Xeon with AMX, 2 vCPUs; bf16, 31B MLP up / q (full) / 26B-A4B expert down,
+// ratio to the read bandwidth): no software prefetch 0.81-0.84 on one thread, 0.71-0.78 on two; 8
+// KiB into L1 0.61 (one thread); into L2 (T1) 0.70-0.76, whether 4, 8, 16 or 32 KiB ahead; one
+// prefetch per 128 bytes 0.61; T1 far plus T0 1 KiB ahead 0.69-0.71. (A build of the same loop with
+// a few more scalar instructions per step, a run-time switch over the hint, streamed at 0.92-0.98
+// with L2 prefetches 4-8 KiB ahead: the pacing of the loads matters on this core, how is not yet
+// known.)
 template <_mm_hint kHint, int64_t kAhead>
 struct RowAvx512 {
   using V = __m512;
   static constexpr int64_t prefetch_bytes(int /*streams*/) { return kAhead; }
-  [[gnu::always_inline]] static void prefetch(const char* p) { _mm_prefetch(p, kHint); }
+  [[gnu::always_inline]] static void prefetch(const char* p) {
+    if constexpr (kAhead > 0) _mm_prefetch(p, kHint);
+  }
   SHARDLM_AVX512 static V zero() { return _mm512_setzero_ps(); }
   SHARDLM_AVX512 static V add(V a, V b) { return _mm512_add_ps(a, b); }
   template <bool kBf16>
@@ -95,7 +98,7 @@ constexpr int kNrMax[kMrMax + 1] = {0, 8, 8, 6, 5, 4, 4, 3, 3};
 // The kernel of an MR x NR-panel tile: the GEMV tile for one row and one panel (micro_gemv), the
 // register tile otherwise.
 using RowZen = RowAvx512<_MM_HINT_T0, 8192>;
-using RowIntel = RowAvx512<_MM_HINT_T1, 8192>;
+using RowIntel = RowAvx512<_MM_HINT_T0, 0>;
 
 template <class Row, int MR, int NR, bool kBf16>
 MicroKernel tile_kernel() {
