@@ -7,16 +7,23 @@
 // Each case cycles through enough copies of the matrix (>= 256 MB) that nothing stays in cache.
 // Also: the 26B-A4B experts 8 at a time as one group, as a MoE layer runs a token's routed experts
 // ("gemv8/..."), and packing (quantising) a bf16 matrix at load, in weights per second ("pack/...").
+// Prefill GEMMs are also printed as a ratio to the machine's bf16 peak ("of_bf16_peak"), measured at
+// start: AMX's where the CPU has it, else vdpbf16ps's, else the f32 FMA peak.
 // Usage: shardlm_bench_gemv [--benchmark_filter=REGEX] [other google-benchmark flags]
 // GCC 12 reports _mm512_undefined_*() inside its own AVX-512 intrinsics as uninitialised reads.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <benchmark/benchmark.h>
+#include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -60,6 +67,64 @@ __attribute__((target("avx512f,avx512bf16"))) double measure_bf16_peak(int threa
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   benchmark::DoNotOptimize(sink);
   return static_cast<double>(threads) * kIters * 12 * 64 / s;
+}
+
+// AMX (tile matrix multiply; Intel Xeon from Sapphire Rapids on): the CPU reports AMX-TILE and
+// AMX-BF16 (cpuid leaf 7: EDX bits 24 and 22) and the kernel lets this process use the tile
+// registers (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA).
+bool amx_bf16_usable() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  if ((edx & (1u << 24)) == 0 || (edx & (1u << 22)) == 0) return false;
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+// The tile configuration of the AMX peak loop (palette 1): tiles 0-3 accumulators of 16 rows x 16
+// f32, 4-5 the A operands and 6-7 the B operands, 16 rows x 64 bytes (32 bf16) each.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
+  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
+};
+
+// The machine's AMX bf16 peak, measured: every thread runs 4 independent tdpbf16ps (16 x 16 x 32
+// products = 16384 FLOP each) over operands held in tiles, for ~0.5 s.
+__attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak(int threads) {
+  omp_set_num_threads(threads);
+  constexpr int64_t kSteps = 20000000;  // of 4 tdpbf16ps, ~16 cycles each: ~0.5 s
+  const auto t0 = std::chrono::steady_clock::now();
+  float sink = 0.0f;
+#pragma omp parallel reduction(+ : sink)
+  {
+    const TileConfig config;
+    _tile_loadconfig(&config);
+    alignas(64) uint16_t operand[16 * 32];
+    std::fill(std::begin(operand), std::end(operand), uint16_t{0x3c00});  // bf16 0.0078125
+    _tile_loadd(4, operand, 64);
+    _tile_loadd(5, operand, 64);
+    _tile_loadd(6, operand, 64);
+    _tile_loadd(7, operand, 64);
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t i = 0; i < kSteps; ++i) {
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+    alignas(64) float out[16 * 16];
+    _tile_stored(0, out, 64);
+    sink += out[0];
+    _tile_release();
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  benchmark::DoNotOptimize(sink);
+  return static_cast<double>(threads) * kSteps * 4 * 16384 / s;
 }
 
 // Without bf16 dot products the bf16 weights are widened and multiplied in f32, so the machine's
@@ -298,7 +363,13 @@ int main(int argc, char** argv) {
   for (int threads : {1, 2}) g_read_bw[threads] = bench::read_bandwidth(size_t{512} << 20, threads, 1.0);
   __builtin_cpu_init();
   const char* peak_how = "none";
-  if (__builtin_cpu_supports("avx512bf16")) {
+  double vector_bf16_peak = 0;
+  if (amx_bf16_usable()) {
+    // The machine's bf16 peak is AMX's (oneDNN's bf16 GEMM uses it); the vector one is printed too.
+    g_bf16_peak = measure_amx_bf16_peak(2);
+    peak_how = "AMX tdpbf16ps";
+    if (__builtin_cpu_supports("avx512bf16")) vector_bf16_peak = measure_bf16_peak(2);
+  } else if (__builtin_cpu_supports("avx512bf16")) {
     g_bf16_peak = measure_bf16_peak(2);
     peak_how = "vdpbf16ps";
   } else if (__builtin_cpu_supports("avx512f")) {
@@ -312,6 +383,7 @@ int main(int argc, char** argv) {
               "bf16 peak (%s, 2 threads): %.0f GFLOP/s\n",
               isa_name(detected_isa()), has_avx512_vnni() ? "yes" : "no", g_read_bw[1] / 1e9, g_read_bw[2] / 1e9,
               peak_how, g_bf16_peak / 1e9);
+  if (vector_bf16_peak > 0) std::printf("bf16 peak of the vector unit (vdpbf16ps, 2 threads): %.0f GFLOP/s\n", vector_bf16_peak / 1e9);
   for (int shape = 0; shape < static_cast<int>(std::size(kShapes)); ++shape) {
     for (WeightFormat format : kFormats) {
       for (int threads : {1, 2}) {
