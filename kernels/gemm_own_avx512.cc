@@ -61,20 +61,29 @@ SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t pa
 }
 
 // A panel row of 16 columns in one zmm, for the GEMV tile (gemm_own_gemv.inl), prefetching kAhead
-// bytes ahead (0: not at all) into the cache level kHint names. Zen 5 (one stream): 8 KiB into L1.
+// bytes ahead (0: not at all) into the cache level kHint names; with kPace each prefetch also reads
+// g_pace twice (two loads from L1 that change nothing). Zen 5 (one stream): 8 KiB into L1, no pacing.
 // An Intel server core (Xeon with AMX, 2 vCPUs; bf16, 31B MLP up / q (full) / 26B-A4B expert down,
-// ratio to the read bandwidth): no software prefetch 0.81-0.84 on one thread, 0.71-0.78 on two; 8
-// KiB into L1 0.61 (one thread); into L2 (T1) 0.70-0.76, whether 4, 8, 16 or 32 KiB ahead; one
-// prefetch per 128 bytes 0.61; T1 far plus T0 1 KiB ahead 0.69-0.71. (A build of the same loop with
-// a few more scalar instructions per step, a run-time switch over the hint, streamed at 0.92-0.98
-// with L2 prefetches 4-8 KiB ahead: the pacing of the loads matters on this core, how is not yet
-// known.)
-template <_mm_hint kHint, int64_t kAhead>
+// ratio to the read bandwidth): without pacing, 8 KiB into L1 0.61 (one thread), into L2 (T1)
+// 0.70-0.76 whatever the distance (4-32 KiB), one prefetch per 128 bytes 0.61, no prefetch 0.71-0.81
+// (one thread) / 0.65-0.77 (two). The same loop with a few more loads per step streams faster on that
+// core: 8 KiB into L2 with two paced loads per prefetch, alternated with no prefetch in the same
+// runs, 0.82-0.89 (one thread) and 0.83-0.84 (two) against 0.71-0.81 / 0.65-0.77; 4 KiB ahead
+// 0.76-0.88; six paced loads or a compiler barrier instead were no better. (Found by accident: a
+// build of the loop with a run-time switch over the hint streamed at 0.92-0.98.) Why a slower issue
+// of the loads helps is not known: fewer demand misses waiting at once for the lines the L2
+// prefetches bring, presumably.
+inline volatile int g_pace = 0;
+template <_mm_hint kHint, int64_t kAhead, bool kPace = false>
 struct RowAvx512 {
   using V = __m512;
   static constexpr int64_t prefetch_bytes(int /*streams*/) { return kAhead; }
   [[gnu::always_inline]] static void prefetch(const char* p) {
     if constexpr (kAhead > 0) _mm_prefetch(p, kHint);
+    if constexpr (kPace) {
+      (void)g_pace;
+      (void)g_pace;
+    }
   }
   SHARDLM_AVX512 static V zero() { return _mm512_setzero_ps(); }
   SHARDLM_AVX512 static V add(V a, V b) { return _mm512_add_ps(a, b); }
@@ -98,7 +107,7 @@ constexpr int kNrMax[kMrMax + 1] = {0, 8, 8, 6, 5, 4, 4, 3, 3};
 // The kernel of an MR x NR-panel tile: the GEMV tile for one row and one panel (micro_gemv), the
 // register tile otherwise.
 using RowZen = RowAvx512<_MM_HINT_T0, 8192>;
-using RowIntel = RowAvx512<_MM_HINT_T0, 0>;
+using RowIntel = RowAvx512<_MM_HINT_T1, 8192, true>;
 
 template <class Row, int MR, int NR, bool kBf16>
 MicroKernel tile_kernel() {
