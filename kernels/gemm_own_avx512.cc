@@ -61,7 +61,7 @@ SHARDLM_AVX512 void micro(const float* x, int64_t ldx, const void* w, int64_t pa
 }
 
 // A panel row of 16 columns in one zmm, for the GEMV tile (gemm_own_gemv.inl), prefetching kAhead
-// bytes ahead (0: not at all) into the cache level kHint names; with kPace each prefetch also reads
+// bytes ahead into the cache level kHint names; with kPace each prefetch also reads
 // g_pace twice (two loads from L1 that change nothing). Zen 5 (one stream): 8 KiB into L1, no pacing.
 // An Intel server core (Xeon with AMX, 2 vCPUs; bf16, 31B MLP up / q (full) / 26B-A4B expert down,
 // ratio to the read bandwidth): without pacing, 8 KiB into L1 0.61 (one thread), into L2 (T1)
@@ -79,7 +79,7 @@ struct RowAvx512 {
   using V = __m512;
   static constexpr int64_t prefetch_bytes(int /*streams*/) { return kAhead; }
   [[gnu::always_inline]] static void prefetch(const char* p) {
-    if constexpr (kAhead > 0) _mm_prefetch(p, kHint);
+    _mm_prefetch(p, kHint);
     if constexpr (kPace) {
       (void)g_pace;
       (void)g_pace;

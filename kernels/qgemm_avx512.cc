@@ -60,11 +60,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
       }
       if constexpr (kInt8) {
         const uint8_t* wb = a.w + int8_block_offset(b);
-        if constexpr (kIntelGemv) {
-          const char* ahead = reinterpret_cast<const char*>(wb) + kIntelInt8AheadBytes;
-#pragma GCC unroll 8
-          for (int line = 0; line < 8; ++line) _mm_prefetch(ahead + line * 64, _MM_HINT_T1);
-        }
+        if constexpr (kIntelGemv) prefetch_lines<8, _MM_HINT_T1>(wb + kIntelInt8AheadBytes);
 #pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
           __m512i wv[NR];
@@ -80,9 +76,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
       } else {
         const uint8_t* wb = a.w + q4_data_offset(b);
         if constexpr (kIntelGemv) {
-          const char* ahead = reinterpret_cast<const char*>(wb) + kIntelQ4AheadBytes;
-#pragma GCC unroll 5
-          for (int line = 0; line < 5; ++line) _mm_prefetch(ahead + line * 64, _MM_HINT_T0);
+          prefetch_lines<5, _MM_HINT_T0>(wb + kIntelQ4AheadBytes);
         } else {
           prefetch_q4_ahead<NR>(a, b);
         }
