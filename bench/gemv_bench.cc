@@ -13,10 +13,7 @@
 // GCC 12 reports _mm512_undefined_*() inside its own AVX-512 intrinsics as uninitialised reads.
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #include <benchmark/benchmark.h>
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -32,6 +29,7 @@
 
 #include "common/half.h"
 #include "kernels/cpu_features.h"
+#include "kernels/gemm_amx.h"
 #include "kernels/linear.h"
 #include "bench/read_bandwidth.h"
 
@@ -69,27 +67,6 @@ __attribute__((target("avx512f,avx512bf16"))) double measure_bf16_peak(int threa
   return static_cast<double>(threads) * kIters * 12 * 64 / s;
 }
 
-// AMX (tile matrix multiply; Intel Xeon from Sapphire Rapids on): the CPU reports AMX-TILE and
-// AMX-BF16 (cpuid leaf 7: EDX bits 24 and 22) and the kernel lets this process use the tile
-// registers (arch_prctl ARCH_REQ_XCOMP_PERM for XTILEDATA).
-bool amx_bf16_usable() {
-  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
-  if ((edx & (1u << 24)) == 0 || (edx & (1u << 22)) == 0) return false;
-  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
-}
-
-// The tile configuration of the AMX peak loop (palette 1): tiles 0-3 accumulators of 16 rows x 16
-// f32, 4-5 the A operands and 6-7 the B operands, 16 rows x 64 bytes (32 bf16) each.
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {64, 64, 64, 64, 64, 64, 64, 64};
-  uint8_t rows[16] = {16, 16, 16, 16, 16, 16, 16, 16};
-};
-
 // The machine's AMX bf16 peak, measured: every thread runs 4 independent tdpbf16ps (16 x 16 x 32
 // products = 16384 FLOP each) over operands held in tiles, for ~0.5 s.
 __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak(int threads) {
@@ -99,7 +76,7 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak(int th
   float sink = 0.0f;
 #pragma omp parallel reduction(+ : sink)
   {
-    const TileConfig config;
+    const amx::TileConfig config;  // tiles 0-3 accumulators, 4-5 and 6-7 operands
     _tile_loadconfig(&config);
     alignas(64) uint16_t operand[16 * 32];
     std::fill(std::begin(operand), std::end(operand), uint16_t{0x3c00});  // bf16 0.0078125
@@ -289,7 +266,8 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
     if (slices) slices->iteration_done();
   }
   state.SetLabel(std::string(s.name) + " W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " +
-                 weight_format_name(format) + " " + (backend == MatmulBackend::kOneDnn ? "onednn" : isa_name(active_isa())));
+                 weight_format_name(format) + " " +
+                 (backend == MatmulBackend::kOneDnn ? "onednn" : backend == MatmulBackend::kAmx ? "amx" : isa_name(active_isa())));
   if (slices) {
     slices->report();
   } else {
@@ -364,7 +342,7 @@ int main(int argc, char** argv) {
   __builtin_cpu_init();
   const char* peak_how = "none";
   double vector_bf16_peak = 0;
-  if (amx_bf16_usable()) {
+  if (has_amx_bf16()) {
     // The machine's bf16 peak is AMX's (oneDNN's bf16 GEMM uses it); the vector one is printed too.
     g_bf16_peak = measure_amx_bf16_peak(2);
     peak_how = "AMX tdpbf16ps";
@@ -395,6 +373,20 @@ int main(int argc, char** argv) {
             ->Unit(benchmark::kMillisecond);
       }
     }
+    // bf16 weights on the AMX tiles (--matmul amx), where the CPU has them.
+    for (int threads : {1, 2}) {
+      const std::string name = std::string("gemv/") + kShapes[shape].name + "/bf16-amx/threads:" + std::to_string(threads);
+      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
+        if (!amx_supported()) {
+          st.SkipWithError("no AMX-BF16 on this CPU");
+          return;
+        }
+        run_case(st, shape, WeightFormat::kBF16, threads, 1, MatmulBackend::kAmx);
+      })
+          ->MinTime(0.5)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
   }
   // The 26B-A4B experts as a MoE layer runs them: 8 routed experts per call.
   for (int shape : {5, 6}) {
@@ -409,19 +401,23 @@ int main(int argc, char** argv) {
       }
     }
   }
-  // Prefill: 512-token chunks on the MLP shapes; bf16 also through oneDNN (bf16 activations).
+  // Prefill: 512-token chunks on the MLP shapes; bf16 also through oneDNN and the AMX tiles (both bf16
+  // activations).
   for (int shape : {0, 1}) {
-    const std::string dnn = std::string("prefill512/") + kShapes[shape].name + "/bf16-onednn/threads:2";
-    benchmark::RegisterBenchmark(dnn.c_str(), [=](benchmark::State& st) {
-      if (!onednn_supports_bf16()) {
-        st.SkipWithError("oneDNN 2.6 has bf16 matmuls only from AVX-512 on");
-        return;
-      }
-      run_case(st, shape, WeightFormat::kBF16, 2, 512, MatmulBackend::kOneDnn);
-    })
-        ->MinTime(1.0)
-        ->UseRealTime()
-        ->Unit(benchmark::kMillisecond);
+    for (const MatmulBackend backend : {MatmulBackend::kOneDnn, MatmulBackend::kAmx}) {
+      const bool amx = backend == MatmulBackend::kAmx;
+      const std::string name = std::string("prefill512/") + kShapes[shape].name + (amx ? "/bf16-amx" : "/bf16-onednn") + "/threads:2";
+      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) {
+        if (amx ? !amx_supported() : !onednn_supports_bf16()) {
+          st.SkipWithError(amx ? "no AMX-BF16 on this CPU" : "oneDNN 2.6 has bf16 matmuls only from AVX-512 on");
+          return;
+        }
+        run_case(st, shape, WeightFormat::kBF16, 2, 512, backend);
+      })
+          ->MinTime(1.0)
+          ->UseRealTime()
+          ->Unit(benchmark::kMillisecond);
+    }
     for (WeightFormat format : kFormats) {
       const std::string name = std::string("prefill512/") + kShapes[shape].name + "/" + weight_format_name(format) + "/threads:2";
       benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& st) { run_case(st, shape, format, 2, 512); })

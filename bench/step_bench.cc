@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
   app.add_option("--layers", o.synthetic_layers, "Layers of the synthetic model (default: all)")->needs(synthetic);
   app.add_option("--weights", o.weights, "auto | f32 | bf16 | int8 | q4");
   app.add_option("--kv-dtype", o.kv_dtype, "KV cache storage: f32 | bf16")->check(CLI::IsMember({"f32", "bf16"}));
+  app.add_option("--matmul", o.matmul, "Matmul backend: own | onednn | amx")->check(CLI::IsMember({"own", "onednn", "amx"}));
   app.add_option("--threads", o.threads, "Compute threads per rank (0 = all cores)");
   app.add_option("--prompt", prompt, "Prompt tokens");
   app.add_option("--decode", decode, "Decoded tokens measured (per sequence)");

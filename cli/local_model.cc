@@ -22,8 +22,9 @@ void add_local_model_options(CLI::App& cmd, LocalModelOptions& o) {
   cmd.add_option("--synthetic-seed", o.seed, "Seed of the --synthetic-weights values (as shardlm mkmodel --seed)")->needs(synthetic);
   cmd.add_option("--weights", o.weights, "Weight storage: auto (checkpoint precision), f32, bf16, int8 (per-row scales) or q4 (blocks of 32)")
       ->check(CLI::IsMember({"auto", "f32", "bf16", "int8", "q4"}));
-  cmd.add_option("--matmul", o.matmul, "Matmul backend: own (batch-invariant SIMD) or onednn (bf16 weights need AVX-512 there)")
-      ->check(CLI::IsMember({"own", "onednn"}));
+  cmd.add_option("--matmul", o.matmul, "Matmul backend: own (batch-invariant SIMD), onednn (bf16 weights need AVX-512 there) or amx "
+                 "(bf16 weights on Intel AMX tiles, bf16 activations)")
+      ->check(CLI::IsMember({"own", "onednn", "amx"}));
   cmd.add_option("--threads", o.threads, "Compute threads (0 = all cores)")->check(CLI::NonNegativeNumber);
   cmd.add_option("--kv-block", o.kv_block, "KV cache block size in positions")->check(CLI::Range(1, 4096));
   cmd.add_option("--kv-dtype", o.kv_dtype,

@@ -18,7 +18,7 @@ struct LocalModelOptions {
   int layers = -1;               // --layers (synthetic weights only; -1 = all)
   uint64_t seed = 1;             // --synthetic-seed
   std::string weights = "auto";  // auto | f32 | bf16 | int8 | q4
-  std::string matmul = "own";    // own | onednn
+  std::string matmul = "own";    // own | onednn | amx
   int threads = 0;               // 0 = all cores
   int kv_block = 16;
   std::string kv_dtype = "f32";  // f32 | bf16

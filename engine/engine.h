@@ -20,7 +20,7 @@ struct EngineOptions {
   int synthetic_layers = -1;
   uint64_t synthetic_seed = 1;
   std::string weights = "auto";  // auto | f32 | bf16 | int8 | q4
-  std::string matmul = "own";    // own | onednn
+  std::string matmul = "own";    // own | onednn | amx
   int threads = 0;               // 0 = all cores
   int kv_block = 16;
   std::string kv_dtype = "f32";  // f32 | bf16: how the KV cache stores keys and values

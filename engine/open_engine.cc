@@ -83,8 +83,12 @@ RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens) {
     }
     ro.weights.format = parse_weight_format(o.weights);
   }
-  if (o.matmul != "own" && o.matmul != "onednn") fail("--matmul must be own or onednn (got '{}')", o.matmul);
-  ro.weights.backend = o.matmul == "onednn" ? MatmulBackend::kOneDnn : MatmulBackend::kOwn;
+  if (o.matmul != "own" && o.matmul != "onednn" && o.matmul != "amx") {
+    fail("--matmul must be own, onednn or amx (got '{}')", o.matmul);
+  }
+  ro.weights.backend = o.matmul == "onednn" ? MatmulBackend::kOneDnn
+                       : o.matmul == "amx"  ? MatmulBackend::kAmx
+                                            : MatmulBackend::kOwn;
   return ro;
 }
 

@@ -7,6 +7,10 @@
 #include <cstdlib>
 #include <cstring>
 
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 namespace shardlm {
@@ -88,6 +92,25 @@ bool has_avx_vnni() {
     return __builtin_cpu_supports("avxvnni") != 0;
   }();
   return vnni;
+}
+
+bool has_amx_bf16() {
+  static const bool amx = [] {
+    __builtin_cpu_init();
+    if (detected_isa() != Isa::kAvx512 || !__builtin_cpu_supports("avx512bf16")) return false;
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+    constexpr unsigned kAmxBf16 = 1u << 22, kAmxTile = 1u << 24;
+    if ((edx & kAmxBf16) == 0 || (edx & kAmxTile) == 0) return false;
+    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & (1u << 27)) == 0) return false;  // OSXSAVE
+    unsigned xcr0_lo = 0, xcr0_hi = 0;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    constexpr unsigned kTileState = (1u << 17) | (1u << 18);  // XTILECFG, XTILEDATA
+    if ((xcr0_lo & kTileState) != kTileState) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
+  return amx;
 }
 
 void clear_isa_override() { override_slot().store(kNoOverride, std::memory_order_relaxed); }

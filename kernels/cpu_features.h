@@ -17,6 +17,11 @@ bool has_avx512_vnni();
 // AVX-VNNI (VEX vpdpbusd on ymm), used by the quantised kernels at the AVX2 level.
 bool has_avx_vnni();
 
+// AMX with bf16 tiles (Intel Xeon from Sapphire Rapids on): the CPU reports AMX-TILE and AMX-BF16
+// (and AVX512-BF16, which the kernel converts activations with; every such CPU has it), the OS saves the tile state (XCR0 bits 17-18) and lets this process use it (arch_prctl
+// ARCH_REQ_XCOMP_PERM for XTILEDATA, requested on the first call). The kAmx matmul backend.
+bool has_amx_bf16();
+
 // How the AVX-512 GEMV tiles prefetch their weight stream, tuned per CPU family (the kernels say
 // what was measured): kZen on AMD (and any CPU that is not Intel), kIntel on Intel. Results never
 // depend on it; set_prefetch_tuning() lets tests run both on one machine.

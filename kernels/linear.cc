@@ -1,10 +1,11 @@
 // Linear: owns the packed weights of one layer and forwards to the own kernel (gemm_own.h) at the
-// active ISA, or to oneDNN (linear_onednn.h).
+// active ISA, to the AMX tiles (gemm_amx.h) or to oneDNN (linear_onednn.h).
 #include "kernels/linear.h"
 
 #include "common/error.h"
 #include "common/half.h"
 #include "kernels/cpu_features.h"
+#include "kernels/gemm_amx.h"
 #include "kernels/gemm_own.h"
 #include "kernels/linear_onednn.h"
 #include "kernels/qgemm.h"
@@ -19,6 +20,8 @@ struct Linear::Impl {
   gemm::PackedWeights own;              // kOwn f32/bf16 (and degenerate shapes of kOneDnn)
   qgemm::PackedWeights quant;           // int8 / q4 (either backend)
   std::unique_ptr<OneDnnMatmul> onednn;  // kOneDnn
+  amx::PackedWeights amx;               // kAmx bf16
+  bool on_amx = false;
 };
 
 Linear::Linear() = default;
@@ -31,6 +34,17 @@ namespace {
 void check_args(const void* w, int64_t n, int64_t k) {
   if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
   if (w == nullptr && n > 0 && k > 0) fail("linear weight [{}, {}] has no data", n, k);
+}
+
+// kAmx takes bf16 weights (f32 ones run on the own kernel); refused without AMX.
+bool use_amx(WeightFormat format, MatmulBackend backend, int64_t n, int64_t k) {
+  if (backend != MatmulBackend::kAmx || format != WeightFormat::kBF16) return false;
+  if (!has_amx_bf16()) {
+    fail("linear [{}, {}]: the AMX matmul backend needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on) "
+         "that the OS lets this process use; this CPU has none: use --matmul own (the default)",
+         n, k);
+  }
+  return true;
 }
 
 qgemm::Format quant_format(WeightFormat format) {
@@ -57,6 +71,8 @@ WeightFormat parse_weight_format(const std::string& name) {
   fail("weight format '{}' is not one of f32, bf16, int8, q4", name);
 }
 
+bool amx_supported() { return has_amx_bf16(); }
+
 bool is_quantized(WeightFormat format) { return format == WeightFormat::kInt8 || format == WeightFormat::kQ4; }
 
 Linear Linear::with_shape(int64_t n, int64_t k, WeightFormat format, MatmulBackend backend) {
@@ -76,6 +92,9 @@ Linear Linear::from_f32(const float* w, int64_t n, int64_t k, WeightFormat forma
   const bool bf16 = format == WeightFormat::kBF16;
   if (is_quantized(format)) {
     impl.quant = qgemm::pack_f32(w, n, k, quant_format(format));
+  } else if (use_amx(format, backend, n, k)) {
+    impl.amx = amx::pack_f32(w, n, k);
+    impl.on_amx = true;
   } else if (backend == MatmulBackend::kOneDnn && n > 0 && k > 0) {
     impl.onednn = std::make_unique<OneDnnMatmul>(w, nullptr, n, k, bf16);
   } else {
@@ -100,6 +119,9 @@ Linear Linear::from_bf16(const uint16_t* w, int64_t n, int64_t k, WeightFormat f
   const bool bf16 = format == WeightFormat::kBF16;
   if (is_quantized(format)) {
     impl.quant = qgemm::pack_bf16(w, n, k, quant_format(format));
+  } else if (use_amx(format, backend, n, k)) {
+    impl.amx = amx::pack_bf16(w, n, k);
+    impl.on_amx = true;
   } else if (backend == MatmulBackend::kOneDnn && n > 0 && k > 0) {
     impl.onednn = std::make_unique<OneDnnMatmul>(nullptr, w, n, k, bf16);
   } else {
@@ -114,6 +136,8 @@ void Linear::forward(const float* x, int64_t m, float* y, bool accumulate) const
   if (m == 0) return;
   if (is_quantized(impl_->format)) {
     qgemm::gemm(impl_->quant, x, m, y, accumulate, active_isa());
+  } else if (impl_->on_amx) {
+    amx::gemm(impl_->amx, x, m, y, accumulate);
   } else if (impl_->onednn) {
     impl_->onednn->forward(x, m, y, accumulate);
   } else {
@@ -124,12 +148,15 @@ void Linear::forward(const float* x, int64_t m, float* y, bool accumulate) const
 void Linear::forward_group(const std::vector<Product>& products) {
   std::vector<qgemm::GemmTask> quantised;
   std::vector<gemm::GemmTask> own;
+  std::vector<amx::GemmTask> tiles;
   for (const Product& p : products) {
     if (p.linear == nullptr || !p.linear->impl_) fail("Linear::forward_group: a product has no weights");
     if (p.m < 0) fail("Linear::forward_group: negative batch size {}", p.m);
     const Impl& impl = *p.linear->impl_;
     if (is_quantized(impl.format)) {
       quantised.push_back(qgemm::GemmTask{&impl.quant, p.x, p.m, p.y});
+    } else if (impl.on_amx) {
+      tiles.push_back(amx::GemmTask{&impl.amx, p.x, p.m, p.y});
     } else if (impl.onednn) {
       p.linear->forward(p.x, p.m, p.y);
     } else {
@@ -138,6 +165,7 @@ void Linear::forward_group(const std::vector<Product>& products) {
   }
   if (!quantised.empty()) qgemm::gemm_group(quantised.data(), quantised.size(), active_isa());
   if (!own.empty()) gemm::gemm_group(own.data(), own.size(), active_isa());
+  if (!tiles.empty()) amx::gemm_group(tiles.data(), tiles.size());
 }
 
 void Linear::read_row(int64_t r, float* out) const {
@@ -148,6 +176,10 @@ void Linear::read_row(int64_t r, float* out) const {
     return;
   }
   if (impl_->onednn) fail("Linear::read_row: the oneDNN backend keeps its weights in its own layout");
+  if (impl_->on_amx) {
+    for (int64_t kk = 0; kk < impl_->k; ++kk) out[kk] = bf16_to_f32(impl_->amx.at(r, kk));
+    return;
+  }
   const gemm::PackedWeights& w = impl_->own;
   const size_t base = static_cast<size_t>((r / gemm::kPanel) * w.panel_stride() + r % gemm::kPanel);
   gemm::for_each_k_row(w.k, [&](int64_t kk, int64_t row) {
@@ -163,6 +195,7 @@ MatmulBackend Linear::backend() const { return impl_ ? impl_->backend : MatmulBa
 size_t Linear::weight_bytes() const {
   if (!impl_) return 0;
   if (is_quantized(impl_->format)) return impl_->quant.bytes();
+  if (impl_->on_amx) return impl_->amx.bytes();
   return impl_->onednn ? impl_->onednn->weight_bytes() : impl_->own.bytes();
 }
 bool Linear::empty() const { return !impl_; }

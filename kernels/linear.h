@@ -1,9 +1,12 @@
 // A linear layer's weight matrix W [n, k] (out, in; Hugging Face layout), packed once at load, and
-// y[m, n] = x[m, k] · Wᵀ for f32 activations. Two backends:
+// y[m, n] = x[m, k] · Wᵀ for f32 activations. Three backends:
 //  - kOwn: the project's SIMD kernel; each output element is reduced in the same order whatever m
 //    is (batch-invariant), weights streamed once per call; used for decode and, by default, prefill.
 //  - kOneDnn: oneDNN matmul (weights reordered once with format_tag::any, primitive cached per m)
 //    for large prefill chunks where batch invariance is not required.
+//  - kAmx: bf16 weights on Intel AMX tiles (gemm_amx.h; activations rounded to bf16), for every
+//    batch size: batch-invariant, but not bit-equal to kOwn. Refused where the CPU has no AMX-BF16;
+//    f32 weights on kAmx run on the own kernel.
 // Weight formats: f32, bf16, and the quantised int8 (per-row scales) and q4 (blocks of 32 with an
 // f16 scale), which always run on the own quantised kernel (qgemm.h; activations quantised to int8
 // per block of 32 on the fly) whatever the backend asked for.
@@ -23,7 +26,9 @@ const char* weight_format_name(WeightFormat format);  // f32 | bf16 | int8 | q4
 // Parses f32 | bf16 | int8 | q4 (throws Error naming the accepted values otherwise).
 WeightFormat parse_weight_format(const std::string& name);
 bool is_quantized(WeightFormat format);
-enum class MatmulBackend { kOwn, kOneDnn };
+enum class MatmulBackend { kOwn, kOneDnn, kAmx };
+// Whether the kAmx backend can run on this CPU (has_amx_bf16()).
+bool amx_supported();
 // Whether the kOneDnn backend can take bf16 weights on this CPU: oneDNN 2.6 has bf16 matmuls only
 // from AVX-512 on (a Linear of bf16 weights on kOneDnn is refused elsewhere, naming the CPU's ISA).
 bool onednn_supports_bf16();
@@ -63,7 +68,7 @@ class Linear {
   };
   static void forward_group(const std::vector<Product>& products);
 
-  // Row r of W (k values) as the kernel sees it (dequantised / widened); the own backend only.
+  // Row r of W (k values) as the kernel sees it (dequantised / widened); not on the oneDNN backend.
   void read_row(int64_t r, float* out) const;
 
   int64_t out_features() const;  // n
