@@ -181,7 +181,13 @@ SHARDLM_AMX void run_blocks(const PackedWeights& w, const uint16_t* a, int64_t m
       std::clamp<int64_t>(kRowsBlockBytes / (row_tiles * kTileElems * static_cast<int64_t>(sizeof(uint16_t))), 1, steps);
   const int64_t pstride = w.panel_stride();
   float* acc = thread_accumulators(static_cast<size_t>(row_tiles * 2 * kGroupBlocks * kAccElems));
-  const TileConfig config;  // tiles 0-3 accumulate (row tile r, panel j at 2r + j), 4-5 rows, 6-7 panels
+  TileConfig config;  // tiles 0-3 accumulate (row tile r, panel j at 2r + j), 4-5 rows, 6-7 panels
+  if (row_tiles == 1) {
+    // A decode: the rows' operand and the accumulators m rows tall, so that a step loads m x 64
+    // bytes of activations instead of 1 KiB and multiplies only the rows there are (each row is
+    // computed alone, so the results are the same).
+    for (const int t : {0, 1, 4}) config.rows[t] = static_cast<uint8_t>(m);
+  }
   _tile_loadconfig(&config);
   for (int64_t g0 = u0; g0 < u1; g0 += kGroupBlocks) {
     const int64_t g1 = std::min(g0 + kGroupBlocks, u1);
