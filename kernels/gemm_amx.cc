@@ -263,7 +263,11 @@ void gemm_group(const GemmTask* tasks, size_t count) {
       std::fill_n(t.y, t.m * t.w->n, 0.0f);
       continue;
     }
-    a[i] = activation_tiles(*t.w, t.x, t.m, i);
+    // Products that read the same input (a layer's q, k and v projections) share its tiles.
+    for (size_t j = 0; j < i && a[i] == nullptr; ++j) {
+      if (a[j] != nullptr && tasks[j].x == t.x && tasks[j].m == t.m && tasks[j].w->k == t.w->k) a[i] = a[j];
+    }
+    if (a[i] == nullptr) a[i] = activation_tiles(*t.w, t.x, t.m, i);
   }
   for_each_task_share(tasks, count, static_cast<int>(kPanel), 1, [&](size_t i, int64_t u0, int64_t u1) {
     if (a[i] != nullptr) run_blocks(*tasks[i].w, a[i], tasks[i].m, tasks[i].y, false, u0, u1);
