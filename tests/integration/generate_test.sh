@@ -1,6 +1,7 @@
 #!/bin/sh
 # `shardlm generate` on generated tiny models of every kind: greedy output is deterministic, stops at
-# --max-tokens, sampling is deterministic for a seed, and bad options are refused.
+# --max-tokens, sampling is deterministic for a seed, bad options are refused, and --matmul amx runs
+# where the CPU has AMX and is refused clearly where it has not.
 set -eu
 shardlm=$1
 work=$2
@@ -26,4 +27,22 @@ if "$shardlm" generate --model "$work/missing" --prompt x 2>"$work/f.err"; then
   echo "missing model was accepted"; exit 1
 fi
 cat "$work/f.err"
+# --matmul amx: bf16 weights on the AMX tiles where the CPU has them (deterministic like the own
+# kernel), refused with a reason naming AMX-BF16 elsewhere.
+amx_run() {
+  "$shardlm" generate --model "$work/tiny-moe" --weights bf16 --matmul amx --prompt "Hello there" --max-tokens 12 --temperature 0 "$@"
+}
+if grep -q amx_bf16 /proc/cpuinfo && grep -q amx_tile /proc/cpuinfo; then
+  amx_run >"$work/g.txt" 2>"$work/g.err" || { cat "$work/g.err"; exit 1; }
+  amx_run >"$work/h.txt" 2>/dev/null
+  cmp "$work/g.txt" "$work/h.txt"
+  grep -q "amx matmul" "$work/g.err" && grep -q "12 generated\|finish: stop" "$work/g.err" || { cat "$work/g.err"; exit 1; }
+  echo "amx: $(head -c 80 "$work/g.txt" | tr '\n' ' ')"
+else
+  if amx_run >/dev/null 2>"$work/g.err"; then
+    echo "--matmul amx was accepted on a CPU without AMX"; exit 1
+  fi
+  grep -q "AMX-BF16" "$work/g.err" || { cat "$work/g.err"; exit 1; }
+  echo "amx: refused on this CPU as expected"
+fi
 echo "generate: ok"
