@@ -4,7 +4,8 @@
 // caches) is measured right before and right after each ~0.1 s slice of a GEMV's timed loop, and
 // every GEMV reports its weight-stream rate in GB/s, the median slice's read bandwidth
 // ("read_GB/s") and the median of the slices' ratios ("of_read_bw"); prefill GEMMs report GFLOP/s.
-// Each case cycles through enough copies of the matrix (>= 256 MB) that nothing stays in cache.
+// Each case cycles through enough copies of the matrix (bench::stream_bytes(), >= 256 MB and four
+// times the L3 up to 1 GiB) that the caches hold no useful part of them.
 // Also: the 26B-A4B experts 8 at a time as one group, as a MoE layer runs a token's routed experts
 // ("gemv8/..."), and packing (quantising) a bf16 matrix at load, in weights per second ("pack/...").
 // Prefill GEMMs are also printed as a ratio to the machine's bf16 peak ("of_bf16_peak"), measured at
@@ -36,8 +37,6 @@
 namespace {
 
 using namespace shardlm;
-
-constexpr size_t kMinStreamBytes = size_t{256} << 20;
 
 double g_read_bw[3] = {0, 0, 0};  // by thread count
 double g_bf16_peak = 0;            // FLOP/s of bf16 arithmetic on every thread (vdpbf16ps, else f32 FMA)
@@ -172,7 +171,7 @@ Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
   for (auto& v : w) v = f32_to_bf16(dist(rng));
   m.copies.push_back(Linear::from_bf16(w.data(), s.n, s.k, format, backend));
   const size_t bytes = m.copies.front().weight_bytes();
-  const size_t count = std::max<size_t>(1, (kMinStreamBytes + bytes - 1) / bytes);
+  const size_t count = std::max<size_t>(1, (bench::stream_bytes() + bytes - 1) / bytes);
   while (m.copies.size() < count) m.copies.push_back(Linear::from_bf16(w.data(), s.n, s.k, format, backend));
   m.shape = shape;
   m.format = format;
@@ -186,7 +185,7 @@ Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
 // timed time; they leave `threads` OpenMP threads set), and the case reports the median of the
 // slices' ratios — one slice that straddles a change of regime does not decide the result.
 double read_bandwidth_now(int threads) {
-  static const AlignedBuffer<float> buffer = bench::read_buffer(size_t{256} << 20);
+  static const AlignedBuffer<float> buffer = bench::read_buffer(bench::stream_bytes());
   return bench::read_bandwidth(buffer, threads, 0.05);
 }
 
@@ -338,7 +337,7 @@ void pack_case(benchmark::State& state, int shape, WeightFormat format, int thre
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  for (int threads : {1, 2}) g_read_bw[threads] = bench::read_bandwidth(size_t{512} << 20, threads, 1.0);
+  for (int threads : {1, 2}) g_read_bw[threads] = bench::read_bandwidth(bench::stream_bytes(), threads, 1.0);
   __builtin_cpu_init();
   const char* peak_how = "none";
   double vector_bf16_peak = 0;

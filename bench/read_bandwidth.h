@@ -4,11 +4,13 @@
 // thread reads its slice as 1, 2, 3, 4, 6 and 8 streams side by side (the parts of the slice read
 // 128 bytes of each in turn); the baseline is the fastest. How many streams a core reads fastest
 // differs between CPUs: on Zen 5 one; on Zen 3 three (one thread: 1 stream ~22.5 GB/s, 2 ~24.5,
-// 3 ~32, 4 ~27, 8 ~27). The buffer is an AlignedBuffer, in huge pages as the weights are.
+// 3 ~32, 4 ~27, 8 ~27). The buffer is an AlignedBuffer, in huge pages as the weights are, of
+// stream_bytes(): larger than the last-level cache can hold a useful part of.
 #pragma once
 
 #include <immintrin.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -20,35 +22,66 @@
 
 namespace shardlm::bench {
 
-__attribute__((target("avx2"))) inline float read_stream(const float* p, int64_t n, int streams = 1) {
+// One thread's slice [b, e) as kStreams parts read side by side, 128 bytes of each in turn (1:
+// sequential). The stream count is a template argument: with a run-time count the inner loop cost
+// a Xeon ~9% of its read rate (one thread, 1 GiB: 17.7 against 19.3 GB/s).
+template <int kStreams>
+__attribute__((target("avx2"))) inline float read_slice(const float* p, int64_t b, int64_t e) {
+  const int64_t part = (e - b) / kStreams / 32 * 32;
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  for (int64_t i = 0; i < part; i += 32) {
+#pragma GCC unroll 8
+    for (int s = 0; s < kStreams; ++s) {
+      const float* q = p + b + s * part + i;
+      a0 = _mm256_add_ps(a0, _mm256_loadu_ps(q));
+      a1 = _mm256_add_ps(a1, _mm256_loadu_ps(q + 8));
+      a2 = _mm256_add_ps(a2, _mm256_loadu_ps(q + 16));
+      a3 = _mm256_add_ps(a3, _mm256_loadu_ps(q + 24));
+    }
+  }
+  for (int64_t i = b + kStreams * part; i < e; i += 32) {  // what the parts left over
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
+  }
+  float tmp[8];
+  _mm256_storeu_ps(tmp, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  float total = 0.0f;
+  for (float v : tmp) total += v;
+  return total;
+}
+
+// Reads p[0, n) with the OpenMP threads over contiguous slices, each as `streams` (1, 2, 3, 4, 6
+// or 8) parts side by side.
+inline float read_stream(const float* p, int64_t n, int streams = 1) {
   float total = 0.0f;
 #pragma omp parallel reduction(+ : total)
   {
     const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
     const int64_t b = n * t / nt / 32 * 32, e = n * (t + 1) / nt / 32 * 32;
-    // The slice as `streams` parts read side by side, 128 bytes of each in turn (1: sequential).
-    const int64_t part = (e - b) / streams / 32 * 32;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t i = 0; i < part; i += 32) {
-      for (int s = 0; s < streams; ++s) {
-        const float* q = p + b + s * part + i;
-        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(q));
-        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(q + 8));
-        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(q + 16));
-        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(q + 24));
-      }
+    switch (streams) {
+      case 2: total += read_slice<2>(p, b, e); break;
+      case 3: total += read_slice<3>(p, b, e); break;
+      case 4: total += read_slice<4>(p, b, e); break;
+      case 6: total += read_slice<6>(p, b, e); break;
+      case 8: total += read_slice<8>(p, b, e); break;
+      default: total += read_slice<1>(p, b, e); break;
     }
-    for (int64_t i = b + streams * part; i < e; i += 32) {  // what the parts left over
-      a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
-      a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
-      a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16));
-      a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
-    }
-    float tmp[8];
-    _mm256_storeu_ps(tmp, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (float v : tmp) total += v;
   }
   return total;
+}
+
+// Bytes a streaming measurement covers (the baseline's buffer, the weights a GEMV case cycles
+// through) so that the last-level cache holds no useful part of it: four times the L3, at least 256
+// MiB and at most 1 GiB. On a Xeon with a 480 MiB L3 (of which one VM gets an unknown share) one
+// thread read 16-64 MiB at 29.6-31.4 GB/s, 256 MiB at 19.9 (two threads 40.8), 1 and 4 GiB at
+// 19.2-19.4 (36.9-37.6): 256 MiB, enough on CPUs with 32 MiB L3s, was partly served by the cache
+// there.
+inline size_t stream_bytes() {
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  const size_t four = l3 > 0 ? 4 * static_cast<size_t>(l3) : 0;
+  return std::clamp(four, size_t{256} << 20, size_t{1} << 30);
 }
 
 // A buffer of `bytes` of ones to read.

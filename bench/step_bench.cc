@@ -55,7 +55,7 @@ int main(int argc, char** argv) {
     // bandwidth drifts from minute to minute, so each slice is compared with the bandwidth measured
     // right before and right after it.
     const int baseline_threads = bandwidth_threads > 0 ? bandwidth_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const AlignedBuffer<float> baseline_buffer = bench::read_buffer(size_t{256} << 20);
+    const AlignedBuffer<float> baseline_buffer = bench::read_buffer(bench::stream_bytes());
     const int compute_threads = omp_get_max_threads();
     auto read_bandwidth_now = [&] {
       const double bw = bench::read_bandwidth(baseline_buffer, baseline_threads, 0.25);
