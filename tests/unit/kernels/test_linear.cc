@@ -15,12 +15,17 @@
 #include "common/error.h"
 #include "common/half.h"
 #include "kernels/gemm_own.h"
+#include "tests/unit/kernels/linear_reference.h"
 #include "tests/unit/kernels/test_util.h"
 
 namespace shardlm {
 namespace {
 
+using testing::bit_equal;
+using testing::close_to_reference;
 using testing::random_vector;
+using testing::reference;
+using testing::round_to_bf16;
 using testing::runnable_isas;
 using testing::ScopedIsa;
 using testing::ScopedPrefetchTuning;
@@ -28,46 +33,6 @@ using testing::ScopedThreads;
 
 const std::vector<int64_t> kSizes = {1, 3, 15, 16, 17, 31, 33, 64, 100, 257, 1000};
 const std::vector<int64_t> kBatches = {1, 2, 3, 5, 8, 17};
-
-std::vector<float> round_to_bf16(const std::vector<float>& v) {
-  std::vector<float> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i) r[i] = bf16_to_f32(f32_to_bf16(v[i]));
-  return r;
-}
-
-// y = x · Wᵀ in double, plus Σ|x·w| per element (the scale of the rounding error).
-void reference(const std::vector<float>& x, const std::vector<float>& w, int64_t m, int64_t n, int64_t k,
-               std::vector<double>& y, std::vector<double>& magnitude) {
-  y.assign(static_cast<size_t>(m * n), 0.0);
-  magnitude.assign(static_cast<size_t>(m * n), 0.0);
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < n; ++j) {
-      double s = 0.0, a = 0.0;
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const double p = static_cast<double>(x[i * k + kk]) * w[j * k + kk];
-        s += p;
-        a += std::fabs(p);
-      }
-      y[i * n + j] = s;
-      magnitude[i * n + j] = a;
-    }
-  }
-}
-
-// |y - ref| <= rel * Σ|x·w| (+ a tiny absolute floor for all-zero rows).
-::testing::AssertionResult close_to_reference(const std::vector<float>& y, const std::vector<double>& ref,
-                                              const std::vector<double>& magnitude, double rel) {
-  for (size_t i = 0; i < y.size(); ++i) {
-    const double err = std::fabs(static_cast<double>(y[i]) - ref[i]);
-    if (!(err <= rel * magnitude[i] + 1e-30)) {
-      return ::testing::AssertionFailure() << "element " << i << ": got " << y[i] << ", reference " << ref[i]
-                                           << ", |err| " << err << " > " << rel << " * " << magnitude[i];
-    }
-  }
-  return ::testing::AssertionSuccess();
-}
-
-bool bit_equal(const float* a, const float* b, size_t n) { return n == 0 || std::memcmp(a, b, n * sizeof(float)) == 0; }
 
 // Every (n, k) pair of kSizes, each batch size, f32 and bf16 storage, on every ISA path: against
 // the double reference, and bit-identical across paths.

@@ -4,29 +4,24 @@
 // forward_group, read_row, and f32 weights falling back to the own kernel.
 #include <gtest/gtest.h>
 
-#include <cmath>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
 #include "common/half.h"
 #include "kernels/linear.h"
+#include "tests/unit/kernels/linear_reference.h"
 #include "tests/unit/kernels/test_util.h"
 
 namespace shardlm {
 namespace {
 
+using testing::bit_equal;
+using testing::close_to_reference;
 using testing::random_vector;
+using testing::reference;
+using testing::round_to_bf16;
 using testing::ScopedThreads;
-
-std::vector<float> rounded(const std::vector<float>& v) {
-  std::vector<float> r(v.size());
-  for (size_t i = 0; i < v.size(); ++i) r[i] = bf16_to_f32(f32_to_bf16(v[i]));
-  return r;
-}
-
-bool bit_equal(const float* a, const float* b, size_t n) { return n == 0 || std::memcmp(a, b, n * sizeof(float)) == 0; }
 
 Linear amx_linear(const std::vector<float>& w, int64_t n, int64_t k) {
   return Linear::from_f32(w.data(), n, k, WeightFormat::kBF16, MatmulBackend::kAmx);
@@ -69,29 +64,18 @@ TEST(LinearAmx, MatchesBf16ReferenceAndIsBatchAndThreadInvariant) {
       const Linear lin = amx_linear(w, n, k);
       ASSERT_EQ(lin.backend(), MatmulBackend::kAmx);
       ASSERT_GE(lin.weight_bytes(), static_cast<size_t>(n * k) * 2);
-      const auto wr = rounded(w);
+      const auto wr = round_to_bf16(w);
       for (const int64_t m : {int64_t{1}, int64_t{5}, int64_t{16}, int64_t{17}, int64_t{40}, int64_t{70}}) {
         const auto x = random_vector(static_cast<size_t>(m * k), static_cast<uint32_t>(m * 1000 + k + n));
-        const auto xr = rounded(x);
         // One row at a time on one thread: the baseline every batch must reproduce bit for bit.
         std::vector<float> alone(static_cast<size_t>(m * n));
         {
           const ScopedThreads one(1);
           for (int64_t i = 0; i < m; ++i) lin.forward(x.data() + i * k, 1, alone.data() + i * n);
         }
-        for (int64_t i = 0; i < m; ++i) {
-          for (int64_t j = 0; j < n; ++j) {
-            double s = 0.0, mag = 0.0;
-            for (int64_t kk = 0; kk < k; ++kk) {
-              const double p = static_cast<double>(xr[i * k + kk]) * wr[j * k + kk];
-              s += p;
-              mag += std::fabs(p);
-            }
-            const double got = alone[i * n + j];
-            ASSERT_LE(std::fabs(got - s), 1e-5 * mag + 1e-30)
-                << "n " << n << " k " << k << " m " << m << " row " << i << " col " << j << ": " << got << " vs " << s;
-          }
-        }
+        std::vector<double> ref, mag;
+        reference(round_to_bf16(x), wr, m, n, k, ref, mag);
+        ASSERT_TRUE(close_to_reference(alone, ref, mag, 1e-5)) << "n " << n << " k " << k << " m " << m;
         for (const int threads : {1, 2}) {
           const ScopedThreads scoped(threads);
           std::vector<float> y(static_cast<size_t>(m * n), 7.0f);
