@@ -27,11 +27,18 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
 
 // The GEMV tile's software prefetch on Intel server cores (a Xeon with 2 vCPUs; one thread, 31B MLP
 // up / 26B-A4B expert down, ratio to the read bandwidth): int8 (Zen 5 needs none) none 0.70 / 0.70,
-// 4 KiB ahead into L2 (T1) 0.87 / 0.86, into L1 1-8 KiB 0.80-0.86; q4 the Zen 5 distance (24 blocks,
-// 6.75 KiB, into L1) 0.64 / 0.53, none 0.78 / 0.78, 2 KiB into L1 0.82 / 0.80, 4-8 KiB 0.76-0.80,
-// into L2 0.67-0.79. By address from the block being read: a GEMV thread's panels are consecutive,
-// so past the panel's end this reaches into the next one (prefetches never fault).
-inline constexpr int64_t kIntelInt8AheadBytes = 4096;
+// the block's 8 lines at once 4 KiB ahead into L2 (T1) 0.82 / 0.83, into L1 1-8 KiB 0.80-0.86; one
+// line before each of the block's 8 loads, with the block's dot products in two chains (even and odd
+// groups; integer sums, the same result), alternated in the same runs: 2 KiB ahead into L1 0.89-0.90
+// / 0.88-0.89 (two threads 0.89-0.91 / 0.82-0.84, against 0.82-0.83 / 0.77-0.79), 1 KiB 0.89 / 0.88,
+// 3 KiB 0.87 / 0.80, into L2 at 4 / 8 KiB 0.82 / 0.84, two chains alone 0.81-0.82, with two paced
+// loads per prefetch as the bf16 tile has 0.77 / 0.81. q4 the Zen 5 distance (24 blocks, 6.75 KiB,
+// into L1) 0.64 / 0.53, none 0.78 / 0.78, the block's 5 lines at once 2 KiB ahead into L1 0.82-0.88 /
+// 0.80-0.86, 4-8 KiB 0.76-0.80, into L2 0.67-0.79; one line before each load instead 0.87 / 0.86
+// (paced 0.88 / 0.85; into L2 4 KiB ahead 0.78 / 0.77): no better. By address from the block being
+// read: a GEMV thread's panels are consecutive, so past the panel's end this reaches into the next
+// one (prefetches never fault).
+inline constexpr int64_t kIntelInt8AheadBytes = 2048;
 inline constexpr int64_t kIntelQ4AheadBytes = 2048;
 
 template <int MR, int NR, Format kFormat, PrefetchTuning kTuning>
@@ -60,9 +67,11 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
       }
       if constexpr (kInt8) {
         const uint8_t* wb = a.w + int8_block_offset(b);
-        if constexpr (kIntelGemv) prefetch_lines<8, _MM_HINT_T1>(wb + kIntelInt8AheadBytes);
+        // The Intel GEMV tile: one prefetch before each load and the odd groups in a second chain.
+        [[maybe_unused]] __m512i s_odd = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
+          if constexpr (kIntelGemv) _mm_prefetch(reinterpret_cast<const char*>(wb + kIntelInt8AheadBytes + g * 64), _MM_HINT_T0);
           __m512i wv[NR];
 #pragma GCC unroll 8
           for (int j = 0; j < NR; ++j) wv[j] = _mm512_load_si512(wb + j * a.panel_stride + g * 64);
@@ -70,9 +79,16 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
           for (int r = 0; r < MR; ++r) {
             const __m512i xb = broadcast4(a.xq + r * a.kp + b * kBlock + g * 4);
 #pragma GCC unroll 8
-            for (int j = 0; j < NR; ++j) s[r][j] = _mm512_dpbusd_epi32(s[r][j], wv[j], xb);
+            for (int j = 0; j < NR; ++j) {
+              if (kIntelGemv && g % 2 == 1) {
+                s_odd = _mm512_dpbusd_epi32(s_odd, wv[j], xb);
+              } else {
+                s[r][j] = _mm512_dpbusd_epi32(s[r][j], wv[j], xb);
+              }
+            }
           }
         }
+        if constexpr (kIntelGemv) s[0][0] = _mm512_add_epi32(s[0][0], s_odd);
       } else {
         const uint8_t* wb = a.w + q4_data_offset(b);
         if constexpr (kIntelGemv) {
