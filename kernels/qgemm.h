@@ -183,9 +183,9 @@ struct MicroKernelSet {
   int q4_gemv_nr = 0;
   int int8_gemv_nr = 0;
   // Sequential streams a GEMV (m = 1) of either format reads side by side, for cores that read
-  // several streams faster than one (Zen 3): S > 1 schedules it in units of S panels a fraction of
-  // the matrix apart (schedule_units in gemm_task.h), each the tile [1][S] with their distance as
-  // panel stride.
+  // several streams faster than one (Zen 3; Intel server cores at the AVX-512 level): S > 1
+  // schedules it in units of S panels a fraction of the matrix apart (schedule_units in
+  // gemm_task.h), each the tile [1][S] with their distance as panel stride.
   int gemv_streams = 1;
   MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
   MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};

@@ -25,8 +25,15 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// The GEMV tile's software prefetch on Intel server cores (a Xeon with 2 vCPUs; one thread, 31B MLP
-// up / 26B-A4B expert down, ratio to the read bandwidth): int8 (Zen 5 needs none) none 0.70 / 0.70,
+// On Intel server cores a GEMV reads two streams per thread (gemv_streams, units of two panels half
+// the matrix apart): each stream prefetched as below, alternated with one stream in the same runs (a
+// Xeon with 2 vCPUs; 31B MLP up / 26B-A4B expert down, one thread / two, ratio to the read
+// bandwidth): q4 0.86 / 0.84 -> 0.96-0.97 / 1.01 (two threads 0.86-0.91 / 0.70-0.72 -> 0.96-0.97 /
+// 0.86; three streams 0.89-0.90 / 1.00); int8 with each stream prefetched one line 1 KiB ahead
+// before each load 0.88 / 0.87-0.88 -> 0.90-0.91 / 0.91 (two threads 0.88 / 0.81 -> 0.90 / 0.85;
+// 512 B or 1.5 KiB ahead the same; 2 KiB ahead 0.71 / 0.83, no prefetch 0.83, the block's 8 lines at
+// once 2 KiB ahead into L1 0.88 / 0.89, 4 KiB into L2 0.88 / 0.88). Measured before with one
+// stream per thread (one thread, same shapes): int8 (Zen 5 needs none) none 0.70 / 0.70,
 // the block's 8 lines at once 4 KiB ahead into L2 (T1) 0.82 / 0.83, into L1 1-8 KiB 0.80-0.86; one
 // line before each of the block's 8 loads, with the block's dot products in two chains (even and odd
 // groups; integer sums, the same result), alternated in the same runs: 2 KiB ahead into L1 0.89-0.90
@@ -35,16 +42,19 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
 // loads per prefetch as the bf16 tile has 0.77 / 0.81. q4 the Zen 5 distance (24 blocks, 6.75 KiB,
 // into L1) 0.64 / 0.53, none 0.78 / 0.78, the block's 5 lines at once 2 KiB ahead into L1 0.82-0.88 /
 // 0.80-0.86, 4-8 KiB 0.76-0.80, into L2 0.67-0.79; one line before each load instead 0.87 / 0.86
-// (paced 0.88 / 0.85; into L2 4 KiB ahead 0.78 / 0.77): no better. By address from the block being
-// read: a GEMV thread's panels are consecutive, so past the panel's end this reaches into the next
-// one (prefetches never fault).
-inline constexpr int64_t kIntelInt8AheadBytes = 2048;
+// (paced 0.88 / 0.85; into L2 4 KiB ahead 0.78 / 0.77): no better; q4 with four shifts fewer per
+// block (the high nibbles masked in place, their sum shifted once) or addresses without divisions:
+// the same. By address from the block being read: a stream's panels are consecutive, so
+// past the panel's end this reaches into the next one (prefetches never fault).
+inline constexpr int kIntelGemvStreams = 2;
+inline constexpr int64_t kIntelInt8AheadBytes = 1024;
 inline constexpr int64_t kIntelQ4AheadBytes = 2048;
 
 template <int MR, int NR, Format kFormat, PrefetchTuning kTuning>
 SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
   constexpr bool kInt8 = kFormat == Format::kInt8;
-  constexpr bool kIntelGemv = kTuning == PrefetchTuning::kIntel && MR * NR == 1;
+  // The Intel GEMV tile: one row, one panel per stream.
+  constexpr bool kIntelGemv = kTuning == PrefetchTuning::kIntel && MR == 1 && NR <= kIntelGemvStreams;
   const __mmask16 last_mask = static_cast<__mmask16>((1u << a.valid_last) - 1u);
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   const int64_t nb = a.nb;
@@ -68,10 +78,17 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
       if constexpr (kInt8) {
         const uint8_t* wb = a.w + int8_block_offset(b);
         // The Intel GEMV tile: one prefetch before each load and the odd groups in a second chain.
-        [[maybe_unused]] __m512i s_odd = _mm512_setzero_si512();
+        [[maybe_unused]] __m512i s_odd[NR];
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) s_odd[j] = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
-          if constexpr (kIntelGemv) _mm_prefetch(reinterpret_cast<const char*>(wb + kIntelInt8AheadBytes + g * 64), _MM_HINT_T0);
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; ++j) {
+            if constexpr (kIntelGemv) {
+              _mm_prefetch(reinterpret_cast<const char*>(wb + j * a.panel_stride + kIntelInt8AheadBytes + g * 64), _MM_HINT_T0);
+            }
+          }
           __m512i wv[NR];
 #pragma GCC unroll 8
           for (int j = 0; j < NR; ++j) wv[j] = _mm512_load_si512(wb + j * a.panel_stride + g * 64);
@@ -81,27 +98,33 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
 #pragma GCC unroll 8
             for (int j = 0; j < NR; ++j) {
               if (kIntelGemv && g % 2 == 1) {
-                s_odd = _mm512_dpbusd_epi32(s_odd, wv[j], xb);
+                s_odd[j] = _mm512_dpbusd_epi32(s_odd[j], wv[j], xb);
               } else {
                 s[r][j] = _mm512_dpbusd_epi32(s[r][j], wv[j], xb);
               }
             }
           }
         }
-        if constexpr (kIntelGemv) s[0][0] = _mm512_add_epi32(s[0][0], s_odd);
+        if constexpr (kIntelGemv) {
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; ++j) s[0][j] = _mm512_add_epi32(s[0][j], s_odd[j]);
+        }
       } else {
         const uint8_t* wb = a.w + q4_data_offset(b);
         if constexpr (kIntelGemv) {
-          prefetch_lines<5, _MM_HINT_T0>(wb + kIntelQ4AheadBytes);
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; ++j) prefetch_lines<5, _MM_HINT_T0>(wb + j * a.panel_stride + kIntelQ4AheadBytes);
         } else {
           prefetch_q4_ahead<NR>(a, b);
         }
         // Per panel: unpack the two nibbles and use them at once, so that only the accumulators stay
         // in registers (unpacking all panels first would spill with 8 panels). A GEMV tile sums the
-        // high nibbles in a second chain (integer sums: the same result), halving the chain of
-        // dependent dot products per block.
-        constexpr bool kTwoChains = MR * NR == 1;
-        [[maybe_unused]] __m512i s_hi = _mm512_setzero_si512();
+        // high nibbles in a second chain per panel (integer sums: the same result), halving the chain
+        // of dependent dot products per block.
+        constexpr bool kTwoChains = MR * NR == 1 || kIntelGemv;
+        [[maybe_unused]] __m512i s_hi[NR];
+#pragma GCC unroll 8
+        for (int j = 0; j < NR; ++j) s_hi[j] = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int h = 0; h < 4; ++h) {
 #pragma GCC unroll 8
@@ -114,14 +137,17 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
               const int8_t* xr = a.xq + r * a.kp + b * kBlock + h * 8;
               s[r][j] = _mm512_dpbusd_epi32(s[r][j], lo, broadcast4(xr));
               if constexpr (kTwoChains) {
-                s_hi = _mm512_dpbusd_epi32(s_hi, hi, broadcast4(xr + 4));
+                s_hi[j] = _mm512_dpbusd_epi32(s_hi[j], hi, broadcast4(xr + 4));
               } else {
                 s[r][j] = _mm512_dpbusd_epi32(s[r][j], hi, broadcast4(xr + 4));
               }
             }
           }
         }
-        if constexpr (kTwoChains) s[0][0] = _mm512_add_epi32(s[0][0], s_hi);
+        if constexpr (kTwoChains) {
+#pragma GCC unroll 8
+          for (int j = 0; j < NR; ++j) s[0][j] = _mm512_add_epi32(s[0][j], s_hi[j]);
+        }
       }
       __m512 d[NR];
       if constexpr (!kInt8) {
@@ -185,9 +211,11 @@ MicroKernelSet make_set() {
   // A GEMV tile is one panel, so that each thread reads one sequential stream: measured on Zen 5
   // against tiles of 4 (q4) / 8 (int8) panels, in the same runs, one thread: q4 0.76 -> 0.90 of the
   // read bandwidth on the 26B-A4B expert down matrix, 0.88 -> 0.92 on the 31B MLP; int8 0.82 ->
-  // 0.94 and 0.86 -> 0.99 (int8 needs no software prefetch then).
+  // 0.94 and 0.86 -> 0.99 (int8 needs no software prefetch then). On Intel a thread reads two such
+  // streams (above).
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
+  if constexpr (kTuning == PrefetchTuning::kIntel) set.gemv_streams = kIntelGemvStreams;
   fill<kTuning>(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }
