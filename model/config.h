@@ -33,7 +33,7 @@ struct LayerGeometry {
   int kv_source_layer = -1;   // this layer's own index, or the donor layer's index when KV is shared
   bool shares_kv() const { return kv_source_layer >= 0 && kv_source_layer != index; }
   int index = 0;
-  RopeParams rope;
+  RopeParams rope{};
   int rotary_pairs() const;   // number of (j, j + head_dim/2) pairs that rotate
   friend bool operator==(const LayerGeometry&, const LayerGeometry&) = default;
 };

@@ -65,8 +65,8 @@ struct ServerContext {
   std::chrono::steady_clock::time_point started;
   std::function<void(const std::shared_ptr<Connection>&)> on_closed;  // removes it from the server
   std::atomic<bool> ready{true};  // false: new generate requests are refused (shutting down)
-  std::shared_ptr<JobHandler> jobs;                           // null: batch jobs are off
-  std::function<void(std::function<void()>)> run_job;         // runs work on the job thread
+  std::shared_ptr<JobHandler> jobs{};                         // null: batch jobs are off
+  std::function<void(std::function<void()>)> run_job{};       // runs work on the job thread
   ApiKeySet keys{};                                           // options.api_keys, as digests
   ConnectionLimit connection_limit{};                         // options.max_connections
 };

@@ -90,7 +90,9 @@ TEST(Sampler, CandidatesAreExactForEveryMode) {
     }
     EXPECT_EQ(fetched, parts.full_row_fetches());
     // Greedy, top-k and min-p with a high floor never need the whole row.
-    if (p.temperature == 0.0f || p.top_k > 0 || p.min_p >= 0.3f) EXPECT_EQ(fetched, 0);
+    if (p.temperature == 0.0f || p.top_k > 0 || p.min_p >= 0.3f) {
+      EXPECT_EQ(fetched, 0);
+    }
   }
 }
 

@@ -239,7 +239,9 @@ TEST(Elementwise, ExpSumsMatchDoubleSums) {
         exp_sums(x.data(), n, m, inv_t, &sum, &sum_t);
         EXPECT_NEAR(sum, expect, 2e-6 * expect) << isa_name(isa) << " n " << n << " inv_t " << inv_t;
         EXPECT_NEAR(sum_t, expect_t, 2e-6 * expect_t) << isa_name(isa) << " n " << n << " inv_t " << inv_t;
-        if (inv_t == 1.0f) EXPECT_EQ(sum, sum_t);
+        if (inv_t == 1.0f) {
+          EXPECT_EQ(sum, sum_t);
+        }
         exp_sums_ref(x.data(), n, m, inv_t, &sum, &sum_t);
         EXPECT_NEAR(sum, expect, 2e-6 * expect);
         EXPECT_NEAR(sum_t, expect_t, 2e-6 * expect_t);

@@ -69,7 +69,12 @@ TEST(KvCache, FullPoolGrowsAndFrees) {
   kv.release_sequence(b);
   EXPECT_EQ(kv.full_blocks_free(), 2);
   kv.prepare(a, 6, 9);
-  EXPECT_THROW(kv.allocate_sequence() + kv.allocate_sequence(), Error);  // 2 slots only
+  EXPECT_THROW(
+      {
+        kv.allocate_sequence();
+        kv.allocate_sequence();
+      },
+      Error);  // 2 slots only
 }
 
 TEST(KvCache, SlidingRingKeepsTheWindow) {

@@ -44,7 +44,9 @@ TEST_P(TensorParallel, MatchesSingleProcess) {
     ModelRunner runner(config, ckpt, shard, golden::small_runner_options(ids.size()), &coll);
     const std::vector<float> local = golden::run_chunked(runner, ids, 7);
     // One global KV head: the full-attention layers' positions are split over all the workers.
-    if (config.num_global_kv_heads == 1) EXPECT_EQ(runner.kv_cache().seq_count(), workers);
+    if (config.num_global_kv_heads == 1) {
+      EXPECT_EQ(runner.kv_cache().seq_count(), workers);
+    }
     const int64_t n = shard.vocab_rows.size();
     std::lock_guard<std::mutex> lock(mu);
     for (size_t t = 0; t < ids.size(); ++t) {

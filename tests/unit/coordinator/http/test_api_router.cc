@@ -10,7 +10,7 @@ using nlohmann::json;
 using testing::ScriptedBackend;
 
 HttpRequestView req(std::string method, std::string target, std::string body = "", std::string auth = "") {
-  return {std::move(method), std::move(target), std::move(auth), std::move(body)};
+  return {std::move(method), std::move(target), std::move(auth), std::move(body), {}};
 }
 
 const std::string kChat = R"({"model":"tiny","messages":[{"role":"user","content":"Hi"}]})";
