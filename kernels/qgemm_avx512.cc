@@ -83,9 +83,9 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         for (int j = 0; j < NR; ++j) s_odd[j] = _mm512_setzero_si512();
 #pragma GCC unroll 8
         for (int g = 0; g < 8; ++g) {
+          if constexpr (kIntelGemv) {
 #pragma GCC unroll 8
-          for (int j = 0; j < NR; ++j) {
-            if constexpr (kIntelGemv) {
+            for (int j = 0; j < NR; ++j) {
               _mm_prefetch(reinterpret_cast<const char*>(wb + j * a.panel_stride + kIntelInt8AheadBytes + g * 64), _MM_HINT_T0);
             }
           }
