@@ -29,6 +29,70 @@ constexpr int64_t kRowsBlockBytes = 256 * 1024;
 constexpr int64_t kStreamAheadBytes = 2048;
 // Column blocks (of 32 columns) whose accumulators a thread keeps between k blocks.
 constexpr int64_t kGroupBlocks = 8;
+constexpr int64_t kTileLines = kTileElems * static_cast<int64_t>(sizeof(uint16_t)) / 64;  // cache lines of a tile
+
+// A prefill reads each k block's weight panels from memory once, while its first row tiles multiply
+// them: a panel's part of a k block is contiguous for only 8-16 KiB, too short for the hardware
+// prefetchers, so that pass ran at a third of the others' speed. Where a k block's panels are at most
+// kPrefetchMaxSteps steps long, the weights of the next k block (or of the next group's first) are
+// prefetched into L2 while the current one is multiplied: each tile block takes an even share, a part
+// before each of its steps. Measured on a Xeon with AMX, the 31B MLP shapes at two threads: 512 rows
+// (8 steps) 50-53 -> 44-47 ms a call, 256 rows (16 steps) 31-32 -> 29 ms; with 128 or 64 rows (32,
+// 64 steps: longer contiguous runs, twice the L2 footprint) it was slower (19 -> 21 ms, 13 -> 17 ms),
+// so those are left to the hardware.
+constexpr int64_t kPrefetchMaxSteps = 16;
+class NextPanels {
+ public:
+  NextPanels(const PackedWeights& w, int64_t g0, int64_t g1, int64_t s0, int64_t steps, int64_t block_steps,
+             int64_t u1, int64_t blocks)
+      : pstride_bytes_(w.panel_stride() * static_cast<int64_t>(sizeof(uint16_t))), blocks_(blocks) {
+    int64_t next_s0 = s0 + block_steps, next_g0 = g0, next_g1 = g1;
+    if (next_s0 >= steps) {
+      next_s0 = 0;
+      next_g0 = g1;
+      next_g1 = std::min(g1 + kGroupBlocks, u1);
+    }
+    lines_per_panel_ = std::min(block_steps, steps - next_s0) * kTileLines;
+    lines_ = next_g1 > next_g0 ? 2 * (next_g1 - next_g0) * lines_per_panel_ : 0;
+    first_ = reinterpret_cast<const char*>(w.b16.data() + 2 * next_g0 * w.panel_stride() + next_s0 * kTileElems);
+  }
+  // Tile block `block` (0-based) of this k block begins: its share is the lines up to (block + 1) / blocks.
+  void begin(int64_t block) {
+    from_ = done_;
+    to_ = lines_ * (block + 1) / blocks_;
+  }
+  // Its step s of `steps`: the part of the share up to (s + 1) / steps.
+  void step(int64_t s, int64_t steps) {
+    const int64_t upto = from_ + (to_ - from_) * (s + 1) / steps;
+    for (; done_ < upto; ++done_) {
+      _mm_prefetch(first_ + (done_ / lines_per_panel_) * pstride_bytes_ + (done_ % lines_per_panel_) * 64, _MM_HINT_T1);
+    }
+  }
+
+ private:
+  int64_t pstride_bytes_;
+  int64_t blocks_;
+  int64_t lines_per_panel_ = 0;
+  int64_t lines_ = 0;
+  int64_t done_ = 0;
+  int64_t from_ = 0;
+  int64_t to_ = 0;
+  const char* first_ = nullptr;
+};
+
+// Always zero: read by pace().
+inline volatile int g_pace = 0;
+// Three reads of g_pace and a branch on the last before each operand tile load of a prefill tile
+// block (loads from L1 that change nothing). Measured on a Xeon with AMX, 31B MLP up, 512 rows, one
+// thread, alternated in the same runs (with the prefetch above): 48-50 -> 42-43 ms a call; one read
+// and a branch 44-45, a branch on a register instead of a load 45-48, the reads without the branch
+// 46-49, 6-12 reads 42-45, 20 reads 54-57; four nops no change. As with the own bf16 GEMV's paced
+// prefetch (gemm_own_avx512.cc), why a slower issue of the loads helps on this core is not known.
+[[gnu::always_inline]] inline void pace() {
+  (void)g_pace;
+  (void)g_pace;
+  if (g_pace != 0) __builtin_trap();
+}
 
 void check_shape(int64_t n, int64_t k) {
   if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
@@ -96,10 +160,11 @@ SHARDLM_AMX void pack_rows(const float* x, int64_t m, int64_t k, int64_t kp, uin
 // decode, whose panels come from memory once): each step prefetches the panels kStreamAheadBytes
 // ahead into L2 — the tile loads alone streamed at 0.73-0.77 of the read bandwidth on a Xeon with
 // AMX (one thread, 31B MLP up and 26B-A4B expert down), 2 KiB ahead 0.81-0.89 (into L1: 0.81-0.88,
-// 4-8 KiB: 0.77-0.85).
+// 4-8 KiB: 0.77-0.85). Otherwise (a prefill) each step prefetches its part of `next`'s share (when
+// not null) and each operand tile load is paced.
 template <int kRows, bool kStream>
 SHARDLM_AMX inline void tile_block(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1,
-                                   int64_t steps, bool first, float* const* c) {
+                                   int64_t steps, bool first, float* const* c, NextPanels* next) {
   constexpr int kStride = 64;
   if (first) {
     _tile_zero(0);
@@ -126,13 +191,20 @@ SHARDLM_AMX inline void tile_block(const uint16_t* a0, const uint16_t* a1, const
         _mm_prefetch(p0 + 64 * line, _MM_HINT_T1);
         _mm_prefetch(p1 + 64 * line, _MM_HINT_T1);
       }
+    } else if (next != nullptr) {
+      next->step(s, steps);
     }
+    constexpr bool kPaced = !kStream;
+    if constexpr (kPaced) pace();
     _tile_loadd(4, a0 + at, kStride);
+    if constexpr (kPaced) pace();
     _tile_loadd(6, b0 + at, kStride);
     _tile_dpbf16ps(0, 4, 6);
+    if constexpr (kPaced) pace();
     _tile_loadd(7, b1 + at, kStride);
     _tile_dpbf16ps(1, 4, 7);
     if constexpr (kRows == 2) {
+      if constexpr (kPaced) pace();
       _tile_loadd(5, a1 + at, kStride);
       _tile_dpbf16ps(2, 5, 6);
       _tile_dpbf16ps(3, 5, 7);
@@ -193,20 +265,24 @@ SHARDLM_AMX void run_blocks(const PackedWeights& w, const uint16_t* a, int64_t m
     const int64_t g1 = std::min(g0 + kGroupBlocks, u1);
     for (int64_t s0 = 0; s0 < steps; s0 += block_steps) {
       const int64_t count = std::min(block_steps, steps - s0);
+      const bool prefetch = row_tiles > 1 && block_steps <= kPrefetchMaxSteps;
+      NextPanels next(w, g0, g1, s0, steps, block_steps, u1, (row_tiles + 1) / 2 * (g1 - g0));
       for (int64_t r = 0; r < row_tiles; r += 2) {
         const uint16_t* a0 = a + (r * steps + s0) * kTileElems;
         const uint16_t* a1 = a0 + steps * kTileElems;
         for (int64_t g = g0; g < g1; ++g) {
+          if (prefetch) next.begin(r / 2 * (g1 - g0) + (g - g0));
+          NextPanels* const next_panels = prefetch ? &next : nullptr;
           const uint16_t* b0 = w.b16.data() + 2 * g * pstride + s0 * kTileElems;
           float* tile0 = acc + (r * 2 * kGroupBlocks + 2 * (g - g0)) * kAccElems;
           float* tile1 = tile0 + 2 * kGroupBlocks * kAccElems;
           float* const c[4] = {tile0, tile0 + kAccElems, tile1, tile1 + kAccElems};
           if (r + 1 < row_tiles) {
-            tile_block<2, false>(a0, a1, b0, b0 + pstride, count, s0 == 0, c);
+            tile_block<2, false>(a0, a1, b0, b0 + pstride, count, s0 == 0, c, next_panels);
           } else if (row_tiles == 1) {
-            tile_block<1, true>(a0, a1, b0, b0 + pstride, count, s0 == 0, c);
+            tile_block<1, true>(a0, a1, b0, b0 + pstride, count, s0 == 0, c, nullptr);
           } else {
-            tile_block<1, false>(a0, a1, b0, b0 + pstride, count, s0 == 0, c);
+            tile_block<1, false>(a0, a1, b0, b0 + pstride, count, s0 == 0, c, next_panels);
           }
         }
       }
