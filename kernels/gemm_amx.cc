@@ -324,7 +324,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   }
   const uint16_t* a = activation_tiles(w, x, m, 0);
   const bool decode = m <= kPanel;
-  for_each_panel_range(m, w.n, w.k, w.panels(), 1, w.bytes(), decode, 1,
+  for_each_panel_range(m, w.n, w.k, w.panels(), 1, 0, w.bytes(), decode, 1,
                        [&](int64_t u0, int64_t u1) { run_blocks(w, a, m, y, accumulate, u0, u1); });
 }
 
@@ -345,7 +345,7 @@ void gemm_group(const GemmTask* tasks, size_t count) {
     }
     if (a[i] == nullptr) a[i] = activation_tiles(*t.w, t.x, t.m, i);
   }
-  for_each_task_share(tasks, count, static_cast<int>(kPanel), 1, [&](size_t i, int64_t u0, int64_t u1) {
+  for_each_task_share(tasks, count, static_cast<int>(kPanel), 1, nullptr, [&](size_t i, int64_t u0, int64_t u1) {
     if (a[i] != nullptr) run_blocks(*tasks[i].w, a[i], tasks[i].m, tasks[i].y, false, u0, u1);
   });
 }

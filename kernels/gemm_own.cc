@@ -228,7 +228,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   if (m <= 0 || w.n == 0) return;
   const MicroKernelSet& ks = kernels_at(isa);
   const bool decode = m <= ks.mr_max;
-  for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams, w.bytes(), decode,
+  for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams, 0, w.bytes(), decode,
                        decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, x, m, y, accumulate, p0, p1); });
 }
@@ -236,7 +236,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(isa);
   for_each_task_share(
-      tasks, count, ks.mr_max, ks.gemv_streams,
+      tasks, count, ks.mr_max, ks.gemv_streams, nullptr,
       [&](size_t i, int64_t p0, int64_t p1) { run_panels(ks, *tasks[i].w, tasks[i].x, tasks[i].m, tasks[i].y, false, p0, p1); });
 }
 

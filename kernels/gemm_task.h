@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/share_scheduler.h"
@@ -29,28 +30,53 @@ inline int decode_tile_width(int64_t m, int gemv_streams, int gemv_nr, int wides
 // The most streams a GEMV tile reads side by side (MicroKernelSet::gemv_streams).
 inline constexpr int kMaxGemvStreams = 4;
 
+// The distance d in panels between the streams of a GEMV read as S streams: n_panels / S, or where
+// the kernel set places its streams (panel_bytes > 0: the panels' byte stride) and there are more
+// than 2 kStreamPlacementPanels panels per stream, the distance at most kStreamPlacementPanels below
+// that whose byte distance lies closest to the middle of a 4 KiB page (2 KiB past a multiple of 4
+// KiB). Measured on a Xeon with AMX (int8/q4, two streams per thread, alternated in the same runs):
+// streams a multiple of 4 KiB apart read slower — q4 31B q (full) 0.91 / 0.89 (one / two threads)
+// of the read bandwidth, q (sliding) 0.89-0.91 / 0.89-0.92 — than placed half a page apart, 0.95-0.96
+// / 0.93-0.96 and 0.94-0.96 / 0.93-0.94.
+inline constexpr int64_t kStreamPlacementPanels = 8;
+inline int64_t gemv_stream_distance(int64_t n_panels, int streams, int64_t panel_bytes) {
+  const int64_t even = n_panels / streams;
+  if (panel_bytes <= 0 || even <= 2 * kStreamPlacementPanels) return even;
+  constexpr int64_t kPage = 4096;
+  int64_t best = even, best_miss = kPage;
+  for (int64_t d = even; d >= even - kStreamPlacementPanels; --d) {
+    const int64_t off = d * panel_bytes % kPage, miss = off > kPage / 2 ? off - kPage / 2 : kPage / 2 - off;
+    if (miss < best_miss) {
+      best = d;
+      best_miss = miss;
+    }
+  }
+  return best;
+}
+
 // The units in which a product's panels are handed to threads: panels, or for a GEMV read as S > 1
-// streams (m = 1 at a level whose gemv_streams is S) groups of S panels a distance d = n_panels / S
-// apart — unit u < d is the panels u, u + d, .., u + (S - 1) d — and the n_panels - S d panels left
-// at the end a unit each. A thread's consecutive units are then S sequential streams a fraction of
-// the matrix apart, however its share is cut into chunks (panels close together read slower).
-inline int64_t schedule_units(int64_t m, int gemv_streams, int64_t n_panels) {
+// streams (m = 1 at a level whose gemv_streams is S) groups of S panels a distance d apart
+// (gemv_stream_distance; panel_bytes as there) — unit u < d is the panels u, u + d, .., u + (S - 1) d
+// — and the n_panels - S d panels left at the end a unit each. A thread's consecutive units are then
+// S sequential streams a fraction of the matrix apart, however its share is cut into chunks (panels
+// close together read slower).
+inline int64_t schedule_units(int64_t m, int gemv_streams, int64_t n_panels, int64_t panel_bytes = 0) {
   if (m != 1 || gemv_streams < 2) return n_panels;
-  const int64_t distance = n_panels / gemv_streams;
+  const int64_t distance = gemv_stream_distance(n_panels, gemv_streams, panel_bytes);
   return n_panels - (gemv_streams - 1) * distance;
 }
 
 // A GEMV (one row of output y, 16 columns per panel) read as `streams` (2..kMaxGemvStreams) streams,
-// over the units [u0, u1) of schedule_units: group(g, distance, ys, valid, next) computes the tile of
+// over the units [u0, u1) of schedule_units (with the same panel_bytes): group(g, distance, ys, valid, next) computes the tile of
 // the panels g, g + distance, .. into ys, a copy of their outputs (16 per panel; zeros unless
 // accumulate) that is written back after (valid: the columns of the last panel; next: the next
 // unit's first panel, or -1, a hint for prefetching); single(g) takes one of the panels left at the
 // end, adding its outputs to y (zeroed first unless accumulate).
 template <class Group, class Single>
 void gemv_streams(int streams, int64_t u0, int64_t u1, int64_t n_panels, int last_valid, float* y, bool accumulate,
-                  Group group, Single single) {
+                  Group group, Single single, int64_t panel_bytes = 0) {
   constexpr int64_t kPanelCols = 16;
-  const int64_t distance = n_panels / streams;
+  const int64_t distance = gemv_stream_distance(n_panels, streams, panel_bytes);
   auto columns = [&](int64_t g) { return g + 1 == n_panels ? last_valid : static_cast<int>(kPanelCols); };
   alignas(32) float ys[kMaxGemvStreams * kPanelCols];
   for (int64_t u = u0; u < u1; ++u) {
@@ -85,7 +111,7 @@ inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
 
 // Calls run(first unit, end unit) over the units of one product y[m, n] = x[m, k] · Wᵀ (n_panels
 // panels, `bytes` of packed weights; the units are panels, or groups of panels for a GEMV read as
-// gemv_streams streams, see schedule_units). Small work runs on the calling thread. A decode
+// gemv_streams streams placed by stream_panel_bytes, see schedule_units). Small work runs on the calling thread. A decode
 // (decode = true) hands each thread chunks of its share (multiples of `granule` units, the decode
 // tile's width) and lets a thread that is done take chunks from the back of another's
 // (ShareScheduler), so that a core that gets less of the memory bandwidth for a while does less of
@@ -93,9 +119,9 @@ inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
 // output column is computed the same way whichever thread takes it, so the thread count never
 // changes a result.
 template <class Run>
-void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, int gemv_streams, size_t bytes, bool decode,
-                          int64_t granule, Run run) {
-  const int64_t n_units = schedule_units(m, gemv_streams, n_panels);
+void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, int gemv_streams, int64_t stream_panel_bytes,
+                          size_t bytes, bool decode, int64_t granule, Run run) {
+  const int64_t n_units = schedule_units(m, gemv_streams, n_panels, stream_panel_bytes);
   const double work = static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(std::max<int64_t>(k, 1));
   int threads = work < kMinParallelWork ? 1 : omp_get_max_threads();
   threads = static_cast<int>(std::min<int64_t>(threads, n_units));
@@ -131,13 +157,18 @@ struct GemmTaskOf {
 };
 
 // Calls run(task index, first unit, end unit) over the units of every non-empty task (its panels,
-// or for a GEMV read as gemv_streams streams groups of panels, see schedule_units), in one
+// or for a GEMV read as gemv_streams streams groups of panels, placed by stream_panel_bytes(weights)
+// where that is not null, see schedule_units), in one
 // parallel region (no barrier between tasks); one thread for small work. A decode (no task has more
 // than mr_max rows, the kernels' tallest tile) schedules the tasks' units, one after the other, as
 // for_each_panel_range does one product's; otherwise every thread takes its even share of each task.
 template <class Weights, class Run>
-void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, int gemv_streams, Run run) {
-  const auto units_of = [&](size_t i) { return schedule_units(tasks[i].m, gemv_streams, tasks[i].w->panels()); };
+void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, int gemv_streams,
+                         std::type_identity_t<int64_t (*)(const Weights&)> stream_panel_bytes, Run run) {
+  const auto units_of = [&](size_t i) {
+    return schedule_units(tasks[i].m, gemv_streams, tasks[i].w->panels(),
+                          stream_panel_bytes != nullptr ? stream_panel_bytes(*tasks[i].w) : 0);
+  };
   double work = 0.0, bytes = 0.0;
   bool decode = true;
   for (size_t i = 0; i < count; ++i) {

@@ -227,6 +227,11 @@ int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t
   return decode_tile_width(m, ks.gemv_streams, gemv_nr, ks.nr_max[m]);
 }
 
+// The byte stride by which a GEMV's streams over w are placed (schedule_units), 0 for the even distance.
+int64_t stream_panel_bytes(const MicroKernelSet& ks, const PackedWeights& w) {
+  return ks.place_gemv_streams ? w.panel_stride() : 0;
+}
+
 // Units [p0, p1) of all m rows (panels, or a GEMV's groups of panels: schedule_units): this thread's
 // share of the output.
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const QuantizedRows& x, float* y, bool accumulate,
@@ -277,7 +282,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
           a.valid_last = valid;
           (int8 ? ks.int8[1][s] : ks.q4[1][s])(a);
         },
-        [&](int64_t g) { tile(0, 1, g, 1, 0, nb, g + 1 < n_panels ? g + 1 : -1); });
+        [&](int64_t g) { tile(0, 1, g, 1, 0, nb, g + 1 < n_panels ? g + 1 : -1); }, stream_panel_bytes(ks, w));
     return;
   }
   // Panels [p0, p1).
@@ -441,7 +446,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const QuantizedRows& shared = rows;
   const bool decode = m <= ks.mr_max;
-  for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams, w.bytes(), decode,
+  for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams, stream_panel_bytes(ks, w), w.bytes(), decode,
                        decode ? decode_tile_panels(ks, w, m) : 1,
                        [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
 }
@@ -469,8 +474,9 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const std::vector<QuantizedRows>& shared = rows;
   const std::vector<size_t>& from = source;
+  const auto panel_bytes = +[](const PackedWeights& w) { return w.panel_stride(); };
   for_each_task_share(
-      tasks, count, ks.mr_max, ks.gemv_streams,
+      tasks, count, ks.mr_max, ks.gemv_streams, ks.place_gemv_streams ? panel_bytes : nullptr,
       [&](size_t i, int64_t p0, int64_t p1) { run_panels(ks, *tasks[i].w, shared[from[i]], tasks[i].y, false, p0, p1); });
 }
 

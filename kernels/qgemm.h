@@ -187,6 +187,9 @@ struct MicroKernelSet {
   // schedules it in units of S panels a fraction of the matrix apart (schedule_units in
   // gemm_task.h), each the tile [1][S] with their distance as panel stride.
   int gemv_streams = 1;
+  // Whether those streams are placed half a 4 KiB page apart rather than exactly a fraction of the
+  // matrix (gemv_stream_distance in gemm_task.h; Intel server cores).
+  bool place_gemv_streams = false;
   MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
   MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};
 };

@@ -25,8 +25,8 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// On Intel server cores a GEMV reads two streams per thread (gemv_streams, units of two panels half
-// the matrix apart): each stream prefetched as below, alternated with one stream in the same runs (a
+// On Intel server cores a GEMV reads two streams per thread (gemv_streams, units of two panels about
+// half the matrix apart, placed half a 4 KiB page off each other: place_gemv_streams): each stream prefetched as below, alternated with one stream in the same runs (a
 // Xeon with 2 vCPUs; 31B MLP up / 26B-A4B expert down, one thread / two, ratio to the read
 // bandwidth): q4 0.86 / 0.84 -> 0.96-0.97 / 1.01 (two threads 0.86-0.91 / 0.70-0.72 -> 0.96-0.97 /
 // 0.86; three streams 0.89-0.90 / 1.00); int8 with each stream prefetched one line 1 KiB ahead
@@ -215,7 +215,10 @@ MicroKernelSet make_set() {
   // streams (above).
   set.q4_gemv_nr = 1;
   set.int8_gemv_nr = 1;
-  if constexpr (kTuning == PrefetchTuning::kIntel) set.gemv_streams = kIntelGemvStreams;
+  if constexpr (kTuning == PrefetchTuning::kIntel) {
+    set.gemv_streams = kIntelGemvStreams;
+    set.place_gemv_streams = true;
+  }
   fill<kTuning>(set, std::make_integer_sequence<int, kMrMax>{});
   return set;
 }

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace shardlm {
@@ -15,21 +17,33 @@ constexpr int64_t kCols = 16;
 // A panel's "product": column c of panel g gets 1000 g + c + 1.
 float product(int64_t g, int c) { return static_cast<float>(1000 * g + c + 1); }
 
+// Panel counts around the placement threshold (more than 2 kStreamPlacementPanels per stream) and
+// byte strides of int8 / q4 panels (k = 5376, 704) besides none.
+const std::vector<int64_t> kPanelCounts = [] {
+  std::vector<int64_t> counts;
+  for (int64_t n = 1; n <= 23; ++n) counts.push_back(n);
+  for (const int64_t n : {33, 34, 40, 51, 64, 100, 173}) counts.push_back(n);
+  return counts;
+}();
+constexpr int64_t kPanelBytes[] = {0, 86144, 48448, 6400, 4096};
+
 TEST(GemvStreams, EveryPanelOnceInGroupsOfPanelsOneDistanceApart) {
   for (int streams = 2; streams <= kMaxGemvStreams; ++streams) {
-    for (int64_t n_panels = 1; n_panels <= 23; ++n_panels) {
+    for (const int64_t n_panels : kPanelCounts) {
+      for (const int64_t panel_bytes : kPanelBytes) {
       for (const int last_valid : {16, 5}) {
         for (const bool accumulate : {false, true}) {
           for (const int64_t chunk : {1, 2, 3, 100}) {
             const int64_t n = (n_panels - 1) * kCols + last_valid;
             std::vector<float> y(static_cast<size_t>(n + 8), 7.0f);  // 8 guard values past the end
             std::vector<int> calls(static_cast<size_t>(n_panels), 0);
-            const int64_t distance = n_panels / streams;
-            const int64_t units = schedule_units(1, streams, n_panels);
+            const int64_t distance = gemv_stream_distance(n_panels, streams, panel_bytes);
+            const int64_t units = schedule_units(1, streams, n_panels, panel_bytes);
             ASSERT_EQ(units, n_panels - (streams - 1) * distance);
-            EXPECT_EQ(schedule_units(2, streams, n_panels), n_panels);  // batches: panels
-            EXPECT_EQ(schedule_units(1, 1, n_panels), n_panels);        // one stream: panels
+            EXPECT_EQ(schedule_units(2, streams, n_panels, panel_bytes), n_panels);  // batches: panels
+            EXPECT_EQ(schedule_units(1, 1, n_panels, panel_bytes), n_panels);        // one stream: panels
             const std::string what = "streams=" + std::to_string(streams) + " n_panels=" + std::to_string(n_panels) +
+                                     " panel_bytes=" + std::to_string(panel_bytes) +
                                      " valid=" + std::to_string(last_valid) + " accumulate=" + std::to_string(accumulate) +
                                      " chunk=" + std::to_string(chunk);
             auto group = [&](int64_t g, int64_t d, float* ys, int valid, int64_t next) {
@@ -52,7 +66,7 @@ TEST(GemvStreams, EveryPanelOnceInGroupsOfPanelsOneDistanceApart) {
             };
             for (int64_t u0 = 0; u0 < units; u0 += chunk) {
               gemv_streams(streams, u0, std::min(u0 + chunk, units), n_panels, last_valid, y.data(), accumulate, group,
-                           single);
+                           single, panel_bytes);
             }
             for (int64_t g = 0; g < n_panels; ++g) ASSERT_EQ(calls[static_cast<size_t>(g)], 1) << what << " panel " << g;
             for (int64_t i = 0; i < n; ++i) {
@@ -63,8 +77,37 @@ TEST(GemvStreams, EveryPanelOnceInGroupsOfPanelsOneDistanceApart) {
           }
         }
       }
+      }
     }
   }
+}
+
+TEST(GemvStreams, PlacedStreamsLieClosestToHalfAPageApart) {
+  for (int streams = 2; streams <= kMaxGemvStreams; ++streams) {
+    for (const int64_t n_panels : kPanelCounts) {
+      for (const int64_t panel_bytes : kPanelBytes) {
+        const std::string what = "streams=" + std::to_string(streams) + " n_panels=" + std::to_string(n_panels) +
+                                 " panel_bytes=" + std::to_string(panel_bytes);
+        const int64_t even = n_panels / streams, d = gemv_stream_distance(n_panels, streams, panel_bytes);
+        if (panel_bytes == 0 || even <= 2 * kStreamPlacementPanels) {
+          EXPECT_EQ(d, even) << what;
+          continue;
+        }
+        ASSERT_LE(d, even) << what;
+        ASSERT_GE(d, even - kStreamPlacementPanels) << what;
+        const auto miss = [&](int64_t dist) { return std::abs(dist * panel_bytes % 4096 - 2048); };
+        for (int64_t other = even - kStreamPlacementPanels; other <= even; ++other) {
+          EXPECT_LE(miss(d), miss(other)) << what << " other " << other;
+        }
+      }
+    }
+  }
+  // The measured case: q4 panels of the 31B q projection (k = 5376, 512 panels) were an exact
+  // multiple of 4 KiB apart (256 x 48448 bytes); placed, 2 KiB and one cache line off one.
+  const int64_t q4_stride = 48448;
+  EXPECT_EQ(256 * q4_stride % 4096, 0);
+  EXPECT_EQ(gemv_stream_distance(512, 2, q4_stride), 253);
+  EXPECT_EQ(253 * q4_stride % 4096, 2048 + 64);
 }
 
 TEST(GemvStreams, DecodeTileWidthIsOnePanelWhenReadAsStreams) {
