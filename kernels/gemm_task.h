@@ -67,11 +67,11 @@ inline int64_t schedule_units(int64_t m, int gemv_streams, int64_t n_panels, int
 }
 
 // A GEMV (one row of output y, 16 columns per panel) read as `streams` (2..kMaxGemvStreams) streams,
-// over the units [u0, u1) of schedule_units (with the same panel_bytes): group(g, distance, ys, valid, next) computes the tile of
-// the panels g, g + distance, .. into ys, a copy of their outputs (16 per panel; zeros unless
-// accumulate) that is written back after (valid: the columns of the last panel; next: the next
-// unit's first panel, or -1, a hint for prefetching); single(g) takes one of the panels left at the
-// end, adding its outputs to y (zeroed first unless accumulate).
+// over the units [u0, u1) of schedule_units (with the same panel_bytes): group(g, distance, ys,
+// valid, next) computes the tile of the panels g, g + distance, .. into ys, a copy of their outputs
+// (16 per panel; zeros unless accumulate) that is written back after (valid: the columns of the last
+// panel; next: the next unit's first panel, or -1, a hint for prefetching); single(g) takes one of
+// the panels left at the end, adding its outputs to y (zeroed first unless accumulate).
 template <class Group, class Single>
 void gemv_streams(int streams, int64_t u0, int64_t u1, int64_t n_panels, int last_valid, float* y, bool accumulate,
                   Group group, Single single, int64_t panel_bytes = 0) {
@@ -111,13 +111,13 @@ inline int64_t decode_chunk_units(double bytes, int64_t n_units) {
 
 // Calls run(first unit, end unit) over the units of one product y[m, n] = x[m, k] · Wᵀ (n_panels
 // panels, `bytes` of packed weights; the units are panels, or groups of panels for a GEMV read as
-// gemv_streams streams placed by stream_panel_bytes, see schedule_units). Small work runs on the calling thread. A decode
-// (decode = true) hands each thread chunks of its share (multiples of `granule` units, the decode
-// tile's width) and lets a thread that is done take chunks from the back of another's
-// (ShareScheduler), so that a core that gets less of the memory bandwidth for a while does less of
-// the work instead of being waited for; otherwise each thread takes an even contiguous share. Each
-// output column is computed the same way whichever thread takes it, so the thread count never
-// changes a result.
+// gemv_streams streams placed by stream_panel_bytes, see schedule_units). Small work runs on the
+// calling thread. A decode (decode = true) hands each thread chunks of its share (multiples of
+// `granule` units, the decode tile's width) and lets a thread that is done take chunks from the back
+// of another's (ShareScheduler), so that a core that gets less of the memory bandwidth for a while
+// does less of the work instead of being waited for; otherwise each thread takes an even contiguous
+// share. Each output column is computed the same way whichever thread takes it, so the thread count
+// never changes a result.
 template <class Run>
 void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, int gemv_streams, int64_t stream_panel_bytes,
                           size_t bytes, bool decode, int64_t granule, Run run) {
@@ -158,10 +158,10 @@ struct GemmTaskOf {
 
 // Calls run(task index, first unit, end unit) over the units of every non-empty task (its panels,
 // or for a GEMV read as gemv_streams streams groups of panels, placed by stream_panel_bytes(weights)
-// where that is not null, see schedule_units), in one
-// parallel region (no barrier between tasks); one thread for small work. A decode (no task has more
-// than mr_max rows, the kernels' tallest tile) schedules the tasks' units, one after the other, as
-// for_each_panel_range does one product's; otherwise every thread takes its even share of each task.
+// where that is not null, see schedule_units), in one parallel region (no barrier between tasks);
+// one thread for small work. A decode (no task has more than mr_max rows, the kernels' tallest tile)
+// schedules the tasks' units, one after the other, as for_each_panel_range does one product's;
+// otherwise every thread takes its even share of each task.
 template <class Weights, class Run>
 void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, int gemv_streams,
                          std::type_identity_t<int64_t (*)(const Weights&)> stream_panel_bytes, Run run) {
