@@ -32,16 +32,19 @@ inline constexpr int kMaxGemvStreams = 4;
 
 // The distance d in panels between the streams of a GEMV read as S streams: n_panels / S, or where
 // the kernel set places its streams (panel_bytes > 0: the panels' byte stride) and there are more
-// than 2 kStreamPlacementPanels panels per stream, the distance at most kStreamPlacementPanels below
+// than kStreamPlacementMinPanels panels per stream, the distance at most kStreamPlacementPanels below
 // that whose byte distance lies closest to the middle of a 4 KiB page (2 KiB past a multiple of 4
 // KiB). Measured on a Xeon with AMX (int8/q4, two streams per thread, alternated in the same runs):
 // streams a multiple of 4 KiB apart read slower — q4 31B q (full) 0.91 / 0.89 (one / two threads)
 // of the read bandwidth, q (sliding) 0.89-0.91 / 0.89-0.92 — than placed half a page apart, 0.95-0.96
-// / 0.93-0.96 and 0.94-0.96 / 0.93-0.94.
+// / 0.93-0.96 and 0.94-0.96 / 0.93-0.94. The 26B-A4B expert matrices (44-88 panels per stream) read
+// no faster placed, and a MoE layer's eight per call were slower in one run, so they keep the even
+// distance.
 inline constexpr int64_t kStreamPlacementPanels = 8;
+inline constexpr int64_t kStreamPlacementMinPanels = 128;
 inline int64_t gemv_stream_distance(int64_t n_panels, int streams, int64_t panel_bytes) {
   const int64_t even = n_panels / streams;
-  if (panel_bytes <= 0 || even <= 2 * kStreamPlacementPanels) return even;
+  if (panel_bytes <= 0 || even <= kStreamPlacementMinPanels) return even;
   constexpr int64_t kPage = 4096;
   int64_t best = even, best_miss = kPage;
   for (int64_t d = even; d >= even - kStreamPlacementPanels; --d) {

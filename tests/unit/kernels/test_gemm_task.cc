@@ -17,12 +17,12 @@ constexpr int64_t kCols = 16;
 // A panel's "product": column c of panel g gets 1000 g + c + 1.
 float product(int64_t g, int c) { return static_cast<float>(1000 * g + c + 1); }
 
-// Panel counts around the placement threshold (more than 2 kStreamPlacementPanels per stream) and
+// Panel counts around the placement threshold (more than kStreamPlacementMinPanels per stream) and
 // byte strides of int8 / q4 panels (k = 5376, 704) besides none.
 const std::vector<int64_t> kPanelCounts = [] {
   std::vector<int64_t> counts;
   for (int64_t n = 1; n <= 23; ++n) counts.push_back(n);
-  for (const int64_t n : {33, 34, 40, 51, 64, 100, 173}) counts.push_back(n);
+  for (const int64_t n : {33, 64, 173, 256, 257, 258, 300, 387, 512, 515, 600}) counts.push_back(n);
   return counts;
 }();
 constexpr int64_t kPanelBytes[] = {0, 86144, 48448, 6400, 4096};
@@ -89,7 +89,7 @@ TEST(GemvStreams, PlacedStreamsLieClosestToHalfAPageApart) {
         const std::string what = "streams=" + std::to_string(streams) + " n_panels=" + std::to_string(n_panels) +
                                  " panel_bytes=" + std::to_string(panel_bytes);
         const int64_t even = n_panels / streams, d = gemv_stream_distance(n_panels, streams, panel_bytes);
-        if (panel_bytes == 0 || even <= 2 * kStreamPlacementPanels) {
+        if (panel_bytes == 0 || even <= kStreamPlacementMinPanels) {
           EXPECT_EQ(d, even) << what;
           continue;
         }
