@@ -187,7 +187,7 @@ SHARDLM_AMX inline void tile_block(const uint16_t* a0, const uint16_t* a1, const
     if constexpr (kStream) {
       const char* p0 = reinterpret_cast<const char*>(b0 + at) + kStreamAheadBytes;
       const char* p1 = reinterpret_cast<const char*>(b1 + at) + kStreamAheadBytes;
-      for (int line = 0; line < 16; ++line) {
+      for (int64_t line = 0; line < kTileLines; ++line) {
         _mm_prefetch(p0 + 64 * line, _MM_HINT_T1);
         _mm_prefetch(p1 + 64 * line, _MM_HINT_T1);
       }
@@ -267,12 +267,12 @@ SHARDLM_AMX void run_blocks(const PackedWeights& w, const uint16_t* a, int64_t m
       const int64_t count = std::min(block_steps, steps - s0);
       const bool prefetch = row_tiles > 1 && block_steps <= kPrefetchMaxSteps;
       NextPanels next(w, g0, g1, s0, steps, block_steps, u1, (row_tiles + 1) / 2 * (g1 - g0));
+      NextPanels* const next_panels = prefetch ? &next : nullptr;
       for (int64_t r = 0; r < row_tiles; r += 2) {
         const uint16_t* a0 = a + (r * steps + s0) * kTileElems;
         const uint16_t* a1 = a0 + steps * kTileElems;
         for (int64_t g = g0; g < g1; ++g) {
           if (prefetch) next.begin(r / 2 * (g1 - g0) + (g - g0));
-          NextPanels* const next_panels = prefetch ? &next : nullptr;
           const uint16_t* b0 = w.b16.data() + 2 * g * pstride + s0 * kTileElems;
           float* tile0 = acc + (r * 2 * kGroupBlocks + 2 * (g - g0)) * kAccElems;
           float* tile1 = tile0 + 2 * kGroupBlocks * kAccElems;

@@ -26,9 +26,9 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
 }
 
 // On Intel server cores a GEMV reads two streams per thread (gemv_streams, units of two panels about
-// half the matrix apart, placed half a 4 KiB page off each other: place_gemv_streams): each stream prefetched as below, alternated with one stream in the same runs (a
-// Xeon with 2 vCPUs; 31B MLP up / 26B-A4B expert down, one thread / two, ratio to the read
-// bandwidth): q4 0.86 / 0.84 -> 0.96-0.97 / 1.01 (two threads 0.86-0.91 / 0.70-0.72 -> 0.96-0.97 /
+// half the matrix apart, placed half a 4 KiB page off each other: place_gemv_streams): each stream
+// prefetched as below, alternated with one stream in the same runs (a Xeon with 2 vCPUs; 31B MLP up
+// / 26B-A4B expert down, one thread / two, ratio to the read bandwidth): q4 0.86 / 0.84 -> 0.96-0.97 / 1.01 (two threads 0.86-0.91 / 0.70-0.72 -> 0.96-0.97 /
 // 0.86; three streams 0.89-0.90 / 1.00); int8 with each stream prefetched one line 1 KiB ahead
 // before each load 0.88 / 0.87-0.88 -> 0.90-0.91 / 0.91 (two threads 0.88 / 0.81 -> 0.90 / 0.85;
 // 512 B or 1.5 KiB ahead the same; 2 KiB ahead 0.71 / 0.83, no prefetch 0.83, the block's 8 lines at
