@@ -9,7 +9,8 @@
 // Also: the 26B-A4B experts 8 at a time as one group, as a MoE layer runs a token's routed experts
 // ("gemv8/..."), and packing (quantising) a bf16 matrix at load, in weights per second ("pack/...").
 // Prefill GEMMs are also printed as a ratio to the machine's bf16 peak ("of_bf16_peak"), measured at
-// start: AMX's where the CPU has it, else vdpbf16ps's, else the f32 FMA peak.
+// start: AMX's where the CPU has it, else vdpbf16ps's, else the f32 FMA peak. Where there is AMX,
+// the rate of the AMX kernel's inner step with its tile loads is printed beside the peak.
 // Usage: shardlm_bench_gemv [--benchmark_filter=REGEX] [other google-benchmark flags]
 // GCC 12 reports _mm512_undefined_*() inside its own AVX-512 intrinsics as uninitialised reads.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -101,6 +102,61 @@ __attribute__((target("amx-tile,amx-bf16"))) double measure_amx_bf16_peak(int th
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   benchmark::DoNotOptimize(sink);
   return static_cast<double>(threads) * kSteps * 4 * 16384 / s;
+}
+
+// What AMX reaches with its operands loaded, measured: every thread runs the AMX kernel's 2 x 2
+// step (tile loads of two activation and two weight tiles, four tdpbf16ps into accumulators loaded
+// and stored around each block of 8 steps) for ~0.5 s, over random bf16 of both signs: the
+// activation tiles of a row pair (16 KiB, in L1) against 8 column blocks of weight tiles (128 KiB, in
+// L2), as a prefill's k block runs them. Operands that are zero run faster than real values, so the
+// buffers hold random ones.
+__attribute__((target("amx-tile,amx-bf16"))) double measure_amx_tile_loop(int threads) {
+  omp_set_num_threads(threads);
+  constexpr int64_t kSteps = 8, kBlocks = 8, kTile = 16 * 32;  // bf16 elements of a tile
+  constexpr int64_t kRounds = 30000;                            // ~0.5 s at ~2 TFLOP/s per thread
+  const auto t0 = std::chrono::steady_clock::now();
+  float sink = 0.0f;
+#pragma omp parallel reduction(+ : sink)
+  {
+    AlignedBuffer<uint16_t> a(2 * kSteps * kTile), b(kBlocks * 2 * kSteps * kTile);
+    AlignedBuffer<float> c(kBlocks * 4 * 16 * 16);
+    std::mt19937 rng(static_cast<unsigned>(1 + omp_get_thread_num()));
+    std::uniform_real_distribution<float> value(-1.0f, 1.0f);
+    for (size_t i = 0; i < a.size(); ++i) a[i] = f32_to_bf16(value(rng));
+    for (size_t i = 0; i < b.size(); ++i) b[i] = f32_to_bf16(value(rng));
+    const amx::TileConfig config;  // tiles 0-3 accumulators, 4-5 activations, 6-7 weights
+    _tile_loadconfig(&config);
+    for (int64_t round = 0; round < kRounds; ++round) {
+      for (int64_t block = 0; block < kBlocks; ++block) {
+        const uint16_t* b0 = b.data() + block * 2 * kSteps * kTile;
+        const uint16_t* b1 = b0 + kSteps * kTile;
+        float* acc = c.data() + block * 4 * 16 * 16;
+        _tile_loadd(0, acc, 64);
+        _tile_loadd(1, acc + 256, 64);
+        _tile_loadd(2, acc + 512, 64);
+        _tile_loadd(3, acc + 768, 64);
+        for (int64_t s = 0; s < kSteps; ++s) {
+          _tile_loadd(4, a.data() + s * kTile, 64);
+          _tile_loadd(6, b0 + s * kTile, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_loadd(7, b1 + s * kTile, 64);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_loadd(5, a.data() + (kSteps + s) * kTile, 64);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+        _tile_stored(0, acc, 64);
+        _tile_stored(1, acc + 256, 64);
+        _tile_stored(2, acc + 512, 64);
+        _tile_stored(3, acc + 768, 64);
+      }
+    }
+    _tile_release();
+    sink += c[0];
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  benchmark::DoNotOptimize(sink);
+  return static_cast<double>(threads) * kRounds * kBlocks * kSteps * 4 * 16384 / s;
 }
 
 // Without bf16 dot products the bf16 weights are widened and multiplied in f32, so the machine's
@@ -361,6 +417,12 @@ int main(int argc, char** argv) {
               isa_name(detected_isa()), has_avx512_vnni() ? "yes" : "no", g_read_bw[1] / 1e9, g_read_bw[2] / 1e9,
               peak_how, g_bf16_peak / 1e9);
   if (vector_bf16_peak > 0) std::printf("bf16 peak of the vector unit (vdpbf16ps, 2 threads): %.0f GFLOP/s\n", vector_bf16_peak / 1e9);
+  if (has_amx_bf16()) {
+    const double loop = measure_amx_tile_loop(2);
+    std::printf("AMX 2 x 2 tile loop with its operand loads (weights from L2, random bf16, 2 threads): %.0f GFLOP/s = "
+                "%.2f of the AMX peak\n",
+                loop / 1e9, loop / g_bf16_peak);
+  }
   for (int shape = 0; shape < static_cast<int>(std::size(kShapes)); ++shape) {
     for (WeightFormat format : kFormats) {
       for (int threads : {1, 2}) {
