@@ -26,7 +26,7 @@ constexpr int64_t kAccElems = kPanel * kPanel;  // f32 elements of a 16 x 16 acc
 // k block is the whole of k.
 constexpr int64_t kRowsBlockBytes = 256 * 1024;
 // How far ahead a decode's tile rows prefetch the weights (see tile_block).
-constexpr int64_t kStreamAheadBytes = 2048;
+constexpr int64_t kStreamAheadBytes = 1536;
 // Column blocks (of 32 columns) whose accumulators a thread keeps between k blocks.
 constexpr int64_t kGroupBlocks = 8;
 constexpr int64_t kTileLines = kTileElems * static_cast<int64_t>(sizeof(uint16_t)) / 64;  // cache lines of a tile
@@ -45,16 +45,16 @@ class NextPanels {
  public:
   NextPanels(const PackedWeights& w, int64_t g0, int64_t g1, int64_t s0, int64_t steps, int64_t block_steps,
              int64_t u1, int64_t blocks)
-      : pstride_bytes_(w.panel_stride() * static_cast<int64_t>(sizeof(uint16_t))), blocks_(blocks) {
+      : block_stride_bytes_(2 * w.panel_stride() * static_cast<int64_t>(sizeof(uint16_t))), blocks_(blocks) {
     int64_t next_s0 = s0 + block_steps, next_g0 = g0, next_g1 = g1;
     if (next_s0 >= steps) {
       next_s0 = 0;
       next_g0 = g1;
       next_g1 = std::min(g1 + kGroupBlocks, u1);
     }
-    lines_per_panel_ = std::min(block_steps, steps - next_s0) * kTileLines;
-    lines_ = next_g1 > next_g0 ? 2 * (next_g1 - next_g0) * lines_per_panel_ : 0;
-    first_ = reinterpret_cast<const char*>(w.b16.data() + 2 * next_g0 * w.panel_stride() + next_s0 * kTileElems);
+    lines_per_block_ = 2 * std::min(block_steps, steps - next_s0) * kTileLines;
+    lines_ = next_g1 > next_g0 ? (next_g1 - next_g0) * lines_per_block_ : 0;
+    first_ = reinterpret_cast<const char*>(w.b16.data() + 2 * next_g0 * w.panel_stride() + 2 * next_s0 * kTileElems);
   }
   // Tile block `block` (0-based) of this k block begins: its share is the lines up to (block + 1) / blocks.
   void begin(int64_t block) {
@@ -65,14 +65,15 @@ class NextPanels {
   void step(int64_t s, int64_t steps) {
     const int64_t upto = from_ + (to_ - from_) * (s + 1) / steps;
     for (; done_ < upto; ++done_) {
-      _mm_prefetch(first_ + (done_ / lines_per_panel_) * pstride_bytes_ + (done_ % lines_per_panel_) * 64, _MM_HINT_T1);
+      const int64_t block = done_ / lines_per_block_, line = done_ % lines_per_block_;
+      _mm_prefetch(first_ + block * block_stride_bytes_ + line * 64, _MM_HINT_T1);
     }
   }
 
  private:
-  int64_t pstride_bytes_;
+  int64_t block_stride_bytes_;
   int64_t blocks_;
-  int64_t lines_per_panel_ = 0;
+  int64_t lines_per_block_ = 0;
   int64_t lines_ = 0;
   int64_t done_ = 0;
   int64_t from_ = 0;
@@ -108,7 +109,7 @@ PackedWeights pack(const Value* w, int64_t n, int64_t k) {
   p.b16 = AlignedBuffer<uint16_t>::long_lived(static_cast<size_t>(panels * p.panel_stride()));
 #pragma omp parallel for schedule(static)
   for (int64_t pi = 0; pi < panels; ++pi) {
-    uint16_t* panel = p.b16.data() + pi * p.panel_stride();
+    uint16_t* panel = p.b16.data() + (pi / 2) * 2 * p.panel_stride() + (pi % 2) * kTileElems;
     for (int64_t c = 0; c < kPanel && pi * kPanel + c < n; ++c) {
       const Value* src = w + (pi * kPanel + c) * k;
       for (int64_t kk = 0; kk < k; ++kk) {
@@ -118,7 +119,7 @@ PackedWeights pack(const Value* w, int64_t n, int64_t k) {
         } else {
           v = src[kk];
         }
-        panel[(kk / 2) * 2 * kPanel + c * 2 + (kk & 1)] = v;
+        panel[(kk / kStep) * 2 * kTileElems + (kk % kStep / 2) * 2 * kPanel + c * 2 + (kk & 1)] = v;
       }
     }
   }
@@ -155,13 +156,16 @@ SHARDLM_AMX void pack_rows(const float* x, int64_t m, int64_t k, int64_t kp, uin
 }
 
 // One tile of output: kRows row tiles (1 or 2) x 2 panels over `steps` k steps. a0/a1 point at the
-// row tiles' first operand tile, b0/b1 at the panels' (each advances 1 KiB per step); c[2r + j] the
+// row tiles' first operand tile (each advances 1 KiB per step), b0/b1 at the panels' (b1 = b0 + one
+// tile; each advances 2 KiB per step, the block's two tiles of a step being adjacent); c[2r + j] the
 // accumulator of row tile r, panel j (16 x 16 f32, contiguous), loaded unless `first`. kStream (a
-// decode, whose panels come from memory once): each step prefetches the panels kStreamAheadBytes
-// ahead into L2 — the tile loads alone streamed at 0.73-0.77 of the read bandwidth on a Xeon with
-// AMX (one thread, 31B MLP up and 26B-A4B expert down), 2 KiB ahead 0.81-0.89 (into L1: 0.81-0.88,
-// 4-8 KiB: 0.77-0.85). Otherwise (a prefill) each step prefetches its part of `next`'s share (when
-// not null) and each operand tile load is paced.
+// decode, whose panels come from memory once): each step prefetches the block kStreamAheadBytes
+// ahead into L2 — measured on a Xeon with AMX with the panels of a block apart (two streams), the
+// tile loads alone streamed at 0.73-0.77 of the read bandwidth, 2 KiB ahead 0.81-0.89 (into L1:
+// 0.81-0.88, 4-8 KiB: 0.77-0.85); with the block one stream (31B MLP up, one thread, alternated in
+// the same runs) 768 B-1.5 KiB ahead 0.78-0.82 (the two streams in the same runs 0.75-0.78), 2 KiB
+// 0.72-0.80, 4-8 KiB 0.62-0.67, into L1 0.77-0.85. Otherwise (a prefill) each step prefetches its
+// part of `next`'s share (when not null) and each operand tile load is paced.
 template <int kRows, bool kStream>
 SHARDLM_AMX inline void tile_block(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1,
                                    int64_t steps, bool first, float* const* c, NextPanels* next) {
@@ -183,14 +187,10 @@ SHARDLM_AMX inline void tile_block(const uint16_t* a0, const uint16_t* a1, const
   }
   // Loads interleaved with the multiplies that free their tiles.
   for (int64_t s = 0; s < steps; ++s) {
-    const int64_t at = s * kTileElems;
+    const int64_t at = s * kTileElems, bt = 2 * at;
     if constexpr (kStream) {
-      const char* p0 = reinterpret_cast<const char*>(b0 + at) + kStreamAheadBytes;
-      const char* p1 = reinterpret_cast<const char*>(b1 + at) + kStreamAheadBytes;
-      for (int64_t line = 0; line < kTileLines; ++line) {
-        _mm_prefetch(p0 + 64 * line, _MM_HINT_T1);
-        _mm_prefetch(p1 + 64 * line, _MM_HINT_T1);
-      }
+      const char* ahead = reinterpret_cast<const char*>(b0 + bt) + kStreamAheadBytes;
+      for (int64_t line = 0; line < 2 * kTileLines; ++line) _mm_prefetch(ahead + 64 * line, _MM_HINT_T1);
     } else if (next != nullptr) {
       next->step(s, steps);
     }
@@ -198,10 +198,10 @@ SHARDLM_AMX inline void tile_block(const uint16_t* a0, const uint16_t* a1, const
     if constexpr (kPaced) pace();
     _tile_loadd(4, a0 + at, kStride);
     if constexpr (kPaced) pace();
-    _tile_loadd(6, b0 + at, kStride);
+    _tile_loadd(6, b0 + bt, kStride);
     _tile_dpbf16ps(0, 4, 6);
     if constexpr (kPaced) pace();
-    _tile_loadd(7, b1 + at, kStride);
+    _tile_loadd(7, b1 + bt, kStride);
     _tile_dpbf16ps(1, 4, 7);
     if constexpr (kRows == 2) {
       if constexpr (kPaced) pace();
@@ -273,16 +273,16 @@ SHARDLM_AMX void run_blocks(const PackedWeights& w, const uint16_t* a, int64_t m
         const uint16_t* a1 = a0 + steps * kTileElems;
         for (int64_t g = g0; g < g1; ++g) {
           if (prefetch) next.begin(r / 2 * (g1 - g0) + (g - g0));
-          const uint16_t* b0 = w.b16.data() + 2 * g * pstride + s0 * kTileElems;
+          const uint16_t* b0 = w.b16.data() + 2 * g * pstride + 2 * s0 * kTileElems;
           float* tile0 = acc + (r * 2 * kGroupBlocks + 2 * (g - g0)) * kAccElems;
           float* tile1 = tile0 + 2 * kGroupBlocks * kAccElems;
           float* const c[4] = {tile0, tile0 + kAccElems, tile1, tile1 + kAccElems};
           if (r + 1 < row_tiles) {
-            tile_block<2, false>(a0, a1, b0, b0 + pstride, count, s0 == 0, c, next_panels);
+            tile_block<2, false>(a0, a1, b0, b0 + kTileElems, count, s0 == 0, c, next_panels);
           } else if (row_tiles == 1) {
-            tile_block<1, true>(a0, a1, b0, b0 + pstride, count, s0 == 0, c, nullptr);
+            tile_block<1, true>(a0, a1, b0, b0 + kTileElems, count, s0 == 0, c, nullptr);
           } else {
-            tile_block<1, false>(a0, a1, b0, b0 + pstride, count, s0 == 0, c, next_panels);
+            tile_block<1, false>(a0, a1, b0, b0 + kTileElems, count, s0 == 0, c, next_panels);
           }
         }
       }

@@ -3,9 +3,12 @@
 // GEMV does, a prefill chunk runs at tile-multiply speed.
 //
 // Packed weight layout: W [n, k] in panels of kPanel = 16 output columns, an even number of them
-// (zero panels past n), k padded with zeros to a multiple of kStep = 32. Panel p holds k_padded / 2
-// rows of 64 bytes, row r = (w[c, 2r], w[c, 2r + 1]) for its 16 columns c in order: the operand
-// layout of tdpbf16ps, so that 32 k of a panel are one contiguous 1 KiB tile.
+// (zero panels past n), k padded with zeros to a multiple of kStep = 32. A tile of panel p and step s
+// (k in [32s, 32s + 32)) is 16 rows of 64 bytes, row r = (w[c, 32s + 2r], w[c, 32s + 2r + 1]) for
+// the panel's 16 columns c in order: the operand layout of tdpbf16ps, one contiguous 1 KiB. The
+// panels come in blocks of two (32 columns, the kernel's width), a block's tiles in step order with
+// its two panels' tiles of a step side by side: a block is one sequential run of 2 x k_padded / 32
+// tiles, and the blocks follow each other.
 //
 // Arithmetic: x is rounded to bf16 (nearest even); each output starts from zero and is accumulated
 // in f32 by one tdpbf16ps per 32 k, in ascending k, then written to y (added to y when
@@ -40,7 +43,7 @@ struct alignas(64) TileConfig {
 struct PackedWeights {
   int64_t n = 0;
   int64_t k = 0;
-  AlignedBuffer<uint16_t> b16;  // panels() * 2 panels of panel_stride() elements
+  AlignedBuffer<uint16_t> b16;  // panels() blocks of 2 * panel_stride() elements
 
   int64_t k_padded() const { return (k + kStep - 1) / kStep * kStep; }
   // Units of work: blocks of two panels (32 output columns), the width of the kernel's tile.
@@ -49,7 +52,10 @@ struct PackedWeights {
   size_t bytes() const { return b16.size() * sizeof(uint16_t); }
   // W[r, kk] as stored (bf16 bits).
   uint16_t at(int64_t r, int64_t kk) const {
-    return b16[static_cast<size_t>((r / kPanel) * panel_stride() + (kk / 2) * 2 * kPanel + (r % kPanel) * 2 + (kk & 1))];
+    const int64_t tile = kPanel * kStep;  // elements of a tile
+    const int64_t block = r / (2 * kPanel), panel = r / kPanel % 2, step = kk / kStep;
+    return b16[static_cast<size_t>(block * 2 * panel_stride() + (2 * step + panel) * tile +
+                                   (kk % kStep / 2) * 2 * kPanel + (r % kPanel) * 2 + (kk & 1))];
   }
 };
 
