@@ -109,9 +109,8 @@ PackedWeights pack(const Value* w, int64_t n, int64_t k) {
   p.b16 = AlignedBuffer<uint16_t>::long_lived(static_cast<size_t>(panels * p.panel_stride()));
 #pragma omp parallel for schedule(static)
   for (int64_t pi = 0; pi < panels; ++pi) {
-    uint16_t* panel = p.b16.data() + (pi / 2) * 2 * p.panel_stride() + (pi % 2) * kTileElems;
-    for (int64_t c = 0; c < kPanel && pi * kPanel + c < n; ++c) {
-      const Value* src = w + (pi * kPanel + c) * k;
+    for (int64_t r = pi * kPanel; r < (pi + 1) * kPanel && r < n; ++r) {
+      const Value* src = w + r * k;
       for (int64_t kk = 0; kk < k; ++kk) {
         uint16_t v;
         if constexpr (sizeof(Value) == sizeof(float)) {
@@ -119,7 +118,7 @@ PackedWeights pack(const Value* w, int64_t n, int64_t k) {
         } else {
           v = src[kk];
         }
-        panel[(kk / kStep) * 2 * kTileElems + (kk % kStep / 2) * 2 * kPanel + c * 2 + (kk & 1)] = v;
+        p.b16[p.index(r, kk)] = v;
       }
     }
   }
@@ -345,7 +344,7 @@ void gemm_group(const GemmTask* tasks, size_t count) {
     }
     if (a[i] == nullptr) a[i] = activation_tiles(*t.w, t.x, t.m, i);
   }
-  for_each_task_share(tasks, count, static_cast<int>(kPanel), 1, nullptr, [&](size_t i, int64_t u0, int64_t u1) {
+  for_each_task_share(tasks, count, static_cast<int>(kPanel), 1, kEvenStreams, [&](size_t i, int64_t u0, int64_t u1) {
     if (a[i] != nullptr) run_blocks(*tasks[i].w, a[i], tasks[i].m, tasks[i].y, false, u0, u1);
   });
 }

@@ -50,13 +50,15 @@ struct PackedWeights {
   int64_t panels() const { return (n + 2 * kPanel - 1) / (2 * kPanel); }
   int64_t panel_stride() const { return k_padded() * kPanel; }
   size_t bytes() const { return b16.size() * sizeof(uint16_t); }
-  // W[r, kk] as stored (bf16 bits).
-  uint16_t at(int64_t r, int64_t kk) const {
+  // Where W[r, kk] is stored in b16 (the layout above).
+  size_t index(int64_t r, int64_t kk) const {
     const int64_t tile = kPanel * kStep;  // elements of a tile
     const int64_t block = r / (2 * kPanel), panel = r / kPanel % 2, step = kk / kStep;
-    return b16[static_cast<size_t>(block * 2 * panel_stride() + (2 * step + panel) * tile +
-                                   (kk % kStep / 2) * 2 * kPanel + (r % kPanel) * 2 + (kk & 1))];
+    return static_cast<size_t>(block * 2 * panel_stride() + (2 * step + panel) * tile +
+                               (kk % kStep / 2) * 2 * kPanel + (r % kPanel) * 2 + (kk & 1));
   }
+  // W[r, kk] as stored (bf16 bits).
+  uint16_t at(int64_t r, int64_t kk) const { return b16[index(r, kk)]; }
 };
 
 // Pack W (row-major [n, k]): f32 values are rounded to bf16, bf16 bit patterns kept.

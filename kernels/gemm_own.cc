@@ -236,7 +236,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(isa);
   for_each_task_share(
-      tasks, count, ks.mr_max, ks.gemv_streams, nullptr,
+      tasks, count, ks.mr_max, ks.gemv_streams, kEvenStreams,
       [&](size_t i, int64_t p0, int64_t p1) { run_panels(ks, *tasks[i].w, tasks[i].x, tasks[i].m, tasks[i].y, false, p0, p1); });
 }
 

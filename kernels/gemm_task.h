@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #include "kernels/share_scheduler.h"
@@ -159,18 +158,21 @@ struct GemmTaskOf {
   float* y;
 };
 
+// For for_each_task_share where a backend does not place its GEMV streams: every task's streams
+// an even fraction of its matrix apart (panel_bytes 0, see schedule_units).
+inline constexpr auto kEvenStreams = [](const auto&) { return int64_t{0}; };
+
 // Calls run(task index, first unit, end unit) over the units of every non-empty task (its panels,
-// or for a GEMV read as gemv_streams streams groups of panels, placed by stream_panel_bytes(weights)
-// where that is not null, see schedule_units), in one parallel region (no barrier between tasks);
-// one thread for small work. A decode (no task has more than mr_max rows, the kernels' tallest tile)
-// schedules the tasks' units, one after the other, as for_each_panel_range does one product's;
-// otherwise every thread takes its even share of each task.
-template <class Weights, class Run>
+// or for a GEMV read as gemv_streams streams groups of panels, placed by the byte stride
+// stream_panel_bytes(weights) returns, see schedule_units), in one parallel region (no barrier
+// between tasks); one thread for small work. A decode (no task has more than mr_max rows, the
+// kernels' tallest tile) schedules the tasks' units, one after the other, as for_each_panel_range
+// does one product's; otherwise every thread takes its even share of each task.
+template <class Weights, class StreamPanelBytes, class Run>
 void for_each_task_share(const GemmTaskOf<Weights>* tasks, size_t count, int mr_max, int gemv_streams,
-                         std::type_identity_t<int64_t (*)(const Weights&)> stream_panel_bytes, Run run) {
+                         StreamPanelBytes stream_panel_bytes, Run run) {
   const auto units_of = [&](size_t i) {
-    return schedule_units(tasks[i].m, gemv_streams, tasks[i].w->panels(),
-                          stream_panel_bytes != nullptr ? stream_panel_bytes(*tasks[i].w) : 0);
+    return schedule_units(tasks[i].m, gemv_streams, tasks[i].w->panels(), stream_panel_bytes(*tasks[i].w));
   };
   double work = 0.0, bytes = 0.0;
   bool decode = true;

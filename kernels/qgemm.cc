@@ -474,9 +474,8 @@ void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {
   const MicroKernelSet& ks = kernels_at(kernel_isa(isa));
   const std::vector<QuantizedRows>& shared = rows;
   const std::vector<size_t>& from = source;
-  const auto panel_stride = +[](const PackedWeights& w) { return w.panel_stride(); };
   for_each_task_share(
-      tasks, count, ks.mr_max, ks.gemv_streams, ks.place_gemv_streams ? panel_stride : nullptr,
+      tasks, count, ks.mr_max, ks.gemv_streams, [&](const PackedWeights& w) { return stream_panel_bytes(ks, w); },
       [&](size_t i, int64_t p0, int64_t p1) { run_panels(ks, *tasks[i].w, shared[from[i]], tasks[i].y, false, p0, p1); });
 }
 

@@ -25,27 +25,28 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
   return _mm512_set1_epi32(v);
 }
 
-// On Intel server cores a GEMV reads two streams per thread (gemv_streams, units of two panels about
-// half the matrix apart, placed half a 4 KiB page off each other: place_gemv_streams): each stream
-// prefetched as below, alternated with one stream in the same runs (a Xeon with 2 vCPUs; 31B MLP up
-// / 26B-A4B expert down, one thread / two, ratio to the read bandwidth): q4 0.86 / 0.84 -> 0.96-0.97 / 1.01 (two threads 0.86-0.91 / 0.70-0.72 -> 0.96-0.97 /
-// 0.86; three streams 0.89-0.90 / 1.00); int8 with each stream prefetched one line 1 KiB ahead
-// before each load 0.88 / 0.87-0.88 -> 0.90-0.91 / 0.91 (two threads 0.88 / 0.81 -> 0.90 / 0.85;
-// 512 B or 1.5 KiB ahead the same; 2 KiB ahead 0.71 / 0.83, no prefetch 0.83, the block's 8 lines at
-// once 2 KiB ahead into L1 0.88 / 0.89, 4 KiB into L2 0.88 / 0.88). Measured before with one
-// stream per thread (one thread, same shapes): int8 (Zen 5 needs none) none 0.70 / 0.70,
-// the block's 8 lines at once 4 KiB ahead into L2 (T1) 0.82 / 0.83, into L1 1-8 KiB 0.80-0.86; one
-// line before each of the block's 8 loads, with the block's dot products in two chains (even and odd
-// groups; integer sums, the same result), alternated in the same runs: 2 KiB ahead into L1 0.89-0.90
-// / 0.88-0.89 (two threads 0.89-0.91 / 0.82-0.84, against 0.82-0.83 / 0.77-0.79), 1 KiB 0.89 / 0.88,
-// 3 KiB 0.87 / 0.80, into L2 at 4 / 8 KiB 0.82 / 0.84, two chains alone 0.81-0.82, with two paced
-// loads per prefetch as the bf16 tile has 0.77 / 0.81. q4 the Zen 5 distance (24 blocks, 6.75 KiB,
-// into L1) 0.64 / 0.53, none 0.78 / 0.78, the block's 5 lines at once 2 KiB ahead into L1 0.82-0.88 /
-// 0.80-0.86, 4-8 KiB 0.76-0.80, into L2 0.67-0.79; one line before each load instead 0.87 / 0.86
-// (paced 0.88 / 0.85; into L2 4 KiB ahead 0.78 / 0.77): no better; q4 with four shifts fewer per
-// block (the high nibbles masked in place, their sum shifted once) or addresses without divisions:
-// the same. By address from the block being read: a stream's panels are consecutive, so
-// past the panel's end this reaches into the next one (prefetches never fault).
+// On Intel server cores a GEMV reads two streams per thread (gemv_streams, units of two panels
+// about half the matrix apart, placed half a 4 KiB page off each other: place_gemv_streams): each
+// stream prefetched as below, alternated with one stream in the same runs (a Xeon with 2 vCPUs; 31B
+// MLP up / 26B-A4B expert down, one thread / two, ratio to the read bandwidth): q4 0.86 / 0.84 ->
+// 0.96-0.97 / 1.01 (two threads 0.86-0.91 / 0.70-0.72 -> 0.96-0.97 / 0.86; three streams 0.89-0.90
+// / 1.00); int8 with each stream prefetched one line 1 KiB ahead before each load 0.88 / 0.87-0.88
+// -> 0.90-0.91 / 0.91 (two threads 0.88 / 0.81 -> 0.90 / 0.85; 512 B or 1.5 KiB ahead the same; 2
+// KiB ahead 0.71 / 0.83, no prefetch 0.83, the block's 8 lines at once 2 KiB ahead into L1 0.88 /
+// 0.89, 4 KiB into L2 0.88 / 0.88). Measured before with one stream per thread (one thread, same
+// shapes): int8 (Zen 5 needs none) none 0.70 / 0.70, the block's 8 lines at once 4 KiB ahead into
+// L2 (T1) 0.82 / 0.83, into L1 1-8 KiB 0.80-0.86; one line before each of the block's 8 loads, with
+// the block's dot products in two chains (even and odd groups; integer sums, the same result),
+// alternated in the same runs: 2 KiB ahead into L1 0.89-0.90 / 0.88-0.89 (two threads 0.89-0.91 /
+// 0.82-0.84, against 0.82-0.83 / 0.77-0.79), 1 KiB 0.89 / 0.88, 3 KiB 0.87 / 0.80, into L2 at 4 / 8
+// KiB 0.82 / 0.84, two chains alone 0.81-0.82, with two paced loads per prefetch as the bf16 tile
+// has 0.77 / 0.81. q4 the Zen 5 distance (24 blocks, 6.75 KiB, into L1) 0.64 / 0.53, none 0.78 /
+// 0.78, the block's 5 lines at once 2 KiB ahead into L1 0.82-0.88 / 0.80-0.86, 4-8 KiB 0.76-0.80,
+// into L2 0.67-0.79; one line before each load instead 0.87 / 0.86 (paced 0.88 / 0.85; into L2 4
+// KiB ahead 0.78 / 0.77): no better; q4 with four shifts fewer per block (the high nibbles masked
+// in place, their sum shifted once) or addresses without divisions: the same. By address from the
+// block being read: a stream's panels are consecutive, so past the panel's end this reaches into
+// the next one (prefetches never fault).
 inline constexpr int kIntelGemvStreams = 2;
 inline constexpr int64_t kIntelInt8AheadBytes = 1024;
 inline constexpr int64_t kIntelQ4AheadBytes = 2048;
