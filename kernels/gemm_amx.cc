@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/half.h"
 #include "kernels/cpu_features.h"
+#include "kernels/weight_shape.h"
 
 #define SHARDLM_AMX \
   __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma")))
@@ -95,13 +96,9 @@ inline volatile int g_pace = 0;
   if (g_pace != 0) __builtin_trap();
 }
 
-void check_shape(int64_t n, int64_t k) {
-  if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
-}
-
 template <typename Value>
 PackedWeights pack(const Value* w, int64_t n, int64_t k) {
-  check_shape(n, k);
+  check_weight_shape(n, k);
   PackedWeights p;
   p.n = n;
   p.k = k;
@@ -291,12 +288,6 @@ SHARDLM_AMX void run_blocks(const PackedWeights& w, const uint16_t* a, int64_t m
   _tile_release();
 }
 
-void require_amx() {
-  if (!has_amx_bf16()) {
-    fail("the AMX matmul backend needs a CPU with AMX-BF16 and AVX512-BF16 that the OS lets this process use "
-         "(Intel Xeon from Sapphire Rapids on); this CPU has none: use --matmul own");
-  }
-}
 
 // The activation tiles of a product, in a buffer of the calling thread (slot: one per product of a
 // group).
@@ -311,12 +302,20 @@ const uint16_t* activation_tiles(const PackedWeights& w, const float* x, int64_t
 
 }  // namespace
 
+void require_amx(const std::string& what) {
+  if (!has_amx_bf16()) {
+    fail("{}: the AMX matmul backend needs a CPU with AMX-BF16 and AVX512-BF16 that the OS lets this process use "
+         "(Intel Xeon from Sapphire Rapids on); this CPU has none: use --matmul own (the default)",
+         what);
+  }
+}
+
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k) { return pack(w, n, k); }
 PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k) { return pack(w, n, k); }
 
 void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accumulate) {
   if (m <= 0 || w.n == 0) return;
-  require_amx();
+  require_amx("AMX matmul");
   if (w.k == 0) {
     if (!accumulate) std::fill_n(y, m * w.n, 0.0f);
     return;
@@ -329,7 +328,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
 
 void gemm_group(const GemmTask* tasks, size_t count) {
   if (count == 0) return;
-  require_amx();
+  require_amx("AMX matmul");
   std::vector<const uint16_t*> a(count, nullptr);
   for (size_t i = 0; i < count; ++i) {
     const GemmTask& t = tasks[i];

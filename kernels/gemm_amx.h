@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "common/aligned_buffer.h"
 #include "kernels/gemm_task.h"
@@ -60,6 +61,9 @@ struct PackedWeights {
   // W[r, kk] as stored (bf16 bits).
   uint16_t at(int64_t r, int64_t kk) const { return b16[index(r, kk)]; }
 };
+
+// Fails, naming `what` (the product or layer), where has_amx_bf16() does not hold.
+void require_amx(const std::string& what);
 
 // Pack W (row-major [n, k]): f32 values are rounded to bf16, bf16 bit patterns kept.
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k);

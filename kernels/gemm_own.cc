@@ -10,13 +10,10 @@
 
 #include "common/error.h"
 #include "common/half.h"
+#include "kernels/weight_shape.h"
 
 namespace shardlm::gemm {
 namespace {
-
-void check_shape(int64_t n, int64_t k) {
-  if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
-}
 
 // Scalar micro-kernel: one panel, one row, std::fma so that it matches the SIMD paths bit for bit.
 template <bool kBf16>
@@ -155,7 +152,7 @@ const MicroKernelSet& scalar_kernels() {
 }
 
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k, bool to_bf16) {
-  check_shape(n, k);
+  check_weight_shape(n, k);
   PackedWeights p;
   p.n = n;
   p.k = k;
@@ -187,7 +184,7 @@ PackedWeights pack_f32(const float* w, int64_t n, int64_t k, bool to_bf16) {
 }
 
 PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, bool to_f32) {
-  check_shape(n, k);
+  check_weight_shape(n, k);
   PackedWeights p;
   p.n = n;
   p.k = k;

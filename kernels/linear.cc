@@ -9,6 +9,7 @@
 #include "kernels/gemm_own.h"
 #include "kernels/linear_onednn.h"
 #include "kernels/qgemm.h"
+#include "kernels/weight_shape.h"
 
 namespace shardlm {
 
@@ -32,18 +33,14 @@ Linear& Linear::operator=(Linear&&) noexcept = default;
 namespace {
 
 void check_args(const void* w, int64_t n, int64_t k) {
-  if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
+  check_weight_shape(n, k);
   if (w == nullptr && n > 0 && k > 0) fail("linear weight [{}, {}] has no data", n, k);
 }
 
 // kAmx takes bf16 weights (f32 ones run on the own kernel); refused without AMX.
 bool use_amx(WeightFormat format, MatmulBackend backend, int64_t n, int64_t k) {
   if (backend != MatmulBackend::kAmx || format != WeightFormat::kBF16) return false;
-  if (!has_amx_bf16()) {
-    fail("linear [{}, {}]: the AMX matmul backend needs a CPU with AMX-BF16 (Intel Xeon from Sapphire Rapids on) "
-         "that the OS lets this process use; this CPU has none: use --matmul own (the default)",
-         n, k);
-  }
+  amx::require_amx(fmt::format("linear [{}, {}]", n, k));
   return true;
 }
 

@@ -13,13 +13,10 @@
 
 #include "common/error.h"
 #include "common/half.h"
+#include "kernels/weight_shape.h"
 
 namespace shardlm::qgemm {
 namespace {
-
-void check_shape(int64_t n, int64_t k) {
-  if (n < 0 || k < 0) fail("linear weight shape [{}, {}] is negative", n, k);
-}
 
 // Offsets inside a panel.
 int64_t int8_scale_offset() { return 0; }
@@ -122,7 +119,7 @@ void pack_q4_row(const float* row, int64_t nb, int64_t c, uint8_t* panel) {
 
 template <typename Row>
 PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
-  check_shape(n, k);
+  check_weight_shape(n, k);
   PackedWeights p;
   p.format = format;
   p.n = n;

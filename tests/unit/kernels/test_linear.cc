@@ -14,7 +14,9 @@
 
 #include "common/error.h"
 #include "common/half.h"
+#include "kernels/gemm_amx.h"
 #include "kernels/gemm_own.h"
+#include "kernels/qgemm.h"
 #include "tests/unit/kernels/linear_reference.h"
 #include "tests/unit/kernels/test_util.h"
 
@@ -485,6 +487,25 @@ TEST(LinearOwn, DegenerateShapesAndErrors) {
   Linear target = std::move(moved);
   EXPECT_FALSE(target.empty());
   EXPECT_EQ(target.out_features(), 3);
+}
+
+// Every packer (own, quantised, AMX; packing needs no AMX) refuses a negative shape, naming it.
+TEST(LinearOwn, EveryPackerRefusesNegativeShapesNamingThem) {
+  const auto expect_refused = [](const std::function<void()>& pack, const std::string& shape) {
+    try {
+      pack();
+      ADD_FAILURE() << "the shape " << shape << " was packed";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("linear weight shape " + shape + " is negative"), std::string::npos) << e.what();
+    }
+  };
+  const auto w = random_vector(12, 1);
+  const auto no_row = [](int64_t, float*) {};
+  expect_refused([&] { gemm::pack_f32(w.data(), -1, 4, false); }, "[-1, 4]");
+  expect_refused([&] { qgemm::pack_f32(w.data(), 3, -4, qgemm::Format::kQ4); }, "[3, -4]");
+  expect_refused([&] { qgemm::pack_rows(-2, 6, qgemm::Format::kInt8, no_row); }, "[-2, 6]");
+  expect_refused([&] { amx::pack_f32(w.data(), 3, -1); }, "[3, -1]");
+  expect_refused([&] { Linear::from_bf16(nullptr, -5, 2, WeightFormat::kQ4); }, "[-5, 2]");
 }
 
 // On a CPU where oneDNN has no bf16 matmul (before AVX-512), bf16 weights on the oneDNN backend are
