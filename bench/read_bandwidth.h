@@ -94,16 +94,16 @@ inline AlignedBuffer<float> read_buffer(size_t bytes) {
 // The stream counts per thread the baseline tries.
 inline constexpr int kReadStreamCounts[] = {1, 2, 3, 4, 6, 8};
 
-// Median read bandwidth in bytes/s of reading buf over at least min_seconds (and 5 runs) with
+// Median read bandwidth in bytes/s of reading buf over at least min_seconds (and min_runs runs) with
 // `threads` threads, for the fastest number of streams per thread (kReadStreamCounts).
-inline double read_bandwidth(const AlignedBuffer<float>& buf, int threads, double min_seconds) {
+inline double read_bandwidth(const AlignedBuffer<float>& buf, int threads, double min_seconds, size_t min_runs = 5) {
   omp_set_num_threads(threads);
   double best = 0.0;
   for (int streams : kReadStreamCounts) {
     volatile float sink = read_stream(buf.data(), static_cast<int64_t>(buf.size()), streams);
     std::vector<double> times;
     double total = 0.0;
-    while (total < min_seconds / std::size(kReadStreamCounts) || times.size() < 5) {
+    while (total < min_seconds / std::size(kReadStreamCounts) || times.size() < min_runs) {
       const auto t0 = std::chrono::steady_clock::now();
       sink = read_stream(buf.data(), static_cast<int64_t>(buf.size()), streams);
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -17,6 +17,7 @@
 #include "common/text_format.h"
 #include "bench/read_bandwidth.h"
 #include "engine/engine.h"
+#include "partition/byte_size.h"
 
 using namespace shardlm;
 
@@ -41,9 +42,19 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 256));
   app.add_option("--bandwidth-threads", bandwidth_threads,
                  "Threads of the read-bandwidth baseline (0 = all cores; e.g. 1 for a single process with --threads 1)");
+  std::string bandwidth_bytes;
+  app.add_option("--bandwidth-bytes", bandwidth_bytes,
+                 "Bytes the read-bandwidth baseline streams through, e.g. 8GiB for a working set the size of a "
+                 "worker's weights (default: four times the L3, 256 MiB to 1 GiB)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (o.model_dir.empty() && o.synthetic.empty()) fail("give --model DIR or --synthetic-weights VARIANT");
+    size_t baseline_bytes = bench::stream_bytes();
+    if (!bandwidth_bytes.empty()) {
+      const int64_t b = parse_byte_size(bandwidth_bytes);
+      if (b < (int64_t{1} << 20)) fail("--bandwidth-bytes {}: the baseline needs at least 1 MiB", bandwidth_bytes);
+      baseline_bytes = static_cast<size_t>(b);
+    }
     o.max_context = prompt + decode + 16;
     o.max_sequences = sequences;
     o.kv_tokens = o.max_context * sequences;
@@ -55,10 +66,13 @@ int main(int argc, char** argv) {
     // bandwidth drifts from minute to minute, so each slice is compared with the bandwidth measured
     // right before and right after it.
     const int baseline_threads = bandwidth_threads > 0 ? bandwidth_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    const AlignedBuffer<float> baseline_buffer = bench::read_buffer(bench::stream_bytes());
+    const AlignedBuffer<float> baseline_buffer = bench::read_buffer(baseline_bytes);
     const int compute_threads = omp_get_max_threads();
     auto read_bandwidth_now = [&] {
-      const double bw = bench::read_bandwidth(baseline_buffer, baseline_threads, 0.25);
+      // A baseline of several GiB (--bandwidth-bytes) is one pass per stream count: each pass is a
+      // long measurement already, and five of each would take longer than the slices they frame.
+      const size_t runs = baseline_bytes > (size_t{1} << 30) ? 1 : 5;
+      const double bw = bench::read_bandwidth(baseline_buffer, baseline_threads, 0.25, runs);
       omp_set_num_threads(compute_threads);
       return bw;
     };
@@ -151,9 +165,9 @@ int main(int argc, char** argv) {
       bw_max = std::max(bw_max, slice.bandwidth);
     }
     const double bw = decode * weight_bytes / roofline_s;  // the slices' bandwidth, weighted by tokens
-    std::printf("weights read per %s %s, machine read bandwidth %.1f GB/s (%.1f-%.1f over %zu slices) -> roofline %.2f tok/s; measured %.2f tok/s = %.1f%% of the roofline%s\n",
+    std::printf("weights read per %s %s, machine read bandwidth %.1f GB/s (%.1f-%.1f over %zu slices, reading %s) -> roofline %.2f tok/s; measured %.2f tok/s = %.1f%% of the roofline%s\n",
                 sequences == 1 ? "token" : "step", decimal_bytes(static_cast<uint64_t>(weight_bytes)).c_str(), bw / 1e9,
-                bw_min / 1e9, bw_max / 1e9, slices.size(), sequences * bw / weight_bytes, sequences * decode / decode_s,
+                bw_min / 1e9, bw_max / 1e9, slices.size(), decimal_bytes(baseline_bytes).c_str(), sequences * bw / weight_bytes, sequences * decode / decode_s,
                 100.0 * roofline_s / decode_s,
                 config.num_experts > 0
                     ? fmt::format(" (MoE: {}{} of {} experts per layer{})", sequences > 1 ? "at most " : "", routed,

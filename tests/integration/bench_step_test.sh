@@ -2,7 +2,8 @@
 # The step benchmark runs end to end on a generated tiny MoE at q4, as one process and as a
 # coordinator + 2 MPI workers, and prints a roofline that counts only the routed experts (the
 # workers report their expert weight bytes through the init reply); and with --sequences 3, one
-# token of each of three sequences per step.
+# token of each of three sequences per step, its read-bandwidth baseline over 64 MiB
+# (--bandwidth-bytes; named in the roofline line, and a size below 1 MiB refused).
 # Usage: bench_step_test.sh BENCH_STEP
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,6 +14,7 @@ check() {
   echo "$out"
   grep -q "decode 4 tokens" <<<"$out" || { echo "FAIL: no decode line"; exit 1; }
   grep -Eq "of the roofline \(MoE: 2 of 8 experts per layer\)" <<<"$out" || { echo "FAIL: no MoE roofline"; exit 1; }
+  grep -Eq "over [0-9]+ slices, reading [0-9.]+ [MG]B\)" <<<"$out" || { echo "FAIL: the baseline's size is not named"; exit 1; }
   # The bytes read per token are below the weights all workers hold (2 of 8 experts are read).
   local held active
   held=$(awk '$1 ~ /^[0-9]+$/ && $5 ~ /%$/ && $7 == "MB" { sum += $6 } END { if (sum > 0) print sum }' <<<"$out")
@@ -23,10 +25,15 @@ check() {
 check "$(timeout -k 5 120 "$bench" "${args[@]}" 2>&1)"
 # Three sequences side by side: one token of each per step, and the roofline counts at most
 # 3 x 2 = 6 of the 8 experts per layer and step, so more bytes per step than one sequence reads.
-out3=$(timeout -k 5 120 "$bench" "${args[@]}" --sequences 3 2>&1)
+out3=$(timeout -k 5 120 "$bench" "${args[@]}" --sequences 3 --bandwidth-bytes 64MiB 2>&1)
 echo "$out3"
 grep -q "decode 3 sequences x 4 tokens" <<<"$out3" || { echo "FAIL: no decode line for 3 sequences"; exit 1; }
 grep -Eq "of the roofline \(MoE: at most 6 of 8 experts per layer and step\)" <<<"$out3" || { echo "FAIL: no MoE roofline for 3 sequences"; exit 1; }
+grep -q "slices, reading 67.1 MB)" <<<"$out3" || { echo "FAIL: the baseline did not read the 64 MiB asked for"; exit 1; }
+if bad=$(timeout -k 5 60 "$bench" "${args[@]}" --bandwidth-bytes 12 2>&1); then
+  echo "$bad"; echo "FAIL: a 12-byte baseline was accepted"; exit 1
+fi
+grep -q -- "--bandwidth-bytes 12: the baseline needs at least 1 MiB" <<<"$bad" || { echo "$bad"; echo "FAIL: no clear refusal"; exit 1; }
 one=$(timeout -k 5 120 "$bench" "${args[@]}" 2>&1 | sed -n 's/^weights read per token \([0-9.]*\) MB.*/\1/p')
 three=$(sed -n 's/^weights read per step \([0-9.]*\) MB.*/\1/p' <<<"$out3")
 [ -n "$one" ] && [ -n "$three" ] || { echo "FAIL: no byte figures for 1 and 3 sequences"; exit 1; }
