@@ -68,11 +68,11 @@ int main(int argc, char** argv) {
     const int baseline_threads = bandwidth_threads > 0 ? bandwidth_threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     const AlignedBuffer<float> baseline_buffer = bench::read_buffer(baseline_bytes);
     const int compute_threads = omp_get_max_threads();
+    // A baseline of several GiB (--bandwidth-bytes) is one pass per stream count: each pass is a
+    // long measurement already, and five of each would take longer than the slices they frame.
+    const size_t baseline_runs = baseline_bytes > (size_t{1} << 30) ? 1 : 5;
     auto read_bandwidth_now = [&] {
-      // A baseline of several GiB (--bandwidth-bytes) is one pass per stream count: each pass is a
-      // long measurement already, and five of each would take longer than the slices they frame.
-      const size_t runs = baseline_bytes > (size_t{1} << 30) ? 1 : 5;
-      const double bw = bench::read_bandwidth(baseline_buffer, baseline_threads, 0.25, runs);
+      const double bw = bench::read_bandwidth(baseline_buffer, baseline_threads, 0.25, baseline_runs);
       omp_set_num_threads(compute_threads);
       return bw;
     };

@@ -19,7 +19,6 @@
 namespace shardlm::amx {
 namespace {
 
-constexpr int64_t kTileElems = kPanel * kStep;  // bf16 elements of a 16 x 32 operand tile (1 KiB)
 constexpr int64_t kAccElems = kPanel * kPanel;  // f32 elements of a 16 x 16 accumulator tile
 // A prefill's activation tiles of one k block (all rows) take at most this much, so that they stay
 // in L2 while a group of column blocks passes over them (512 rows: 8 steps of 32 k; measured on the
@@ -288,7 +287,6 @@ SHARDLM_AMX void run_blocks(const PackedWeights& w, const uint16_t* a, int64_t m
   _tile_release();
 }
 
-
 // The activation tiles of a product, in a buffer of the calling thread (slot: one per product of a
 // group).
 const uint16_t* activation_tiles(const PackedWeights& w, const float* x, int64_t m, size_t slot) {
@@ -302,7 +300,7 @@ const uint16_t* activation_tiles(const PackedWeights& w, const float* x, int64_t
 
 }  // namespace
 
-void require_amx(const std::string& what) {
+void require_amx(std::string_view what) {
   if (!has_amx_bf16()) {
     fail("{}: the AMX matmul backend needs a CPU with AMX-BF16 and AVX512-BF16 that the OS lets this process use "
          "(Intel Xeon from Sapphire Rapids on); this CPU has none: use --matmul own (the default)",

@@ -21,7 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
+#include <string_view>
 
 #include "common/aligned_buffer.h"
 #include "kernels/gemm_task.h"
@@ -30,6 +30,7 @@ namespace shardlm::amx {
 
 inline constexpr int64_t kPanel = 16;  // output columns of a tile
 inline constexpr int64_t kStep = 32;   // k of one tile multiply
+inline constexpr int64_t kTileElems = kPanel * kStep;  // bf16 elements of a 16 x 32 operand tile (1 KiB)
 
 // The tile configuration (palette 1) of every AMX loop here: tiles 0-7 of 16 rows x 64 bytes (32
 // bf16 operands, or 16 f32 accumulators), for _tile_loadconfig.
@@ -53,9 +54,8 @@ struct PackedWeights {
   size_t bytes() const { return b16.size() * sizeof(uint16_t); }
   // Where W[r, kk] is stored in b16 (the layout above).
   size_t index(int64_t r, int64_t kk) const {
-    const int64_t tile = kPanel * kStep;  // elements of a tile
     const int64_t block = r / (2 * kPanel), panel = r / kPanel % 2, step = kk / kStep;
-    return static_cast<size_t>(block * 2 * panel_stride() + (2 * step + panel) * tile +
+    return static_cast<size_t>(block * 2 * panel_stride() + (2 * step + panel) * kTileElems +
                                (kk % kStep / 2) * 2 * kPanel + (r % kPanel) * 2 + (kk & 1));
   }
   // W[r, kk] as stored (bf16 bits).
@@ -63,7 +63,7 @@ struct PackedWeights {
 };
 
 // Fails, naming `what` (the product or layer), where has_amx_bf16() does not hold.
-void require_amx(const std::string& what);
+void require_amx(std::string_view what);
 
 // Pack W (row-major [n, k]): f32 values are rounded to bf16, bf16 bit patterns kept.
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k);
