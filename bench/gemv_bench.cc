@@ -22,6 +22,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <memory>
@@ -240,6 +241,10 @@ Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
 // measured right before and right after it (short measurements over one shared buffer, outside the
 // timed time; they leave `threads` OpenMP threads set), and the case reports the median of the
 // slices' ratios — one slice that straddles a change of regime does not decide the result.
+// Each measurement of the baseline is followed by one untimed pass over the case's weights: on VMs
+// whose host ages guest memory (the Xeon in docs/performance.md), memory left untouched for the ~2 s
+// a measurement takes pays a fault per 2 MiB on its next touch, and the slice would time those
+// faults, not the kernel; the baseline's own runs are warm (it times the median of several).
 double read_bandwidth_now(int threads) {
   static const AlignedBuffer<float> buffer = bench::read_buffer(bench::stream_bytes());
   return bench::read_bandwidth(buffer, threads, 0.05);
@@ -247,9 +252,11 @@ double read_bandwidth_now(int threads) {
 
 class WeightStreamSlices {
  public:
-  WeightStreamSlices(benchmark::State& state, int threads, double bytes_per_iteration)
-      : state_(state), threads_(threads), bytes_(bytes_per_iteration) {
+  // warm_pass: one pass over every weight the case cycles through.
+  WeightStreamSlices(benchmark::State& state, int threads, double bytes_per_iteration, std::function<void()> warm_pass)
+      : state_(state), threads_(threads), bytes_(bytes_per_iteration), warm_pass_(std::move(warm_pass)) {
     read_before_ = read_bandwidth_now(threads_);
+    warm_pass_();
     start_ = std::chrono::steady_clock::now();
   }
   // After each iteration of the timed loop.
@@ -264,6 +271,7 @@ class WeightStreamSlices {
     read_bws_.push_back(read_bw);
     read_before_ = read_after;
     iterations_ = 0;
+    warm_pass_();
     state_.ResumeTiming();
     start_ = std::chrono::steady_clock::now();
   }
@@ -293,6 +301,7 @@ class WeightStreamSlices {
   benchmark::State& state_;
   const int threads_;
   const double bytes_;
+  const std::function<void()> warm_pass_;
   double read_before_ = 0;
   std::chrono::steady_clock::time_point start_;
   int64_t iterations_ = 0;
@@ -309,10 +318,13 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   for (auto& v : x) v = dist(rng);
   std::vector<float> y(static_cast<size_t>(rows * s.n));
   omp_set_num_threads(threads);
-  for (const Linear& lin : mats.copies) lin.forward(x.data(), rows, y.data());  // warm-up
+  auto warm_pass = [&] {
+    for (const Linear& lin : mats.copies) lin.forward(x.data(), rows, y.data());
+  };
+  warm_pass();
   const double bytes = static_cast<double>(mats.copies.front().weight_bytes());
   std::unique_ptr<WeightStreamSlices> slices;
-  if (rows == 1) slices = std::make_unique<WeightStreamSlices>(state, threads, bytes);
+  if (rows == 1) slices = std::make_unique<WeightStreamSlices>(state, threads, bytes, warm_pass);
   size_t next = 0;
   for (auto _ : state) {
     mats.copies[next].forward(x.data(), rows, y.data());
@@ -356,9 +368,12 @@ void run_group_case(benchmark::State& state, int shape, WeightFormat format, int
   std::vector<std::vector<Linear::Product>> all;
   for (size_t g = 0; g < groups; ++g) all.push_back(products(g));
   omp_set_num_threads(threads);
-  for (const auto& p : all) Linear::forward_group(p);  // warm-up
+  auto warm_pass = [&] {
+    for (const auto& p : all) Linear::forward_group(p);
+  };
+  warm_pass();
   const double bytes = static_cast<double>(kRouted) * static_cast<double>(mats.copies.front().weight_bytes());
-  WeightStreamSlices slices(state, threads, bytes);
+  WeightStreamSlices slices(state, threads, bytes, warm_pass);
   size_t next = 0;
   for (auto _ : state) {
     Linear::forward_group(all[next]);
