@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <iterator>
+#include <thread>
 #include <vector>
 
 #include "common/aligned_buffer.h"
@@ -115,6 +116,32 @@ inline double read_bandwidth(const AlignedBuffer<float>& buf, int threads, doubl
     best = std::max(best, static_cast<double>(buf.size() * sizeof(float)) / times[times.size() / 2]);
   }
   return best;
+}
+
+// Seconds the first touch of a 2 MiB region of buf takes (one float read per region, one thread)
+// after the whole buffer sat untouched for idle_seconds: the median of `runs` passes. Right after a
+// touch (idle_seconds = 0) that is a cache or TLB miss; on bare metal it stays so after any idle
+// time, but a VM whose host reclaims or tracks guest memory charges a fault per region that grows
+// with the time the memory was left alone (docs/performance.md: ~45 µs after 1 s on the Xeon VM).
+inline double idle_touch_seconds(const AlignedBuffer<float>& buf, double idle_seconds, int runs = 3) {
+  constexpr size_t kRegionFloats = (size_t{2} << 20) / sizeof(float);
+  volatile float sink = 0.0f;
+  auto touch = [&] {
+    float total = 0.0f;
+    for (size_t i = 0; i < buf.size(); i += kRegionFloats) total += buf.data()[i];
+    sink = sink + total;
+  };
+  const size_t regions = (buf.size() + kRegionFloats - 1) / kRegionFloats;
+  std::vector<double> times;
+  for (int r = 0; r < runs; ++r) {
+    touch();
+    std::this_thread::sleep_for(std::chrono::duration<double>(idle_seconds));
+    const auto t0 = std::chrono::steady_clock::now();
+    touch();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(regions));
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
 }
 
 // The same over a fresh buffer of `bytes`.

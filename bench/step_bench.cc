@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <thread>
@@ -55,7 +56,8 @@ int main(int argc, char** argv) {
       if (b < (int64_t{1} << 20)) fail("--bandwidth-bytes {}: the baseline needs at least 1 MiB", bandwidth_bytes);
       baseline_bytes = static_cast<size_t>(b);
     }
-    o.max_context = prompt + decode + 16;
+    // Room for the timed tokens and one untimed step per slice (at most one per timed token).
+    o.max_context = prompt + 2 * decode + 16;
     o.max_sequences = sequences;
     o.kv_tokens = o.max_context * sequences;
     const auto load_start = std::chrono::steady_clock::now();
@@ -96,22 +98,32 @@ int main(int argc, char** argv) {
     const int W = engine->num_workers();
     std::vector<double> compute(W, 0.0), comm(W, 0.0);
     const std::vector<RowRequest> rows(static_cast<size_t>(sequences), RowRequest{1, 0.0f});
-    // Slices of the decode: tokens, seconds and the read bandwidth around each.
+    // Slices of the decode: tokens, seconds and the read bandwidth around each. Each slice starts with
+    // one untimed step: the bandwidth measurement before it leaves the weights untouched for a
+    // second or more, which on a VM whose host reclaims or tracks guest memory makes the next pass
+    // over them pay a fault per 2 MiB (see idle_touch_seconds below) that a decode running without
+    // pauses does not pay for this long an idle time.
     struct Slice {
       int tokens = 0;
       double seconds = 0.0, bandwidth = 0.0;
     };
     std::vector<Slice> slices;
+    int64_t position = prompt;
+    auto decode_step = [&] {
+      StepBatch b;
+      for (int s = 0; s < sequences; ++s) b.add(seqs[s], position, {tokens[s]}, false, true);
+      engine->step(b, rows, out);
+      for (int s = 0; s < sequences; ++s) tokens[s] = out[s].top[0].token;
+      ++position;
+    };
     double bw_before = read_bandwidth_now();
     double decode_s = 0.0;
     for (int i = 0; i < decode;) {
       Slice slice;
+      decode_step();  // untimed
       t0 = std::chrono::steady_clock::now();
       for (; i < decode && slice.seconds < kSliceSeconds; ++i) {
-        StepBatch b;
-        for (int s = 0; s < sequences; ++s) b.add(seqs[s], prompt + i, {tokens[s]}, false, true);
-        engine->step(b, rows, out);
-        for (int s = 0; s < sequences; ++s) tokens[s] = out[s].top[0].token;
+        decode_step();
         const std::vector<WorkerStepFigures> f = engine->last_step_figures();
         for (int w = 0; w < W && w < static_cast<int>(f.size()); ++w) {
           compute[w] += f[w].compute_s;
@@ -131,12 +143,14 @@ int main(int argc, char** argv) {
     std::printf("loaded (created / read, quantised, packed) in %.1f s\n", load_s);
     if (sequences == 1) {
       std::printf("prefill %d tokens: %.2f s (%.1f tok/s)\n", prompt, prefill_s, prompt / prefill_s);
-      std::printf("decode %d tokens: %.2f ms/token (%.2f tok/s)\n", decode, per_token_ms, decode / decode_s);
+      std::printf("decode %d tokens: %.2f ms/token (%.2f tok/s; %zu more untimed, one after each bandwidth measurement)\n",
+                  decode, per_token_ms, decode / decode_s, slices.size());
     } else {
       std::printf("prefill %d x %d tokens: %.2f s (%.1f tok/s)\n", sequences, prompt, prefill_s,
                   sequences * prompt / prefill_s);
-      std::printf("decode %d sequences x %d tokens: %.2f ms/step (%.2f tok/s in all, %.2f per sequence)\n", sequences,
-                  decode, per_token_ms, sequences * decode / decode_s, decode / decode_s);
+      std::printf("decode %d sequences x %d tokens: %.2f ms/step (%.2f tok/s in all, %.2f per sequence; %zu more steps "
+                  "untimed, one after each bandwidth measurement)\n",
+                  sequences, decode, per_token_ms, sequences * decode / decode_s, decode / decode_s, slices.size());
     }
     std::printf("%-8s %12s %12s %12s %10s %14s %12s\n", "worker", "compute ms", "comm ms", "other ms", "comm %", "weights", "peak RSS");
     const std::vector<WorkerLoadInfo> load = engine->load_info();
@@ -149,14 +163,15 @@ int main(int argc, char** argv) {
     // The roofline: every weight byte is read once per step, except that a MoE layer reads only the
     // experts its tokens are routed to: top_k of num_experts per sequence, at most all of them (all
     // experts are the same size; for several sequences an upper bound, as they may share experts).
-    double weight_bytes = 0;
+    double weight_bytes = 0, expert_bytes = 0;  // read per step; expert_bytes: the routed experts' part
     const ModelConfig& config = engine->config();
     const int64_t routed = std::min<int64_t>(static_cast<int64_t>(config.top_k_experts) * sequences, config.num_experts);
     for (const WorkerLoadInfo& l : load) {
       const double experts = static_cast<double>(l.expert_weight_bytes);
       weight_bytes += static_cast<double>(l.weight_bytes) - experts;
-      if (config.num_experts > 0) weight_bytes += experts * routed / config.num_experts;
+      if (config.num_experts > 0) expert_bytes += experts * routed / config.num_experts;
     }
+    weight_bytes += expert_bytes;
     // The time the decode would take at each slice's bandwidth, against the time it took.
     double roofline_s = 0.0, bw_min = slices.front().bandwidth, bw_max = bw_min;
     for (const Slice& slice : slices) {
@@ -173,6 +188,32 @@ int main(int argc, char** argv) {
                     ? fmt::format(" (MoE: {}{} of {} experts per layer{})", sequences > 1 ? "at most " : "", routed,
                                   config.num_experts, sequences > 1 ? " and step" : "").c_str()
                     : "");
+    // What memory left alone costs on its next touch, per 2 MiB region: on bare metal a cache miss,
+    // on a VM whose host reclaims or tracks guest memory a fault that grows with the idle time. A
+    // dense weight sits idle for one step between two reads; a routed expert, read by top_k of
+    // num_experts per step, for num_experts / routed steps on average. Each region read pays the
+    // price of its idle time once (the regions spread over the run's cores).
+    constexpr double kRegion = static_cast<double>(size_t{2} << 20);
+    const double step_s = decode_s / decode;
+    const double hot_touch = bench::idle_touch_seconds(baseline_buffer, 0.0);
+    auto idle_price = [&](double idle_s) { return std::max(0.0, bench::idle_touch_seconds(baseline_buffer, idle_s) - hot_touch); };
+    const double dense_regions = std::ceil((weight_bytes - expert_bytes) / kRegion);
+    const double dense_price = idle_price(step_s);
+    double idle_cost_s = dense_regions * dense_price / baseline_threads;
+    std::string expert_part;
+    if (expert_bytes > 0) {
+      const double expert_idle_s = step_s * static_cast<double>(config.num_experts) / static_cast<double>(routed);
+      const double expert_regions = std::ceil(expert_bytes / kRegion), expert_price = idle_price(expert_idle_s);
+      idle_cost_s += expert_regions * expert_price / baseline_threads;
+      // (at least: an expert's matrices, packed one after another, mostly straddle a region boundary)
+      expert_part = fmt::format("; routed experts untouched for {:.4g} ms on average: {:.1f} us, at least {:.0f} regions", 1e3 * expert_idle_s,
+                                1e6 * expert_price, expert_regions);
+    }
+    const double roofline_idle_s = weight_bytes / bw + idle_cost_s;
+    std::printf("memory untouched for one step (%.4g ms) costs %.1f us more per 2 MiB on its next touch than right after a touch "
+                "(%.1f us), %.0f regions%s; over %d cores %.1f ms per %s -> roofline with it %.2f tok/s; measured = %.1f%% of it\n",
+                1e3 * step_s, 1e6 * dense_price, 1e6 * hot_touch, dense_regions, expert_part.c_str(), baseline_threads,
+                1e3 * idle_cost_s, sequences == 1 ? "token" : "step", sequences / roofline_idle_s, 100.0 * roofline_idle_s / step_s);
     engine->shutdown();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "shardlm_bench_step: error: %s\n", e.what());

@@ -3,7 +3,9 @@
 # coordinator + 2 MPI workers, and prints a roofline that counts only the routed experts (the
 # workers report their expert weight bytes through the init reply); and with --sequences 3, one
 # token of each of three sequences per step, its read-bandwidth baseline over 64 MiB
-# (--bandwidth-bytes; named in the roofline line, and a size below 1 MiB refused).
+# (--bandwidth-bytes; named in the roofline line, and a size below 1 MiB refused). Each run times
+# its steps apart from one untimed step after each bandwidth measurement, and prints what memory
+# left untouched for a step costs on its next touch.
 # Usage: bench_step_test.sh BENCH_STEP
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -15,6 +17,11 @@ check() {
   grep -q "decode 4 tokens" <<<"$out" || { echo "FAIL: no decode line"; exit 1; }
   grep -Eq "of the roofline \(MoE: 2 of 8 experts per layer\)" <<<"$out" || { echo "FAIL: no MoE roofline"; exit 1; }
   grep -Eq "over [0-9]+ slices, reading [0-9.]+ [MG]B\)" <<<"$out" || { echo "FAIL: the baseline's size is not named"; exit 1; }
+  # One untimed step after each bandwidth measurement, and the price of memory left untouched for
+  # a step (dense weights) and for the routed experts' longer idle time, with the roofline it gives.
+  grep -Eq "tok/s; [1-9][0-9]* more untimed, one after each bandwidth measurement\)" <<<"$out" || { echo "FAIL: no untimed steps"; exit 1; }
+  grep -Eq "^memory untouched for one step \([0-9.e+-]+ ms\) costs [0-9.]+ us more per 2 MiB .*; routed experts untouched for [0-9.e+-]+ ms on average: [0-9.]+ us, at least [1-9][0-9]* regions; over 1 cores [0-9.]+ ms per token -> roofline with it [0-9.]+ tok/s; measured = [0-9.]+% of it$" <<<"$out" \
+    || { echo "FAIL: no idle-memory line"; exit 1; }
   # The bytes read per token are below the weights all workers hold (2 of 8 experts are read).
   local held active
   held=$(awk '$1 ~ /^[0-9]+$/ && $5 ~ /%$/ && $7 == "MB" { sum += $6 } END { if (sum > 0) print sum }' <<<"$out")
@@ -27,7 +34,7 @@ check "$(timeout -k 5 120 "$bench" "${args[@]}" 2>&1)"
 # 3 x 2 = 6 of the 8 experts per layer and step, so more bytes per step than one sequence reads.
 out3=$(timeout -k 5 120 "$bench" "${args[@]}" --sequences 3 --bandwidth-bytes 64MiB 2>&1)
 echo "$out3"
-grep -q "decode 3 sequences x 4 tokens" <<<"$out3" || { echo "FAIL: no decode line for 3 sequences"; exit 1; }
+grep -Eq "decode 3 sequences x 4 tokens: .*; [1-9][0-9]* more steps untimed" <<<"$out3" || { echo "FAIL: no decode line for 3 sequences"; exit 1; }
 grep -Eq "of the roofline \(MoE: at most 6 of 8 experts per layer and step\)" <<<"$out3" || { echo "FAIL: no MoE roofline for 3 sequences"; exit 1; }
 grep -q "slices, reading 67.1 MB)" <<<"$out3" || { echo "FAIL: the baseline did not read the 64 MiB asked for"; exit 1; }
 if bad=$(timeout -k 5 60 "$bench" "${args[@]}" --bandwidth-bytes 12 2>&1); then
