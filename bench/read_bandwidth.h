@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/aligned_buffer.h"
+#include "common/huge_page_arena.h"
 
 namespace shardlm::bench {
 
@@ -124,7 +125,7 @@ inline double read_bandwidth(const AlignedBuffer<float>& buf, int threads, doubl
 // time, but a VM whose host reclaims or tracks guest memory charges a fault per region that grows
 // with the time the memory was left alone (docs/performance.md: ~45 µs after 1 s on the Xeon VM).
 inline double idle_touch_seconds(const AlignedBuffer<float>& buf, double idle_seconds, int runs = 3) {
-  constexpr size_t kRegionFloats = (size_t{2} << 20) / sizeof(float);
+  constexpr size_t kRegionFloats = huge_page_arena::kHugePage / sizeof(float);
   volatile float sink = 0.0f;
   auto touch = [&] {
     float total = 0.0f;

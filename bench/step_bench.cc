@@ -15,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "common/error.h"
+#include "common/huge_page_arena.h"
 #include "common/text_format.h"
 #include "bench/read_bandwidth.h"
 #include "engine/engine.h"
@@ -163,15 +164,15 @@ int main(int argc, char** argv) {
     // The roofline: every weight byte is read once per step, except that a MoE layer reads only the
     // experts its tokens are routed to: top_k of num_experts per sequence, at most all of them (all
     // experts are the same size; for several sequences an upper bound, as they may share experts).
-    double weight_bytes = 0, expert_bytes = 0;  // read per step; expert_bytes: the routed experts' part
+    double dense_bytes = 0, expert_bytes = 0;  // read per step: all but the experts, the routed experts
     const ModelConfig& config = engine->config();
     const int64_t routed = std::min<int64_t>(static_cast<int64_t>(config.top_k_experts) * sequences, config.num_experts);
     for (const WorkerLoadInfo& l : load) {
       const double experts = static_cast<double>(l.expert_weight_bytes);
-      weight_bytes += static_cast<double>(l.weight_bytes) - experts;
+      dense_bytes += static_cast<double>(l.weight_bytes) - experts;
       if (config.num_experts > 0) expert_bytes += experts * routed / config.num_experts;
     }
-    weight_bytes += expert_bytes;
+    const double weight_bytes = dense_bytes + expert_bytes;
     // The time the decode would take at each slice's bandwidth, against the time it took.
     double roofline_s = 0.0, bw_min = slices.front().bandwidth, bw_max = bw_min;
     for (const Slice& slice : slices) {
@@ -193,11 +194,11 @@ int main(int argc, char** argv) {
     // dense weight sits idle for one step between two reads; a routed expert, read by top_k of
     // num_experts per step, for num_experts / routed steps on average. Each region read pays the
     // price of its idle time once (the regions spread over the run's cores).
-    constexpr double kRegion = static_cast<double>(size_t{2} << 20);
+    constexpr double kRegion = static_cast<double>(huge_page_arena::kHugePage);
     const double step_s = decode_s / decode;
     const double hot_touch = bench::idle_touch_seconds(baseline_buffer, 0.0);
     auto idle_price = [&](double idle_s) { return std::max(0.0, bench::idle_touch_seconds(baseline_buffer, idle_s) - hot_touch); };
-    const double dense_regions = std::ceil((weight_bytes - expert_bytes) / kRegion);
+    const double dense_regions = std::ceil(dense_bytes / kRegion);
     const double dense_price = idle_price(step_s);
     double idle_cost_s = dense_regions * dense_price / baseline_threads;
     std::string expert_part;
