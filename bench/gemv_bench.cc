@@ -3,7 +3,11 @@
 // threads. The machine's read bandwidth (a plain streaming read of a buffer far larger than the
 // caches) is measured right before and right after each ~0.1 s slice of a GEMV's timed loop, and
 // every GEMV reports its weight-stream rate in GB/s, the median slice's read bandwidth
-// ("read_GB/s") and the median of the slices' ratios ("of_read_bw"); prefill GEMMs report GFLOP/s.
+// ("read_GB/s") and the median of the slices' ratios ("of_read_bw"); beside them a plain read of the
+// same buffer in calls of the product's bytes, each call its own parallel region ("call_read_GB/s",
+// the fastest stream count by its median over the measurements) and the GEMV against it
+// ("of_call_read" = of_read_bw x read_GB/s / call_read_GB/s): what a product of that size can read
+// here, below the baseline for small matrices. Prefill GEMMs report GFLOP/s.
 // Each case cycles through enough copies of the matrix (bench::stream_bytes(), >= 256 MB and four
 // times the L3 up to 1 GiB) that the caches hold no useful part of them.
 // Also: the 26B-A4B experts 8 at a time as one group, as a MoE layer runs a token's routed experts
@@ -245,9 +249,15 @@ Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
 // whose host ages guest memory (the Xeon in docs/performance.md), memory left untouched for the ~2 s
 // a measurement takes pays a fault per 2 MiB on its next touch, and the slice would time those
 // faults, not the kernel; the baseline's own runs are warm (it times the median of several).
-double read_bandwidth_now(int threads) {
+const AlignedBuffer<float>& baseline_buffer() {
   static const AlignedBuffer<float> buffer = bench::read_buffer(bench::stream_bytes());
-  return bench::read_bandwidth(buffer, threads, 0.05);
+  return buffer;
+}
+double read_bandwidth_now(int threads) { return bench::read_bandwidth(baseline_buffer(), threads, 0.05); }
+// Beside it, a plain read of the same buffer in calls of a product's bytes, one pass per stream count
+// (bench::call_read_rates; right after read_bandwidth_now, so the buffer is warm).
+std::vector<double> call_read_rates_now(int threads, double call_bytes) {
+  return bench::call_read_rates(baseline_buffer(), threads, static_cast<size_t>(call_bytes));
 }
 
 class WeightStreamSlices {
@@ -256,6 +266,7 @@ class WeightStreamSlices {
   WeightStreamSlices(benchmark::State& state, int threads, double bytes_per_iteration, std::function<void()> warm_pass)
       : state_(state), threads_(threads), bytes_(bytes_per_iteration), warm_pass_(std::move(warm_pass)) {
     read_before_ = read_bandwidth_now(threads_);
+    add_call_rates();
     warm_pass_();
     start_ = std::chrono::steady_clock::now();
   }
@@ -265,11 +276,8 @@ class WeightStreamSlices {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     if (seconds < kSliceSeconds) return;
     state_.PauseTiming();
-    const double read_after = read_bandwidth_now(threads_);
-    const double read_bw = (read_before_ + read_after) / 2;
-    ratios_.push_back(iterations_ * bytes_ / seconds / read_bw);
-    read_bws_.push_back(read_bw);
-    read_before_ = read_after;
+    add_slice(iterations_ * bytes_ / seconds, read_bandwidth_now(threads_));
+    add_call_rates();
     iterations_ = 0;
     warm_pass_();
     state_.ResumeTiming();
@@ -281,18 +289,33 @@ class WeightStreamSlices {
     if (ratios_.empty()) {
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
       if (iterations_ == 0 || seconds <= 0) return;
-      const double read_bw = (read_before_ + read_bandwidth_now(threads_)) / 2;
-      ratios_.push_back(iterations_ * bytes_ / seconds / read_bw);
-      read_bws_.push_back(read_bw);
+      add_slice(iterations_ * bytes_ / seconds, read_bandwidth_now(threads_));
     }
     state_.counters["GB/s"] = benchmark::Counter(bytes_ / 1e9, benchmark::Counter::kIsIterationInvariantRate);
     state_.counters["read_GB/s"] = median(read_bws_) / 1e9;
     state_.counters["of_read_bw"] = median(ratios_);
+    // The call read: the fastest stream count by its median pass.
+    double call_bw = 0;
+    for (const auto& rates : call_rates_) call_bw = std::max(call_bw, median(rates));
+    state_.counters["call_read_GB/s"] = call_bw / 1e9;
+    state_.counters["of_call_read"] = median(ratios_) * median(read_bws_) / call_bw;
     state_.counters["slices"] = static_cast<double>(ratios_.size());
   }
 
  private:
   static constexpr double kSliceSeconds = 0.1;
+  // A slice that streamed at `rate`, against the read bandwidth measured before it and after it.
+  void add_slice(double rate, double read_after) {
+    const double read_bw = (read_before_ + read_after) / 2;
+    ratios_.push_back(rate / read_bw);
+    read_bws_.push_back(read_bw);
+    read_before_ = read_after;
+  }
+  void add_call_rates() {
+    const std::vector<double> rates = call_read_rates_now(threads_, bytes_);
+    call_rates_.resize(rates.size());
+    for (size_t i = 0; i < rates.size(); ++i) call_rates_[i].push_back(rates[i]);
+  }
   static double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     const size_t h = v.size() / 2;
@@ -306,6 +329,7 @@ class WeightStreamSlices {
   std::chrono::steady_clock::time_point start_;
   int64_t iterations_ = 0;
   std::vector<double> ratios_, read_bws_;
+  std::vector<std::vector<double>> call_rates_;  // by stream count, one per measurement
 };
 
 void run_case(benchmark::State& state, int shape, WeightFormat format, int threads, int64_t rows,

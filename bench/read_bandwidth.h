@@ -93,6 +93,15 @@ inline AlignedBuffer<float> read_buffer(size_t bytes) {
   return buf;
 }
 
+// Reads p[0, n) (n a multiple of 32) in calls of `call` floats (a multiple of 32; the last call
+// what is left), each call its own parallel region as read_stream reads a buffer: how a decode
+// GEMV whose weights are `call` floats' bytes reads them, one product per call.
+inline float read_in_calls(const float* p, int64_t n, int64_t call, int streams) {
+  float total = 0.0f;
+  for (int64_t c0 = 0; c0 < n; c0 += call) total += read_stream(p + c0, std::min(call, n - c0), streams);
+  return total;
+}
+
 // The stream counts per thread the baseline tries.
 inline constexpr int kReadStreamCounts[] = {1, 2, 3, 4, 6, 8};
 
@@ -117,6 +126,27 @@ inline double read_bandwidth(const AlignedBuffer<float>& buf, int threads, doubl
     best = std::max(best, static_cast<double>(buf.size() * sizeof(float)) / times[times.size() / 2]);
   }
   return best;
+}
+
+// Read bandwidth in bytes/s of reading buf in calls of call_bytes (read_in_calls, rounded down to
+// a multiple of 128 bytes, at least 128) with `threads` threads, for each stream count per thread of
+// kReadStreamCounts (in that order): one pass each, so buf should be warm (just measured by
+// read_bandwidth), and a caller takes medians over several before the fastest count. A small call
+// pays what any product of its size pays: entering the parallel region, each thread's streams
+// starting cold, the threads finishing unevenly.
+inline std::vector<double> call_read_rates(const AlignedBuffer<float>& buf, int threads, size_t call_bytes) {
+  omp_set_num_threads(threads);
+  const int64_t n = static_cast<int64_t>(buf.size()) / 32 * 32;
+  const int64_t call = std::max<int64_t>(32, static_cast<int64_t>(call_bytes / sizeof(float)) / 32 * 32);
+  std::vector<double> rates;
+  for (int streams : kReadStreamCounts) {
+    const auto t0 = std::chrono::steady_clock::now();
+    volatile float sink = read_in_calls(buf.data(), n, call, streams);
+    (void)sink;
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rates.push_back(static_cast<double>(n * sizeof(float)) / t);
+  }
+  return rates;
 }
 
 // Seconds the first touch of a 2 MiB region of buf takes (one float read per region, one thread)
