@@ -206,10 +206,13 @@ __attribute__((target("avx2,fma"))) float fma256_chains(int64_t iters) {
 struct Shape {
   const char* name;
   int64_t n, k;
+  // In a MoE layer's group (gemv8) every expert reads the same input (gate+up: the token's normed
+  // hidden state, quantised once for all), else each its own (down: each expert's activation).
+  bool group_shares_input = false;
 };
 const Shape kShapes[] = {
     {"31b.mlp_up", 21504, 5376},  {"31b.mlp_down", 5376, 21504}, {"31b.q_full", 8192, 5376},
-    {"31b.o_full", 5376, 8192},   {"31b.q_slide", 16384, 5376},  {"a4b.expert_gate_up", 1408, 2816},
+    {"31b.o_full", 5376, 8192},   {"31b.q_slide", 16384, 5376},  {"a4b.expert_gate_up", 1408, 2816, true},
     {"a4b.expert_down", 2816, 704},
 };
 const WeightFormat kFormats[] = {WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kQ4};
@@ -372,7 +375,8 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
 }
 
 // A MoE layer's decode: the 8 experts a token is routed to, run as one group (Linear::forward_group,
-// as the worker does), each with its own input; 8 different copies per call, cycling through all.
+// as the worker does), with one shared input or each its own as in the worker (group_shares_input);
+// 8 different copies per call, cycling through all.
 void run_group_case(benchmark::State& state, int shape, WeightFormat format, int threads) {
   constexpr int kRouted = 8;
   const Shape& s = kShapes[shape];
@@ -385,7 +389,8 @@ void run_group_case(benchmark::State& state, int shape, WeightFormat format, int
   auto products = [&](size_t g) {
     std::vector<Linear::Product> p;
     for (int e = 0; e < kRouted; ++e) {
-      p.push_back(Linear::Product{&mats.copies[(g * kRouted + e) % mats.copies.size()], x.data() + e * s.k, 1, y.data() + e * s.n});
+      const float* in = x.data() + (s.group_shares_input ? 0 : e * s.k);
+      p.push_back(Linear::Product{&mats.copies[(g * kRouted + e) % mats.copies.size()], in, 1, y.data() + e * s.n});
     }
     return p;
   };
@@ -405,7 +410,8 @@ void run_group_case(benchmark::State& state, int shape, WeightFormat format, int
     next = (next + 1) % all.size();
     slices.iteration_done();
   }
-  state.SetLabel(std::string(s.name) + " x8 W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " + weight_format_name(format));
+  state.SetLabel(std::string(s.name) + " x8 W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " + weight_format_name(format) +
+                 (s.group_shares_input ? " one input" : " 8 inputs"));
   slices.report();
 }
 
