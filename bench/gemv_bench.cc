@@ -243,15 +243,7 @@ Matrices& matrices(int shape, WeightFormat format, MatmulBackend backend) {
   return m;
 }
 
-// This VM's bandwidth drifts from minute to minute (and between two regimes at two threads, within
-// seconds): a GEMV's timed loop is cut into slices of ~0.1 s, each compared with the read bandwidth
-// measured right before and right after it (short measurements over one shared buffer, outside the
-// timed time; they leave `threads` OpenMP threads set), and the case reports the median of the
-// slices' ratios — one slice that straddles a change of regime does not decide the result.
-// Each measurement of the baseline is followed by one untimed pass over the case's weights: on VMs
-// whose host ages guest memory (the Xeon in docs/performance.md), memory left untouched for the ~2 s
-// a measurement takes pays a fault per 2 MiB on its next touch, and the slice would time those
-// faults, not the kernel; the baseline's own runs are warm (it times the median of several).
+// The baseline's buffer, shared by every case.
 const AlignedBuffer<float>& baseline_buffer() {
   static const AlignedBuffer<float> buffer = bench::read_buffer(bench::stream_bytes());
   return buffer;
@@ -263,6 +255,16 @@ std::vector<double> call_read_rates_now(int threads, double call_bytes) {
   return bench::call_read_rates(baseline_buffer(), threads, static_cast<size_t>(call_bytes));
 }
 
+// This VM's bandwidth drifts from minute to minute (and between two regimes at two threads, within
+// seconds): a GEMV's timed loop is cut into slices of ~0.1 s, each compared with the read bandwidth
+// measured right before and right after it (short measurements over one shared buffer, outside the
+// timed time; they leave `threads` OpenMP threads set), and the case reports the median of the
+// slices' ratios — one slice that straddles a change of regime does not decide the result.
+// Each measurement of the baseline (and the call read after it) is followed by one untimed pass over
+// the case's weights: on VMs whose host ages guest memory (the Xeon in docs/performance.md), memory
+// left untouched for the ~2 s a measurement takes pays a fault per 2 MiB on its next touch, and the
+// slice would time those faults, not the kernel; the baseline's own runs are warm (it times the
+// median of several).
 class WeightStreamSlices {
  public:
   // warm_pass: one pass over every weight the case cycles through.
