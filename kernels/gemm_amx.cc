@@ -300,12 +300,10 @@ const uint16_t* activation_tiles(const PackedWeights& w, const float* x, int64_t
 
 }  // namespace
 
-void require_amx(std::string_view what) {
-  if (!has_amx_bf16()) {
-    fail("{}: the AMX matmul backend needs a CPU with AMX-BF16 and AVX512-BF16 that the OS lets this process use "
-         "(Intel Xeon from Sapphire Rapids on); this CPU has none: use --matmul own (the default)",
-         what);
-  }
+void refuse_without_amx(std::string_view what) {
+  fail("{}: the AMX matmul backend needs a CPU with AMX-BF16 and AVX512-BF16 that the OS lets this process use "
+       "(Intel Xeon from Sapphire Rapids on); this CPU has none: use --matmul own (the default)",
+       what);
 }
 
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k) { return pack(w, n, k); }

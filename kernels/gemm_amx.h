@@ -22,8 +22,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
 
 #include "common/aligned_buffer.h"
+#include "kernels/cpu_features.h"
 #include "kernels/gemm_task.h"
 
 namespace shardlm::amx {
@@ -62,8 +66,14 @@ struct PackedWeights {
   uint16_t at(int64_t r, int64_t kk) const { return b16[index(r, kk)]; }
 };
 
-// Fails, naming `what` (the product or layer), where has_amx_bf16() does not hold.
-void require_amx(std::string_view what);
+// Fails naming `what` (the product or layer), as a CPU without AMX must hear it.
+[[noreturn]] void refuse_without_amx(std::string_view what);
+// Fails where has_amx_bf16() does not hold, naming the product or layer `what` formats to (formatted
+// only then: Linear names every bf16 matrix it loads with --matmul amx).
+template <class... Args>
+void require_amx(fmt::format_string<Args...> what, Args&&... args) {
+  if (!has_amx_bf16()) refuse_without_amx(fmt::format(what, std::forward<Args>(args)...));
+}
 
 // Pack W (row-major [n, k]): f32 values are rounded to bf16, bf16 bit patterns kept.
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k);
