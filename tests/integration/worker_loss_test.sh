@@ -30,7 +30,7 @@ trap 'stop_cluster || true; [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"' EXIT
 trap 'exit 1' INT TERM
 
 state="$work/state"
-lines=60
+lines=400
 case "$mode" in
   worker-kill) MPIRUN_ARGS="--mca odls_base_sigkill_timeout 15" ;;
   worker-hang|coordinator-hang|coordinator-kill) MPIRUN_ARGS= ;;
