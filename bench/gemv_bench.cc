@@ -297,13 +297,13 @@ class WeightStreamSlices {
       add_slice(iterations_ * bytes_ / seconds, read_bandwidth_now(threads_));
     }
     state_.counters["GB/s"] = benchmark::Counter(bytes_ / 1e9, benchmark::Counter::kIsIterationInvariantRate);
-    state_.counters["read_GB/s"] = median(read_bws_) / 1e9;
-    state_.counters["of_read_bw"] = median(ratios_);
+    state_.counters["read_GB/s"] = bench::median(read_bws_) / 1e9;
+    state_.counters["of_read_bw"] = bench::median(ratios_);
     // The call read: the fastest stream count by its median pass.
     double call_bw = 0;
-    for (const auto& rates : call_rates_) call_bw = std::max(call_bw, median(rates));
+    for (const auto& rates : call_rates_) call_bw = std::max(call_bw, bench::median(rates));
     state_.counters["call_read_GB/s"] = call_bw / 1e9;
-    state_.counters["of_call_read"] = median(ratios_) * median(read_bws_) / call_bw;
+    state_.counters["of_call_read"] = bench::median(ratios_) * bench::median(read_bws_) / call_bw;
     state_.counters["slices"] = static_cast<double>(ratios_.size());
   }
 
@@ -320,11 +320,6 @@ class WeightStreamSlices {
     const std::vector<double> rates = call_read_rates_now(threads_, bytes_);
     call_rates_.resize(rates.size());
     for (size_t i = 0; i < rates.size(); ++i) call_rates_[i].push_back(rates[i]);
-  }
-  static double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t h = v.size() / 2;
-    return v.size() % 2 == 1 ? v[h] : (v[h - 1] + v[h]) / 2;
   }
   benchmark::State& state_;
   const int threads_;

@@ -36,8 +36,7 @@ double seconds_per_call(const Linear& lin, const float* x, int64_t m, float* y, 
     times.push_back(t);
     total += t;
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];  // median
+  return bench::median(times);
 }
 
 void report_read_bandwidth(size_t bytes, double min_seconds) {
@@ -92,8 +91,7 @@ void report_attention(double min_seconds) {
         times.push_back(t);
         total += t;
       }
-      std::sort(times.begin(), times.end());
-      const double t = times[times.size() / 2];
+      const double t = bench::median(times);
       std::printf("attention %s n_q %4d context %5d threads %d: %8.3f ms  %6.1f GFLOP/s  %6.1f GB/s (K+V)\n", c.name,
                   c.n_q, c.context, threads, t * 1e3, pairs * hq * d * 4.0 / t / 1e9,
                   2.0 * static_cast<double>(k.size()) * sizeof(float) / t / 1e9);

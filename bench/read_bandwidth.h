@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/median.h"
 #include "common/aligned_buffer.h"
 #include "common/huge_page_arena.h"
 
@@ -122,8 +123,7 @@ inline double read_bandwidth(const AlignedBuffer<float>& buf, int threads, doubl
       total += t;
     }
     (void)sink;
-    std::sort(times.begin(), times.end());
-    best = std::max(best, static_cast<double>(buf.size() * sizeof(float)) / times[times.size() / 2]);
+    best = std::max(best, static_cast<double>(buf.size() * sizeof(float)) / median(times));
   }
   return best;
 }
@@ -171,8 +171,7 @@ inline double idle_touch_seconds(const AlignedBuffer<float>& buf, double idle_se
     touch();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / static_cast<double>(regions));
   }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return median(times);
 }
 
 // The same over a fresh buffer of `bytes`.
