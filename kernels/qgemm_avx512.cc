@@ -44,7 +44,10 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
 // 0.78, the block's 5 lines at once 2 KiB ahead into L1 0.82-0.88 / 0.80-0.86, 4-8 KiB 0.76-0.80,
 // into L2 0.67-0.79; one line before each load instead 0.87 / 0.86 (paced 0.88 / 0.85; into L2 4
 // KiB ahead 0.78 / 0.77): no better; q4 with four shifts fewer per block (the high nibbles masked
-// in place, their sum shifted once) or addresses without divisions: the same. By address from the
+// in place, their sum shifted once) or addresses without divisions: the same. Later, two threads,
+// expert down: a second prefetch of each block 8 or 16 KiB ahead into L2 (T1 or T2) besides the one
+// 2 KiB ahead 0.76-0.79 against 0.84-0.86, only every other line 0.70-0.73, each pair's 9 lines at
+// once 0.84-0.86 (the same). By address from the
 // block being read: a stream's panels are consecutive, so past the panel's end this reaches into
 // the next one (prefetches never fault).
 inline constexpr int kIntelGemvStreams = 2;
