@@ -1,9 +1,9 @@
 #!/bin/sh
 # Batch jobs survive a crash of the whole cluster. `shardlm serve` runs as one MPI job (coordinator + 2
-# workers) on the tiny golden model with a --state-dir; a 200-line batch is submitted, the whole MPI job
+# workers) on the tiny golden model with a --state-dir; a 400-line batch is submitted, the whole MPI job
 # is killed with SIGKILL (mpirun and every rank, by session) while the batch runs, and the
 # cluster is started again on the same state dir: the batch must resume where the state says and
-# complete with exactly 200 results, unique custom_ids, each equal to the same request sent directly.
+# complete with exactly 400 results, unique custom_ids, each equal to the same request sent directly.
 #   openai: through the official OpenAI client (tests/support/batch/batch_test.mjs): files, batches,
 #           output and error files, unreadable uploads, malformed lines, latency while a batch runs,
 #           cancel.
@@ -65,10 +65,12 @@ result_rows() {
     "$state/jobs.sqlite3" "$1"
 }
 
+# Enough lines that the batch is still running when the cluster is killed, on any machine.
+lines=400
 t0=$(date +%s)
 if [ "$mode" = openai ]; then
   start
-  node_step make-input "$work/input.jsonl" 200 /v1/chat/completions
+  node_step make-input "$work/input.jsonl" "$lines" /v1/chat/completions
   node_step openai-submit "$work/input.jsonl" "$work/batch.json"
   kill_cluster
   start
@@ -76,10 +78,10 @@ if [ "$mode" = openai ]; then
   node_step openai-finish "$work/input.jsonl" "$work/batch.json"
   batch=$(sed -n 's/.*"batch":"\([^"]*\)".*/\1/p' "$work/batch.json")
   rows=$(result_rows "$batch")
-  [ "$rows" = "(200, 200)" ] || { echo "result rows of $batch: $rows, expected (200, 200)"; exit 1; }
+  [ "$rows" = "($lines, $lines)" ] || { echo "result rows of $batch: $rows, expected ($lines, $lines)"; exit 1; }
 else
   start
-  node_step make-input "$work/input.jsonl" 200 /v1/completions
+  node_step make-input "$work/input.jsonl" "$lines" /v1/completions
   # Batch jobs need the state dir's lock: a second coordinator on the same folder is refused.
   if "$shardlm" serve --model "$model" --port 0 --http-port 0 --metrics-port -1 --threads 1 --max-context 512 \
       --state-dir "$state" >"$work/second.out" 2>"$work/second.err"; then
@@ -96,8 +98,8 @@ else
     i=$((i + 1)); [ $i -lt 1200 ] || { echo "the job made no progress"; exit 1; }
     sleep 0.05
   done
-  [ "$done_before" -lt 200 ] || { echo "the job finished before the cluster could be killed"; exit 1; }
-  echo "job $job: $done_before/200 done before the kill"
+  [ "$done_before" -lt "$lines" ] || { echo "the job finished before the cluster could be killed"; exit 1; }
+  echo "job $job: $done_before/$lines done before the kill"
   kill_cluster
   start
   grep "batch jobs:" "$work/serve.err" || true
@@ -108,14 +110,14 @@ else
   grep -q "^metadata: test=native$" "$work/status.txt"
   client jobs status "$job" --wait >"$work/final.txt"
   grep -q "^state: completed$" "$work/final.txt" || { cat "$work/final.txt"; exit 1; }
-  grep -q "^lines: 200 total, 200 completed, 0 failed" "$work/final.txt" || { cat "$work/final.txt"; exit 1; }
-  client jobs list | grep -q "^$job  *completed  *200  *200  *0 "
+  grep -q "^lines: $lines total, $lines completed, 0 failed" "$work/final.txt" || { cat "$work/final.txt"; exit 1; }
+  client jobs list | grep -q "^$job  *completed  *$lines  *$lines  *0 "
   client jobs results "$job" --out "$work/output.jsonl"
   client jobs results "$job" --errors >"$work/errors.jsonl"
   [ ! -s "$work/errors.jsonl" ] || { echo "unexpected error lines:"; cat "$work/errors.jsonl"; exit 1; }
   node_step compare "$work/input.jsonl" "$work/output.jsonl"
   rows=$(result_rows "$job")
-  [ "$rows" = "(200, 200)" ] || { echo "result rows of $job: $rows, expected (200, 200)"; exit 1; }
+  [ "$rows" = "($lines, $lines)" ] || { echo "result rows of $job: $rows, expected ($lines, $lines)"; exit 1; }
   # Cancel: a second job is stopped; its finished lines stay readable.
   job2=$(client jobs submit "$work/input.jsonl")
   client jobs cancel "$job2" | grep -Eq ": (cancelling|cancelled|completed) "
