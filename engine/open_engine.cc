@@ -11,13 +11,13 @@
 #include "common/text_format.h"
 #include "coordinator/remote_engine.h"
 #include "engine/engine.h"
-#include "kernels/elementwise.h"
 #include "model/config.h"
 #include "model/variants.h"
 #include "partition/plan.h"
 #include "worker/kv_cache.h"
 #include "worker/model_runner.h"
 #include "worker/process_memory.h"
+#include "worker/step_candidates.h"
 #include "worker/worker_loop.h"
 
 namespace shardlm {
@@ -125,8 +125,7 @@ class LocalStepEngine final : public StepEngine {
     const auto t0 = std::chrono::steady_clock::now();
     runner_->forward(batch, last_logits_);
     const int64_t V = config().vocab_size;
-    out.resize(rows.size());
-    for (size_t r = 0; r < rows.size(); ++r) out[r] = select_row_candidates(last_logits_.data() + r * V, V, 0, rows[r], &exp_sums);
+    out = select_step_candidates(last_logits_.data(), V, 0, rows);
     WorkerStepFigures f = state_figures();
     f.compute_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const std::vector<int64_t>& routed = runner_->take_expert_tokens();

@@ -5,12 +5,12 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
-#include "kernels/elementwise.h"
 #include "proto/step.pb.h"
 #include "proto/step_message.h"
 #include "worker/comm_collectives.h"
 #include "worker/model_runner.h"
 #include "worker/process_memory.h"
+#include "worker/step_candidates.h"
 
 namespace shardlm {
 namespace {
@@ -123,8 +123,8 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
           break;
         }
         step::StepResult result;
-        for (size_t r = 0; r < rows.size(); ++r) {
-          const RowCandidates c = select_row_candidates(logits.data() + r * slice, slice, shard.vocab_rows.begin, rows[r], &exp_sums);
+        const std::vector<RowCandidates> candidates = select_step_candidates(logits.data(), slice, shard.vocab_rows.begin, rows);
+        for (const RowCandidates& c : candidates) {
           step::Candidates* m = result.add_rows();
           for (const TokenLogit& t : c.top) {
             m->add_logits(t.logit);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <random>
 
 #include "proto/logit_candidates.h"
@@ -37,6 +38,44 @@ TEST(LogitCandidates, SelectMatchesAFullSort) {
     }
     EXPECT_NEAR(c.lse, std::log(s), 1e-4);
     EXPECT_NEAR(c.lse_t, std::log(st), 1e-4);
+  }
+}
+
+// The maximum and the top candidates of rows of every length up to 40 (the maximum anywhere, a
+// length that is not a multiple of the maximum's eight chains), with infinities, signed zeros and
+// ties: exactly the best of the row, and the log-sum-exp exact; a row with NaNs (which make its sums
+// NaN) still gets its number of candidates.
+TEST(LogitCandidates, AnyLengthWithNaNsInfinitiesAndZeros) {
+  const float specials[] = {NAN, INFINITY, -INFINITY, 0.0f, -0.0f, 2.5f, 2.5f};
+  std::mt19937_64 rng(9);
+  for (int64_t n = 1; n <= 40; ++n) {
+    for (int trial = 0; trial < 20; ++trial) {
+      std::vector<float> logits = random_logits(n, 100 * n + trial, trial % 3);
+      for (float& x : logits) {
+        x *= 60.0f;  // up to ~+-600: exp overflows unless taken from the row's true maximum
+        if (rng() % 5 == 0) x = specials[rng() % std::size(specials)];
+      }
+      const bool has_pos_inf = std::count(logits.begin(), logits.end(), INFINITY) > 0;
+      for (int32_t keep : {1, 3, 8, 41}) {
+        const RowCandidates c = select_row_candidates(logits.data(), n, 7, RowRequest{keep, 0.5f});
+        std::vector<TokenLogit> finite_or_inf;
+        for (int64_t i = 0; i < n; ++i) {
+          if (!std::isnan(logits[i])) finite_or_inf.push_back({logits[i], static_cast<int32_t>(7 + i)});
+        }
+        std::sort(finite_or_inf.begin(), finite_or_inf.end(), better_candidate);
+        ASSERT_EQ(c.top.size(), std::min<size_t>(keep, n)) << "n " << n << " trial " << trial;
+        if (static_cast<int64_t>(finite_or_inf.size()) < n) continue;  // NaNs
+        for (size_t i = 0; i < c.top.size(); ++i) {
+          EXPECT_EQ(c.top[i].token, finite_or_inf[i].token) << "n " << n << " trial " << trial << " keep " << keep;
+        }
+        if (finite_or_inf.front().logit == -INFINITY) continue;
+        if (has_pos_inf) continue;  // exp(inf - inf): the sums are not numbers
+        double s = 0;
+        const double m = finite_or_inf.front().logit;
+        for (const TokenLogit& t : finite_or_inf) s += std::exp(static_cast<double>(t.logit) - m);
+        EXPECT_NEAR(c.lse, m + std::log(s), 1e-4) << "n " << n << " trial " << trial;
+      }
+    }
   }
 }
 
