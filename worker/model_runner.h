@@ -70,6 +70,7 @@ class ModelRunner {
   std::vector<std::vector<float>> inv_freq_;          // per layer
   std::vector<std::vector<int32_t>> kv_head_of_q_;    // per layer, local indices
   std::vector<int64_t> expert_tokens_, expert_tokens_taken_;
+  std::vector<float> lm_head_part_;  // one LM head chunk's [rows, n] result, kept from step to step
 };
 
 }  // namespace shardlm

@@ -110,5 +110,33 @@ TEST(GoldenHidden, EveryLayerMatches) {
   }
 }
 
+// The LM head is packed in chunks of vocabulary rows (16384 by default: one chunk for the golden
+// models' 512, sixteen for Gemma 4's 262144). In chunks of 100 rows (six, the last of 12) the logits
+// are the same, bit for bit, for one logits row per step and for several, with the checkpoint's
+// precision and with q4 weights (whose embedding rows are read from the packed LM head).
+TEST(LmHeadChunks, ChunkedVocabularyGivesTheSameLogits) {
+  const std::string dir = golden_dir("dense");
+  const std::vector<int32_t> ids = read_golden_tokens(dir + "/tokens.txt");
+  ModelConfig config = load_model_config(dir);
+  auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(dir));
+  for (bool q4 : {false, true}) {
+    for (int chunk : {1, 7}) {
+      std::vector<float> logits[2];
+      for (int split = 0; split < 2; ++split) {
+        RunnerOptions ro = golden::small_runner_options(ids.size());
+        if (q4) ro.weights.format = WeightFormat::kQ4;
+        if (split == 1) ro.weights.lm_head_chunk_rows = 100;
+        ModelRunner runner(config, ckpt, full_shard(config), ro);
+        logits[split] = golden::run_chunked(runner, ids, chunk);
+      }
+      ASSERT_EQ(logits[0].size(), ids.size() * static_cast<size_t>(config.vocab_size));
+      ASSERT_EQ(logits[1].size(), logits[0].size());
+      for (size_t i = 0; i < logits[0].size(); ++i) {
+        ASSERT_EQ(logits[1][i], logits[0][i]) << "logit " << i << (q4 ? ", q4" : "") << ", steps of " << chunk;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace shardlm
