@@ -47,9 +47,8 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
 // in place, their sum shifted once) or addresses without divisions: the same. Later, two threads,
 // expert down: a second prefetch of each block 8 or 16 KiB ahead into L2 (T1 or T2) besides the one
 // 2 KiB ahead 0.76-0.79 against 0.84-0.86, only every other line 0.70-0.73, each pair's 9 lines at
-// once 0.84-0.86 (the same). By address from the
-// block being read: a stream's panels are consecutive, so past the panel's end this reaches into
-// the next one (prefetches never fault).
+// once 0.84-0.86 (the same). By address from the block being read: a stream's panels are
+// consecutive, so past the panel's end this reaches into the next one (prefetches never fault).
 inline constexpr int kIntelGemvStreams = 2;
 inline constexpr int64_t kIntelInt8AheadBytes = 1024;
 inline constexpr int64_t kIntelQ4AheadBytes = 2048;

@@ -1,7 +1,5 @@
 #include "worker/step_candidates.h"
 
-#include <omp.h>
-
 #include <exception>
 
 #include "kernels/elementwise.h"
