@@ -319,7 +319,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const uint16_t* a = activation_tiles(w, x, m, 0);
   const bool decode = m <= kPanel;
   for_each_panel_range(m, w.n, w.k, w.panels(), 1, 0, w.bytes(), decode, 1,
-                       [&](int64_t u0, int64_t u1) { run_blocks(w, a, m, y, accumulate, u0, u1); });
+                       [&](int64_t u0, int64_t u1, int) { run_blocks(w, a, m, y, accumulate, u0, u1); });
 }
 
 void gemm_group(const GemmTask* tasks, size_t count) {

@@ -55,10 +55,10 @@ int decode_tile_panels(const MicroKernelSet& ks, const PackedWeights& w, int64_t
   return decode_tile_width(m, ks.gemv_streams, ks.gemv_nr, ks.nr_max[m]);
 }
 
-// Units [p0, p1) of all m rows (panels, or a GEMV's groups of panels: schedule_units): this thread's
-// share of the output.
+// Units [p0, p1) of all m rows (panels, or a GEMV's groups of panels in `blocks` blocks:
+// schedule_units): this thread's share of the output.
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x, int64_t m, float* y,
-                bool accumulate, int64_t p0, int64_t p1) {
+                bool accumulate, int64_t p0, int64_t p1, int blocks = 1) {
   const int64_t n = w.n, k = w.k;
   const int64_t n_panels = w.panels();
   const int last_valid = static_cast<int>(n - (n_panels - 1) * kPanel);
@@ -88,7 +88,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const float* x
         [&](int64_t g, int64_t distance, float* ys, int valid, int64_t) {
           group(x, k, wbase + static_cast<size_t>(g * pstride) * esize, distance * pstride, k, 0, k, ys, n, valid);
         },
-        [&](int64_t g) { tile(0, 1, g, 1, 0, k); });
+        [&](int64_t g) { tile(0, 1, g, 1, 0, k); }, 0, blocks);
     return;
   }
   // Panels [p0, p1).
@@ -227,7 +227,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const bool decode = m <= ks.mr_max;
   for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams, 0, w.bytes(), decode,
                        decode ? decode_tile_panels(ks, w, m) : 1,
-                       [&](int64_t p0, int64_t p1) { run_panels(ks, w, x, m, y, accumulate, p0, p1); });
+                       [&](int64_t p0, int64_t p1, int blocks) { run_panels(ks, w, x, m, y, accumulate, p0, p1, blocks); });
 }
 
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {

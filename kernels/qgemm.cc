@@ -229,10 +229,10 @@ int64_t stream_panel_bytes(const MicroKernelSet& ks, const PackedWeights& w) {
   return ks.place_gemv_streams ? w.panel_stride() : 0;
 }
 
-// Units [p0, p1) of all m rows (panels, or a GEMV's groups of panels: schedule_units): this thread's
-// share of the output.
+// Units [p0, p1) of all m rows (panels, or a GEMV's groups of panels in `blocks` blocks:
+// schedule_units): this thread's share of the output.
 void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const QuantizedRows& x, float* y, bool accumulate,
-                int64_t p0, int64_t p1) {
+                int64_t p0, int64_t p1, int blocks = 1) {
   const int64_t n = w.n, m = x.m, nb = w.blocks();
   const int64_t n_panels = w.panels();
   const int last_valid = static_cast<int>(n - (n_panels - 1) * kPanel);
@@ -279,7 +279,7 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
           a.valid_last = valid;
           (int8 ? ks.int8[1][s] : ks.q4[1][s])(a);
         },
-        [&](int64_t g) { tile(0, 1, g, 1, 0, nb, g + 1 < n_panels ? g + 1 : -1); }, stream_panel_bytes(ks, w));
+        [&](int64_t g) { tile(0, 1, g, 1, 0, nb, g + 1 < n_panels ? g + 1 : -1); }, stream_panel_bytes(ks, w), blocks);
     return;
   }
   // Panels [p0, p1).
@@ -445,7 +445,7 @@ void gemm(const PackedWeights& w, const float* x, int64_t m, float* y, bool accu
   const bool decode = m <= ks.mr_max;
   for_each_panel_range(m, w.n, w.k, w.panels(), ks.gemv_streams, stream_panel_bytes(ks, w), w.bytes(), decode,
                        decode ? decode_tile_panels(ks, w, m) : 1,
-                       [&](int64_t p0, int64_t p1) { run_panels(ks, w, shared, y, accumulate, p0, p1); });
+                       [&](int64_t p0, int64_t p1, int blocks) { run_panels(ks, w, shared, y, accumulate, p0, p1, blocks); });
 }
 
 void gemm_group(const GemmTask* tasks, size_t count, Isa isa) {

@@ -1,10 +1,12 @@
 // The scheduling units of a GEMV read as several streams (schedule_units, gemv_streams): every panel
 // computed exactly once whatever the chunks the units are taken in, groups of panels a fixed distance
-// apart, outputs zeroed or accumulated, and nothing written past the last valid column.
+// apart within one block of the panels (one or several blocks), outputs zeroed or accumulated, and
+// nothing written past the last valid column.
 #include "kernels/gemm_task.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -30,50 +32,67 @@ constexpr int64_t kPanelBytes[] = {0, 86144, 48448, 6400, 4096};
 TEST(GemvStreams, EveryPanelOnceInGroupsOfPanelsOneDistanceApart) {
   for (int streams = 2; streams <= kMaxGemvStreams; ++streams) {
     for (const int64_t n_panels : kPanelCounts) {
-      for (const int64_t panel_bytes : kPanelBytes) {
-        for (const int last_valid : {16, 5}) {
-          for (const bool accumulate : {false, true}) {
-            for (const int64_t chunk : {1, 2, 3, 100}) {
-              const int64_t n = (n_panels - 1) * kCols + last_valid;
-              std::vector<float> y(static_cast<size_t>(n + 8), 7.0f);  // 8 guard values past the end
-              std::vector<int> calls(static_cast<size_t>(n_panels), 0);
-              const int64_t distance = gemv_stream_distance(n_panels, streams, panel_bytes);
-              const int64_t units = schedule_units(1, streams, n_panels, panel_bytes);
-              ASSERT_EQ(units, n_panels - (streams - 1) * distance);
-              EXPECT_EQ(schedule_units(2, streams, n_panels, panel_bytes), n_panels);  // batches: panels
-              EXPECT_EQ(schedule_units(1, 1, n_panels, panel_bytes), n_panels);        // one stream: panels
-              const std::string what = "streams=" + std::to_string(streams) + " n_panels=" + std::to_string(n_panels) +
-                                       " panel_bytes=" + std::to_string(panel_bytes) +
-                                       " valid=" + std::to_string(last_valid) + " accumulate=" + std::to_string(accumulate) +
-                                       " chunk=" + std::to_string(chunk);
-              auto group = [&](int64_t g, int64_t d, float* ys, int valid, int64_t next) {
-                EXPECT_EQ(d, distance) << what;
-                EXPECT_LT(g, distance) << what;
-                EXPECT_EQ(next, g + 1 < distance ? g + 1 : -1) << what;
-                for (int s = 0; s < streams; ++s) {
-                  const int64_t panel = g + s * d;
-                  ++calls[static_cast<size_t>(panel)];
-                  const int cols = s + 1 == streams ? valid : static_cast<int>(kCols);
-                  EXPECT_EQ(cols, panel + 1 == n_panels ? last_valid : 16) << what;
-                  for (int c = 0; c < cols; ++c) ys[s * kCols + c] += product(panel, c);
+      for (const int blocks : {1, 2, 3}) {
+        if (blocks > n_panels) continue;  // (a product has at most one block per panel)
+        for (const int64_t panel_bytes : kPanelBytes) {
+          for (const int last_valid : {16, 5}) {
+            for (const bool accumulate : {false, true}) {
+              for (const int64_t chunk : {1, 2, 3, 100}) {
+                const int64_t n = (n_panels - 1) * kCols + last_valid;
+                std::vector<float> y(static_cast<size_t>(n + 8), 7.0f);  // 8 guard values past the end
+                std::vector<int> calls(static_cast<size_t>(n_panels), 0);
+                // Block b: panels [first[b], first[b + 1]), its streams distance[b] apart.
+                std::vector<int64_t> first, distance;
+                int64_t want_units = 0;
+                for (int b = 0; b <= blocks; ++b) first.push_back(gemv_block_begin(n_panels, blocks, b));
+                for (int b = 0; b < blocks; ++b) {
+                  const int64_t panels = first[b + 1] - first[b];
+                  distance.push_back(gemv_stream_distance(panels, streams, panel_bytes));
+                  want_units += panels - (streams - 1) * distance.back();
                 }
-              };
-              auto single = [&](int64_t g) {
-                EXPECT_GE(g, streams * distance) << what;
-                ++calls[static_cast<size_t>(g)];
-                const int cols = g + 1 == n_panels ? last_valid : static_cast<int>(kCols);
-                for (int c = 0; c < cols; ++c) y[static_cast<size_t>(g * kCols + c)] += product(g, c);
-              };
-              for (int64_t u0 = 0; u0 < units; u0 += chunk) {
-                gemv_streams(streams, u0, std::min(u0 + chunk, units), n_panels, last_valid, y.data(), accumulate, group,
-                             single, panel_bytes);
+                auto block_of = [&](int64_t g) {
+                  return static_cast<int>(std::upper_bound(first.begin(), first.end(), g) - first.begin()) - 1;
+                };
+                const int64_t units = schedule_units(1, streams, n_panels, panel_bytes, blocks);
+                ASSERT_EQ(units, want_units);
+                EXPECT_EQ(schedule_units(2, streams, n_panels, panel_bytes, blocks), n_panels);  // batches: panels
+                EXPECT_EQ(schedule_units(1, 1, n_panels, panel_bytes, blocks), n_panels);        // one stream: panels
+                const std::string what = "streams=" + std::to_string(streams) + " n_panels=" + std::to_string(n_panels) +
+                                         " blocks=" + std::to_string(blocks) + " panel_bytes=" + std::to_string(panel_bytes) +
+                                         " valid=" + std::to_string(last_valid) + " accumulate=" + std::to_string(accumulate) +
+                                         " chunk=" + std::to_string(chunk);
+                auto group = [&](int64_t g, int64_t d, float* ys, int valid, int64_t next) {
+                  const int b = block_of(g);
+                  EXPECT_EQ(d, distance[b]) << what;
+                  EXPECT_LT(g, first[b] + d) << what;  // the first stream's panel
+                  EXPECT_EQ(next, g + 1 < first[b] + d ? g + 1 : -1) << what;
+                  for (int s = 0; s < streams; ++s) {
+                    const int64_t panel = g + s * d;
+                    ASSERT_EQ(block_of(panel), b) << what;  // every stream within the block
+                    ++calls[static_cast<size_t>(panel)];
+                    const int cols = s + 1 == streams ? valid : static_cast<int>(kCols);
+                    EXPECT_EQ(cols, panel + 1 == n_panels ? last_valid : 16) << what;
+                    for (int c = 0; c < cols; ++c) ys[s * kCols + c] += product(panel, c);
+                  }
+                };
+                auto single = [&](int64_t g) {
+                  const int b = block_of(g);
+                  EXPECT_GE(g, first[b] + streams * distance[b]) << what;  // left over at the block's end
+                  ++calls[static_cast<size_t>(g)];
+                  const int cols = g + 1 == n_panels ? last_valid : static_cast<int>(kCols);
+                  for (int c = 0; c < cols; ++c) y[static_cast<size_t>(g * kCols + c)] += product(g, c);
+                };
+                for (int64_t u0 = 0; u0 < units; u0 += chunk) {
+                  gemv_streams(streams, u0, std::min(u0 + chunk, units), n_panels, last_valid, y.data(), accumulate, group,
+                               single, panel_bytes, blocks);
+                }
+                for (int64_t g = 0; g < n_panels; ++g) ASSERT_EQ(calls[static_cast<size_t>(g)], 1) << what << " panel " << g;
+                for (int64_t i = 0; i < n; ++i) {
+                  const float want = (accumulate ? 7.0f : 0.0f) + product(i / kCols, static_cast<int>(i % kCols));
+                  ASSERT_EQ(y[static_cast<size_t>(i)], want) << what << " column " << i;
+                }
+                for (int64_t i = n; i < n + 8; ++i) ASSERT_EQ(y[static_cast<size_t>(i)], 7.0f) << what << " guard " << i;
               }
-              for (int64_t g = 0; g < n_panels; ++g) ASSERT_EQ(calls[static_cast<size_t>(g)], 1) << what << " panel " << g;
-              for (int64_t i = 0; i < n; ++i) {
-                const float want = (accumulate ? 7.0f : 0.0f) + product(i / kCols, static_cast<int>(i % kCols));
-                ASSERT_EQ(y[static_cast<size_t>(i)], want) << what << " column " << i;
-              }
-              for (int64_t i = n; i < n + 8; ++i) ASSERT_EQ(y[static_cast<size_t>(i)], 7.0f) << what << " guard " << i;
             }
           }
         }

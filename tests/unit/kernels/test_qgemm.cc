@@ -233,6 +233,39 @@ TEST(QuantizedLinear, LargeMatricesSplitDynamicallyGiveTheSameResults) {
   }
 }
 
+// A GEMV read as streams is laid out in one block of panels per thread, each block's streams placed
+// by its own length (on Intel cores half a page apart where a stream has more than 128 panels: here
+// one and two threads, not three or four): the same result, bit for bit, at every thread count and
+// level as the scalar path on one thread.
+TEST(QuantizedLinear, GemvInBlocksPerThreadEqualsOneThreadAtEveryCount) {
+  const int64_t n = 16 * 700 + 3, k = 96;  // 701 panels, the last with 3 columns
+  const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 61);
+  const std::vector<float> x = random_vector(static_cast<size_t>(k), 62);
+  for (WeightFormat format : kFormats) {
+    const Linear lin = Linear::from_f32(w.data(), n, k, format);
+    std::vector<float> ref(static_cast<size_t>(n));
+    {
+      ScopedIsa isa(Isa::kScalar);
+      ScopedThreads threads(1);
+      lin.forward(x.data(), 1, ref.data());
+    }
+    for (Isa isa : runnable_isas()) {
+      ScopedIsa scoped(isa);
+      for (bool vnni : {true, false}) {
+        qgemm::use_avx_vnni(vnni);
+        for (int nt : {1, 2, 3, 4}) {
+          ScopedThreads threads(nt);
+          std::vector<float> y(static_cast<size_t>(n), -1.0f);
+          lin.forward(x.data(), 1, y.data());
+          ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), sizeof(float) * n))
+              << weight_format_name(format) << " isa=" << isa_name(isa) << " avx-vnni=" << vnni << " threads=" << nt;
+        }
+      }
+      qgemm::use_avx_vnni(true);
+    }
+  }
+}
+
 // Batches and GEMVs (m = 1: at the AVX2 level without VNNI read as three streams, here five panels:
 // one group of three and two left over, the last with one column) on one and two threads (k is
 // large enough for a parallel region).

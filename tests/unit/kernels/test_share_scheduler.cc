@@ -7,7 +7,10 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <utility>
 #include <vector>
+
+#include "common/error.h"
 
 namespace shardlm {
 namespace {
@@ -91,6 +94,40 @@ TEST(ShareScheduler, ThreadsRacingCoverEveryUnitOnce) {
     for (int64_t u = 0; u < n; ++u) ASSERT_EQ(seen[static_cast<size_t>(u)].load(), 1) << "unit " << u << ", " << threads << " threads";
     EXPECT_LT(taken[0], n / threads) << threads << " threads: the slow thread's share was not taken over";
   }
+}
+
+TEST(ShareScheduler, SharesAsGivenByTheirBounds) {
+  // Three shares [0, 10), [10, 10) (empty), [10, 25): thread 0 takes its own from the front; thread 1,
+  // with none, takes from the back of the share with the most left (thread 2's); every unit once.
+  const std::vector<int64_t> bounds = {0, 10, 10, 25};
+  ShareScheduler s(bounds, 4);
+  int64_t b, e;
+  ASSERT_TRUE(s.next(0, b, e));
+  EXPECT_EQ(std::make_pair(b, e), std::make_pair(int64_t{0}, int64_t{4}));  // at least the chunk
+  ASSERT_TRUE(s.next(1, b, e));
+  EXPECT_EQ(std::make_pair(b, e), std::make_pair(int64_t{21}, int64_t{25}));
+  ASSERT_TRUE(s.next(2, b, e));
+  EXPECT_EQ(std::make_pair(b, e), std::make_pair(int64_t{10}, int64_t{14}));
+  std::vector<int> seen(25, 0);
+  for (int64_t u = 0; u < 4; ++u) ++seen[static_cast<size_t>(u)];
+  for (int64_t u = 10; u < 14; ++u) ++seen[static_cast<size_t>(u)];
+  for (int64_t u = 21; u < 25; ++u) ++seen[static_cast<size_t>(u)];
+  for (int t : {2, 1, 0}) {
+    while (s.next(t, b, e)) {
+      for (int64_t u = b; u < e; ++u) ++seen[static_cast<size_t>(u)];
+    }
+  }
+  EXPECT_EQ(seen, std::vector<int>(25, 1));
+}
+
+TEST(ShareScheduler, RefusesBoundsThatAreNotShares) {
+  EXPECT_THROW(ShareScheduler(std::vector<int64_t>{0}, 1), Error);                      // no share
+  EXPECT_THROW(ShareScheduler(std::vector<int64_t>{1, 5}, 1), Error);                   // not from 0
+  EXPECT_THROW(ShareScheduler(std::vector<int64_t>{0, 5, 3}, 1), Error);                // decreasing
+  EXPECT_THROW(ShareScheduler(std::vector<int64_t>{0, int64_t{1} << 31}, 1), Error);    // too many units
+  ShareScheduler one(std::vector<int64_t>{0, 0}, 1);                                    // one empty share
+  int64_t b, e;
+  EXPECT_FALSE(one.next(0, b, e));
 }
 
 TEST(ShareScheduler, RefusesTooManyUnits) {
