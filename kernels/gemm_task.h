@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "kernels/share_scheduler.h"
@@ -162,14 +163,20 @@ void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, int
     return;
   }
   if (decode && m == 1 && gemv_streams > 1 && static_cast<double>(bytes) <= kBlockedGemvBytesPerThread * threads) {
-    // One block per thread; its units are the thread's share.
-    std::vector<int64_t> bounds(static_cast<size_t>(threads) + 1, 0);
+    // One block per thread; its units are the thread's share (bounds on the stack up to 16 threads:
+    // a decode calls this for every matrix).
+    constexpr int kInlineThreads = 16;
+    int64_t inline_bounds[kInlineThreads + 1];
+    std::vector<int64_t> heap_bounds;
+    if (threads > kInlineThreads) heap_bounds.resize(static_cast<size_t>(threads) + 1);
+    const std::span<int64_t> bounds(threads > kInlineThreads ? heap_bounds.data() : inline_bounds, static_cast<size_t>(threads) + 1);
+    bounds[0] = 0;
     for (int b = 0; b < threads; ++b) {
       const int64_t p0 = gemv_block_begin(n_panels, threads, b), p1 = gemv_block_begin(n_panels, threads, b + 1);
       bounds[static_cast<size_t>(b) + 1] = bounds[static_cast<size_t>(b)] + schedule_units(1, gemv_streams, p1 - p0, stream_panel_bytes);
     }
     const int64_t units = bounds.back();
-    ShareScheduler scheduler(bounds, decode_chunk_units(static_cast<double>(bytes), units));
+    ShareScheduler scheduler(std::span<const int64_t>(bounds), decode_chunk_units(static_cast<double>(bytes), units));
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
