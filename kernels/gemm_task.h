@@ -68,13 +68,16 @@ inline int64_t gemv_stream_distance(int64_t n_panels, int streams, int64_t panel
 // is cut into chunks (panels close together read slower).
 inline int64_t gemv_block_begin(int64_t n_panels, int blocks, int b) { return n_panels * b / blocks; }
 
+// The units of block b of such a GEMV (S = gemv_streams > 1).
+inline int64_t gemv_block_units(int64_t n_panels, int blocks, int b, int gemv_streams, int64_t panel_bytes) {
+  const int64_t panels = gemv_block_begin(n_panels, blocks, b + 1) - gemv_block_begin(n_panels, blocks, b);
+  return panels - (gemv_streams - 1) * gemv_stream_distance(panels, gemv_streams, panel_bytes);
+}
+
 inline int64_t schedule_units(int64_t m, int gemv_streams, int64_t n_panels, int64_t panel_bytes = 0, int blocks = 1) {
   if (m != 1 || gemv_streams < 2) return n_panels;
   int64_t units = 0;
-  for (int b = 0; b < blocks; ++b) {
-    const int64_t panels = gemv_block_begin(n_panels, blocks, b + 1) - gemv_block_begin(n_panels, blocks, b);
-    units += panels - (gemv_streams - 1) * gemv_stream_distance(panels, gemv_streams, panel_bytes);
-  }
+  for (int b = 0; b < blocks; ++b) units += gemv_block_units(n_panels, blocks, b, gemv_streams, panel_bytes);
   return units;
 }
 
@@ -172,8 +175,8 @@ void for_each_panel_range(int64_t m, int64_t n, int64_t k, int64_t n_panels, int
     const std::span<int64_t> bounds(threads > kInlineThreads ? heap_bounds.data() : inline_bounds, static_cast<size_t>(threads) + 1);
     bounds[0] = 0;
     for (int b = 0; b < threads; ++b) {
-      const int64_t p0 = gemv_block_begin(n_panels, threads, b), p1 = gemv_block_begin(n_panels, threads, b + 1);
-      bounds[static_cast<size_t>(b) + 1] = bounds[static_cast<size_t>(b)] + schedule_units(1, gemv_streams, p1 - p0, stream_panel_bytes);
+      bounds[static_cast<size_t>(b) + 1] =
+          bounds[static_cast<size_t>(b)] + gemv_block_units(n_panels, threads, b, gemv_streams, stream_panel_bytes);
     }
     const int64_t units = bounds.back();
     ShareScheduler scheduler(std::span<const int64_t>(bounds), decode_chunk_units(static_cast<double>(bytes), units));
