@@ -94,21 +94,42 @@ bool has_avx_vnni() {
   return vnni;
 }
 
+namespace {
+
+// The tile unit with the CPUID feature bits `features` of leaf 7 (EDX) besides AMX-TILE, its state
+// saved by the OS (XCR0 bits 17-18) and this process allowed to use it (arch_prctl
+// ARCH_REQ_XCOMP_PERM for XTILEDATA, requested here).
+bool amx_usable(unsigned features) {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
+  constexpr unsigned kAmxTile = 1u << 24;
+  if ((edx & (features | kAmxTile)) != (features | kAmxTile)) return false;
+  if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & (1u << 27)) == 0) return false;  // OSXSAVE
+  unsigned xcr0_lo = 0, xcr0_hi = 0;
+  __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+  constexpr unsigned kTileState = (1u << 17) | (1u << 18);  // XTILECFG, XTILEDATA
+  if ((xcr0_lo & kTileState) != kTileState) return false;
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+}  // namespace
+
 bool has_amx_bf16() {
   static const bool amx = [] {
     __builtin_cpu_init();
     if (detected_isa() != Isa::kAvx512 || !__builtin_cpu_supports("avx512bf16")) return false;
-    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
-    if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) == 0) return false;
-    constexpr unsigned kAmxBf16 = 1u << 22, kAmxTile = 1u << 24;
-    if ((edx & kAmxBf16) == 0 || (edx & kAmxTile) == 0) return false;
-    if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0 || (ecx & (1u << 27)) == 0) return false;  // OSXSAVE
-    unsigned xcr0_lo = 0, xcr0_hi = 0;
-    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
-    constexpr unsigned kTileState = (1u << 17) | (1u << 18);  // XTILECFG, XTILEDATA
-    if ((xcr0_lo & kTileState) != kTileState) return false;
-    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+    constexpr unsigned kAmxBf16 = 1u << 22;
+    return amx_usable(kAmxBf16);
+  }();
+  return amx;
+}
+
+bool has_amx_int8() {
+  static const bool amx = [] {
+    if (detected_isa() != Isa::kAvx512 || !has_avx512_vnni()) return false;
+    constexpr unsigned kAmxInt8 = 1u << 25;
+    return amx_usable(kAmxInt8);
   }();
   return amx;
 }

@@ -263,10 +263,6 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     (int8 ? ks.int8[mr][nr] : ks.q4[mr][nr])(a);
   };
   const int64_t n_row_tiles = (m + ks.mr_max - 1) / ks.mr_max;
-  auto row_tile = [&](int64_t t, int64_t& i0, int& mr) {
-    i0 = m * t / n_row_tiles;
-    mr = static_cast<int>(m * (t + 1) / n_row_tiles - i0);
-  };
   const int s = ks.gemv_streams;
   if (m == 1 && s > 1) {
     gemv_streams(
@@ -298,18 +294,26 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     }
     return;
   }
-  // Batches: a block of panels x one chunk of 8 blocks (<= ~128 KiB of weights) stays in L2 while
-  // all row tiles pass over it.
+  // Batches: whole tiles of kTileRows rows on the tiles where the kernel set has them, the rows
+  // left over (all of them elsewhere) by the micro-kernels.
+  int64_t first = 0;
+  if (ks.tile_rows != nullptr && m >= kTileRows) {
+    first = m / kTileRows * kTileRows;
+    ks.tile_rows(w, x, y, first, p0, p1);
+    if (first == m) return;
+  }
+  const int64_t rest_tiles = (m - first + ks.mr_max - 1) / ks.mr_max;
+  // A block of panels x one chunk of 8 blocks (<= ~128 KiB of weights) stays in L2 while all row
+  // tiles pass over it.
   const int64_t chunk_bytes = kChunkBlocks * w.block_bytes();
   const int64_t block_panels = std::max<int64_t>(1, (128 * 1024) / chunk_bytes);
   for (int64_t pb = p0; pb < p1; pb += block_panels) {
     const int64_t pe = std::min(pb + block_panels, p1);
     for (int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
       const int64_t c1 = std::min(c0 + kChunkBlocks, nb);
-      for (int64_t t = 0; t < n_row_tiles; ++t) {
-        int64_t i0;
-        int mr;
-        row_tile(t, i0, mr);
+      for (int64_t t = 0; t < rest_tiles; ++t) {
+        const int64_t i0 = first + (m - first) * t / rest_tiles;
+        const int mr = static_cast<int>(first + (m - first) * (t + 1) / rest_tiles - i0);
         const int nr_max = ks.nr_max[mr];
         for (int64_t g = pb; g < pe; g += nr_max) tile(i0, mr, g, static_cast<int>(std::min<int64_t>(nr_max, pe - g)), c0, c1);
       }
@@ -326,13 +330,16 @@ const MicroKernelSet& scalar_kernels() {
 
 namespace {
 std::atomic<bool> g_use_avx_vnni{true};
+std::atomic<bool> g_use_amx_int8{true};
 }  // namespace
 
 void use_avx_vnni(bool enabled) { g_use_avx_vnni.store(enabled, std::memory_order_relaxed); }
+void use_amx_int8(bool enabled) { g_use_amx_int8.store(enabled, std::memory_order_relaxed); }
 
 const MicroKernelSet& kernels_at(Isa level) {
   switch (level) {
-    case Isa::kAvx512: return avx512_kernels();
+    case Isa::kAvx512:
+      return has_amx_int8() && g_use_amx_int8.load(std::memory_order_relaxed) ? avx512_amx_kernels() : avx512_kernels();
     case Isa::kAvx2:
       return has_avx_vnni() && g_use_avx_vnni.load(std::memory_order_relaxed) ? avx2_vnni_kernels() : avx2_kernels();
     case Isa::kScalar: break;

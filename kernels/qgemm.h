@@ -175,6 +175,14 @@ template <int NR>
   }
 }
 
+// Rows [0, rows) of y (a multiple of 16) x panels [p0, p1), over all blocks, on AMX int8 tiles
+// (qgemm_amx.cc): y += x · Wᵀ with the arithmetic above, bit for bit (y holds t on entry).
+void tile_rows_amx(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0, int64_t p1);
+using TileRowsKernel = void (*)(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0,
+                                int64_t p1);
+// Rows a tile of TileRowsKernel takes.
+inline constexpr int64_t kTileRows = 16;
+
 struct MicroKernelSet {
   int mr_max = 1;
   int nr_max[kMaxMr + 1] = {};
@@ -192,16 +200,23 @@ struct MicroKernelSet {
   bool place_gemv_streams = false;
   MicroKernel int8[kMaxMr + 1][kMaxNr + 1] = {};
   MicroKernel q4[kMaxMr + 1][kMaxNr + 1] = {};
+  // A batch of more than mr_max rows takes its rows in whole tiles of kTileRows here where set (the
+  // rows left over by the micro-kernels).
+  TileRowsKernel tile_rows = nullptr;
 };
 
 const MicroKernelSet& scalar_kernels();
 const MicroKernelSet& avx2_kernels();
 const MicroKernelSet& avx2_vnni_kernels();  // needs AVX-VNNI
 // The kernel set the quantised GEMM uses at `level` (kernel_isa()): at AVX2 the AVX-VNNI one where
-// the CPU has it, unless use_avx_vnni(false) was called (tests compare both).
+// the CPU has it, unless use_avx_vnni(false) was called (tests compare both); at AVX-512 the one
+// with AMX int8 tiles for batches where the CPU has them (has_amx_int8), unless use_amx_int8(false)
+// was called.
 const MicroKernelSet& kernels_at(Isa level);
 void use_avx_vnni(bool enabled);
-const MicroKernelSet& avx512_kernels();  // needs AVX-512 VNNI
+void use_amx_int8(bool enabled);
+const MicroKernelSet& avx512_kernels();      // needs AVX-512 VNNI
+const MicroKernelSet& avx512_amx_kernels();  // needs AVX-512 VNNI and AMX-INT8
 
 // The level the quantised kernels use at `isa`: AVX-512 only with VNNI, else AVX2.
 Isa kernel_isa(Isa isa);

@@ -226,6 +226,11 @@ MicroKernelSet make_set() {
   return set;
 }
 
+MicroKernelSet with_tile_rows(MicroKernelSet set) {
+  set.tile_rows = &tile_rows_amx;
+  return set;
+}
+
 }  // namespace
 
 SHARDLM_AVX512_VNNI bool quantize_row_avx512(const float* x, int64_t k, int64_t kp, int8_t* q, float* dx, int32_t* xs) {
@@ -270,6 +275,12 @@ SHARDLM_AVX512_VNNI bool quantize_row_avx512(const float* x, int64_t k, int64_t 
 const MicroKernelSet& avx512_kernels() {
   static const MicroKernelSet zen = make_set<PrefetchTuning::kZen>();
   static const MicroKernelSet intel = make_set<PrefetchTuning::kIntel>();
+  return prefetch_tuning() == PrefetchTuning::kIntel ? intel : zen;
+}
+
+const MicroKernelSet& avx512_amx_kernels() {
+  static const MicroKernelSet zen = with_tile_rows(make_set<PrefetchTuning::kZen>());
+  static const MicroKernelSet intel = with_tile_rows(make_set<PrefetchTuning::kIntel>());
   return prefetch_tuning() == PrefetchTuning::kIntel ? intel : zen;
 }
 

@@ -208,6 +208,53 @@ TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
   }
 }
 
+// Batches on AMX int8 tiles (whole tiles of 16 rows; the rows left over by the micro-kernels) give
+// the micro-kernels' results bit for bit and match the integer arithmetic written out here: rows
+// that fill tiles exactly and ones with a remainder, chunks of 8 blocks with a short last one (k =
+// 600: 19 blocks; 2070: 65), a last panel of 4 columns (n = 100) and more panels than one block of
+// them on the tiles (n = 1100: 69 panels, 64 to a block), accumulating or not, 1-3 threads.
+TEST(QuantizedLinear, AmxTileBatchesEqualTheMicroKernelsBitForBit) {
+  if (!has_amx_int8()) GTEST_SKIP() << "this CPU (or its OS) offers no AMX-INT8 tiles";
+  ScopedIsa isa(Isa::kAvx512);
+  for (const auto& [n, k] : {std::pair<int64_t, int64_t>{100, 600}, {100, 2070}, {1100, 600}}) {
+    const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 41);
+    const int64_t m_max = 70;
+    const std::vector<float> x = random_vector(static_cast<size_t>(m_max * k), 43);
+    const std::vector<float> start = random_vector(static_cast<size_t>(m_max * n), 47);
+    for (WeightFormat format : kFormats) {
+      const Linear lin = Linear::from_f32(w.data(), n, k, format);
+      for (int64_t m : {16, 17, 31, 32, 48, 70}) {
+        for (bool accumulate : {false, true}) {
+          std::vector<float> ref(start.begin(), start.begin() + m * n);
+          qgemm::use_amx_int8(false);
+          {
+            ScopedThreads threads(1);
+            lin.forward(x.data(), m, ref.data(), accumulate);
+          }
+          qgemm::use_amx_int8(true);
+          for (int nt : {1, 2, 3}) {
+            ScopedThreads threads(nt);
+            std::vector<float> y(start.begin(), start.begin() + m * n);
+            lin.forward(x.data(), m, y.data(), accumulate);
+            ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), sizeof(float) * m * n))
+                << weight_format_name(format) << " n=" << n << " k=" << k << " m=" << m << " accumulate=" << accumulate
+                << " threads=" << nt;
+          }
+          // A sample of outputs against the arithmetic written out here.
+          for (int64_t i : {int64_t{0}, m / 2, m - 1}) {
+            for (int64_t c : {int64_t{0}, n / 3, n - 1}) {
+              const float expected = expected_output(w.data() + c * k, k, format, x.data() + i * k,
+                                                     accumulate ? start[static_cast<size_t>(i * n + c)] : 0.0f);
+              ASSERT_EQ(expected, ref[static_cast<size_t>(i * n + c)])
+                  << weight_format_name(format) << " m=" << m << " row " << i << " column " << c;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 // Matrices of 16 MiB and more are split between threads dynamically in decode: the same results,
 // bit for bit, whatever the thread count or batch size.
 TEST(QuantizedLinear, LargeMatricesSplitDynamicallyGiveTheSameResults) {
