@@ -102,13 +102,13 @@ SHARDLM_AMX_INT8 inline void chunk_products(const int8_t* xq, int64_t kp, int64_
 
 // The f32 steps of rows [i0, i0 + 16) x panel g over the chunk [c0, c1), from the stored sums: per
 // block f = fma(s, dx, f) (int8) or fma(s * d, dx, f) (q4), then t = fma(f, d_row, t) (int8) or
-// t + f (q4) with y holding t.
+// t + f (q4) with y holding t. dx: the rows' activation scales of the chunk, block by block (16
+// apart), so that every one is at a fixed offset from one pointer.
 template <bool kInt8>
-SHARDLM_AMX_INT8 void chunk_finish(const PackedWeights& w, const QuantizedRows& x, const int32_t* sums, float* y,
-                                   int64_t i0, int64_t g, int64_t c0, int64_t c1) {
-  const int64_t nb = w.blocks(), n = w.n;
+SHARDLM_AMX_INT8 void chunk_finish(const PackedWeights& w, const float* dx, const int32_t* sums, float* y, int64_t i0,
+                                   int64_t g, int64_t c0, int64_t c1) {
+  const int64_t n = w.n;
   const uint8_t* panel = w.data.data() + g * w.panel_stride();
-  const float* dx = x.dx.data() + i0 * nb;
   __m512 f[kTileRows];
 #pragma GCC unroll 16
   for (int r = 0; r < kTileRows; ++r) f[r] = _mm512_setzero_ps();
@@ -119,7 +119,7 @@ SHARDLM_AMX_INT8 void chunk_finish(const PackedWeights& w, const QuantizedRows& 
 #pragma GCC unroll 16
     for (int r = 0; r < kTileRows; ++r) {
       const __m512 sf = _mm512_cvtepi32_ps(_mm512_load_si512(s + r * 16));
-      const __m512 dxr = _mm512_set1_ps(dx[r * nb + b]);
+      const __m512 dxr = _mm512_set1_ps(dx[(b - c0) * kTileRows + r]);
       if constexpr (kInt8) {
         f[r] = _mm512_fmadd_ps(sf, dxr, f[r]);
       } else {
@@ -158,6 +158,7 @@ SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float*
   }
   // The sums of two panels' chunks: one being finished while the next one's products run.
   alignas(64) int32_t sums[2][kChunkBlocks * kSumInts];
+  alignas(64) float dx[kChunkBlocks * kTileRows];
   const amx::TileConfig config = tile_config();
   _tile_loadconfig(&config);
   for (int64_t pb = p0; pb < p1; pb += kBlockPanels) {
@@ -171,10 +172,13 @@ SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float*
       }
       for (int64_t i0 = 0; i0 < rows; i0 += kTileRows) {
         const int8_t* xq = x.xq.data() + i0 * kp;
+        for (int64_t b = c0; b < c1; ++b) {
+          for (int64_t r = 0; r < kTileRows; ++r) dx[(b - c0) * kTileRows + r] = x.dx.data()[(i0 + r) * nb + b];
+        }
         chunk_products(xq, kp, c0, c1, tiles.data(), sums[0]);
         for (int64_t g = pb; g < pe; ++g) {
           if (g + 1 < pe) chunk_products(xq, kp, c0, c1, tiles.data() + (g + 1 - pb) * kPanelChunkBytes, sums[(g + 1 - pb) & 1]);
-          chunk_finish<kInt8>(w, x, sums[(g - pb) & 1], y, i0, g, c0, c1);
+          chunk_finish<kInt8>(w, dx, sums[(g - pb) & 1], y, i0, g, c0, c1);
         }
       }
     }
