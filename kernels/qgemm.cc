@@ -294,11 +294,11 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
     }
     return;
   }
-  // Batches: whole tiles of kTileRows rows on the tiles where the kernel set has them, the rows
-  // left over (all of them elsewhere) by the micro-kernels.
+  // Batches: tiles of kTileRows rows where the kernel set has them (and a last one of at least
+  // kTileRowsMin), the rows left over (all of them elsewhere) by the micro-kernels.
   int64_t first = 0;
-  if (ks.tile_rows != nullptr && m >= kTileRows) {
-    first = m / kTileRows * kTileRows;
+  if (ks.tile_rows != nullptr && m >= kTileRowsMin) {
+    first = m % kTileRows >= kTileRowsMin ? m : m / kTileRows * kTileRows;
     ks.tile_rows(w, x, y, first, p0, p1);
     if (first == m) return;
   }

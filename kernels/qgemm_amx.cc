@@ -24,9 +24,9 @@
 namespace shardlm::qgemm {
 namespace {
 
-// Tiles: 0-3 block sums (16 rows x 16 int32, in turn), 4 the activations (16 rows x 32 bytes), 5 the
-// weights (8 rows of 4 k x 16 columns).
-amx::TileConfig tile_config() {
+// Tiles: 0-3 block sums (`rows` rows x 16 int32, in turn), 4 the activations (`rows` rows x 32
+// bytes), 5 the weights (8 rows of 4 k x 16 columns).
+amx::TileConfig tile_config(int rows) {
   amx::TileConfig c;
   for (int t = 0; t < 8; ++t) {
     c.colsb[t] = 0;
@@ -34,10 +34,10 @@ amx::TileConfig tile_config() {
   }
   for (int t = 0; t < 4; ++t) {
     c.colsb[t] = 64;
-    c.rows[t] = 16;
+    c.rows[t] = static_cast<uint8_t>(rows);
   }
   c.colsb[4] = kBlock;
-  c.rows[4] = 16;
+  c.rows[4] = static_cast<uint8_t>(rows);
   c.colsb[5] = 64;
   c.rows[5] = kBlock / 4;
   return c;
@@ -100,13 +100,14 @@ SHARDLM_AMX_INT8 inline void chunk_products(const int8_t* xq, int64_t kp, int64_
   }
 }
 
-// The f32 steps of rows [i0, i0 + 16) x panel g over the chunk [c0, c1), from the stored sums: per
-// block f = fma(s, dx, f) (int8) or fma(s * d, dx, f) (q4), then t = fma(f, d_row, t) (int8) or
-// t + f (q4) with y holding t. dx: the rows' activation scales of the chunk, block by block (16
-// apart), so that every one is at a fixed offset from one pointer.
+// The f32 steps of rows [i0, i0 + valid_rows) x panel g over the chunk [c0, c1), from the stored
+// sums: per block f = fma(s, dx, f) (int8) or fma(s * d, dx, f) (q4), then t = fma(f, d_row, t)
+// (int8) or t + f (q4) with y holding t. dx: the rows' activation scales of the chunk, block by block
+// (16 apart), so that every one is at a fixed offset from one pointer. All 16 rows are computed (a
+// tile of fewer rows leaves the others' sums as they were, with dx 0); only the valid ones written.
 template <bool kInt8>
 SHARDLM_AMX_INT8 void chunk_finish(const PackedWeights& w, const float* dx, const int32_t* sums, float* y, int64_t i0,
-                                   int64_t g, int64_t c0, int64_t c1) {
+                                   int valid_rows, int64_t g, int64_t c0, int64_t c1) {
   const int64_t n = w.n;
   const uint8_t* panel = w.data.data() + g * w.panel_stride();
   __m512 f[kTileRows];
@@ -133,6 +134,7 @@ SHARDLM_AMX_INT8 void chunk_finish(const PackedWeights& w, const float* dx, cons
   if constexpr (kInt8) row_scale = _mm512_load_ps(reinterpret_cast<const float*>(panel));
 #pragma GCC unroll 16
   for (int r = 0; r < kTileRows; ++r) {
+    if (r >= valid_rows) break;
     float* yr = y + (i0 + r) * n + g * kPanel;
     const __m512 t = _mm512_maskz_loadu_ps(mask, yr);
     __m512 out;
@@ -157,10 +159,12 @@ SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float*
     tiles.resize(static_cast<size_t>(kBlockPanels * kPanelChunkBytes));
   }
   // The sums of two panels' chunks: one being finished while the next one's products run.
-  alignas(64) int32_t sums[2][kChunkBlocks * kSumInts];
+  alignas(64) int32_t sums[2][kChunkBlocks * kSumInts] = {};
   alignas(64) float dx[kChunkBlocks * kTileRows];
-  const amx::TileConfig config = tile_config();
-  _tile_loadconfig(&config);
+  // Whole tiles of 16 rows, then the rows left over in one tile of fewer (kTileRowsMin or more).
+  const amx::TileConfig whole = tile_config(kTileRows), last = tile_config(static_cast<int>(rows % kTileRows));
+  int configured = rows >= kTileRows ? kTileRows : static_cast<int>(rows);
+  _tile_loadconfig(configured == kTileRows ? &whole : &last);
   for (int64_t pb = p0; pb < p1; pb += kBlockPanels) {
     const int64_t pe = std::min(pb + kBlockPanels, p1);
     for (int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
@@ -171,14 +175,21 @@ SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float*
         for (int64_t b = c0; b < c1; ++b) signed_block<kInt8>(panel, b, out + (b - c0) * kBlockTileBytes);
       }
       for (int64_t i0 = 0; i0 < rows; i0 += kTileRows) {
+        const int tile_rows = static_cast<int>(std::min<int64_t>(kTileRows, rows - i0));
+        if (tile_rows != configured) {
+          configured = tile_rows;
+          _tile_loadconfig(configured == kTileRows ? &whole : &last);
+        }
         const int8_t* xq = x.xq.data() + i0 * kp;
         for (int64_t b = c0; b < c1; ++b) {
-          for (int64_t r = 0; r < kTileRows; ++r) dx[(b - c0) * kTileRows + r] = x.dx.data()[(i0 + r) * nb + b];
+          for (int64_t r = 0; r < kTileRows; ++r) {
+            dx[(b - c0) * kTileRows + r] = r < tile_rows ? x.dx.data()[(i0 + r) * nb + b] : 0.0f;
+          }
         }
         chunk_products(xq, kp, c0, c1, tiles.data(), sums[0]);
         for (int64_t g = pb; g < pe; ++g) {
           if (g + 1 < pe) chunk_products(xq, kp, c0, c1, tiles.data() + (g + 1 - pb) * kPanelChunkBytes, sums[(g + 1 - pb) & 1]);
-          chunk_finish<kInt8>(w, dx, sums[(g - pb) & 1], y, i0, g, c0, c1);
+          chunk_finish<kInt8>(w, dx, sums[(g - pb) & 1], y, i0, tile_rows, g, c0, c1);
         }
       }
     }
