@@ -297,20 +297,17 @@ void run_panels(const MicroKernelSet& ks, const PackedWeights& w, const Quantize
   // Batches: tiles of kTileRows rows where the kernel set has them (and a last one of at least
   // kTileRowsMin), the rows left over (all of them elsewhere) by the micro-kernels.
   int64_t first = 0;
-  if (ks.tile_rows != nullptr && m >= kTileRowsMin) {
-    first = m % kTileRows >= kTileRowsMin ? m : m / kTileRows * kTileRows;
-    ks.tile_rows(w, x, y, first, p0, p1);
-    if (first == m) return;
-  }
+  if (ks.tile_rows != nullptr && m >= kTileRowsMin) first = m % kTileRows >= kTileRowsMin ? m : m / kTileRows * kTileRows;
   const int64_t rest_tiles = (m - first + ks.mr_max - 1) / ks.mr_max;
   // A block of panels x one chunk of 8 blocks (<= ~128 KiB of weights) stays in L2 while all row
-  // tiles pass over it.
+  // tiles pass over it (those on the tiles first), so that the weights come from memory once.
   const int64_t chunk_bytes = kChunkBlocks * w.block_bytes();
   const int64_t block_panels = std::max<int64_t>(1, (128 * 1024) / chunk_bytes);
   for (int64_t pb = p0; pb < p1; pb += block_panels) {
     const int64_t pe = std::min(pb + block_panels, p1);
     for (int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
       const int64_t c1 = std::min(c0 + kChunkBlocks, nb);
+      if (first > 0) ks.tile_rows(w, x, y, first, pb, pe, c0, c1);
       for (int64_t t = 0; t < rest_tiles; ++t) {
         const int64_t i0 = first + (m - first) * t / rest_tiles;
         const int mr = static_cast<int>(first + (m - first) * (t + 1) / rest_tiles - i0);

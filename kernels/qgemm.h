@@ -175,12 +175,13 @@ template <int NR>
   }
 }
 
-// Rows [0, rows) of y x panels [p0, p1), over all blocks, on AMX int8 tiles (qgemm_amx.cc), in
-// tiles of kTileRows rows and the rows left over in one of fewer: y += x · Wᵀ with the arithmetic
-// above, bit for bit (y holds t on entry).
-void tile_rows_amx(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0, int64_t p1);
+// Rows [0, rows) of y x panels [p0, p1), over the blocks [c0, c1) of one chunk, on AMX int8 tiles
+// (qgemm_amx.cc), in tiles of kTileRows rows and the rows left over in one of fewer: the chunk's
+// step of the arithmetic above, bit for bit (y holds t on entry and after).
+void tile_rows_amx(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0, int64_t p1,
+                   int64_t c0, int64_t c1);
 using TileRowsKernel = void (*)(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0,
-                                int64_t p1);
+                                int64_t p1, int64_t c0, int64_t c1);
 // Rows a tile of TileRowsKernel takes, and the fewest it is given in a tile: a tile costs about the
 // same for any number of rows. Measured on a Xeon with AMX (31B 2 layers q4, sequences decoded
 // together, two threads, against the micro-kernels alone): 8 rows 166-167 against 136-141 ms a step,

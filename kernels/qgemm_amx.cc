@@ -2,9 +2,9 @@
 // int32), for CPUs with AMX-INT8 at the AVX-512 level. Each product is one block of 32 k: a 16 x
 // 32-byte tile of activations times the block's 8 x 64-byte tile of weights, so that the int32 block
 // sums are exactly the micro-kernels' (qgemm.h), and from there the same f32 operations in the same
-// order: the results are the same bit for bit. The weights of a block of panels and one chunk are
-// first written as signed weight tiles (q: int8 stored q + 128, q4 nibbles q + 8) into a buffer of
-// the thread, which every row tile then reads. A row tile takes a panel's chunk in two passes: the
+// order: the results are the same bit for bit. The weights of the panels of one chunk are first
+// written as signed weight tiles (q: int8 stored q + 128, q4 nibbles q + 8) into a buffer of the
+// thread, which every row tile then reads. A row tile takes a panel's chunk in two passes: the
 // products, each block's sums stored from its tile, and then the f32 steps over the stored sums; the
 // products of the next panel run before the f32 steps of this one, so that those read sums stored
 // well before.
@@ -148,50 +148,45 @@ SHARDLM_AMX_INT8 void chunk_finish(const PackedWeights& w, const float* dx, cons
 }
 
 template <bool kInt8>
-SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0, int64_t p1) {
+SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0, int64_t p1,
+                          int64_t c0, int64_t c1) {
   const int64_t nb = w.blocks(), stride = w.panel_stride(), kp = x.kp;
-  // A block of panels x one chunk of weight tiles (64 panels x 4 KiB) stays in L2 while every row
-  // tile passes over it.
-  constexpr int64_t kBlockPanels = 64;
   constexpr int64_t kPanelChunkBytes = kChunkBlocks * kBlockTileBytes;
+  // The panels' weight tiles of the chunk, written once for every row tile.
   thread_local AlignedBuffer<int8_t> tiles;
-  if (tiles.size() < static_cast<size_t>(kBlockPanels * kPanelChunkBytes)) {
-    tiles.resize(static_cast<size_t>(kBlockPanels * kPanelChunkBytes));
+  if (tiles.size() < static_cast<size_t>((p1 - p0) * kPanelChunkBytes)) {
+    tiles.resize(static_cast<size_t>((p1 - p0) * kPanelChunkBytes));
   }
-  // The sums of two panels' chunks: one being finished while the next one's products run.
-  alignas(64) int32_t sums[2][kChunkBlocks * kSumInts] = {};
+  for (int64_t g = p0; g < p1; ++g) {
+    const uint8_t* panel = w.data.data() + g * stride;
+    int8_t* out = tiles.data() + (g - p0) * kPanelChunkBytes;
+    for (int64_t b = c0; b < c1; ++b) signed_block<kInt8>(panel, b, out + (b - c0) * kBlockTileBytes);
+  }
+  // The sums of two panels' chunks: one being finished while the next one's products run. (Zero
+  // from the thread's start, and only ever written with tiles' sums: the rows a tile of fewer rows
+  // leaves, computed and not written, are finite.)
+  alignas(64) thread_local int32_t sums[2][kChunkBlocks * kSumInts] = {};
   alignas(64) float dx[kChunkBlocks * kTileRows];
   // Whole tiles of 16 rows, then the rows left over in one tile of fewer (kTileRowsMin or more).
   const amx::TileConfig whole = tile_config(kTileRows), last = tile_config(static_cast<int>(rows % kTileRows));
   int configured = rows >= kTileRows ? kTileRows : static_cast<int>(rows);
   _tile_loadconfig(configured == kTileRows ? &whole : &last);
-  for (int64_t pb = p0; pb < p1; pb += kBlockPanels) {
-    const int64_t pe = std::min(pb + kBlockPanels, p1);
-    for (int64_t c0 = 0; c0 < nb; c0 += kChunkBlocks) {
-      const int64_t c1 = std::min(c0 + kChunkBlocks, nb);
-      for (int64_t g = pb; g < pe; ++g) {
-        const uint8_t* panel = w.data.data() + g * stride;
-        int8_t* out = tiles.data() + (g - pb) * kPanelChunkBytes;
-        for (int64_t b = c0; b < c1; ++b) signed_block<kInt8>(panel, b, out + (b - c0) * kBlockTileBytes);
+  for (int64_t i0 = 0; i0 < rows; i0 += kTileRows) {
+    const int tile_rows = static_cast<int>(std::min<int64_t>(kTileRows, rows - i0));
+    if (tile_rows != configured) {
+      configured = tile_rows;
+      _tile_loadconfig(configured == kTileRows ? &whole : &last);
+    }
+    const int8_t* xq = x.xq.data() + i0 * kp;
+    for (int64_t b = c0; b < c1; ++b) {
+      for (int64_t r = 0; r < kTileRows; ++r) {
+        dx[(b - c0) * kTileRows + r] = r < tile_rows ? x.dx.data()[(i0 + r) * nb + b] : 0.0f;
       }
-      for (int64_t i0 = 0; i0 < rows; i0 += kTileRows) {
-        const int tile_rows = static_cast<int>(std::min<int64_t>(kTileRows, rows - i0));
-        if (tile_rows != configured) {
-          configured = tile_rows;
-          _tile_loadconfig(configured == kTileRows ? &whole : &last);
-        }
-        const int8_t* xq = x.xq.data() + i0 * kp;
-        for (int64_t b = c0; b < c1; ++b) {
-          for (int64_t r = 0; r < kTileRows; ++r) {
-            dx[(b - c0) * kTileRows + r] = r < tile_rows ? x.dx.data()[(i0 + r) * nb + b] : 0.0f;
-          }
-        }
-        chunk_products(xq, kp, c0, c1, tiles.data(), sums[0]);
-        for (int64_t g = pb; g < pe; ++g) {
-          if (g + 1 < pe) chunk_products(xq, kp, c0, c1, tiles.data() + (g + 1 - pb) * kPanelChunkBytes, sums[(g + 1 - pb) & 1]);
-          chunk_finish<kInt8>(w, dx, sums[(g - pb) & 1], y, i0, tile_rows, g, c0, c1);
-        }
-      }
+    }
+    chunk_products(xq, kp, c0, c1, tiles.data(), sums[0]);
+    for (int64_t g = p0; g < p1; ++g) {
+      if (g + 1 < p1) chunk_products(xq, kp, c0, c1, tiles.data() + (g + 1 - p0) * kPanelChunkBytes, sums[(g + 1 - p0) & 1]);
+      chunk_finish<kInt8>(w, dx, sums[(g - p0) & 1], y, i0, tile_rows, g, c0, c1);
     }
   }
   _tile_release();
@@ -199,12 +194,13 @@ SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float*
 
 }  // namespace
 
-void tile_rows_amx(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0, int64_t p1) {
-  if (rows <= 0 || p0 >= p1) return;
+void tile_rows_amx(const PackedWeights& w, const QuantizedRows& x, float* y, int64_t rows, int64_t p0, int64_t p1,
+                   int64_t c0, int64_t c1) {
+  if (rows <= 0 || p0 >= p1 || c0 >= c1) return;
   if (w.format == Format::kInt8) {
-    run<true>(w, x, y, rows, p0, p1);
+    run<true>(w, x, y, rows, p0, p1, c0, c1);
   } else {
-    run<false>(w, x, y, rows, p0, p1);
+    run<false>(w, x, y, rows, p0, p1, c0, c1);
   }
 }
 
