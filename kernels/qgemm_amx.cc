@@ -13,7 +13,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 
 #include "kernels/gemm_amx.h"
 #include "kernels/qgemm.h"
@@ -48,7 +47,7 @@ constexpr int64_t kBlockTileBytes = 512;
 constexpr int64_t kSumInts = 256;
 
 // Block b of a panel as a tile of signed weights. int8: the stored bytes (q + 128) less 128, in
-// place. q4: 64-byte pair h of the block's data holds rows 2h (low nibbles, k = 8h..8h+3) and 2h + 1
+// the same order. q4: 64-byte pair h of the block's data holds rows 2h (low nibbles, k = 8h..8h+3) and 2h + 1
 // (high nibbles, k = 8h+4..8h+7), each nibble q + 8.
 template <bool kInt8>
 SHARDLM_AMX_INT8 inline void signed_block(const uint8_t* panel, int64_t b, int8_t* tile) {
