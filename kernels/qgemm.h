@@ -184,10 +184,10 @@ using TileRowsKernel = void (*)(const PackedWeights& w, const QuantizedRows& x, 
                                 int64_t p1, int64_t c0, int64_t c1);
 // Rows a tile of TileRowsKernel takes, and the fewest it is given in a tile: a tile costs about the
 // same for any number of rows. Measured on a Xeon with AMX (31B 2 layers q4, sequences decoded
-// together, two threads, against the micro-kernels alone): 8 rows 166-167 against 136-141 ms a step,
-// 12 rows 177-181 against 176-180, 16 rows 178-185 against 207-214.
+// together, two threads, against the micro-kernels alone): 8 rows 150-154 against 138-143 ms a step,
+// 10 rows 157 against 157-158, 16 rows 168-172 against 207-214.
 inline constexpr int64_t kTileRows = 16;
-inline constexpr int64_t kTileRowsMin = 12;
+inline constexpr int64_t kTileRowsMin = 11;
 
 struct MicroKernelSet {
   int mr_max = 1;

@@ -153,13 +153,24 @@ SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float*
   constexpr int64_t kPanelChunkBytes = kChunkBlocks * kBlockTileBytes;
   // The panels' weight tiles of the chunk, written once for every row tile.
   thread_local AlignedBuffer<int8_t> tiles;
-  if (tiles.size() < static_cast<size_t>((p1 - p0) * kPanelChunkBytes)) {
+  if (rows > kTileRows && tiles.size() < static_cast<size_t>((p1 - p0) * kPanelChunkBytes)) {
     tiles.resize(static_cast<size_t>((p1 - p0) * kPanelChunkBytes));
   }
-  for (int64_t g = p0; g < p1; ++g) {
+  // One row tile: each panel's tiles written just before its products, into one of two buffers that
+  // stay in L1; several: all panels' first, for every row tile.
+  const bool one_tile = rows <= kTileRows;
+  const auto write_tiles = [&](int64_t g, int8_t* out) {
     const uint8_t* panel = w.data.data() + g * stride;
-    int8_t* out = tiles.data() + (g - p0) * kPanelChunkBytes;
     for (int64_t b = c0; b < c1; ++b) signed_block<kInt8>(panel, b, out + (b - c0) * kBlockTileBytes);
+  };
+  alignas(64) int8_t near[2][kPanelChunkBytes];
+  const auto panel_tiles = [&](int64_t g) -> const int8_t* {
+    if (!one_tile) return tiles.data() + (g - p0) * kPanelChunkBytes;
+    write_tiles(g, near[(g - p0) & 1]);
+    return near[(g - p0) & 1];
+  };
+  if (!one_tile) {
+    for (int64_t g = p0; g < p1; ++g) write_tiles(g, tiles.data() + (g - p0) * kPanelChunkBytes);
   }
   // The sums of two panels' chunks: one being finished while the next one's products run. (Zero
   // from the thread's start, and only ever written with tiles' sums: the rows a tile of fewer rows
@@ -182,9 +193,9 @@ SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float*
         dx[(b - c0) * kTileRows + r] = r < tile_rows ? x.dx.data()[(i0 + r) * nb + b] : 0.0f;
       }
     }
-    chunk_products(xq, kp, c0, c1, tiles.data(), sums[0]);
+    chunk_products(xq, kp, c0, c1, panel_tiles(p0), sums[0]);
     for (int64_t g = p0; g < p1; ++g) {
-      if (g + 1 < p1) chunk_products(xq, kp, c0, c1, tiles.data() + (g + 1 - p0) * kPanelChunkBytes, sums[(g + 1 - p0) & 1]);
+      if (g + 1 < p1) chunk_products(xq, kp, c0, c1, panel_tiles(g + 1), sums[(g + 1 - p0) & 1]);
       chunk_finish<kInt8>(w, dx, sums[(g - p0) & 1], y, i0, tile_rows, g, c0, c1);
     }
   }
