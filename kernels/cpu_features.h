@@ -21,9 +21,9 @@ bool has_avx_vnni();
 // (and AVX512-BF16, which the kernel converts activations with; every such CPU has it), the OS saves the tile state (XCR0 bits 17-18) and lets this process use it (arch_prctl
 // ARCH_REQ_XCOMP_PERM for XTILEDATA, requested on the first call). The kAmx matmul backend.
 bool has_amx_bf16();
-// AMX with int8 tiles (tdpbsud), used by the quantised kernels at the AVX-512 level for batches of
-// 16 rows or more: the CPU reports AMX-TILE and AMX-INT8 besides AVX-512 VNNI, and the OS and this
-// process may use the tiles (as above).
+// AMX with int8 tiles (tdpbssd), used by the quantised kernels at the AVX-512 level for batches
+// (kTileRowsMin in qgemm.h): the CPU reports AMX-TILE and AMX-INT8 besides AVX-512 VNNI, and the OS
+// and this process may use the tiles (as above).
 bool has_amx_int8();
 
 // How the AVX-512 GEMV tiles prefetch their weight stream, tuned per CPU family (the kernels say

@@ -2,9 +2,10 @@
 // int32), for CPUs with AMX-INT8 at the AVX-512 level. Each product is one block of 32 k: a 16 x
 // 32-byte tile of activations times the block's 8 x 64-byte tile of weights, so that the int32 block
 // sums are exactly the micro-kernels' (qgemm.h), and from there the same f32 operations in the same
-// order: the results are the same bit for bit. The weights of the panels of one chunk are first
-// written as signed weight tiles (q: int8 stored q + 128, q4 nibbles q + 8) into a buffer of the
-// thread, which every row tile then reads. A row tile takes a panel's chunk in two passes: the
+// order: the results are the same bit for bit. The weights of the panels of one chunk are written
+// as signed weight tiles (q: int8 stored q + 128, q4 nibbles q + 8): with several row tiles all
+// panels' first, into a buffer of the thread that every row tile reads; with one, each panel's just
+// before its products, into a buffer that stays in L1. A row tile takes a panel's chunk in two passes: the
 // products, each block's sums stored from its tile, and then the f32 steps over the stored sums; the
 // products of the next panel run before the f32 steps of this one, so that those read sums stored
 // well before.
@@ -47,8 +48,8 @@ constexpr int64_t kBlockTileBytes = 512;
 constexpr int64_t kSumInts = 256;
 
 // Block b of a panel as a tile of signed weights. int8: the stored bytes (q + 128) less 128, in
-// the same order. q4: 64-byte pair h of the block's data holds rows 2h (low nibbles, k = 8h..8h+3) and 2h + 1
-// (high nibbles, k = 8h+4..8h+7), each nibble q + 8.
+// the same order. q4: 64-byte pair h of the block's data holds rows 2h (low nibbles, k = 8h..8h+3)
+// and 2h + 1 (high nibbles, k = 8h+4..8h+7), each nibble q + 8.
 template <bool kInt8>
 SHARDLM_AMX_INT8 inline void signed_block(const uint8_t* panel, int64_t b, int8_t* tile) {
   if constexpr (kInt8) {
@@ -178,7 +179,8 @@ SHARDLM_AMX_INT8 void run(const PackedWeights& w, const QuantizedRows& x, float*
   alignas(64) thread_local int32_t sums[2][kChunkBlocks * kSumInts] = {};
   alignas(64) float dx[kChunkBlocks * kTileRows];
   // Whole tiles of 16 rows, then the rows left over in one tile of fewer (kTileRowsMin or more).
-  const amx::TileConfig whole = tile_config(kTileRows), last = tile_config(static_cast<int>(rows % kTileRows));
+  static const amx::TileConfig whole = tile_config(kTileRows);
+  const amx::TileConfig last = tile_config(static_cast<int>(rows % kTileRows));
   int configured = rows >= kTileRows ? kTileRows : static_cast<int>(rows);
   _tile_loadconfig(configured == kTileRows ? &whole : &last);
   for (int64_t i0 = 0; i0 < rows; i0 += kTileRows) {

@@ -213,8 +213,8 @@ TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
 // written out here: rows that fill tiles exactly, a tile of fewer rows alone (11, 12, 15) and after
 // whole ones (27, 28, 31), rows left to the micro-kernels (8, 10 alone; 17, 26, 70 after whole tiles),
 // chunks of 8 blocks with a short last one (k = 600: 19 blocks; 2070: 65), a last panel of 4
-// columns (n = 100) and more panels than one block of them on the tiles (n = 1100: 69 panels, 64 to
-// a block), accumulating or not, 1-3 threads.
+// columns (n = 100) and more panels than one block of them (n = 1100: 69 panels; a block of panels
+// and one chunk is 128 KiB of weights, 32 int8 panels or 64 q4), accumulating or not, 1-3 threads.
 TEST(QuantizedLinear, AmxTileBatchesEqualTheMicroKernelsBitForBit) {
   if (!has_amx_int8()) GTEST_SKIP() << "this CPU (or its OS) offers no AMX-INT8 tiles";
   ScopedIsa isa(Isa::kAvx512);
