@@ -27,6 +27,18 @@ using testing::ScopedThreads;
 
 const WeightFormat kFormats[] = {WeightFormat::kInt8, WeightFormat::kQ4};
 
+// Turns qgemm's AVX-VNNI and AMX int8 switches back on when a test that flips them ends, also when a
+// failed assertion returns from it early (the tests after it expect the defaults).
+struct RestoreQgemmSwitches {
+  RestoreQgemmSwitches() = default;
+  RestoreQgemmSwitches(const RestoreQgemmSwitches&) = delete;
+  RestoreQgemmSwitches& operator=(const RestoreQgemmSwitches&) = delete;
+  ~RestoreQgemmSwitches() {
+    qgemm::use_avx_vnni(true);
+    qgemm::use_amx_int8(true);
+  }
+};
+
 // The activation quantisation of qgemm.h, written out independently.
 struct RowQuant {
   std::vector<int> q;      // kp values
@@ -174,6 +186,7 @@ TEST(QuantizedLinear, ExtremeBlocksAreExact) {
 // that the last panel is read alone in one shape (panel 6 of 7) and in a group in the other (0, 2, 4
 // and 1, 3, 5 of 6).
 TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
+  const RestoreQgemmSwitches restore_switches;
   for (const auto& [n, k] : {std::pair<int64_t, int64_t>{100, 600}, {100, 2070}, {90, 600}, {90, 2070}}) {
     const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 3);
     for (WeightFormat format : kFormats) {
@@ -216,6 +229,7 @@ TEST(QuantizedLinear, BitExactAcrossIsasBatchesThreadsAndRowPositions) {
 // columns (n = 100) and more panels than one block of them (n = 1100: 69 panels; a block of panels
 // and one chunk is 128 KiB of weights, 32 int8 panels or 64 q4), accumulating or not, 1-3 threads.
 TEST(QuantizedLinear, AmxTileBatchesEqualTheMicroKernelsBitForBit) {
+  const RestoreQgemmSwitches restore_switches;
   if (!has_amx_int8()) GTEST_SKIP() << "this CPU (or its OS) offers no AMX-INT8 tiles";
   ScopedIsa isa(Isa::kAvx512);
   for (const auto& [n, k] : {std::pair<int64_t, int64_t>{100, 600}, {100, 2070}, {1100, 600}}) {
@@ -287,6 +301,7 @@ TEST(QuantizedLinear, LargeMatricesSplitDynamicallyGiveTheSameResults) {
 // one and two threads, not three or four): the same result, bit for bit, at every thread count and
 // level as the scalar path on one thread.
 TEST(QuantizedLinear, GemvInBlocksPerThreadEqualsOneThreadAtEveryCount) {
+  const RestoreQgemmSwitches restore_switches;
   const int64_t n = 16 * 700 + 3, k = 96;  // 701 panels, the last with 3 columns
   const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 61);
   const std::vector<float> x = random_vector(static_cast<size_t>(k), 62);
@@ -319,6 +334,7 @@ TEST(QuantizedLinear, GemvInBlocksPerThreadEqualsOneThreadAtEveryCount) {
 // one group of three and two left over, the last with one column) on one and two threads (k is
 // large enough for a parallel region).
 TEST(QuantizedLinear, AccumulateAddsInTheDefinedOrder) {
+  const RestoreQgemmSwitches restore_switches;
   const int64_t n = 65, k = 2100;
   const std::vector<float> w = random_vector(static_cast<size_t>(n * k), 21);
   const std::vector<float> x = random_vector(static_cast<size_t>(2 * k), 22);
