@@ -57,20 +57,56 @@ void score_keys(const AttnTileArgs& a, const AttnRow* rows, const E* kbase, int6
       for (int b = 0; b < KB; ++b) acc[r][b] = S::fmadd(qv, kv[b], acc[r][b]);
     }
   }
+  if constexpr (S::kWidth == 16 && NR == 4 && KB == 4) {
+    // The sixteen horizontal sums at once (the same sums bit for bit): lane 4r + b of the result
+    // is row r's score of key j + b.
+    typename S::V flat[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) flat[i] = acc[i % 4][i / 4];
+    const __m512 sums = _mm512_mul_ps(_mm512_set1_ps(a.scale), simd::hsum16_avx512(flat));
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) _mm_storeu_ps(&scores[r][j - t0], _mm512_extractf32x4_ps(sums, r));
+  } else {
 #pragma GCC unroll 8
-  for (int r = 0; r < NR; ++r) {
+    for (int r = 0; r < NR; ++r) {
 #pragma GCC unroll 8
-    for (int b = 0; b < KB; ++b) scores[r][j + b - t0] = a.scale * S::hsum(acc[r][b]);
+      for (int b = 0; b < KB; ++b) scores[r][j + b - t0] = a.scale * S::hsum(acc[r][b]);
+    }
   }
 }
 
-template <class S, int NR, class E>
-void score_range(const AttnTileArgs& a, const AttnRow* rows, const E* kbase, int64_t js, int64_t je,
+// Scores of n_rows rows (in groups of kAttnScoreRows) for keys [js, je): each step of keys is
+// scored for every group before the next, so that its keys are read from memory or L2 once and from
+// L1 by the other groups (a key tile of 64 keys, 64 KiB at head_dim 256 in f32, does not stay in
+// L1). Each score is the same chain of FMAs and the same horizontal sum whatever the grouping.
+template <class S, int KB, class E>
+void score_step(const AttnTileArgs& a, const AttnRow* rows, int n_rows, const E* kbase, int64_t j,
+                float (*scores)[kAttnKeyTile], int64_t t0) {
+  for (int g = 0; g < n_rows; g += kAttnScoreRows) {
+    switch (std::min(n_rows - g, kAttnScoreRows)) {
+      case 1: score_keys<S, 1, KB>(a, rows + g, kbase, j, scores + g, t0); break;
+      case 2: score_keys<S, 2, KB>(a, rows + g, kbase, j, scores + g, t0); break;
+      case 3: score_keys<S, 3, KB>(a, rows + g, kbase, j, scores + g, t0); break;
+      default: score_keys<S, 4, KB>(a, rows + g, kbase, j, scores + g, t0); break;
+    }
+  }
+}
+
+template <class S, class E>
+void score_range(const AttnTileArgs& a, const AttnRow* rows, int n_rows, const E* kbase, int64_t js, int64_t je,
                  float (*scores)[kAttnKeyTile], int64_t t0) {
-  constexpr int KB = keys_per_step<S, NR>();
-  int64_t j = js;
-  for (; j + KB <= je; j += KB) score_keys<S, NR, KB>(a, rows, kbase, j, scores, t0);
-  for (; j < je; ++j) score_keys<S, NR, 1>(a, rows, kbase, j, scores, t0);
+  // Keys per step: what a group of kAttnScoreRows rows keeps in registers (where there are more
+  // than two rows, smaller groups take the same step).
+  const auto run = [&]<int KB>() {
+    int64_t j = js;
+    for (; j + KB <= je; j += KB) score_step<S, KB>(a, rows, n_rows, kbase, j, scores, t0);
+    for (; j < je; ++j) score_step<S, 1>(a, rows, n_rows, kbase, j, scores, t0);
+  };
+  if (n_rows <= 2) {
+    run.template operator()<keys_per_step<S, 2>()>();
+  } else {
+    run.template operator()<keys_per_step<S, kAttnScoreRows>()>();
+  }
 }
 
 // For each of NR rows that share their keys: o[c .. c + NV·W) = o·alpha + Σ_j p_j v_j[c ..], keys
@@ -123,14 +159,15 @@ constexpr int pv_vectors() {
   return S::kWidth >= 16 ? (NR >= 4 ? 4 : 8) : S::kWidth >= 8 ? 8 / NR : 8;
 }
 
+// Columns [c0, c1) of the NR rows' outputs (c0 a multiple of the vector width; c1 too, or d).
 template <class S, int NR, class E>
 void accumulate_pv(float* const* o, const E* v0, int64_t stride, const float* const* p, int64_t n_keys,
-                   const float* alpha, int64_t d) {
+                   const float* alpha, int64_t c0, int64_t c1) {
   constexpr int64_t W = S::kWidth;
   constexpr int kGroup = pv_vectors<S, NR>();
-  const int64_t full = d / W;
+  const int64_t full = c1 / W;
   float* oo[NR];
-  int64_t v = 0;
+  int64_t v = c0 / W;
   auto at = [&](int64_t vec) {
     for (int r = 0; r < NR; ++r) oo[r] = o[r] + vec * W;
     return static_cast<float* const*>(oo);
@@ -146,7 +183,25 @@ void accumulate_pv(float* const* o, const E* v0, int64_t stride, const float* co
     case 1: pv_group<S, NR, 1>(at(v), v0 + v * W, stride, p, n_keys, alpha); break;
     default: break;
   }
-  if (full * W < d) pv_tail<S, NR>(at(full), v0 + full * W, stride, p, n_keys, alpha, d - full * W);
+  if (full * W < c1) pv_tail<S, NR>(at(full), v0 + full * W, stride, p, n_keys, alpha, c1 - full * W);
+}
+
+// Vectors of the outputs that all groups of a tile's rows pass over before the next ones, so that
+// the values' columns are read from memory or L2 once and from L1 by the other groups (a key tile's
+// values, 64 KiB at head_dim 256 in f32, do not stay in L1). Each output vector is the same chain of
+// FMAs whatever the slices.
+inline constexpr int64_t kPvSliceVectors = 8;
+
+// The largest of s[0, n), NaN ignored (-inf if there is none): lane-wise maxima (S::max(x, acc)
+// keeps acc where x is NaN), then across the lanes; exact, so the order does not matter.
+template <class S>
+float max_of(const float* s, int64_t n) {
+  constexpr int64_t W = S::kWidth;
+  auto acc = S::set1(kNegInf);
+  int64_t i = 0;
+  for (; i + W <= n; i += W) acc = S::max(S::load(s + i), acc);
+  if (i < n) acc = S::max(S::load_tail_fill(s + i, n - i, kNegInf), acc);
+  return S::hmax(acc);
 }
 
 // p = exp(s - m) in place over [0, n), returns Σ p in a fixed order.
@@ -202,16 +257,7 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
     for (int64_t t0 = ulo / kAttnKeyTile * kAttnKeyTile; t0 < uhi; t0 += kAttnKeyTile) {
       const int64_t js = std::max(t0, ulo), je = std::min(t0 + kAttnKeyTile, uhi);
       if (js >= je) continue;
-      // Scores in groups of up to kAttnScoreRows rows: the key tile is read from memory by the first
-      // group, from the near caches by the others.
-      for (int g = 0; g < n_rows; g += kAttnScoreRows) {
-        switch (std::min(n_rows - g, kAttnScoreRows)) {
-          case 1: score_range<S, 1>(a, rows + g, kbase, js, je, scores + g, t0); break;
-          case 2: score_range<S, 2>(a, rows + g, kbase, js, je, scores + g, t0); break;
-          case 3: score_range<S, 3>(a, rows + g, kbase, js, je, scores + g, t0); break;
-          default: score_range<S, 4>(a, rows + g, kbase, js, je, scores + g, t0); break;
-        }
-      }
+      score_range<S>(a, rows, n_rows, kbase, js, je, scores, t0);
       int64_t rs[kAttnMaxRows], re[kAttnMaxRows];
       float alpha[kAttnMaxRows];
       float* p[kAttnMaxRows];
@@ -222,8 +268,7 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
         float* s = scores[r] + (rs[r] - t0);
         p[r] = s;
         const int64_t n = re[r] - rs[r];
-        float tile_max = kNegInf;
-        for (int64_t j = 0; j < n; ++j) tile_max = s[j] > tile_max ? s[j] : tile_max;  // NaN scores ignored
+        const float tile_max = max_of<S>(s, n);
         const float m_new = tile_max > m[r] ? tile_max : m[r];
         alpha[r] = m[r] == kNegInf ? 0.0f : std::exp(m[r] - m_new);
         const float psum = exp_and_sum<S>(s, n, m_new);
@@ -232,22 +277,32 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
       }
       // Rows with the same keys (every row of a decoded token; a prefill's rows below the diagonal)
       // in fours or pairs, each V vector loaded once for them.
+      int group_first[kAttnMaxRows], group_rows[kAttnMaxRows];
+      int groups = 0;
       for (int r = 0; r < n_rows;) {
         if (rs[r] >= re[r]) {
           ++r;
           continue;
         }
-        const E* v0 = vbase + rs[r] * a.kv_stride;
         const auto same_keys = [&](int o) { return r + o < n_rows && rs[r + o] == rs[r] && re[r + o] == re[r]; };
-        if (same_keys(1) && same_keys(2) && same_keys(3)) {
-          accumulate_pv<S, 4>(out + r, v0, a.kv_stride, p + r, re[r] - rs[r], alpha + r, d);
-          r += 4;
-        } else if (same_keys(1)) {
-          accumulate_pv<S, 2>(out + r, v0, a.kv_stride, p + r, re[r] - rs[r], alpha + r, d);
-          r += 2;
-        } else {
-          accumulate_pv<S, 1>(out + r, v0, a.kv_stride, p + r, re[r] - rs[r], alpha + r, d);
-          ++r;
+        const int count = same_keys(1) && same_keys(2) && same_keys(3) ? 4 : same_keys(1) ? 2 : 1;
+        group_first[groups] = r;
+        group_rows[groups] = count;
+        ++groups;
+        r += count;
+      }
+      const int64_t slice = groups > 1 ? kPvSliceVectors * S::kWidth : d;
+      for (int64_t c0 = 0; c0 < d; c0 += slice) {
+        const int64_t c1 = std::min(c0 + slice, d);
+        for (int gi = 0; gi < groups; ++gi) {
+          const int r = group_first[gi];
+          const E* v0 = vbase + rs[r] * a.kv_stride;
+          const int64_t n_keys = re[r] - rs[r];
+          switch (group_rows[gi]) {
+            case 4: accumulate_pv<S, 4>(out + r, v0, a.kv_stride, p + r, n_keys, alpha + r, c0, c1); break;
+            case 2: accumulate_pv<S, 2>(out + r, v0, a.kv_stride, p + r, n_keys, alpha + r, c0, c1); break;
+            default: accumulate_pv<S, 1>(out + r, v0, a.kv_stride, p + r, n_keys, alpha + r, c0, c1); break;
+          }
         }
       }
     }
