@@ -15,7 +15,11 @@ namespace shardlm::detail {
 // 16 rows (8 prefill queries of a KV head with two query heads each; P·V for four rows with the same
 // keys at once) against 4 rows: prefill of 512 x 512 on Zen 3 (shardlm_bench_kernels --attention,
 // alternated builds) 31.3-31.5 -> 40.4-40.7 GFLOP/s on one thread, 61.5-63.2 -> 78.9-80.4 on two.
-inline constexpr int kAttnMaxRows = 16;
+// 64 against 16 (each key tile read from L3 or L2 once for four times the rows; two threads, a
+// Xeon, AVX-512, alternated): 26B-A4B full-attention shape (head dim 512, 512 queries against 8192
+// positions) 190-192 -> 221-232 GFLOP/s, sliding shape (512 against 1536) 163 -> 190-193, 512 x
+// 512 at 32 heads 155-158 -> 167-168; 128 rows no better; at the AVX2 level the same within 3%.
+inline constexpr int kAttnMaxRows = 64;
 inline constexpr int kAttnScoreRows = 4;
 inline constexpr int64_t kAttnKeyTile = 64;  // keys per online-softmax step, aligned to block starts
 
