@@ -2,7 +2,7 @@
 // A row is one (query, query head) pair; a tile is up to kAttnMaxRows rows that read the same KV
 // head, key tile by key tile, so a prefill's keys and values come from the near caches for all but
 // the first group of rows. Every row's arithmetic is independent of which other rows share its tile,
-// so results do not depend on tiling or threads.
+// so results do not depend on tiling, threads or how the keys are cut into blocks.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +21,8 @@ namespace shardlm::detail {
 // 512 at 32 heads 155-158 -> 167-168; 128 rows no better; at the AVX2 level the same within 3%.
 inline constexpr int kAttnMaxRows = 64;
 inline constexpr int kAttnScoreRows = 4;
-inline constexpr int64_t kAttnKeyTile = 64;  // keys per online-softmax step, aligned to block starts
+// Keys per online-softmax step: one aligned run of kAttnKeyTile positions, from any blocks.
+inline constexpr int64_t kAttnKeyTile = 64;
 
 struct AttnRow {
   const float* q = nullptr;  // head_dim values

@@ -1,7 +1,8 @@
 // Attention partials on every ISA path: against the naive double-precision reference (1e-5) (GQA mappings,
 // head dims 64..512 incl. a tail, sliding/causal masks, blocks of any size), merge of partials over
 // any split of the blocks == attention over all of them, exact sliding-window edges, queries that
-// see no key, batch/thread invariance, and argument errors.
+// see no key, batch/thread invariance, the same results however the keys are cut into blocks, and
+// argument errors.
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
@@ -244,6 +245,37 @@ TEST(Attention, BatchAndThreadInvariantBitExact) {
       const Result one = run(false, qi, {pos[i]}, shape, kv.blocks.data(), 3, 64, 1.0f);
       EXPECT_EQ(std::memcmp(one.out.data(), batch.out.data() + i * 6 * dim, one.out.size() * 4), 0) << isa_name(isa);
       EXPECT_EQ(std::memcmp(one.lse.data(), batch.lse.data() + i * 6, one.lse.size() * 4), 0) << isa_name(isa);
+    }
+  }
+}
+
+// Keys are taken in tiles of aligned runs of positions whatever blocks hold them: the same keys cut
+// into blocks of any sizes (the KV cache's 16 positions, one block, uneven cuts, an empty block)
+// give the same results bit for bit, with and without a sliding window, on every path.
+TEST(Attention, ResultsDoNotDependOnHowTheKeysAreCutIntoBlocks) {
+  const int64_t dim = 80, n_q = 40;
+  const std::vector<int32_t> map = {0, 0, 0, 1, 1, 1};
+  const AttentionShape shape{6, 2, static_cast<int32_t>(dim), map.data()};
+  std::vector<int32_t> sixteens(18, 16);
+  sixteens.push_back(12);
+  const std::vector<std::vector<int32_t>> cuts = {{300}, sixteens, {7, 100, 57, 0, 136}, {59, 64, 64, 113}};
+  std::vector<KvSet> sets;
+  for (const auto& cut : cuts) sets.emplace_back(2, dim, 5, cut, 8, 0.5f);
+  const auto q = random_vector(static_cast<size_t>(n_q * 6 * dim), 9);
+  std::vector<int32_t> pos(n_q);
+  for (int64_t i = 0; i < n_q; ++i) pos[i] = static_cast<int32_t>(265 + i);
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    for (const int32_t window : {0, 100}) {
+      const Result whole = run(false, q, pos, shape, sets[0].blocks.data(), 1, window, 1.0f);
+      for (size_t c = 1; c < sets.size(); ++c) {
+        const Result cut = run(false, q, pos, shape, sets[c].blocks.data(), static_cast<int64_t>(sets[c].blocks.size()),
+                               window, 1.0f);
+        EXPECT_EQ(std::memcmp(cut.out.data(), whole.out.data(), whole.out.size() * 4), 0)
+            << isa_name(isa) << " window " << window << " cut " << c;
+        EXPECT_EQ(std::memcmp(cut.lse.data(), whole.lse.data(), whole.lse.size() * 4), 0)
+            << isa_name(isa) << " window " << window << " cut " << c;
+      }
     }
   }
 }
