@@ -46,7 +46,8 @@ void report_read_bandwidth(size_t bytes, double min_seconds) {
   }
 }
 
-// Attention: 32 query heads on 16 KV heads, head_dim 256, keys in blocks of 256 positions.
+// Attention: 32 query heads on 16 KV heads, head_dim 256, keys in blocks of 256 positions (and a
+// prefill over the KV cache's blocks of 16).
 void report_attention(double min_seconds) {
   const int32_t hq = 32, hkv = 16, d = 256;
   std::vector<int32_t> map(hq);
@@ -57,16 +58,18 @@ void report_attention(double min_seconds) {
   struct Case {
     const char* name;
     int32_t n_q, context;
+    int32_t block = 256;
   };
-  for (const Case c : {Case{"decode ", 1, 4096}, Case{"decode ", 1, 256}, Case{"decode ", 1, 16}, Case{"prefill", 512, 512}}) {
+  for (const Case c : {Case{"decode ", 1, 4096}, Case{"decode ", 1, 256}, Case{"decode ", 1, 16}, Case{"prefill", 512, 512},
+                       Case{"prefill", 512, 512, 16}}) {
     // Stored as the KV cache stores them (AlignedBuffer: huge pages from 2 MiB).
     AlignedBuffer<float> k(static_cast<size_t>(c.context) * hkv * d), v(k.size());
     for (size_t i = 0; i < k.size(); ++i) k[i] = dist(rng);
     for (size_t i = 0; i < v.size(); ++i) v[i] = dist(rng);
     std::vector<KvBlockView> blocks;
-    for (int32_t p = 0; p < c.context; p += 256) {
+    for (int32_t p = 0; p < c.context; p += c.block) {
       const size_t off = static_cast<size_t>(p) * hkv * d;
-      blocks.push_back({k.data() + off, v.data() + off, p, std::min(256, c.context - p)});
+      blocks.push_back({k.data() + off, v.data() + off, p, std::min(c.block, c.context - p)});
     }
     std::vector<float> q(static_cast<size_t>(c.n_q) * hq * d), out(q.size()), lse(static_cast<size_t>(c.n_q) * hq);
     for (auto& x : q) x = dist(rng);
@@ -92,8 +95,8 @@ void report_attention(double min_seconds) {
         total += t;
       }
       const double t = bench::median(times);
-      std::printf("attention %s n_q %4d context %5d threads %d: %8.3f ms  %6.1f GFLOP/s  %6.1f GB/s (K+V)\n", c.name,
-                  c.n_q, c.context, threads, t * 1e3, pairs * hq * d * 4.0 / t / 1e9,
+      std::printf("attention %s n_q %4d context %5d blocks %3d threads %d: %8.3f ms  %6.1f GFLOP/s  %6.1f GB/s (K+V)\n",
+                  c.name, c.n_q, c.context, c.block, threads, t * 1e3, pairs * hq * d * 4.0 / t / 1e9,
                   2.0 * static_cast<double>(k.size()) * sizeof(float) / t / 1e9);
       std::fflush(stdout);
     }
