@@ -1,13 +1,16 @@
 // Attention partials: argument checks, the naive reference (double precision, full softmax), the
-// exact merge, and the dispatcher that cuts the (query, head) rows into tiles sharing a KV head and
-// runs them on OpenMP threads with the active ISA's tile kernel (attention_impl.inl).
+// exact merge, and the dispatcher that cuts the keys into aligned chunks of positions and the (query,
+// head) rows into tiles sharing a KV head, runs them on OpenMP threads with the active ISA's tile
+// kernel (attention_impl.inl) and merges the chunks' partials in order.
 #include "kernels/attention.h"
 
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -88,18 +91,65 @@ KvDtype parse_kv_dtype(std::string_view name) {
   fail("KV cache dtype must be f32 or bf16 (got '{}')", name);
 }
 
-void attention_partial(const float* q, int64_t n_q, const int32_t* q_positions, const AttentionShape& shape,
-                       const KvBlockView* blocks, int64_t n_blocks, int32_t window, float scale, float* out,
-                       float* lse) {
-  check_args(q, n_q, q_positions, shape, blocks, n_blocks, window);
-  if (n_q == 0) return;
+namespace {
+
+// Keys are attended in aligned chunks of this many positions, each chunk's partial result (output +
+// log-sum-exp) merged into the whole in the chunks' order. The split depends on positions only, so a
+// row's result does not depend on the thread count or the other rows; it lets a decode over few KV
+// heads spread its keys over the threads (8 query heads on 1 KV head, head dim 512, 65536 positions,
+// two threads: each thread read all of the head's keys before). At most one chunk, nothing changes.
+constexpr int64_t kAttnKeyChunk = 4096;
+// A chunked call keeps every chunk's partial at once (all chunks' tiles in one parallel loop) up to
+// this many bytes (detail::set_attention_partial_bytes: tests); beyond (a long prefill) the chunks
+// run one after the other, each merged at once. Either way the same results, bit for bit.
+std::atomic<double> g_chunk_partial_bytes{64.0 * 1024 * 1024};
+
+int64_t chunk_of(int64_t position) {
+  return position >= 0 ? position / kAttnKeyChunk : -((-position + kAttnKeyChunk - 1) / kAttnKeyChunk);
+}
+
+// The non-empty blocks cut at chunk boundaries, grouped by chunk in ascending order (each chunk's
+// views in the blocks' order).
+std::vector<std::vector<KvBlockView>> chunk_views(const KvBlockView* blocks, int64_t n_blocks, int64_t row_values) {
+  std::map<int64_t, std::vector<KvBlockView>> by_chunk;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const KvBlockView& blk = blocks[b];
+    if (blk.count <= 0) continue;
+    const int64_t row_bytes = row_values * static_cast<int64_t>(kv_dtype_bytes(blk.dtype));
+    const int64_t first = blk.first_position, end = first + blk.count;
+    for (int64_t s = first; s < end;) {
+      const int64_t c = chunk_of(s);
+      const int64_t e = std::min(end, (c + 1) * kAttnKeyChunk);
+      KvBlockView v = blk;
+      v.k = static_cast<const char*>(blk.k) + (s - first) * row_bytes;
+      v.v = static_cast<const char*>(blk.v) + (s - first) * row_bytes;
+      v.first_position = static_cast<int32_t>(s);
+      v.count = static_cast<int32_t>(e - s);
+      by_chunk[c].push_back(v);
+      s = e;
+    }
+  }
+  std::vector<std::vector<KvBlockView>> chunks;
+  for (auto& [c, views] : by_chunk) chunks.push_back(std::move(views));
+  return chunks;
+}
+
+struct Tile {
+  int64_t first_row;
+  int n_rows;
+  int32_t kv_head;
+};
+
+// The (query, head) rows writing into out/lse, ordered by (KV head, query, query head), and their
+// tiles of up to rows_per_tile rows that never mix KV heads.
+void make_rows(const float* q, int64_t n_q, const int32_t* q_positions, const AttentionShape& shape, float* out,
+               float* lse, int64_t rows_per_tile, std::vector<detail::AttnRow>& rows, std::vector<Tile>& tiles) {
   const int64_t hq = shape.n_q_heads, d = shape.head_dim;
-  // Rows ordered by (KV head, query, query head); tiles never mix KV heads.
-  std::vector<detail::AttnRow> rows;
+  rows.clear();
+  tiles.clear();
   rows.reserve(static_cast<size_t>(n_q * hq));
-  std::vector<int64_t> group_start;  // row index where each KV head's rows begin, plus the end
   for (int32_t g = 0; g < shape.n_kv_heads; ++g) {
-    group_start.push_back(static_cast<int64_t>(rows.size()));
+    const int64_t group_start = static_cast<int64_t>(rows.size());
     for (int64_t i = 0; i < n_q; ++i) {
       for (int64_t h = 0; h < hq; ++h) {
         if (shape.kv_head_of_q[h] != g) continue;
@@ -107,43 +157,101 @@ void attention_partial(const float* q, int64_t n_q, const int32_t* q_positions, 
         rows.push_back({q + row * d, out + row * d, lse + row, q_positions[i]});
       }
     }
-  }
-  group_start.push_back(static_cast<int64_t>(rows.size()));
-
-  int64_t total_keys = 0;
-  for (int64_t b = 0; b < n_blocks; ++b) total_keys += blocks[b].count;
-  const double work = static_cast<double>(rows.size()) * static_cast<double>(std::max<int64_t>(total_keys, 1)) *
-                      static_cast<double>(d);
-  const int threads = work < 262144.0 ? 1 : omp_get_max_threads();
-  // Smaller tiles when there are few rows, so that every thread gets some.
-  const int64_t rows_per_tile =
-      std::clamp<int64_t>(static_cast<int64_t>(rows.size()) / std::max(threads, 1), 1, detail::kAttnMaxRows);
-
-  struct Tile {
-    int64_t first_row;
-    int n_rows;
-    int32_t kv_head;
-  };
-  std::vector<Tile> tiles;
-  for (int32_t g = 0; g < shape.n_kv_heads; ++g) {
-    for (int64_t r = group_start[g]; r < group_start[g + 1]; r += rows_per_tile) {
-      tiles.push_back({r, static_cast<int>(std::min(rows_per_tile, group_start[g + 1] - r)), g});
+    const int64_t group_end = static_cast<int64_t>(rows.size());
+    for (int64_t r = group_start; r < group_end; r += rows_per_tile) {
+      tiles.push_back({r, static_cast<int>(std::min(rows_per_tile, group_end - r)), g});
     }
   }
+}
+
+}  // namespace
+
+void detail::set_attention_partial_bytes(double bytes) { g_chunk_partial_bytes.store(bytes, std::memory_order_relaxed); }
+
+void attention_partial(const float* q, int64_t n_q, const int32_t* q_positions, const AttentionShape& shape,
+                       const KvBlockView* blocks, int64_t n_blocks, int32_t window, float scale, float* out,
+                       float* lse) {
+  check_args(q, n_q, q_positions, shape, blocks, n_blocks, window);
+  if (n_q == 0) return;
+  const int64_t hq = shape.n_q_heads, d = shape.head_dim;
+  const int64_t n_rows = n_q * hq;
+  std::vector<std::vector<KvBlockView>> chunks = chunk_views(blocks, n_blocks, shape.n_kv_heads * d);
+  if (chunks.empty()) chunks.emplace_back();  // no key: every row gets out 0, lse -inf
+  const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+
+  int64_t total_keys = 0;
+  for (int64_t b = 0; b < n_blocks; ++b) total_keys += std::max<int32_t>(blocks[b].count, 0);
+  const double work = static_cast<double>(n_rows) * static_cast<double>(std::max<int64_t>(total_keys, 1)) *
+                      static_cast<double>(d);
+  const int threads = work < 262144.0 ? 1 : omp_get_max_threads();
+  const bool all_at_once =
+      static_cast<double>(n_chunks - 1) * static_cast<double>(n_rows) * static_cast<double>(d + 1) * sizeof(float) <=
+      g_chunk_partial_bytes.load(std::memory_order_relaxed);
+  // Smaller tiles when there are few rows, so that every thread gets some (tiles of all chunks count
+  // where they run together).
+  const int64_t parallel_chunks = all_at_once ? n_chunks : 1;
+  const int64_t rows_per_tile =
+      std::clamp<int64_t>(n_rows * parallel_chunks / std::max(threads, 1), 1, detail::kAttnMaxRows);
+
   const TileFn fn = tile_kernel(active_isa(), n_blocks > 0 ? blocks[0].dtype : KvDtype::kF32);
   detail::AttnTileArgs base;
-  base.blocks = blocks;
-  base.n_blocks = n_blocks;
   base.kv_stride = static_cast<int64_t>(shape.n_kv_heads) * d;
   base.head_dim = d;
   base.window = window;
   base.scale = scale;
-  const int64_t n_tiles = static_cast<int64_t>(tiles.size());
+  struct Item {
+    int64_t chunk;
+    Tile tile;
+  };
+  struct Target {
+    std::vector<detail::AttnRow> rows;
+    std::vector<Tile> tiles;
+  };
+  // Runs the tiles of chunks [c0, c1) in one parallel loop: chunk 0 into out/lse, a later chunk into
+  // its slot of part_out/part_lse (slot c - 1 when the loop starts at chunk 0, else c - c0).
+  std::vector<Target> targets(static_cast<size_t>(parallel_chunks));
+  std::vector<float> part_out, part_lse;
+  const auto run_chunks = [&](int64_t c0, int64_t c1) {
+    std::vector<Item> items;
+    for (int64_t c = c0; c < c1; ++c) {
+      Target& t = targets[static_cast<size_t>(c - c0)];
+      float* o = out;
+      float* l = lse;
+      if (c > 0) {
+        const int64_t slot = c0 == 0 ? c - 1 : c - c0;
+        o = part_out.data() + slot * n_rows * d;
+        l = part_lse.data() + slot * n_rows;
+      }
+      make_rows(q, n_q, q_positions, shape, o, l, rows_per_tile, t.rows, t.tiles);
+      for (const Tile& tile : t.tiles) items.push_back({c, tile});
+    }
+    const int64_t n_items = static_cast<int64_t>(items.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
-  for (int64_t t = 0; t < n_tiles; ++t) {
-    detail::AttnTileArgs args = base;
-    args.kv_offset = static_cast<int64_t>(tiles[t].kv_head) * d;
-    fn(args, rows.data() + tiles[t].first_row, tiles[t].n_rows);
+    for (int64_t i = 0; i < n_items; ++i) {
+      const Item& item = items[static_cast<size_t>(i)];
+      const std::vector<KvBlockView>& views = chunks[static_cast<size_t>(item.chunk)];
+      detail::AttnTileArgs args = base;
+      args.blocks = views.data();
+      args.n_blocks = static_cast<int64_t>(views.size());
+      args.kv_offset = static_cast<int64_t>(item.tile.kv_head) * d;
+      fn(args, targets[static_cast<size_t>(item.chunk - c0)].rows.data() + item.tile.first_row, item.tile.n_rows);
+    }
+  };
+  if (all_at_once) {
+    part_out.resize(static_cast<size_t>((n_chunks - 1) * n_rows * d));
+    part_lse.resize(static_cast<size_t>((n_chunks - 1) * n_rows));
+    run_chunks(0, n_chunks);
+    for (int64_t c = 1; c < n_chunks; ++c) {
+      attention_merge(out, lse, part_out.data() + (c - 1) * n_rows * d, part_lse.data() + (c - 1) * n_rows, n_rows, d);
+    }
+  } else {
+    run_chunks(0, 1);
+    part_out.resize(static_cast<size_t>(n_rows * d));
+    part_lse.resize(static_cast<size_t>(n_rows));
+    for (int64_t c = 1; c < n_chunks; ++c) {
+      run_chunks(c, c + 1);
+      attention_merge(out, lse, part_out.data(), part_lse.data(), n_rows, d);
+    }
   }
 }
 

@@ -41,6 +41,10 @@ struct AttnTileArgs {
   float scale = 1.0f;
 };
 
+// How many bytes of chunk partials attention_partial keeps at once before it runs a call's key
+// chunks one after the other (64 MiB; tests set it to reach both ways, which give the same results).
+void set_attention_partial_bytes(double bytes);
+
 void attention_tile_scalar(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
 void attention_tile_avx2(const AttnTileArgs& args, const AttnRow* rows, int n_rows);
 void attention_tile_avx512(const AttnTileArgs& args, const AttnRow* rows, int n_rows);

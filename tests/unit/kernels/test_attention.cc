@@ -1,8 +1,8 @@
 // Attention partials on every ISA path: against the naive double-precision reference (1e-5) (GQA mappings,
 // head dims 64..512 incl. a tail, sliding/causal masks, blocks of any size), merge of partials over
 // any split of the blocks == attention over all of them, exact sliding-window edges, queries that
-// see no key, batch/thread invariance, the same results however the keys are cut into blocks, and
-// argument errors.
+// see no key, batch/thread invariance (also over several key chunks), the same results however the
+// keys are cut into blocks, and argument errors.
 #include "kernels/attention.h"
 
 #include <gtest/gtest.h>
@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/half.h"
+#include "kernels/attention_simd.h"
 #include "tests/unit/kernels/test_util.h"
 
 namespace shardlm {
@@ -275,6 +276,53 @@ TEST(Attention, ResultsDoNotDependOnHowTheKeysAreCutIntoBlocks) {
             << isa_name(isa) << " window " << window << " cut " << c;
         EXPECT_EQ(std::memcmp(cut.lse.data(), whole.lse.data(), whole.lse.size() * 4), 0)
             << isa_name(isa) << " window " << window << " cut " << c;
+      }
+    }
+  }
+}
+
+// Keys are attended in aligned chunks of 4096 positions, merged in order: over 9600 positions (three
+// chunks, blocks of 16) the same bits at 1-3 threads, a query alone the same as in the batch, the
+// chunks run all at once or one after the other the same, and the reference within 1e-5; with and
+// without a window that crosses a chunk boundary.
+TEST(Attention, LongContextChunksAreThreadAndBatchInvariant) {
+  const int64_t dim = 32, n_q = 6;
+  const std::vector<int32_t> map = {0, 0, 0, 0};
+  const AttentionShape shape{4, 1, static_cast<int32_t>(dim), map.data()};
+  const KvSet kv(1, dim, 0, std::vector<int32_t>(600, 16), 21, 0.3f);
+  const auto q = random_vector(static_cast<size_t>(n_q * 4 * dim), 22);
+  std::vector<int32_t> pos(n_q);
+  for (int64_t i = 0; i < n_q; ++i) pos[i] = static_cast<int32_t>(9594 + i);
+  const int64_t n_blocks = static_cast<int64_t>(kv.blocks.size());
+  for (const Isa isa : runnable_isas()) {
+    ScopedIsa scoped(isa);
+    for (const int32_t window : {0, 5000}) {
+      Result batch;
+      {
+        ScopedThreads t(1);
+        batch = run(false, q, pos, shape, kv.blocks.data(), n_blocks, window, 1.0f);
+      }
+      EXPECT_TRUE(close(batch, run(true, q, pos, shape, kv.blocks.data(), n_blocks, window, 1.0f), 1e-5))
+          << isa_name(isa) << " window " << window;
+      for (const int threads : {2, 3}) {
+        ScopedThreads t(threads);
+        const Result again = run(false, q, pos, shape, kv.blocks.data(), n_blocks, window, 1.0f);
+        EXPECT_EQ(std::memcmp(again.out.data(), batch.out.data(), batch.out.size() * 4), 0) << threads;
+        EXPECT_EQ(std::memcmp(again.lse.data(), batch.lse.data(), batch.lse.size() * 4), 0) << threads;
+      }
+      {
+        detail::set_attention_partial_bytes(0.0);  // the chunks one after the other
+        const Result one_by_one = run(false, q, pos, shape, kv.blocks.data(), n_blocks, window, 1.0f);
+        detail::set_attention_partial_bytes(64.0 * 1024 * 1024);
+        EXPECT_EQ(std::memcmp(one_by_one.out.data(), batch.out.data(), batch.out.size() * 4), 0) << isa_name(isa);
+        EXPECT_EQ(std::memcmp(one_by_one.lse.data(), batch.lse.data(), batch.lse.size() * 4), 0) << isa_name(isa);
+      }
+      for (const int64_t i : {int64_t{0}, n_q - 1}) {
+        const std::vector<float> qi(q.begin() + i * 4 * dim, q.begin() + (i + 1) * 4 * dim);
+        ScopedThreads t(2);
+        const Result one = run(false, qi, {pos[i]}, shape, kv.blocks.data(), n_blocks, window, 1.0f);
+        EXPECT_EQ(std::memcmp(one.out.data(), batch.out.data() + i * 4 * dim, one.out.size() * 4), 0) << isa_name(isa);
+        EXPECT_EQ(std::memcmp(one.lse.data(), batch.lse.data() + i * 4, one.lse.size() * 4), 0) << isa_name(isa);
       }
     }
   }
