@@ -104,10 +104,6 @@ constexpr int64_t kAttnKeyChunk = 4096;
 // run one after the other, each merged at once. Either way the same results, bit for bit.
 std::atomic<double> g_chunk_partial_bytes{64.0 * 1024 * 1024};
 
-int64_t chunk_of(int64_t position) {
-  return position >= 0 ? position / kAttnKeyChunk : -((-position + kAttnKeyChunk - 1) / kAttnKeyChunk);
-}
-
 // The non-empty blocks cut at chunk boundaries, grouped by chunk in ascending order (each chunk's
 // views in the blocks' order).
 std::vector<std::vector<KvBlockView>> chunk_views(const KvBlockView* blocks, int64_t n_blocks, int64_t row_values) {
@@ -118,7 +114,7 @@ std::vector<std::vector<KvBlockView>> chunk_views(const KvBlockView* blocks, int
     const int64_t row_bytes = row_values * static_cast<int64_t>(kv_dtype_bytes(blk.dtype));
     const int64_t first = blk.first_position, end = first + blk.count;
     for (int64_t s = first; s < end;) {
-      const int64_t c = chunk_of(s);
+      const int64_t c = detail::aligned_run(s, kAttnKeyChunk);
       const int64_t e = std::min(end, (c + 1) * kAttnKeyChunk);
       KvBlockView v = blk;
       v.k = static_cast<const char*>(blk.k) + (s - first) * row_bytes;
@@ -199,31 +195,33 @@ void attention_partial(const float* q, int64_t n_q, const int32_t* q_positions, 
   base.head_dim = d;
   base.window = window;
   base.scale = scale;
-  struct Item {
-    int64_t chunk;
-    Tile tile;
-  };
+  // Where each chunk's partial goes: chunk 0 into out/lse, a later one into a slot of
+  // part_out/part_lse (its own when all chunks run at once, else the one slot). The rows and tiles of
+  // each destination are made once.
+  const int64_t slots = all_at_once ? n_chunks - 1 : std::min<int64_t>(n_chunks - 1, 1);
+  std::vector<float> part_out(static_cast<size_t>(slots * n_rows * d)), part_lse(static_cast<size_t>(slots * n_rows));
   struct Target {
     std::vector<detail::AttnRow> rows;
     std::vector<Tile> tiles;
   };
-  // Runs the tiles of chunks [c0, c1) in one parallel loop: chunk 0 into out/lse, a later chunk into
-  // its slot of part_out/part_lse (slot c - 1 when the loop starts at chunk 0, else c - c0).
-  std::vector<Target> targets(static_cast<size_t>(parallel_chunks));
-  std::vector<float> part_out, part_lse;
+  std::vector<Target> targets(static_cast<size_t>(1 + slots));
+  for (int64_t t = 0; t <= slots; ++t) {
+    float* o = t == 0 ? out : part_out.data() + (t - 1) * n_rows * d;
+    float* l = t == 0 ? lse : part_lse.data() + (t - 1) * n_rows;
+    make_rows(q, n_q, q_positions, shape, o, l, rows_per_tile, targets[static_cast<size_t>(t)].rows,
+              targets[static_cast<size_t>(t)].tiles);
+  }
+  const auto target_of = [&](int64_t c) { return c == 0 ? 0 : all_at_once ? c : 1; };
+  // The tiles of chunks [c0, c1) in one parallel loop.
+  struct Item {
+    int64_t chunk;
+    const Tile* tile;
+  };
+  std::vector<Item> items;
   const auto run_chunks = [&](int64_t c0, int64_t c1) {
-    std::vector<Item> items;
+    items.clear();
     for (int64_t c = c0; c < c1; ++c) {
-      Target& t = targets[static_cast<size_t>(c - c0)];
-      float* o = out;
-      float* l = lse;
-      if (c > 0) {
-        const int64_t slot = c0 == 0 ? c - 1 : c - c0;
-        o = part_out.data() + slot * n_rows * d;
-        l = part_lse.data() + slot * n_rows;
-      }
-      make_rows(q, n_q, q_positions, shape, o, l, rows_per_tile, t.rows, t.tiles);
-      for (const Tile& tile : t.tiles) items.push_back({c, tile});
+      for (const Tile& tile : targets[static_cast<size_t>(target_of(c))].tiles) items.push_back({c, &tile});
     }
     const int64_t n_items = static_cast<int64_t>(items.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (threads > 1)
@@ -233,21 +231,18 @@ void attention_partial(const float* q, int64_t n_q, const int32_t* q_positions, 
       detail::AttnTileArgs args = base;
       args.blocks = views.data();
       args.n_blocks = static_cast<int64_t>(views.size());
-      args.kv_offset = static_cast<int64_t>(item.tile.kv_head) * d;
-      fn(args, targets[static_cast<size_t>(item.chunk - c0)].rows.data() + item.tile.first_row, item.tile.n_rows);
+      args.kv_offset = static_cast<int64_t>(item.tile->kv_head) * d;
+      fn(args, targets[static_cast<size_t>(target_of(item.chunk))].rows.data() + item.tile->first_row,
+         item.tile->n_rows);
     }
   };
   if (all_at_once) {
-    part_out.resize(static_cast<size_t>((n_chunks - 1) * n_rows * d));
-    part_lse.resize(static_cast<size_t>((n_chunks - 1) * n_rows));
     run_chunks(0, n_chunks);
     for (int64_t c = 1; c < n_chunks; ++c) {
       attention_merge(out, lse, part_out.data() + (c - 1) * n_rows * d, part_lse.data() + (c - 1) * n_rows, n_rows, d);
     }
   } else {
     run_chunks(0, 1);
-    part_out.resize(static_cast<size_t>(n_rows * d));
-    part_lse.resize(static_cast<size_t>(n_rows));
     for (int64_t c = 1; c < n_chunks; ++c) {
       run_chunks(c, c + 1);
       attention_merge(out, lse, part_out.data(), part_lse.data(), n_rows, d);

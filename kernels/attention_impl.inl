@@ -235,11 +235,6 @@ struct KeyTile {
   int64_t n = 0;
 };
 
-// floor(position / kAttnKeyTile): the aligned run a position belongs to.
-inline int64_t key_run(int64_t position) {
-  return position >= 0 ? position / kAttnKeyTile : -((-position + kAttnKeyTile - 1) / kAttnKeyTile);
-}
-
 template <class S, class E>
 void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
   const int64_t d = a.head_dim;
@@ -336,7 +331,7 @@ void attention_tile_t(const AttnTileArgs& a, const AttnRow* rows, int n_rows) {
     const E* vbase = static_cast<const E*>(blk.v) + a.kv_offset;
     for (int64_t i = ulo; i < uhi; ++i) {
       const int64_t position = static_cast<int64_t>(blk.first_position) + i;
-      if (tile.n > 0 && (position <= tile.pos[tile.n - 1] || key_run(position) != key_run(tile.pos[tile.n - 1]))) {
+      if (tile.n > 0 && (position <= tile.pos[tile.n - 1] || aligned_run(position, kAttnKeyTile) != aligned_run(tile.pos[tile.n - 1], kAttnKeyTile))) {
         run_tile(tile);
         tile.n = 0;
       }

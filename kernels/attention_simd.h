@@ -24,6 +24,12 @@ inline constexpr int kAttnScoreRows = 4;
 // Keys per online-softmax step: one aligned run of kAttnKeyTile positions, from any blocks.
 inline constexpr int64_t kAttnKeyTile = 64;
 
+// floor(position / size): the aligned run of `size` positions a position belongs to (key tiles here,
+// key chunks in attention.cc).
+inline int64_t aligned_run(int64_t position, int64_t size) {
+  return position >= 0 ? position / size : -((-position + size - 1) / size);
+}
+
 struct AttnRow {
   const float* q = nullptr;  // head_dim values
   float* out = nullptr;      // head_dim values
