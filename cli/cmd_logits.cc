@@ -65,8 +65,13 @@ void run_logits(const LogitsArgs& a) {
   if (!engine) return;  // a worker rank of an MPI job
   spdlog::info("{}", engine->description);
   const int64_t vocab = engine->config().vocab_size;
-  const int seq = engine->new_sequence();
   const size_t T = ids.size();
+  if (static_cast<int64_t>(T) > engine->max_sequence_tokens()) {
+    engine->shutdown();  // releases the workers of an MPI job
+    fail("{} tokens exceed the context of {} positions (the model's max_position_embeddings, or --max-context)", T,
+         engine->max_sequence_tokens());
+  }
+  const int seq = engine->new_sequence();
   const size_t keep_from = a.last > 0 && static_cast<size_t>(a.last) < T ? T - static_cast<size_t>(a.last) : 0;
   std::vector<float> all((T - keep_from) * vocab);
   std::vector<float> part;
@@ -106,8 +111,8 @@ CommandRegistrar reg([](CLI::App& app) {
   cmd->add_option("--tokens", args->tokens, "Token ids: 2,45,100 or @FILE")->required();
   cmd->add_option("--out", args->out, "Output .npy file")->required();
   cmd->add_option("--chunk", args->chunk, "Feed the tokens N at a time through the KV cache (default: one chunk)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--last", args->last, "Write only the logits of the last N positions")->check(CLI::PositiveNumber);
+      ->check(integer_in(1, int64_t{1} << 30));
+  cmd->add_option("--last", args->last, "Write only the logits of the last N positions")->check(integer_in(1, int64_t{1} << 30));
   cmd->add_option("--dump-dir", args->dump_dir, "Write every named intermediate (L3.attn_out, ...) as .npy here");
   cmd->callback([args] { run_logits(*args); });
 });

@@ -52,7 +52,7 @@ const CommandRegistrar kRegistrar([](CLI::App& app) {
   auto* variant = cmd->add_option("--variant", args->variant,
                                   "Model from the variant table: 31b, 26b-a4b, e2b, e4b, tiny-dense, tiny-moe, tiny-edge");
   model->excludes(variant);
-  cmd->add_option("--workers", args->options.num_workers, "Number of workers")->required()->check(CLI::PositiveNumber);
+  cmd->add_option("--workers", args->options.num_workers, "Number of workers")->required()->check(integer_in(1, 1 << 20));
   cmd->add_option("--memory-per-worker", args->memory, "Memory budget of one worker, e.g. 24GiB, 512MiB, 30GB (0 = unlimited)");
   cmd->add_option("--context", args->options.context_tokens,
                   "Context tokens per sequence (default: the model's max_position_embeddings)");

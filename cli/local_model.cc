@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "cli/command.h"
 #include "common/error.h"
 #include "model/synthetic_tokenizer.h"
 #include "model/variants.h"
@@ -25,7 +26,7 @@ void add_local_model_options(CLI::App& cmd, LocalModelOptions& o) {
   cmd.add_option("--matmul", o.matmul, "Matmul backend: own (batch-invariant SIMD), onednn (bf16 weights need AVX-512 there) or amx "
                  "(bf16 weights on Intel AMX tiles, bf16 activations)")
       ->check(CLI::IsMember({"own", "onednn", "amx"}));
-  cmd.add_option("--threads", o.threads, "Compute threads (0 = all cores)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--threads", o.threads, "Compute threads (0 = all cores)")->check(integer_in(0, kMaxComputeThreads));
   cmd.add_option("--kv-block", o.kv_block, "KV cache block size in positions")->check(CLI::Range(1, 4096));
   cmd.add_option("--kv-dtype", o.kv_dtype,
                  "KV cache storage: f32 (exact) or bf16 (half the memory and attention reads; values rounded to bf16)")

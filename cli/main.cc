@@ -21,6 +21,18 @@ int g_exit_code = 0;
 void set_exit_code(int code) { g_exit_code = code; }
 int exit_code() { return g_exit_code; }
 
+CLI::Validator integer_in(int64_t lo, int64_t hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& text) -> std::string {
+        int64_t v = 0;
+        if (!CLI::detail::lexical_cast(text, v)) return "must be an integer (got '" + text + "')";
+        if (v < lo) return "must be >= " + std::to_string(lo) + " (got " + text + ")";
+        if (v > hi) return "must be <= " + std::to_string(hi) + " (got " + text + ")";
+        return {};
+      },
+      "INT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
+}
+
 }  // namespace shardlm::cli
 
 int main(int argc, char** argv) {

@@ -11,6 +11,9 @@
 
 namespace shardlm {
 
+// The most compute threads a rank may be given (--threads).
+inline constexpr int kMaxComputeThreads = 4096;
+
 struct EngineOptions {
   std::string model_dir;
   // Instead of a checkpoint: a variant of the table (model/variants.h, e.g. "31b", "26b-a4b") whose
@@ -21,7 +24,7 @@ struct EngineOptions {
   uint64_t synthetic_seed = 1;
   std::string weights = "auto";  // auto | f32 | bf16 | int8 | q4
   std::string matmul = "own";    // own | onednn | amx
-  int threads = 0;               // 0 = all cores
+  int threads = 0;               // 0 = all cores; at most kMaxComputeThreads
   int kv_block = 16;
   std::string kv_dtype = "f32";  // f32 | bf16: how the KV cache stores keys and values
   int max_chunk = 512;           // most positions of one sequence computed per step

@@ -12,6 +12,7 @@
 #include "coordinator/remote_engine.h"
 #include "engine/engine.h"
 #include "model/config.h"
+#include "model/tensor_names.h"
 #include "model/variants.h"
 #include "partition/plan.h"
 #include "worker/kv_cache.h"
@@ -65,9 +66,13 @@ ModelConfig model_config_of(const EngineOptions& o) {
   return variant_with_layers(o.synthetic, o.synthetic_layers < 0 ? released.num_layers : o.synthetic_layers);
 }
 
+// A checkpoint whose tensors are all present with the shapes its config gives (an error names the
+// first one that is not), before any weight is read.
 std::shared_ptr<Checkpoint> open_checkpoint(const EngineOptions& o, const ModelConfig& config) {
-  if (o.synthetic.empty()) return std::make_shared<Checkpoint>(Checkpoint::open(o.model_dir));
-  return std::make_shared<Checkpoint>(Checkpoint::synthetic(config, o.synthetic_seed));
+  if (!o.synthetic.empty()) return std::make_shared<Checkpoint>(Checkpoint::synthetic(config, o.synthetic_seed));
+  auto ckpt = std::make_shared<Checkpoint>(Checkpoint::open(o.model_dir));
+  validate_checkpoint_tensors(*ckpt, config);
+  return ckpt;
 }
 
 RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens) {
@@ -239,6 +244,9 @@ bool launched_by_mpi() {
 }  // namespace
 
 std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
+  if (o.threads < 0 || o.threads > kMaxComputeThreads) {
+    fail("--threads must be in [0, {}] (0 = all cores; got {})", kMaxComputeThreads, o.threads);
+  }
   if (o.threads > 0) omp_set_num_threads(o.threads);
   if (!launched_by_mpi()) return std::make_unique<LocalStepEngine>(o);
   if (o.threads <= 0) omp_set_num_threads(default_threads(local_ranks()));

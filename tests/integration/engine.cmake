@@ -20,3 +20,9 @@ set_tests_properties(cli_logits_rejects_bad_tokens PROPERTIES LABELS integration
 add_test(NAME cli_generate_tiny_models
   COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/integration/generate_test.sh $<TARGET_FILE:shardlm> ${CMAKE_BINARY_DIR}/tests/generate)
 set_tests_properties(cli_generate_tiny_models PROPERTIES LABELS integration TIMEOUT 300)
+
+# Bad checkpoints (a tensor against its config) and bad command-line values refused by name.
+add_test(NAME cli_refuses_bad_input
+  COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/integration/bad_input_test.sh $<TARGET_FILE:shardlm>
+          ${CMAKE_CURRENT_SOURCE_DIR}/support ${CMAKE_BINARY_DIR}/tests/bad_input)
+set_tests_properties(cli_refuses_bad_input PROPERTIES LABELS integration TIMEOUT 180)

@@ -1,0 +1,87 @@
+#!/bin/sh
+# Bad checkpoints and bad command-line values are refused before any weight is read or any thread
+# started, each with a message naming what is wrong (not a crash, a bad_alloc or garbage output):
+#  - a tensor whose shape disagrees with config.json (a short norm, a rank-0 layer scalar, experts
+#    narrower than moe_intermediate_size): generate and logits name the tensor and both shapes;
+#  - a config size far beyond the checkpoint (intermediate_size 2^28): the shape check, no allocation;
+#  - --threads above the limit, plan --workers 0: the bound in the message;
+#  - logits over more tokens than the context (max_position_embeddings / --max-context).
+# Usage: bad_input_test.sh SHARDLM SUPPORT_DIR WORK_DIR
+set -eu
+shardlm=$1; support=$2; work=$3
+rm -rf "$work"; mkdir -p "$work"
+trap 'rm -rf "$work"' EXIT
+"$shardlm" mkmodel --out "$work/dense" --variant tiny-dense --seed 1 >/dev/null
+"$shardlm" mkmodel --out "$work/moe" --variant tiny-moe --seed 1 >/dev/null
+prefix=model.language_model.  # the Hugging Face layout of Gemma 4 text weights
+
+# expect_failure NAME PATTERN COMMAND...: the command fails, without a signal, and says PATTERN.
+expect_failure() {
+  name=$1; pattern=$2; shift 2
+  set +e
+  "$@" >"$work/$name.out" 2>"$work/$name.err"
+  rc=$?
+  set -e
+  if [ "$rc" -eq 0 ] || [ "$rc" -gt 128 ]; then
+    echo "FAIL $name: exit $rc"; cat "$work/$name.err"; exit 1
+  fi
+  if ! grep -q -- "$pattern" "$work/$name.err"; then
+    echo "FAIL $name: no '$pattern' in:"; cat "$work/$name.err"; exit 1
+  fi
+  if grep -q "internal error" "$work/$name.err"; then
+    echo "FAIL $name: an internal error"; cat "$work/$name.err"; exit 1
+  fi
+  echo "ok $name: $(grep -- "$pattern" "$work/$name.err" | head -1)"
+}
+
+# corrupt NAME MODEL TENSOR SHAPE: a copy of MODEL with one tensor reshaped.
+corrupt() {
+  rm -rf "$work/$1"; cp -r "$work/$2" "$work/$1"
+  for f in "$work/$1"/*.safetensors; do
+    python3 "$support/reshape_tensor.py" "$f" "$3" "$4" 2>/dev/null && return 0
+  done
+  echo "no tensor $3 in $work/$2"; exit 1
+}
+
+corrupt short_norm dense "${prefix}norm.weight" 64
+expect_failure short_norm_logits "${prefix}norm.weight has shape \[64\] but the config expects" \
+  "$shardlm" logits --model "$work/short_norm" --tokens 2,3 --out "$work/o.npy"
+expect_failure short_norm_generate "${prefix}norm.weight has shape \[64\]" \
+  "$shardlm" generate --model "$work/short_norm" --prompt hi --max-tokens 2
+corrupt scalar_rank0 dense "${prefix}layers.0.layer_scalar" ""
+expect_failure scalar_rank0 "layers.0.layer_scalar has shape \[\] but the config expects \[1\]" \
+  "$shardlm" generate --model "$work/scalar_rank0" --prompt hi --max-tokens 2
+rm -rf "$work/moe_narrow"; cp -r "$work/moe" "$work/moe_narrow"
+python3 - "$work/moe_narrow/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+t = c.get("text_config", c)
+t["moe_intermediate_size"] //= 2
+json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_failure moe_narrow "experts.gate_up_proj has shape" \
+  "$shardlm" generate --model "$work/moe_narrow" --prompt hi --max-tokens 2
+rm -rf "$work/huge"; cp -r "$work/dense" "$work/huge"
+python3 - "$work/huge/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+t = c.get("text_config", c)
+t["intermediate_size"] = 2 ** 28
+json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_failure huge_intermediate "gate_proj.weight has shape" \
+  "$shardlm" logits --model "$work/huge" --tokens 2 --out "$work/o.npy"
+
+expect_failure threads "must be <= 4096 (got 100000)" \
+  "$shardlm" logits --model "$work/dense" --tokens 2 --out "$work/o.npy" --threads 100000
+expect_failure workers "must be >= 1 (got 0)" "$shardlm" plan --model "$work/dense" --workers 0
+rm -rf "$work/short_context"; cp -r "$work/dense" "$work/short_context"
+python3 - "$work/short_context/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c.get("text_config", c)["max_position_embeddings"] = 2
+json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_failure logits_context "3 tokens exceed the context of 2 positions" \
+  "$shardlm" logits --model "$work/short_context" --tokens 2,3,4 --out "$work/o.npy"
+echo "bad input refused"
