@@ -43,6 +43,19 @@ corrupt() {
   echo "no tensor $3 in $work/$2"; exit 1
 }
 
+# with_config NAME MODEL FIELD PYTHON-EXPR: a copy of MODEL whose text config FIELD is EXPR of v (its value).
+with_config() {
+  rm -rf "$work/$1"; cp -r "$work/$2" "$work/$1"
+  python3 - "$work/$1/config.json" "$3" "$4" <<'PY'
+import json, sys
+path, field, expr = sys.argv[1:]
+c = json.load(open(path))
+t = c.get("text_config", c)
+t[field] = eval(expr, {"v": t[field]})
+json.dump(c, open(path, "w"))
+PY
+}
+
 corrupt short_norm dense "${prefix}norm.weight" 64
 expect_failure short_norm_logits "${prefix}norm.weight has shape \[64\] but the config expects" \
   "$shardlm" logits --model "$work/short_norm" --tokens 2,3 --out "$work/o.npy"
@@ -51,37 +64,17 @@ expect_failure short_norm_generate "${prefix}norm.weight has shape \[64\]" \
 corrupt scalar_rank0 dense "${prefix}layers.0.layer_scalar" ""
 expect_failure scalar_rank0 "layers.0.layer_scalar has shape \[\] but the config expects \[1\]" \
   "$shardlm" generate --model "$work/scalar_rank0" --prompt hi --max-tokens 2
-rm -rf "$work/moe_narrow"; cp -r "$work/moe" "$work/moe_narrow"
-python3 - "$work/moe_narrow/config.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-t = c.get("text_config", c)
-t["moe_intermediate_size"] //= 2
-json.dump(c, open(sys.argv[1], "w"))
-PY
+with_config moe_narrow moe moe_intermediate_size "v // 2"
 expect_failure moe_narrow "experts.gate_up_proj has shape" \
   "$shardlm" generate --model "$work/moe_narrow" --prompt hi --max-tokens 2
-rm -rf "$work/huge"; cp -r "$work/dense" "$work/huge"
-python3 - "$work/huge/config.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-t = c.get("text_config", c)
-t["intermediate_size"] = 2 ** 28
-json.dump(c, open(sys.argv[1], "w"))
-PY
+with_config huge dense intermediate_size "2 ** 28"
 expect_failure huge_intermediate "gate_proj.weight has shape" \
   "$shardlm" logits --model "$work/huge" --tokens 2 --out "$work/o.npy"
 
 expect_failure threads "must be <= 4096 (got 100000)" \
   "$shardlm" logits --model "$work/dense" --tokens 2 --out "$work/o.npy" --threads 100000
 expect_failure workers "must be >= 1 (got 0)" "$shardlm" plan --model "$work/dense" --workers 0
-rm -rf "$work/short_context"; cp -r "$work/dense" "$work/short_context"
-python3 - "$work/short_context/config.json" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c.get("text_config", c)["max_position_embeddings"] = 2
-json.dump(c, open(sys.argv[1], "w"))
-PY
+with_config short_context dense max_position_embeddings 2
 expect_failure logits_context "3 tokens exceed the context of 2 positions" \
   "$shardlm" logits --model "$work/short_context" --tokens 2,3,4 --out "$work/o.npy"
 echo "bad input refused"
