@@ -41,6 +41,14 @@ namespace {
 
 void check_model_given(const LocalModelOptions& o) {
   if (o.model_dir.empty() && o.synthetic.empty()) fail("give --model DIR (a checkpoint folder) or --synthetic-weights VARIANT");
+  if (o.model_dir.empty()) return;
+  std::error_code ec;
+  const std::filesystem::file_status st = std::filesystem::status(o.model_dir, ec);
+  if (!std::filesystem::exists(st)) fail("--model {}: no such folder", o.model_dir);
+  if (!std::filesystem::is_directory(st)) {
+    fail("--model {} is not a folder: give the checkpoint folder (config.json, the .safetensors files, tokenizer.json)",
+         o.model_dir);
+  }
 }
 
 }  // namespace

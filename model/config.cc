@@ -465,14 +465,19 @@ ModelConfig parse_model_config(const nlohmann::json& doc) {
 
 namespace {
 
+// A JSON file of the model folder; only a regular file is opened (a FIFO would block the reader).
 json read_json_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) fail("{}: not a regular file", path);
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open {}", path);
+  if (!in) fail("{}: cannot open", path);
   std::stringstream ss;
   ss << in.rdbuf();
-  json doc = json::parse(ss.str(), nullptr, false);
-  if (doc.is_discarded()) fail("{}: not valid JSON", path);
-  return doc;
+  try {
+    return json::parse(ss.str());
+  } catch (const json::parse_error& e) {
+    fail("{}: not valid JSON (at byte {})", path, e.byte);
+  }
 }
 
 }  // namespace
@@ -483,9 +488,10 @@ ModelConfig load_model_config(const std::string& model_dir) {
   if (fs::is_regular_file(dir)) dir = dir.parent_path();  // a .safetensors file or config.json inside the folder
   const fs::path config_path = dir / "config.json";
   if (!fs::exists(config_path)) fail("{}: no config.json in the model folder", model_dir);
+  const json doc = read_json_file(config_path.string());
   ModelConfig c;
   try {
-    c = parse_model_config(read_json_file(config_path.string()));
+    c = parse_model_config(doc);
   } catch (const Error& e) {
     fail("{}: {}", config_path.string(), e.what());
   }
@@ -495,6 +501,9 @@ ModelConfig load_model_config(const std::string& model_dir) {
     if (gen.is_object() && gen.contains("eos_token_id")) {
       try {
         append_eos(gen.at("eos_token_id"), "eos_token_id", c.eos_token_ids);
+        for (int id : c.eos_token_ids) {
+          if (id >= c.vocab_size) fail("config: eos_token_id {} is outside the vocabulary (size {})", id, c.vocab_size);
+        }
       } catch (const Error& e) {
         fail("{}: {}", gen_path.string(), e.what());
       }

@@ -5,7 +5,8 @@
 #    narrower than moe_intermediate_size): generate and logits name the tensor and both shapes;
 #  - a config size far beyond the checkpoint (intermediate_size 2^28): the shape check, no allocation;
 #  - --threads above the limit, plan --workers 0: the bound in the message;
-#  - logits over more tokens than the context (max_position_embeddings / --max-context).
+#  - logits over more tokens than the context (max_position_embeddings / --max-context);
+#  - --model naming a file or nothing, a FIFO for config.json, an eos id past the vocabulary.
 # Usage: bad_input_test.sh SHARDLM SUPPORT_DIR WORK_DIR
 set -eu
 shardlm=$1; support=$2; work=$3
@@ -77,4 +78,15 @@ expect_failure workers "must be >= 1 (got 0)" "$shardlm" plan --model "$work/den
 with_config short_context dense max_position_embeddings 2
 expect_failure logits_context "3 tokens exceed the context of 2 positions" \
   "$shardlm" logits --model "$work/short_context" --tokens 2,3,4 --out "$work/o.npy"
+# The model folder's own files: a file for the folder, a FIFO for config.json (it must not block), an
+# end-of-sequence id past the vocabulary in generation_config.json.
+expect_failure model_is_file "is not a folder: give the checkpoint folder" \
+  "$shardlm" generate --model "$work/dense/model.safetensors" --prompt hi
+expect_failure model_missing "$work/none: no such folder" "$shardlm" generate --model "$work/none" --prompt hi
+rm -rf "$work/fifo"; cp -r "$work/dense" "$work/fifo"; rm "$work/fifo/config.json"; mkfifo "$work/fifo/config.json"
+expect_failure config_fifo "config.json: not a regular file" timeout 20 "$shardlm" generate --model "$work/fifo" --prompt hi
+rm -rf "$work/gen_eos"; cp -r "$work/dense" "$work/gen_eos"
+echo '{"eos_token_id": [1, 77777]}' >"$work/gen_eos/generation_config.json"
+expect_failure generation_eos "generation_config.json: config: eos_token_id 77777 is outside the vocabulary" \
+  "$shardlm" generate --model "$work/gen_eos" --prompt hi --max-tokens 2
 echo "bad input refused"
