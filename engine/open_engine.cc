@@ -35,29 +35,74 @@ int64_t context_of(const EngineOptions& o, const ModelConfig& config) {
 
 RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens);
 
+// What each worker's KV pool may take: the bytes, and where the limit comes from (for messages).
+struct KvBudget {
+  int64_t bytes = 0;  // 0 = no limit
+  std::string source;
+};
+
+// Without --kv-memory-per-worker, when every worker runs on this machine, each worker's KV pool may
+// take what 90% of the memory available here leaves after the workers' weights (the planner's
+// estimate at the chosen format; bf16 for the checkpoint's own). No limit when workers run on other
+// machines (their memory is not known here) or the available memory is unknown: the pools are then
+// sized for max_context x max_sequences, and a size the system refuses is an error at start.
+KvBudget kv_budget_of(const EngineOptions& o, const Plan& plan, int workers_here, bool all_workers_here) {
+  if (o.kv_budget_bytes > 0) {
+    return {o.kv_budget_bytes, fmt::format("the budget of {} (--kv-memory-per-worker)", decimal_bytes(static_cast<uint64_t>(o.kv_budget_bytes)))};
+  }
+  const int64_t available = all_workers_here ? available_memory_bytes() : 0;
+  if (available <= 0) return {};
+  int64_t weights = 0;
+  for (const WorkerPlan& w : plan.workers) weights = std::max(weights, w.weight_bytes);
+  const int64_t usable = available / 10 * 9;
+  const std::string where =
+      fmt::format("90% of the {} of memory available on this machine less the weights ({} for each of {} worker{} here)",
+                  decimal_bytes(static_cast<uint64_t>(available)), decimal_bytes(static_cast<uint64_t>(weights)), workers_here,
+                  workers_here == 1 ? "" : "s");
+  const int64_t per_worker = usable / workers_here - weights;
+  if (per_worker <= 0) {
+    fail("no memory is left for a KV cache: {}; free memory, spread the model over more machines, choose smaller weights "
+         "(--weights q4), or set --kv-memory-per-worker", where);
+  }
+  return {per_worker, where};
+}
+
 // KV positions (all sequences together) to allocate: the requested number, checked against the
 // per-worker KV budget; or, when none is requested, the most that fits the budget (at most
 // max_context x max_sequences).
-int64_t kv_tokens_of(const EngineOptions& o, const ModelConfig& config, const std::vector<ShardSpec>& shards, int64_t context) {
+int64_t kv_tokens_of(const EngineOptions& o, const ModelConfig& config, const std::vector<ShardSpec>& shards, int64_t context,
+                     const KvBudget& budget) {
   const int64_t cap = o.kv_tokens > 0 ? o.kv_tokens : context * std::max(o.max_sequences, 1);
-  if (o.kv_budget_bytes <= 0) return cap;
+  if (budget.bytes <= 0) return cap;
   auto bytes_for = [&](int64_t n) {
     size_t most = 0;
     const RunnerOptions ro = runner_options(o, n);
     for (const ShardSpec& s : shards) most = std::max(most, KvCache::planned_bytes(config, s, ro.kv));
     return static_cast<int64_t>(most);
   };
-  if (bytes_for(cap) <= o.kv_budget_bytes) return cap;
+  if (bytes_for(cap) <= budget.bytes) return cap;
   int64_t lo = 0, hi = cap;  // bytes_for(lo) fits (or lo = 0), bytes_for(hi) does not
   while (hi - lo > 1) {
     const int64_t mid = lo + (hi - lo) / 2;
-    (bytes_for(mid) <= o.kv_budget_bytes ? lo : hi) = mid;
+    (bytes_for(mid) <= budget.bytes ? lo : hi) = mid;
   }
   if (o.kv_tokens > 0 || lo < o.kv_block) {
-    fail("a KV cache for {} positions needs {} per worker, more than the budget of {} ({} positions fit)", cap,
-         decimal_bytes(static_cast<uint64_t>(bytes_for(cap))), decimal_bytes(static_cast<uint64_t>(o.kv_budget_bytes)), lo);
+    fail("a KV cache for {} positions needs {} per worker, more than {} ({} positions fit)", cap,
+         decimal_bytes(static_cast<uint64_t>(bytes_for(cap))), budget.source, lo);
   }
+  spdlog::info("KV cache: {} positions for all sequences ({} x {} would need {} per worker, more than {})", lo,
+               std::max(o.max_sequences, 1), context, decimal_bytes(static_cast<uint64_t>(bytes_for(cap))), budget.source);
   return lo;
+}
+
+// The planner's layout of the model over `workers` workers at the engine's formats.
+Plan layout_of(const EngineOptions& o, const ModelConfig& config, int workers, int64_t context) {
+  PlanOptions po;
+  po.num_workers = workers;
+  po.context_tokens = context;
+  po.weights = o.weights == "auto" ? "bf16" : o.weights;
+  po.kv_bytes_per_value = static_cast<int>(kv_dtype_bytes(parse_kv_dtype(o.kv_dtype)));
+  return make_layout(config, po);
 }
 
 ModelConfig model_config_of(const EngineOptions& o) {
@@ -110,7 +155,8 @@ class LocalStepEngine final : public StepEngine {
     context_ = context_of(o, config);
     auto ckpt = open_checkpoint(o, config);
     ShardSpec shard = full_shard(config);
-    const int64_t kv_tokens = kv_tokens_of(o, config, {shard}, context_);
+    const KvBudget budget = kv_budget_of(o, layout_of(o, config, 1, context_), 1, true);
+    const int64_t kv_tokens = kv_tokens_of(o, config, {shard}, context_, budget);
     runner_ = std::make_unique<ModelRunner>(std::move(config), ckpt, std::move(shard), runner_options(o, kv_tokens));
     description = precision_text(o) + ", single process";
     max_sequences_ = std::max(o.max_sequences, 1);
@@ -255,16 +301,10 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
 
   ModelConfig config = model_config_of(o);
   const int64_t context = context_of(o, config);
-  PlanOptions po;
-  po.num_workers = world->size() - 1;
-  po.context_tokens = context;
-  po.kv_bytes_per_value = static_cast<int>(kv_dtype_bytes(parse_kv_dtype(o.kv_dtype)));
-  const Plan plan = make_layout(config, po);
-  std::vector<ShardSpec> shards;
-  for (const WorkerPlan& w : plan.workers) shards.push_back(w.shard);
-  const int64_t kv_tokens = kv_tokens_of(o, config, shards, context);
+  const Plan plan = layout_of(o, config, world->size() - 1, context);
   std::unique_ptr<comm::Communicator> workers = world->split(world->rank() == 0 ? comm::kNoColor : 0, world->rank());
-  const RunnerOptions ro = runner_options(o, kv_tokens);
+  // The KV capacity is the coordinator's to choose (workers take it from the init message).
+  RunnerOptions ro = runner_options(o, 1);
   if (!(o.worker_timeout_s > 0)) fail("the worker timeout must be positive (got {} s)", o.worker_timeout_s);
   const auto worker_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::min(o.worker_timeout_s, 1e7) * 1000.0));
   if (world->rank() != 0) {
@@ -273,6 +313,17 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
     run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro,
                     2 * worker_timeout + std::chrono::milliseconds(10000));
     return nullptr;
+  }
+  std::vector<ShardSpec> shards;
+  for (const WorkerPlan& w : plan.workers) shards.push_back(w.shard);
+  const int n_workers = static_cast<int>(shards.size());
+  const int workers_here = std::max(1, std::min(local_ranks() - 1, n_workers));
+  try {
+    ro.kv.full_capacity_tokens =
+        kv_tokens_of(o, config, shards, context, kv_budget_of(o, plan, workers_here, workers_here == n_workers));
+  } catch (const Error& e) {
+    world->abort(e.what(), 1);  // the workers wait for their init: end the whole job with the reason
+    throw;
   }
   std::vector<Range> vocab_rows;
   for (const WorkerPlan& w : plan.workers) vocab_rows.push_back(w.shard.vocab_rows);

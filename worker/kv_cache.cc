@@ -2,9 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "common/error.h"
 #include "common/half.h"
+#include "common/text_format.h"
+#include "worker/process_memory.h"
 
 namespace shardlm {
 
@@ -68,6 +71,15 @@ KvCache::KvCache(const ModelConfig& config, const ShardSpec& shard, const KvCach
   seq_index_ = sizes.seq_index;
   seq_count_ = sizes.seq_count;
   const int64_t sliding_pool_blocks = static_cast<int64_t>(ring_blocks_) * options_.max_sequences;
+  // The pools take memory as they fill: a capacity this machine could never back is refused now
+  // rather than met by the out-of-memory killer under load.
+  const size_t planned = planned_bytes(config, shard, options_);
+  const int64_t available = available_memory_bytes();
+  if (available > 0 && planned > static_cast<size_t>(available)) {
+    fail("KV cache: {} positions of full-attention KV for all sequences need {} here, more than the {} of memory this "
+         "machine has available; lower --max-context or --max-sequences, or set --kv-memory-per-worker",
+         options_.full_capacity_tokens, decimal_bytes(planned), decimal_bytes(static_cast<uint64_t>(available)));
+  }
 
   layers_.resize(config.num_layers);
   for (int l = 0; l < config.num_layers; ++l) {
@@ -81,8 +93,15 @@ KvCache::KvCache(const ModelConfig& config, const ShardSpec& shard, const KvCach
     if (!st.owner) continue;
     const int64_t blocks = st.sliding ? sliding_pool_blocks : full_pool_blocks_;
     const size_t bytes = static_cast<size_t>(blocks) * bs * position_bytes(st);
-    st.k.resize(bytes);
-    st.v.resize(bytes);
+    // Pools sized for their most positions take memory as blocks are first written.
+    try {
+      st.k = AlignedBuffer<uint8_t>::lazily_committed(bytes);
+      st.v = AlignedBuffer<uint8_t>::lazily_committed(bytes);
+    } catch (const std::bad_alloc&) {
+      fail("KV cache: the system refused {} for the KV cache ({} positions of full-attention KV for all sequences); lower "
+           "--max-context or --max-sequences, or set --kv-memory-per-worker",
+           decimal_bytes(planned), options_.full_capacity_tokens);
+    }
   }
   sequences_.resize(options_.max_sequences);
   full_free_.reserve(full_pool_blocks_);

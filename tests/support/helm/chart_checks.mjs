@@ -71,7 +71,7 @@ if (scriptMount && scriptMount.volume && scriptMount.volume.configMap) {
 const args = lc.args || [];
 const sep = args.indexOf("--");
 check(sep >= 0 && args[sep + 1] === "serve", `launcher args must be [mpirun args] -- serve ...: ${JSON.stringify(args)}`);
-const serveFlags = new Set(["--model", "--host", "--port", "--http-port", "--metrics-port", "--api-key-file", "--state-dir", "--max-context", "--threads"]);
+const serveFlags = new Set(["--model", "--host", "--port", "--http-port", "--metrics-port", "--api-key-file", "--state-dir", "--max-context", "--kv-memory-per-worker", "--threads"]);
 const flags = {};
 for (let k = sep + 2; k < args.length; k += 2) {
   check(serveFlags.has(args[k]), `'${args[k]}' is not a flag of shardlm serve`);

@@ -10,8 +10,8 @@
 namespace shardlm {
 namespace {
 
-// The VmFlags line of the mapping of /proc/self/smaps that holds address p ("" if none).
-std::string vm_flags_at(const void* p) {
+// The line starting with `key` of the mapping of /proc/self/smaps that holds address p ("" if none).
+std::string smaps_line_at(const void* p, const std::string& key) {
   const auto addr = reinterpret_cast<uintptr_t>(p);
   std::ifstream smaps("/proc/self/smaps");
   std::string line;
@@ -22,11 +22,19 @@ std::string vm_flags_at(const void* p) {
     std::istringstream range(line);
     if (range >> std::hex >> lo >> dash >> hi && dash == '-') {
       inside = addr >= lo && addr < hi;
-    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+    } else if (inside && line.rfind(key, 0) == 0) {
       return line;
     }
   }
   return "";
+}
+
+std::string vm_flags_at(const void* p) { return smaps_line_at(p, "VmFlags:"); }
+
+// Resident bytes of the mapping that holds p; -1 when no mapping holds it.
+int64_t rss_at(const void* p) {
+  const std::string line = smaps_line_at(p, "Rss:");
+  return line.empty() ? -1 : std::stoll(line.substr(4)) * 1024;
 }
 
 TEST(AlignedBuffer, SmallArraysAreCacheLineAlignedAndZero) {
@@ -63,6 +71,26 @@ TEST(AlignedBuffer, ResizeAndMoveKeepTheContract) {
   b.resize(0);
   EXPECT_TRUE(b.empty());
   EXPECT_EQ(b.data(), nullptr);
+}
+
+TEST(AlignedBuffer, LazilyCommittedArraysTakeMemoryOnlyWhereWritten) {
+  constexpr size_t kBytes = size_t{256} << 20;
+  AlignedBuffer<uint8_t> b = AlignedBuffer<uint8_t>::lazily_committed(kBytes + 5);
+  ASSERT_EQ(b.size(), kBytes + 5);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % (size_t{2} << 20), 0u);
+  EXPECT_LT(rss_at(b.data()), int64_t{8} << 20);  // nothing written yet
+  for (size_t i = 0; i < kBytes + 5; i += 4096 * 61) ASSERT_EQ(b[i], 0u);  // reads see zeros
+  b[kBytes + 4] = 9;
+  for (size_t i = 0; i < (size_t{32} << 20); i += 4096) b[i] = 1;  // the first 32 MiB
+  const int64_t rss = rss_at(b.data());
+  EXPECT_GE(rss, int64_t{32} << 20);
+  EXPECT_LT(rss, int64_t{64} << 20);  // not the whole 256 MiB
+  AlignedBuffer<uint8_t> moved(std::move(b));
+  EXPECT_TRUE(b.empty());
+  EXPECT_EQ(moved[kBytes + 4], 9u);
+  const void* at = moved.data();
+  moved = AlignedBuffer<uint8_t>();  // unmapped
+  EXPECT_EQ(rss_at(at), -1);
 }
 
 }  // namespace
