@@ -78,9 +78,9 @@ class TextStream final : public GenerationObserver {
   void append_logprobs(const GeneratedToken& token, TextDelta& delta) {
     if (!wants_logprobs_) return;
     TextTokenLogprob lp;
-    lp.token = tokenizer_.decode({token.token});
+    lp.token = tokenizer_.token_bytes(token.token);
     lp.logprob = token.logprob;
-    for (const TokenLogprob& t : token.top) lp.top.emplace_back(tokenizer_.decode({t.token}), t.logprob);
+    for (const TokenLogprob& t : token.top) lp.top.emplace_back(tokenizer_.token_bytes(t.token), t.logprob);
     delta.logprobs.push_back(std::move(lp));
   }
 

@@ -34,7 +34,7 @@ struct TextRequest {
 };
 
 struct TextTokenLogprob {
-  std::string token;    // the token's text (may be part of a UTF-8 character)
+  std::string token;    // the token's bytes (Tokenizer::token_bytes: may be part of a UTF-8 character)
   float logprob = 0.0f;
   std::vector<std::pair<std::string, float>> top;  // best alternatives, best first
 };

@@ -311,6 +311,13 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   return text;
 }
 
+std::string Tokenizer::token_bytes(int32_t id) const {
+  const Impl& t = *impl_;
+  t.check_id(id);
+  std::string buffer;
+  return std::string(t.decoded_piece(id, false, buffer));
+}
+
 int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->pieces.size()); }
 int32_t Tokenizer::bos_id() const { return impl_->bos; }
 int32_t Tokenizer::eos_id() const { return impl_->eos; }

@@ -42,6 +42,9 @@ class Tokenizer {
 
   // Text of the ids. Throws Error naming the first id that is not a token.
   std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens = false) const;
+  // The bytes one token adds inside a text (the decoder chain's output, not made valid UTF-8: a
+  // byte-fallback token is its one byte). Throws Error naming the id when it is not a token.
+  std::string token_bytes(int32_t id) const;
 
   int32_t vocab_size() const;  // one past the largest token id (vocabulary and added tokens)
   int32_t bos_id() const;      // -1 when the tokenizer has none

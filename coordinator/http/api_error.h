@@ -19,6 +19,7 @@ struct ApiError {
   std::string param;                  // the offending request field; empty -> null
   std::string code;                   // machine-readable reason; empty -> null
   int retry_after_s = 0;              // > 0: sent as a Retry-After header
+  std::string allow;                  // non-empty (a 405): sent as the Allow header
 
   nlohmann::json to_json() const;  // {"error": {...}}
 };

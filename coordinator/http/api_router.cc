@@ -57,6 +57,7 @@ HttpReply json_reply(int status, const json& body) {
 HttpReply error_reply(const ApiError& error) {
   HttpReply r = json_reply(error.status, error.to_json());
   if (error.retry_after_s > 0) r.headers.emplace_back("Retry-After", std::to_string(error.retry_after_s));
+  if (!error.allow.empty()) r.headers.emplace_back("Allow", error.allow);
   return r;
 }
 
@@ -136,9 +137,9 @@ ApiRouter::Outcome ApiRouter::handle(const HttpRequestView& request) const {
 
   auto only = [&](const char* allowed) -> std::optional<Outcome> {
     if (method == allowed || (method == "HEAD" && std::string_view(allowed) == "GET")) return std::nullopt;
-    HttpReply r = error_reply(method_not_allowed(method, path));
-    r.headers.emplace_back("Allow", allowed);
-    return reply(std::move(r));
+    ApiError e = method_not_allowed(method, path);
+    e.allow = allowed;
+    return reply(error_reply(e));
   };
 
   if (path == "/health") {

@@ -59,9 +59,10 @@ int64_t get_int(const json& v, const std::string& name, int64_t lo, int64_t hi) 
     x = v.get<int64_t>();
   } else if (v.is_number_float()) {
     double d = v.get<double>();
-    if (!std::isfinite(d) || d != std::floor(d) || d < -9.2e18 || d > 9.2e18) {
+    if (!std::isfinite(d) || d != std::floor(d)) {
       fail_param(name, "Invalid type for '{}': expected an integer, but got {}", name, d);
     }
+    if (d < -9.2e18 || d > 9.2e18) fail_param(name, "'{}' is out of range: {} is not a 64-bit integer", name, d);
     x = static_cast<int64_t>(d);
   } else {
     fail_param(name, "Invalid type for '{}': expected an integer, but got {}", name, kind(v));
@@ -119,7 +120,10 @@ void parse_common(const json& body, OpenAIRequest& r) {
     if (!v->is_object()) fail_param("stream_options", "Invalid type for 'stream_options': expected an object, but got {}", kind(*v));
     if (const json* u = field(*v, "include_usage")) r.include_usage = get_bool(*u, "stream_options.include_usage");
   }
-  if (!r.stream) r.include_usage = false;
+  if (!r.stream) {
+    if (field(body, "stream_options")) fail_param("stream_options", "'stream_options' is only allowed when 'stream' is true");
+    r.include_usage = false;
+  }
 
   TextRequest& text = r.text;
   // max_completion_tokens is the newer name of max_tokens; it wins when both are given.
@@ -133,12 +137,14 @@ void parse_common(const json& body, OpenAIRequest& r) {
   if (const json* v = field(body, "temperature")) {
     double t = get_number(*v, "temperature");
     if (t < 0) fail_param("temperature", "'temperature' must be >= 0 (got {})", t);
+    if (t > std::numeric_limits<float>::max()) fail_param("temperature", "'temperature' {} is too large (at most 3.4e38)", t);
     s.temperature = static_cast<float>(t);
   }
   if (const json* v = field(body, "top_p")) {
     double p = get_number(*v, "top_p");
     if (!(p > 0 && p <= 1)) fail_param("top_p", "'top_p' must be in (0, 1] (got {})", p);
     s.top_p = static_cast<float>(p);
+    if (!(s.top_p > 0)) fail_param("top_p", "'top_p' {} is too small: it rounds to 0 in single precision", p);
   }
   if (const json* v = field(body, "top_k")) {
     int64_t k = get_int(*v, "top_k", -1, 65536);

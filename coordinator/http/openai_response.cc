@@ -3,6 +3,10 @@
 #include <chrono>
 #include <random>
 
+#include <fmt/format.h>
+
+#include "model/tokenizer_utf8.h"
+
 namespace shardlm::http {
 namespace {
 
@@ -19,20 +23,44 @@ json bytes_json(const std::string& s) {
   return b;
 }
 
+// The "token" text of a token's bytes: the bytes when they are whole UTF-8 characters, else
+// "bytes:\xe2\x80" (OpenAI's form for a token that is part of a character), so that distinct tokens
+// keep distinct texts.
+std::string token_text(const std::string& bytes) {
+  for (size_t i = 0; i < bytes.size();) {
+    const size_t n = tokenizer_detail::utf8_char_length(bytes, i);
+    if (n == 0) {
+      std::string text = "bytes:";
+      for (unsigned char c : bytes) text += fmt::format("\\x{:02x}", c);
+      return text;
+    }
+    i += n;
+  }
+  return bytes;
+}
+
+// Characters a token adds to the text (its bytes that start a UTF-8 character).
+int64_t characters_of(const std::string& bytes) {
+  int64_t n = 0;
+  for (unsigned char c : bytes) n += (c & 0xC0) != 0x80;
+  return n;
+}
+
 // Completions: {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}.
 json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, int64_t& offset) {
   json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
               {"text_offset", json::array()}};
   for (const TextTokenLogprob& t : tokens) {
-    out["tokens"].push_back(t.token);
+    out["tokens"].push_back(token_text(t.token));
     out["token_logprobs"].push_back(clamp_logprob(t.logprob));
     json top = json::object();
     for (const auto& [token, lp] : t.top) {
-      if (!top.contains(token)) top[token] = clamp_logprob(lp);
+      const std::string text = token_text(token);
+      if (!top.contains(text)) top[text] = clamp_logprob(lp);
     }
     out["top_logprobs"].push_back(std::move(top));
     out["text_offset"].push_back(offset);
-    offset += static_cast<int64_t>(t.token.size());
+    offset += characters_of(t.token);
   }
   return out;
 }
@@ -90,9 +118,9 @@ json chat_logprobs_content(const std::vector<TextTokenLogprob>& tokens) {
   for (const TextTokenLogprob& t : tokens) {
     json top = json::array();
     for (const auto& [token, lp] : t.top) {
-      top.push_back({{"token", token}, {"logprob", clamp_logprob(lp)}, {"bytes", bytes_json(token)}});
+      top.push_back({{"token", token_text(token)}, {"logprob", clamp_logprob(lp)}, {"bytes", bytes_json(token)}});
     }
-    content.push_back({{"token", t.token}, {"logprob", clamp_logprob(t.logprob)}, {"bytes", bytes_json(t.token)},
+    content.push_back({{"token", token_text(t.token)}, {"logprob", clamp_logprob(t.logprob)}, {"bytes", bytes_json(t.token)},
                        {"top_logprobs", std::move(top)}});
   }
   return content;

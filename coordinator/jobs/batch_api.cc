@@ -49,12 +49,12 @@ struct Target {
 
 // "/v1/batches/ID/cancel?x=1" with prefix "/v1/batches" -> {"ID", "cancel"}, {x: 1}. A path that does
 // not continue the prefix at a '/' gets a 404.
-Target split_target(const std::string& target, const std::string& prefix) {
+Target split_target(const std::string& method, const std::string& target, const std::string& prefix) {
   Target t;
   const size_t q = target.find('?');
   const std::string path = target.substr(0, q);
   if (path.compare(0, prefix.size(), prefix) != 0 || (path.size() > prefix.size() && path[prefix.size()] != '/')) {
-    throw http::ApiException(http::not_found_route("", path));
+    throw http::ApiException(http::not_found_route(method, path));
   }
   size_t i = prefix.size();
   while (i < path.size()) {
@@ -76,9 +76,14 @@ Target split_target(const std::string& target, const std::string& prefix) {
   return t;
 }
 
-[[noreturn]] void not_allowed(const std::string& method, const std::string& target) {
-  throw http::ApiException(http::method_not_allowed(method, target.substr(0, target.find('?'))));
+// A 405 with the methods the path takes (the Allow header).
+[[noreturn]] void not_allowed(const std::string& method, const std::string& target, const char* allowed) {
+  http::ApiError e = http::method_not_allowed(method, target.substr(0, target.find('?')));
+  e.allow = allowed;
+  throw http::ApiException(e);
 }
+
+bool reads(const std::string& method) { return method == "GET" || method == "HEAD"; }
 
 int list_limit(const Target& t) {
   const auto it = t.query.find("limit");
@@ -88,6 +93,8 @@ int list_limit(const Target& t) {
     size_t used = 0;
     limit = std::stoi(it->second, &used);
     if (used != it->second.size()) throw std::invalid_argument("trailing");
+  } catch (const std::out_of_range&) {
+    fail_param("limit", "'limit' must be in 1..{} (got {})", kMaxListLimit, it->second);
   } catch (const std::exception&) {
     fail_param("limit", "'limit' must be an integer (got '{}')", it->second);
   }
@@ -166,16 +173,16 @@ JobService& BatchApi::jobs() {
 }
 
 std::pair<int, std::string> BatchApi::files(const std::string& method, const std::string& target, const std::string& body) {
-  const Target t = split_target(target, "/v1/files");
+  const Target t = split_target(method, target, "/v1/files");
   JobService& js = jobs();
   if (t.segments.empty()) {
-    if (method == "GET") {
+    if (reads(method)) {
       const auto p = t.query.find("purpose");
       json data = json::array();
       for (const FileRecord& f : js.files(p == t.query.end() ? "" : p->second)) data.push_back(file_json(f));
       return {200, http::dump_json({{"object", "list"}, {"data", std::move(data)}, {"has_more", false}})};
     }
-    if (method != "POST") not_allowed(method, target);
+    if (method != "POST") not_allowed(method, target, "GET, POST");
     std::vector<FormPart> parts;
     try {
       parts = parse_multipart(body);
@@ -196,24 +203,31 @@ std::pair<int, std::string> BatchApi::files(const std::string& method, const std
   }
   const std::string& id = t.segments[0];
   if (t.segments.size() == 1) {
-    if (method != "GET" && method != "HEAD") not_allowed(method, target);
+    if (!reads(method)) not_allowed(method, target, "GET");
     return {200, http::dump_json(file_json(js.file(id)))};
   }
   if (t.segments.size() == 2 && t.segments[1] == "content") {
-    if (method != "GET" && method != "HEAD") not_allowed(method, target);
+    if (!reads(method)) not_allowed(method, target, "GET");
     return {200, js.file_content(id)};
   }
   throw http::ApiException(http::not_found_route(method, target.substr(0, target.find('?'))));
 }
 
 std::pair<int, std::string> BatchApi::batches(const std::string& method, const std::string& target, const std::string& body) {
-  const Target t = split_target(target, "/v1/batches");
+  const Target t = split_target(method, target, "/v1/batches");
   JobService& js = jobs();
   if (t.segments.empty()) {
-    if (method == "GET") {
+    if (reads(method)) {
       const auto after = t.query.find("after");
       bool has_more = false;
-      const std::vector<JobRecord> list = js.list(after == t.query.end() ? "" : after->second, list_limit(t), &has_more);
+      const int limit = list_limit(t);
+      std::vector<JobRecord> list;
+      try {
+        list = js.list(after == t.query.end() ? "" : after->second, limit, &has_more);
+      } catch (const RequestError& e) {
+        if (e.code() != RequestErrorCode::kInvalidRequest) throw;
+        fail_param("after", "{}", e.what());
+      }
       json data = json::array();
       for (const JobRecord& j : list) data.push_back(batch_json(j));
       return {200, http::dump_json({{"object", "list"},
@@ -222,7 +236,7 @@ std::pair<int, std::string> BatchApi::batches(const std::string& method, const s
                                     {"last_id", list.empty() ? json(nullptr) : json(list.back().id)},
                                     {"has_more", has_more}})};
     }
-    if (method != "POST") not_allowed(method, target);
+    if (method != "POST") not_allowed(method, target, "GET, POST");
     const json b = http::parse_json_body(body);
     const std::string input = required_string(b, "input_file_id");
     const std::string endpoint = required_string(b, "endpoint");
@@ -236,11 +250,11 @@ std::pair<int, std::string> BatchApi::batches(const std::string& method, const s
   }
   const std::string& id = t.segments[0];
   if (t.segments.size() == 1) {
-    if (method != "GET" && method != "HEAD") not_allowed(method, target);
+    if (!reads(method)) not_allowed(method, target, "GET");
     return {200, http::dump_json(batch_json(js.job(id)))};
   }
   if (t.segments.size() == 2 && t.segments[1] == "cancel") {
-    if (method != "POST") not_allowed(method, target);
+    if (method != "POST") not_allowed(method, target, "POST");
     return {200, http::dump_json(batch_json(js.cancel(id)))};
   }
   throw http::ApiException(http::not_found_route(method, target.substr(0, target.find('?'))));

@@ -170,6 +170,41 @@ await check("chat with tools, a seed, stop strings and thinking is accepted", as
   assert.deepEqual(again.choices[0].message.content, c.message.content);
 });
 
+// A byte of a well-formed UTF-8 character starting at b[i]: its length (1-4), or 0 (Unicode table 3-7).
+function charLength(b, i) {
+  const c = b[i];
+  const cont = (k, lo = 0x80, hi = 0xbf) => i + k < b.length && b[i + k] >= lo && b[i + k] <= hi;
+  if (c < 0x80) return 1;
+  if (c >= 0xc2 && c <= 0xdf) return cont(1) ? 2 : 0;
+  if (c === 0xe0) return cont(1, 0xa0) && cont(2) ? 3 : 0;
+  if ((c >= 0xe1 && c <= 0xec) || c === 0xee || c === 0xef) return cont(1) && cont(2) ? 3 : 0;
+  if (c === 0xed) return cont(1, 0x80, 0x9f) && cont(2) ? 3 : 0;
+  if (c === 0xf0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xf1 && c <= 0xf3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  if (c === 0xf4) return cont(1, 0x80, 0x8f) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+// The text of completion logprob tokens: their bytes ("bytes:\\xe2" for part of a character) joined,
+// every byte that is not part of a whole character replaced with U+FFFD (as the server's text).
+function textOfTokens(tokens) {
+  const bytes = [];
+  for (const t of tokens) {
+    if (t.startsWith("bytes:")) {
+      for (const m of t.slice(6).matchAll(/\\x([0-9a-f]{2})/g)) bytes.push(parseInt(m[1], 16));
+    } else {
+      bytes.push(...Buffer.from(t, "utf8"));
+    }
+  }
+  let out = "";
+  for (let i = 0; i < bytes.length;) {
+    const n = charLength(bytes, i);
+    out += n === 0 ? "\uFFFD" : Buffer.from(bytes.slice(i, i + n)).toString("utf8");
+    i += Math.max(n, 1);
+  }
+  return out;
+}
+
 await check("completions, not streamed", async () => {
   const r = await client.completions.create({ model, prompt: "The sea is", max_tokens: 12, temperature: 0, logprobs: 1 });
   assert.match(r.id, /^cmpl-/);
@@ -179,7 +214,7 @@ await check("completions, not streamed", async () => {
   assert.ok(["stop", "length"].includes(r.choices[0].finish_reason));
   checkUsage(r.usage, 12);
   const lp = r.choices[0].logprobs;
-  assert.equal(lp.tokens.join(""), r.choices[0].text);
+  assert.equal(textOfTokens(lp.tokens), r.choices[0].text);
   assert.equal(lp.token_logprobs.length, lp.tokens.length);
   completionAnswer = r;
 });

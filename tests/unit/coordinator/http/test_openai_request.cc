@@ -311,11 +311,27 @@ TEST(OpenAIRequest, StreamOptions) {
   json b = with(chat_body(), "stream", true);
   EXPECT_FALSE(parse_chat_request(b).include_usage);
   EXPECT_TRUE(parse_chat_request(with(b, "stream_options", {{"include_usage", true}})).include_usage);
-  // Without streaming there is no usage chunk to add.
-  EXPECT_FALSE(parse_chat_request(with(chat_body(), "stream_options", {{"include_usage", true}})).include_usage);
+  // Without streaming there is no usage chunk to add: refused, as OpenAI and vLLM do.
+  EXPECT_EQ(chat_error(with(chat_body(), "stream_options", {{"include_usage", true}})).param, "stream_options");
+  EXPECT_EQ(chat_error(with(with(chat_body(), "stream", false), "stream_options", {{"include_usage", false}})).param,
+            "stream_options");
+  EXPECT_FALSE(parse_chat_request(with(chat_body(), "stream_options", nullptr)).include_usage);
   EXPECT_EQ(chat_error(with(chat_body(), "stream", "yes")).param, "stream");
   EXPECT_EQ(chat_error(with(b, "stream_options", true)).param, "stream_options");
   EXPECT_EQ(chat_error(with(b, "stream_options", {{"include_usage", 1}})).param, "stream_options.include_usage");
+}
+
+TEST(OpenAIRequest, ValuesBeyondSinglePrecisionAreRefusedByName) {
+  const ApiError hot = chat_error(with(chat_body(), "temperature", 1e39));
+  EXPECT_EQ(hot.param, "temperature");
+  EXPECT_NE(hot.message.find("too large"), std::string::npos) << hot.message;
+  const ApiError tiny = chat_error(with(chat_body(), "top_p", 1e-46));
+  EXPECT_EQ(tiny.param, "top_p");
+  EXPECT_NE(tiny.message.find("rounds to 0"), std::string::npos) << tiny.message;
+  EXPECT_FLOAT_EQ(parse_chat_request(with(chat_body(), "top_p", 1e-30)).text.sampling.top_p, 1e-30f);
+  const ApiError seed = chat_error(with(chat_body(), "seed", 18446744073709551616.0));
+  EXPECT_EQ(seed.param, "seed");
+  EXPECT_NE(seed.message.find("out of range"), std::string::npos) << seed.message;
 }
 
 TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {

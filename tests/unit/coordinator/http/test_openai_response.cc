@@ -165,13 +165,28 @@ TEST(OpenAIResponse, ChatLogprobs) {
   EXPECT_FLOAT_EQ(first["top_logprobs"][1]["logprob"].get<float>(), -1.5f);
   EXPECT_EQ(first["top_logprobs"][1]["bytes"], json::array({72, 101, 121}));
   const json& second = lp["content"][1];
+  // Part of a character: its raw bytes, and a token text in OpenAI's "bytes:" form.
   EXPECT_EQ(second["bytes"], json::array({0xe2, 0x82}));
+  EXPECT_EQ(second["token"], "bytes:\\xe2\\x82");
   EXPECT_DOUBLE_EQ(second["logprob"].get<double>(), -9999.0);
   EXPECT_TRUE(second["top_logprobs"].empty());
-  // The invalid UTF-8 is replaced in the text, not an exception.
   std::string text = dump_json(r);
-  EXPECT_NE(text.find("\xef\xbf\xbd"), std::string::npos) << text;  // U+FFFD
   EXPECT_EQ(json::parse(text)["choices"][0]["logprobs"]["content"][1]["bytes"], json::array({0xe2, 0x82}));
+}
+
+TEST(OpenAIResponse, ByteTokensKeepDistinctTextsAndOffsetsCountCharacters) {
+  CompletionBuilder b(completion_meta(true));
+  TextDelta d = content("\xc3\xa9\xe2\x82\xac!");  // "é€!"
+  d.logprobs.push_back({"\xc3\xa9", -0.1f, {{"\xc3\xa9", -0.1f}}});
+  d.logprobs.push_back({"\xe2", -0.2f, {{"\xe2", -0.2f}, {"\xe3", -0.3f}, {"\xe4", -0.4f}}});
+  d.logprobs.push_back({"\x82\xac", -0.3f, {}});
+  d.logprobs.push_back({"!", -0.4f, {}});
+  b.add(d);
+  const json lp = b.finish(finish("length", 1, 4))["choices"][0]["logprobs"];
+  EXPECT_EQ(lp["tokens"], json::array({"\xc3\xa9", "bytes:\\xe2", "bytes:\\x82\\xac", "!"}));
+  EXPECT_EQ(lp["top_logprobs"][1].size(), 3u);  // three byte tokens, three keys
+  EXPECT_FLOAT_EQ(lp["top_logprobs"][1]["bytes:\\xe4"].get<float>(), -0.4f);
+  EXPECT_EQ(lp["text_offset"], json::array({0, 1, 2, 2}));  // characters, not bytes
 }
 
 TEST(OpenAIResponse, TextCompletionShape) {

@@ -118,6 +118,28 @@ TEST_F(BatchApiTest, FilesUploadAndReadBack) {
   EXPECT_EQ(call("DELETE", "/v1/files/" + id).status, 405);
 }
 
+TEST_F(BatchApiTest, RoutesAnswerHeadAndNameWhatTheyAllow) {
+  EXPECT_EQ(call("HEAD", "/v1/files").status, 200);
+  EXPECT_EQ(call("HEAD", "/v1/batches").status, 200);
+  HttpResult r = call("PUT", "/v1/batches");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.header("allow"), "GET, POST");
+  r = call("GET", "/v1/batches/batch_x/cancel");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.header("allow"), "POST");
+  r = call("DELETE", "/v1/files/file-x");
+  EXPECT_EQ(r.header("allow"), "GET");
+  r = call("POST", "/v1/filesXYZ");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_NE(r.body.find("Invalid URL (POST /v1/filesXYZ)"), std::string::npos) << r.body;
+  r = call("GET", "/v1/batches?limit=99999999999");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("'limit' must be in 1.."), std::string::npos) << r.body;
+  r = call("GET", "/v1/batches?after=batch_nope");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.json()["error"]["param"], "after");
+}
+
 TEST_F(BatchApiTest, UnreadableUploadsAreRefusedWithTheReason) {
   HttpResult r = call("POST", "/v1/files", "{\"purpose\": \"batch\"}");
   EXPECT_EQ(r.status, 400);
