@@ -66,6 +66,7 @@ struct ClientArgs {
   std::vector<std::string> metadata;  // KEY=VALUE
   bool wait = false;
   int list_limit = 20;
+  std::string list_after;  // jobs list: the ones older than this job
   std::string results_out;
   bool results_errors = false;
   bool results_all = false;
@@ -328,14 +329,16 @@ void run_jobs_status(const ClientArgs& a) {
 void run_jobs_list(const ClientArgs& a) {
   tcp::Client client(client_options(a));
   connect(client, a);
-  const client::JobList list = client.job_list(static_cast<uint32_t>(a.list_limit));
+  const client::JobList list = client.job_list(static_cast<uint32_t>(a.list_limit), a.list_after);
   std::printf("%-32s %-12s %9s %9s %7s  %s\n", "ID", "STATE", "DONE", "TOTAL", "FAILED", "CREATED");
   for (const client::JobInfo& j : list.jobs()) {
     std::printf("%-32s %-12s %9lld %9lld %7lld  %s\n", j.id().c_str(), tcp::job_state_name(j.state()),
                 static_cast<long long>(j.completed() + j.failed()), static_cast<long long>(j.total()),
                 static_cast<long long>(j.failed()), format_time(j.created_at()).c_str());
   }
-  if (list.has_more()) std::printf("(more: --limit %d shows more)\n", a.list_limit);
+  if (list.has_more() && list.jobs_size() > 0) {
+    std::printf("(more: --after %s shows the next ones)\n", list.jobs(list.jobs_size() - 1).id().c_str());
+  }
 }
 
 void run_jobs_cancel(const ClientArgs& a) {
@@ -349,6 +352,7 @@ void run_jobs_cancel(const ClientArgs& a) {
 void run_jobs_results(const ClientArgs& a) {
   tcp::Client client(client_options(a));
   connect(client, a);
+  client.job_status(a.job_id);  // an unknown job is refused before --out is touched
   std::ofstream file;
   std::FILE* out = stdout;
   if (!a.results_out.empty() && a.results_out != "-") {
@@ -430,7 +434,8 @@ CommandRegistrar reg([](CLI::App& app) {
   status->add_flag("--wait", a->wait, "Wait until the job is finished, with a progress bar (exit 1 unless it completed)");
   status->callback([a] { run_jobs_status(*a); });
   CLI::App* list = jobs->add_subcommand("list", "List jobs, newest first");
-  list->add_option("--limit", a->list_limit, "Jobs at most")->check(CLI::Range(1, 100));
+  list->add_option("--limit", a->list_limit, "Jobs at most")->check(integer_in(1, 100));
+  list->add_option("--after", a->list_after, "Only jobs older than this one (the last id of the previous page)");
   list->callback([a] { run_jobs_list(*a); });
   CLI::App* cancel = jobs->add_subcommand("cancel", "Cancel a job (finished lines keep their results)");
   cancel->add_option("id", a->job_id, "Job id")->required();

@@ -103,6 +103,12 @@ struct Client::Impl {
       }
       if (status == FrameDecoder::Status::kTooLarge) {
         drop();
+        // The length prefix of an HTTP reply spells "HTTP": the client was pointed at the HTTP port.
+        const auto n = static_cast<uint32_t>(decoder.declared_length());
+        if (n == 0x48545450u) {
+          fail("the server answered in HTTP, not in the shardlm protocol (is this serve's --http-port? the protocol "
+               "listens on --port)");
+        }
         fail("the server sent a frame of {} bytes, more than the limit of {} bytes", decoder.declared_length(),
              decoder.max_frame_bytes());
       }
@@ -213,8 +219,9 @@ void Client::connect(const std::string& host, int port, const std::string& api_k
     reply = s.read_message(deadline);
   } catch (const Error& e) {
     // A TLS server drops a plaintext Hello (its TLS alert, if any, reads as an oversize frame).
+    const bool http = std::string_view(e.what()).find("answered in HTTP") != std::string_view::npos;
     fail("handshake with {} failed: {}{}", s.peer, e.what(),
-         s.options.tls ? "" : " (a TLS server ends plaintext connections like this: is TLS needed?)");
+         s.options.tls || http ? "" : " (a TLS server ends plaintext connections like this: is TLS needed?)");
   }
   if (!reply) {
     s.drop();

@@ -180,7 +180,25 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
       fail(client::ERROR_INTERNAL, fmt::format("the server failed on a {} message: {}", message_kind(message), e.what()));
     }
   }
+  if (state_ == State::kReady) watch_partial_frame();
   if (state_ != State::kClosed) read();
+}
+
+void Connection::watch_partial_frame() {
+  if (decoder_.buffered() == 0) {
+    if (frame_deadline_armed_) timer_.cancel();
+    frame_deadline_armed_ = false;
+    return;
+  }
+  if (frame_deadline_armed_) return;  // the deadline runs from the frame's first bytes
+  frame_deadline_armed_ = true;
+  timer_.expires_after(std::chrono::milliseconds(context_.options.frame_timeout_ms));
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (ec || self->state_ != State::kReady || !self->frame_deadline_armed_) return;
+    self->frame_deadline_armed_ = false;
+    self->fail(client::ERROR_MALFORMED, fmt::format("a frame was begun but not finished within {} ms ({} bytes of it arrived)",
+                                                    self->context_.options.frame_timeout_ms, self->decoder_.buffered()));
+  });
 }
 
 void Connection::handle(const client::ClientMessage& message) {
@@ -287,18 +305,21 @@ void Connection::on_hello(const client::Hello& hello) {
   send(reply);
 }
 
-bool Connection::request_id_busy(uint64_t id) const { return inflight_.count(id) != 0 || result_streams_.count(id) != 0; }
+bool Connection::take_request_id(uint64_t id) {
+  if (inflight_.count(id) != 0 || result_streams_.count(id) != 0) {
+    fail(client::ERROR_MALFORMED, fmt::format("request id {} is already used by a request that has not ended", id));
+    return false;
+  }
+  const size_t open = inflight_.size() + result_streams_.size();
+  if (open >= context_.options.max_requests_per_connection) {
+    send_error(id, client::ERROR_QUEUE_FULL, fmt::format("this connection already has {} requests in flight (the limit)", open));
+    return false;
+  }
+  return true;
+}
 
 void Connection::on_generate(uint64_t id, const client::GenerateRequest& request) {
-  if (request_id_busy(id)) {
-    fail(client::ERROR_MALFORMED, fmt::format("request id {} is already used by a request that has not ended", id));
-    return;
-  }
-  if (inflight_.size() + result_streams_.size() >= context_.options.max_requests_per_connection) {
-    send_error(id, client::ERROR_QUEUE_FULL,
-               fmt::format("this connection already has {} requests in flight (the limit)", inflight_.size()));
-    return;
-  }
+  if (!take_request_id(id)) return;
   if (!context_.ready.load()) {
     send_error(id, client::ERROR_UNAVAILABLE, "the server is shutting down and takes no new requests");
     return;
@@ -354,15 +375,7 @@ void Connection::on_job(uint64_t id, const client::ClientMessage& message) {
     return;
   }
   if (message.has_job_results()) {
-    if (request_id_busy(id)) {
-      fail(client::ERROR_MALFORMED, fmt::format("request id {} is already used by a request that has not ended", id));
-      return;
-    }
-    if (inflight_.size() + result_streams_.size() >= context_.options.max_requests_per_connection) {
-      send_error(id, client::ERROR_QUEUE_FULL,
-                 fmt::format("this connection already has {} requests in flight (the limit)", inflight_.size() + result_streams_.size()));
-      return;
-    }
+    if (!take_request_id(id)) return;
     if (!admit_request(id)) return;
     ResultStream stream;
     stream.request = message.job_results();

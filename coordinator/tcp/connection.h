@@ -104,6 +104,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void begin();  // after the TLS handshake (at once without TLS)
   void read();
   void on_read(const boost::system::error_code& ec, size_t n);
+  // After the Hello: a frame begun must be finished within frame_timeout_ms (a client that sends
+  // part of a frame and stalls would hold its connection slot for ever); armed on its first bytes.
+  void watch_partial_frame();
   void handle(const client::ClientMessage& message);
   void on_hello(const client::Hello& hello);
   void on_generate(uint64_t id, const client::GenerateRequest& request);
@@ -111,7 +114,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_job(uint64_t id, const client::ClientMessage& message);
   void next_result_chunk(uint64_t id);
   void resume_result_streams();
-  bool request_id_busy(uint64_t id) const;
+  // False (after answering MALFORMED for an id still in use, or QUEUE_FULL at the connection's limit of
+  // open requests) when request `id` cannot start.
+  bool take_request_id(uint64_t id);
   void send(const client::ServerMessage& message);
   void send_error(uint64_t id, client::ErrorCode code, const std::string& message);
   // False (after answering ERROR_RATE_LIMITED) when the client's rate limit is used up.
@@ -143,7 +148,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string pending_;  // frames waiting to be written
   std::string writing_;  // frames being written
   bool write_in_flight_ = false;
-  asio::steady_timer timer_;  // handshake timeout, then the closing linger
+  asio::steady_timer timer_;  // handshake timeout, then a partial frame's deadline, then the closing linger
+  bool frame_deadline_armed_ = false;
   std::map<uint64_t, Inflight> inflight_;
   std::map<uint64_t, ResultStream> result_streams_;
   uint64_t next_serial_ = 1;

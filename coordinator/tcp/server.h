@@ -37,6 +37,7 @@ struct TcpServerOptions {
   uint32_t max_frame_bytes = kDefaultMaxFrameBytes;  // largest client frame accepted
   uint32_t max_requests_per_connection = 256;        // generate requests in flight per connection
   int handshake_timeout_ms = 10000;  // a connection that sends no Hello in time is closed
+  int frame_timeout_ms = 60000;      // after the Hello, a frame begun must be complete within this
   int close_linger_ms = 2000;        // after an Error that closes a connection: wait for the peer
   size_t max_pending_write_bytes = size_t{64} << 20;  // a client that reads slower is disconnected
   std::shared_ptr<boost::asio::ssl::context> tls;     // set: TLS (common/tls.h server_context)

@@ -128,6 +128,14 @@ else
   [ "$n" -eq "$c" ] || { echo "cancelled job: $n result lines but $c completed"; exit 1; }
   if client jobs status batch_doesnotexist 2>"$work/nf.err"; then echo "an unknown job was found"; exit 1; fi
   grep -q "not_found" "$work/nf.err"
+  # Listing pages by --after (newest first: job2, then job); results of an unknown job leave --out alone.
+  client jobs list --limit 1 >"$work/page1.txt"
+  grep -q "^$job2 " "$work/page1.txt" && grep -q "^(more: --after $job2 shows the next ones)$" "$work/page1.txt" ||
+    { cat "$work/page1.txt"; exit 1; }
+  client jobs list --limit 1 --after "$job2" | grep -q "^$job " || { echo "--after did not page"; exit 1; }
+  echo kept >"$work/kept.out"
+  if client jobs results batch_doesnotexist --out "$work/kept.out" 2>/dev/null; then echo "results of an unknown job"; exit 1; fi
+  [ "$(cat "$work/kept.out")" = kept ] || { echo "--out was truncated for an unknown job"; exit 1; }
 fi
 stop_cluster || { echo "serve did not stop cleanly on SIGTERM"; tail -n 30 "$work/serve.err"; exit 1; }
 echo "batch jobs ($mode): ok in $(( $(date +%s) - t0 )) s"

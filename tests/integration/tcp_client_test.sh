@@ -54,6 +54,14 @@ port=$(sed -n 's/.*| protocol [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$work/serve.out" |
 server=127.0.0.1:$port
 client() { timeout 60 "$shardlm" client --server "$server" --api-key "$key" "$@"; }
 
+# The client pointed at the HTTP port is told so (not that TLS might be needed).
+http_port=$(sed -n 's#.*OpenAI API https\?://[^:]*:\([0-9]*\)/v1.*#\1#p' "$work/serve.out" | head -n 1)
+if timeout 30 "$shardlm" client --server "127.0.0.1:$http_port" health >/dev/null 2>"$work/http_port.err"; then
+  die "the client took the HTTP port for the protocol"
+fi
+grep -q "answered in HTTP, not in the shardlm protocol" "$work/http_port.err" || die "HTTP port: $(cat "$work/http_port.err")"
+grep -q "is TLS needed" "$work/http_port.err" && die "HTTP port: a TLS hint"
+
 # Health and models.
 client health >"$work/health.out" 2>"$work/health.err" || die "health failed"
 grep -q "^status: serving$" "$work/health.out" || die "health: not serving"

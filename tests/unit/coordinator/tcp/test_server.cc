@@ -593,6 +593,28 @@ TEST_F(TcpServerTest, HandshakeTimeout) {
   EXPECT_NE(text.find("no hello"), std::string::npos) << text;
 }
 
+TEST_F(TcpServerTest, AFrameBegunMustBeFinished) {
+  TcpServerOptions o;
+  o.frame_timeout_ms = 300;
+  auto server = start_server(o);
+  RawConnection idle(server->port());
+  idle.handshake();
+  RawConnection stalled(server->port());
+  stalled.handshake();
+  stalled.write(std::string("\x00\x00", 2));  // half a length prefix, then nothing
+  const std::string text = stalled.expect_closed_with(client::ERROR_MALFORMED);
+  EXPECT_NE(text.find("a frame was begun but not finished within 300 ms (2 bytes of it arrived)"), std::string::npos) << text;
+  // A connection between frames is not a stalled frame: it is still served.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  client::ClientMessage health;
+  health.set_request_id(7);
+  health.mutable_health();
+  idle.send(health);
+  const auto m = idle.read(10);
+  ASSERT_TRUE(m.has_value());
+  EXPECT_TRUE(m->has_health()) << message_kind(*m);
+}
+
 TEST_F(TcpServerTest, StopTellsClientsAndCancels) {
   auto server = start_server();
   Client c;
