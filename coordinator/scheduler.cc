@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
@@ -431,7 +432,12 @@ bool Scheduler::iterate() {
     try {
       r.observer->on_token(g);
     } catch (const std::exception& e) {
-      spdlog::error("request {}: observer failed: {}", r.id, e.what());
+      // A token the request's output cannot take (one the tokenizer does not know): end it with the
+      // reason rather than drop the token and report success.
+      spdlog::error("request {}: token {} could not be delivered: {}", r.id, token, e.what());
+      finish(r, FinishReason::kError, fmt::format("token {} could not be delivered: {}", token, e.what()),
+             RequestErrorCode::kInternal);
+      continue;
     }
     if (r.generated >= r.request.max_tokens) finish(r, FinishReason::kLength);
   }

@@ -295,6 +295,8 @@ JobRecord JobStore::create_job(const std::string& input_file_id, const std::stri
                                           line.line_no, envelope.custom_id, it->second),
                               envelope.custom_id};
       }
+    } else if (problem->custom_id) {
+      seen.emplace(*problem->custom_id, line.line_no);  // a malformed line's custom_id is taken too
     }
     insert_line.reset();
     insert_line.bind(1, id).bind(2, line.line_no).bind(4, line.text).bind(5, problem ? kFailed : kPending);

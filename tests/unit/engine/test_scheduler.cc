@@ -104,6 +104,29 @@ TEST(Scheduler, GreedyMatchesWholeRowArgmax) {
   EXPECT_EQ(c->summary.prompt_tokens, 40);
 }
 
+// Takes three tokens, then refuses the next (as a detokenizer refuses an id its tokenizer lacks).
+class RefusingCollector final : public GenerationObserver {
+ public:
+  void on_token(const GeneratedToken& t) override {
+    if (taken == 3) throw Error("token id " + std::to_string(t.token) + " is outside the vocabulary");
+    ++taken;
+  }
+  void on_finish(const GenerationSummary& s) override { inner.on_finish(s); }
+  int taken = 0;
+  Collector inner;
+};
+
+TEST(Scheduler, ATokenTheOutputRefusesEndsTheRequestWithTheReason) {
+  auto engine = open_tiny(2);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  auto c = std::make_shared<RefusingCollector>();
+  scheduler.submit(greedy(prompt_of(2, 10), 12), c);
+  c->inner.wait();
+  EXPECT_EQ(c->taken, 3);
+  EXPECT_EQ(c->inner.summary.reason, FinishReason::kError);
+  EXPECT_NE(c->inner.summary.error.find("could not be delivered: token id"), std::string::npos) << c->inner.summary.error;
+}
+
 TEST(Scheduler, BatchingDoesNotChangeGreedyResults) {
   auto engine = open_tiny(17, 17 * 256);
   SchedulerOptions so;

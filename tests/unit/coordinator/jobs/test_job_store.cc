@@ -137,6 +137,24 @@ TEST(JobStore, MalformedLinesGetTheirErrorAtOnce) {
   EXPECT_NE(store.file_content(jb.error_file_id).find("'custom_id' must be a string"), std::string::npos);
 }
 
+TEST(JobStore, AMalformedLineTakesItsCustomIdToo) {
+  TempDir dir;
+  JobStore store(dir.str());
+  // q1 first on a line for the other endpoint (malformed), then on a good line: the second is a duplicate.
+  const std::string content = request(1, kCompletionsEndpoint) + "\n" + request(1) + "\n" + request(2) + "\n";
+  const JobRecord j = store.create_job(store.add_file("in.jsonl", "batch", content).id, kChatEndpoint, "24h", json::object());
+  EXPECT_EQ(j.failed, 2);
+  std::string errors;
+  int64_t last = 0;
+  bool more = true;
+  EXPECT_EQ(store.read_results(j.id, ResultKind::kError, 0, 1 << 20, errors, &last, &more), 2);
+  EXPECT_NE(errors.find("mismatched_url"), std::string::npos);
+  EXPECT_NE(errors.find("line 2: custom_id 'q1' is already used on line 1"), std::string::npos) << errors;
+  const std::vector<ClaimedLine> lines = store.claim_lines(j.id, 10);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0].custom_id, "q2");
+}
+
 TEST(JobStore, LinesAreCommittedOnceAndJobsFinalize) {
   TempDir dir;
   JobStore store(dir.str());
