@@ -159,6 +159,7 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
   }
   decoder_.feed(std::string_view(read_buffer_.data(), n));
   std::string payload;
+  bool framed = false;  // a frame was completed by these bytes
   while (state_ == State::kHandshake || state_ == State::kReady) {
     const FrameDecoder::Status status = decoder_.next(payload);
     if (status == FrameDecoder::Status::kNeedMore) break;
@@ -167,6 +168,7 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
                                                       decoder_.declared_length(), decoder_.max_frame_bytes()));
       break;
     }
+    framed = true;
     client::ClientMessage message;
     if (!parse_frame_payload(payload, message)) {
       fail(client::ERROR_MALFORMED,
@@ -180,21 +182,22 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
       fail(client::ERROR_INTERNAL, fmt::format("the server failed on a {} message: {}", message_kind(message), e.what()));
     }
   }
-  if (state_ == State::kReady) watch_partial_frame();
+  if (state_ == State::kReady) watch_partial_frame(framed);
   if (state_ != State::kClosed) read();
 }
 
-void Connection::watch_partial_frame() {
-  if (decoder_.buffered() == 0) {
+void Connection::watch_partial_frame(bool framed) {
+  if (framed || decoder_.buffered() == 0) {  // the frame the deadline was for is complete
     if (frame_deadline_armed_) timer_.cancel();
     frame_deadline_armed_ = false;
-    return;
   }
-  if (frame_deadline_armed_) return;  // the deadline runs from the frame's first bytes
+  if (decoder_.buffered() == 0 || frame_deadline_armed_) return;  // it runs from a frame's first bytes
   frame_deadline_armed_ = true;
+  const uint64_t deadline = ++frame_deadline_id_;  // a wait that fired before a cancel finds another id
   timer_.expires_after(std::chrono::milliseconds(context_.options.frame_timeout_ms));
-  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+  timer_.async_wait([self = shared_from_this(), deadline](const boost::system::error_code& ec) {
     if (ec || self->state_ != State::kReady || !self->frame_deadline_armed_) return;
+    if (self->frame_deadline_id_ != deadline) return;
     self->frame_deadline_armed_ = false;
     self->fail(client::ERROR_MALFORMED, fmt::format("a frame was begun but not finished within {} ms ({} bytes of it arrived)",
                                                     self->context_.options.frame_timeout_ms, self->decoder_.buffered()));

@@ -105,8 +105,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void read();
   void on_read(const boost::system::error_code& ec, size_t n);
   // After the Hello: a frame begun must be finished within frame_timeout_ms (a client that sends
-  // part of a frame and stalls would hold its connection slot for ever); armed on its first bytes.
-  void watch_partial_frame();
+  // part of a frame and stalls would hold its connection slot for ever); armed on its first bytes,
+  // anew when `framed` (the last read completed a frame) and the next one has begun.
+  void watch_partial_frame(bool framed);
   void handle(const client::ClientMessage& message);
   void on_hello(const client::Hello& hello);
   void on_generate(uint64_t id, const client::GenerateRequest& request);
@@ -150,6 +151,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool write_in_flight_ = false;
   asio::steady_timer timer_;  // handshake timeout, then a partial frame's deadline, then the closing linger
   bool frame_deadline_armed_ = false;
+  uint64_t frame_deadline_id_ = 0;  // the armed deadline's number
   std::map<uint64_t, Inflight> inflight_;
   std::map<uint64_t, ResultStream> result_streams_;
   uint64_t next_serial_ = 1;
