@@ -156,7 +156,13 @@ class TextStream final : public GenerationObserver {
 }  // namespace
 
 TextService::TextService(Scheduler& scheduler, const Tokenizer& tokenizer, const ModelConfig& config, std::string model_name)
-    : scheduler_(scheduler), tokenizer_(tokenizer), config_(config), model_name_(std::move(model_name)) {}
+    : scheduler_(scheduler), tokenizer_(tokenizer), config_(config), model_name_(std::move(model_name)) {
+  if (tokenizer_.vocab_size() < config_.vocab_size) {
+    spdlog::warn("the tokenizer holds {} tokens, fewer than the model's vocab_size {}: a request that generates an id past "
+                 "them ends with an error (is tokenizer.json the model's own?)",
+                 tokenizer_.vocab_size(), config_.vocab_size);
+  }
+}
 
 int64_t TextService::max_context() const { return scheduler_.engine().max_sequence_tokens(); }
 
