@@ -501,9 +501,7 @@ ModelConfig load_model_config(const std::string& model_dir) {
     if (gen.is_object() && gen.contains("eos_token_id")) {
       try {
         append_eos(gen.at("eos_token_id"), "eos_token_id", c.eos_token_ids);
-        for (int id : c.eos_token_ids) {
-          if (id >= c.vocab_size) fail("config: eos_token_id {} is outside the vocabulary (size {})", id, c.vocab_size);
-        }
+        finalize_model_config(c);  // checks the added ids as it checks config.json's
       } catch (const Error& e) {
         fail("{}: {}", gen_path.string(), e.what());
       }

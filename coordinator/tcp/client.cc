@@ -105,7 +105,8 @@ struct Client::Impl {
         drop();
         // The length prefix of an HTTP reply spells "HTTP": the client was pointed at the HTTP port.
         const auto n = static_cast<uint32_t>(decoder.declared_length());
-        if (n == 0x48545450u) {
+        peer_spoke_http = n == 0x48545450u;
+        if (peer_spoke_http) {
           fail("the server answered in HTTP, not in the shardlm protocol (is this serve's --http-port? the protocol "
                "listens on --port)");
         }
@@ -152,6 +153,7 @@ struct Client::Impl {
   boost::system::error_code read_ec;
   size_t read_n = 0;
   bool connected = false;
+  bool peer_spoke_http = false;  // the last refused frame was an HTTP reply
   std::deque<client::ServerMessage> stash;  // received for other requests, not yet taken
   client::Welcome welcome;
   uint64_t next_id = 1;
@@ -219,9 +221,8 @@ void Client::connect(const std::string& host, int port, const std::string& api_k
     reply = s.read_message(deadline);
   } catch (const Error& e) {
     // A TLS server drops a plaintext Hello (its TLS alert, if any, reads as an oversize frame).
-    const bool http = std::string_view(e.what()).find("answered in HTTP") != std::string_view::npos;
     fail("handshake with {} failed: {}{}", s.peer, e.what(),
-         s.options.tls || http ? "" : " (a TLS server ends plaintext connections like this: is TLS needed?)");
+         s.options.tls || s.peer_spoke_http ? "" : " (a TLS server ends plaintext connections like this: is TLS needed?)");
   }
   if (!reply) {
     s.drop();
