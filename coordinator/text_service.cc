@@ -186,7 +186,7 @@ std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
   return tokenizer_.encode(text, /*add_bos=*/false);
 }
 
-uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver> observer) {
+uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver> observer, int64_t max_prompt_tokens) {
   if (!observer) fail("text service: a request needs an observer");
   if (r.stop.size() > 16) fail_request(RequestErrorCode::kInvalidRequest, "stop: at most 16 stop strings (got {})", r.stop.size());
   for (const std::string& s : r.stop) {
@@ -196,6 +196,10 @@ uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver>
   GenerationRequest g;
   g.prompt = prompt_tokens(r);
   if (g.prompt.empty()) fail_request(RequestErrorCode::kInvalidRequest, "the prompt is empty");
+  if (max_prompt_tokens > 0 && static_cast<int64_t>(g.prompt.size()) > max_prompt_tokens) {
+    fail_request(RequestErrorCode::kContextLength, "the prompt has {} tokens, more than this server's limit of {} prompt tokens",
+                 g.prompt.size(), max_prompt_tokens);
+  }
   const int64_t room = max_context() - static_cast<int64_t>(g.prompt.size());
   if (r.max_tokens < -1 || r.max_tokens == 0) {
     fail_request(RequestErrorCode::kInvalidRequest, "max_tokens must be at least 1 (got {})", r.max_tokens);

@@ -71,7 +71,8 @@ class TextService {
 
   // Validates, renders and tokenizes, then queues. Throws RequestError naming what is wrong
   // (kInvalidRequest for malformed messages / fields, kContextLength, kQueueFull, kUnavailable).
-  uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer);
+  // max_prompt_tokens > 0: a longer prompt is refused (kContextLength) naming that limit.
+  uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer, int64_t max_prompt_tokens = 0);
   void cancel(uint64_t id);
 
   const std::string& model_name() const { return model_name_; }

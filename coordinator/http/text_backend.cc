@@ -1,7 +1,5 @@
 #include "coordinator/http/text_backend.h"
 
-#include "coordinator/request_error.h"
-
 namespace shardlm::http {
 namespace {
 
@@ -11,14 +9,7 @@ class ServiceBackend : public TextBackend {
   std::string model_name() const override { return service_.model_name(); }
   int64_t max_context() const override { return service_.max_context(); }
   uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer) override {
-    if (max_prompt_tokens_ > 0) {
-      const auto tokens = static_cast<int64_t>(service_.prompt_tokens(request).size());
-      if (tokens > max_prompt_tokens_) {
-        fail_request(RequestErrorCode::kContextLength, "the prompt has {} tokens, more than this server's limit of {} prompt tokens",
-                     tokens, max_prompt_tokens_);
-      }
-    }
-    return service_.submit(request, std::move(observer));
+    return service_.submit(request, std::move(observer), max_prompt_tokens_);
   }
   void cancel(uint64_t id) override { service_.cancel(id); }
 

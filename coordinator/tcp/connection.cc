@@ -68,9 +68,11 @@ class RequestObserver : public TextObserver {
 
 }  // namespace
 
-void PostGate::post(std::function<void()> work) {
+bool PostGate::post(std::function<void()> work) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (io_) asio::post(*io_, std::move(work));
+  if (!io_) return false;
+  asio::post(*io_, std::move(work));
+  return true;
 }
 
 void PostGate::close() {
@@ -204,7 +206,7 @@ void Connection::watch_partial_frame(bool framed) {
   });
 }
 
-void Connection::handle(const client::ClientMessage& message) {
+void Connection::handle(client::ClientMessage& message) {
   const uint64_t id = message.request_id();
   if (state_ == State::kHandshake) {
     if (!message.has_hello()) {
@@ -226,7 +228,7 @@ void Connection::handle(const client::ClientMessage& message) {
   }
   switch (message.body_case()) {
     case client::ClientMessage::kGenerate:
-      on_generate(id, message.generate());
+      on_generate(id, std::move(*message.mutable_generate()));
       break;
     case client::ClientMessage::kCancel:
       on_cancel(id);
@@ -321,7 +323,7 @@ bool Connection::take_request_id(uint64_t id) {
   return true;
 }
 
-void Connection::on_generate(uint64_t id, const client::GenerateRequest& request) {
+void Connection::on_generate(uint64_t id, client::GenerateRequest request) {
   if (!take_request_id(id)) return;
   if (!context_.ready.load()) {
     send_error(id, client::ERROR_UNAVAILABLE, "the server is shutting down and takes no new requests");
@@ -334,34 +336,73 @@ void Connection::on_generate(uint64_t id, const client::GenerateRequest& request
                fmt::format("model '{}' is not served here (this server serves '{}')", request.model(), served));
     return;
   }
-  try {
-    const TextRequest text_request = to_text_request(request);
-    if (const int64_t limit = context_.options.max_prompt_tokens; limit > 0) {
-      const auto tokens = static_cast<int64_t>(context_.service.prompt_tokens(text_request).size());
-      if (tokens > limit) {
-        send_error(id, client::ERROR_CONTEXT_LENGTH,
-                   fmt::format("the prompt has {} tokens, more than this server's limit of {} prompt tokens", tokens, limit));
-        return;
-      }
+  // Rendering and tokenizing a long prompt takes a while (~60 ms per MB): done on the prepare
+  // threads, so that this thread goes on serving the other connections.
+  const uint64_t serial = next_serial_++;
+  auto abandoned = std::make_shared<std::atomic<bool>>(false);
+  inflight_[id] = Inflight{0, serial, 0, false, abandoned};
+  context_.run_prepare([service = &context_.service, gate = context_.gate, self = weak_from_this(), id, serial,
+                        abandoned, limit = context_.options.max_prompt_tokens, request = std::move(request)] {
+    if (abandoned->load()) return;  // the connection ended meanwhile
+    client::ErrorCode code = client::ERROR_INTERNAL;
+    std::string error;
+    try {
+      const TextRequest text_request = to_text_request(request);
+      const uint64_t service_id = service->submit(text_request, std::make_shared<RequestObserver>(gate, self, id, serial), limit);
+      const bool posted = gate->post([service, self, id, serial, service_id] {
+        if (auto c = self.lock()) {
+          c->on_submitted(id, serial, service_id);
+        } else {
+          service->cancel(service_id);
+        }
+      });
+      if (!posted) service->cancel(service_id);  // the server stopped: nobody takes its results
+      return;
+    } catch (const RequestError& e) {
+      code = to_proto_error_code(e.code());
+      error = e.what();
+    } catch (const Error& e) {
+      code = client::ERROR_INVALID_REQUEST;
+      error = e.what();
+    } catch (const std::exception& e) {
+      error = e.what();
     }
-    const uint64_t serial = next_serial_++;
-    auto observer = std::make_shared<RequestObserver>(context_.gate, weak_from_this(), id, serial);
-    const uint64_t service_id = context_.service.submit(text_request, std::move(observer));
-    // Results are posted to this thread, so they arrive after this entry exists.
-    inflight_[id] = Inflight{service_id, serial, 0};
-  } catch (const RequestError& e) {
-    send_error(id, to_proto_error_code(e.code()), e.what());
-  } catch (const Error& e) {
-    send_error(id, client::ERROR_INVALID_REQUEST, e.what());
-  } catch (const std::exception& e) {
-    send_error(id, client::ERROR_INTERNAL, e.what());
+    gate->post([self, id, serial, code, error] {
+      if (auto c = self.lock()) c->on_refused(id, serial, code, error);
+    });
+  });
+}
+
+void Connection::on_submitted(uint64_t request_id, uint64_t serial, uint64_t service_id) {
+  const auto it = inflight_.find(request_id);
+  if (state_ != State::kReady || it == inflight_.end() || it->second.serial != serial) {
+    // Ended meanwhile (finished already, or the connection is closing): a cancel of a request that
+    // ended is ignored.
+    context_.service.cancel(service_id);
+    return;
   }
+  it->second.service_id = service_id;
+  if (it->second.cancel_wanted) context_.service.cancel(service_id);
+}
+
+void Connection::on_refused(uint64_t request_id, uint64_t serial, client::ErrorCode code, const std::string& message) {
+  if (state_ != State::kReady) return;
+  const auto it = inflight_.find(request_id);
+  if (it == inflight_.end() || it->second.serial != serial) return;
+  inflight_.erase(it);
+  send_error(request_id, code, message);
 }
 
 void Connection::on_cancel(uint64_t id) {
   // Unknown ids (requests that already ended) are ignored: their Finish / Error is on its way.
   const auto it = inflight_.find(id);
-  if (it != inflight_.end()) context_.service.cancel(it->second.service_id);
+  if (it != inflight_.end()) {
+    if (it->second.service_id != 0) {
+      context_.service.cancel(it->second.service_id);
+    } else {
+      it->second.cancel_wanted = true;  // cancelled as soon as it is queued
+    }
+  }
   // A result stream ends at once with an empty last chunk.
   if (result_streams_.erase(id) != 0) {
     client::ServerMessage message;
@@ -562,7 +603,13 @@ void Connection::fail(client::ErrorCode code, const std::string& message) {
 }
 
 void Connection::cancel_requests() {
-  for (const auto& [id, request] : inflight_) context_.service.cancel(request.service_id);
+  for (const auto& [id, request] : inflight_) {
+    if (request.service_id != 0) {
+      context_.service.cancel(request.service_id);
+    } else {
+      request.abandoned->store(true);  // not queued if not yet; cancelled in on_submitted otherwise
+    }
+  }
   inflight_.clear();
   result_streams_.clear();
 }

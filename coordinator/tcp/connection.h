@@ -40,7 +40,7 @@ namespace asio = boost::asio;
 class PostGate {
  public:
   explicit PostGate(asio::io_context& io) : io_(&io) {}
-  void post(std::function<void()> work);
+  bool post(std::function<void()> work);  // false: dropped (closed)
   void close();
 
  private:
@@ -67,6 +67,7 @@ struct ServerContext {
   std::atomic<bool> ready{true};  // false: new generate requests are refused (shutting down)
   std::shared_ptr<JobHandler> jobs{};                         // null: batch jobs are off
   std::function<void(std::function<void()>)> run_job{};       // runs work on the job thread
+  std::function<void(std::function<void()>)> run_prepare{};   // tokenizes and submits off the I/O thread
   ApiKeySet keys{};                                           // options.api_keys, as digests
   ConnectionLimit connection_limit{};                         // options.max_connections
 };
@@ -81,6 +82,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Results of the connection's requests (called on the I/O thread).
   void deliver_delta(uint64_t request_id, uint64_t serial, const TextDelta& delta);
   void deliver_finish(uint64_t request_id, uint64_t serial, const TextFinish& finish);
+  // The end of a generate request's preparation (rendering, tokenizing, queueing) on the prepare
+  // threads: queued as `service_id`, or refused with an error.
+  void on_submitted(uint64_t request_id, uint64_t serial, uint64_t service_id);
+  void on_refused(uint64_t request_id, uint64_t serial, client::ErrorCode code, const std::string& message);
   // Replies of job requests, from the job thread.
   void deliver_job_reply(const client::ServerMessage& reply);
   void deliver_result_chunk(uint64_t request_id, uint64_t serial, const client::ServerMessage& reply);
@@ -89,9 +94,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   enum class State { kTlsHandshake, kHandshake, kReady, kClosing, kClosed };
   struct Inflight {
-    uint64_t service_id = 0;
-    uint64_t serial = 0;  // tells results of an earlier request with the same client id apart
+    uint64_t service_id = 0;  // 0: still being prepared (not queued yet)
+    uint64_t serial = 0;      // tells results of an earlier request with the same client id apart
     int next_tool_call = 0;
+    bool cancel_wanted = false;  // cancelled while being prepared: cancelled once queued
+    std::shared_ptr<std::atomic<bool>> abandoned;  // set when the connection ends during preparation
   };
   // A job_results request being streamed.
   struct ResultStream {
@@ -108,9 +115,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // part of a frame and stalls would hold its connection slot for ever); armed on its first bytes,
   // anew when `framed` (the last read completed a frame) and the next one has begun.
   void watch_partial_frame(bool framed);
-  void handle(const client::ClientMessage& message);
+  void handle(client::ClientMessage& message);
   void on_hello(const client::Hello& hello);
-  void on_generate(uint64_t id, const client::GenerateRequest& request);
+  void on_generate(uint64_t id, client::GenerateRequest request);
   void on_cancel(uint64_t id);
   void on_job(uint64_t id, const client::ClientMessage& message);
   void next_result_chunk(uint64_t id);

@@ -27,6 +27,7 @@ struct TcpServer::Impl {
       count = connections.size();
     };
     context.run_job = [this](std::function<void()> work) { asio::post(job_pool, std::move(work)); };
+    context.run_prepare = [this](std::function<void()> work) { asio::post(prepare_pool, std::move(work)); };
     context.keys = ApiKeySet(options.api_keys);
     context.connection_limit = ConnectionLimit(options.max_connections);
   }
@@ -59,6 +60,9 @@ struct TcpServer::Impl {
   std::shared_ptr<detail::PostGate> gate;
   detail::ServerContext context;
   asio::thread_pool job_pool{1};  // batch-job calls (they may block on storage)
+  // Generate requests rendered, tokenized and queued: two, so that a short prompt is not held up by
+  // one long one.
+  asio::thread_pool prepare_pool{2};
   std::set<std::shared_ptr<Connection>> connections;  // I/O thread only
   std::atomic<size_t> count{0};
   std::thread thread;
@@ -74,6 +78,7 @@ TcpServer::~TcpServer() {
   stop();
   impl_->gate->close();
   impl_->job_pool.join();
+  impl_->prepare_pool.join();
 }
 
 void TcpServer::set_job_handler(std::shared_ptr<JobHandler> handler) {
@@ -139,6 +144,7 @@ void TcpServer::stop() {
   s.thread.join();
   s.gate->close();
   s.job_pool.join();  // job calls still running finish; their replies are dropped by the gate
+  s.prepare_pool.join();  // requests queued after the gate closed are cancelled by their task
   s.connections.clear();
   s.count = 0;
 }

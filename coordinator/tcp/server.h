@@ -7,7 +7,9 @@
 // it at once) is closed. API keys are compared in constant time. Limits: connections beyond
 // max_connections get ERROR_UNAVAILABLE "too many connections" and are closed; requests beyond the
 // rate limit of their API key (client address without keys) get ERROR_RATE_LIMITED; prompts of more
-// than max_prompt_tokens tokens get ERROR_CONTEXT_LENGTH. Serves on one I/O thread of its own.
+// than max_prompt_tokens tokens get ERROR_CONTEXT_LENGTH. Serves on one I/O thread of its own; prompts
+// are rendered, tokenized and queued on two threads of their own, so that a long one holds up no
+// other connection.
 #pragma once
 
 #include <cstdint>

@@ -343,6 +343,72 @@ TEST_F(TcpServerTest, CancelEndsTheRequest) {
   EXPECT_EQ(run(c, "again", greedy(3)).finish.usage().completion_tokens(), 3);
 }
 
+// Rendering and tokenizing a prompt runs off the I/O thread: a message sent after an 8 MB prompt
+// (about half a second of tokenizing) is answered first; the long prompt is then refused (it
+// exceeds the context).
+TEST_F(TcpServerTest, ALongPromptHoldsUpNoOtherMessage) {
+  auto server = start_server();
+  std::string prompt;
+  const std::string words = "the quick brown fox jumps over the lazy dog while seven zebras quietly watch ";
+  while (prompt.size() + words.size() < (8u << 20)) prompt += words;
+  RawConnection c(server->port());
+  c.handshake();
+  client::ClientMessage models;
+  models.set_request_id(6);
+  models.mutable_list_models();
+  c.write(encode_frame(generate_message(5, prompt, 4)) + encode_frame(models));
+  const auto sent = std::chrono::steady_clock::now();
+  const auto first = c.read(120);
+  const double first_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->request_id(), 6u);
+  EXPECT_TRUE(first->has_models()) << message_kind(*first);
+  const auto second = c.read(120);
+  const double second_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - sent).count();
+  // Answered while the prompt was tokenized, not once it was (then both would come together).
+  EXPECT_LT(first_s, 0.5 * second_s) << "models after " << first_s << " s, the refusal after " << second_s << " s";
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->request_id(), 5u);
+  ASSERT_TRUE(second->has_error()) << message_kind(*second);
+  EXPECT_EQ(second->error().code(), client::ERROR_CONTEXT_LENGTH) << second->error().message();
+  // Another connection is served meanwhile as well.
+  Client other;
+  other.connect("127.0.0.1", server->port());
+  EXPECT_EQ(run(other, "hello", greedy(2)).finish.usage().completion_tokens(), 2);
+}
+
+// A cancel that arrives while its request is still being prepared ends it once it is queued.
+TEST_F(TcpServerTest, ACancelDuringPreparationEndsTheRequest) {
+  auto server = start_server();
+  RawConnection c(server->port());
+  c.handshake();
+  client::ClientMessage cancel;
+  cancel.set_request_id(7);
+  cancel.mutable_cancel();
+  c.write(encode_frame(generate_message(7, "a long story", 240)) + encode_frame(cancel));
+  std::optional<client::Finish> finish;
+  while (!finish) {
+    const auto m = c.read(60);
+    ASSERT_TRUE(m.has_value());
+    ASSERT_EQ(m->request_id(), 7u);
+    ASSERT_FALSE(m->has_error()) << m->error().message();
+    if (m->has_finish()) finish = m->finish();
+  }
+  EXPECT_EQ(finish->finish_reason(), client::FINISH_REASON_CANCELLED);
+  EXPECT_LT(finish->usage().completion_tokens(), 240);
+  // The id is free again.
+  c.send(generate_message(7, "again", 3));
+  for (;;) {
+    const auto m = c.read(60);
+    ASSERT_TRUE(m.has_value());
+    ASSERT_FALSE(m->has_error()) << m->error().message();
+    if (m->has_finish()) {
+      EXPECT_EQ(m->finish().usage().completion_tokens(), 3);
+      break;
+    }
+  }
+}
+
 TEST_F(TcpServerTest, InterruptFlagCancels) {
   auto server = start_server();
   Client c;
