@@ -180,7 +180,7 @@ void RemoteEngine::step(const StepBatch& batch, const std::vector<RowRequest>& r
       }
       p.bound = m.bound();
       p.lse = m.lse();
-      p.lse_t = m.lse_t();
+      p.lse_t_rel = m.lse_t_rel();
     }
     out[row] = merge_row_candidates(parts, rows[row]);
   }

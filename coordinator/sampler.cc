@@ -49,7 +49,8 @@ int32_t Sampler::choose(const RowCandidates& row, double u) const {
     }
     for (size_t i = 0; i < keep; ++i) z += std::exp((c[i].logit - lmax) / t);
   } else {
-    z = std::exp(static_cast<double>(row.lse_t) - lmax / t);
+    // At least the largest logit's own term (exp(0)), whatever the float rounding of the sum.
+    z = std::max(1.0, std::exp(static_cast<double>(row.lse_t_rel)));
   }
   auto prob = [&](double logit) { return std::exp((logit - lmax) / t) / z; };
   if (params_.min_p > 0.0f) {

@@ -44,7 +44,7 @@ RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t toke
                                     ExpSumsFn exp_sums) {
   RowCandidates out;
   if (n <= 0) {
-    out.lse = out.lse_t = kNegInf;
+    out.lse = out.lse_t_rel = kNegInf;
     return out;
   }
   const float t = effective_temperature(request);
@@ -76,7 +76,8 @@ RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t toke
 
   // Each term in float (exp of a value <= 0), summed in double; at temperature 1 (also greedy rows)
   // the two sums are the same.
-  const float inv_t = 1.0f / t;
+  // A temperature below 1 / FLT_MAX (a float denormal) would make it inf, and 0 * inf a NaN.
+  const float inv_t = std::min(1.0f / t, std::numeric_limits<float>::max());
   double sum = 0.0, sum_t = 0.0;
   if (exp_sums != nullptr) {
     exp_sums(logits, n, max_logit, inv_t, &sum, &sum_t);
@@ -89,17 +90,25 @@ RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t toke
     if (t == 1.0f) sum_t = sum;
   }
   out.lse = static_cast<float>(max_logit + std::log(sum));
-  out.lse_t = static_cast<float>(max_logit / static_cast<double>(t) + std::log(sum_t));
+  out.lse_t_rel = static_cast<float>(std::log(sum_t));
   return out;
 }
 
 RowCandidates merge_row_candidates(const std::vector<RowCandidates>& parts, const RowRequest& request) {
   RowCandidates out;
-  double lse = -INFINITY, lse_t = -INFINITY;
+  double lse = -INFINITY, lse_t_rel = -INFINITY;
   float bound = kNegInf;
+  float max_logit = kNegInf;
+  for (const RowCandidates& p : parts) {
+    if (!p.top.empty()) max_logit = std::max(max_logit, p.top.front().logit);
+  }
+  const double t = effective_temperature(request);
   for (const RowCandidates& p : parts) {
     lse = log_add(lse, p.lse);
-    lse_t = log_add(lse_t, p.lse_t);
+    // Each slice's sum is relative to its own largest logit: rescaled to the row's.
+    if (!p.top.empty()) {
+      lse_t_rel = log_add(lse_t_rel, p.lse_t_rel + (static_cast<double>(p.top.front().logit) - max_logit) / t);
+    }
     bound = std::max(bound, p.bound);
     out.top.insert(out.top.end(), p.top.begin(), p.top.end());
   }
@@ -112,7 +121,7 @@ RowCandidates merge_row_candidates(const std::vector<RowCandidates>& parts, cons
   }
   out.bound = bound;
   out.lse = static_cast<float>(lse);
-  out.lse_t = static_cast<float>(lse_t);
+  out.lse_t_rel = static_cast<float>(lse_t_rel);
   return out;
 }
 

@@ -27,7 +27,9 @@ struct RowCandidates {
   std::vector<TokenLogit> top;
   float bound = -std::numeric_limits<float>::infinity();
   float lse = 0.0f;    // log sum exp(logit)
-  float lse_t = 0.0f;  // log sum exp(logit / T)
+  // log sum exp((logit - top[0].logit) / T): relative to the row's largest logit, so that it stays
+  // exact at any T > 0 (log sum exp(logit / T) itself overflows a float at small T); -inf when empty.
+  float lse_t_rel = 0.0f;
   bool complete() const { return bound == -std::numeric_limits<float>::infinity(); }
 };
 

@@ -132,7 +132,7 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
           }
           m->set_bound(c.bound);
           m->set_lse(c.lse);
-          m->set_lse_t(c.lse_t);
+          m->set_lse_t_rel(c.lse_t_rel);
         }
         const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         fill_stats(*runner, coll, step_s, *result.mutable_stats());

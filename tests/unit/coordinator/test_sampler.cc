@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <random>
 
@@ -92,6 +93,36 @@ TEST(Sampler, CandidatesAreExactForEveryMode) {
     // Greedy, top-k and min-p with a high floor never need the whole row.
     if (p.temperature == 0.0f || p.top_k > 0 || p.min_p >= 0.3f) {
       EXPECT_EQ(fetched, 0);
+    }
+  }
+}
+
+// Down to the smallest float temperatures, sampling tends to greedy (a temperature of 1e-10 drew the
+// least likely token: the row's log-sum-exp at 1/T overflowed a float), from candidates and from a
+// whole row, with and without the other filters.
+TEST(Sampler, TinyTemperaturesAreGreedy) {
+  const int64_t n = 3000;
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> d(0.0f, 3.0f);
+  std::vector<float> logits(n);
+  for (float& x : logits) x = 20.0f + d(rng);
+  const int32_t best = argmax(logits.data(), n);
+  for (float t : {1e-4f, 1e-10f, 1e-20f, 1e-38f, 1e-45f}) {
+    for (const SamplingParams& p : {SamplingParams{t, 0, 1.0f, 0.0f, 1}, SamplingParams{t, 0, 0.9f, 0.0f, 2},
+                                    SamplingParams{t, 0, 1.0f, 0.1f, 3}, SamplingParams{t, 40, 1.0f, 0.0f, 4}}) {
+      Sampler whole(p), parts(p);
+      const RowRequest req{candidates_needed(p, -1), p.temperature};
+      std::vector<RowCandidates> slices;
+      for (int s = 0; s < 3; ++s) {
+        const int64_t b = n * s / 3, e = n * (s + 1) / 3;
+        slices.push_back(select_row_candidates(logits.data() + b, e - b, b, req));
+      }
+      const RowCandidates row = merge_row_candidates(slices, req);
+      EXPECT_TRUE(std::isfinite(row.lse_t_rel)) << "temperature " << t;
+      for (int i = 0; i < 20; ++i) {
+        EXPECT_EQ(whole.sample(logits.data(), n), best) << "temperature " << t;
+        EXPECT_EQ(parts.sample(row, [&](std::vector<float>& out) { out = logits; }), best) << "temperature " << t;
+      }
     }
   }
 }

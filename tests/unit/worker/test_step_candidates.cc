@@ -37,7 +37,7 @@ TEST(StepCandidates, EachRowAsAloneAtAnyThreadCount) {
       }
       EXPECT_EQ(c.bound, want.bound);
       EXPECT_EQ(c.lse, want.lse);
-      EXPECT_EQ(c.lse_t, want.lse_t);
+      EXPECT_EQ(c.lse_t_rel, want.lse_t_rel);
     }
   }
   omp_set_num_threads(before);
