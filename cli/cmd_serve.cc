@@ -153,7 +153,7 @@ void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t
     r.finished_reason = finish_label(s.reason);
     metrics.observe_request(r);
     const SchedulerStats st = scheduler.stats();
-    metrics.set_scheduler(st.running, st.waiting, st.kv_usage);
+    metrics.set_scheduler(st.running, st.waiting, st.kv_usage, st.preemptions);
   };
   // Lost workers: the scheduler has failed every request as unavailable; wake the main thread.
   std::mutex lost_mutex;
@@ -219,7 +219,7 @@ void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t
   std::thread gauges([&] {
     while (!done) {
       const SchedulerStats st = scheduler.stats();
-      metrics.set_scheduler(st.running, st.waiting, st.kv_usage);
+      metrics.set_scheduler(st.running, st.waiting, st.kv_usage, st.preemptions);
       if (job_service) {
         try {
           metrics.set_batch_jobs(job_service->count_by_state());

@@ -35,17 +35,27 @@ struct Scheduler::Request {
   std::shared_ptr<GenerationObserver> observer;
   Sampler sampler;
   int seq = -1;
-  int32_t fed = 0;          // prompt tokens already in the KV cache
+  int64_t prompt_size = 0;
+  std::vector<int32_t> tokens;  // the sequence: the prompt (moved out of `request`), then each sampled token
+  int64_t fed = 0;              // tokens in the KV cache (the rest wait to be fed)
   int32_t generated = 0;
-  int32_t last_token = -1;  // sampled, not yet fed back
-  int64_t reserved = 0;     // KV positions reserved
+  int64_t reserved = 0;  // KV positions reserved: whole blocks, for every position written so far
   bool finished = false;
   Clock::time_point submitted, scheduled, first_token, last_token_time;
   bool was_scheduled = false;
 
   Request(uint64_t id_, GenerationRequest r, std::shared_ptr<GenerationObserver> o)
-      : id(id_), request(std::move(r)), observer(std::move(o)), sampler(request.sampling), submitted(Clock::now()) {}
-  bool prefilling() const { return fed < static_cast<int32_t>(request.prompt.size()); }
+      : id(id_),
+        request(std::move(r)),
+        observer(std::move(o)),
+        sampler(request.sampling),
+        prompt_size(static_cast<int64_t>(request.prompt.size())),
+        tokens(std::move(request.prompt)),
+        submitted(Clock::now()) {}
+  int64_t unfed() const { return static_cast<int64_t>(tokens.size()) - fed; }
+  // Feeding more than the one token sampled last: the prompt, or after a preemption the prompt and
+  // the tokens generated so far (recomputed); its last chunk yields the next token.
+  bool prefilling() const { return generated == 0 || unfed() > 1; }
 };
 
 Scheduler::Scheduler(StepEngine& engine, SchedulerOptions options) : engine_(engine), options_(options) {
@@ -140,7 +150,7 @@ void Scheduler::finish(Request& r, FinishReason reason, const std::string& error
   s.reason = reason;
   s.error = error;
   s.error_code = code;
-  s.prompt_tokens = static_cast<int64_t>(r.request.prompt.size());
+  s.prompt_tokens = r.prompt_size;
   s.completion_tokens = r.generated;
   const Clock::time_point scheduled = r.was_scheduled ? r.scheduled : now;
   s.timings.queue_s = seconds(r.submitted, scheduled);
@@ -161,6 +171,26 @@ void Scheduler::finish(Request& r, FinishReason reason, const std::string& error
   } catch (const std::exception& e) {
     spdlog::error("request {}: observer failed: {}", r.id, e.what());
   }
+}
+
+void Scheduler::preempt_last() {
+  std::shared_ptr<Request> r = running_.back();
+  running_.pop_back();
+  if (r->seq >= 0) {
+    try {
+      engine_.free_sequence(r->seq);
+    } catch (const std::exception& e) {
+      spdlog::error("freeing sequence {}: {}", r->seq, e.what());
+    }
+    r->seq = -1;
+  }
+  kv_reserved_ -= r->reserved;
+  r->reserved = 0;
+  r->fed = 0;
+  ++stats_.preemptions;
+  spdlog::info("request {} preempted: the KV cache is full; its {} tokens are recomputed once there is room", r->id,
+               r->tokens.size());
+  waiting_.push_front(std::move(r));
 }
 
 void Scheduler::heartbeat_if_idle(bool worked) {
@@ -288,10 +318,24 @@ bool Scheduler::iterate() {
   // Admission: interactive requests first (FIFO), then batch requests up to their bound.
   const int64_t capacity = engine_.kv_capacity_tokens();
   const int block = std::max(engine_.kv_block(), 1);
-  auto reservation = [&](const Request& r) {
-    const int64_t need = static_cast<int64_t>(r.request.prompt.size()) + r.request.max_tokens;
-    return (need + block - 1) / block * block;
-  };
+  auto whole_blocks = [&](int64_t positions) { return (positions + block - 1) / block * block; };
+  // KV is reserved as sequences grow: each decoding sequence's next position first (oldest first),
+  // preempting the most recently scheduled sequences when the cache is full (they are recomputed
+  // once there is room again; a request alone always fits, submit checked it, so the oldest one
+  // always advances).
+  for (size_t i = 0; i < running_.size(); ++i) {
+    Request& r = *running_[i];
+    if (r.prefilling()) continue;  // its admission reserved everything its prefill writes
+    const int64_t grow = whole_blocks(r.fed + 1) - r.reserved;
+    if (grow <= 0) continue;
+    while (kv_reserved_ + grow > capacity && running_.back().get() != &r) preempt_last();
+    if (kv_reserved_ + grow > capacity) {
+      preempt_last();  // `r` itself: the most recent
+      break;
+    }
+    r.reserved += grow;
+    kv_reserved_ += grow;
+  }
   int32_t batch_running = 0;
   for (auto& r : running_) batch_running += r->request.priority == Priority::kBatch;
   for (int pass = 0; pass < 2; ++pass) {
@@ -304,12 +348,12 @@ bool Scheduler::iterate() {
       }
       if (static_cast<int32_t>(running_.size()) >= options_.max_running) break;
       if (want == Priority::kBatch && batch_running >= options_.max_batch_running) break;
-      const int64_t need = reservation(r);
-      if (kv_reserved_ + std::min(need, capacity) > capacity) break;  // FIFO: wait for room
+      const int64_t need = whole_blocks(static_cast<int64_t>(r.tokens.size()));  // its prefill
+      if (kv_reserved_ + need > capacity) break;  // FIFO: wait for room
       r.seq = engine_.new_sequence();
-      r.reserved = std::min(need, capacity);
+      r.reserved = need;
       kv_reserved_ += r.reserved;
-      r.scheduled = Clock::now();
+      if (!r.was_scheduled) r.scheduled = Clock::now();
       r.was_scheduled = true;
       running_.push_back(*it);
       batch_running += want == Priority::kBatch;
@@ -320,9 +364,9 @@ bool Scheduler::iterate() {
   int32_t budget = options_.max_step_tokens;
   int32_t prompt_tokens = 0, decode_tokens = 0;
   for (auto& r : running_) {
-    if (r->prefilling() || r->last_token < 0) continue;
-    const int32_t position = static_cast<int32_t>(r->request.prompt.size()) + r->generated - 1;
-    batch.add(r->seq, position, {r->last_token}, false, true);
+    if (r->prefilling()) continue;
+    batch.add(r->seq, static_cast<int32_t>(r->fed), {r->tokens[static_cast<size_t>(r->fed)]}, false, true);
+    ++r->fed;
     rows.push_back(RowRequest{candidates_needed(r->request.sampling, r->request.top_logprobs), r->request.sampling.temperature});
     row_owner.push_back(r.get());
     batch_requests.push_back(r);
@@ -331,11 +375,11 @@ bool Scheduler::iterate() {
   }
   for (auto& r : running_) {
     if (!r->prefilling() || budget <= 0) continue;
-    const int32_t remaining = static_cast<int32_t>(r->request.prompt.size()) - r->fed;
-    const int32_t n = std::min(remaining, budget);
-    std::vector<int32_t> chunk(r->request.prompt.begin() + r->fed, r->request.prompt.begin() + r->fed + n);
+    const int64_t remaining = r->unfed();
+    const auto n = static_cast<int32_t>(std::min<int64_t>(remaining, budget));
+    std::vector<int32_t> chunk(r->tokens.begin() + r->fed, r->tokens.begin() + r->fed + n);
     const bool last = n == remaining;
-    batch.add(r->seq, r->fed, chunk, false, last);
+    batch.add(r->seq, static_cast<int32_t>(r->fed), chunk, false, last);
     if (last) {
       rows.push_back(RowRequest{candidates_needed(r->request.sampling, r->request.top_logprobs), r->request.sampling.temperature});
       row_owner.push_back(r.get());
@@ -428,7 +472,7 @@ bool Scheduler::iterate() {
       continue;
     }
     ++r.generated;
-    r.last_token = token;
+    r.tokens.push_back(token);
     try {
       r.observer->on_token(g);
     } catch (const std::exception& e) {

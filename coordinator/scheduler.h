@@ -33,6 +33,7 @@ struct SchedulerStats {
   int32_t waiting = 0;
   double kv_usage = 0;  // fraction of the KV capacity in use
   int64_t steps = 0;
+  int64_t preemptions = 0;  // running requests sent back to the queue (KV cache full), in all
 };
 
 // Per-step figures for metrics: wall time of the step and how many tokens of each kind it ran.
@@ -82,6 +83,9 @@ class Scheduler {
   void finish(Request& r, FinishReason reason, const std::string& error = {},
               RequestErrorCode code = RequestErrorCode::kInternal);
   void heartbeat_if_idle(bool worked);
+  // Takes the most recently scheduled running request back to the front of the queue, freeing its KV
+  // (called with mutex_ held).
+  void preempt_last();
 
   StepEngine& engine_;
   SchedulerOptions options_;

@@ -164,7 +164,10 @@ TextService::TextService(Scheduler& scheduler, const Tokenizer& tokenizer, const
   }
 }
 
-int64_t TextService::max_context() const { return scheduler_.engine().max_sequence_tokens(); }
+int64_t TextService::max_context() const {
+  // A sequence cannot outgrow the KV cache either (where it is smaller than the model's context).
+  return std::min(scheduler_.engine().max_sequence_tokens(), scheduler_.engine().kv_capacity_tokens());
+}
 
 std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
   if (!r.chat) return tokenizer_.encode(r.prompt, /*add_bos=*/true);

@@ -72,6 +72,12 @@ const MetricSpec kSpecs[] = {
      "ratio",
      "Fraction of the KV cache blocks in use, 0 to 1 (1 = full).",
      {}},
+    {"shardlm_num_preemptions_total",
+     C,
+     "",
+     "requests",
+     "Running requests sent back to the queue because the KV cache was full (recomputed later).",
+     {}},
     // Cluster: one child per worker (label worker = "0".."N-1").
     {"shardlm_worker_step_compute_seconds", H, "worker", "seconds",
      "Compute time of one worker in one step (step time minus its communication time).",

@@ -92,6 +92,7 @@ Metrics::Metrics(std::string model_name, int num_workers) : impl_(std::make_uniq
   m.running = &add_family<Gauge>(r, model, "shardlm_num_requests_running").Add({});
   m.waiting = &add_family<Gauge>(r, model, "shardlm_num_requests_waiting").Add({});
   m.kv_usage = &add_family<Gauge>(r, model, "shardlm_kv_cache_usage_perc").Add({});
+  m.preemptions = &add_family<Counter>(r, model, "shardlm_num_preemptions_total").Add({});
 
   m.skew = histogram("shardlm_step_straggler_skew_seconds");
   m.step_duration = histogram("shardlm_step_duration_seconds");
@@ -178,11 +179,15 @@ void Metrics::count_tokens(int64_t prompt_tokens, int64_t generation_tokens) {
   }
 }
 
-void Metrics::set_scheduler(int running, int waiting, double kv_usage) {
+void Metrics::set_scheduler(int running, int waiting, double kv_usage, int64_t preemptions) {
   Impl& m = *impl_;
   m.running->Set(std::max(running, 0));
   m.waiting->Set(std::max(waiting, 0));
   if (!std::isnan(kv_usage)) m.kv_usage->Set(std::clamp(kv_usage, 0.0, 1.0));
+  int64_t seen = m.preemptions_seen.load();
+  while (preemptions > seen && !m.preemptions_seen.compare_exchange_weak(seen, preemptions)) {
+  }
+  if (preemptions > seen) m.preemptions->Increment(static_cast<double>(preemptions - seen));
 }
 
 void Metrics::observe_step(double step_s, const std::vector<WorkerStepRecord>& workers) {

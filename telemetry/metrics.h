@@ -64,8 +64,9 @@ class Metrics {
   // Adds to prompt_tokens_total / generation_tokens_total, as steps process them (per step).
   void count_tokens(int64_t prompt_tokens, int64_t generation_tokens);
 
-  // Scheduler gauges; kv_usage is clamped to 0..1.
-  void set_scheduler(int running, int waiting, double kv_usage);
+  // Scheduler gauges; kv_usage is clamped to 0..1. preemptions: the scheduler's running total (the
+  // counter takes what it grew by; < 0: not given).
+  void set_scheduler(int running, int waiting, double kv_usage, int64_t preemptions = -1);
 
   // One cluster step: STEP_S is its wall time at the coordinator; WORKERS[i] is worker i's report
   // (size must be num_workers). Also derives the straggler skew (max - median compute time) and

@@ -2,6 +2,7 @@
 // metrics_serve.cc: the HTTP exposer). Not part of the API.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,8 @@ struct Metrics::Impl {
   prometheus::Gauge* running = nullptr;
   prometheus::Gauge* waiting = nullptr;
   prometheus::Gauge* kv_usage = nullptr;
+  prometheus::Counter* preemptions = nullptr;
+  std::atomic<int64_t> preemptions_seen{0};  // set_scheduler runs on more than one thread
 
   prometheus::Histogram* skew = nullptr;
   prometheus::Histogram* step_duration = nullptr;

@@ -36,6 +36,10 @@ class Collector final : public GenerationObserver {
     std::unique_lock<std::mutex> lock(mutex_);
     ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
   }
+  bool finished() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return done;
+  }
   std::vector<int32_t> tokens;
   std::vector<GeneratedToken> logprobs;
   GenerationSummary summary;
@@ -333,6 +337,41 @@ TEST(Scheduler, AdmissionRefusesWhatCannotFit) {
   for (auto& x : cs) EXPECT_EQ(x->summary.reason, FinishReason::kLength);
 }
 
+// KV is reserved as sequences grow, not for their whole max_tokens up front: three requests whose
+// maxima add up past the cache run together (the short one is not held behind the long ones), and
+// when the cache fills up the most recently scheduled one is preempted and recomputed later, its
+// tokens the same as alone.
+TEST(Scheduler, KvGrowsWithTheSequencesAndAFullCachePreempts) {
+  auto engine = open_tiny(4, 512);
+  const std::vector<int32_t> pa = prompt_of(5, 10), pb = prompt_of(6, 12);
+  const std::vector<int32_t> want_a = reference_greedy(*engine, pa, 400);
+  const std::vector<int32_t> want_b = reference_greedy(*engine, pb, 300);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  auto a = std::make_shared<Collector>(), b = std::make_shared<Collector>(), c = std::make_shared<Collector>();
+  scheduler.submit(greedy(pa, 400), a);
+  scheduler.submit(greedy(pb, 300), b);
+  scheduler.submit(greedy(prompt_of(7, 8), 6), c);
+  c->wait();
+  EXPECT_FALSE(a->finished());  // the short request was not held behind the long ones
+  EXPECT_FALSE(b->finished());
+  EXPECT_EQ(c->summary.reason, FinishReason::kLength);
+  EXPECT_EQ(c->summary.completion_tokens, 6);
+  a->wait();
+  b->wait();
+  EXPECT_EQ(a->summary.reason, FinishReason::kLength);
+  EXPECT_EQ(b->summary.reason, FinishReason::kLength);
+  EXPECT_EQ(a->tokens, want_a);
+  EXPECT_EQ(b->tokens, want_b);
+  EXPECT_EQ(b->summary.prompt_tokens, 12);
+  EXPECT_GE(scheduler.stats().preemptions, 1);
+  // The stats are updated once the step that ended them is through.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (scheduler.stats().kv_usage != 0.0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(scheduler.stats().kv_usage, 0.0);
+}
+
 TEST(Scheduler, LogprobsAreNormalised) {
   auto engine = open_tiny(1);
   Scheduler scheduler(*engine, SchedulerOptions{});
@@ -412,6 +451,25 @@ TEST(TextService, StopStringsEndTheTextBeforeThem) {
   } catch (const RequestError& e) {
     EXPECT_EQ(e.code(), RequestErrorCode::kInvalidRequest);
   }
+}
+
+// A sequence cannot outgrow the KV cache: where it is smaller than the model's context, the text
+// service's context (and so a request's default max_tokens) is the cache's.
+TEST(TextService, TheContextIsNoLargerThanTheKvCache) {
+  auto engine = open_tiny(2, 512);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  const Tokenizer tokenizer = Tokenizer::load(kModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  EXPECT_EQ(service.max_context(), 512);
+  TextRequest r;
+  r.prompt = "The quick brown fox";
+  r.sampling.temperature = 0.0f;
+  r.ignore_eos = true;
+  auto out = std::make_shared<TextCollector>();
+  service.submit(r, out);  // no max_tokens: up to the end of the cache
+  out->wait();
+  EXPECT_EQ(out->finish.finish_reason, "length");
+  EXPECT_EQ(out->finish.prompt_tokens + out->finish.completion_tokens, 512);
 }
 
 }  // namespace

@@ -67,7 +67,7 @@ TEST(Catalogue, IsWellFormed) {
   }
   const std::vector<std::string> catalogue = Metrics::catalogue();
   EXPECT_EQ(std::set<std::string>(catalogue.begin(), catalogue.end()), names);
-  EXPECT_EQ(catalogue.size(), 30u);
+  EXPECT_EQ(catalogue.size(), 31u);
   EXPECT_EQ(metric_spec("shardlm_request_prompt_tokens").buckets.back(), 262144);
   EXPECT_THROW(metric_spec("shardlm_nope"), Error);
 }

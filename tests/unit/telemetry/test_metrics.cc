@@ -58,9 +58,11 @@ TEST(Metrics, RequestObservationsAppearInText) {
   m.observe_inter_token(0.02);
   m.count_tokens(37, 12);
   m.count_tokens(5, 1);
-  m.set_scheduler(3, 7, 0.25);
+  m.set_scheduler(3, 7, 0.25, 2);
+  m.set_scheduler(3, 7, 0.25, 5);  // the scheduler's running total: the counter grows by 3
 
   const std::string t = m.text();
+  EXPECT_EQ(value(t, "shardlm_num_preemptions_total", kModel), 5);
   EXPECT_EQ(value(t, "shardlm_request_success_total", with(kModel, {{"finished_reason", "stop"}})),
             1);
   EXPECT_EQ(
