@@ -114,7 +114,7 @@ void JobRunner::run() {
       inbox_->poke = false;
     }
     try {
-      handle_finished(finished);
+      handle_finished(finished);  // saves what earlier rounds could not, too
       if (stopping_) break;
       cancel_jobs();
       if (!paused_) fill();
@@ -137,6 +137,43 @@ void JobRunner::run() {
   } catch (const std::exception& e) {
     spdlog::error("batch jobs: at stop: {}", e.what());
   }
+  if (!unsaved_.empty() || !unreleased_.empty()) {
+    // They run again at the next start (their lines are still "running" in the store).
+    spdlog::error("batch jobs: at stop, {} results could not be saved and {} jobs' lines not released: those lines run again "
+                  "at the next start",
+                  unsaved_.size(), unreleased_.size());
+  }
+}
+
+void JobRunner::save(std::vector<LineOutcome> outcomes, const std::map<std::string, std::vector<int64_t>>& release) {
+  for (LineOutcome& o : outcomes) unsaved_.push_back(std::move(o));
+  for (const auto& [job_id, lines] : release) {
+    std::vector<int64_t>& to = unreleased_[job_id];
+    to.insert(to.end(), lines.begin(), lines.end());
+  }
+  save_pending();
+}
+
+void JobRunner::save_pending() {
+  std::string failure;
+  if (!unsaved_.empty()) {
+    try {
+      committed_ += store_.commit(unsaved_);
+      unsaved_.clear();
+    } catch (const std::exception& e) {
+      failure = fmt::format("saving {} results failed ({}); kept to try again", unsaved_.size(), e.what());
+    }
+  }
+  for (auto it = unreleased_.begin(); it != unreleased_.end();) {
+    try {
+      store_.release_lines(it->first, it->second);
+      it = unreleased_.erase(it);
+    } catch (const std::exception& e) {
+      if (failure.empty()) failure = fmt::format("putting lines of batch {} back to pending failed ({}); kept to try again", it->first, e.what());
+      ++it;
+    }
+  }
+  if (!failure.empty()) throw Error(failure);  // the run loop logs it and waits a little
 }
 
 void JobRunner::fill() {
@@ -157,8 +194,7 @@ void JobRunner::fill() {
       }
       submit_line(job_id, line, outcomes, release, back_off);
     }
-    committed_ += store_.commit(outcomes);
-    store_.release_lines(job_id, release);
+    save(std::move(outcomes), {{job_id, release}});
     slots = options_.max_inflight - static_cast<int>(inflight_.size());
     if (back_off) {
       back_off_until_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(options_.retry_delay_s));
@@ -201,7 +237,10 @@ void JobRunner::submit_line(const std::string& job_id, const ClaimedLine& line, 
 }
 
 void JobRunner::handle_finished(std::deque<std::shared_ptr<Finished>>& finished) {
-  if (finished.empty()) return;
+  if (finished.empty()) {
+    save_pending();
+    return;
+  }
   std::vector<LineOutcome> outcomes;
   std::map<std::string, std::vector<int64_t>> release;
   for (const std::shared_ptr<Finished>& f : finished) {
@@ -240,11 +279,10 @@ void JobRunner::handle_finished(std::deque<std::shared_ptr<Finished>>& finished)
     attempts_.erase(f->key);
     outcomes.push_back(LineOutcome{job_id, line_no, ResultKind::kOutput, response_line(f->custom_id, 200, f->builder.finish(f->finish))});
   }
-  committed_ += store_.commit(outcomes);
-  for (const auto& [job_id, lines] : release) store_.release_lines(job_id, lines);
   for (auto it = inflight_per_job_.begin(); it != inflight_per_job_.end();) {
     it = it->second <= 0 ? inflight_per_job_.erase(it) : std::next(it);
   }
+  save(std::move(outcomes), release);
 }
 
 void JobRunner::cancel_jobs() {

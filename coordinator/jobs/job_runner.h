@@ -69,6 +69,10 @@ class JobRunner {
   void submit_line(const std::string& job_id, const ClaimedLine& line, std::vector<LineOutcome>& outcomes,
                    std::vector<int64_t>& release, bool& back_off);
   void handle_finished(std::deque<std::shared_ptr<Finished>>& finished);
+  // Commits results and releases lines, keeping what the store refused (e.g. the disk is full) to
+  // try again on the next round: a result is never dropped, and a line never stays "running".
+  void save(std::vector<LineOutcome> outcomes, const std::map<std::string, std::vector<int64_t>>& release);
+  void save_pending();
   void cancel_jobs();
 
   JobStore& store_;
@@ -88,6 +92,8 @@ class JobRunner {
   std::map<Key, Inflight> inflight_;
   std::map<std::string, int> inflight_per_job_;
   std::map<Key, int> attempts_;
+  std::vector<LineOutcome> unsaved_;                          // results the store has not taken yet
+  std::map<std::string, std::vector<int64_t>> unreleased_;    // lines not yet put back to pending
   std::chrono::steady_clock::time_point back_off_until_{};
 
   std::atomic<bool> paused_{false};

@@ -156,6 +156,15 @@ JobStore::JobStore(const std::string& state_dir, StoreOptions options) : options
   }
   db_path_ = (fs::path(state_dir) / "jobs.sqlite3").string();
   try {
+    // Once created the database is never empty: an empty file (with no write-ahead log to replay) is a
+    // lost one, which would otherwise be taken for a new database and every accepted job forgotten.
+    std::error_code ec;
+    if (fs::is_regular_file(db_path_, ec) && fs::file_size(db_path_, ec) == 0 && !ec &&
+        !fs::exists(db_path_ + "-wal", ec)) {
+      fail("the job database {} is empty: it was truncated or lost, and the jobs it held with it; restore it from a backup "
+           "(docs/operations.md), or remove it to start with no jobs",
+           db_path_);
+    }
     db_ = std::make_unique<Database>(db_path_);
     Statement v = db_->prepare("PRAGMA user_version");
     v.step();

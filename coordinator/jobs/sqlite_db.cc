@@ -107,7 +107,8 @@ bool Statement::is_null(int column) const { return sqlite3_column_type(stmt_, co
 Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
 
 Transaction::~Transaction() {
-  if (!open_) return;
+  // A COMMIT that failed (e.g. SQLITE_FULL) may have rolled the transaction back already.
+  if (!open_ || sqlite3_get_autocommit(db_.db_) != 0) return;
   char* message = nullptr;
   if (sqlite3_exec(db_.db_, "ROLLBACK", nullptr, nullptr, &message) != SQLITE_OK) {
     spdlog::error("job database {}: rollback failed: {}", db_.path(), message ? message : "unknown error");

@@ -8,6 +8,7 @@
 #include <random>
 
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "coordinator/http/openai_request.h"
 #include "coordinator/http/openai_response.h"
@@ -144,6 +145,47 @@ TEST(JobRunner, RunsEveryLineOnceAtBatchPriorityWithBoundedConcurrency) {
   // The counter follows the commit that completed the job.
   EXPECT_TRUE(ScriptedBackend::eventually([&] { return runner.committed() == 20; })) << runner.committed();
   EXPECT_EQ(runner.inflight(), 0);
+}
+
+// Results the store cannot take (here: another connection holds the database's write lock past the
+// busy timeout, as a full disk refuses them) are kept and saved on a later round: the job completes
+// without a restart, each line once (its lines stayed "running" for ever, their results dropped).
+TEST(JobRunner, ResultsTheStoreRefusesAreSavedLater) {
+  TempDir dir;
+  JobStore store(dir.str());
+  ScriptedBackend backend;
+  backend.script = [](const TextRequest&) {
+    Script s;
+    TextDelta d;
+    d.content = "ok";
+    s.deltas.push_back(d);
+    s.pause_ms = 300;
+    s.finish.finish_reason = "length";
+    s.finish.prompt_tokens = 5;
+    s.finish.completion_tokens = 1;
+    return s;
+  };
+  JobRunner runner(store, backend, fast(6));
+  runner.start();
+  const JobRecord j = create(store, chat_file(6));
+  runner.wake();
+  ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend.requests().size() == 6u; }));
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(store.database_path().c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  // Past the store's busy timeout (5 s) once the lines have finished.
+  std::this_thread::sleep_for(std::chrono::milliseconds(6500));
+  EXPECT_EQ(store.job(j.id)->state, JobState::kInProgress);
+  ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  ASSERT_TRUE(wait_state(store, j.id, JobState::kCompleted, 30));
+  const std::vector<json> out = results(store, j.id, ResultKind::kOutput);
+  ASSERT_EQ(out.size(), 6u);
+  std::set<std::string> ids;
+  for (const json& o : out) ids.insert(o["custom_id"].get<std::string>());
+  EXPECT_EQ(ids.size(), 6u);
+  EXPECT_EQ(backend.requests().size(), 6u);  // nothing ran twice
+  EXPECT_TRUE(ScriptedBackend::eventually([&] { return runner.committed() == 6; })) << runner.committed();
 }
 
 TEST(JobRunner, RefusedLinesGetErrorResultsAndTheRestRuns) {

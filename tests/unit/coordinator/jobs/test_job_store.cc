@@ -275,6 +275,24 @@ TEST(JobStore, TheStateDirIsLocked) {
   EXPECT_NO_THROW(JobStore(dir.str(), quick_lock()));
 }
 
+// A database file emptied after use is refused (it was taken for a new one: every accepted job lost
+// without a word); removed, the store starts anew.
+TEST(JobStore, AnEmptiedDatabaseIsRefused) {
+  TempDir dir;
+  { JobStore store(dir.str()); }
+  const std::string db = dir.str() + "/jobs.sqlite3";
+  std::filesystem::remove(db + "-wal");
+  std::filesystem::resize_file(db, 0);
+  try {
+    JobStore store(dir.str(), quick_lock());
+    ADD_FAILURE() << "an empty database was opened";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is empty: it was truncated or lost"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(db);
+  EXPECT_NO_THROW(JobStore(dir.str(), quick_lock()));
+}
+
 TEST(JobStore, ReopeningRecoversRunningLines) {
   TempDir dir;
   std::string id;
