@@ -86,6 +86,19 @@ std::vector<json> results(JobStore& store, const std::string& id, std::optional<
   return out;
 }
 
+// One delta of `content`, then "length" after `pause_ms`.
+Script answer(const std::string& content, int pause_ms, int completion_tokens) {
+  Script s;
+  TextDelta d;
+  d.content = content;
+  s.deltas.push_back(d);
+  s.pause_ms = pause_ms;
+  s.finish.finish_reason = "length";
+  s.finish.prompt_tokens = 5;
+  s.finish.completion_tokens = completion_tokens;
+  return s;
+}
+
 RunnerOptions fast(int inflight = 4) {
   RunnerOptions o;
   o.max_inflight = o.max_inflight_per_job = inflight;
@@ -103,17 +116,7 @@ TEST(JobRunner, RunsEveryLineOnceAtBatchPriorityWithBoundedConcurrency) {
     const int now = static_cast<int>(backend.requests().size()) + 1 - backend.finished();
     most_in_flight = std::max(most_in_flight.load(), now);
   };
-  backend.script = [](const TextRequest& r) {
-    Script s;
-    TextDelta d;
-    d.content = "answer to " + r.messages[0]["content"].get<std::string>();
-    s.deltas.push_back(d);
-    s.pause_ms = 2;
-    s.finish.finish_reason = "length";
-    s.finish.prompt_tokens = 5;
-    s.finish.completion_tokens = 4;
-    return s;
-  };
+  backend.script = [](const TextRequest& r) { return answer("answer to " + r.messages[0]["content"].get<std::string>(), 2, 4); };
   JobRunner runner(store, backend, fast(3));
   runner.start();
   const JobRecord j = create(store, chat_file(20));
@@ -154,17 +157,7 @@ TEST(JobRunner, ResultsTheStoreRefusesAreSavedLater) {
   TempDir dir;
   JobStore store(dir.str());
   ScriptedBackend backend;
-  backend.script = [](const TextRequest&) {
-    Script s;
-    TextDelta d;
-    d.content = "ok";
-    s.deltas.push_back(d);
-    s.pause_ms = 300;
-    s.finish.finish_reason = "length";
-    s.finish.prompt_tokens = 5;
-    s.finish.completion_tokens = 1;
-    return s;
-  };
+  backend.script = [](const TextRequest&) { return answer("ok", 300, 1); };
   JobRunner runner(store, backend, fast(6));
   runner.start();
   const JobRecord j = create(store, chat_file(6));
