@@ -237,7 +237,7 @@ void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t
     std::lock_guard<std::mutex> lock(lost_mutex);
     return lost_reason;
   };
-  http_server.set_ready(false);
+  http_server.set_draining();
   tcp_server.set_ready(false);
   if (job_service) job_service->pause();  // no new batch lines; those running may finish
   if (lost_now().empty()) {
@@ -254,12 +254,15 @@ void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t
     // Clients already have their "unavailable" errors: give the servers a moment to deliver them.
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
+  // Ends what is left with "the server is shutting down" and releases the workers; after a loss the
+  // scheduler's thread has already failed everything and is ending (it touches the engine no more):
+  // this joins it. A worker that hangs is noticed here (within --worker-timeout): a loss too.
+  scheduler.stop(false);
+  // The servers write those errors before they close their connections.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   tcp_server.stop();
   http_server.stop();
   const std::string lost = lost_now();
-  // Cancels what is left and releases the workers; after a loss the scheduler's thread has already
-  // failed everything and is ending (it touches the engine no more): this joins it.
-  scheduler.stop(false);
   if (job_service) job_service->stop();  // batch lines cut short run again at the next start
   done = true;
   gauges.join();

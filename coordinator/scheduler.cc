@@ -260,7 +260,8 @@ void Scheduler::run() {
     if (hooks.engine_lost) hooks.engine_lost(lost);
     return;
   }
-  // Everything still here is cancelled.
+  // Everything still here ends with "unavailable" (the client may retry elsewhere or later; a batch
+  // line runs again).
   std::vector<std::shared_ptr<Request>> rest;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -270,7 +271,7 @@ void Scheduler::run() {
     waiting_.clear();
     stats_.running = stats_.waiting = 0;
   }
-  for (auto& r : rest) finish(*r, FinishReason::kCancelled);
+  for (auto& r : rest) finish(*r, FinishReason::kError, "the server is shutting down", RequestErrorCode::kUnavailable);
   try {
     engine_.shutdown();
   } catch (const std::exception& e) {
@@ -316,9 +317,11 @@ bool Scheduler::iterate() {
   // running_ and kv_reserved_ belong to this thread; waiting_ and stats_ are shared with submit().
   std::unique_lock<std::mutex> lock(mutex_);
   // Admission: interactive requests first (FIFO), then batch requests up to their bound.
-  const int64_t capacity = engine_.kv_capacity_tokens();
   const int block = std::max(engine_.kv_block(), 1);
   auto whole_blocks = [&](int64_t positions) { return (positions + block - 1) / block * block; };
+  std::vector<std::shared_ptr<Request>> overflowed;
+  // The workers' pools hold the capacity rounded up to whole blocks.
+  const int64_t capacity = whole_blocks(engine_.kv_capacity_tokens());
   // KV is reserved as sequences grow: each decoding sequence's next position first (oldest first),
   // preempting the most recently scheduled sequences when the cache is full (they are recomputed
   // once there is room again; a request alone always fits, submit checked it, so the oldest one
@@ -330,6 +333,12 @@ bool Scheduler::iterate() {
     if (grow <= 0) continue;
     while (kv_reserved_ + grow > capacity && running_.back().get() != &r) preempt_last();
     if (kv_reserved_ + grow > capacity) {
+      if (running_.size() == 1) {
+        // Alone and still too long (submit's check rules this out): end it rather than loop.
+        overflowed.push_back(running_.back());
+        running_.pop_back();
+        break;
+      }
       preempt_last();  // `r` itself: the most recent
       break;
     }
@@ -393,7 +402,11 @@ bool Scheduler::iterate() {
   stats_.waiting = static_cast<int32_t>(waiting_.size());
   stats_.kv_usage = capacity > 0 ? static_cast<double>(kv_reserved_) / capacity : 0.0;
   lock.unlock();
-  if (batch.size() == 0) return cancelled_any;
+  for (auto& r : overflowed) {
+    finish(*r, FinishReason::kError, fmt::format("the KV cache ({} positions) cannot hold this sequence", capacity),
+           RequestErrorCode::kInternal);
+  }
+  if (batch.size() == 0) return cancelled_any || !overflowed.empty();
 
   // Run it without the lock: submit/cancel only queue, and observers may call cancel().
   const Clock::time_point t0 = Clock::now();

@@ -72,7 +72,8 @@ class Scheduler {
   SchedulerStats stats() const;
   void set_hooks(SchedulerHooks hooks);
 
-  // Stops taking requests; finishes (drain=true) or cancels the rest; joins the thread.
+  // Stops taking requests; finishes (drain=true) or ends the rest (an error, kUnavailable "the
+  // server is shutting down"); joins the thread.
   void stop(bool drain = false);
   const StepEngine& engine() const { return engine_; }
 

@@ -161,13 +161,13 @@ ApiRouter::Outcome ApiRouter::handle(const HttpRequestView& request) const {
     if (id != backend_.model_name()) return error(model_not_found(id));
     return reply(json_reply(200, model_json(id, created_, backend_.max_context())));
   }
-  if (path == "/v1/chat/completions") {
+  const bool chat = path == "/v1/chat/completions";
+  if (chat || path == "/v1/completions") {
     if (auto o = only("POST")) return *o;
-    return generation(request, Endpoint::kChat);
-  }
-  if (path == "/v1/completions") {
-    if (auto o = only("POST")) return *o;
-    return generation(request, Endpoint::kCompletions);
+    if (draining_ || stopping_) {
+      return error(api_error(RequestErrorCode::kUnavailable, "the server is shutting down and takes no new requests"));
+    }
+    return generation(request, chat ? Endpoint::kChat : Endpoint::kCompletions);
   }
   if (auto r = extra_route(request, path)) return reply(std::move(*r));
   return error(not_found_route(method, path));

@@ -64,6 +64,8 @@ class ApiRouter {
   void add_route(std::string prefix, RouteHandler route, std::string content_type = "application/json");
   void set_ready(bool ready) { ready_ = ready; }
   void set_stopping() { stopping_ = true; }
+  // From now on completions are refused (503 unavailable): the server is draining before it stops.
+  void set_draining() { draining_ = true; }
   // Set before serving; null: no rate limit.
   void set_rate_limiter(std::shared_ptr<RateLimiter> limiter) { rate_limiter_ = std::move(limiter); }
   bool ready() const { return ready_ && !stopping_; }
@@ -88,6 +90,7 @@ class ApiRouter {
   int64_t created_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> draining_{false};
   mutable std::mutex mutex_;
   std::vector<ExtraRoute> routes_;
 };

@@ -126,6 +126,11 @@ int HttpServer::port() const { return impl_->port; }
 
 void HttpServer::set_ready(bool ready) { impl_->router.set_ready(ready); }
 
+void HttpServer::set_draining() {
+  impl_->router.set_ready(false);
+  impl_->router.set_draining();
+}
+
 void HttpServer::add_route(std::string prefix, Route route) {
   impl_->router.add_route(std::move(prefix), std::move(route));
 }

@@ -54,6 +54,8 @@ class HttpServer {
   // threads. Idempotent.
   void stop();
   void set_ready(bool ready);
+  // Not ready, and completions are refused with 503 from now on (requests already taken go on).
+  void set_draining();
 
   using Route = RouteHandler;
   // Extra routes (see ApiRouter::add_route); replies are application/json unless content_type says

@@ -2,9 +2,10 @@
 # Launcher of the shardlm MPIJob (runs in the launcher pod, which is rank 0 — the coordinator).
 #   launch.sh [MPIRUN_ARGS...] -- SHARDLM_ARGS...
 # Waits until every worker listed in the MPI Operator's hostfile accepts ssh, writes a hostfile
-# with this pod first (rank 0) and the workers after it (ranks 1..N, one slot each), then execs
-# `mpirun -np N+1 MPIRUN_ARGS... shardlm SHARDLM_ARGS...`. If any rank exits, mpirun ends the
-# whole job and the launcher Job restarts it (the state dir keeps batch jobs across restarts).
+# with this pod first (rank 0) and the workers after it (ranks 1..N, one slot each), then runs
+# `mpirun -np N+1 MPIRUN_ARGS... shardlm SHARDLM_ARGS...` and exits with its status. If any rank
+# exits, mpirun ends the whole job and the launcher Job restarts it (the state dir keeps batch jobs
+# across restarts). SIGTERM / SIGINT are passed to the coordinator (rank 0), which stops the job.
 # Environment: SHARDLM_WORKERS (worker count the release expects), SHARDLM_WORKER_WAIT_SECONDS,
 # SHARDLM_FORWARD_ENV (names of variables to pass to every rank, space-separated),
 # SHARDLM_MPI_INTERFACE, SHARDLM_MPI_TRANSPORT / SHARDLM_UCX_TLS / SHARDLM_UCX_NET_DEVICES (read by
@@ -64,7 +65,32 @@ done
 echo "launch.sh: mpirun -np $((workers + 1)) (rank 0 coordinator on $(hostname), $workers worker(s))"
 # When a rank dies mpirun ends the job with SIGTERM and, odls_base_sigkill_timeout seconds later,
 # SIGKILL: the coordinator needs that long to notice (serve --worker-timeout) and to answer the clients
-# of running requests "unavailable" (and, on a plain SIGTERM, to drain within --shutdown-grace).
-exec mpirun -np $((workers + 1)) --map-by slot --bind-to none --mca odls_base_sigkill_timeout "${SHARDLM_SIGKILL_TIMEOUT:-150}" \
+# of running requests "unavailable".
+mpirun -np $((workers + 1)) --map-by slot --bind-to none --mca odls_base_sigkill_timeout "${SHARDLM_SIGKILL_TIMEOUT:-150}" \
   "${forward[@]}" "${mpirun_args[@]}" \
-  "${SHARDLM_BIN:-/usr/local/bin/shardlm}" "$@"
+  "${SHARDLM_BIN:-/usr/local/bin/shardlm}" "$@" &
+mpirun_pid=$!
+
+# The pod's SIGTERM goes to rank 0 (the coordinator, a child of mpirun on this pod): it drains within
+# --shutdown-grace and stops the workers. (mpirun passes a SIGTERM on to the ranks only after
+# odls_base_sigkill_timeout, long after the pod's grace period.)
+# shellcheck disable=SC2317  # run by the trap below
+stop_coordinator() {
+  local d
+  for d in /proc/[0-9]*; do
+    [ "$(awk '/^PPid:/ { print $2 }' "$d/status" 2>/dev/null)" = "$mpirun_pid" ] || continue
+    if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=0'; then
+      echo "launch.sh: SIGTERM to the coordinator (pid ${d#/proc/})"
+      kill -TERM "${d#/proc/}" 2>/dev/null && return 0
+    fi
+  done
+  kill -TERM "$mpirun_pid" 2>/dev/null || true
+}
+trap stop_coordinator TERM INT
+while :; do
+  wait "$mpirun_pid" || true  # returns early when a signal is trapped
+  kill -0 "$mpirun_pid" 2>/dev/null || break
+done
+status=0
+wait "$mpirun_pid" || status=$?  # mpirun's exit status (the shell keeps it)
+exit "$status"
