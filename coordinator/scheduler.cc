@@ -105,9 +105,15 @@ uint64_t Scheduler::submit(GenerationRequest request, std::shared_ptr<Generation
   return id;
 }
 
+void Scheduler::end_early(uint64_t id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  cancelled_.emplace_back(id, FinishReason::kStop);
+  wake_.notify_one();
+}
+
 void Scheduler::cancel(uint64_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  cancelled_.push_back(id);
+  cancelled_.emplace_back(id, FinishReason::kCancelled);
   wake_.notify_one();
 }
 
@@ -281,7 +287,7 @@ void Scheduler::run() {
 
 bool Scheduler::iterate() {
   std::vector<std::shared_ptr<Request>> batch_requests;
-  std::vector<std::shared_ptr<Request>> finished_now;
+  std::vector<std::pair<std::shared_ptr<Request>, FinishReason>> finished_now;
   StepBatch batch;
   std::vector<RowRequest> rows;
   std::vector<Request*> row_owner;
@@ -289,20 +295,25 @@ bool Scheduler::iterate() {
     std::lock_guard<std::mutex> lock(mutex_);
     // Cancellations.
     if (!cancelled_.empty()) {
-      auto is_cancelled = [&](const std::shared_ptr<Request>& r) {
-        return std::find(cancelled_.begin(), cancelled_.end(), r->id) != cancelled_.end();
+      // The first word on a request counts (a client's cancel after its text ended stays a stop).
+      auto ended = [&](const std::shared_ptr<Request>& r) {
+        for (const auto& [id, reason] : cancelled_) {
+          if (id == r->id) {
+            finished_now.emplace_back(r, reason);
+            return true;
+          }
+        }
+        return false;
       };
       for (auto it = running_.begin(); it != running_.end();) {
-        if (is_cancelled(*it)) {
-          finished_now.push_back(*it);
+        if (ended(*it)) {
           it = running_.erase(it);
         } else {
           ++it;
         }
       }
       for (auto it = waiting_.begin(); it != waiting_.end();) {
-        if (is_cancelled(*it)) {
-          finished_now.push_back(*it);
+        if (ended(*it)) {
           it = waiting_.erase(it);
         } else {
           ++it;
@@ -311,7 +322,7 @@ bool Scheduler::iterate() {
       cancelled_.clear();
     }
   }
-  for (auto& r : finished_now) finish(*r, FinishReason::kCancelled);
+  for (auto& [r, reason] : finished_now) finish(*r, reason);
   const bool cancelled_any = !finished_now.empty();
 
   // running_ and kv_reserved_ belong to this thread; waiting_ and stats_ are shared with submit().

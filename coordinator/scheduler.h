@@ -69,6 +69,9 @@ class Scheduler {
   // Ends a request: its observer gets on_finish(kCancelled) (or nothing more if it already finished).
   // Unknown ids are ignored. Thread-safe; may be called from an observer callback.
   void cancel(uint64_t id);
+  // Ends a request whose output is complete before the scheduler would end it (a stop string, the
+  // end of a chat turn): like cancel, but it finishes as kStop.
+  void end_early(uint64_t id);
   SchedulerStats stats() const;
   void set_hooks(SchedulerHooks hooks);
 
@@ -94,7 +97,7 @@ class Scheduler {
   std::condition_variable wake_;
   std::deque<std::shared_ptr<Request>> waiting_;
   std::vector<std::shared_ptr<Request>> running_;
-  std::vector<uint64_t> cancelled_;
+  std::vector<std::pair<uint64_t, FinishReason>> cancelled_;  // cancel() and end_early(), in order
   SchedulerHooks hooks_;
   std::atomic<bool> stopping_{false};
   bool draining_ = false;

@@ -21,6 +21,7 @@ class TextStream final : public GenerationObserver {
       : tokenizer_(tokenizer),
         detok_(tokenizer, /*skip_special_tokens=*/!request.chat),
         chat_(request.chat),
+        ignore_eos_(request.ignore_eos),
         stops_(request.stop),
         observer_(std::move(observer)),
         scheduler_(scheduler),
@@ -33,7 +34,7 @@ class TextStream final : public GenerationObserver {
       id_ = id;
       cancel_now = cancel_wanted_;
     }
-    if (cancel_now) scheduler_.cancel(id);
+    if (cancel_now) scheduler_.end_early(id);
   }
 
   void on_token(const GeneratedToken& token) override {
@@ -101,7 +102,8 @@ class TextStream final : public GenerationObserver {
         for (ChatToolCall& c : d.tool_calls) delta.tool_calls.push_back(std::move(c));
         saw_tool_call_ = saw_tool_call_ || !d.tool_calls.empty();
       }
-      if (!final && (chat_stream_.ended() || stops_.stopped())) end_early(delta);
+      // With ignore_eos generation goes on past the end of the turn (its text is not parsed).
+      if (!final && ((chat_stream_.ended() && !ignore_eos_) || stops_.stopped())) end_early(delta);
     } else {
       delta.content += stops_.feed(text);
       if (final) delta.content += stops_.flush();
@@ -126,7 +128,7 @@ class TextStream final : public GenerationObserver {
       id = id_;
       if (id == 0) cancel_wanted_ = true;
     }
-    if (id != 0) scheduler_.cancel(id);
+    if (id != 0) scheduler_.end_early(id);
   }
 
   void emit(const TextDelta& delta) {
@@ -141,6 +143,7 @@ class TextStream final : public GenerationObserver {
   const Tokenizer& tokenizer_;
   StreamingDetokenizer detok_;
   bool chat_;
+  bool ignore_eos_;
   ChatOutputStream chat_stream_;
   StopStringMatcher stops_;
   std::shared_ptr<TextObserver> observer_;
@@ -214,6 +217,12 @@ uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver>
   g.sampling = r.sampling;
   g.top_logprobs = r.top_logprobs;
   g.priority = r.priority;
+  for (int32_t id : r.stop_token_ids) {
+    if (id < 0 || id >= config_.vocab_size) {
+      fail_request(RequestErrorCode::kInvalidRequest, "stop_token_ids: {} is outside the vocabulary (size {})", id, config_.vocab_size);
+    }
+    g.stop_token_ids.push_back(id);
+  }
   if (!r.ignore_eos) {
     for (int id : config_.eos_token_ids) g.stop_token_ids.push_back(id);
     if (tokenizer_.eos_id() >= 0) g.stop_token_ids.push_back(tokenizer_.eos_id());

@@ -30,6 +30,7 @@ struct TextRequest {
   std::vector<std::string> stop;       // stop strings (at most 16; not included in the output)
   int32_t top_logprobs = -1;           // -1: none; 0: chosen tokens only; up to 20 alternatives
   bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;  // generation ends when one is sampled (not emitted), ignore_eos or not
   Priority priority = Priority::kInteractive;
 };
 

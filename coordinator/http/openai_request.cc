@@ -172,8 +172,33 @@ void parse_common(const json& body, OpenAIRequest& r) {
   }
   if (const json* v = field(body, "ignore_eos")) text.ignore_eos = get_bool(*v, "ignore_eos");
 
+  if (const json* v = field(body, "stop_token_ids")) {
+    if (!v->is_array()) fail_param("stop_token_ids", "Invalid type for 'stop_token_ids': expected an array, but got {}", kind(*v));
+    if (v->size() > 64) fail_param("stop_token_ids", "'stop_token_ids' holds at most 64 ids (got {})", v->size());
+    for (size_t i = 0; i < v->size(); ++i) {
+      const std::string name = fmt::format("stop_token_ids[{}]", i);
+      text.stop_token_ids.push_back(static_cast<int32_t>(get_int((*v)[i], name.c_str(), 0, std::numeric_limits<int32_t>::max())));
+    }
+  }
+
   refuse_nonzero(body, "frequency_penalty");
   refuse_nonzero(body, "presence_penalty");
+  // vLLM's sampling extensions this server does not implement: refused rather than ignored.
+  if (const json* v = field(body, "repetition_penalty"); v && get_number(*v, "repetition_penalty") != 1.0) {
+    fail_param("repetition_penalty", "'repetition_penalty' is not supported (only 1)");
+  }
+  if (const json* v = field(body, "min_tokens"); v && get_int(*v, "min_tokens", 0, std::numeric_limits<int32_t>::max()) != 0) {
+    fail_param("min_tokens", "'min_tokens' is not supported (only 0)");
+  }
+  if (const json* v = field(body, "include_stop_str_in_output"); v && get_bool(*v, "include_stop_str_in_output")) {
+    fail_param("include_stop_str_in_output", "'include_stop_str_in_output' is not supported (only false)");
+  }
+  if (const json* v = field(body, "prompt_logprobs"); v && !v->is_null()) {
+    fail_param("prompt_logprobs", "'prompt_logprobs' is not supported");
+  }
+  for (const char* key : {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"}) {
+    if (const json* v = field(body, key); v && !v->is_null()) fail_param(key, "'{}' is not supported (no guided decoding)", key);
+  }
   if (const json* v = field(body, "logit_bias")) {
     if (!v->is_object()) fail_param("logit_bias", "Invalid type for 'logit_bias': expected an object, but got {}", kind(*v));
     if (!v->empty()) fail_param("logit_bias", "'logit_bias' is not supported");

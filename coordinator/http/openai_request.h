@@ -6,7 +6,9 @@
 //   max_tokens (>= 1), temperature, top_p, top_k (-1 = off), min_p, seed, stop (string or array of
 //   at most 16), n (1 only), stream, stream_options.include_usage, logprobs (chat: bool with
 //   top_logprobs 0..20; completions: int 0..5), tools, tool_choice, chat_template_kwargs
-//   .enable_thinking, reasoning_effort, ignore_eos (vLLM extension), response_format {"type":"text"}.
+//   .enable_thinking, reasoning_effort, ignore_eos and stop_token_ids (vLLM extensions),
+//   response_format {"type":"text"}. Refused unless neutral: repetition_penalty, min_tokens,
+//   include_stop_str_in_output, prompt_logprobs, guided decoding (guided_*, structured_outputs).
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
 // keeps them without forcing a call (the model decides); a named function keeps only that tool's
 // declaration, so the model can call nothing else, but it may still answer in text.

@@ -58,6 +58,9 @@ json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, int64_t& o
       const std::string text = token_text(token);
       if (!top.contains(text)) top[text] = clamp_logprob(lp);
     }
+    // The sampled token is always among them (as in OpenAI's and vLLM's answers: up to logprobs + 1).
+    const std::string chosen = token_text(t.token);
+    if (!top.contains(chosen)) top[chosen] = clamp_logprob(t.logprob);
     out["top_logprobs"].push_back(std::move(top));
     out["text_offset"].push_back(offset);
     offset += characters_of(t.token);

@@ -418,6 +418,15 @@ class TextCollector final : public TextObserver {
 TEST(TextService, StopStringsEndTheTextBeforeThem) {
   auto engine = open_tiny(2);
   Scheduler scheduler(*engine, SchedulerOptions{});
+  // What the scheduler reports (the metrics' finish reasons): a stop string is a stop, not a cancel.
+  std::mutex reasons_mutex;
+  std::vector<FinishReason> reasons;
+  SchedulerHooks hooks;
+  hooks.finished = [&](const GenerationSummary& s) {
+    std::lock_guard<std::mutex> lock(reasons_mutex);
+    reasons.push_back(s.reason);
+  };
+  scheduler.set_hooks(hooks);
   const Tokenizer tokenizer = Tokenizer::load(kModel);
   TextService service(scheduler, tokenizer, engine->config(), "tiny");
   TextRequest r;
@@ -439,6 +448,10 @@ TEST(TextService, StopStringsEndTheTextBeforeThem) {
   EXPECT_EQ(cut->finish.finish_reason, "stop");
   EXPECT_EQ(cut->text, full->text.substr(0, full->text.find(stop)));
   EXPECT_LT(cut->finish.completion_tokens, 40);
+  {
+    std::lock_guard<std::mutex> lock(reasons_mutex);
+    EXPECT_EQ(reasons, (std::vector<FinishReason>{FinishReason::kLength, FinishReason::kStop}));
+  }
 
   r.stop = {""};
   EXPECT_THROW(service.submit(r, cut), RequestError);
@@ -470,6 +483,35 @@ TEST(TextService, TheContextIsNoLargerThanTheKvCache) {
   out->wait();
   EXPECT_EQ(out->finish.finish_reason, "length");
   EXPECT_EQ(out->finish.prompt_tokens + out->finish.completion_tokens, 512);
+}
+
+// ignore_eos on a chat request: generation goes on past the end of the turn up to max_tokens (it ended
+// at the first end-of-turn marker the sampled text held).
+TEST(TextService, ChatWithIgnoreEosRunsToMaxTokens) {
+  auto engine = open_tiny(2);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  const Tokenizer tokenizer = Tokenizer::load(kModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  int ended_early = 0;
+  for (uint64_t seed : {1, 2, 3, 4}) {
+    TextRequest r;
+    r.chat = true;
+    r.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Hello"}}});
+    r.max_tokens = 200;
+    r.sampling.temperature = 1.0f;
+    r.sampling.seed = seed;
+    auto plain = std::make_shared<TextCollector>();
+    service.submit(r, plain);
+    plain->wait();
+    ended_early += plain->finish.finish_reason == "stop";
+    r.ignore_eos = true;
+    auto all = std::make_shared<TextCollector>();
+    service.submit(r, all);
+    all->wait();
+    EXPECT_EQ(all->finish.finish_reason, "length") << "seed " << seed;
+    EXPECT_EQ(all->finish.completion_tokens, 200) << "seed " << seed;
+  }
+  EXPECT_GT(ended_early, 0);  // without ignore_eos some of these turns end early
 }
 
 }  // namespace

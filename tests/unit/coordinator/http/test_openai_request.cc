@@ -341,6 +341,26 @@ TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {
   EXPECT_EQ(chat_error(with(chat_body(), "response_format", {{"type", "json_object"}})).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "response_format", "text")).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "ignore_eos", "no")).param, "ignore_eos");
+  // vLLM extensions that are not implemented are refused, not ignored; their neutral values pass.
+  EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", 2.0)).param, "repetition_penalty");
+  EXPECT_EQ(completion_error(with(completion_body(), "min_tokens", 3)).param, "min_tokens");
+  EXPECT_EQ(chat_error(with(chat_body(), "include_stop_str_in_output", true)).param, "include_stop_str_in_output");
+  EXPECT_EQ(completion_error(with(completion_body(), "prompt_logprobs", 1)).param, "prompt_logprobs");
+  EXPECT_EQ(chat_error(with(chat_body(), "guided_json", {{"type", "object"}})).param, "guided_json");
+  json neutral = chat_body();
+  neutral["repetition_penalty"] = 1.0;
+  neutral["min_tokens"] = 0;
+  neutral["include_stop_str_in_output"] = false;
+  neutral["prompt_logprobs"] = nullptr;
+  EXPECT_NO_THROW(parse_chat_request(neutral));
+}
+
+TEST(OpenAIRequest, StopTokenIds) {
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "stop_token_ids", {192, 7})).text.stop_token_ids,
+            (std::vector<int32_t>{192, 7}));
+  EXPECT_EQ(completion_error(with(completion_body(), "stop_token_ids", 192)).param, "stop_token_ids");
+  EXPECT_EQ(completion_error(with(completion_body(), "stop_token_ids", {1, -2})).param, "stop_token_ids[1]");
+  EXPECT_EQ(chat_error(with(chat_body(), "stop_token_ids", {"a"})).param, "stop_token_ids[0]");
 }
 
 TEST(OpenAIRequest, Completions) {

@@ -189,6 +189,19 @@ TEST(OpenAIResponse, ByteTokensKeepDistinctTextsAndOffsetsCountCharacters) {
   EXPECT_EQ(lp["text_offset"], json::array({0, 1, 2, 2}));  // characters, not bytes
 }
 
+// As OpenAI and vLLM answer: the sampled token is among a token's top_logprobs even when it is not
+// one of the best (up to logprobs + 1 entries).
+TEST(OpenAIResponse, CompletionTopLogprobsHoldTheSampledToken) {
+  CompletionBuilder b(completion_meta(true));
+  TextDelta d = content(" ge");
+  d.logprobs.push_back({" ge", -6.7f, {{"x", -3.85f}}});
+  b.add(d);
+  const json lp = b.finish(finish("length", 1, 1))["choices"][0]["logprobs"];
+  ASSERT_EQ(lp["top_logprobs"][0].size(), 2u);
+  EXPECT_FLOAT_EQ(lp["top_logprobs"][0][" ge"].get<float>(), -6.7f);
+  EXPECT_FLOAT_EQ(lp["top_logprobs"][0]["x"].get<float>(), -3.85f);
+}
+
 TEST(OpenAIResponse, TextCompletionShape) {
   CompletionBuilder b(completion_meta(true));
   TextDelta d = content(" there was");
