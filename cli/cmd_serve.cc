@@ -134,6 +134,9 @@ void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t
     for (const WorkerStepFigures& f : engine.last_step_figures()) records.push_back(to_record(f));
     if (static_cast<int>(records.size()) == engine.num_workers()) metrics.observe_step(report.seconds, records);
     metrics.count_tokens(report.prompt_tokens, report.sampled_tokens);
+    // After every step (the scheduler's figures are updated before this hook runs).
+    const SchedulerStats st = scheduler.stats();
+    metrics.set_scheduler(st.running, st.waiting, st.kv_usage, st.preemptions);
   };
   hooks.heartbeat = [&] {
     std::vector<telemetry::WorkerStepRecord> records;
@@ -145,15 +148,14 @@ void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t
   hooks.finished = [&](const GenerationSummary& s) {
     telemetry::RequestRecord r;
     r.queue_s = s.timings.queue_s;
-    r.prefill_s = s.timings.prefill_s;
-    r.decode_s = s.timings.decode_s;
+    // Without a first token there was no prefill to its end and no decode: not observed.
+    r.prefill_s = s.completion_tokens > 0 ? s.timings.prefill_s : -1;
+    r.decode_s = s.completion_tokens > 0 ? s.timings.decode_s : -1;
     r.e2e_s = s.timings.total_s;
     r.prompt_tokens = s.prompt_tokens;
     r.generation_tokens = s.completion_tokens;
     r.finished_reason = finish_label(s.reason);
     metrics.observe_request(r);
-    const SchedulerStats st = scheduler.stats();
-    metrics.set_scheduler(st.running, st.waiting, st.kv_usage, st.preemptions);
   };
   // Lost workers: the scheduler has failed every request as unavailable; wake the main thread.
   std::mutex lost_mutex;

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "common/error.h"
 #include "proto/step.pb.h"
@@ -94,11 +95,33 @@ std::vector<std::vector<uint8_t>> RemoteEngine::gather_replies(std::chrono::mill
   std::vector<comm::Request> requests;
   requests.reserve(workers);
   for (size_t w = 0; w < workers; ++w) requests.push_back(world_.irecv(&sizes[w], sizeof(uint64_t), static_cast<int>(w + 1), kReplyTag));
-  auto silent = [&](size_t w) {
-    return fmt::format("worker {} (rank {}) did not answer within {:.0f} s: it, or a worker it waits for, is lost", w + 1,
-                       w + 1, std::chrono::duration<double>(timeout).count());
-  };
-  for (size_t w = 0; w < workers; ++w) wait_for(requests[w], deadline, silent(w));
+  for (size_t w = 0; w < workers; ++w) {
+    const auto now = std::chrono::steady_clock::now();
+    comm::WaitPolicy policy;
+    policy.timeout = deadline > now ? std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now) : std::chrono::nanoseconds(0);
+    try {
+      world_.wait(requests[w], policy);
+    } catch (const Error& e) {
+      // Name every worker that is silent, not only the first one waited for (a healthy worker
+      // blocked in a collective with a lost one is silent too).
+      std::vector<size_t> silent = {w + 1};
+      for (size_t v = w + 1; v < workers; ++v) {
+        bool answered = false;
+        try {
+          answered = world_.test(requests[v]);
+        } catch (const Error&) {
+        }
+        if (!answered) silent.push_back(v + 1);
+      }
+      const double seconds = std::chrono::duration<double>(timeout).count();
+      if (silent.size() == 1) {
+        lose(fmt::format("worker {} (rank {}) did not answer within {:.0f} s: it, or a worker it waits for, is lost ({})", w + 1,
+                         w + 1, seconds, e.what()));
+      }
+      lose(fmt::format("workers {} (ranks {}) did not answer within {:.0f} s: they, or a worker they wait for, are lost ({})",
+                       fmt::join(silent, ", "), fmt::join(silent, ", "), seconds, e.what()));
+    }
+  }
   std::vector<std::vector<uint8_t>> out(workers);
   requests.clear();
   for (size_t w = 0; w < workers; ++w) {

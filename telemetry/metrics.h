@@ -15,6 +15,7 @@ namespace shardlm::telemetry {
 // One request at its end (finished, aborted or failed). Durations in seconds.
 struct RequestRecord {
   double queue_s = 0;    // arrival -> first scheduled step
+  // Negative (not observed) for a request that generated no token (cancelled, refused or failed first).
   double prefill_s = 0;  // first scheduled step -> first generated token
   double decode_s = 0;   // first generated token -> last generated token
   double e2e_s = 0;      // arrival -> end

@@ -250,6 +250,18 @@ TEST(Metrics, BadInputIsRejectedOrIgnored) {
   EXPECT_EQ(value(t, "shardlm_kv_cache_usage_perc", kModel), 1);
   EXPECT_EQ(value(t, "shardlm_num_requests_running", kModel), 0);
   EXPECT_EQ(value(t, "shardlm_prompt_tokens_total", kModel), 0);
+
+  // A request that ended before its first token (cancelled in the queue) has no prefill or decode time.
+  RequestRecord early;
+  early.finished_reason = "abort";
+  early.queue_s = 0.05;
+  early.prefill_s = -1;
+  early.decode_s = -1;
+  m.observe_request(early);
+  t = m.text();
+  EXPECT_EQ(value(t, "shardlm_request_queue_time_seconds_count", kModel), 1);
+  EXPECT_EQ(value(t, "shardlm_request_prefill_time_seconds_count", kModel), 0);
+  EXPECT_EQ(value(t, "shardlm_request_decode_time_seconds_count", kModel), 0);
 }
 
 // Once every kind of observation has been made, the exposition declares exactly the catalogue's
