@@ -146,7 +146,8 @@ std::vector<WorkerLoadInfo> RemoteEngine::init(int64_t kv_tokens, int max_chunk,
   for (const std::vector<uint8_t>& bytes : gather_replies(load_timeout_)) {
     step::WorkerInfo m;
     if (!m.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) fail("worker {}: malformed init reply", w);
-    infos.push_back(WorkerLoadInfo{m.weight_bytes(), m.kv_bytes(), m.rss_bytes(), m.peak_rss_bytes(), m.expert_weight_bytes()});
+    infos.push_back(WorkerLoadInfo{m.weight_bytes(), m.kv_bytes(), m.rss_bytes(), m.peak_rss_bytes(), m.expert_weight_bytes(),
+                                   m.config_fingerprint(), m.weights_fingerprint()});
     kv_block_ = m.kv_block();
     ++w;
   }

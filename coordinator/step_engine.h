@@ -39,6 +39,8 @@ struct WorkerLoadInfo {
   int64_t rss_bytes = 0;
   int64_t peak_rss_bytes = 0;
   int64_t expert_weight_bytes = 0;  // the part of weight_bytes in MoE experts
+  std::string config_fingerprint;   // what model it loaded (engine/model_identity.h)
+  std::string weights_fingerprint;
 };
 
 // Thrown by a StepEngine whose workers stopped answering (a worker process died or its host is

@@ -11,6 +11,7 @@
 #include "common/text_format.h"
 #include "coordinator/remote_engine.h"
 #include "engine/engine.h"
+#include "engine/model_identity.h"
 #include "model/config.h"
 #include "model/tensor_names.h"
 #include "model/variants.h"
@@ -197,7 +198,8 @@ class LocalStepEngine final : public StepEngine {
   void heartbeat() override { figures_ = {state_figures()}; }  // the KV state now, between steps
   std::vector<WorkerLoadInfo> load_info() const override {
     return {WorkerLoadInfo{static_cast<int64_t>(runner_->weights().bytes()), static_cast<int64_t>(runner_->kv_cache().bytes()),
-                           resident_bytes(), peak_resident_bytes(), static_cast<int64_t>(runner_->weights().expert_bytes())}};
+                           resident_bytes(), peak_resident_bytes(), static_cast<int64_t>(runner_->weights().expert_bytes()),
+                           {}, {}}};
   }
 
  private:
@@ -310,7 +312,7 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   if (world->rank() != 0) {
     auto ckpt = open_checkpoint(o, config);
     // The coordinator gets to notice a lost worker (and tell its clients) first.
-    run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro,
+    run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro, model_identity(o, *ckpt),
                     2 * worker_timeout + std::chrono::milliseconds(10000));
     return nullptr;
   }
@@ -331,6 +333,26 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   auto engine = std::make_unique<DistributedStepEngine>(std::move(world), std::move(config), std::move(vocab_rows), context,
                                                         ro.kv.max_sequences, worker_timeout);
   std::vector<WorkerLoadInfo> info = engine->remote().init(ro.kv.full_capacity_tokens, ro.kv.max_chunk, ro.kv.max_sequences);
+  // Every rank must have loaded the same model: the coordinator's config, and the first worker's weights.
+  const std::string config_here = config_fingerprint(o);
+  for (size_t w = 0; w < info.size(); ++w) {
+    std::string differs;
+    if (info[w].config_fingerprint != config_here) {
+      differs = fmt::format("its config ({}) differs from the coordinator's ({})", info[w].config_fingerprint, config_here);
+    } else if (info[w].weights_fingerprint != info[0].weights_fingerprint) {
+      differs = fmt::format("its weights ({}) differ from worker 1's ({})", info[w].weights_fingerprint, info[0].weights_fingerprint);
+    }
+    if (!differs.empty()) {
+      const std::string reason = fmt::format(
+          "worker {} (rank {}) loaded a different model than the coordinator (--model {} on rank 0): {}; every rank needs the "
+          "same checkpoint",
+          w + 1, w + 1,
+          o.synthetic.empty() ? o.model_dir : o.synthetic, differs);
+      spdlog::error("{}", reason);
+      engine->abort(reason, 1);
+      fail("{}", reason);
+    }
+  }
   for (size_t w = 0; w < info.size(); ++w) {
     spdlog::info("worker {}: weights {}, KV cache {}, resident {} (peak {})", w, decimal_bytes(info[w].weight_bytes),
                  decimal_bytes(info[w].kv_bytes), decimal_bytes(info[w].rss_bytes), decimal_bytes(info[w].peak_rss_bytes));

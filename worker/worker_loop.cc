@@ -53,7 +53,7 @@ void send_reply(comm::Communicator& world, const void* data, size_t bytes) {
 
 void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, const ModelConfig& config,
                      std::shared_ptr<const Checkpoint> checkpoint, const ShardSpec& shard, const RunnerOptions& options,
-                     std::chrono::milliseconds coordinator_timeout) {
+                     const ModelIdentity& identity, std::chrono::milliseconds coordinator_timeout) {
   CommCollectives coll(workers);
   std::unique_ptr<ModelRunner> runner;
   std::vector<float> logits;
@@ -99,6 +99,8 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         info.set_peak_rss_bytes(peak_resident_bytes());
         info.set_kv_full_blocks(runner->kv_cache().full_blocks_total());
         info.set_kv_block(runner->kv_cache().block_size());
+        info.set_config_fingerprint(identity.config);
+        info.set_weights_fingerprint(identity.weights);
         const std::vector<uint8_t> reply = serialize(info);
         send_reply(world, reply.data(), reply.size());
         break;

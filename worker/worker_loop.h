@@ -14,12 +14,19 @@
 
 namespace shardlm {
 
+// What model a worker loaded (engine/model_identity.h), sent to the coordinator with its init reply.
+struct ModelIdentity {
+  std::string config;
+  std::string weights;
+};
+
 // world: all ranks (coordinator = rank 0); workers: the workers-only communicator.
 // options: weights and KV block size (capacity and chunk come with kInit). Returns on kShutdown.
 // A worker that hears nothing from the coordinator for coordinator_timeout after init (an idle
 // coordinator sends heartbeats) ends the MPI job with kWorkerLostExitCode.
 void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, const ModelConfig& config,
                      std::shared_ptr<const Checkpoint> checkpoint, const ShardSpec& shard, const RunnerOptions& options,
+                     const ModelIdentity& identity,
                      std::chrono::milliseconds coordinator_timeout = std::chrono::milliseconds(300000));
 
 }  // namespace shardlm

@@ -22,3 +22,10 @@ add_test(NAME bench_step_tiny_moe
   COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/integration/bench_step_test.sh $<TARGET_FILE:shardlm_bench_step>)
 set_tests_properties(bench_step_tiny_moe PROPERTIES
   LABELS "mpi;integration" TIMEOUT 300 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
+
+# Ranks that loaded different models are refused at start (tests/integration/mixed_models_test.sh).
+add_test(NAME mpi_refuses_mixed_models
+  COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/integration/mixed_models_test.sh $<TARGET_FILE:shardlm>
+          ${CMAKE_CURRENT_SOURCE_DIR}/data ${CMAKE_BINARY_DIR}/tests/mpi_refuses_mixed_models)
+set_tests_properties(mpi_refuses_mixed_models PROPERTIES
+  LABELS "mpi;integration" TIMEOUT 300 SKIP_RETURN_CODE 77 RUN_SERIAL TRUE)
