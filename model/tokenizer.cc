@@ -68,6 +68,7 @@ struct Tokenizer::Impl {
   std::vector<uint8_t> assigned;    // id names a token
   std::vector<uint8_t> special;     // id is a special added token
   std::vector<std::string> decoded; // id -> decoder output of its piece (not first in the text)
+  std::vector<uint8_t> byte_piece;  // id decodes to one raw byte (ByteFallback of "<0xNN>")
   BpeModel bpe;
   PieceMap added_by_content;
   AddedTokenMatcher raw_matcher;         // added tokens matched in the raw input
@@ -247,6 +248,10 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
   for (size_t id = 0; id < t.pieces.size(); ++id) {
     if (t.assigned[id]) t.decoded[id] = t.decoder.decode_piece(t.pieces[id], false);
   }
+  t.byte_piece.assign(t.pieces.size(), 0);
+  for (size_t id = 0; id < t.pieces.size(); ++id) {
+    t.byte_piece[id] = t.assigned[id] && t.decoder.byte_fallback() && byte_token_value(t.pieces[id]) >= 0;
+  }
   return Tokenizer(std::move(impl));
 }
 
@@ -297,14 +302,21 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
 std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const {
   const Impl& t = *impl_;
   std::string raw;
+  std::string run;  // the bytes of consecutive byte-fallback tokens
   std::string buffer;
   bool first = true;
   for (const int32_t id : ids) {
     t.check_id(id);
     if (skip_special_tokens && t.special[id]) continue;
-    raw += t.decoded_piece(id, first, buffer);
+    if (t.byte_piece[id]) {
+      run += t.decoded_piece(id, first, buffer);
+    } else {
+      append_byte_run(run, raw);
+      raw += t.decoded_piece(id, first, buffer);
+    }
     first = false;
   }
+  append_byte_run(run, raw);
   std::string text;
   append_sanitized_utf8(raw, text);
   t.decoder.strip_text(text);
@@ -362,21 +374,27 @@ std::string StreamingDetokenizer::push(int32_t id) {
   t.check_id(id);
   if (skip_special_ && t.special[id]) return {};
   std::string buffer;
-  pending_ += t.decoded_piece(id, first_token_, buffer);
+  const std::string_view piece = t.decoded_piece(id, first_token_, buffer);
   first_token_ = false;
-  const size_t keep = utf8_incomplete_tail(pending_);
+  if (t.byte_piece[id]) {  // held until the run of byte tokens ends (its bytes are judged together)
+    pending_ += piece;
+    return {};
+  }
+  std::string text;
+  append_byte_run(pending_, text);
+  text += piece;
   std::string out;
-  append_sanitized_utf8(std::string_view(pending_).substr(0, pending_.size() - keep), out);
-  pending_.erase(0, pending_.size() - keep);
+  append_sanitized_utf8(text, out);
   if (strip_left_ > 0) strip_stream_start(out, t.decoder.strip_content(), strip_left_);
   return out;
 }
 
 std::string StreamingDetokenizer::flush() {
   const Tokenizer::Impl& t = *tokenizer_->impl_;
+  std::string text;
+  append_byte_run(pending_, text);
   std::string out;
-  append_sanitized_utf8(pending_, out);
-  pending_.clear();
+  append_sanitized_utf8(text, out);
   if (strip_left_ > 0) strip_stream_start(out, t.decoder.strip_content(), strip_left_);
   // The text ends here: the next push starts a new one.
   first_token_ = true;

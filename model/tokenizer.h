@@ -84,7 +84,7 @@ class StreamingDetokenizer {
   bool skip_special_;
   bool first_token_ = true;     // the next token is the first one of the text
   size_t strip_left_ = 0;       // leading characters still to strip (decoder Strip after Fuse)
-  std::string pending_;         // bytes of an incomplete UTF-8 character
+  std::string pending_;         // bytes of the byte-fallback tokens since the last other token
 };
 
 }  // namespace shardlm

@@ -343,6 +343,12 @@ bool Decoder::first_token_differs() const {
   return false;
 }
 
+bool Decoder::byte_fallback() const {
+  for (const DecoderStep& step : per_token_)
+    if (step.kind == DecoderStep::Kind::kByteFallback) return true;
+  return false;
+}
+
 void Decoder::strip_text(std::string& text) const {
   if (!strip_content_.empty()) strip_copies(text, strip_content_, strip_start_, strip_stop_);
 }

@@ -86,6 +86,8 @@ class Decoder {
   std::string decode_piece(std::string_view piece, bool first) const;
   // Whether the first token decodes differently from the others (Metaspace).
   bool first_token_differs() const;
+  // Whether "<0xNN>" pieces decode to their byte (a ByteFallback step).
+  bool byte_fallback() const;
 
   // A Strip after Fuse, applied to the whole text: `strip_start` leading and `strip_stop` trailing
   // copies of `strip_content` at most.

@@ -78,6 +78,21 @@ void append_sanitized_utf8(std::string_view s, std::string& out) {
   }
 }
 
+void append_byte_run(std::string& run, std::string& out) {
+  bool valid = true;
+  for (size_t i = 0; i < run.size() && valid;) {
+    const size_t n = utf8_char_length(run, i);
+    valid = n > 0;
+    i += n;
+  }
+  if (valid) {
+    out += run;
+  } else {
+    for (size_t i = 0; i < run.size(); ++i) out += "\xEF\xBF\xBD";
+  }
+  run.clear();
+}
+
 char32_t utf8_decode(std::string_view s, size_t pos, size_t len) {
   const auto b0 = static_cast<unsigned char>(s[pos]);
   if (len == 1) return b0;

@@ -20,6 +20,11 @@ size_t utf8_incomplete_tail(std::string_view s);
 // Appends s to out, replacing every byte that is not part of a well-formed character with U+FFFD.
 void append_sanitized_utf8(std::string_view s, std::string& out);
 
+// Appends a run of bytes from consecutive byte-fallback tokens to out and clears it, as Hugging Face's
+// ByteFallback decoder does: the bytes as they are when they are well-formed UTF-8 as a whole, else
+// one U+FFFD per byte.
+void append_byte_run(std::string& run, std::string& out);
+
 // Code point of the well-formed character at s[pos] of length len (from utf8_char_length).
 char32_t utf8_decode(std::string_view s, size_t pos, size_t len);
 

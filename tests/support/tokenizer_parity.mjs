@@ -151,9 +151,10 @@ for (let i = 0; i < strings.length; ++i) {
   }
 }
 
-// Random ids may hold byte-fallback tokens that form invalid UTF-8; the reference (TextDecoder)
-// and shardlm (one U+FFFD per invalid byte, like Hugging Face tokenizers) replace those
-// differently, so only sequences whose reference decode has no U+FFFD are compared.
+// Random ids may hold byte-fallback tokens that form invalid UTF-8; the reference (TextDecoder over
+// all the bytes) and shardlm (Hugging Face tokenizers' ByteFallback: a run of byte tokens that is
+// not well-formed as a whole becomes one U+FFFD per byte) replace those differently, so only
+// sequences whose reference decode has no U+FFFD are compared.
 let randomSkipped = 0;
 for (let i = 0; i < randomIds.length; ++i) {
   if (refRandomDecoded[i].includes("\uFFFD")) {

@@ -219,17 +219,26 @@ TEST(TokenizerGolden, RoundTrips) {
 
 // --- streaming ----------------------------------------------------------------------------------
 
-TEST(TokenizerGolden, StreamingHoldsBackIncompleteCharacters) {
+// Byte-fallback tokens are judged run by run, as Hugging Face's ByteFallback decoder does: a run of
+// consecutive byte tokens is its bytes when they are well-formed UTF-8 as a whole, else one U+FFFD
+// per byte (even for a whole character inside it). A stream holds a run until it ends.
+TEST(TokenizerGolden, StreamingHoldsByteRunsUntilTheyEnd) {
   const Tokenizer& t = golden();
   StreamingDetokenizer d(t);
   EXPECT_EQ(d.push(466), " hello");
   EXPECT_EQ(d.push(14 + 0xF0), "");
   EXPECT_EQ(d.push(14 + 0x9F), "");
   EXPECT_EQ(d.push(14 + 0x98), "");
-  EXPECT_EQ(d.push(14 + 0x80), "\xF0\x9F\x98\x80");
+  EXPECT_EQ(d.push(14 + 0x80), "");
+  EXPECT_EQ(d.push(470), "\xF0\x9F\x98\x80 world");
   EXPECT_EQ(d.push(14 + 0xC3), "");
   EXPECT_EQ(d.flush(), "\xEF\xBF\xBD");  // the stream ended inside a character
   EXPECT_EQ(d.flush(), "");
+  // One run: the emoji and a stray lead byte; all five bytes are replaced.
+  for (int b : {0xF0, 0x9F, 0x98, 0x80, 0xC3}) EXPECT_EQ(d.push(14 + b), "");
+  EXPECT_EQ(d.flush(), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
+  EXPECT_EQ(t.decode({14 + 0x41, 14 + 0xFF}), "\xEF\xBF\xBD\xEF\xBF\xBD");  // "A" + a bad byte: both replaced
+  EXPECT_EQ(t.decode({14 + 0xC3, 14 + 0xA9, 470}), "\xC3\xA9 world");
   EXPECT_THROW(d.push(600), Error);
   StreamingDetokenizer skipping(t, true);
   EXPECT_EQ(skipping.push(2), "");
