@@ -249,7 +249,7 @@ void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(a.grace_s);
     while (std::chrono::steady_clock::now() < deadline) {
       const SchedulerStats st = scheduler.stats();
-      if (st.running == 0 && st.waiting == 0) break;
+      if (st.running == 0 && st.waiting == 0 && tcp_server.preparing() == 0) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   } else {

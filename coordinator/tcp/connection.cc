@@ -16,6 +16,10 @@ namespace {
 
 constexpr size_t kResultChunkBytes = 256 * 1024;    // job results per frame, about
 constexpr size_t kResultResumeBytes = 1024 * 1024;  // read the next chunk while less waits to be written
+// Generate requests waiting to be prepared, per connection: beyond this many bytes of them the
+// connection is not read until they shrink (a client sending prompts faster than they are
+// tokenized holds at most this much memory, plus the frame being read).
+constexpr size_t kMaxToPrepareBytes = 64u << 20;
 
 client::ServerMessage error_message(uint64_t id, client::ErrorCode code, const std::string& text) {
   client::ServerMessage message;
@@ -185,6 +189,14 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
     }
   }
   if (state_ == State::kReady) watch_partial_frame(framed);
+  if (state_ == State::kReady && to_prepare_bytes_ > kMaxToPrepareBytes) {
+    // Enough waits to be prepared: read on once it shrinks (prepared()). Meanwhile a frame begun is
+    // not the client's to finish in time.
+    read_paused_ = true;
+    if (frame_deadline_armed_) timer_.cancel();
+    frame_deadline_armed_ = false;
+    return;
+  }
   if (state_ != State::kClosed) read();
 }
 
@@ -339,11 +351,32 @@ void Connection::on_generate(uint64_t id, client::GenerateRequest request) {
   // Rendering and tokenizing a long prompt takes a while (~60 ms per MB): done on the prepare
   // threads, so that this thread goes on serving the other connections.
   const uint64_t serial = next_serial_++;
-  auto abandoned = std::make_shared<std::atomic<bool>>(false);
-  inflight_[id] = Inflight{0, serial, 0, false, abandoned};
-  context_.run_prepare([service = &context_.service, gate = context_.gate, self = weak_from_this(), id, serial,
-                        abandoned, limit = context_.options.max_prompt_tokens, request = std::move(request)] {
-    if (abandoned->load()) return;  // the connection ended meanwhile
+  inflight_[id] = Inflight{0, serial, 0, false, std::make_shared<std::atomic<bool>>(false)};
+  to_prepare_bytes_ += request.ByteSizeLong();
+  to_prepare_.push_back(ToPrepare{id, serial, std::move(request)});
+  ++context_.preparing;
+  prepare_next();
+}
+
+void Connection::prepare_next() {
+  if (preparing_ || to_prepare_.empty()) return;
+  ToPrepare next = std::move(to_prepare_.front());
+  to_prepare_.pop_front();
+  to_prepare_bytes_ -= std::min(to_prepare_bytes_, next.request.ByteSizeLong());
+  const auto it = inflight_.find(next.id);
+  if (it == inflight_.end() || it->second.serial != next.serial) {  // ended meanwhile
+    --context_.preparing;
+    prepare_next();
+    return;
+  }
+  preparing_ = true;
+  context_.run_prepare([service = &context_.service, gate = context_.gate, self = weak_from_this(), id = next.id,
+                        serial = next.serial, abandoned = it->second.abandoned, preparing = &context_.preparing,
+                        limit = context_.options.max_prompt_tokens, request = std::move(next.request)] {
+    if (abandoned->load()) {  // the connection ended meanwhile
+      --*preparing;
+      return;
+    }
     client::ErrorCode code = client::ERROR_INTERNAL;
     std::string error;
     try {
@@ -357,6 +390,7 @@ void Connection::on_generate(uint64_t id, client::GenerateRequest request) {
         }
       });
       if (!posted) service->cancel(service_id);  // the server stopped: nobody takes its results
+      --*preparing;
       return;
     } catch (const RequestError& e) {
       code = to_proto_error_code(e.code());
@@ -370,10 +404,23 @@ void Connection::on_generate(uint64_t id, client::GenerateRequest request) {
     gate->post([self, id, serial, code, error] {
       if (auto c = self.lock()) c->on_refused(id, serial, code, error);
     });
+    --*preparing;
   });
 }
 
+void Connection::prepared() {
+  preparing_ = false;
+  if (state_ != State::kReady) return;
+  prepare_next();
+  if (read_paused_ && to_prepare_bytes_ <= kMaxToPrepareBytes) {
+    read_paused_ = false;
+    watch_partial_frame(false);
+    read();
+  }
+}
+
 void Connection::on_submitted(uint64_t request_id, uint64_t serial, uint64_t service_id) {
+  prepared();
   const auto it = inflight_.find(request_id);
   if (state_ != State::kReady || it == inflight_.end() || it->second.serial != serial) {
     // Ended meanwhile (finished already, or the connection is closing): a cancel of a request that
@@ -386,6 +433,7 @@ void Connection::on_submitted(uint64_t request_id, uint64_t serial, uint64_t ser
 }
 
 void Connection::on_refused(uint64_t request_id, uint64_t serial, client::ErrorCode code, const std::string& message) {
+  prepared();
   if (state_ != State::kReady) return;
   const auto it = inflight_.find(request_id);
   if (it == inflight_.end() || it->second.serial != serial) return;
@@ -610,6 +658,9 @@ void Connection::cancel_requests() {
       request.abandoned->store(true);  // not queued if not yet; cancelled in on_submitted otherwise
     }
   }
+  context_.preparing -= static_cast<int64_t>(to_prepare_.size());  // never handed to the prepare threads
+  to_prepare_.clear();
+  to_prepare_bytes_ = 0;
   inflight_.clear();
   result_streams_.clear();
 }

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -68,6 +69,7 @@ struct ServerContext {
   std::shared_ptr<JobHandler> jobs{};                         // null: batch jobs are off
   std::function<void(std::function<void()>)> run_job{};       // runs work on the job thread
   std::function<void(std::function<void()>)> run_prepare{};   // tokenizes and submits off the I/O thread
+  std::atomic<int64_t> preparing{0};  // generate requests taken and not yet queued or refused, all connections
   ApiKeySet keys{};                                           // options.api_keys, as digests
   ConnectionLimit connection_limit{};                         // options.max_connections
 };
@@ -100,6 +102,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool cancel_wanted = false;  // cancelled while being prepared: cancelled once queued
     std::shared_ptr<std::atomic<bool>> abandoned;  // set when the connection ends during preparation
   };
+  // A generate request waiting for its turn on the prepare threads (one per connection at a time).
+  struct ToPrepare {
+    uint64_t id = 0;
+    uint64_t serial = 0;
+    client::GenerateRequest request;
+  };
   // A job_results request being streamed.
   struct ResultStream {
     client::JobResultsRequest request;
@@ -118,6 +126,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void handle(client::ClientMessage& message);
   void on_hello(const client::Hello& hello);
   void on_generate(uint64_t id, client::GenerateRequest request);
+  // Hands the connection's next waiting generate request to the prepare threads, unless one of its
+  // requests is there already (so that one connection's long prompts do not hold up the others').
+  void prepare_next();
+  // After a prepared request: the next one, and reading again once little waits to be prepared.
+  void prepared();
   void on_cancel(uint64_t id);
   void on_job(uint64_t id, const client::ClientMessage& message);
   void next_result_chunk(uint64_t id);
@@ -162,6 +175,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::map<uint64_t, Inflight> inflight_;
   std::map<uint64_t, ResultStream> result_streams_;
   uint64_t next_serial_ = 1;
+  std::deque<ToPrepare> to_prepare_;
+  size_t to_prepare_bytes_ = 0;  // their frames' bytes: reading pauses beyond kMaxToPrepareBytes
+  bool preparing_ = false;       // one of this connection's requests is on the prepare threads
+  bool read_paused_ = false;
 };
 
 }  // namespace shardlm::tcp::detail

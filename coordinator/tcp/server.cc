@@ -1,5 +1,6 @@
 #include "coordinator/tcp/server.h"
 
+#include <algorithm>
 #include <atomic>
 #include <optional>
 #include <set>
@@ -60,8 +61,8 @@ struct TcpServer::Impl {
   std::shared_ptr<detail::PostGate> gate;
   detail::ServerContext context;
   asio::thread_pool job_pool{1};  // batch-job calls (they may block on storage)
-  // Generate requests rendered, tokenized and queued: two, so that a short prompt is not held up by
-  // one long one.
+  // Generate requests rendered, tokenized and queued: two, and one request of a connection at a time,
+  // so that a short prompt is not held up by long ones.
   asio::thread_pool prepare_pool{2};
   std::set<std::shared_ptr<Connection>> connections;  // I/O thread only
   std::atomic<size_t> count{0};
@@ -154,5 +155,7 @@ void TcpServer::set_ready(bool ready) { impl_->context.ready = ready; }
 int TcpServer::port() const { return impl_->port; }
 
 size_t TcpServer::connection_count() const { return impl_->count; }
+
+int64_t TcpServer::preparing() const { return std::max<int64_t>(0, impl_->context.preparing.load()); }
 
 }  // namespace shardlm::tcp

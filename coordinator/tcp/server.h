@@ -71,6 +71,9 @@ class TcpServer {
   int port() const;
   // Connections open now.
   size_t connection_count() const;
+  // Generate requests taken from clients and not yet queued (or refused) by the text service: a
+  // draining server waits for them too.
+  int64_t preparing() const;
 
  private:
   struct Impl;

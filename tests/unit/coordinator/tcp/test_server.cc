@@ -55,6 +55,11 @@ class RawConnection {
     }
   }
   void send(const client::ClientMessage& m) { write(encode_frame(m)); }
+  // True while no byte of an answer has arrived.
+  bool nothing_arrived() {
+    pollfd p{fd_, POLLIN, 0};
+    return decoder_.buffered() == 0 && ::poll(&p, 1, 0) == 0;
+  }
   void shutdown_write() { ::shutdown(fd_, SHUT_WR); }
   void send_hello(uint32_t major = kProtocolMajor, uint32_t minor = kProtocolMinor, const std::string& key = {}) {
     client::ClientMessage m;
@@ -375,6 +380,61 @@ TEST_F(TcpServerTest, ALongPromptHoldsUpNoOtherMessage) {
   Client other;
   other.connect("127.0.0.1", server->port());
   EXPECT_EQ(run(other, "hello", greedy(2)).finish.usage().completion_tokens(), 2);
+}
+
+// One connection's long prompts do not hold up another's short one: a connection's requests are
+// prepared one at a time, the server's two prepare threads taking connections in turn. The server
+// counts what it is preparing (a draining server waits for it).
+TEST_F(TcpServerTest, ManyLongPromptsOfOneConnectionHoldUpNoOther) {
+  auto server = start_server();
+  std::string prompt;
+  const std::string words = "the quick brown fox jumps over the lazy dog while seven zebras quietly watch ";
+  while (prompt.size() + words.size() < (8u << 20)) prompt += words;
+  RawConnection big(server->port());
+  big.handshake();
+  std::string frames;
+  for (uint64_t id = 1; id <= 4; ++id) frames += encode_frame(generate_message(id, prompt, 4));
+  big.write(frames);
+  EXPECT_GE(server->preparing(), 1);
+  Client other;
+  other.connect("127.0.0.1", server->port());
+  EXPECT_EQ(run(other, "hello", greedy(2)).finish.usage().completion_tokens(), 2);
+  // Answered while the first long prompt was still being tokenized (each takes about half a second).
+  EXPECT_TRUE(big.nothing_arrived());
+  for (uint64_t id = 1; id <= 4; ++id) {
+    const auto m = big.read(120);
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->request_id(), id);  // in order
+    ASSERT_TRUE(m->has_error()) << message_kind(*m);
+    EXPECT_EQ(m->error().code(), client::ERROR_CONTEXT_LENGTH);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server->preparing() != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_EQ(server->preparing(), 0);
+}
+
+// More prompts than the server holds for one connection (64 MiB) pause its reading until they are
+// prepared; every request is still answered.
+TEST_F(TcpServerTest, PromptsBeyondTheLimitPauseReadingAndAllAreAnswered) {
+  auto server = start_server();
+  std::string prompt;
+  const std::string words = "a b c d e f g h i j k l m n o p q r s t u v w x y z ";
+  while (prompt.size() + words.size() < (15u << 20)) prompt += words;
+  RawConnection c(server->port());
+  c.handshake();
+  std::thread writer([&] {
+    for (uint64_t id = 1; id <= 6; ++id) c.send(generate_message(id, prompt, 4));
+  });
+  for (uint64_t id = 1; id <= 6; ++id) {
+    const auto m = c.read(120);
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->request_id(), id);
+    ASSERT_TRUE(m->has_error()) << message_kind(*m);
+    EXPECT_EQ(m->error().code(), client::ERROR_CONTEXT_LENGTH);
+  }
+  writer.join();
 }
 
 // A cancel that arrives while its request is still being prepared ends it once it is queued.
