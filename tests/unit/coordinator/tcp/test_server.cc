@@ -129,6 +129,14 @@ client::ClientMessage generate_message(uint64_t id, const std::string& prompt, i
   return m;
 }
 
+// A prompt of about `bytes` bytes of words (tokenizing it takes ~60 ms per MB).
+std::string long_prompt(size_t bytes) {
+  const std::string words = "the quick brown fox jumps over the lazy dog while seven zebras quietly watch ";
+  std::string prompt;
+  while (prompt.size() + words.size() < bytes) prompt += words;
+  return prompt;
+}
+
 RequestOptions greedy(int max_tokens) {
   RequestOptions o;
   o.max_tokens = max_tokens;
@@ -353,9 +361,7 @@ TEST_F(TcpServerTest, CancelEndsTheRequest) {
 // exceeds the context).
 TEST_F(TcpServerTest, ALongPromptHoldsUpNoOtherMessage) {
   auto server = start_server();
-  std::string prompt;
-  const std::string words = "the quick brown fox jumps over the lazy dog while seven zebras quietly watch ";
-  while (prompt.size() + words.size() < (8u << 20)) prompt += words;
+  const std::string prompt = long_prompt(8u << 20);
   RawConnection c(server->port());
   c.handshake();
   client::ClientMessage models;
@@ -387,9 +393,7 @@ TEST_F(TcpServerTest, ALongPromptHoldsUpNoOtherMessage) {
 // counts what it is preparing (a draining server waits for it).
 TEST_F(TcpServerTest, ManyLongPromptsOfOneConnectionHoldUpNoOther) {
   auto server = start_server();
-  std::string prompt;
-  const std::string words = "the quick brown fox jumps over the lazy dog while seven zebras quietly watch ";
-  while (prompt.size() + words.size() < (8u << 20)) prompt += words;
+  const std::string prompt = long_prompt(8u << 20);
   RawConnection big(server->port());
   big.handshake();
   std::string frames;
@@ -419,9 +423,7 @@ TEST_F(TcpServerTest, ManyLongPromptsOfOneConnectionHoldUpNoOther) {
 // prepared; every request is still answered.
 TEST_F(TcpServerTest, PromptsBeyondTheLimitPauseReadingAndAllAreAnswered) {
   auto server = start_server();
-  std::string prompt;
-  const std::string words = "a b c d e f g h i j k l m n o p q r s t u v w x y z ";
-  while (prompt.size() + words.size() < (15u << 20)) prompt += words;
+  const std::string prompt = long_prompt(15u << 20);
   RawConnection c(server->port());
   c.handshake();
   std::thread writer([&] {
