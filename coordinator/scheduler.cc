@@ -179,9 +179,16 @@ void Scheduler::finish(Request& r, FinishReason reason, const std::string& error
   }
 }
 
-void Scheduler::preempt_last() {
-  std::shared_ptr<Request> r = running_.back();
-  running_.pop_back();
+size_t Scheduler::preemption_victim() const {
+  for (size_t i = running_.size(); i-- > 0;) {
+    if (running_[i]->request.priority == Priority::kBatch) return i;
+  }
+  return running_.size() - 1;
+}
+
+void Scheduler::preempt(size_t index) {
+  std::shared_ptr<Request> r = running_[index];
+  running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
   if (r->seq >= 0) {
     try {
       engine_.free_sequence(r->seq);
@@ -334,24 +341,34 @@ bool Scheduler::iterate() {
   // The workers' pools hold the capacity rounded up to whole blocks.
   const int64_t capacity = whole_blocks(engine_.kv_capacity_tokens());
   // KV is reserved as sequences grow: each decoding sequence's next position first (oldest first),
-  // preempting the most recently scheduled sequences when the cache is full (they are recomputed
-  // once there is room again; a request alone always fits, submit checked it, so the oldest one
-  // always advances).
+  // preempting when the cache is full — batch-priority sequences first, the most recently scheduled
+  // first — which are recomputed once there is room again. A request alone always fits (submit
+  // checked it), so the oldest interactive one always advances.
   for (size_t i = 0; i < running_.size(); ++i) {
     Request& r = *running_[i];
     if (r.prefilling()) continue;  // its admission reserved everything its prefill writes
     const int64_t grow = whole_blocks(r.fed + 1) - r.reserved;
     if (grow <= 0) continue;
-    while (kv_reserved_ + grow > capacity && running_.back().get() != &r) preempt_last();
-    if (kv_reserved_ + grow > capacity) {
+    bool preempted_self = false;
+    while (kv_reserved_ + grow > capacity) {
       if (running_.size() == 1) {
         // Alone and still too long (submit's check rules this out): end it rather than loop.
         overflowed.push_back(running_.back());
         running_.pop_back();
+        preempted_self = true;
         break;
       }
-      preempt_last();  // `r` itself: the most recent
-      break;
+      const size_t victim = preemption_victim();
+      preempt(victim);
+      if (victim == i) {
+        preempted_self = true;
+        break;
+      }
+      if (victim < i) --i;
+    }
+    if (preempted_self) {
+      --i;  // the next request moved into this slot
+      continue;
     }
     r.reserved += grow;
     kv_reserved_ += grow;

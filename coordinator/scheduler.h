@@ -87,9 +87,11 @@ class Scheduler {
   void finish(Request& r, FinishReason reason, const std::string& error = {},
               RequestErrorCode code = RequestErrorCode::kInternal);
   void heartbeat_if_idle(bool worked);
-  // Takes the most recently scheduled running request back to the front of the queue, freeing its KV
-  // (called with mutex_ held).
-  void preempt_last();
+  // Which running request a full KV cache preempts: the most recently scheduled batch-priority one,
+  // else the most recently scheduled one (an index into running_).
+  size_t preemption_victim() const;
+  // Takes running_[index] back to the front of the queue, freeing its KV (called with mutex_ held).
+  void preempt(size_t index);
 
   StepEngine& engine_;
   SchedulerOptions options_;

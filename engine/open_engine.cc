@@ -161,6 +161,7 @@ class LocalStepEngine final : public StepEngine {
     runner_ = std::make_unique<ModelRunner>(std::move(config), ckpt, std::move(shard), runner_options(o, kv_tokens));
     description = precision_text(o) + ", single process";
     max_sequences_ = std::max(o.max_sequences, 1);
+    threads_ = omp_get_max_threads();  // as open_engine set it on this thread
   }
   const ModelConfig& config() const override { return runner_->config(); }
   int64_t max_sequence_tokens() const override { return context_; }
@@ -175,6 +176,7 @@ class LocalStepEngine final : public StepEngine {
   void step(const StepBatch& batch, const std::vector<RowRequest>& rows, std::vector<RowCandidates>& out) override {
     if (rows.size() != batch.logit_rows.size()) fail("step: {} row requests for {} logit rows", rows.size(), batch.logit_rows.size());
     const auto t0 = std::chrono::steady_clock::now();
+    use_threads();
     runner_->forward(batch, last_logits_);
     const int64_t V = config().vocab_size;
     out = select_step_candidates(last_logits_.data(), V, 0, rows);
@@ -192,6 +194,7 @@ class LocalStepEngine final : public StepEngine {
     logits.assign(last_logits_.begin() + row * V, last_logits_.begin() + (row + 1) * V);
   }
   void logits(const StepBatch& batch, std::vector<float>& logits, const StepTraceFn& trace) override {
+    use_threads();
     runner_->forward(batch, logits, trace);
   }
   std::vector<WorkerStepFigures> last_step_figures() const override { return figures_; }
@@ -203,6 +206,12 @@ class LocalStepEngine final : public StepEngine {
   }
 
  private:
+  // OpenMP's thread count is per thread: the one calling (a server's scheduler thread) gets the
+  // count open_engine set (--threads) rather than the default of one per core.
+  void use_threads() const {
+    if (omp_get_max_threads() != threads_) omp_set_num_threads(threads_);
+  }
+  int threads_ = 1;
   WorkerStepFigures state_figures() const {
     WorkerStepFigures f;
     const KvCache& kv = runner_->kv_cache();

@@ -1,6 +1,7 @@
 // The scheduler on a real single-process engine (the golden tiny dense model): continuous batching
 // does not change results, cancel frees the KV cache, admission refuses what cannot fit.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -466,6 +467,27 @@ TEST(TextService, StopStringsEndTheTextBeforeThem) {
   }
 }
 
+// A full cache preempts batch-priority sequences before interactive ones, even older ones: the
+// interactive request runs through, the batch line is recomputed and ends with its tokens unchanged.
+TEST(Scheduler, AFullCachePreemptsBatchLinesFirst) {
+  auto engine = open_tiny(4, 512);
+  const std::vector<int32_t> pa = prompt_of(8, 10), pb = prompt_of(9, 12);
+  const std::vector<int32_t> want_a = reference_greedy(*engine, pa, 400);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  auto a = std::make_shared<Collector>(), b = std::make_shared<Collector>();
+  GenerationRequest batch = greedy(pa, 400);
+  batch.priority = Priority::kBatch;
+  scheduler.submit(batch, a);
+  while (scheduler.stats().running == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  scheduler.submit(greedy(pb, 300), b);
+  b->wait();
+  EXPECT_FALSE(a->finished());  // the older batch line gave way
+  EXPECT_EQ(b->summary.reason, FinishReason::kLength);
+  a->wait();
+  EXPECT_EQ(a->tokens, want_a);
+  EXPECT_GE(scheduler.stats().preemptions, 1);
+}
+
 // A sequence cannot outgrow the KV cache: where it is smaller than the model's context, the text
 // service's context (and so a request's default max_tokens) is the cache's.
 TEST(TextService, TheContextIsNoLargerThanTheKvCache) {
@@ -512,6 +534,29 @@ TEST(TextService, ChatWithIgnoreEosRunsToMaxTokens) {
     EXPECT_EQ(all->finish.completion_tokens, 200) << "seed " << seed;
   }
   EXPECT_GT(ended_early, 0);  // without ignore_eos some of these turns end early
+}
+
+// --threads holds on the thread that runs the steps (a server's scheduler thread), not only on the
+// one that opened the engine: OpenMP's thread count is per thread.
+TEST(Scheduler, StepsRunWithTheEnginesThreadCount) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "one core: the default is one thread anyway";
+  EngineOptions o;
+  o.model_dir = kModel;
+  o.max_sequences = 1;
+  o.kv_tokens = 256;
+  o.max_context = 256;
+  o.threads = 1;
+  auto engine = open_engine(o);
+  int seen = 0;
+  std::thread stepper([&] {
+    StepBatch b;
+    b.add(engine->new_sequence(), 0, {2, 10, 11}, false, true);
+    std::vector<RowCandidates> out;
+    engine->step(b, {RowRequest{1, 0.0f}}, out);
+    seen = omp_get_max_threads();
+  });
+  stepper.join();
+  EXPECT_EQ(seen, 1);
 }
 
 }  // namespace
