@@ -7,6 +7,7 @@
 
 #include "cli/command.h"
 #include "common/error.h"
+#include "common/json_limits.h"
 #include "model/chat_template.h"
 
 namespace shardlm::cli {
@@ -27,7 +28,7 @@ nlohmann::json read_json_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   try {
-    return nlohmann::json::parse(ss.str());
+    return parse_json_limited(ss.str());
   } catch (const nlohmann::json::parse_error& e) {
     fail("{} is not valid JSON: {}", path, e.what());
   }

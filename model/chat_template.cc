@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/error.h"
+#include "common/json_limits.h"
 #include "model/chat_template_jinja.h"
 
 namespace shardlm {
@@ -108,6 +109,11 @@ void normalize_tool_calls(json& message, const std::string& where) {
     json parsed = json::parse(text, nullptr, /*allow_exceptions=*/false);
     if (parsed.is_discarded()) {
       fail("{}.function.arguments is not valid JSON: {}", cw, text.size() > 200 ? text.substr(0, 200) + "..." : text);
+    }
+    try {
+      json_detail::check_integer_ranges(text);
+    } catch (const json::exception& e) {
+      fail("{}.function.arguments: {}", cw, e.what());
     }
     if (!parsed.is_object()) {
       fail("{}.function.arguments must hold a JSON object, not {}", cw, parsed.type_name());

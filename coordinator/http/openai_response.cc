@@ -46,8 +46,24 @@ int64_t characters_of(const std::string& bytes) {
   return n;
 }
 
+// Where the tokens of a delta stand in the text, in characters: the text a delta brings ends with
+// its tokens' own text, so they are placed back from its end (a token whose text the detokenizer
+// held back, part of a character or of a stop string's candidate, comes out with a later one), never
+// before the delta's start. `chars`: characters before the delta, advanced past it.
+void delta_offsets(const TextDelta& d, int64_t& chars, std::vector<int64_t>& out) {
+  const int64_t begin = chars;
+  chars += characters_of(d.content);
+  const size_t first = out.size();
+  out.resize(first + d.logprobs.size());
+  int64_t pos = chars;
+  for (size_t i = d.logprobs.size(); i-- > 0;) {
+    pos = std::max(begin, pos - characters_of(d.logprobs[i].token));
+    out[first + i] = pos;
+  }
+}
+
 // Completions: {tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}.
-json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, int64_t& offset) {
+json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, const std::vector<int64_t>& offsets) {
   json out = {{"tokens", json::array()}, {"token_logprobs", json::array()}, {"top_logprobs", json::array()},
               {"text_offset", json::array()}};
   for (const TextTokenLogprob& t : tokens) {
@@ -62,9 +78,8 @@ json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, int64_t& o
     const std::string chosen = token_text(t.token);
     if (!top.contains(chosen)) top[chosen] = clamp_logprob(t.logprob);
     out["top_logprobs"].push_back(std::move(top));
-    out["text_offset"].push_back(offset);
-    offset += characters_of(t.token);
   }
+  out["text_offset"] = offsets;
   return out;
 }
 
@@ -150,6 +165,7 @@ void CompletionBuilder::add(const TextDelta& delta) {
   reasoning_ += delta.reasoning;
   tool_calls_.insert(tool_calls_.end(), delta.tool_calls.begin(), delta.tool_calls.end());
   logprobs_.insert(logprobs_.end(), delta.logprobs.begin(), delta.logprobs.end());
+  delta_offsets(delta, text_chars_, text_offsets_);
 }
 
 json CompletionBuilder::finish(const TextFinish& finish) const {
@@ -171,8 +187,7 @@ json CompletionBuilder::finish(const TextFinish& finish) const {
     choice["finish_reason"] = final_reason(finish, tools);
   } else {
     choice["text"] = content_;
-    int64_t offset = 0;
-    choice["logprobs"] = meta_.logprobs ? completion_logprobs(logprobs_, offset) : json(nullptr);
+    choice["logprobs"] = meta_.logprobs ? completion_logprobs(logprobs_, text_offsets_) : json(nullptr);
     choice["finish_reason"] = final_reason(finish, false);
   }
   return {{"id", meta_.id},
@@ -224,7 +239,9 @@ std::string ChunkStream::delta(const TextDelta& d) {
                                                                : json(nullptr);
   } else {
     choice["text"] = d.content;
-    choice["logprobs"] = meta_.logprobs && !d.logprobs.empty() ? completion_logprobs(d.logprobs, text_offset_) : json(nullptr);
+    std::vector<int64_t> offsets;
+    delta_offsets(d, text_chars_, offsets);
+    choice["logprobs"] = meta_.logprobs && !d.logprobs.empty() ? completion_logprobs(d.logprobs, offsets) : json(nullptr);
   }
   choice["finish_reason"] = nullptr;
   return sse_event(chunk(std::move(choice)));

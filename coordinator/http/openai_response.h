@@ -64,6 +64,8 @@ class CompletionBuilder {
   std::string reasoning_;
   std::vector<ChatToolCall> tool_calls_;
   std::vector<TextTokenLogprob> logprobs_;
+  std::vector<int64_t> text_offsets_;  // completions: each token's place in the text, in characters
+  int64_t text_chars_ = 0;             // characters of content so far
 };
 
 // Turns the deltas of a streamed request into server-sent events.
@@ -82,7 +84,7 @@ class ChunkStream {
   nlohmann::json chunk(nlohmann::json choice) const;
   ResponseMeta meta_;
   int tool_calls_ = 0;     // tool calls sent so far (their index)
-  int64_t text_offset_ = 0;  // completions log-probabilities: bytes of text sent so far
+  int64_t text_chars_ = 0;  // completions log-probabilities: characters of text sent so far
 };
 
 // GET /v1/models: {"object": "list", "data": [model_json(...)]}.

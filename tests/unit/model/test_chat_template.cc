@@ -160,6 +160,9 @@ TEST(ChatTemplate, MalformedConversationsNameTheField) {
       {R"([{"role":"assistant","tool_calls":[{"function":{"arguments":"{}"}}]}])", "messages[0].tool_calls[0].function.name"},
       {R"([{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"{oops"}}]}])",
        "messages[0].tool_calls[0].function.arguments is not valid JSON: {oops"},
+      {R"([{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"{\"a\":123456789012345678901234567890}"}}]}])",
+       "messages[0].tool_calls[0].function.arguments: [json.exception.parse_error.101] parse error at byte 6: the integer "
+       "123456789012345678901234567890 does not fit in 64 bits"},
       {R"([{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"[1,2]"}}]}])",
        "messages[0].tool_calls[0].function.arguments must hold a JSON object, not array"},
       {R"([{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":7}}]}])",

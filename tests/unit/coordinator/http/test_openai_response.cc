@@ -202,6 +202,35 @@ TEST(OpenAIResponse, CompletionTopLogprobsHoldTheSampledToken) {
   EXPECT_FLOAT_EQ(lp["top_logprobs"][0]["x"].get<float>(), -3.85f);
 }
 
+// text_offset is where a token's text stands in the returned text: a byte the detokenizer held back
+// (here a stray one, replaced by U+FFFD once the next token came) does not shift the next token's.
+TEST(OpenAIResponse, TextOffsetsFollowTheReturnedText) {
+  const std::string bad = "\xff", replacement = "\xef\xbf\xbd";
+  std::vector<TextDelta> deltas(4);
+  deltas[0].logprobs.push_back({bad, -1.0f, {}});
+  deltas[1].content = replacement + " attentio";
+  deltas[1].logprobs.push_back({" attentio", -1.0f, {}});
+  deltas[2].logprobs.push_back({bad, -1.0f, {}});
+  deltas[3].content = replacement;
+  CompletionBuilder b(completion_meta(true));
+  ChunkStream stream(completion_meta(true));
+  std::vector<int64_t> streamed;
+  for (const TextDelta& d : deltas) {
+    b.add(d);
+    const std::string event = stream.delta(d);
+    if (event.empty()) continue;
+    const json chunk = json::parse(event.substr(6));
+    const json& lp = chunk["choices"][0]["logprobs"];
+    if (!lp.is_null()) {
+      for (const json& o : lp["text_offset"]) streamed.push_back(o.get<int64_t>());
+    }
+  }
+  const json r = b.finish(finish("length", 1, 3));
+  EXPECT_EQ(r["choices"][0]["text"], replacement + " attentio" + replacement);
+  EXPECT_EQ(r["choices"][0]["logprobs"]["text_offset"], json::array({0, 1, 10}));
+  EXPECT_EQ(streamed, (std::vector<int64_t>{0, 1, 10}));
+}
+
 TEST(OpenAIResponse, TextCompletionShape) {
   CompletionBuilder b(completion_meta(true));
   TextDelta d = content(" there was");
