@@ -44,15 +44,14 @@ size_t utf8_char_length(std::string_view s, size_t pos) {
   return continuation_valid(s, pos, info.length, info) ? info.length : 0;
 }
 
-size_t utf8_incomplete_tail(std::string_view s) {
-  const size_t n = s.size();
-  for (size_t k = 1; k <= 3 && k <= n; ++k) {
-    const auto b = static_cast<unsigned char>(s[n - k]);
-    if (is_continuation(b)) continue;
-    const LeadInfo info = lead_info(b);
-    return (info.length > k && continuation_valid(s, n - k, k, info)) ? k : 0;
+size_t invalid_utf8_at(std::string_view s) {
+  size_t pos = 0;
+  while (pos < s.size()) {
+    const size_t len = utf8_char_length(s, pos);
+    if (len == 0) return pos;
+    pos += len;
   }
-  return 0;
+  return std::string_view::npos;
 }
 
 void append_sanitized_utf8(std::string_view s, std::string& out) {
@@ -79,13 +78,7 @@ void append_sanitized_utf8(std::string_view s, std::string& out) {
 }
 
 void append_byte_run(std::string& run, std::string& out) {
-  bool valid = true;
-  for (size_t i = 0; i < run.size() && valid;) {
-    const size_t n = utf8_char_length(run, i);
-    valid = n > 0;
-    i += n;
-  }
-  if (valid) {
+  if (invalid_utf8_at(run) == std::string_view::npos) {
     out += run;
   } else {
     for (size_t i = 0; i < run.size(); ++i) out += "\xEF\xBF\xBD";

@@ -1,6 +1,6 @@
-// UTF-8 helpers of the tokenizer: well-formedness checks (Unicode table 3-7: no overlong forms,
-// no surrogates, nothing above U+10FFFF), replacing invalid bytes with U+FFFD, and finding where a
-// truncated character starts at the end of a byte stream.
+// UTF-8 helpers of the tokenizer, also used wherever text leaves the server: well-formedness checks
+// (Unicode table 3-7: no overlong forms, no surrogates, nothing above U+10FFFF) and replacing
+// invalid bytes with U+FFFD.
 #pragma once
 
 #include <cstddef>
@@ -13,9 +13,8 @@ namespace shardlm::tokenizer_detail {
 // do not form one (invalid or truncated).
 size_t utf8_char_length(std::string_view s, size_t pos);
 
-// Number of bytes (0-3) at the end of s that are a proper prefix of a well-formed character, i.e.
-// bytes that may still become valid when more bytes arrive.
-size_t utf8_incomplete_tail(std::string_view s);
+// Offset of the first byte of s that is not part of a well-formed character, or npos.
+size_t invalid_utf8_at(std::string_view s);
 
 // Appends s to out, replacing every byte that is not part of a well-formed character with U+FFFD.
 void append_sanitized_utf8(std::string_view s, std::string& out);

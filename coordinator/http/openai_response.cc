@@ -27,16 +27,10 @@ json bytes_json(const std::string& s) {
 // "bytes:\xe2\x80" (OpenAI's form for a token that is part of a character), so that distinct tokens
 // keep distinct texts.
 std::string token_text(const std::string& bytes) {
-  for (size_t i = 0; i < bytes.size();) {
-    const size_t n = tokenizer_detail::utf8_char_length(bytes, i);
-    if (n == 0) {
-      std::string text = "bytes:";
-      for (unsigned char c : bytes) text += fmt::format("\\x{:02x}", c);
-      return text;
-    }
-    i += n;
-  }
-  return bytes;
+  if (tokenizer_detail::invalid_utf8_at(bytes) == std::string::npos) return bytes;
+  std::string text = "bytes:";
+  for (unsigned char c : bytes) text += fmt::format("\\x{:02x}", c);
+  return text;
 }
 
 // Characters a token adds to the text (its bytes that start a UTF-8 character).

@@ -3,43 +3,12 @@
 
 #include "coordinator/http/openai_response.h"
 #include "coordinator/request_error.h"
+#include "model/tokenizer_utf8.h"
 
 namespace shardlm::jobs {
 namespace {
 
 using nlohmann::json;
-
-// Offset of the first byte that is not part of a well-formed UTF-8 character, or npos.
-size_t invalid_utf8_at(std::string_view text) {
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = s[i];
-    size_t len = 0;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c < 0x80) {
-      len = 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      if (c == 0xe0) lo = 0xa0;
-      if (c == 0xed) hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;
-    }
-    if (len == 0 || i + len > n) return i;
-    for (size_t k = 1; k < len; ++k) {
-      const unsigned char b = s[i + k];
-      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) return i;
-    }
-    i += len;
-  }
-  return std::string_view::npos;
-}
 
 bool blank(std::string_view s) { return s.find_first_not_of(" \t\r") == std::string_view::npos; }
 
@@ -66,7 +35,7 @@ std::string kind(const json& v) {
 bool is_batch_endpoint(std::string_view url) { return url == kChatEndpoint || url == kCompletionsEndpoint; }
 
 std::vector<InputLine> split_jsonl(std::string_view content, int64_t max_lines) {
-  if (const size_t bad = invalid_utf8_at(content); bad != std::string_view::npos) {
+  if (const size_t bad = tokenizer_detail::invalid_utf8_at(content); bad != std::string_view::npos) {
     int64_t line = 1;
     for (size_t i = 0; i < bad; ++i) line += content[i] == '\n';
     fail_request(RequestErrorCode::kInvalidRequest,

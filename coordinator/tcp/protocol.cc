@@ -1,5 +1,7 @@
 #include "coordinator/tcp/protocol.h"
 
+#include "model/tokenizer_utf8.h"
+
 namespace shardlm::tcp {
 
 const char* error_code_name(client::ErrorCode code) {
@@ -76,40 +78,7 @@ const char* message_kind(const client::ServerMessage& message) {
 
 std::string valid_utf8(std::string_view text) {
   std::string out;
-  out.reserve(text.size());
-  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
-  const size_t n = text.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = s[i];
-    size_t len = 0;
-    uint32_t lo = 0x80, hi = 0xbf;  // allowed range of the second byte
-    if (c < 0x80) {
-      len = 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      if (c == 0xe0) lo = 0xa0;  // no overlong forms
-      if (c == 0xed) hi = 0x9f;  // no surrogates
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      if (c == 0xf0) lo = 0x90;
-      if (c == 0xf4) hi = 0x8f;  // <= U+10FFFF
-    }
-    bool ok = len > 0 && i + len <= n;
-    for (size_t k = 1; ok && k < len; ++k) {
-      const unsigned char b = s[i + k];
-      ok = k == 1 ? (b >= lo && b <= hi) : (b >= 0x80 && b <= 0xbf);
-    }
-    if (ok) {
-      out.append(text.data() + i, len);
-      i += len;
-    } else {
-      out += "\xef\xbf\xbd";
-      ++i;
-    }
-  }
+  tokenizer_detail::append_sanitized_utf8(text, out);
   return out;
 }
 
