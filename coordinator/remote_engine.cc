@@ -61,12 +61,16 @@ void RemoteEngine::lose(const std::string& reason) {
   throw EngineUnavailable("the model workers are unavailable: " + lost_reason_);
 }
 
-void RemoteEngine::wait_for(comm::Request& request, std::chrono::steady_clock::time_point deadline, const std::string& what) {
+void RemoteEngine::wait_until(comm::Request& request, std::chrono::steady_clock::time_point deadline) {
   const auto now = std::chrono::steady_clock::now();
   comm::WaitPolicy policy;
   policy.timeout = deadline > now ? std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now) : std::chrono::nanoseconds(0);
+  world_.wait(request, policy);
+}
+
+void RemoteEngine::wait_for(comm::Request& request, std::chrono::steady_clock::time_point deadline, const std::string& what) {
   try {
-    world_.wait(request, policy);
+    wait_until(request, deadline);
   } catch (const Error& e) {
     lose(fmt::format("{} ({})", what, e.what()));
   }
@@ -96,11 +100,8 @@ std::vector<std::vector<uint8_t>> RemoteEngine::gather_replies(std::chrono::mill
   requests.reserve(workers);
   for (size_t w = 0; w < workers; ++w) requests.push_back(world_.irecv(&sizes[w], sizeof(uint64_t), static_cast<int>(w + 1), kReplyTag));
   for (size_t w = 0; w < workers; ++w) {
-    const auto now = std::chrono::steady_clock::now();
-    comm::WaitPolicy policy;
-    policy.timeout = deadline > now ? std::chrono::duration_cast<std::chrono::nanoseconds>(deadline - now) : std::chrono::nanoseconds(0);
     try {
-      world_.wait(requests[w], policy);
+      wait_until(requests[w], deadline);
     } catch (const Error& e) {
       // Name every worker that is silent, not only the first one waited for (a healthy worker
       // blocked in a collective with a lost one is silent too).

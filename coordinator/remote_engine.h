@@ -46,6 +46,8 @@ class RemoteEngine {
   void check_not_lost() const;
   // Waits for a request until the deadline; a miss marks the engine lost and throws.
   void wait_for(comm::Request& request, std::chrono::steady_clock::time_point deadline, const std::string& what);
+  // Waits for `request` until `deadline`; throws Error when it passes (or the operation failed).
+  void wait_until(comm::Request& request, std::chrono::steady_clock::time_point deadline);
   [[noreturn]] void lose(const std::string& reason);
   std::vector<std::vector<uint8_t>> gather_replies(std::chrono::milliseconds timeout);
   void send(uint32_t command, int64_t arg, int64_t arg2, const std::vector<uint8_t>& payload);

@@ -245,12 +245,12 @@ Tokenizer Tokenizer::from_json(std::string_view tokenizer_json, std::string_view
   if (!optional_field(doc, "post_processor") && t.bos >= 0) t.prefix = {t.bos};
 
   t.decoded.resize(t.pieces.size());
-  for (size_t id = 0; id < t.pieces.size(); ++id) {
-    if (t.assigned[id]) t.decoded[id] = t.decoder.decode_piece(t.pieces[id], false);
-  }
   t.byte_piece.assign(t.pieces.size(), 0);
+  const bool byte_fallback = t.decoder.byte_fallback();
   for (size_t id = 0; id < t.pieces.size(); ++id) {
-    t.byte_piece[id] = t.assigned[id] && t.decoder.byte_fallback() && byte_token_value(t.pieces[id]) >= 0;
+    if (!t.assigned[id]) continue;
+    t.decoded[id] = t.decoder.decode_piece(t.pieces[id], false);
+    t.byte_piece[id] = byte_fallback && byte_token_value(t.pieces[id]) >= 0;
   }
   return Tokenizer(std::move(impl));
 }

@@ -159,7 +159,7 @@ void CompletionBuilder::add(const TextDelta& delta) {
   reasoning_ += delta.reasoning;
   tool_calls_.insert(tool_calls_.end(), delta.tool_calls.begin(), delta.tool_calls.end());
   logprobs_.insert(logprobs_.end(), delta.logprobs.begin(), delta.logprobs.end());
-  delta_offsets(delta, text_chars_, text_offsets_);
+  if (meta_.endpoint == Endpoint::kCompletions) delta_offsets(delta, text_chars_, text_offsets_);
 }
 
 json CompletionBuilder::finish(const TextFinish& finish) const {

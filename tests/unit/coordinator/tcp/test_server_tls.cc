@@ -20,7 +20,7 @@
 #include "coordinator/tcp/client.h"
 #include "coordinator/tcp/protocol.h"
 #include "coordinator/tcp/server.h"
-#include "tests/unit/coordinator/tcp/live_service.h"
+#include "tests/unit/coordinator/tcp/server_test_support.h"
 #include "coordinator/text_service.h"
 #include "engine/engine.h"
 #include "model/tokenizer.h"
@@ -29,16 +29,7 @@
 namespace shardlm::tcp {
 namespace {
 
-const std::string kModel = std::string(SHARDLM_TEST_DATA) + "/dense";
-constexpr int64_t kMaxContext = 256;
-
-RequestOptions greedy(int max_tokens) {
-  RequestOptions o;
-  o.max_tokens = max_tokens;
-  o.temperature = 0.0f;
-  o.ignore_eos = true;
-  return o;
-}
+using namespace test_support;
 
 // The error text of `f`, or "no error".
 template <typename E = Error, typename F>
@@ -83,18 +74,9 @@ bool silent_connection_closed(int port, double timeout_s) {
   return closed;
 }
 
-class TcpTlsTest : public ::testing::Test {
+// The shared fixture (its live service and plain servers), with TLS servers and clients.
+class TcpTlsTest : public TcpServerTest {
  protected:
-  static void SetUpTestSuite() {
-    live_.start(kModel, kMaxContext);
-    engine_ = live_.engine;
-    tokenizer_ = live_.tokenizer;
-    scheduler_ = live_.scheduler;
-    service_ = live_.service;
-  }
-  static void TearDownTestSuite() { live_.stop(); }
-
-  std::unique_ptr<TcpServer> start_server(TcpServerOptions o = {}) { return live_.server(o); }
   std::unique_ptr<TcpServer> start_tls_server(TcpServerOptions o = {}) {
     o.tls = tls::server_context(cert_.cert, cert_.key);
     return start_server(std::move(o));
@@ -114,19 +96,7 @@ class TcpTlsTest : public ::testing::Test {
 
   tls_testing::TlsFiles files_;
   tls_testing::CertFiles cert_ = files_.self_signed("server");
-
-  static tcp_test::LiveService live_;
-  static StepEngine* engine_;
-  static Tokenizer* tokenizer_;
-  static Scheduler* scheduler_;
-  static TextService* service_;
 };
-
-tcp_test::LiveService TcpTlsTest::live_;
-StepEngine* TcpTlsTest::engine_ = nullptr;
-Tokenizer* TcpTlsTest::tokenizer_ = nullptr;
-Scheduler* TcpTlsTest::scheduler_ = nullptr;
-TextService* TcpTlsTest::service_ = nullptr;
 
 TEST_F(TcpTlsTest, GenerateOverTlsMatchesPlain) {
   auto plain_server = start_server();
