@@ -13,11 +13,38 @@
 namespace shardlm {
 namespace {
 
+// The tools a chat prompt declares, and the text its model turn is made to begin with, per tool_choice.
+struct ToolPlan {
+  nlohmann::json tools;
+  std::string turn_start;
+};
+
+ToolPlan plan_tools(const TextRequest& r) {
+  static constexpr std::string_view kCallStart = "<|tool_call>call:";
+  const std::string& choice = r.tool_choice;
+  if (choice.empty() || choice == "auto") return {r.tools, ""};
+  if (choice == "none") return {nullptr, ""};
+  const bool has_tools = r.tools.is_array() && !r.tools.empty();
+  if (choice == "required") {
+    if (!has_tools) fail_request(RequestErrorCode::kInvalidRequest, "tool_choice is 'required' but no tools were given");
+    return {r.tools, std::string(kCallStart)};
+  }
+  if (has_tools) {
+    for (const nlohmann::json& tool : r.tools) {
+      const nlohmann::json* fn = tool.is_object() && tool.contains("function") ? &tool["function"] : nullptr;
+      if (fn && fn->is_object() && fn->contains("name") && (*fn)["name"] == choice) {
+        return {nlohmann::json::array({tool}), std::string(kCallStart) + choice + "{"};
+      }
+    }
+  }
+  fail_request(RequestErrorCode::kInvalidRequest, "tool_choice names the function '{}', which is not among the tools", choice);
+}
+
 // Turns one request's token stream into text deltas.
 class TextStream final : public GenerationObserver {
  public:
-  TextStream(const TextRequest& request, const Tokenizer& tokenizer, std::shared_ptr<TextObserver> observer,
-             Scheduler& scheduler, int64_t prompt_tokens)
+  TextStream(const TextRequest& request, const std::string& turn_start, const Tokenizer& tokenizer,
+             std::shared_ptr<TextObserver> observer, Scheduler& scheduler, int64_t prompt_tokens)
       : tokenizer_(tokenizer),
         detok_(tokenizer, /*skip_special_tokens=*/!request.chat),
         chat_(request.chat),
@@ -25,7 +52,15 @@ class TextStream final : public GenerationObserver {
         stops_(request.stop),
         observer_(std::move(observer)),
         scheduler_(scheduler),
-        prompt_tokens_(prompt_tokens) {}
+        prompt_tokens_(prompt_tokens) {
+    // A forced start of the turn (a tool call) is read as the beginning of the model's output.
+    if (chat_ && !turn_start.empty()) {
+      ChatOutputStream::Delta d = chat_stream_.feed(turn_start);
+      carried_.reasoning = std::move(d.reasoning);
+      carried_.content = stops_.feed(d.content);
+      carried_.tool_calls = std::move(d.tool_calls);
+    }
+  }
 
   void set_id(uint64_t id) {
     bool cancel_now = false;
@@ -131,7 +166,13 @@ class TextStream final : public GenerationObserver {
     if (id != 0) scheduler_.end_early(id);
   }
 
-  void emit(const TextDelta& delta) {
+  void emit(TextDelta& delta) {
+    if (!carried_.empty()) {
+      delta.reasoning = carried_.reasoning + delta.reasoning;
+      delta.content = carried_.content + delta.content;
+      delta.tool_calls.insert(delta.tool_calls.begin(), carried_.tool_calls.begin(), carried_.tool_calls.end());
+      carried_ = TextDelta{};
+    }
     if (delta.empty()) return;
     try {
       observer_->on_delta(delta);
@@ -146,6 +187,7 @@ class TextStream final : public GenerationObserver {
   bool ignore_eos_;
   ChatOutputStream chat_stream_;
   StopStringMatcher stops_;
+  TextDelta carried_;  // what the forced start of the turn gave, sent with the first delta
   std::shared_ptr<TextObserver> observer_;
   Scheduler& scheduler_;
   int64_t prompt_tokens_;
@@ -180,7 +222,8 @@ std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
   ChatOptions co;
   co.enable_thinking = r.enable_thinking;
   co.empty_thought_block = !config_.has_ple();
-  co.tools = r.tools;
+  ToolPlan plan = plan_tools(r);
+  co.tools = std::move(plan.tools);
   std::string text;
   try {
     text = render_chat(r.messages, co);
@@ -189,7 +232,7 @@ std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
   } catch (const Error& e) {
     throw RequestError(RequestErrorCode::kInvalidRequest, e.what());
   }
-  return tokenizer_.encode(text, /*add_bos=*/false);
+  return tokenizer_.encode(text + plan.turn_start, /*add_bos=*/false);
 }
 
 uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver> observer, int64_t max_prompt_tokens) {
@@ -228,7 +271,8 @@ uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver>
     if (tokenizer_.eos_id() >= 0) g.stop_token_ids.push_back(tokenizer_.eos_id());
   }
   const int64_t prompt_size = static_cast<int64_t>(g.prompt.size());
-  auto stream = std::make_shared<TextStream>(r, tokenizer_, std::move(observer), scheduler_, prompt_size);
+  const std::string turn_start = r.chat ? plan_tools(r).turn_start : std::string();
+  auto stream = std::make_shared<TextStream>(r, turn_start, tokenizer_, std::move(observer), scheduler_, prompt_size);
   stream->wants_logprobs_ = r.top_logprobs >= 0;
   const uint64_t id = scheduler_.submit(std::move(g), stream);
   stream->set_id(id);

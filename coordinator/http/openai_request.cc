@@ -278,7 +278,7 @@ json parse_tools(const json& body) {
 }
 
 // Applies tool_choice to the declarations (see the header).
-json apply_tool_choice(const json& body, json tools) {
+json apply_tool_choice(const json& body, json tools, TextRequest& text) {
   const json* choice = field(body, "tool_choice");
   if (!choice) return tools;
   if (choice->is_string()) {
@@ -287,6 +287,7 @@ json apply_tool_choice(const json& body, json tools) {
     if (c == "auto") return tools;
     if (c == "required") {
       if (tools.is_null()) fail_param("tool_choice", "'tool_choice' is 'required' but no tools were given");
+      text.tool_choice = c;
       return tools;
     }
     fail_param("tool_choice", "'tool_choice' must be 'none', 'auto', 'required' or a named function (got '{}')", c);
@@ -304,7 +305,10 @@ json apply_tool_choice(const json& body, json tools) {
   std::string wanted = get_string(*name, "tool_choice.function.name");
   if (!tools.is_null()) {
     for (const json& t : tools) {
-      if (t["function"]["name"] == wanted) return json::array({t});
+      if (t["function"]["name"] == wanted) {
+        text.tool_choice = wanted;
+        return json::array({t});
+      }
     }
   }
   fail_param("tool_choice.function.name", "'tool_choice' names the function '{}', which is not among the tools", wanted);
@@ -353,7 +357,7 @@ OpenAIRequest parse_chat_request(const json& body) {
   parse_common(body, r);
   check_messages(body);
   r.text.messages = body["messages"];
-  r.text.tools = apply_tool_choice(body, parse_tools(body));
+  r.text.tools = apply_tool_choice(body, parse_tools(body), r.text);
   r.text.enable_thinking = parse_thinking(body);
   check_response_format(body);
 

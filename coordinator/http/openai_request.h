@@ -10,8 +10,8 @@
 //   response_format {"type":"text"}. Refused unless neutral: repetition_penalty, min_tokens,
 //   include_stop_str_in_output, prompt_logprobs, guided decoding (guided_*, structured_outputs).
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
-// keeps them without forcing a call (the model decides); a named function keeps only that tool's
-// declaration, so the model can call nothing else, but it may still answer in text.
+// keeps them and makes the model's turn begin with a tool call; a named function keeps only that
+// tool's declaration and makes the turn begin with a call of it (TextRequest::tool_choice).
 // Thinking: chat_template_kwargs.enable_thinking when given, else reasoning_effort (any value but
 // "none" turns thinking on); off by default.
 // Accepted and ignored: user, metadata, store, service_tier, parallel_tool_calls, and zero / empty

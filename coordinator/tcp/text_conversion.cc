@@ -58,6 +58,7 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
         if (!r.tools.is_array()) fail_request(RequestErrorCode::kInvalidRequest, "chat.tools_json must be a JSON array");
       }
       r.enable_thinking = chat.enable_thinking();
+      r.tool_choice = chat.tool_choice();
       break;
     }
     case client::GenerateRequest::INPUT_NOT_SET:

@@ -396,6 +396,7 @@ class TextCollector final : public TextObserver {
   void on_delta(const TextDelta& d) override {
     std::lock_guard<std::mutex> lock(mutex_);
     text += d.content;
+    tool_calls.insert(tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
   }
   void on_finish(const TextFinish& f) override {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -408,6 +409,7 @@ class TextCollector final : public TextObserver {
     ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
   }
   std::string text;
+  std::vector<ChatToolCall> tool_calls;
   TextFinish finish;
   bool done = false;
 
@@ -534,6 +536,107 @@ TEST(TextService, ChatWithIgnoreEosRunsToMaxTokens) {
     EXPECT_EQ(all->finish.completion_tokens, 200) << "seed " << seed;
   }
   EXPECT_GT(ended_early, 0);  // without ignore_eos some of these turns end early
+}
+
+// The real engine, whose sampled tokens are replaced by a script (one request at a time): each row
+// of a step offers only the script's next token. Records every token the steps were fed.
+class ScriptedEngine final : public StepEngine {
+ public:
+  ScriptedEngine(std::unique_ptr<StepEngine> inner, std::vector<int32_t> script)
+      : inner_(std::move(inner)), script_(std::move(script)) {}
+  std::vector<int32_t> fed;
+
+  const ModelConfig& config() const override { return inner_->config(); }
+  int64_t max_sequence_tokens() const override { return inner_->max_sequence_tokens(); }
+  int64_t kv_capacity_tokens() const override { return inner_->kv_capacity_tokens(); }
+  int max_sequences() const override { return inner_->max_sequences(); }
+  int kv_block() const override { return inner_->kv_block(); }
+  int new_sequence() override { return inner_->new_sequence(); }
+  void free_sequence(int seq) override { inner_->free_sequence(seq); }
+  void step(const StepBatch& batch, const std::vector<RowRequest>& rows, std::vector<RowCandidates>& out) override {
+    fed.insert(fed.end(), batch.tokens.begin(), batch.tokens.end());
+    inner_->step(batch, rows, out);
+    for (RowCandidates& row : out) {
+      const int32_t token = next_ < script_.size() ? script_[next_++] : 1;  // then <eos>
+      row.top = {TokenLogit{0.0f, token}};
+      row.bound = -std::numeric_limits<float>::infinity();
+      row.lse = 0.0f;
+      row.lse_t_rel = 0.0f;
+    }
+  }
+  void row_logits(int row, std::vector<float>& logits) override { inner_->row_logits(row, logits); }
+  void logits(const StepBatch& batch, std::vector<float>& logits, const StepTraceFn& trace) override {
+    inner_->logits(batch, logits, trace);
+  }
+  std::vector<WorkerStepFigures> last_step_figures() const override { return inner_->last_step_figures(); }
+  std::vector<WorkerLoadInfo> load_info() const override { return inner_->load_info(); }
+
+ private:
+  std::unique_ptr<StepEngine> inner_;
+  std::vector<int32_t> script_;
+  size_t next_ = 0;
+};
+
+// tool_choice "required" or a function's name makes the model's turn begin with a tool call: the
+// prompt ends with its start, and what the model writes after it is read as the rest of the call.
+TEST(TextService, ToolChoiceMakesTheTurnBeginWithACall) {
+  const Tokenizer tokenizer = Tokenizer::load(kModel);
+  const nlohmann::json tools = nlohmann::json::parse(R"([
+    {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}])");
+  struct Case {
+    std::string choice, written, name;
+    nlohmann::json arguments;
+  };
+  for (const Case& c : {Case{"get_weather", "city:<|\"|>Paris<|\"|>}<tool_call|>", "get_weather", {{"city", "Paris"}}},
+                        Case{"required", "get_time{}<tool_call|>", "get_time", nlohmann::json::object()}}) {
+    SCOPED_TRACE(c.choice);
+    ScriptedEngine engine(open_tiny(1), tokenizer.encode(c.written, /*add_bos=*/false));
+    Scheduler scheduler(engine, SchedulerOptions{});
+    TextService service(scheduler, tokenizer, engine.config(), "tiny");
+    TextRequest r;
+    r.chat = true;
+    r.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Weather in Paris?"}}});
+    r.tools = tools;
+    r.tool_choice = c.choice;
+    r.max_tokens = 40;
+    const std::vector<int32_t> prompt = service.prompt_tokens(r);
+    const std::string expected_end = c.choice == "required" ? "<|tool_call>call:" : "<|tool_call>call:get_weather{";
+    const std::string prompt_text = tokenizer.decode(prompt, /*skip_special_tokens=*/false);
+    ASSERT_GE(prompt_text.size(), expected_end.size());
+    EXPECT_EQ(prompt_text.substr(prompt_text.size() - expected_end.size()), expected_end);
+    // A named function is the only one declared; "required" declares both.
+    EXPECT_EQ(prompt_text.find("get_time") != std::string::npos, c.choice == "required");
+    auto out = std::make_shared<TextCollector>();
+    service.submit(r, out);
+    out->wait();
+    ASSERT_GE(engine.fed.size(), prompt.size());
+    EXPECT_EQ(std::vector<int32_t>(engine.fed.begin(), engine.fed.begin() + prompt.size()), prompt);
+    EXPECT_EQ(out->finish.finish_reason, "tool_calls");
+    EXPECT_EQ(out->text, "");
+    ASSERT_EQ(out->tool_calls.size(), 1u);
+    EXPECT_EQ(out->tool_calls[0].name, c.name);
+    EXPECT_EQ(out->tool_calls[0].arguments, c.arguments);
+  }
+  // Refused by name: "required" without tools, a function that is not among them.
+  ScriptedEngine engine(open_tiny(1), {});
+  Scheduler scheduler(engine, SchedulerOptions{});
+  TextService service(scheduler, tokenizer, engine.config(), "tiny");
+  TextRequest r;
+  r.chat = true;
+  r.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Hi"}}});
+  r.tool_choice = "required";
+  EXPECT_THROW(service.prompt_tokens(r), RequestError);
+  r.tools = tools;
+  r.tool_choice = "get_news";
+  try {
+    service.prompt_tokens(r);
+    ADD_FAILURE() << "a function not among the tools was accepted";
+  } catch (const RequestError& e) {
+    EXPECT_NE(std::string(e.what()).find("get_news"), std::string::npos) << e.what();
+  }
+  r.tool_choice = "none";
+  EXPECT_EQ(tokenizer.decode(service.prompt_tokens(r), false).find("get_weather"), std::string::npos);
 }
 
 // --threads holds on the thread that runs the steps (a server's scheduler thread), not only on the

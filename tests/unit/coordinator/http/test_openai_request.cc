@@ -254,6 +254,12 @@ TEST(OpenAIRequest, ToolsAndToolChoice) {
   EXPECT_TRUE(parse_chat_request(with(b, "tool_choice", "none")).text.tools.is_null());
   json named = {{"type", "function"}, {"function", {{"name", "b"}}}};
   EXPECT_EQ(parse_chat_request(with(b, "tool_choice", named)).text.tools, json::array({tools[1]}));
+  // "required" and a named function force the call (TextRequest::tool_choice); auto and none do not.
+  EXPECT_EQ(parse_chat_request(b).text.tool_choice, "");
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", "auto")).text.tool_choice, "");
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", "none")).text.tool_choice, "");
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", "required")).text.tool_choice, "required");
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", named)).text.tool_choice, "b");
   EXPECT_TRUE(parse_chat_request(with(chat_body(), "tools", json::array())).text.tools.is_null());
 
   EXPECT_EQ(chat_error(with(b, "tool_choice", "always")).param, "tool_choice");
