@@ -8,7 +8,9 @@
 namespace shardlm::telemetry {
 namespace {
 
-// Request-level buckets follow vLLM's so that its dashboards and alert thresholds carry over.
+// Request-level buckets follow vLLM's so that its dashboards and alert thresholds carry over; the
+// queue and prefill times, the two parts of the time to the first token, take its finer buckets
+// (vLLM's request-phase buckets begin at 0.3 s, where a CPU server's queue and prefill often end).
 constexpr std::array<double, 22> kTtftBuckets = {
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
     1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
@@ -47,9 +49,9 @@ const MetricSpec kSpecs[] = {
     {"shardlm_e2e_request_latency_seconds", H, "", "seconds",
      "Time from a request's arrival to its end (finished, aborted or failed).", kRequestBuckets},
     {"shardlm_request_queue_time_seconds", H, "", "seconds",
-     "Time a request waited before its first step was scheduled.", kRequestBuckets},
+     "Time a request waited before its first step was scheduled.", kTtftBuckets},
     {"shardlm_request_prefill_time_seconds", H, "", "seconds",
-     "Time from a request's first scheduled step to its first generated token.", kRequestBuckets},
+     "Time from a request's first scheduled step to its first generated token.", kTtftBuckets},
     {"shardlm_request_decode_time_seconds", H, "", "seconds",
      "Time from a request's first generated token to its last.", kRequestBuckets},
     {"shardlm_request_prompt_tokens", H, "", "tokens", "Prompt length of each ended request (completed, cancelled or failed).",
