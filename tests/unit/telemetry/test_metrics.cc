@@ -39,17 +39,23 @@ WorkerStepRecord worker_step(double compute, double comm) {
   return r;
 }
 
+// A request that ended with "stop" after the phases given (seconds).
+RequestRecord stopped_request(double queue, double prefill, double decode, int64_t prompt_tokens, int64_t generation_tokens) {
+  RequestRecord r;
+  r.queue_s = queue;
+  r.prefill_s = prefill;
+  r.decode_s = decode;
+  r.e2e_s = queue + prefill + decode;
+  r.prompt_tokens = prompt_tokens;
+  r.generation_tokens = generation_tokens;
+  r.finished_reason = "stop";
+  return r;
+}
+
 // Queue and prefill times take the TTFT's buckets: a few milliseconds are told apart.
 TEST(Metrics, QueueAndPrefillTimesHaveMillisecondBuckets) {
   Metrics m("gemma-test", 1);
-  RequestRecord r;
-  r.queue_s = 0.003;
-  r.prefill_s = 0.015;
-  r.decode_s = 0.2;
-  r.e2e_s = 0.218;
-  r.generation_tokens = 4;
-  r.finished_reason = "stop";
-  m.observe_request(r);
+  m.observe_request(stopped_request(0.003, 0.015, 0.2, 5, 4));
   const std::string t = m.text();
   EXPECT_EQ(value(t, "shardlm_request_queue_time_seconds_bucket", with(kModel, {{"le", "0.001"}})), 0);
   EXPECT_EQ(value(t, "shardlm_request_queue_time_seconds_bucket", with(kModel, {{"le", "0.005"}})), 1);
@@ -59,14 +65,7 @@ TEST(Metrics, QueueAndPrefillTimesHaveMillisecondBuckets) {
 
 TEST(Metrics, RequestObservationsAppearInText) {
   Metrics m("gemma-test", 2);
-  RequestRecord r;
-  r.queue_s = 0.4;
-  r.prefill_s = 0.9;
-  r.decode_s = 3.0;
-  r.e2e_s = 4.3;
-  r.prompt_tokens = 37;
-  r.generation_tokens = 12;
-  r.finished_reason = "stop";
+  RequestRecord r = stopped_request(0.4, 0.9, 3.0, 37, 12);
   m.observe_request(r);
   r.finished_reason = "length";
   r.prompt_tokens = 300000;  // beyond the last bucket: only +Inf
