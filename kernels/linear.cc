@@ -101,11 +101,11 @@ Linear Linear::from_f32(const float* w, int64_t n, int64_t k, WeightFormat forma
 }
 
 Linear Linear::from_rows(int64_t n, int64_t k, WeightFormat format,
-                         const std::function<void(int64_t row, float* out)>& read_row) {
+                         const std::function<void(int64_t row, float* out)>& read_row, const float* row_max_abs) {
   if (!is_quantized(format)) fail("Linear::from_rows packs int8 or q4, not {}", weight_format_name(format));
   Linear linear = with_shape(n, k, format, MatmulBackend::kOwn);
   Impl& impl = *linear.impl_;
-  impl.quant = qgemm::pack_rows(n, k, quant_format(format), read_row);
+  impl.quant = qgemm::pack_rows(n, k, quant_format(format), read_row, row_max_abs);
   return linear;
 }
 

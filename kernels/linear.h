@@ -50,9 +50,12 @@ class Linear {
 
   // Packs W [n, k] into a quantised format (int8 or q4), reading row r through read_row(r, out) (k
   // f32 values; called from several threads at once) while it quantises, so that the matrix is never
-  // held whole in f32: how large matrices are loaded.
+  // held whole in f32: how large matrices are loaded. row_max_abs (int8; n values, or null): the
+  // magnitude each row's scale is taken from instead of its own largest, e.g. the largest over the
+  // whole row when W is one worker's slice of its columns (so that the scales do not depend on the split).
   static Linear from_rows(int64_t n, int64_t k, WeightFormat format,
-                          const std::function<void(int64_t row, float* out)>& read_row);
+                          const std::function<void(int64_t row, float* out)>& read_row,
+                          const float* row_max_abs = nullptr);
 
   // y[m, n] = x[m, k] · Wᵀ (accumulate: y += ...). x rows are contiguous with stride k, y with n.
   void forward(const float* x, int64_t m, float* y, bool accumulate = false) const;

@@ -69,9 +69,10 @@ __m128i quantize16(const float* v, __m128 id, int16_t lo, int16_t hi) {
   return _mm_packs_epi16(ab, cd);
 }
 
-// One int8 row (kp values, zero-padded) into column c of its panel.
-void pack_int8_row(const float* row, int64_t k, int64_t nb, int64_t c, uint8_t* panel) {
-  const float d = abs_max(row, k) / 127.0f;
+// One int8 row (kp values, zero-padded) into column c of its panel; its scale is max_abs / 127
+// where max_abs >= 0 is given (at least the row's own largest magnitude), else from the row.
+void pack_int8_row(const float* row, int64_t k, int64_t nb, int64_t c, uint8_t* panel, float max_abs) {
+  const float d = (max_abs >= 0.0f ? max_abs : abs_max(row, k)) / 127.0f;
   const float idf = d > 0.0f ? 1.0f / d : 0.0f;
   std::memcpy(panel + int8_scale_offset() + c * 4, &d, 4);
   const __m128 id = _mm_set1_ps(idf);
@@ -118,7 +119,7 @@ void pack_q4_row(const float* row, int64_t nb, int64_t c, uint8_t* panel) {
 }
 
 template <typename Row>
-PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
+PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of, const float* row_max_abs = nullptr) {
   check_weight_shape(n, k);
   PackedWeights p;
   p.format = format;
@@ -129,6 +130,7 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
   // Padding columns and padding k stay as the zero of the format (stored value 128 / nibble 8).
   const uint8_t zero = format == Format::kInt8 ? 128 : 0x88;
   std::atomic<int64_t> bad_row{-1};  // a row with a non-finite value (reported after the loop)
+  std::atomic<int64_t> bad_scale{-1};  // a row larger than its given maximum
 #pragma omp parallel
   {
     std::vector<float> row(static_cast<size_t>(kp));
@@ -149,7 +151,11 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
           continue;
         }
         if (format == Format::kInt8) {
-          pack_int8_row(row.data(), k, nb, c, panel);
+          if (row_max_abs && !(row_max_abs[r] >= abs_max(row.data(), k))) {
+            bad_scale.store(r);
+            continue;
+          }
+          pack_int8_row(row.data(), k, nb, c, panel, row_max_abs ? row_max_abs[r] : -1.0f);
         } else {
           pack_q4_row(row.data(), nb, c, panel);
         }
@@ -157,6 +163,10 @@ PackedWeights pack(int64_t n, int64_t k, Format format, Row row_of) {
     }
   }
   if (bad_row.load() >= 0) fail("weight row {} has a value that is not finite; it cannot be quantised", bad_row.load());
+  if (bad_scale.load() >= 0) {
+    fail("internal: weight row {} has a value larger than the maximum magnitude given for it ({})", bad_scale.load(),
+         row_max_abs[bad_scale.load()]);
+  }
   return p;
 }
 
@@ -359,8 +369,9 @@ PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, Format format) 
   });
 }
 
-PackedWeights pack_rows(int64_t n, int64_t k, Format format, const std::function<void(int64_t, float*)>& read_row) {
-  return pack(n, k, format, read_row);
+PackedWeights pack_rows(int64_t n, int64_t k, Format format, const std::function<void(int64_t, float*)>& read_row,
+                        const float* row_max_abs) {
+  return pack(n, k, format, read_row, row_max_abs);
 }
 
 void dequantize_row(const PackedWeights& w, int64_t r, float* out) {

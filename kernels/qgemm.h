@@ -121,8 +121,11 @@ template <int... J>
 PackedWeights pack_f32(const float* w, int64_t n, int64_t k, Format format);
 PackedWeights pack_bf16(const uint16_t* w, int64_t n, int64_t k, Format format);
 // The same, reading row r (k values) through read_row(r, out) as it goes, so that the whole matrix is
-// never held unquantised; read_row is called from several threads at once.
-PackedWeights pack_rows(int64_t n, int64_t k, Format format, const std::function<void(int64_t, float*)>& read_row);
+// never held unquantised; read_row is called from several threads at once. row_max_abs (int8 only,
+// n values): the magnitude each row's scale is taken from instead of the row's own largest, e.g. the
+// largest over a whole row of which W holds a slice of columns (at least the slice's own).
+PackedWeights pack_rows(int64_t n, int64_t k, Format format, const std::function<void(int64_t, float*)>& read_row,
+                        const float* row_max_abs = nullptr);
 
 // Row r of the dequantised weight matrix (k values), e.g. an embedding row of a tied LM head.
 void dequantize_row(const PackedWeights& w, int64_t r, float* out);

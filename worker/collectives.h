@@ -12,6 +12,8 @@ class StepCollectives {
   virtual ~StepCollectives() = default;
   // Sums data element-wise across all workers; every worker gets the sum.
   virtual void all_reduce_sum(float* data, size_t count) = 0;
+  // Element-wise maximum across all workers; every worker gets it.
+  virtual void all_reduce_max(float* data, size_t count) = 0;
   virtual int num_workers() const = 0;
   // The group of workers that share the KV heads of the sequence-split layers (size 1 when there is
   // no split). set_kv_group is collective over all workers: same color = same group, ordered by key.
@@ -24,6 +26,7 @@ class StepCollectives {
 class LocalCollectives final : public StepCollectives {
  public:
   void all_reduce_sum(float*, size_t) override {}
+  void all_reduce_max(float*, size_t) override {}
   int num_workers() const override { return 1; }
   void set_kv_group(int, int) override {}
   int kv_group_size() const override { return 1; }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
+#include <vector>
 
 #include "comm/communicator.h"
 #include "worker/collectives.h"
@@ -27,6 +28,16 @@ class CommCollectives final : public StepCollectives {
     counters_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     counters_.count += 1;
     counters_.bytes += static_cast<int64_t>(count * sizeof(float));
+  }
+  // Load-time only (the int8 scales of column-split matrices): an all-gather, not counted in a step's
+  // communication figures.
+  void all_reduce_max(float* data, size_t count) override {
+    if (comm_.size() <= 1) return;
+    std::vector<float> all(count * static_cast<size_t>(comm_.size()));
+    comm_.all_gather(data, count * sizeof(float), all.data());
+    for (size_t i = 0; i < count; ++i) {
+      for (int r = 0; r < comm_.size(); ++r) data[i] = std::max(data[i], all[static_cast<size_t>(r) * count + i]);
+    }
   }
   int num_workers() const override { return comm_.size(); }
   void set_kv_group(int color, int key) override {

@@ -36,7 +36,7 @@ ModelRunner::ModelRunner(ModelConfig config, std::shared_ptr<const Checkpoint> c
     : config_(std::move(config)),
       checkpoint_(std::move(checkpoint)),
       shard_(std::move(shard)),
-      weights_(load_model_weights(*checkpoint_, config_, shard_, options.weights)),
+      weights_(load_model_weights(*checkpoint_, config_, shard_, options.weights, collectives)),
       kv_(config_, shard_, options.kv),
       coll_(collectives ? collectives : &local_),
       embed_from_lm_head_(options.weights.format && is_quantized(*options.weights.format)) {

@@ -1,6 +1,7 @@
 #include "worker/model_weights.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "common/error.h"
 
@@ -9,8 +10,8 @@ namespace {
 
 class Loader {
  public:
-  Loader(const Checkpoint& ckpt, const ModelConfig& config, const WeightLoadOptions& options)
-      : ckpt_(ckpt), config_(config), options_(options) {}
+  Loader(const Checkpoint& ckpt, const ModelConfig& config, const WeightLoadOptions& options, StepCollectives* collectives)
+      : ckpt_(ckpt), config_(config), options_(options), collectives_(collectives) {}
 
   std::string name(const std::string& suffix) const { return config_.tensor_prefix + suffix; }
   std::string layer_name(int layer, const std::string& suffix) const {
@@ -74,10 +75,43 @@ class Loader {
   }
   Linear matrix(const std::string& tensor, Range rows, Range cols) const { return matrix({{tensor, rows, cols}}); }
 
+  // A matrix whose columns are split across the workers (o_proj, mlp.down_proj; cols may be empty:
+  // then an empty Linear). With int8 weights each row's scale is taken from the largest magnitude of
+  // the whole row, a maximum over the workers' slices, so that the quantised model is the same at
+  // any worker count (q4's scales are per block of 32 columns, which the splits do not cut).
+  // Collective: every worker calls it for the same tensors in the same order.
+  Linear column_split_matrix(const std::string& tensor, Range rows, Range cols) const {
+    const WeightFormat format = format_of(tensor);
+    if (format != WeightFormat::kInt8 || !collectives_ || collectives_->num_workers() <= 1) {
+      return cols.size() > 0 ? matrix(tensor, rows, cols) : Linear();
+    }
+    std::vector<float> max_abs(static_cast<size_t>(rows.size()), 0.0f);
+    if (cols.size() > 0) {
+#pragma omp parallel
+      {
+        std::vector<float> row(static_cast<size_t>(cols.size()));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows.size(); ++r) {
+          ckpt_.read_f32(tensor, {rows.begin + r, rows.begin + r + 1}, cols, row.data());
+          float m = 0.0f;
+          for (float v : row) m = std::max(m, std::fabs(v));  // (a NaN is refused when the row is packed)
+          max_abs[static_cast<size_t>(r)] = m;
+        }
+      }
+    }
+    collectives_->all_reduce_max(max_abs.data(), max_abs.size());
+    if (cols.size() == 0) return Linear();
+    return Linear::from_rows(
+        rows.size(), cols.size(), format,
+        [&](int64_t r, float* out) { ckpt_.read_f32(tensor, {rows.begin + r, rows.begin + r + 1}, cols, out); },
+        max_abs.data());
+  }
+
  private:
   const Checkpoint& ckpt_;
   const ModelConfig& config_;
   const WeightLoadOptions& options_;
+  StepCollectives* collectives_;
 };
 
 }  // namespace
@@ -113,8 +147,8 @@ size_t ModelWeights::bytes() const {
 }
 
 ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& config, const ShardSpec& shard,
-                                const WeightLoadOptions& options) {
-  Loader ld(ckpt, config, options);
+                                const WeightLoadOptions& options, StepCollectives* collectives) {
+  Loader ld(ckpt, config, options, collectives);
   const int64_t H = config.hidden_size;
   ModelWeights w;
   w.layers.resize(config.num_layers);
@@ -134,7 +168,7 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& confi
     AttentionWeights& a = lw.attn;
     a.q = ld.matrix(ld.layer_name(l, "self_attn.q_proj.weight"), q_rows, {0, H});
     a.q_norm = ld.vector(ld.layer_name(l, "self_attn.q_norm.weight"));
-    a.o = ld.matrix(ld.layer_name(l, "self_attn.o_proj.weight"), {0, H}, q_rows);
+    a.o = ld.column_split_matrix(ld.layer_name(l, "self_attn.o_proj.weight"), {0, H}, q_rows);
     if (!g.shares_kv()) {
       a.k = ld.matrix(ld.layer_name(l, "self_attn.k_proj.weight"), kv_rows, {0, H});
       a.k_norm = ld.vector(ld.layer_name(l, "self_attn.k_norm.weight"));
@@ -147,8 +181,8 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& confi
     if (cols.size() > 0) {
       lw.mlp.gate_up = ld.matrix({{ld.layer_name(l, "mlp.gate_proj.weight"), cols, {0, H}},
                                   {ld.layer_name(l, "mlp.up_proj.weight"), cols, {0, H}}});
-      lw.mlp.down = ld.matrix(ld.layer_name(l, "mlp.down_proj.weight"), {0, H}, cols);
     }
+    lw.mlp.down = ld.column_split_matrix(ld.layer_name(l, "mlp.down_proj.weight"), {0, H}, cols);
     (void)I;
 
     if (config.enable_moe) {

@@ -13,6 +13,7 @@
 #include "model/checkpoint.h"
 #include "model/config.h"
 #include "partition/shard_spec.h"
+#include "worker/collectives.h"
 
 namespace shardlm {
 
@@ -81,8 +82,10 @@ struct ModelWeights {
   size_t expert_bytes() const;  // the part of bytes() in MoE experts
 };
 
-// Reads the shard's weights from the checkpoint.
+// Reads the shard's weights from the checkpoint. collectives: the workers of a distributed model
+// (null or one worker: none); with int8 weights the load is then collective (column-split matrices
+// take their row scales from the whole rows).
 ModelWeights load_model_weights(const Checkpoint& checkpoint, const ModelConfig& config, const ShardSpec& shard,
-                                const WeightLoadOptions& options);
+                                const WeightLoadOptions& options, StepCollectives* collectives = nullptr);
 
 }  // namespace shardlm

@@ -12,6 +12,7 @@
 #include "partition/plan.h"
 #include "worker/comm_collectives.h"
 #include "worker/model_runner.h"
+#include "worker/model_weights.h"
 
 namespace shardlm {
 namespace {
@@ -75,6 +76,51 @@ INSTANTIATE_TEST_SUITE_P(GoldenModels, TensorParallel,
                          [](const auto& info) {
                            return std::get<0>(info.param) + "_" + std::to_string(std::get<1>(info.param)) + "_workers";
                          });
+
+// With int8 weights (one scale per row) the matrices whose columns are split over the workers (o_proj,
+// mlp.down_proj) take each row's scale from the whole row: every worker's slice, dequantised, equals
+// the same columns of the single-process matrix, so the quantised model does not depend on the
+// worker count.
+TEST(TensorParallelInt8, ColumnSplitMatricesKeepTheWholeRowsScales) {
+  const std::string dir = golden_dir("dense");
+  const ModelConfig config = load_model_config(dir);
+  const Checkpoint ckpt = Checkpoint::open(dir);
+  WeightLoadOptions wo;
+  wo.format = WeightFormat::kInt8;
+  const ModelWeights single = load_model_weights(ckpt, config, full_shard(config), wo);
+  const int64_t H = config.hidden_size;
+  // Row r of `slice` against columns [begin, begin + width) of the same row of `whole`.
+  auto expect_slice = [&](const Linear& whole, const Linear& slice, int64_t begin, const std::string& what) {
+    ASSERT_EQ(slice.out_features(), H) << what;
+    std::vector<float> a(static_cast<size_t>(whole.in_features())), b(static_cast<size_t>(slice.in_features()));
+    for (int64_t r = 0; r < H; ++r) {
+      whole.read_row(r, a.data());
+      slice.read_row(r, b.data());
+      for (int64_t c = 0; c < slice.in_features(); ++c) {
+        ASSERT_EQ(b[c], a[begin + c]) << what << " row " << r << " column " << begin + c;
+      }
+    }
+  };
+  for (int workers : {2, 3}) {
+    PlanOptions po;
+    po.num_workers = workers;
+    po.context_tokens = 64;
+    const Plan plan = make_layout(config, po);
+    comm::run_in_process(workers, [&](comm::Communicator& c) {
+      CommCollectives coll(c);
+      const ShardSpec& shard = plan.workers[c.rank()].shard;
+      const ModelWeights w = load_model_weights(ckpt, config, shard, wo, &coll);
+      for (int l = 0; l < config.num_layers; ++l) {
+        const LayerShard& s = shard.layers[l];
+        const std::string at = std::to_string(workers) + " workers, worker " + std::to_string(c.rank()) + ", layer " + std::to_string(l);
+        expect_slice(single.layers[l].attn.o, w.layers[l].attn.o, s.q_heads.begin * config.layers[l].head_dim, "o_proj, " + at);
+        if (s.mlp_columns.size() > 0) {
+          expect_slice(single.layers[l].mlp.down, w.layers[l].mlp.down, s.mlp_columns.begin, "down_proj, " + at);
+        }
+      }
+    });
+  }
+}
 
 }  // namespace
 }  // namespace shardlm
