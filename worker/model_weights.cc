@@ -150,6 +150,19 @@ ModelWeights load_model_weights(const Checkpoint& ckpt, const ModelConfig& confi
                                 const WeightLoadOptions& options, StepCollectives* collectives) {
   Loader ld(ckpt, config, options, collectives);
   const int64_t H = config.hidden_size;
+  if (options.format == WeightFormat::kInt8 && collectives && collectives->num_workers() > 1) {
+    // The load is collective (column_split_matrix): one all-reduce per layer and matrix of H values.
+    // Workers that read different models would call them differently (a hang or a crash in MPI);
+    // they stop here instead, before the coordinator's own check of what they loaded.
+    const float mine[2] = {static_cast<float>(H), static_cast<float>(config.num_layers)};
+    float most[4] = {mine[0], mine[1], -mine[0], -mine[1]};
+    collectives->all_reduce_max(most, 4);
+    if (most[0] != -most[2] || most[1] != -most[3]) {
+      fail("the workers loaded different models (hidden_size {} .. {}, {} .. {} layers; this worker: {}, {}): every "
+           "rank must be given the same --model",
+           -most[2], most[0], -most[3], most[1], H, config.num_layers);
+    }
+  }
   ModelWeights w;
   w.layers.resize(config.num_layers);
   for (int l = 0; l < config.num_layers; ++l) {
