@@ -105,15 +105,30 @@ std::string finish_label(FinishReason reason) {
   return "error";
 }
 
-// Everything the coordinator runs once the model is loaded: servers, scheduler, batch jobs, until a
-// termination signal.
-void serve_on_coordinator(const ServeArgs& a, StepEngine& engine, const sigset_t& signals) {
-  // Only the coordinator reads the keys and the state (workers need neither on their file system).
+// What only the coordinator reads (workers need none of it on their file system), read before the
+// model loads so that a bad path or key fails the start at once.
+struct CoordinatorFiles {
   std::vector<std::string> api_keys;
   std::shared_ptr<boost::asio::ssl::context> tls;
-  if (!a.api_key_file.empty()) api_keys = read_api_keys(a.api_key_file);
-  if (!a.tls_cert.empty()) tls = tls::server_context(a.tls_cert, a.tls_key);
-  if (!a.state_dir.empty()) std::filesystem::create_directories(a.state_dir);
+};
+
+CoordinatorFiles read_coordinator_files(const ServeArgs& a) {
+  CoordinatorFiles f;
+  if (!a.api_key_file.empty()) f.api_keys = read_api_keys(a.api_key_file);
+  if (!a.tls_cert.empty()) f.tls = tls::server_context(a.tls_cert, a.tls_key);
+  if (!a.state_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.state_dir, ec);
+    if (ec) fail("--state-dir {}: cannot be created: {}", a.state_dir, ec.message());
+  }
+  return f;
+}
+
+// Everything the coordinator runs once the model is loaded: servers, scheduler, batch jobs, until a
+// termination signal.
+void serve_on_coordinator(const ServeArgs& a, const CoordinatorFiles& files, StepEngine& engine, const sigset_t& signals) {
+  const std::vector<std::string>& api_keys = files.api_keys;
+  const std::shared_ptr<boost::asio::ssl::context>& tls = files.tls;
   spdlog::info("{}", engine.description);
   const Tokenizer tokenizer = local_model_tokenizer(a.model);
   const std::string model_name = a.model_name.empty() ? local_model_name(a.model) : a.model_name;
@@ -291,10 +306,12 @@ void run_serve(const ServeArgs& a) {
   EngineOptions eo = engine_options(a.model, 0, a.max_sequences);
   eo.max_context = a.max_context;
   eo.worker_timeout_s = a.worker_timeout;
+  CoordinatorFiles files;
+  eo.before_load = [&] { files = read_coordinator_files(a); };
   std::unique_ptr<StepEngine> engine = open_engine(eo);
   if (!engine) return;  // a worker rank: served until the coordinator shut down
   try {
-    serve_on_coordinator(a, *engine, signals);
+    serve_on_coordinator(a, files, *engine, signals);
   } catch (const std::exception& e) {
     // Ends an MPI job at once with the reason (workers may be waiting in a step; unwinding past the
     // MPI runtime would abort the job before main could print it); a single process rethrows.
@@ -307,7 +324,7 @@ CommandRegistrar reg([](CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* cmd = app.add_subcommand("serve", "Serve a model: TCP protocol, OpenAI HTTP API and metrics (rank 0 of an MPI job)");
   add_local_model_options(*cmd, a->model);
-  cmd->add_option("--host", a->host, "Address the servers listen on");
+  cmd->add_option("--host", a->host, "Address the servers listen on (0.0.0.0: every interface)")->capture_default_str();
   cmd->add_option("--port", a->port, "TCP client protocol port (0 = any free)")->check(CLI::Range(0, 65535));
   cmd->add_option("--http-port", a->http_port, "OpenAI-compatible HTTP port (0 = any free)")->check(CLI::Range(0, 65535));
   cmd->add_option("--metrics-port", a->metrics_port, "Prometheus /metrics port (0 = any free, -1 = off)")->check(CLI::Range(-1, 65535));

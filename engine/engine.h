@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,9 @@ struct EngineOptions {
   // throws EngineUnavailable), and a worker that hears nothing from an initialised coordinator for
   // twice as long plus 10 s ends the job (kWorkerLostExitCode). Loading has an hour.
   double worker_timeout_s = 120;
+  // Run on the coordinator (rank 0, or the single process) before the model loads, e.g. to read
+  // files only it needs: what it throws ends the start at once instead of after the load.
+  std::function<void()> before_load;
 };
 
 std::unique_ptr<StepEngine> open_engine(const EngineOptions& options);

@@ -305,9 +305,13 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
     fail("--threads must be in [0, {}] (0 = all cores; got {})", kMaxComputeThreads, o.threads);
   }
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  if (!launched_by_mpi()) return std::make_unique<LocalStepEngine>(o);
+  if (!launched_by_mpi()) {
+    if (o.before_load) o.before_load();
+    return std::make_unique<LocalStepEngine>(o);
+  }
   if (o.threads <= 0) omp_set_num_threads(default_threads(local_ranks()));
   std::unique_ptr<comm::Communicator> world = comm::make_mpi_world(nullptr, nullptr);
+  if (world->rank() == 0 && o.before_load) o.before_load();
   if (world->size() == 1) return std::make_unique<LocalStepEngine>(o);
 
   ModelConfig config = model_config_of(o);

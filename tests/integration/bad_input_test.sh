@@ -6,7 +6,8 @@
 #  - a config size far beyond the checkpoint (intermediate_size 2^28): the shape check, no allocation;
 #  - --threads above the limit, plan --workers 0: the bound in the message;
 #  - logits over more tokens than the context (max_position_embeddings / --max-context);
-#  - --model naming a file or nothing, a FIFO for config.json, an eos id past the vocabulary.
+#  - --model naming a file or nothing, a FIFO for config.json, an eos id past the vocabulary;
+#  - serve --state-dir where no folder can be created.
 # Usage: bad_input_test.sh SHARDLM SUPPORT_DIR WORK_DIR
 set -eu
 shardlm=$1; support=$2; work=$3
@@ -89,4 +90,7 @@ rm -rf "$work/gen_eos"; cp -r "$work/dense" "$work/gen_eos"
 echo '{"eos_token_id": [1, 77777]}' >"$work/gen_eos/generation_config.json"
 expect_failure generation_eos "generation_config.json: config: eos_token_id 77777 is outside the vocabulary" \
   "$shardlm" generate --model "$work/gen_eos" --prompt hi --max-tokens 2
+# A state folder that cannot be created (under a regular file): named, before the model loads.
+expect_failure state_dir "state-dir $work/dense/config.json/state: cannot be created" timeout 20 \
+  "$shardlm" serve --model "$work/dense" --port 0 --http-port 0 --metrics-port -1 --state-dir "$work/dense/config.json/state"
 echo "bad input refused"

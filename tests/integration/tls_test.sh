@@ -49,6 +49,15 @@ grep -q "TLS key file $work/other.key does not match the certificate in $work/se
   || die "mismatched key: $(cat "$work/start2.err")"
 if serve1 --tls-cert "$work/server.crt" >/dev/null 2>"$work/start3.err"; then die "serve started with --tls-cert alone"; fi
 grep -q "tls-key" "$work/start3.err" || die "--tls-cert alone: $(cat "$work/start3.err")"
+. "$root/scripts/mpi_env.sh"
+# In an MPI job the coordinator reads its files before any rank loads the model: a missing key file
+# ends the job at once, not after every worker has read its weights.
+if timeout 60 mpirun -np 3 "$shardlm" serve --model "$model" --max-context 512 --port 0 --http-port 0 --metrics-port -1 \
+     --api-key-file "$work/missing.keys" >"$work/start4.out" 2>&1; then
+  die "an MPI job started with a missing --api-key-file"
+fi
+grep -q -- "--api-key-file $work/missing.keys: cannot be read" "$work/start4.out" || die "missing key file: $(cat "$work/start4.out")"
+if grep -q "weights" "$work/start4.out"; then die "the workers loaded the model before the key file was read: $(cat "$work/start4.out")"; fi
 
 start_cluster 2 "$model" "$work" --tls-cert "$work/server.crt" --tls-key "$work/server.key" \
   --api-key-file "$work/keys" --max-context 512 --max-sequences 4 --model-name tiny
