@@ -62,7 +62,10 @@ cmd_up() {
     --seed-file="$dir/munge/munged.seed" || die "munged did not start (see $dir/munge/munged.log)"
   wait_for 10 munged test -S "$dir/munge/munge.socket"
 
-  local host cpus mem_mib
+  local host cpus mem_mib ctld_port slurmd_port
+  ctld_port=$(free_port)
+  slurmd_port=$(free_port)
+  while [ "$slurmd_port" = "$ctld_port" ]; do slurmd_port=$(free_port); done
   host=$(hostname -s)
   cpus=$(nproc)
   mem_mib=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.8 }' /proc/meminfo)
@@ -75,8 +78,8 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket=$dir/munge/munge.socket
-SlurmctldPort=$(free_port)
-SlurmdPort=$(free_port)
+SlurmctldPort=$ctld_port
+SlurmdPort=$slurmd_port
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid

@@ -113,6 +113,15 @@ if [ "$mode" = smoke ]; then
   for want in "--nodes=2" "--ntasks=5" "--cpus-per-task=16" "--mem=61440M" "SHARDLM_WORKERS=4" "shardlm.sbatch"; do
     [[ "$dry" == *"$want"* ]] || fail "shardlm-slurm --dry-run lacks $want: $dry"
   done
+  # Sizes as the other tools write them (27GiB) are read; a size it cannot read stops it (exit 2),
+  # never a job submitted without its memory.
+  dry=$("$slurm/shardlm-slurm" --model "$data/moe" --workers 2 --mem-per-worker 27GiB --coordinator-mem 1.5G --dry-run)
+  [[ "$dry" == *"--mem=29184M"* ]] || fail "shardlm-slurm --mem-per-worker 27GiB: $dry"
+  for bad in lots 27Gx -5G; do
+    status=0
+    "$slurm/shardlm-slurm" --model "$data/moe" --workers 2 --mem-per-worker "$bad" --dry-run >"$work/bad.out" 2>&1 || status=$?
+    [ "$status" = 2 ] && grep -q "is not a size like 28G" "$work/bad.out" || { cat "$work/bad.out"; fail "--mem-per-worker $bad: exit $status"; }
+  done
   echo "slurm smoke: ok"
   exit 0
 fi
@@ -161,7 +170,7 @@ if command -v prometheus >/dev/null 2>&1; then
     --web.listen-address="127.0.0.1:$prom_port" > "$work/prom/log" 2>&1 &
   prom_pid=$!
   query() { curl -fsS "http://127.0.0.1:$prom_port/api/v1/query" --data-urlencode "query=$1" 2>/dev/null; }
-  scraped() { query "up{job=\"shardlm\",slurm_job_id=\"$job\"} == 1" | grep -q '"value"'; }
+  scraped() { query "up{job=\"shardlm-slurm\",slurm_job_id=\"$job\"} == 1" | grep -q '"value"'; }
   wait_until 60 "Prometheus scrapes job $job" scraped
   workers_up() { query 'count(shardlm_worker_up == 1)' | grep -q '"value":\[[0-9.]*,"2"\]'; }
   wait_until 30 "Prometheus sees 2 workers up" workers_up
