@@ -105,7 +105,18 @@ expect_reject "/workers/resources/limits" --set workers.resources.limits.memory=
 expect_reject "/service/ports/http" --set service.ports.http=70000
 expect_reject "apiKeys.enabled needs" --set apiKeys.enabled=true
 expect_reject "hostPath.path is required" --set model.volume.type=hostPath
+expect_reject "tls.enabled needs tls.secretName" --set tls.enabled=true
 echo "schema and template rejections: ok"
+
+# ---- TLS: the coordinator gets the certificate of a kubernetes.io/tls Secret, its probes speak HTTPS --
+run_helm template shardlm-tls "$chart" --namespace inference --set tls.enabled=true --set tls.secretName=gemma-tls >"$work/tls.yaml"
+node "$support/validate_manifests.mjs" "$work/tls.yaml" --external Secret/gemma-tls
+node "$support/chart_checks.mjs" "$work/tls.yaml" --launch-script "$chart/files/launch.sh" --workers 2 --shardlm "$shardlm" --kinds "$base_kinds"
+[ "$(grep -c 'scheme: HTTPS' "$work/tls.yaml")" = 3 ] || { echo "FAIL: the coordinator's three probes do not all speak HTTPS"; exit 1; }
+grep -q -- '- /etc/shardlm/tls/tls.crt' "$work/tls.yaml" && grep -q 'secretName: gemma-tls' "$work/tls.yaml" \
+  || { echo "FAIL: no certificate from the Secret"; exit 1; }
+if grep -q 'scheme: HTTPS' "$work/default.yaml"; then echo "FAIL: HTTPS probes without TLS"; exit 1; fi
+echo "tls: certificate mounted from the Secret, HTTPS probes"
 
 node "$support/validator_selftest.mjs" "$work/full.yaml"
 

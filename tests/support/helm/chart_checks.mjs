@@ -71,7 +71,7 @@ if (scriptMount && scriptMount.volume && scriptMount.volume.configMap) {
 const args = lc.args || [];
 const sep = args.indexOf("--");
 check(sep >= 0 && args[sep + 1] === "serve", `launcher args must be [mpirun args] -- serve ...: ${JSON.stringify(args)}`);
-const serveFlags = new Set(["--model", "--host", "--port", "--http-port", "--metrics-port", "--api-key-file", "--state-dir", "--max-context", "--kv-memory-per-worker", "--threads"]);
+const serveFlags = new Set(["--model", "--host", "--port", "--http-port", "--metrics-port", "--api-key-file", "--state-dir", "--max-context", "--kv-memory-per-worker", "--threads", "--tls-cert", "--tls-key"]);
 const flags = {};
 for (let k = sep + 2; k < args.length; k += 2) {
   check(serveFlags.has(args[k]), `'${args[k]}' is not a flag of shardlm serve`);
@@ -92,6 +92,19 @@ const probe = (p, path) => p && p.httpGet && p.httpGet.path === path && p.httpGe
 check(probe(lc.readinessProbe, "/ready"), "readiness probe must be GET /ready on port http");
 check(probe(lc.livenessProbe, "/health"), "liveness probe must be GET /health on port http");
 
+// TLS: both files from a Secret volume of the launcher, and probes that speak HTTPS (plain HTTP
+// gets no answer from a TLS port); without TLS, plain probes.
+const tls = "--tls-cert" in flags || "--tls-key" in flags;
+for (const f of ["--tls-cert", "--tls-key"]) {
+  if (!tls) break;
+  const m = flags[f] && mountAt(lc, L.template.spec, flags[f]);
+  check(m && m.volume && m.volume.secret, `${f} ${flags[f]} is not in a Secret volume of the launcher`);
+}
+for (const [name, p] of [["startup", lc.startupProbe], ["readiness", lc.readinessProbe], ["liveness", lc.livenessProbe]]) {
+  const scheme = (p && p.httpGet && p.httpGet.scheme) || "HTTP";
+  check(scheme === (tls ? "HTTPS" : "HTTP"), `the ${name} probe speaks ${scheme} ${tls ? "to a TLS port" : "without TLS"}`);
+}
+
 // Volumes behind the paths.
 const modelL = mountAt(lc, L.template.spec, flags["--model"]);
 const modelW = mountAt(wc, W.template.spec, flags["--model"]);
@@ -107,7 +120,7 @@ if (opt["api-keys"] !== undefined) {
   check(keyFile, "API keys enabled but no --api-key-file");
   const m = keyFile && mountAt(lc, L.template.spec, keyFile);
   check(m && m.volume && m.volume.secret, `--api-key-file ${keyFile} is not in a Secret volume`);
-  // Every rank gets the same command line and reads the file: the workers need it too.
+  // Every rank gets the same command line (the coordinator alone reads the file): the workers mount it too.
   const mw = keyFile && mountAt(wc, W.template.spec, keyFile);
   check(mw && mw.volume && m && m.volume && JSON.stringify(mw.volume.secret) === JSON.stringify(m.volume.secret),
     `--api-key-file ${keyFile} is not mounted from the same Secret in the workers`);

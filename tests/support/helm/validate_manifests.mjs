@@ -184,6 +184,8 @@ for (const sm of byKind.get("ServiceMonitor") || []) {
   const matchLabels = sm.spec && sm.spec.selector && sm.spec.selector.matchLabels;
   const services = (byKind.get("Service") || []).filter((s) => selects(matchLabels, s.metadata.labels));
   if (!matchLabels || services.length === 0) { fail(where, "selector matches no rendered Service"); continue; }
+  const jobLabel = sm.spec.jobLabel;
+  if (jobLabel && !services.every((s) => s.metadata.labels && s.metadata.labels[jobLabel])) fail(where, `jobLabel '${jobLabel}' is not a label of every selected Service`);
   for (const ep of sm.spec.endpoints || []) {
     if (ep.port && !services.some((s) => (s.spec.ports || []).some((p) => p.name === ep.port))) fail(where, `endpoint port '${ep.port}' is on no selected Service`);
   }
