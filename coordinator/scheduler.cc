@@ -123,8 +123,12 @@ SchedulerStats Scheduler::stats() const {
 }
 
 void Scheduler::set_hooks(SchedulerHooks hooks) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  hooks_ = std::move(hooks);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    hooks_ = std::move(hooks);
+    heartbeat_soon_ = true;  // the new hooks get the workers' figures at once, not a heartbeat later
+  }
+  wake_.notify_all();
 }
 
 void Scheduler::stop(bool drain) {
@@ -216,7 +220,7 @@ void Scheduler::heartbeat_if_idle(bool worked) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!running_.empty() || !waiting_.empty()) return;
   }
-  if (seconds(last_engine_contact_, now) < options_.heartbeat_s) return;
+  if (!heartbeat_soon_.exchange(false) && seconds(last_engine_contact_, now) < options_.heartbeat_s) return;
   engine_.heartbeat();
   last_engine_contact_ = Clock::now();
   SchedulerHooks hooks;

@@ -105,6 +105,7 @@ class Scheduler {
   bool draining_ = false;
   std::string lost_;  // why the engine is unavailable (empty while it works)
   std::chrono::steady_clock::time_point last_engine_contact_ = std::chrono::steady_clock::now();
+  std::atomic<bool> heartbeat_soon_{false};  // heartbeat at the next idle turn (set_hooks)
   uint64_t next_id_ = 1;
   int64_t kv_reserved_ = 0;
   SchedulerStats stats_;

@@ -226,6 +226,20 @@ class LosableEngine final : public StepEngine {
   std::unique_ptr<StepEngine> inner_;
 };
 
+// New hooks get the workers' figures (KV blocks, memory) from a heartbeat at once, not a heartbeat
+// period later (metrics would read 0 free KV blocks until then).
+TEST(Scheduler, NewHooksGetAHeartbeatAtOnce) {
+  LosableEngine engine(open_tiny(1));
+  std::atomic<int> heartbeats{0};
+  SchedulerOptions so;
+  so.heartbeat_s = 1000;  // none from the period while the test runs
+  Scheduler scheduler(engine, so);
+  scheduler.set_hooks(SchedulerHooks{.heartbeat = [&] { ++heartbeats; }});
+  for (int i = 0; i < 400 && heartbeats == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(heartbeats, 1);
+  EXPECT_EQ(engine.heartbeats, 1);
+}
+
 TEST(Scheduler, LostWorkersFailEverythingAsUnavailable) {
   LosableEngine engine(open_tiny(4));
   Scheduler scheduler(engine, SchedulerOptions{});
