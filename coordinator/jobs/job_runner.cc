@@ -122,6 +122,7 @@ void JobRunner::run() {
       // E.g. the disk is full: results stay in memory only while the line is in flight; what could not
       // be committed runs again after a restart. Wait a little instead of spinning on the failure.
       spdlog::error("batch jobs: {}", e.what());
+      if (stopping_) break;  // a store that keeps failing must not hold up the stop
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
   }

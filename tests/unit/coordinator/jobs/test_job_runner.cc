@@ -181,6 +181,38 @@ TEST(JobRunner, ResultsTheStoreRefusesAreSavedLater) {
   EXPECT_TRUE(ScriptedBackend::eventually([&] { return runner.committed() == 6; })) << runner.committed();
 }
 
+// A stop while the store refuses every commit (a full disk, a locked database) ends within its
+// attempts; the lines whose results were lost run again at the next start, each result saved once.
+TEST(JobRunner, StopsWhileTheStoreRefusesCommitsAndTheLinesRunAgain) {
+  TempDir dir;
+  JobStore store(dir.str());
+  ScriptedBackend backend;
+  backend.script = [](const TextRequest&) { return answer("ok", 300, 1); };
+  auto runner = std::make_unique<JobRunner>(store, backend, fast(4));
+  runner->start();
+  const JobRecord j = create(store, chat_file(4));
+  runner->wake();
+  ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend.requests().size() == 4u; }));
+  sqlite3* other = nullptr;
+  ASSERT_EQ(sqlite3_open(store.database_path().c_str(), &other), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // the answers (300 ms) are in, unsaved
+  const auto t0 = std::chrono::steady_clock::now();
+  runner.reset();  // stop(): each attempt waits out the store's busy timeout (5 s), then gives up
+  const double stop_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(stop_s, 20.0);
+  ASSERT_EQ(sqlite3_exec(other, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(other);
+  JobRunner again(store, backend, fast(4));
+  again.start();
+  again.wake();
+  ASSERT_TRUE(wait_state(store, j.id, JobState::kCompleted, 30));
+  std::set<std::string> ids;
+  for (const json& o : results(store, j.id, ResultKind::kOutput)) ids.insert(o["custom_id"].get<std::string>());
+  EXPECT_EQ(ids.size(), 4u);
+  EXPECT_EQ(results(store, j.id, ResultKind::kOutput).size(), 4u);
+}
+
 TEST(JobRunner, RefusedLinesGetErrorResultsAndTheRestRuns) {
   TempDir dir;
   JobStore store(dir.str());
