@@ -95,8 +95,15 @@ uint64_t Scheduler::submit(GenerationRequest request, std::shared_ptr<Generation
   std::lock_guard<std::mutex> lock(mutex_);
   if (!lost_.empty()) fail_request(RequestErrorCode::kUnavailable, "{}; the server is restarting", lost_);
   if (stopping_) fail_request(RequestErrorCode::kUnavailable, "the server is shutting down");
-  if (static_cast<int32_t>(waiting_.size()) >= options_.max_waiting) {
-    fail_request(RequestErrorCode::kQueueFull, "the request queue is full ({} waiting)", waiting_.size());
+  // Batch lines waiting do not count against an interactive request: a batch job's runner keeps
+  // lines queued, which would otherwise refuse interactive requests on an idle server.
+  int64_t counted = static_cast<int64_t>(waiting_.size());
+  if (request.priority == Priority::kInteractive) {
+    counted = std::count_if(waiting_.begin(), waiting_.end(),
+                            [](const std::shared_ptr<Request>& r) { return r->request.priority == Priority::kInteractive; });
+  }
+  if (counted >= options_.max_waiting) {
+    fail_request(RequestErrorCode::kQueueFull, "the request queue is full ({} waiting)", counted);
   }
   const uint64_t id = next_id_++;
   waiting_.push_back(std::make_shared<Request>(id, std::move(request), std::move(observer)));

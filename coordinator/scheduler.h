@@ -23,7 +23,7 @@ namespace shardlm {
 struct SchedulerOptions {
   int32_t max_step_tokens = 512;  // tokens per step (decode tokens + prompt chunks)
   int32_t max_running = 64;       // sequences decoding at once
-  int32_t max_waiting = 256;      // queue bound; beyond it submit throws kQueueFull
+  int32_t max_waiting = 256;      // queue bound (batch lines waiting do not count against interactive requests); beyond it submit throws kQueueFull
   int32_t max_batch_running = 8;  // running sequences of batch priority at most
   double heartbeat_s = 5;         // an idle scheduler checks the engine's workers this often
 };

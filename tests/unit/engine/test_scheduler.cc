@@ -311,6 +311,15 @@ TEST(Scheduler, IdleSchedulerChecksTheWorkersAndNoticesTheirLoss) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(1));
 }
 
+void expect_queue_full(Scheduler& scheduler, const GenerationRequest& request) {
+  try {
+    scheduler.submit(request, std::make_shared<Collector>());
+    ADD_FAILURE() << "the queue bound was not enforced";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kQueueFull);
+  }
+}
+
 TEST(Scheduler, AdmissionRefusesWhatCannotFit) {
   auto engine = open_tiny(1, 512);
   SchedulerOptions so;
@@ -342,12 +351,33 @@ TEST(Scheduler, AdmissionRefusesWhatCannotFit) {
   while (scheduler.stats().running == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   scheduler.submit(greedy(prompt_of(2, 10), 4), cs[1]);
   scheduler.submit(greedy(prompt_of(3, 10), 4), cs[2]);
-  try {
-    scheduler.submit(greedy(prompt_of(4, 10), 4), c);
-    FAIL() << "the queue bound was not enforced";
-  } catch (const RequestError& e) {
-    EXPECT_EQ(e.code(), RequestErrorCode::kQueueFull);
+  expect_queue_full(scheduler, greedy(prompt_of(4, 10), 4));
+  for (auto& x : cs) x->wait();
+  for (auto& x : cs) EXPECT_EQ(x->summary.reason, FinishReason::kLength);
+}
+
+// Batch lines waiting (a batch job's runner keeps some queued) do not fill the queue for interactive
+// requests; a batch line counts everything waiting.
+TEST(Scheduler, WaitingBatchLinesDoNotFillTheQueueForInteractiveRequests) {
+  auto engine = open_tiny(1, 512);
+  SchedulerOptions so;
+  so.max_waiting = 2;
+  Scheduler scheduler(*engine, so);
+  std::vector<std::shared_ptr<Collector>> cs;
+  for (int i = 0; i < 5; ++i) cs.push_back(std::make_shared<Collector>());
+  scheduler.submit(greedy(prompt_of(1, 10), 300), cs[0]);  // holds the one slot
+  while (scheduler.stats().running == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  for (int i = 1; i <= 2; ++i) {
+    GenerationRequest line = greedy(prompt_of(i + 1, 10), 4);
+    line.priority = Priority::kBatch;
+    scheduler.submit(line, cs[i]);
   }
+  GenerationRequest third = greedy(prompt_of(4, 10), 4);
+  third.priority = Priority::kBatch;
+  expect_queue_full(scheduler, third);
+  scheduler.submit(greedy(prompt_of(5, 10), 4), cs[3]);  // interactive: two batch lines wait, none of its kind
+  scheduler.submit(greedy(prompt_of(6, 10), 4), cs[4]);
+  expect_queue_full(scheduler, greedy(prompt_of(7, 10), 4));
   for (auto& x : cs) x->wait();
   for (auto& x : cs) EXPECT_EQ(x->summary.reason, FinishReason::kLength);
 }
