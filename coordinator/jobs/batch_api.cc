@@ -203,7 +203,11 @@ std::pair<int, std::string> BatchApi::files(const std::string& method, const std
   }
   const std::string& id = t.segments[0];
   if (t.segments.size() == 1) {
-    if (!reads(method)) not_allowed(method, target, "GET");
+    if (method == "DELETE") {
+      js.delete_file(id);
+      return {200, http::dump_json({{"id", id}, {"object", "file"}, {"deleted", true}})};
+    }
+    if (!reads(method)) not_allowed(method, target, "GET, DELETE");
     return {200, http::dump_json(file_json(js.file(id)))};
   }
   if (t.segments.size() == 2 && t.segments[1] == "content") {

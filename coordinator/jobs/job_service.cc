@@ -66,6 +66,14 @@ std::string JobService::file_content(const std::string& id) {
   return guarded("file content", [&] { return store_.file_content(id); });
 }
 
+void JobService::delete_file(const std::string& id) {
+  guarded("delete file", [&] {
+    store_.delete_file(id);
+    return 0;
+  });
+  spdlog::info("file {} deleted", id);
+}
+
 JobRecord JobService::create(const std::string& input_file_id, const std::string& endpoint, const std::string& completion_window,
                              const nlohmann::json& metadata) {
   JobRecord job = guarded("create", [&] { return store_.create_job(input_file_id, endpoint, completion_window, metadata); });

@@ -46,6 +46,7 @@ class JobService {
   FileRecord file(const std::string& id);
   std::vector<FileRecord> files(const std::string& purpose);
   std::string file_content(const std::string& id);
+  void delete_file(const std::string& id);  // JobStore::delete_file
 
   // Jobs. completion_window: "24h" (the only value the Batch API knows; jobs never expire here).
   JobRecord create(const std::string& input_file_id, const std::string& endpoint, const std::string& completion_window,

@@ -221,16 +221,49 @@ FileRecord JobStore::add_file(const std::string& filename, const std::string& pu
 
 std::optional<FileRecord> JobStore::file(const std::string& id) {
   std::lock_guard lock(mutex_);
-  Statement q = db_->prepare(fmt::format("SELECT {} FROM files WHERE id = ?1", kFileColumns));
+  Statement q = db_->prepare(fmt::format("SELECT {} FROM files WHERE id = ?1 AND purpose != 'deleted'", kFileColumns));
   q.bind(1, id);
   if (!q.step()) return std::nullopt;
   return read_file_row(q);
 }
 
+void JobStore::delete_file(const std::string& id) {
+  std::lock_guard lock(mutex_);
+  Transaction t(*db_);
+  Statement fq = db_->prepare("SELECT purpose, COALESCE(job_id, ''), COALESCE(kind, 0) FROM files WHERE id = ?1 AND purpose != 'deleted'");
+  fq.bind(1, id);
+  if (!fq.step()) fail_request(RequestErrorCode::kNotFound, "No such File object: {}", id);
+  if (fq.text(0) == "batch") {
+    Statement busy = db_->prepare(
+        "SELECT id, state FROM jobs WHERE input_file_id = ?1 AND state IN ('in_progress', 'finalizing', 'cancelling') LIMIT 1");
+    busy.bind(1, id);
+    if (busy.step()) {
+      fail_request(RequestErrorCode::kInvalidRequest,
+                   "file {} is the input of batch {}, which is {}: cancel the batch or let it end before deleting the file", id,
+                   busy.text(0), busy.text(1));
+    }
+    // The finished batches that read it keep their results; their copies of its lines go with it.
+    db_->prepare("UPDATE lines SET text = '' WHERE job_id IN (SELECT id FROM jobs WHERE input_file_id = ?1)").bind(1, id).run();
+    Statement used = db_->prepare("SELECT 1 FROM jobs WHERE input_file_id = ?1 LIMIT 1");
+    used.bind(1, id);
+    if (used.step()) {
+      // Batches still name it as their input (a reference the schema keeps): the row stays, empty.
+      db_->prepare("UPDATE files SET purpose = 'deleted', content = NULL, bytes = 0, line_count = 0 WHERE id = ?1").bind(1, id).run();
+    } else {
+      db_->prepare("DELETE FROM files WHERE id = ?1").bind(1, id).run();
+    }
+  } else {
+    db_->prepare("DELETE FROM results WHERE job_id = ?1 AND kind = ?2").bind(1, fq.text(1)).bind(2, fq.int64(2)).run();
+    db_->prepare("DELETE FROM files WHERE id = ?1").bind(1, id).run();
+  }
+  t.commit();
+}
+
 std::vector<FileRecord> JobStore::files(const std::string& purpose) {
   std::lock_guard lock(mutex_);
   Statement q = db_->prepare(
-      fmt::format("SELECT {} FROM files WHERE ?1 = '' OR purpose = ?1 ORDER BY created_at DESC, rowid DESC", kFileColumns));
+      fmt::format("SELECT {} FROM files WHERE purpose != 'deleted' AND (?1 = '' OR purpose = ?1) ORDER BY created_at DESC, rowid DESC",
+                  kFileColumns));
   q.bind(1, purpose);
   std::vector<FileRecord> out;
   while (q.step()) out.push_back(read_file_row(q));
@@ -239,7 +272,8 @@ std::vector<FileRecord> JobStore::files(const std::string& purpose) {
 
 std::string JobStore::file_content(const std::string& id) {
   std::lock_guard lock(mutex_);
-  Statement q = db_->prepare("SELECT purpose, content, COALESCE(job_id, ''), COALESCE(kind, 0) FROM files WHERE id = ?1");
+  Statement q = db_->prepare(
+      "SELECT purpose, content, COALESCE(job_id, ''), COALESCE(kind, 0) FROM files WHERE id = ?1 AND purpose != 'deleted'");
   q.bind(1, id);
   if (!q.step()) fail_request(RequestErrorCode::kNotFound, "No such File object: {}", id);
   if (q.text(0) == "batch") return q.text(1);
@@ -265,7 +299,7 @@ JobRecord JobStore::create_job(const std::string& input_file_id, const std::stri
   }
   std::lock_guard lock(mutex_);
   Transaction t(*db_);
-  Statement fq = db_->prepare("SELECT purpose, content FROM files WHERE id = ?1");
+  Statement fq = db_->prepare("SELECT purpose, content FROM files WHERE id = ?1 AND purpose != 'deleted'");
   fq.bind(1, input_file_id);
   if (!fq.step()) fail_request(RequestErrorCode::kNotFound, "No such File object: {}", input_file_id);
   if (fq.text(0) != "batch") {

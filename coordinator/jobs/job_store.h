@@ -97,6 +97,11 @@ class JobStore {
   // Checks the whole file (split_jsonl: throws RequestError when unreadable) and stores it.
   FileRecord add_file(const std::string& filename, const std::string& purpose, const std::string& content);
   std::optional<FileRecord> file(const std::string& id);
+  // DELETE /v1/files/{id}: an upload once no unfinished batch reads it (with the copies of its lines
+  // in the finished batches that read it; their results stay), an output or error file with the
+  // results it holds. Throws RequestError (kNotFound; kInvalidRequest naming the batch that reads it).
+  // A deleted file is unknown to every lookup; SQLite reuses its pages (the database file does not shrink).
+  void delete_file(const std::string& id);
   std::vector<FileRecord> files(const std::string& purpose);  // newest first; "" = all
   // An uploaded file as it was uploaded, or an output file's result lines (each ending in "\n").
   std::string file_content(const std::string& id);

@@ -7,6 +7,7 @@
 #include <random>
 
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 
 #include "coordinator/http/api_error.h"
 #include "coordinator/http/http_server.h"
@@ -115,7 +116,7 @@ TEST_F(BatchApiTest, FilesUploadAndReadBack) {
   EXPECT_EQ(call("GET", "/v1/files/file-nope").status, 404);
   EXPECT_EQ(call("GET", "/v1/files/file-nope/content").status, 404);
   EXPECT_EQ(call("GET", "/v1/files/" + id + "/other").status, 404);
-  EXPECT_EQ(call("DELETE", "/v1/files/" + id).status, 405);
+  EXPECT_EQ(call("DELETE", "/v1/files/" + id + "/content").status, 405);
 }
 
 TEST_F(BatchApiTest, RoutesAnswerHeadAndNameWhatTheyAllow) {
@@ -127,8 +128,8 @@ TEST_F(BatchApiTest, RoutesAnswerHeadAndNameWhatTheyAllow) {
   r = call("GET", "/v1/batches/batch_x/cancel");
   EXPECT_EQ(r.status, 405);
   EXPECT_EQ(r.header("allow"), "POST");
-  r = call("DELETE", "/v1/files/file-x");
-  EXPECT_EQ(r.header("allow"), "GET");
+  r = call("PUT", "/v1/files/file-x");
+  EXPECT_EQ(r.header("allow"), "GET, DELETE");
   r = call("POST", "/v1/filesXYZ");
   EXPECT_EQ(r.status, 404);
   EXPECT_NE(r.body.find("Invalid URL (POST /v1/filesXYZ)"), std::string::npos) << r.body;
@@ -261,6 +262,74 @@ TEST_F(BatchApiTest, ListAndCancel) {
     EXPECT_EQ(c["request_counts"]["completed"], 0);
     EXPECT_TRUE(c["output_file_id"].is_null());
   }
+}
+
+// DELETE /v1/files/{id}: an input file once no unfinished batch reads it (the finished batches keep
+// their results), an output or error file with its results; a deleted file is unknown everywhere.
+TEST_F(BatchApiTest, FilesAreDeletedOnceNoUnfinishedBatchReadsThem) {
+  bool hold = true;
+  std::mutex mu;
+  backend_->script = [&](const TextRequest&) {
+    std::lock_guard<std::mutex> lock(mu);
+    http::testing::Script s;
+    s.until_cancelled = hold;  // the first batch's lines run until it is cancelled
+    s.finish.finish_reason = "stop";
+    if (!hold) {
+      TextDelta d;
+      d.content = "ok";
+      s.deltas.push_back(d);
+    }
+    return s;
+  };
+  const std::string held = upload(request_line("a") + "\n")["id"];
+  const std::string running = call("POST", "/v1/batches", json{{"input_file_id", held}, {"endpoint", kChatEndpoint}, {"completion_window", "24h"}}.dump())
+                                  .json()["id"];
+  HttpResult r = call("DELETE", "/v1/files/" + held);
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("is the input of batch " + running + ", which is in_progress"), std::string::npos) << r.body;
+  ASSERT_EQ(call("POST", "/v1/batches/" + running + "/cancel").status, 200);
+  wait_batch(running, "cancelled");
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    hold = false;
+  }
+
+  const std::string input = upload(request_line("b") + "\n" + "{broken\n")["id"];
+  const std::string done_id = call("POST", "/v1/batches", json{{"input_file_id", input}, {"endpoint", kChatEndpoint}, {"completion_window", "24h"}}.dump())
+                                  .json()["id"];
+  const json done = wait_batch(done_id, "completed");
+  const std::string output = done["output_file_id"], errors = done["error_file_id"];
+  for (const std::string& id : {output, held, input}) {
+    r = call("DELETE", "/v1/files/" + id);
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.json(), (json{{"id", id}, {"object", "file"}, {"deleted", true}}));
+    EXPECT_EQ(call("GET", "/v1/files/" + id).status, 404);
+    EXPECT_EQ(call("GET", "/v1/files/" + id + "/content").status, 404);
+    EXPECT_EQ(call("DELETE", "/v1/files/" + id).status, 404);
+  }
+  // The error file and the batches are untouched; a deleted input cannot start a batch.
+  EXPECT_NE(call("GET", "/v1/files/" + errors + "/content").body.find("\"line\":2"), std::string::npos);
+  EXPECT_EQ(call("GET", "/v1/batches/" + done_id).json()["input_file_id"], input);
+  EXPECT_EQ(call("GET", "/v1/batches/" + done_id).json()["request_counts"]["completed"], 1);
+  const json list = call("GET", "/v1/files").json();
+  ASSERT_EQ(list["data"].size(), 1u);
+  EXPECT_EQ(list["data"][0]["id"], errors);
+  EXPECT_EQ(call("POST", "/v1/batches", json{{"input_file_id", input}, {"endpoint", kChatEndpoint}, {"completion_window", "24h"}}.dump())
+                .status,
+            404);
+  EXPECT_EQ(call("DELETE", "/v1/files/file-nope").status, 404);
+  // The space is given back: no upload content, no copy of an input line, no output result is left.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((dir_ / "jobs.sqlite3").c_str(), &db), SQLITE_OK);
+  for (const char* q : {"SELECT count(*) FROM files WHERE content IS NOT NULL", "SELECT count(*) FROM lines WHERE text != ''",
+                        "SELECT count(*) FROM results WHERE kind = 0"}) {
+    sqlite3_stmt* st = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, q, -1, &st, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int64(st, 0), 0) << q;
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
 }
 
 TEST(BatchApiDisabled, EveryRouteSaysHowToTurnJobsOn) {
