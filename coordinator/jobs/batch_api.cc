@@ -1,5 +1,6 @@
 #include "coordinator/jobs/batch_api.h"
 
+#include <algorithm>
 #include <map>
 
 #include "coordinator/http/api_error.h"
@@ -85,21 +86,48 @@ Target split_target(const std::string& method, const std::string& target, const 
 
 bool reads(const std::string& method) { return method == "GET" || method == "HEAD"; }
 
-int list_limit(const Target& t) {
+// The query's limit, between 1 and max_limit (default_limit when absent).
+int list_limit(const Target& t, int default_limit = kDefaultListLimit, int max_limit = kMaxListLimit) {
   const auto it = t.query.find("limit");
-  if (it == t.query.end() || it->second.empty()) return kDefaultListLimit;
+  if (it == t.query.end() || it->second.empty()) return default_limit;
   int limit = 0;
   try {
     size_t used = 0;
     limit = std::stoi(it->second, &used);
     if (used != it->second.size()) throw std::invalid_argument("trailing");
   } catch (const std::out_of_range&) {
-    fail_param("limit", "'limit' must be in 1..{} (got {})", kMaxListLimit, it->second);
+    fail_param("limit", "'limit' must be in 1..{} (got {})", max_limit, it->second);
   } catch (const std::exception&) {
     fail_param("limit", "'limit' must be an integer (got '{}')", it->second);
   }
-  if (limit < 1 || limit > kMaxListLimit) fail_param("limit", "'limit' must be in 1..{} (got {})", kMaxListLimit, limit);
+  if (limit < 1 || limit > max_limit) fail_param("limit", "'limit' must be in 1..{} (got {})", max_limit, limit);
   return limit;
+}
+
+// GET /v1/files as OpenAI pages it: order (desc by default: newest first), after (a file id: the
+// files that follow it in that order), limit (1..10000, default 10000).
+json file_list(JobService& js, const Target& t) {
+  const auto purpose = t.query.find("purpose");
+  std::vector<FileRecord> all = js.files(purpose == t.query.end() ? "" : purpose->second);
+  const auto order = t.query.find("order");
+  if (order != t.query.end() && order->second != "desc") {
+    if (order->second != "asc") fail_param("order", "'order' must be 'asc' or 'desc' (got '{}')", order->second);
+    std::reverse(all.begin(), all.end());
+  }
+  size_t begin = 0;
+  if (const auto after = t.query.find("after"); after != t.query.end() && !after->second.empty()) {
+    const auto it = std::find_if(all.begin(), all.end(), [&](const FileRecord& f) { return f.id == after->second; });
+    if (it == all.end()) fail_param("after", "'after' names no file in this list: {}", after->second);
+    begin = static_cast<size_t>(it - all.begin()) + 1;
+  }
+  const size_t end = std::min(all.size(), begin + static_cast<size_t>(list_limit(t, 10000, 10000)));
+  json data = json::array();
+  for (size_t i = begin; i < end; ++i) data.push_back(file_json(all[i]));
+  return {{"object", "list"},
+          {"data", std::move(data)},
+          {"first_id", begin < end ? json(all[begin].id) : json(nullptr)},
+          {"last_id", begin < end ? json(all[end - 1].id) : json(nullptr)},
+          {"has_more", end < all.size()}};
 }
 
 json parse_metadata(const json& body) {
@@ -176,12 +204,7 @@ std::pair<int, std::string> BatchApi::files(const std::string& method, const std
   const Target t = split_target(method, target, "/v1/files");
   JobService& js = jobs();
   if (t.segments.empty()) {
-    if (reads(method)) {
-      const auto p = t.query.find("purpose");
-      json data = json::array();
-      for (const FileRecord& f : js.files(p == t.query.end() ? "" : p->second)) data.push_back(file_json(f));
-      return {200, http::dump_json({{"object", "list"}, {"data", std::move(data)}, {"has_more", false}})};
-    }
+    if (reads(method)) return {200, http::dump_json(file_list(js, t))};
     if (method != "POST") not_allowed(method, target, "GET, POST");
     std::vector<FormPart> parts;
     try {

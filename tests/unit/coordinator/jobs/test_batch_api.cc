@@ -117,6 +117,25 @@ TEST_F(BatchApiTest, FilesUploadAndReadBack) {
   EXPECT_EQ(call("GET", "/v1/files/file-nope/content").status, 404);
   EXPECT_EQ(call("GET", "/v1/files/" + id + "/other").status, 404);
   EXPECT_EQ(call("DELETE", "/v1/files/" + id + "/content").status, 405);
+
+  // Pages as OpenAI's: newest first unless order=asc, after a file id, limit.
+  const std::string second = upload(content, "two.jsonl")["id"], third = upload(content, "three.jsonl")["id"];
+  json page = call("GET", "/v1/files?limit=2").json();
+  ASSERT_EQ(page["data"].size(), 2u);
+  EXPECT_EQ(page["data"][0]["id"], third);
+  EXPECT_EQ(page["first_id"], third);
+  EXPECT_EQ(page["last_id"], second);
+  EXPECT_EQ(page["has_more"], true);
+  page = call("GET", "/v1/files?limit=2&after=" + second).json();
+  ASSERT_EQ(page["data"].size(), 1u);
+  EXPECT_EQ(page["data"][0]["id"], id);
+  EXPECT_EQ(page["has_more"], false);
+  page = call("GET", "/v1/files?order=asc&after=" + id).json();
+  ASSERT_EQ(page["data"].size(), 2u);
+  EXPECT_EQ(page["data"][0]["id"], second);
+  EXPECT_EQ(call("GET", "/v1/files?order=up").json()["error"]["param"], "order");
+  EXPECT_EQ(call("GET", "/v1/files?after=file-nope").json()["error"]["param"], "after");
+  EXPECT_EQ(call("GET", "/v1/files?limit=10001").json()["error"]["param"], "limit");
 }
 
 TEST_F(BatchApiTest, RoutesAnswerHeadAndNameWhatTheyAllow) {
