@@ -153,6 +153,19 @@ TEST(JobRunner, RunsEveryLineOnceAtBatchPriorityWithBoundedConcurrency) {
 // Results the store cannot take (here: another connection holds the database's write lock past the
 // busy timeout, as a full disk refuses them) are kept and saved on a later round: the job completes
 // without a restart, each line once (its lines stayed "running" for ever, their results dropped).
+// Another connection that holds the store's write lock (until COMMIT and sqlite3_close): the store's
+// commits fail once its busy timeout has passed. Waits for a commit of the runner in progress.
+sqlite3* lock_database(const JobStore& store) {
+  sqlite3* other = nullptr;
+  if (sqlite3_open(store.database_path().c_str(), &other) != SQLITE_OK) return nullptr;
+  sqlite3_busy_timeout(other, 10000);
+  if (sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    sqlite3_close(other);
+    return nullptr;
+  }
+  return other;
+}
+
 TEST(JobRunner, ResultsTheStoreRefusesAreSavedLater) {
   TempDir dir;
   JobStore store(dir.str());
@@ -163,9 +176,8 @@ TEST(JobRunner, ResultsTheStoreRefusesAreSavedLater) {
   const JobRecord j = create(store, chat_file(6));
   runner.wake();
   ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend.requests().size() == 6u; }));
-  sqlite3* other = nullptr;
-  ASSERT_EQ(sqlite3_open(store.database_path().c_str(), &other), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3* other = lock_database(store);
+  ASSERT_NE(other, nullptr);
   // Past the store's busy timeout (5 s) once the lines have finished.
   std::this_thread::sleep_for(std::chrono::milliseconds(6500));
   EXPECT_EQ(store.job(j.id)->state, JobState::kInProgress);
@@ -193,9 +205,8 @@ TEST(JobRunner, StopsWhileTheStoreRefusesCommitsAndTheLinesRunAgain) {
   const JobRecord j = create(store, chat_file(4));
   runner->wake();
   ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend.requests().size() == 4u; }));
-  sqlite3* other = nullptr;
-  ASSERT_EQ(sqlite3_open(store.database_path().c_str(), &other), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(other, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3* other = lock_database(store);
+  ASSERT_NE(other, nullptr);
   std::this_thread::sleep_for(std::chrono::milliseconds(1000));  // the answers (300 ms) are in, unsaved
   const auto t0 = std::chrono::steady_clock::now();
   runner.reset();  // stop(): each attempt waits out the store's busy timeout (5 s), then gives up
