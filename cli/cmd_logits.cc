@@ -25,10 +25,17 @@ std::vector<int32_t> parse_token_list(const std::string& spec) {
   }
   std::vector<int32_t> ids;
   std::string item;
+  bool after_comma = true;  // a comma here would leave an empty item (also at the start)
   for (size_t i = 0; i <= text.size(); ++i) {
-    const char c = i < text.size() ? text[i] : ',';
+    const bool end = i == text.size();
+    const char c = end ? ',' : text[i];
     if (c == ',' || c == '\n' || c == ' ' || c == '\r' || c == '\t') {
-      if (item.empty()) continue;
+      if (item.empty()) {
+        if (c == ',' && !end && after_comma) fail("--tokens: an empty item (two commas, or a comma first) in '{}'", text.substr(0, 80));
+        after_comma = after_comma || c == ',';
+        continue;
+      }
+      after_comma = c == ',';
       size_t used = 0;
       long long v = 0;
       try {

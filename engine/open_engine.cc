@@ -145,7 +145,13 @@ RunnerOptions runner_options(const EngineOptions& o, int64_t kv_tokens) {
 
 std::string precision_text(const EngineOptions& o) {
   const char* weights = o.weights == "auto" ? "checkpoint precision" : o.weights.c_str();
-  return fmt::format("f32 activations, {} weights, {} KV cache, {} matmul, {} threads", weights,
+  // What the matmuls take: quantised weights multiply int8 activations; oneDNN and AMX round the
+  // activations of bf16 weights to bf16; the rest is f32.
+  const char* inputs = o.weights == "int8" || o.weights == "q4" ? "int8"
+                       : o.matmul == "own" || o.weights == "f32" ? "f32"
+                       : o.weights == "bf16"                     ? "bf16"
+                                                                 : "bf16 where the weights are";
+  return fmt::format("f32 activations ({} matmul inputs), {} weights, {} KV cache, {} matmul, {} threads", inputs, weights,
                      kv_dtype_name(parse_kv_dtype(o.kv_dtype)), o.matmul, omp_get_max_threads());
 }
 

@@ -90,6 +90,8 @@ rm -rf "$work/gen_eos"; cp -r "$work/dense" "$work/gen_eos"
 echo '{"eos_token_id": [1, 77777]}' >"$work/gen_eos/generation_config.json"
 expect_failure generation_eos "generation_config.json: config: eos_token_id 77777 is outside the vocabulary" \
   "$shardlm" generate --model "$work/gen_eos" --prompt hi --max-tokens 2
+expect_failure tokens_empty_item "an empty item (two commas, or a comma first)" \
+  "$shardlm" logits --model "$work/dense" --tokens 2,,3 --out "$work/empty_item.npy"
 # A state folder that cannot be created (under a regular file): named, before the model loads.
 expect_failure state_dir "state-dir $work/dense/config.json/state: cannot be created" timeout 20 \
   "$shardlm" serve --model "$work/dense" --port 0 --http-port 0 --metrics-port -1 --state-dir "$work/dense/config.json/state"
