@@ -18,10 +18,12 @@
 #include <string>
 #include <type_traits>
 
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -155,7 +157,10 @@ class HttpConnection final : public ConnectionHandle,
  public:
   // `slot` empty: the server holds max_connections already; this one is answered 503 and closed.
   HttpConnection(tcp::socket socket, std::shared_ptr<ServerState> state, ConnectionLimit::Slot slot)
-      : stream_(make_stream(std::move(socket), *state)), state_(std::move(state)), slot_(std::move(slot)) {}
+      : stream_(make_stream(std::move(socket), *state)),
+        hangup_timer_(stream_.get_executor()),
+        state_(std::move(state)),
+        slot_(std::move(slot)) {}
   ~HttpConnection() override { cancel_generation(); }
 
   asio::any_io_executor executor() override { return stream_.get_executor(); }
@@ -437,15 +442,33 @@ class HttpConnection final : public ConnectionHandle,
   // A wait for readability may complete without the socket being readable: the reactor can deliver
   // readiness that was reported for a closed connection whose descriptor this one now reuses. So
   // the socket is peeked at before concluding: data is a pipelined request (read once this one is
-  // answered), nothing yet means wait again, and only end of stream or an error is the client gone.
+  // answered: then the connection is polled for the peer's hang-up, which data ahead of it would
+  // hide from a read), nothing yet means wait again, and only end of stream or an error is the
+  // client gone.
   void on_readable(const std::shared_ptr<Link>& link, beast::error_code ec) {
     if (link != link_ || closed_ || ec == asio::error::operation_aborted) return;
     if (!ec) {
       char byte = 0;
       const ssize_t n = ::recv(tcp_layer().socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-      if (n > 0) return;
+      if (n > 0) return watch_hangup(link);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return watch_disconnect();
     }
+    client_gone();
+  }
+
+  // Every 200 ms while the request runs: POLLRDHUP / POLLHUP / POLLERR say the peer closed (its
+  // pipelined bytes still unread).
+  void watch_hangup(const std::shared_ptr<Link>& link) {
+    hangup_timer_.expires_after(std::chrono::milliseconds(200));
+    hangup_timer_.async_wait([self = shared_from_this(), link](beast::error_code ec) {
+      if (ec || link != self->link_ || self->closed_) return;
+      pollfd p{self->tcp_layer().socket().native_handle(), POLLRDHUP, 0};
+      if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) return self->client_gone();
+      self->watch_hangup(link);
+    });
+  }
+
+  void client_gone() {
     spdlog::debug("http: client went away during a request; cancelling it");
     abort();
   }
@@ -505,6 +528,7 @@ class HttpConnection final : public ConnectionHandle,
   }
 
   Stream stream_;
+  asio::steady_timer hangup_timer_;  // polls for a hang-up behind pipelined bytes (watch_hangup)
   beast::flat_buffer buffer_;
   std::shared_ptr<ServerState> state_;
   ConnectionLimit::Slot slot_;  // released when the connection closes

@@ -329,6 +329,19 @@ TEST_F(HttpServerTest, ClientLeavingCancelsItsRequest) {
   }
   ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend_->cancelled().count(2) == 1; })) << "not cancelled";
   ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend_->finished() == 2; }));
+  {
+    // Not streamed, a pipelined request behind it, then gone: the bytes ahead of the end of the
+    // stream do not hide it.
+    TestClient c(port());
+    ASSERT_TRUE(c.send(testing::request_text("POST", "/v1/chat/completions", kChat)));
+    ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend_->requests().size() == 3; }));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(c.send(testing::request_text("GET", "/health", "")));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    c.close();
+  }
+  ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend_->cancelled().count(3) == 1; })) << "not cancelled";
+  ASSERT_TRUE(ScriptedBackend::eventually([&] { return backend_->finished() == 3; }));
   TestClient ok(port());
   EXPECT_EQ(ok.request("GET", "/health").status, 200);
 }
