@@ -43,6 +43,10 @@ bool parse_frame_payload(std::string_view payload, google::protobuf::MessageLite
   return message.ParseFromArray(payload.data(), static_cast<int>(payload.size()));
 }
 
+namespace {
+constexpr size_t kKeptBufferBytes = 256 * 1024;  // what an emptied buffer may keep of its capacity
+}  // namespace
+
 FrameDecoder::FrameDecoder(uint32_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}
 
 void FrameDecoder::feed(std::string_view bytes) {
@@ -72,7 +76,12 @@ FrameDecoder::Status FrameDecoder::next(std::string& payload) {
   payload.assign(buffer_.data() + offset_ + kFrameHeaderBytes, length);
   offset_ += kFrameHeaderBytes + length;
   if (offset_ == buffer_.size()) {
-    buffer_.clear();
+    // Empty: a buffer that grew for a large frame is given back (an idle connection keeps none).
+    if (buffer_.capacity() > kKeptBufferBytes) {
+      std::string().swap(buffer_);
+    } else {
+      buffer_.clear();
+    }
     offset_ = 0;
   }
   return Status::kFrame;

@@ -46,8 +46,11 @@ class FrameDecoder {
   Status next(std::string& payload);
 
   uint32_t max_frame_bytes() const { return max_frame_bytes_; }
+  // A new limit for the frames not yet read (e.g. a larger one once a peer is authenticated).
+  void set_max_frame_bytes(uint32_t max_frame_bytes) { max_frame_bytes_ = max_frame_bytes; }
   uint32_t declared_length() const { return declared_; }  // length prefix of the refused frame
   size_t buffered() const { return buffer_.size() - offset_; }
+  size_t buffer_capacity() const { return buffer_.capacity(); }
 
  private:
   uint32_t max_frame_bytes_;

@@ -20,6 +20,9 @@ constexpr size_t kResultResumeBytes = 1024 * 1024;  // read the next chunk while
 // connection is not read until they shrink (a client sending prompts faster than they are
 // tokenized holds at most this much memory, plus the frame being read).
 constexpr size_t kMaxToPrepareBytes = 64u << 20;
+// Frames before the Hello: a Hello is well under 1 KiB; a client that has not said who it is gets
+// no more buffer than this.
+constexpr uint32_t kMaxHelloFrameBytes = 64 * 1024;
 
 client::ServerMessage error_message(uint64_t id, client::ErrorCode code, const std::string& text) {
   client::ServerMessage message;
@@ -88,7 +91,7 @@ Connection::Connection(asio::ip::tcp::socket socket, ServerContext& context, Con
     : socket_(std::move(socket)),
       context_(context),
       slot_(std::move(slot)),
-      decoder_(context.options.max_frame_bytes),
+      decoder_(std::min(context.options.max_frame_bytes, kMaxHelloFrameBytes)),  // raised by the Hello
       timer_(socket_.get_executor()) {
   boost::system::error_code ec;
   const auto endpoint = socket_.remote_endpoint(ec);
@@ -170,8 +173,8 @@ void Connection::on_read(const boost::system::error_code& ec, size_t n) {
     const FrameDecoder::Status status = decoder_.next(payload);
     if (status == FrameDecoder::Status::kNeedMore) break;
     if (status == FrameDecoder::Status::kTooLarge) {
-      fail(client::ERROR_FRAME_TOO_LARGE, fmt::format("frame of {} bytes exceeds the limit of {} bytes",
-                                                      decoder_.declared_length(), decoder_.max_frame_bytes()));
+      fail(client::ERROR_FRAME_TOO_LARGE, fmt::format("frame of {} bytes exceeds the limit of {} bytes{}", decoder_.declared_length(),
+                                                      decoder_.max_frame_bytes(), state_ == State::kHandshake ? " before the Hello" : ""));
       break;
     }
     framed = true;
@@ -308,6 +311,7 @@ void Connection::on_hello(const client::Hello& hello) {
   }
   timer_.cancel();
   state_ = State::kReady;
+  decoder_.set_max_frame_bytes(context_.options.max_frame_bytes);
   spdlog::debug("tcp: {}: hello from '{}' (protocol {}.{})", peer_, hello.client_name(), hello.protocol_major(),
                 hello.protocol_minor());
   client::ServerMessage reply;

@@ -161,6 +161,22 @@ TEST(Frame, FrameAtTheLimitIsAccepted) {
   EXPECT_EQ(payload, std::string(1000, 'z'));
 }
 
+// A buffer that grew for a large frame is given back once the frame is read (an idle connection
+// keeps no megabytes), and the limit can be raised for the frames to come.
+TEST(Frame, ALargeFramesBufferIsReleasedAndTheLimitCanBeRaised) {
+  FrameDecoder decoder(1000);
+  char header[4];
+  write_frame_length(4 << 20, header);
+  decoder.feed(std::string_view(header, 4));
+  decoder.set_max_frame_bytes(8 << 20);  // (the header is read at next())
+  decoder.feed(std::string(4 << 20, 'x'));
+  std::string payload;
+  ASSERT_EQ(decoder.next(payload), FrameDecoder::Status::kFrame);
+  EXPECT_EQ(payload.size(), 4u << 20);
+  EXPECT_EQ(decoder.buffered(), 0u);
+  EXPECT_LE(decoder.buffer_capacity(), 256u * 1024);
+}
+
 TEST(Frame, HugeDeclaredLengthIsRefused) {
   FrameDecoder decoder;
   decoder.feed("\xff\xff\xff\xff");

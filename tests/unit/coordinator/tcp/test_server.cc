@@ -442,6 +442,27 @@ TEST_F(TcpServerTest, OversizeFrameIsRefused) {
   EXPECT_EQ(run(good, "still here", greedy(3)).finish.usage().completion_tokens(), 3);
 }
 
+// Before its Hello a client gets at most 64 KiB of frame (a Hello is under 1 KiB): 100 silent
+// connections cannot make the server buffer 16 MiB each.
+TEST_F(TcpServerTest, FramesBeforeTheHelloAreSmall) {
+  auto server = start_server();
+  RawConnection early(server->port());
+  char header[4];
+  write_frame_length(65537, header);
+  early.write(std::string(header, 4));
+  const std::string text = early.expect_closed_with(client::ERROR_FRAME_TOO_LARGE);
+  EXPECT_NE(text.find("exceeds the limit of 65536 bytes before the Hello"), std::string::npos) << text;
+  // After it, the full limit.
+  RawConnection after(server->port());
+  after.handshake();
+  after.send(generate_message(1, long_prompt(100000), 2));
+  std::optional<client::ServerMessage> m;
+  while ((m = after.read()).has_value() && !m->has_finish() && !m->has_error()) {
+  }
+  ASSERT_TRUE(m.has_value());
+  EXPECT_EQ(m->request_id(), 1u) << message_kind(*m);  // the request's own answer (here: too long a prompt)
+}
+
 TEST_F(TcpServerTest, HandshakeTimeout) {
   TcpServerOptions o;
   o.handshake_timeout_ms = 200;
