@@ -70,7 +70,11 @@ void Metrics::serve(const std::string& host, int port) {
          m.exposer->GetListeningPorts().at(0));
   }
   try {
-    m.exposer = std::make_unique<prometheus::Exposer>(address.civet, 2);
+    // civetweb gives each connection a thread until its request is read: 8 threads and a 5 s read
+    // timeout, so that a few idle connections do not block the scrapes (2 threads and civetweb's
+    // 30 s did: two idle connections held /metrics for 30 s).
+    m.exposer = std::make_unique<prometheus::Exposer>(
+        std::vector<std::string>{"listening_ports", address.civet, "num_threads", "8", "request_timeout_ms", "5000"});
   } catch (const std::exception& e) {
     fail("cannot serve metrics on {}: {}", address.civet, bind_diagnosis(address, port, e.what()));
   }

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <thread>
 #include <chrono>
 #include <functional>
 #include <sstream>
@@ -99,6 +100,23 @@ TEST(MetricsServe, GetMetricsOnPickedPortReturnsTheSamples) {
     ++checked;
   }
   EXPECT_GT(checked, 100);
+}
+
+// Idle connections that never send a request do not hold up a scrape (two did for 30 s).
+TEST(MetricsServe, IdleConnectionsDoNotBlockScrapes) {
+  Metrics m("served-model", 1);
+  m.serve("127.0.0.1", 0);
+  const int port = m.bound_port();
+  asio::io_context io;
+  std::vector<tcp::socket> idle;
+  for (int i = 0; i < 4; ++i) {
+    idle.emplace_back(io);
+    idle.back().connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(http_get(port, "/metrics").ok);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
 }
 
 TEST(MetricsServe, PortInUseIsAClearError) {
