@@ -236,7 +236,10 @@ std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
 }
 
 uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver> observer, int64_t max_prompt_tokens) {
-  if (!observer) fail("text service: a request needs an observer");
+  return submit_prepared(prepare(r, max_prompt_tokens), std::move(observer));
+}
+
+PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_tokens) const {
   if (r.stop.size() > 16) fail_request(RequestErrorCode::kInvalidRequest, "stop: at most 16 stop strings (got {})", r.stop.size());
   for (const std::string& s : r.stop) {
     if (s.empty()) fail_request(RequestErrorCode::kInvalidRequest, "stop: stop strings must not be empty");
@@ -270,11 +273,19 @@ uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver>
     for (int id : config_.eos_token_ids) g.stop_token_ids.push_back(id);
     if (tokenizer_.eos_id() >= 0) g.stop_token_ids.push_back(tokenizer_.eos_id());
   }
-  const int64_t prompt_size = static_cast<int64_t>(g.prompt.size());
-  const std::string turn_start = r.chat ? plan_tools(r).turn_start : std::string();
-  auto stream = std::make_shared<TextStream>(r, turn_start, tokenizer_, std::move(observer), scheduler_, prompt_size);
-  stream->wants_logprobs_ = r.top_logprobs >= 0;
-  const uint64_t id = scheduler_.submit(std::move(g), stream);
+  PreparedText p;
+  p.request = r;
+  p.generation = std::move(g);
+  p.turn_start = r.chat ? plan_tools(r).turn_start : std::string();
+  return p;
+}
+
+uint64_t TextService::submit_prepared(PreparedText p, std::shared_ptr<TextObserver> observer) {
+  if (!observer) fail("text service: a request needs an observer");
+  const int64_t prompt_size = static_cast<int64_t>(p.generation.prompt.size());
+  auto stream = std::make_shared<TextStream>(p.request, p.turn_start, tokenizer_, std::move(observer), scheduler_, prompt_size);
+  stream->wants_logprobs_ = p.request.top_logprobs >= 0;
+  const uint64_t id = scheduler_.submit(std::move(p.generation), stream);
   stream->set_id(id);
   return id;
 }

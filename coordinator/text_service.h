@@ -63,6 +63,13 @@ struct TextFinish {
   GenerationTimings timings;
 };
 
+// A request validated, rendered and tokenized (TextService::prepare), ready to be queued.
+struct PreparedText {
+  TextRequest request;
+  GenerationRequest generation;
+  std::string turn_start;  // chat: the forced start of the model's turn (tool_choice)
+};
+
 // Called on the scheduler thread: on_delta zero or more times, then on_finish exactly once. Must not
 // block.
 class TextObserver {
@@ -80,6 +87,10 @@ class TextService {
   // (kInvalidRequest for malformed messages / fields, kContextLength, kQueueFull, kUnavailable).
   // max_prompt_tokens > 0: a longer prompt is refused (kContextLength) naming that limit.
   uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer, int64_t max_prompt_tokens = 0);
+  // submit in two parts: prepare (the costly part: rendering, tokenizing; throws as submit; safe on
+  // any thread), then the queueing.
+  PreparedText prepare(const TextRequest& request, int64_t max_prompt_tokens = 0) const;
+  uint64_t submit_prepared(PreparedText prepared, std::shared_ptr<TextObserver> observer);
   void cancel(uint64_t id);
 
   const std::string& model_name() const { return model_name_; }

@@ -314,14 +314,31 @@ class HttpConnection final : public ConnectionHandle,
     if (state_->stopping) {
       return send_reply(error_reply(api_error(RequestErrorCode::kUnavailable, "The server is shutting down")), true);
     }
-    ApiRouter::Outcome outcome;
+    if (!state_->run_prepare) return prepare(std::move(view));
+    // Parsing a body of megabytes and tokenizing its prompt take a while: not on an I/O thread, where
+    // they would hold up every other connection it serves.
+    state_->run_prepare([self = shared_from_this(), view = std::move(view)]() mutable { self->prepare(std::move(view)); });
+  }
+
+  // The request's costly part (on a prepare thread, or in place), then back on the connection.
+  void prepare(HttpRequestView view) {
+    auto outcome = std::make_shared<ApiRouter::Outcome>();
+    auto prepared = std::make_shared<PreparedText>();
     try {
-      outcome = state_->router.handle(view);
+      *outcome = state_->router.handle(view);
+      if (!outcome->reply) *prepared = state_->backend.prepare(outcome->generation->text);
     } catch (...) {
-      outcome.reply = error_reply(current_api_error());
+      outcome->generation.reset();
+      outcome->reply = error_reply(current_api_error());
     }
-    if (outcome.reply) return send_reply(std::move(*outcome.reply), !keep_alive_);
-    start_generation(std::move(*outcome.generation));
+    asio::dispatch(executor(), [self = shared_from_this(), outcome, prepared] {
+      if (self->closed_) return;
+      if (outcome->reply) return self->send_reply(std::move(*outcome->reply), !self->keep_alive_);
+      if (self->state_->stopping) {
+        return self->send_reply(error_reply(api_error(RequestErrorCode::kUnavailable, "The server is shutting down")), true);
+      }
+      self->start_generation(std::move(*outcome->generation), std::move(*prepared));
+    });
   }
 
   // ---- plain replies ----
@@ -351,11 +368,11 @@ class HttpConnection final : public ConnectionHandle,
 
   // ---- generations ----
 
-  void start_generation(OpenAIRequest request) {
+  void start_generation(OpenAIRequest request, PreparedText prepared) {
     auto link = std::make_shared<Link>(shared_from_this());
     uint64_t id = 0;
     try {
-      id = state_->backend.submit(request.text, std::make_shared<LinkObserver>(link));
+      id = state_->backend.submit_prepared(std::move(prepared), std::make_shared<LinkObserver>(link));
     } catch (...) {
       link->detach();
       return send_reply(error_reply(current_api_error()), !keep_alive_);

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -49,6 +50,9 @@ class ServerState {
   const HttpServerOptions options;
   ConnectionLimit connection_limit;
   std::atomic<bool> stopping{false};
+  // Runs a request's costly part (parsing the body, rendering and tokenizing a prompt, the batch
+  // API's storage) off the I/O threads; unset: in place.
+  std::function<void(std::function<void()>)> run_prepare;
 
   void add_connection(const std::shared_ptr<ConnectionHandle>& c);
   void add_generation(const std::shared_ptr<GenerationHandle>& g);

@@ -17,9 +17,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/log_throttle.h"
 #include "coordinator/http/http_connection.h"
 
 namespace shardlm::http {
@@ -42,8 +44,10 @@ struct HttpServer::Impl {
   asio::io_context io;
   tcp::acceptor acceptor;
   asio::steady_timer retry_timer;
+  LogThrottle accept_failures;  // out of descriptors, accept fails every retry
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   std::vector<std::thread> threads;
+  asio::thread_pool prepare_pool{2};  // requests' parsing and tokenizing (ServerState::run_prepare)
   std::mutex mutex;
   std::condition_variable exited;
   int running = 0;
@@ -60,6 +64,7 @@ struct HttpServer::Impl {
         acceptor(asio::make_strand(io)),
         retry_timer(acceptor.get_executor()) {
     router.set_rate_limiter(options.rate_limiter);
+    state->run_prepare = [this](std::function<void()> work) { asio::post(prepare_pool, std::move(work)); };
   }
 
   void bind() {
@@ -84,7 +89,7 @@ struct HttpServer::Impl {
       if (ec == asio::error::operation_aborted || !acceptor.is_open() || state->stopping) return;
       if (ec) {
         // Out of file descriptors and the like: try again shortly instead of spinning.
-        spdlog::warn("http: accept failed: {}", ec.message());
+        accept_failures.warn("http: accept failed: " + ec.message());
         retry_timer.expires_after(kAcceptRetry);
         retry_timer.async_wait([this](boost::system::error_code e) {
           if (!e) accept();
@@ -175,6 +180,8 @@ void HttpServer::stop() {
     }
     for (std::thread& t : s.threads) t.join();
     s.threads.clear();
+    s.prepare_pool.stop();  // requests still being prepared are dropped with their connections
+    s.prepare_pool.join();
   } else {
     boost::system::error_code ec;
     s.acceptor.close(ec);

@@ -11,6 +11,10 @@ class ServiceBackend : public TextBackend {
   uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer) override {
     return service_.submit(request, std::move(observer), max_prompt_tokens_);
   }
+  PreparedText prepare(const TextRequest& request) override { return service_.prepare(request, max_prompt_tokens_); }
+  uint64_t submit_prepared(PreparedText prepared, std::shared_ptr<TextObserver> observer) override {
+    return service_.submit_prepared(std::move(prepared), std::move(observer));
+  }
   void cancel(uint64_t id) override { service_.cancel(id); }
 
  private:

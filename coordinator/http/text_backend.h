@@ -18,6 +18,16 @@ class TextBackend {
   // As TextService::submit: throws RequestError (or Error for bad input); the observer is called on
   // another thread and must not block.
   virtual uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer) = 0;
+  // submit in two parts, as TextService's: prepare (the costly part, which the server runs off its I/O
+  // threads; throws as submit) and the queueing. By default prepare only keeps the request.
+  virtual PreparedText prepare(const TextRequest& request) {
+    PreparedText p;
+    p.request = request;
+    return p;
+  }
+  virtual uint64_t submit_prepared(PreparedText prepared, std::shared_ptr<TextObserver> observer) {
+    return submit(prepared.request, std::move(observer));
+  }
   virtual void cancel(uint64_t id) = 0;
 };
 

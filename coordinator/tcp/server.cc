@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
+#include "common/log_throttle.h"
 #include "coordinator/tcp/connection.h"
 #include "coordinator/tcp/job_handler.h"
 #include "coordinator/text_service.h"
@@ -38,7 +39,7 @@ struct TcpServer::Impl {
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;
       if (ec) {
         // E.g. out of file descriptors: try again a little later instead of spinning.
-        spdlog::warn("tcp: accept failed: {}", ec.message());
+        accept_failures.warn("tcp: accept failed: " + ec.message());
         retry_timer.expires_after(std::chrono::milliseconds(100));
         retry_timer.async_wait([this](const boost::system::error_code& e) {
           if (!e) accept();
@@ -58,6 +59,7 @@ struct TcpServer::Impl {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
   asio::ip::tcp::acceptor acceptor{io};
   asio::steady_timer retry_timer{io};
+  LogThrottle accept_failures;  // out of descriptors, accept fails every retry
   std::shared_ptr<detail::PostGate> gate;
   detail::ServerContext context;
   asio::thread_pool job_pool{1};  // batch-job calls (they may block on storage)

@@ -234,7 +234,11 @@ TEST(Scheduler, NewHooksGetAHeartbeatAtOnce) {
   SchedulerOptions so;
   so.heartbeat_s = 1000;  // none from the period while the test runs
   Scheduler scheduler(engine, so);
-  scheduler.set_hooks(SchedulerHooks{.heartbeat = [&] { ++heartbeats; }});
+  scheduler.set_hooks([&] {
+    SchedulerHooks counting;
+    counting.heartbeat = [&] { ++heartbeats; };
+    return counting;
+  }());
   for (int i = 0; i < 400 && heartbeats == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(heartbeats, 1);
   EXPECT_EQ(engine.heartbeats, 1);

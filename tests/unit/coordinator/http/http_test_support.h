@@ -251,6 +251,12 @@ class ScriptedBackend : public TextBackend {
     return s;
   };
   std::function<void(const TextRequest&)> before_submit;
+  std::function<void(const TextRequest&)> on_prepare;  // called by prepare (the costly part of a real backend)
+
+  PreparedText prepare(const TextRequest& request) override {
+    if (on_prepare) on_prepare(request);
+    return TextBackend::prepare(request);
+  }
 
   uint64_t submit(const TextRequest& request, std::shared_ptr<TextObserver> observer) override {
     if (before_submit) before_submit(request);

@@ -346,6 +346,28 @@ TEST_F(HttpServerTest, ClientLeavingCancelsItsRequest) {
   EXPECT_EQ(ok.request("GET", "/health").status, 200);
 }
 
+// A request's costly part (parsing, tokenizing a long prompt) runs off the I/O threads: with one
+// I/O thread, other connections are answered while it runs.
+TEST_F(HttpServerTest, PreparingARequestHoldsUpNoOtherConnection) {
+  std::atomic<bool> preparing{false};
+  backend_->on_prepare = [&](const TextRequest&) {
+    preparing = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  };
+  HttpServerOptions o;
+  o.threads = 1;
+  start(o);
+  TestClient slow(port());
+  ASSERT_TRUE(slow.send(testing::request_text("POST", "/v1/chat/completions", kChat)));
+  ASSERT_TRUE(ScriptedBackend::eventually([&] { return preparing.load(); }));
+  const auto t0 = std::chrono::steady_clock::now();
+  TestClient other(port());
+  EXPECT_EQ(other.request("GET", "/health").status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(700));
+  const HttpResult r = slow.read_response();
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
 TEST_F(HttpServerTest, TimeoutsDropSlowClients) {
   backend_->script = [](const TextRequest&) {
     Script s;
