@@ -85,6 +85,7 @@ std::vector<std::shared_ptr<GenerationHandle>> ServerState::generations() {
 namespace {
 
 constexpr size_t kHeaderLimit = 64 * 1024;
+constexpr uint64_t kUnauthorizedBodyBytes = 64 * 1024;  // most body read for a request without a valid API key
 constexpr auto kLingerTime = std::chrono::seconds(2);
 
 class Link;
@@ -261,8 +262,21 @@ class HttpConnection final : public ConnectionHandle,
 
   void on_header(beast::error_code ec, size_t) {
     if (ec) return read_failed(ec);
-    if (auto length = parser_->content_length(); length && *length > state_->options.max_body_bytes) {
+    if (auto declared = parser_->content_length(); declared && *declared > state_->options.max_body_bytes) {
       return send_reply(error_reply(body_too_large(state_->options.max_body_bytes)), true);
+    }
+    // A request that needs an API key and has no valid one gets no more than kUnauthorizedBodyBytes of
+    // body buffered: a larger (or chunked) one is answered before it is read, without 100 Continue,
+    // and the connection closed. (A smaller one is read and refused as usual, keeping the connection.)
+    const beast::string_view raw_target = parser_->get().target(), raw_authorization = parser_->get()[bhttp::field::authorization];
+    const std::string_view target(raw_target.data(), raw_target.size());
+    const std::string_view authorization(raw_authorization.data(), raw_authorization.size());
+    const auto length = parser_->content_length();
+    const bool small_body = length ? *length <= kUnauthorizedBodyBytes : !parser_->chunked();
+    if (!small_body && state_->router.needs_key(target.substr(0, target.find('?'))) && !state_->router.key_ok(authorization)) {
+      version_ = parser_->get().version();
+      head_ = parser_->get().method() == bhttp::verb::head;
+      return send_reply(error_reply(unauthorized(!authorization.empty())), true);
     }
     if (beast::iequals(parser_->get()[bhttp::field::expect], "100-continue")) {
       auto msg = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");

@@ -143,6 +143,14 @@ TEST_F(HttpServerTest, ApiKeyProtectsV1Only) {
   EXPECT_EQ(c.request("GET", "/health").status, 200);
   EXPECT_EQ(c.request("GET", "/ready").status, 200);
   EXPECT_TRUE(backend_->requests().size() == 1u);
+  // Without a key, a large body is not waited for (nor buffered): 401 at the header, no 100 Continue.
+  for (const std::string expect : {"", "Expect: 100-continue\r\n"}) {
+    TestClient big(port());
+    ASSERT_TRUE(big.send("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + expect +
+                         "Content-Length: 1000000\r\n\r\n{"));
+    const HttpResult refused = big.read_response();
+    EXPECT_EQ(refused.status, 401) << expect;
+  }
 }
 
 TEST_F(HttpServerTest, RoutingErrors) {
