@@ -1,5 +1,6 @@
 #include "coordinator/tcp/connection.h"
 
+#include <netinet/tcp.h>
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -92,12 +93,21 @@ Connection::Connection(asio::ip::tcp::socket socket, ServerContext& context, Con
       context_(context),
       slot_(std::move(slot)),
       decoder_(std::min(context.options.max_frame_bytes, kMaxHelloFrameBytes)),  // raised by the Hello
-      timer_(socket_.get_executor()) {
+      timer_(socket_.get_executor()),
+      write_timer_(socket_.get_executor()) {
   boost::system::error_code ec;
   const auto endpoint = socket_.remote_endpoint(ec);
   peer_address_ = ec ? std::string("unknown") : endpoint.address().to_string();
   peer_ = ec ? std::string("unknown peer") : peer_address_ + ":" + std::to_string(endpoint.port());
   socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  // A peer that vanishes without a FIN (a crashed host, a NAT that forgot the flow) is found by TCP
+  // keepalive: first probe after 60 s idle, then every 10 s, given up after 6 unanswered.
+  socket_.set_option(asio::socket_base::keep_alive(true), ec);
+  const int fd = socket_.native_handle();
+  const int idle = 60, interval = 10, probes = 6;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
   if (context.options.tls) {
     tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(socket_), *context.options.tls);
     state_ = State::kTlsHandshake;
@@ -619,9 +629,20 @@ void Connection::flush() {
   writing_.swap(pending_);
   pending_.clear();
   write_in_flight_ = true;
+  // A client that stops reading (and keeps its connection open) is closed once a write has waited
+  // write_timeout_ms: its requests would otherwise run on for nobody.
+  write_timer_.expires_after(std::chrono::milliseconds(context_.options.write_timeout_ms));
+  write_timer_.async_wait([self = weak_from_this()](const boost::system::error_code& ec) {
+    auto c = self.lock();
+    if (ec || !c || !c->write_in_flight_ || c->state_ == State::kClosed) return;
+    spdlog::warn("tcp: {}: the client took nothing written for {} ms; closing the connection", c->peer_,
+                 c->context_.options.write_timeout_ms);
+    c->close();
+  });
   with_stream([&](auto& stream) {
     asio::async_write(stream, asio::buffer(writing_), [self = shared_from_this()](const boost::system::error_code& ec, size_t) {
       self->write_in_flight_ = false;
+      self->write_timer_.cancel();
       self->writing_.clear();
       if (ec) {
         self->close();
@@ -674,6 +695,7 @@ void Connection::close() {
   state_ = State::kClosed;
   cancel_requests();
   timer_.cancel();
+  write_timer_.cancel();
   slot_.release();
   boost::system::error_code ec;
   socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);

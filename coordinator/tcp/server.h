@@ -42,6 +42,7 @@ struct TcpServerOptions {
   int frame_timeout_ms = 60000;      // after the Hello, a frame begun must be complete within this
   int close_linger_ms = 2000;        // after an Error that closes a connection: wait for the peer
   size_t max_pending_write_bytes = size_t{64} << 20;  // a client that reads slower is disconnected
+  int write_timeout_ms = 60000;  // a write the client does not take within this closes the connection
   std::shared_ptr<boost::asio::ssl::context> tls;     // set: TLS (common/tls.h server_context)
   size_t max_connections = 0;                         // open connections at most; 0: no limit
   std::shared_ptr<RateLimiter> rate_limiter;          // generate / list_models / job requests

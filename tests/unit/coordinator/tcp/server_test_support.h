@@ -29,9 +29,11 @@ constexpr int64_t kMaxContext = 256;
 // A client socket that writes whatever bytes a test wants and reads frames with a timeout.
 class RawConnection {
  public:
-  explicit RawConnection(int port) {
+  // receive_buffer > 0: SO_RCVBUF (before connecting), for a client whose window fills quickly.
+  explicit RawConnection(int port, int receive_buffer = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd_ < 0) fail("socket() failed");
+    if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<uint16_t>(port));

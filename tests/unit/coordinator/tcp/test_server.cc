@@ -463,6 +463,23 @@ TEST_F(TcpServerTest, FramesBeforeTheHelloAreSmall) {
   EXPECT_EQ(m->request_id(), 1u) << message_kind(*m);  // the request's own answer (here: too long a prompt)
 }
 
+// A client that stops reading while its request streams is closed once a write has waited
+// write_timeout_ms (its request cancelled), instead of holding its connection and request.
+TEST_F(TcpServerTest, AClientThatStopsReadingIsClosedAfterTheWriteTimeout) {
+  TcpServerOptions o;
+  o.write_timeout_ms = 500;
+  auto server = start_server(o);
+  RawConnection stalled(server->port(), 2048);
+  stalled.handshake();
+  for (uint64_t id = 1; id <= 120; ++id) {  // ~8 MB of output: the window and the socket buffer (4 MB) fill
+    client::ClientMessage m = generate_message(id, "Once upon a time", static_cast<int>(kMaxContext - 16));
+    m.mutable_generate()->set_top_logprobs(20);
+    stalled.send(m);
+  }
+  for (int i = 0; i < 1500 && server->connection_count() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(server->connection_count(), 0u);
+}
+
 TEST_F(TcpServerTest, HandshakeTimeout) {
   TcpServerOptions o;
   o.handshake_timeout_ms = 200;
