@@ -632,9 +632,10 @@ void Connection::flush() {
   // A client that stops reading (and keeps its connection open) is closed once a write has waited
   // write_timeout_ms: its requests would otherwise run on for nobody.
   write_timer_.expires_after(std::chrono::milliseconds(context_.options.write_timeout_ms));
-  write_timer_.async_wait([self = weak_from_this()](const boost::system::error_code& ec) {
+  write_timer_.async_wait([self = weak_from_this(), serial = ++write_serial_](const boost::system::error_code& ec) {
     auto c = self.lock();
-    if (ec || !c || !c->write_in_flight_ || c->state_ == State::kClosed) return;
+    // (serial: a deadline that fired as its write completed is not taken for the next write's)
+    if (ec || !c || !c->write_in_flight_ || c->write_serial_ != serial || c->state_ == State::kClosed) return;
     spdlog::warn("tcp: {}: the client took nothing written for {} ms; closing the connection", c->peer_,
                  c->context_.options.write_timeout_ms);
     c->close();

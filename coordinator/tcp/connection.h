@@ -171,6 +171,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool write_in_flight_ = false;
   asio::steady_timer timer_;  // handshake timeout, then a partial frame's deadline, then the closing linger
   asio::steady_timer write_timer_;  // a write's deadline (write_timeout_ms)
+  uint64_t write_serial_ = 0;       // the write the deadline belongs to
   bool frame_deadline_armed_ = false;
   uint64_t frame_deadline_id_ = 0;  // the armed deadline's number
   std::map<uint64_t, Inflight> inflight_;
