@@ -328,9 +328,10 @@ class HttpConnection final : public ConnectionHandle,
     if (state_->stopping) {
       return send_reply(error_reply(api_error(RequestErrorCode::kUnavailable, "The server is shutting down")), true);
     }
-    if (!state_->run_prepare) return prepare(std::move(view));
     // Parsing a body of megabytes and tokenizing its prompt take a while: not on an I/O thread, where
-    // they would hold up every other connection it serves.
+    // they would hold up every other connection it serves. A request without a body (health, ready,
+    // models, reading a batch) is answered here, so that busy prepare threads do not hold it up.
+    if (!state_->run_prepare || view.body.empty()) return prepare(std::move(view));
     state_->run_prepare([self = shared_from_this(), view = std::move(view)]() mutable { self->prepare(std::move(view)); });
   }
 

@@ -372,6 +372,14 @@ TEST_F(HttpServerTest, PreparingARequestHoldsUpNoOtherConnection) {
   TestClient other(port());
   EXPECT_EQ(other.request("GET", "/health").status, 200);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(700));
+  // Requests without a body do not queue behind the prepare threads either (both busy here).
+  TestClient second(port());
+  ASSERT_TRUE(second.send(testing::request_text("POST", "/v1/chat/completions", kChat)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const auto t1 = std::chrono::steady_clock::now();
+  EXPECT_EQ(other.request("GET", "/v1/models").status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - t1, std::chrono::milliseconds(700));
+  EXPECT_EQ(second.read_response().status, 200);
   const HttpResult r = slow.read_response();
   EXPECT_EQ(r.status, 200) << r.body;
 }
