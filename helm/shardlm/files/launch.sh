@@ -76,9 +76,14 @@ mpirun_pid=$!
 # odls_base_sigkill_timeout, long after the pod's grace period.)
 # shellcheck disable=SC2317  # run by the trap below
 stop_coordinator() {
-  local d
+  local d key value ppid
   for d in /proc/[0-9]*; do
-    [ "$(awk '/^PPid:/ { print $2 }' "$d/status" 2>/dev/null)" = "$mpirun_pid" ] || continue
+    # (read by the shell itself: a process forked per entry made the scan take seconds on a busy host)
+    ppid=""
+    while read -r key value; do
+      if [ "$key" = "PPid:" ]; then ppid=$value; break; fi
+    done 2>/dev/null < "$d/status"
+    [ "$ppid" = "$mpirun_pid" ] || continue
     if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=0'; then
       echo "launch.sh: SIGTERM to the coordinator (pid ${d#/proc/})"
       kill -TERM "${d#/proc/}" 2>/dev/null && return 0

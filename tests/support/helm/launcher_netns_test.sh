@@ -79,8 +79,9 @@ until grep -q "ready |" "$work/serve.out" 2>/dev/null; do
   fi
   sleep 0.2
 done
-launcher=$(pgrep -f "bash $launch .*-- serve" | head -n 1) || { echo "FAIL: no launch.sh process"; exit 1; }
-kill -TERM "$launcher"
+# $runner is launch.sh itself (netns_hosts.sh run, ip netns exec, unshare, sh and env all exec).
+grep -q "launch.sh" "/proc/$runner/cmdline" || { echo "FAIL: pid $runner is not launch.sh: $(tr '\0' ' ' < "/proc/$runner/cmdline")"; exit 1; }
+kill -TERM "$runner"
 i=0
 while kill -0 "$runner" 2>/dev/null; do
   i=$((i + 1))
