@@ -21,11 +21,16 @@ struct ToolPlan {
 
 ToolPlan plan_tools(const TextRequest& r) {
   static constexpr std::string_view kCallStart = "<|tool_call>call:";
-  const std::string& choice = r.tool_choice;
-  if (choice.empty() || choice == "auto") return {r.tools, ""};
-  if (choice == "none") return {nullptr, ""};
   const bool has_tools = r.tools.is_array() && !r.tools.empty();
-  if (choice == "required") {
+  const std::string& choice = r.tool_choice_function;
+  if (choice.empty()) {
+    const std::string& mode = r.tool_choice;
+    if (mode.empty() || mode == "auto") return {r.tools, ""};
+    if (mode == "none") return {nullptr, ""};
+    if (mode != "required") {
+      fail_request(RequestErrorCode::kInvalidRequest, "tool_choice must be 'auto', 'none' or 'required' (got '{}'; a function is named apart)",
+                   mode);
+    }
     if (!has_tools) fail_request(RequestErrorCode::kInvalidRequest, "tool_choice is 'required' but no tools were given");
     return {r.tools, std::string(kCallStart)};
   }

@@ -25,11 +25,12 @@ struct TextRequest {
   nlohmann::json messages;             // chat: OpenAI-style messages array
   nlohmann::json tools;                // chat: OpenAI tool declarations (null = none)
   // chat: "" or "auto": the model decides whether to call a tool; "none": the tools are not declared;
-  // "required": the model's turn is made to begin with a tool call; otherwise the name of a function
-  // among the tools: only it is declared and the turn is made to begin with a call of it. A forced
-  // call is a prefix of the turn ("<|tool_call>call:" and the name), not a grammar: the arguments are
-  // the model's, and a call it does not finish comes back as text.
+  // "required": the model's turn is made to begin with a tool call. tool_choice_function (when set,
+  // tool_choice is not read): a function among the tools; only it is declared and the turn is made to
+  // begin with a call of it. A forced call is a prefix of the turn ("<|tool_call>call:" and the name),
+  // not a grammar: the arguments are the model's, and a call it does not finish comes back as text.
   std::string tool_choice;
+  std::string tool_choice_function;
   bool enable_thinking = false;        // chat: let the model think first (reasoning returned apart)
   int32_t max_tokens = -1;             // -1: up to the end of the context
   SamplingParams sampling;

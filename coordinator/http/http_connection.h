@@ -50,8 +50,8 @@ class ServerState {
   const HttpServerOptions options;
   ConnectionLimit connection_limit;
   std::atomic<bool> stopping{false};
-  // Runs a request's costly part (parsing the body, rendering and tokenizing a prompt, the batch
-  // API's storage) off the I/O threads; unset: in place.
+  // Runs the costly part of a request with a body (parsing it, rendering and tokenizing a prompt, an
+  // upload's storage) off the I/O threads; unset: in place. Requests without a body run in place.
   std::function<void(std::function<void()>)> run_prepare;
 
   void add_connection(const std::shared_ptr<ConnectionHandle>& c);

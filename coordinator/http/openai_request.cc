@@ -306,7 +306,7 @@ json apply_tool_choice(const json& body, json tools, TextRequest& text) {
   if (!tools.is_null()) {
     for (const json& t : tools) {
       if (t["function"]["name"] == wanted) {
-        text.tool_choice = wanted;
+        text.tool_choice_function = wanted;
         return json::array({t});
       }
     }

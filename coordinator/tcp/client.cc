@@ -407,6 +407,7 @@ client::Finish Client::chat(const std::vector<client::ChatMessage>& messages, co
   for (const client::ChatMessage& m : messages) *chat->add_messages() = m;
   chat->set_tools_json(options.tools_json);
   chat->set_tool_choice(options.tool_choice);
+  chat->set_tool_choice_function(options.tool_choice_function);
   chat->set_enable_thinking(options.enable_thinking);
   return run(r, on_delta);
 }

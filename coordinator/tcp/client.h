@@ -58,7 +58,8 @@ struct RequestOptions {
   bool ignore_eos = false;
   bool enable_thinking = false;  // chat
   std::string tools_json;        // chat: OpenAI tool declarations (JSON array text)
-  std::string tool_choice;       // chat: "", "auto", "none", "required" or a function's name
+  std::string tool_choice;       // chat: "", "auto", "none" or "required"
+  std::string tool_choice_function;  // chat: the function the model's turn must call
   std::string model;             // empty: the served model
 };
 

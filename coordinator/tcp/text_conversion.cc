@@ -59,6 +59,7 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
       }
       r.enable_thinking = chat.enable_thinking();
       r.tool_choice = chat.tool_choice();
+      r.tool_choice_function = chat.tool_choice_function();
       break;
     }
     case client::GenerateRequest::INPUT_NOT_SET:

@@ -625,20 +625,23 @@ class ScriptedEngine final : public StepEngine {
   size_t next_ = 0;
 };
 
-// tool_choice "required" or a function's name makes the model's turn begin with a tool call: the
-// prompt ends with its start, and what the model writes after it is read as the rest of the call.
+// tool_choice "required" or a named function makes the model's turn begin with a tool call: the
+// prompt ends with its start, and what the model writes after it is read as the rest of the call. A
+// function may be called "none" (the name is not the mode).
 TEST(TextService, ToolChoiceMakesTheTurnBeginWithACall) {
   const Tokenizer tokenizer = Tokenizer::load(kModel);
   const nlohmann::json tools = nlohmann::json::parse(R"([
     {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
-    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}])");
+    {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}},
+    {"type": "function", "function": {"name": "none", "parameters": {"type": "object", "properties": {}}}}])");
   struct Case {
-    std::string choice, written, name;
+    std::string mode, function, written, name;
     nlohmann::json arguments;
   };
-  for (const Case& c : {Case{"get_weather", "city:<|\"|>Paris<|\"|>}<tool_call|>", "get_weather", {{"city", "Paris"}}},
-                        Case{"required", "get_time{}<tool_call|>", "get_time", nlohmann::json::object()}}) {
-    SCOPED_TRACE(c.choice);
+  for (const Case& c : {Case{"", "get_weather", "city:<|\"|>Paris<|\"|>}<tool_call|>", "get_weather", {{"city", "Paris"}}},
+                        Case{"required", "", "get_time{}<tool_call|>", "get_time", nlohmann::json::object()},
+                        Case{"auto", "none", "}<tool_call|>", "none", nlohmann::json::object()}}) {
+    SCOPED_TRACE(c.mode + "/" + c.function);
     ScriptedEngine engine(open_tiny(1), tokenizer.encode(c.written, /*add_bos=*/false));
     Scheduler scheduler(engine, SchedulerOptions{});
     TextService service(scheduler, tokenizer, engine.config(), "tiny");
@@ -646,15 +649,16 @@ TEST(TextService, ToolChoiceMakesTheTurnBeginWithACall) {
     r.chat = true;
     r.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Weather in Paris?"}}});
     r.tools = tools;
-    r.tool_choice = c.choice;
+    r.tool_choice = c.mode;
+    r.tool_choice_function = c.function;
     r.max_tokens = 40;
     const std::vector<int32_t> prompt = service.prompt_tokens(r);
-    const std::string expected_end = c.choice == "required" ? "<|tool_call>call:" : "<|tool_call>call:get_weather{";
+    const std::string expected_end = "<|tool_call>call:" + (c.function.empty() ? std::string() : c.function + "{");
     const std::string prompt_text = tokenizer.decode(prompt, /*skip_special_tokens=*/false);
     ASSERT_GE(prompt_text.size(), expected_end.size());
     EXPECT_EQ(prompt_text.substr(prompt_text.size() - expected_end.size()), expected_end);
     // A named function is the only one declared; "required" declares both.
-    EXPECT_EQ(prompt_text.find("get_time") != std::string::npos, c.choice == "required");
+    EXPECT_EQ(prompt_text.find("get_time") != std::string::npos, c.function.empty());
     auto out = std::make_shared<TextCollector>();
     service.submit(r, out);
     out->wait();
@@ -676,13 +680,16 @@ TEST(TextService, ToolChoiceMakesTheTurnBeginWithACall) {
   r.tool_choice = "required";
   EXPECT_THROW(service.prompt_tokens(r), RequestError);
   r.tools = tools;
-  r.tool_choice = "get_news";
+  r.tool_choice = "get_weather";  // a name where the mode goes
+  EXPECT_THROW(service.prompt_tokens(r), RequestError);
+  r.tool_choice_function = "get_news";
   try {
     service.prompt_tokens(r);
     ADD_FAILURE() << "a function not among the tools was accepted";
   } catch (const RequestError& e) {
     EXPECT_NE(std::string(e.what()).find("get_news"), std::string::npos) << e.what();
   }
+  r.tool_choice_function.clear();
   r.tool_choice = "none";
   EXPECT_EQ(tokenizer.decode(service.prompt_tokens(r), false).find("get_weather"), std::string::npos);
 }

@@ -259,7 +259,8 @@ TEST(OpenAIRequest, ToolsAndToolChoice) {
   EXPECT_EQ(parse_chat_request(with(b, "tool_choice", "auto")).text.tool_choice, "");
   EXPECT_EQ(parse_chat_request(with(b, "tool_choice", "none")).text.tool_choice, "");
   EXPECT_EQ(parse_chat_request(with(b, "tool_choice", "required")).text.tool_choice, "required");
-  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", named)).text.tool_choice, "b");
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", named)).text.tool_choice_function, "b");
+  EXPECT_EQ(parse_chat_request(with(b, "tool_choice", named)).text.tool_choice, "");
   EXPECT_TRUE(parse_chat_request(with(chat_body(), "tools", json::array())).text.tools.is_null());
 
   EXPECT_EQ(chat_error(with(b, "tool_choice", "always")).param, "tool_choice");

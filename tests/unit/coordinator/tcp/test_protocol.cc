@@ -95,7 +95,8 @@ TEST(Conversion, ChatMessagesBecomeOpenAiJson) {
   client::ChatInput* chat = g.mutable_chat();
   chat->set_enable_thinking(true);
   chat->set_tools_json(R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}])");
-  chat->set_tool_choice("get_weather");
+  chat->set_tool_choice("required");
+  chat->set_tool_choice_function("get_weather");
   auto* sys = chat->add_messages();
   sys->set_role("system");
   sys->set_content("Be brief.");
@@ -118,7 +119,8 @@ TEST(Conversion, ChatMessagesBecomeOpenAiJson) {
   EXPECT_TRUE(r.enable_thinking);
   ASSERT_TRUE(r.tools.is_array());
   EXPECT_EQ(r.tools[0]["function"]["name"], "get_weather");
-  EXPECT_EQ(r.tool_choice, "get_weather");
+  EXPECT_EQ(r.tool_choice, "required");
+  EXPECT_EQ(r.tool_choice_function, "get_weather");
   ASSERT_EQ(r.messages.size(), 4u);
   EXPECT_EQ(r.messages[0], nlohmann::json({{"role", "system"}, {"content", "Be brief."}}));
   EXPECT_EQ(r.messages[1], nlohmann::json({{"role", "user"}, {"content", "Weather in Paris?"}}));
