@@ -14,6 +14,7 @@
 #include "coordinator/scheduler.h"
 #include "coordinator/text_service.h"
 #include "model/chat_template.h"
+#include "model/generation_defaults.h"
 #include "model/tokenizer.h"
 
 namespace shardlm::cli {
@@ -28,6 +29,8 @@ struct GenerateArgs {
   bool thinking = false;
   int max_tokens = 128;
   SamplingParams sampling;
+  TextRequest::SamplingGiven sampling_given;  // the sampling options on the command line
+  std::string generation_config = "auto";
   std::vector<std::string> stop;
   bool show_stats = true;
 };
@@ -80,7 +83,9 @@ void run_generate(GenerateArgs a) {
   }
   request.max_tokens = a.max_tokens;
   request.sampling = a.sampling;
+  request.sampling_given = a.sampling_given;
   request.stop = a.stop;
+  const GenerationDefaults defaults = load_generation_defaults(a.generation_config, a.model.model_dir);
 
   // Size the KV cache for this one request: render and tokenize the prompt first.
   const ModelConfig config = local_model_config(a.model);
@@ -98,6 +103,8 @@ void run_generate(GenerateArgs a) {
   so.max_step_tokens = a.model.max_chunk;
   Scheduler scheduler(*engine, so);
   TextService service(scheduler, tokenizer, engine->config(), "local");
+  service.set_generation_defaults(defaults);
+  if (!defaults.empty()) spdlog::info("sampling defaults (generation_config.json; the options given win): {}", defaults.describe());
   auto observer = std::make_shared<PrintingObserver>();
   TextFinish f;
   try {
@@ -132,14 +139,19 @@ CommandRegistrar reg([](CLI::App& app) {
   cmd->add_option("--system", a->system, "System message (with --chat)");
   cmd->add_flag("--enable-thinking", a->thinking, "Switch thinking on (with --chat)");
   cmd->add_option("--max-tokens", a->max_tokens, "Most tokens to generate")->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--temperature", a->sampling.temperature, "Sampling temperature (0 = greedy)");
-  cmd->add_option("--top-k", a->sampling.top_k, "Top-k (0 = off)");
-  cmd->add_option("--top-p", a->sampling.top_p, "Top-p (1 = off)");
-  cmd->add_option("--min-p", a->sampling.min_p, "Min-p (0 = off)");
+  auto* temperature = cmd->add_option("--temperature", a->sampling.temperature, "Sampling temperature (0 = greedy; default: the model's, else 1)");
+  auto* top_k = cmd->add_option("--top-k", a->sampling.top_k, "Top-k (0 = off; default: the model's, else off)");
+  auto* top_p = cmd->add_option("--top-p", a->sampling.top_p, "Top-p (1 = off; default: the model's, else off)");
+  auto* min_p = cmd->add_option("--min-p", a->sampling.min_p, "Min-p (0 = off; default: the model's, else off)");
+  cmd->add_option("--generation-config", a->generation_config,
+                  "Sampling defaults for the options not given: auto (the model folder's generation_config.json), none, "
+                  "or a generation_config.json file or its folder")
+      ->capture_default_str();
   cmd->add_option("--seed", a->sampling.seed, "Random seed");
   cmd->add_option("--stop", a->stop, "Stop string (repeatable)");
-  cmd->callback([a, prompt, prompt_file] {
+  cmd->callback([a, prompt, prompt_file, temperature, top_k, top_p, min_p] {
     if (prompt->count() + prompt_file->count() == 0) fail("generate needs --prompt or --prompt-file");
+    a->sampling_given = {temperature->count() > 0, top_k->count() > 0, top_p->count() > 0, min_p->count() > 0};
     run_generate(*a);
   });
 });

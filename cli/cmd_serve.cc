@@ -30,6 +30,7 @@
 #include "coordinator/scheduler.h"
 #include "coordinator/tcp/server.h"
 #include "coordinator/text_service.h"
+#include "model/generation_defaults.h"
 #include "model/tokenizer.h"
 #include "proto/step_message.h"
 #include "telemetry/metrics.h"
@@ -61,6 +62,7 @@ struct ServeArgs {
   int64_t max_prompt_tokens = 0;
   double rate_limit = 0;
   double worker_timeout = 120;
+  std::string generation_config = "auto";
 };
 
 std::vector<std::string> read_api_keys(const std::string& path) {
@@ -110,12 +112,14 @@ std::string finish_label(FinishReason reason) {
 struct CoordinatorFiles {
   std::vector<std::string> api_keys;
   std::shared_ptr<boost::asio::ssl::context> tls;
+  GenerationDefaults generation_defaults;
 };
 
 CoordinatorFiles read_coordinator_files(const ServeArgs& a) {
   CoordinatorFiles f;
   if (!a.api_key_file.empty()) f.api_keys = read_api_keys(a.api_key_file);
   if (!a.tls_cert.empty()) f.tls = tls::server_context(a.tls_cert, a.tls_key);
+  f.generation_defaults = load_generation_defaults(a.generation_config, a.model.model_dir);
   if (!a.state_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(a.state_dir, ec);
@@ -185,6 +189,10 @@ void serve_on_coordinator(const ServeArgs& a, const CoordinatorFiles& files, Ste
   };
   scheduler.set_hooks(hooks);
   TextService service(scheduler, tokenizer, engine.config(), model_name);
+  service.set_generation_defaults(files.generation_defaults);
+  if (!files.generation_defaults.empty()) {
+    spdlog::info("sampling defaults (generation_config.json; a request's own values win): {}", files.generation_defaults.describe());
+  }
   // What the HTTP API and batch jobs submit through (it refuses prompts over --max-prompt-tokens).
   std::shared_ptr<http::TextBackend> backend = http::text_service_backend(service, a.max_prompt_tokens);
   // One budget per API key (or client address) across both servers.
@@ -354,6 +362,10 @@ CommandRegistrar reg([](CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   cmd->add_option("--rate-limit", a->rate_limit, "Requests per minute per API key (per client address without keys), burst as many (0 = off)")
       ->check(CLI::Range(0.0, 1e9));
+  cmd->add_option("--generation-config", a->generation_config,
+                  "Sampling defaults for requests that leave them out: auto (the model folder's generation_config.json), "
+                  "none, or a generation_config.json file or its folder")
+      ->capture_default_str();
   cmd->add_option("--worker-timeout", a->worker_timeout,
                   "Seconds a worker may take to answer before it counts as lost; then every request fails as unavailable "
                   "and the job exits with status 75 to be restarted (workers end the job when the coordinator is silent as long)")

@@ -220,13 +220,14 @@ int64_t TextService::max_context() const {
 }
 
 std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
-  if (!r.chat) return tokenizer_.encode(r.prompt, /*add_bos=*/true);
+  if (!r.chat) return tokenizer_.encode(r.prompt, r.add_bos);
   if (!r.messages.is_array() || r.messages.empty()) {
     fail_request(RequestErrorCode::kInvalidRequest, "messages must be a non-empty array");
   }
   ChatOptions co;
   co.enable_thinking = r.enable_thinking;
   co.empty_thought_block = !config_.has_ple();
+  co.add_generation_prompt = r.add_generation_prompt;
   ToolPlan plan = plan_tools(r);
   co.tools = std::move(plan.tools);
   std::string text;
@@ -264,8 +265,16 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
   if (room < 1) {
     fail_request(RequestErrorCode::kContextLength, "the prompt has {} tokens; the context holds {}", g.prompt.size(), max_context());
   }
-  g.max_tokens = r.max_tokens < 0 ? static_cast<int32_t>(std::min<int64_t>(room, INT32_MAX)) : r.max_tokens;
+  if (r.max_tokens > 0) {
+    g.max_tokens = r.max_tokens;
+  } else {
+    g.max_tokens = static_cast<int32_t>(std::min<int64_t>({room, INT32_MAX, defaults_.max_tokens.value_or(INT32_MAX)}));
+  }
   g.sampling = r.sampling;
+  if (!r.sampling_given.temperature && defaults_.temperature) g.sampling.temperature = *defaults_.temperature;
+  if (!r.sampling_given.top_k && defaults_.top_k) g.sampling.top_k = *defaults_.top_k;
+  if (!r.sampling_given.top_p && defaults_.top_p) g.sampling.top_p = *defaults_.top_p;
+  if (!r.sampling_given.min_p && defaults_.min_p) g.sampling.min_p = *defaults_.min_p;
   g.top_logprobs = r.top_logprobs;
   g.priority = r.priority;
   for (int32_t id : r.stop_token_ids) {

@@ -15,6 +15,7 @@
 #include "coordinator/scheduler.h"
 #include "model/chat_output.h"
 #include "model/config.h"
+#include "model/generation_defaults.h"
 #include "model/tokenizer.h"
 
 namespace shardlm {
@@ -32,8 +33,15 @@ struct TextRequest {
   std::string tool_choice;
   std::string tool_choice_function;
   bool enable_thinking = false;        // chat: let the model think first (reasoning returned apart)
-  int32_t max_tokens = -1;             // -1: up to the end of the context
+  bool add_generation_prompt = true;   // chat: end with the opening of the model's turn
+  bool add_bos = true;                 // completion: begin with the BOS token (a chat's template writes it)
+  int32_t max_tokens = -1;             // -1: the model's default (GenerationDefaults), else up to the end of the context
   SamplingParams sampling;
+  // Which of sampling's fields the client gave: the others take the model's defaults where the
+  // service has them (TextService::set_generation_defaults), else SamplingParams' own.
+  struct SamplingGiven {
+    bool temperature = false, top_k = false, top_p = false, min_p = false;
+  } sampling_given;
   std::vector<std::string> stop;       // stop strings (at most 16; not included in the output)
   int32_t top_logprobs = -1;           // -1: none; 0: chosen tokens only; up to 20 alternatives
   bool ignore_eos = false;
@@ -94,7 +102,13 @@ class TextService {
   uint64_t submit_prepared(PreparedText prepared, std::shared_ptr<TextObserver> observer);
   void cancel(uint64_t id);
 
+  // The sampling defaults of the model's generation_config.json, given to requests that leave those
+  // fields out (call before requests arrive).
+  void set_generation_defaults(const GenerationDefaults& defaults) { defaults_ = defaults; }
+  const GenerationDefaults& generation_defaults() const { return defaults_; }
+
   const std::string& model_name() const { return model_name_; }
+  const Tokenizer& tokenizer() const { return tokenizer_; }
   int64_t max_context() const;  // positions a sequence may hold (prompt + generated)
   SchedulerStats stats() const { return scheduler_.stats(); }
   // Prompt token count of a request (after chat rendering), for clients that want to check first.
@@ -105,6 +119,7 @@ class TextService {
   const Tokenizer& tokenizer_;
   const ModelConfig& config_;
   std::string model_name_;
+  GenerationDefaults defaults_;
 };
 
 }  // namespace shardlm

@@ -463,9 +463,6 @@ ModelConfig parse_model_config(const nlohmann::json& doc) {
   return c;
 }
 
-namespace {
-
-// A JSON file of the model folder; only a regular file is opened (a FIFO would block the reader).
 json read_json_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) fail("{}: not a regular file", path);
@@ -479,8 +476,6 @@ json read_json_file(const std::string& path) {
     fail("{}: not valid JSON (at byte {})", path, e.byte);
   }
 }
-
-}  // namespace
 
 ModelConfig load_model_config(const std::string& model_dir) {
   namespace fs = std::filesystem;

@@ -105,6 +105,10 @@ void finalize_model_config(ModelConfig& config);
 // Parses a config.json document. Throws Error naming the missing or contradictory field.
 ModelConfig parse_model_config(const nlohmann::json& doc);
 
+// A JSON file of a model folder; only a regular file is opened (a FIFO would block the reader).
+// Throws Error naming the path when it is missing or not valid JSON.
+nlohmann::json read_json_file(const std::string& path);
+
 // Reads DIR/config.json (and DIR/generation_config.json for extra EOS ids).
 ModelConfig load_model_config(const std::string& model_dir);
 

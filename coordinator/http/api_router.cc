@@ -69,9 +69,11 @@ void ApiRouter::add_route(std::string prefix, RouteHandler route, std::string co
   routes_.push_back({std::move(prefix), std::move(route), std::move(content_type)});
 }
 
-bool ApiRouter::needs_key(std::string_view path) const {
-  return !api_keys_.empty() && (path == "/v1" || path.substr(0, 4) == "/v1/");
+bool is_api_path(std::string_view path) {
+  return path == "/v1" || path.substr(0, 4) == "/v1/" || path == "/tokenize" || path == "/detokenize";
 }
+
+bool ApiRouter::needs_key(std::string_view path) const { return !api_keys_.empty() && is_api_path(path); }
 
 int ApiRouter::key_index(std::string_view authorization) const {
   // "Bearer KEY", scheme case-insensitive.
@@ -109,6 +111,25 @@ std::optional<HttpReply> ApiRouter::extra_route(const HttpRequestView& request, 
   }
 }
 
+ApiRouter::Outcome ApiRouter::tokenization(const HttpRequestView& request, bool tokenize) const {
+  try {
+    const json body = parse_json_body(request.body);
+    if (tokenize) {
+      TokenizeRequest r = parse_tokenize_request(body);
+      if (!r.model.empty() && r.model != backend_.model_name()) return error(model_not_found(r.model));
+      const std::vector<int32_t> tokens = backend_.tokenize(r.text);
+      json out = {{"count", tokens.size()}, {"max_model_len", backend_.max_context()}, {"tokens", tokens}, {"token_strs", nullptr}};
+      if (r.return_token_strs) out["token_strs"] = backend_.token_pieces(tokens);
+      return reply(json_reply(200, out));
+    }
+    const DetokenizeRequest r = parse_detokenize_request(body);
+    if (!r.model.empty() && r.model != backend_.model_name()) return error(model_not_found(r.model));
+    return reply(json_reply(200, {{"prompt", backend_.detokenize(r.tokens)}}));
+  } catch (...) {
+    return error(current_api_error());
+  }
+}
+
 ApiRouter::Outcome ApiRouter::generation(const HttpRequestView& request, Endpoint endpoint) const {
   try {
     json body = parse_json_body(request.body);
@@ -126,7 +147,7 @@ ApiRouter::Outcome ApiRouter::generation(const HttpRequestView& request, Endpoin
 ApiRouter::Outcome ApiRouter::handle(const HttpRequestView& request) const {
   const std::string path = path_of(request.target);
   const std::string& method = request.method;
-  const bool api_path = path == "/v1" || path.rfind("/v1/", 0) == 0;
+  const bool api_path = is_api_path(path);
   int key = -1;
   if (needs_key(path) && (key = key_index(request.authorization)) < 0) return error(unauthorized(!request.authorization.empty()));
   if (api_path && rate_limiter_) {
@@ -168,6 +189,10 @@ ApiRouter::Outcome ApiRouter::handle(const HttpRequestView& request) const {
       return error(api_error(RequestErrorCode::kUnavailable, "the server is shutting down and takes no new requests"));
     }
     return generation(request, chat ? Endpoint::kChat : Endpoint::kCompletions);
+  }
+  if (path == "/tokenize" || path == "/detokenize") {
+    if (auto o = only("POST")) return *o;
+    return tokenization(request, path == "/tokenize");
   }
   if (auto r = extra_route(request, path)) return reply(std::move(*r));
   return error(not_found_route(method, path));

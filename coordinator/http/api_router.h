@@ -1,9 +1,11 @@
-// Routing of the HTTP API, independent of the transport: API-key check (every /v1/ path needs
-// "Authorization: Bearer KEY" when keys are configured, compared in constant time; /health, /ready and
-// other extra routes stay open), the rate limit of /v1/ paths per API key (per client address when
-// there are no keys; 429 with Retry-After beyond it), GET /health, GET /ready, GET /v1/models[/ID] (HEAD too), extra routes registered by prefix, and the
-// parsing of POST /v1/chat/completions and /v1/completions into a generation for the connection to
-// run. Unknown paths get 404, known paths with another method 405. Thread-safe.
+// Routing of the HTTP API, independent of the transport: API-key check (every API path — /v1/...,
+// /tokenize, /detokenize — needs "Authorization: Bearer KEY" when keys are configured, compared in
+// constant time; /health, /ready and other extra routes stay open), the rate limit of API paths per
+// API key (per client address when there are no keys; 429 with Retry-After beyond it), GET /health,
+// GET /ready, GET /v1/models[/ID] (HEAD too), POST /tokenize and /detokenize (vLLM's), extra routes
+// registered by prefix, and the parsing of POST /v1/chat/completions and /v1/completions into a
+// generation for the connection to run. Unknown paths get 404, known paths with another method 405.
+// Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -47,6 +49,10 @@ HttpReply error_reply(const ApiError& error);
 using RouteHandler = std::function<std::pair<int, std::string>(const std::string& method, const std::string& target,
                                                                const std::string& body)>;
 
+// The paths of the API proper (/v1/..., /tokenize, /detokenize): the ones API keys and the rate limit
+// guard.
+bool is_api_path(std::string_view path);
+
 class ApiRouter {
  public:
   ApiRouter(TextBackend& backend, std::vector<std::string> api_keys);
@@ -83,6 +89,7 @@ class ApiRouter {
   };
   std::optional<HttpReply> extra_route(const HttpRequestView& request, const std::string& path) const;
   Outcome generation(const HttpRequestView& request, Endpoint endpoint) const;
+  Outcome tokenization(const HttpRequestView& request, bool tokenize) const;  // /tokenize, /detokenize
 
   TextBackend& backend_;
   ApiKeySet api_keys_;

@@ -139,21 +139,25 @@ void parse_common(const json& body, OpenAIRequest& r) {
     if (t < 0) fail_param("temperature", "'temperature' must be >= 0 (got {})", t);
     if (t > std::numeric_limits<float>::max()) fail_param("temperature", "'temperature' {} is too large (at most 3.4e38)", t);
     s.temperature = static_cast<float>(t);
+    text.sampling_given.temperature = true;
   }
   if (const json* v = field(body, "top_p")) {
     double p = get_number(*v, "top_p");
     if (!(p > 0 && p <= 1)) fail_param("top_p", "'top_p' must be in (0, 1] (got {})", p);
     s.top_p = static_cast<float>(p);
     if (!(s.top_p > 0)) fail_param("top_p", "'top_p' {} is too small: it rounds to 0 in single precision", p);
+    text.sampling_given.top_p = true;
   }
   if (const json* v = field(body, "top_k")) {
     int64_t k = get_int(*v, "top_k", -1, 65536);
     s.top_k = static_cast<int32_t>(k < 0 ? 0 : k);  // -1 (vLLM) and 0 both mean off
+    text.sampling_given.top_k = true;
   }
   if (const json* v = field(body, "min_p")) {
     double p = get_number(*v, "min_p");
     if (!(p >= 0 && p <= 1)) fail_param("min_p", "'min_p' must be in [0, 1] (got {})", p);
     s.min_p = static_cast<float>(p);
+    text.sampling_given.min_p = true;
   }
   if (const json* v = field(body, "seed")) {
     s.seed = get_seed(*v);
@@ -401,6 +405,48 @@ OpenAIRequest parse_completion_request(const json& body) {
   }
   if (const json* v = field(body, "best_of")) {
     if (get_int(*v, "best_of", 1, std::numeric_limits<int64_t>::max()) != 1) fail_param("best_of", "only best_of=1 is supported");
+  }
+  if (const json* v = field(body, "add_special_tokens")) r.text.add_bos = get_bool(*v, "add_special_tokens");
+  return r;
+}
+
+TokenizeRequest parse_tokenize_request(const json& body) {
+  TokenizeRequest r;
+  if (const json* v = field(body, "model")) r.model = get_string(*v, "model");
+  const json* prompt = field(body, "prompt");
+  const json* messages = field(body, "messages");
+  if (prompt && messages) fail_param("messages", "give either 'prompt' or 'messages', not both");
+  if (!prompt && !messages) fail_param("prompt", "'prompt' (a text) or 'messages' (a conversation) is required");
+  if (messages) {
+    r.text.chat = true;
+    check_messages(body);
+    r.text.messages = *messages;
+    r.text.tools = parse_tools(body);
+    r.text.enable_thinking = parse_thinking(body);
+    if (const json* v = field(body, "add_generation_prompt")) r.text.add_generation_prompt = get_bool(*v, "add_generation_prompt");
+    if (const json* v = field(body, "continue_final_message"); v && get_bool(*v, "continue_final_message")) {
+      fail_param("continue_final_message", "'continue_final_message' is not supported (only false)");
+    }
+    // The chat template writes the BOS itself: add_special_tokens adds none that it lacks.
+    if (const json* v = field(body, "add_special_tokens")) get_bool(*v, "add_special_tokens");
+  } else {
+    r.text.prompt = get_string(*prompt, "prompt");
+    if (const json* v = field(body, "add_special_tokens")) r.text.add_bos = get_bool(*v, "add_special_tokens");
+  }
+  if (const json* v = field(body, "return_token_strs")) r.return_token_strs = get_bool(*v, "return_token_strs");
+  return r;
+}
+
+DetokenizeRequest parse_detokenize_request(const json& body) {
+  DetokenizeRequest r;
+  if (const json* v = field(body, "model")) r.model = get_string(*v, "model");
+  const json* tokens = field(body, "tokens");
+  if (!tokens) fail_param("tokens", "'tokens' is required");
+  if (!tokens->is_array()) fail_param("tokens", "Invalid type for 'tokens': expected an array of token ids, but got {}", kind(*tokens));
+  r.tokens.reserve(tokens->size());
+  for (size_t i = 0; i < tokens->size(); ++i) {
+    const std::string name = fmt::format("tokens[{}]", i);
+    r.tokens.push_back(static_cast<int32_t>(get_int((*tokens)[i], name, 0, std::numeric_limits<int32_t>::max())));
   }
   return r;
 }

@@ -7,7 +7,7 @@
 //   at most 16), n (1 only), stream, stream_options.include_usage, logprobs (chat: bool with
 //   top_logprobs 0..20; completions: int 0..5), tools, tool_choice, chat_template_kwargs
 //   .enable_thinking, reasoning_effort, ignore_eos and stop_token_ids (vLLM extensions),
-//   response_format {"type":"text"}. Refused unless neutral: repetition_penalty, min_tokens,
+//   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS). Refused unless neutral: repetition_penalty, min_tokens,
 //   include_stop_str_in_output, prompt_logprobs, guided decoding (guided_*, structured_outputs).
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
 // keeps them and makes the model's turn begin with a tool call; a named function keeps only that
@@ -21,6 +21,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -44,5 +45,23 @@ nlohmann::json parse_json_body(std::string_view body);
 
 OpenAIRequest parse_chat_request(const nlohmann::json& body);
 OpenAIRequest parse_completion_request(const nlohmann::json& body);
+
+// POST /tokenize (vLLM's extension): either prompt (a text; add_special_tokens, default true, begins
+// it with the BOS token) or messages (a conversation as in chat completions, with tools,
+// chat_template_kwargs.enable_thinking / reasoning_effort and add_generation_prompt, default true);
+// model optional (the caller checks it when given); return_token_strs.
+struct TokenizeRequest {
+  std::string model;  // "" when absent
+  TextRequest text;
+  bool return_token_strs = false;
+};
+TokenizeRequest parse_tokenize_request(const nlohmann::json& body);
+
+// POST /detokenize: tokens (an array of token ids), model optional.
+struct DetokenizeRequest {
+  std::string model;
+  std::vector<int32_t> tokens;
+};
+DetokenizeRequest parse_detokenize_request(const nlohmann::json& body);
 
 }  // namespace shardlm::http

@@ -1,10 +1,11 @@
-// What the HTTP API needs of the text service: submit / cancel and the served model's name and
-// context. The server talks to this interface; text_service_backend() adapts a TextService.
+// What the HTTP API needs of the text service: submit / cancel, tokenizing, and the served model's
+// name and context. The server talks to this interface; text_service_backend() adapts a TextService.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "coordinator/text_service.h"
 
@@ -29,6 +30,13 @@ class TextBackend {
     return submit(prepared.request, std::move(observer));
   }
   virtual void cancel(uint64_t id) = 0;
+
+  // POST /tokenize and /detokenize: the tokens generation would see for the request's prompt (a chat
+  // rendered with the template; throws RequestError as prepare), the vocabulary piece of each id, and
+  // the text of ids (both throw RequestError kInvalidRequest naming an id that is not a token).
+  virtual std::vector<int32_t> tokenize(const TextRequest& request) = 0;
+  virtual std::vector<std::string> token_pieces(const std::vector<int32_t>& ids) = 0;
+  virtual std::string detokenize(const std::vector<int32_t>& ids) = 0;
 };
 
 // Forwards to `service`, which must outlive the backend. With max_prompt_tokens > 0, a request whose

@@ -76,6 +76,7 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
   if (s.has_top_k()) r.sampling.top_k = s.top_k();
   if (s.has_top_p()) r.sampling.top_p = s.top_p();
   if (s.has_min_p()) r.sampling.min_p = s.min_p();
+  r.sampling_given = {s.has_temperature(), s.has_top_k(), s.has_top_p(), s.has_min_p()};
   if (s.has_seed()) r.sampling.seed = s.seed();
   try {
     validate_sampling(r.sampling);

@@ -18,6 +18,7 @@
 #include "common/error.h"
 #include "coordinator/http/api_router.h"
 #include "coordinator/http/text_backend.h"
+#include "coordinator/request_error.h"
 #include "tests/fuzz/fuzz_support.h"
 
 namespace {
@@ -26,7 +27,8 @@ namespace bhttp = boost::beast::http;
 
 constexpr const char* kModel = "fuzz-model";
 
-// The router only asks for the model's name and context; requests are never submitted here.
+// The router asks for the model's name and context, and tokenizes (here bytes are tokens, ids past
+// 255 are refused as the real backend refuses ids past its vocabulary); requests are never submitted.
 class NameOnlyBackend : public shardlm::http::TextBackend {
  public:
   std::string model_name() const override { return kModel; }
@@ -35,6 +37,26 @@ class NameOnlyBackend : public shardlm::http::TextBackend {
     shardlm::fail("fuzz backend: submit is not available");
   }
   void cancel(uint64_t) override {}
+  std::vector<int32_t> tokenize(const shardlm::TextRequest& request) override {
+    return std::vector<int32_t>(request.prompt.begin(), request.prompt.end());
+  }
+  std::vector<std::string> token_pieces(const std::vector<int32_t>& ids) override {
+    check(ids);
+    std::vector<std::string> out;
+    for (int32_t id : ids) out.emplace_back(1, static_cast<char>(id));
+    return out;
+  }
+  std::string detokenize(const std::vector<int32_t>& ids) override {
+    check(ids);
+    return std::string(ids.begin(), ids.end());
+  }
+
+ private:
+  static void check(const std::vector<int32_t>& ids) {
+    for (int32_t id : ids) {
+      if (id < 0 || id > 255) shardlm::fail_request(shardlm::RequestErrorCode::kInvalidRequest, "{} is not a token", id);
+    }
+  }
 };
 
 void route(const shardlm::http::ApiRouter& router, const shardlm::http::HttpRequestView& view) {

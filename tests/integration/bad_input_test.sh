@@ -95,4 +95,11 @@ expect_failure tokens_empty_item "an empty item (two commas, or a comma first)" 
 # A state folder that cannot be created (under a regular file): named, before the model loads.
 expect_failure state_dir "state-dir $work/dense/config.json/state: cannot be created" timeout 20 \
   "$shardlm" serve --model "$work/dense" --port 0 --http-port 0 --metrics-port -1 --state-dir "$work/dense/config.json/state"
+# Sampling defaults out of range in generation_config.json, or a --generation-config that is not there.
+rm -rf "$work/gen_top_p"; cp -r "$work/dense" "$work/gen_top_p"
+echo '{"eos_token_id": [1], "top_p": 2}' >"$work/gen_top_p/generation_config.json"
+expect_failure generation_top_p "gen_top_p/generation_config.json: top_p must be in (0, 1] (got 2)" timeout 20 \
+  "$shardlm" serve --model "$work/gen_top_p" --port 0 --http-port 0 --metrics-port -1
+expect_failure generation_config_missing "--generation-config $work/nowhere.json: $work/nowhere.json does not exist" \
+  "$shardlm" generate --model "$work/dense" --prompt hi --generation-config "$work/nowhere.json"
 echo "bad input refused"

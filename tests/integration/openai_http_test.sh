@@ -32,5 +32,8 @@ if [ $status -ne 0 ]; then
   echo "--- serve stderr (tail) ---"; tail -n 40 "$work/serve.err"
   exit $status
 fi
+# The golden model's generation_config.json gives the requests that leave them out their sampling defaults.
+grep -q "sampling defaults (generation_config.json; a request's own values win): temperature 1, top_k 64, top_p 0.95" \
+  "$work/serve.err" || { echo "serve did not report the model's sampling defaults"; tail -n 40 "$work/serve.err"; exit 1; }
 stop_cluster || { echo "serve did not stop cleanly on SIGTERM"; tail -n 40 "$work/serve.err"; exit 1; }
 echo "openai http: ok"

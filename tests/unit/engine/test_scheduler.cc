@@ -13,6 +13,7 @@
 #include "coordinator/scheduler.h"
 #include "coordinator/text_service.h"
 #include "engine/engine.h"
+#include "model/generation_defaults.h"
 #include "model/tokenizer.h"
 
 namespace shardlm {
@@ -715,6 +716,80 @@ TEST(Scheduler, StepsRunWithTheEnginesThreadCount) {
   });
   stepper.join();
   EXPECT_EQ(seen, 1);
+}
+
+
+// The model's sampling defaults (generation_config.json) fill only the fields a request leaves out;
+// without defaults a request keeps SamplingParams' own (temperature 1, no top-k/top-p).
+TEST(TextService, GenerationDefaultsFillTheFieldsARequestLeavesOut) {
+  auto engine = open_tiny(1, 512);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  const Tokenizer tokenizer = Tokenizer::load(kModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TextRequest r;
+  r.prompt = "The quick brown fox";
+  PreparedText plain = service.prepare(r);
+  EXPECT_EQ(plain.generation.sampling.temperature, 1.0f);
+  EXPECT_EQ(plain.generation.sampling.top_k, 0);
+  EXPECT_EQ(plain.generation.sampling.top_p, 1.0f);
+  EXPECT_EQ(plain.generation.max_tokens, 512 - static_cast<int32_t>(plain.generation.prompt.size()));
+
+  // The golden model's own file: temperature 1.0, top_k 64, top_p 0.95.
+  service.set_generation_defaults(load_generation_defaults("auto", kModel));
+  PreparedText d = service.prepare(r);
+  EXPECT_EQ(d.generation.sampling.temperature, 1.0f);
+  EXPECT_EQ(d.generation.sampling.top_k, 64);
+  EXPECT_EQ(d.generation.sampling.top_p, 0.95f);
+  EXPECT_EQ(d.generation.sampling.min_p, 0.0f);
+
+  GenerationDefaults g;
+  g.temperature = 0.7f;
+  g.top_k = 40;
+  g.top_p = 0.9f;
+  g.min_p = 0.05f;
+  g.max_tokens = 7;
+  service.set_generation_defaults(g);
+  r.sampling.temperature = 0.0f;  // given: greedy, whatever the model suggests
+  r.sampling_given.temperature = true;
+  r.sampling.top_k = 0;  // given as off
+  r.sampling_given.top_k = true;
+  PreparedText mixed = service.prepare(r);
+  EXPECT_EQ(mixed.generation.sampling.temperature, 0.0f);
+  EXPECT_EQ(mixed.generation.sampling.top_k, 0);
+  EXPECT_EQ(mixed.generation.sampling.top_p, 0.9f);
+  EXPECT_EQ(mixed.generation.sampling.min_p, 0.05f);
+  EXPECT_EQ(mixed.generation.max_tokens, 7);  // max_new_tokens when the request gives none
+  r.max_tokens = 20;
+  EXPECT_EQ(service.prepare(r).generation.max_tokens, 20);
+  g.max_tokens = 100000;  // never past the context
+  service.set_generation_defaults(g);
+  r.max_tokens = -1;
+  EXPECT_EQ(service.prepare(r).generation.max_tokens, 512 - static_cast<int32_t>(plain.generation.prompt.size()));
+
+  // Generated: with a default top_k of 1 a request that gives no sampling fields samples the greedy text.
+  const auto generate = [&](const TextRequest& req) {
+    auto out = std::make_shared<TextCollector>();
+    service.submit(req, out);
+    out->wait();
+    return out->text;
+  };
+  TextRequest greedy;
+  greedy.prompt = "The quick brown fox";
+  greedy.max_tokens = 24;
+  greedy.ignore_eos = true;
+  greedy.sampling.temperature = 0.0f;
+  greedy.sampling_given.temperature = true;
+  service.set_generation_defaults({});
+  const std::string expected = generate(greedy);
+  TextRequest sampled = greedy;
+  sampled.sampling = SamplingParams{};
+  sampled.sampling.seed = 3;
+  sampled.sampling_given = {};
+  EXPECT_NE(generate(sampled), expected);  // temperature 1 over the whole row: not the greedy text
+  GenerationDefaults top1;
+  top1.top_k = 1;
+  service.set_generation_defaults(top1);
+  EXPECT_EQ(generate(sampled), expected);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Gemma 4 config parsing (golden configs, flat CausalLM form, per_layer_config form, older RoPE form),
 // validation errors, the variant table and recognition, and the config.json round trip.
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -8,6 +9,7 @@
 
 #include "common/error.h"
 #include "model/config.h"
+#include "model/generation_defaults.h"
 #include "model/variants.h"
 
 namespace shardlm {
@@ -464,6 +466,64 @@ TEST(Config, JunkFieldValuesGiveErrorsNotCrashes) {
   json huge = with_text("dense", "vocab_size", 1 << 27);
   huge["text_config"]["hidden_size"] = 1 << 27;
   expect_error(huge, {"embed_tokens", "not plausible"});
+}
+
+
+// generation_config.json's sampling fields: the golden file (Gemma 4's), nulls as absent, values out
+// of range named with their file and field, and the sources --generation-config takes.
+TEST(GenerationDefaults, ReadFromTheModelFolderOrAFile) {
+  const GenerationDefaults golden = load_generation_defaults("auto", golden_dir("dense"));
+  EXPECT_EQ(golden.temperature, 1.0f);
+  EXPECT_EQ(golden.top_k, 64);
+  EXPECT_EQ(golden.top_p, 0.95f);
+  EXPECT_FALSE(golden.min_p);
+  EXPECT_FALSE(golden.max_tokens);
+  EXPECT_EQ(golden.describe(), "temperature 1, top_k 64, top_p 0.95");
+  EXPECT_TRUE(load_generation_defaults("none", golden_dir("dense")).empty());
+  EXPECT_TRUE(load_generation_defaults("auto", "").empty());  // synthetic weights: no folder
+  EXPECT_EQ(load_generation_defaults(golden_dir("dense"), "").top_k, 64);  // a folder given
+  EXPECT_EQ(load_generation_defaults(golden_dir("dense") + "/generation_config.json", "").top_p, 0.95f);
+
+  const nlohmann::json doc = nlohmann::json::parse(
+      R"({"temperature": null, "top_k": -1, "min_p": 0.1, "max_new_tokens": 256, "do_sample": false})");
+  const GenerationDefaults d = parse_generation_defaults(doc);
+  EXPECT_FALSE(d.temperature);
+  EXPECT_EQ(d.top_k, 0);  // -1: off
+  EXPECT_EQ(d.min_p, 0.1f);
+  EXPECT_EQ(d.max_tokens, 256);
+  EXPECT_EQ(parse_generation_defaults(nlohmann::json::object()).describe(), "none");
+
+  const auto error_of = [](const char* text) {
+    try {
+      parse_generation_defaults(nlohmann::json::parse(text));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of(R"({"temperature": -1})"), "temperature must be >= 0 (got -1)");
+  EXPECT_EQ(error_of(R"({"top_p": 0})"), "top_p must be in (0, 1] (got 0)");
+  EXPECT_EQ(error_of(R"({"top_p": "0.9"})"), "top_p must be a number (got \"0.9\")");
+  EXPECT_EQ(error_of(R"({"top_k": 2.5})"), "top_k must be an integer in [-1, 65536] (got 2.5)");
+  EXPECT_EQ(error_of(R"({"min_p": 2})"), "min_p must be in [0, 1] (got 2)");
+  EXPECT_EQ(error_of(R"({"max_new_tokens": 0})"), "max_new_tokens must be an integer in [1, 2147483647] (got 0)");
+  EXPECT_EQ(error_of(R"([1, 2])"), "generation config must be a JSON object");
+
+  const std::string dir = ::testing::TempDir() + "/gen_defaults_bad";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/generation_config.json") << R"({"top_k": "many"})";
+  try {
+    load_generation_defaults("auto", dir);
+    FAIL() << "a bad top_k was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), dir + "/generation_config.json: top_k must be a number (got \"many\")");
+  }
+  try {
+    load_generation_defaults(dir + "/missing.json", "");
+    FAIL() << "a missing file was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("does not exist"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

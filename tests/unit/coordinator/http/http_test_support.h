@@ -275,6 +275,24 @@ class ScriptedBackend : public TextBackend {
     wake_.notify_all();
   }
 
+  // A tokenizer of bytes: each byte of the prompt is a token (the tests of the real tokenizer's routes
+  // run against the text service, test_live_server.cc).
+  std::vector<int32_t> tokenize(const TextRequest& request) override {
+    std::vector<int32_t> ids;
+    for (unsigned char c : request.prompt) ids.push_back(c);
+    return ids;
+  }
+  std::vector<std::string> token_pieces(const std::vector<int32_t>& ids) override {
+    std::vector<std::string> out;
+    for (int32_t id : ids) out.emplace_back(1, static_cast<char>(id));
+    return out;
+  }
+  std::string detokenize(const std::vector<int32_t>& ids) override {
+    std::string out;
+    for (int32_t id : ids) out.push_back(static_cast<char>(id));
+    return out;
+  }
+
   std::vector<TextRequest> requests() const {
     std::lock_guard lock(mutex_);
     return requests_;

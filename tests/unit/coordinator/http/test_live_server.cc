@@ -121,6 +121,56 @@ TEST_F(LiveServer, ReadyHealthModels) {
   EXPECT_EQ(m.json()["data"][0]["max_model_len"], 256);
 }
 
+// vLLM's /tokenize and /detokenize: the tokens a generation sees (a chat's count is its usage's
+// prompt_tokens), vocabulary pieces, the text back, and errors named.
+TEST_F(LiveServer, TokenizeAndDetokenize) {
+  TestClient c(server_->port());
+  HttpResult t = post(c, "/tokenize", {{"model", "tiny"}, {"prompt", "The sea is wide"}});
+  ASSERT_EQ(t.status, 200) << t.body;
+  const std::vector<int32_t> ids = tokenizer_->encode("The sea is wide", true);
+  EXPECT_EQ(t.json()["tokens"].get<std::vector<int32_t>>(), ids);
+  EXPECT_EQ(t.json()["count"], ids.size());
+  EXPECT_EQ(t.json()["max_model_len"], 256);
+  EXPECT_TRUE(t.json()["token_strs"].is_null());
+  HttpResult bare = post(c, "/tokenize", {{"prompt", "The sea is wide"}, {"add_special_tokens", false}, {"return_token_strs", true}});
+  ASSERT_EQ(bare.status, 200) << bare.body;
+  const std::vector<int32_t> bare_ids = tokenizer_->encode("The sea is wide", false);
+  EXPECT_EQ(bare.json()["tokens"].get<std::vector<int32_t>>(), bare_ids);
+  ASSERT_EQ(bare.json()["token_strs"].size(), bare_ids.size());
+  for (size_t i = 0; i < bare_ids.size(); ++i) EXPECT_EQ(bare.json()["token_strs"][i], tokenizer_->piece(bare_ids[i]));
+
+  json messages = chat(1)["messages"];
+  HttpResult ct = post(c, "/tokenize", {{"model", "tiny"}, {"messages", messages}});
+  ASSERT_EQ(ct.status, 200) << ct.body;
+  HttpResult done = post(c, "/v1/chat/completions", chat(1));
+  ASSERT_EQ(done.status, 200) << done.body;
+  EXPECT_EQ(ct.json()["count"], done.json()["usage"]["prompt_tokens"]);
+  HttpResult open_turn = post(c, "/tokenize", {{"messages", messages}, {"add_generation_prompt", false}});
+  ASSERT_EQ(open_turn.status, 200) << open_turn.body;
+  EXPECT_LT(open_turn.json()["count"].get<int>(), ct.json()["count"].get<int>());
+
+  HttpResult d = post(c, "/detokenize", {{"model", "tiny"}, {"tokens", ids}});
+  ASSERT_EQ(d.status, 200) << d.body;
+  EXPECT_EQ(d.json()["prompt"], tokenizer_->decode(ids));
+  EXPECT_NE(d.json()["prompt"].get<std::string>().find("The sea is wide"), std::string::npos);
+
+  EXPECT_EQ(c.request("POST", "/tokenize", json{{"prompt", "x"}}.dump()).status, 401);  // keys guard it as /v1/
+  EXPECT_EQ(c.request("GET", "/tokenize", "", {kKey}).status, 405);
+  HttpResult other = post(c, "/tokenize", {{"model", "other"}, {"prompt", "x"}});
+  EXPECT_EQ(other.status, 404);
+  EXPECT_EQ(other.json()["error"]["code"], "model_not_found");
+  HttpResult both = post(c, "/tokenize", {{"prompt", "x"}, {"messages", messages}});
+  EXPECT_EQ(both.status, 400);
+  EXPECT_EQ(both.json()["error"]["param"], "messages");
+  EXPECT_EQ(post(c, "/tokenize", json::object()).status, 400);
+  HttpResult past = post(c, "/detokenize", {{"tokens", {2, tokenizer_->vocab_size()}}});
+  EXPECT_EQ(past.status, 400);
+  EXPECT_NE(past.json()["error"]["message"].get<std::string>().find("tokens[1]"), std::string::npos) << past.body;
+  HttpResult negative = post(c, "/detokenize", {{"tokens", {-1}}});
+  EXPECT_EQ(negative.status, 400);
+  EXPECT_EQ(negative.json()["error"]["param"], "tokens[0]");
+}
+
 TEST_F(LiveServer, ChatNonStreamedEqualsStreamed) {
   TestClient c(server_->port());
   HttpResult r = post(c, "/v1/chat/completions", chat(12));

@@ -77,6 +77,9 @@ TEST(OpenAIRequest, MinimalChatHasOpenAIDefaults) {
   EXPECT_FLOAT_EQ(r.text.sampling.top_p, 1.0f);
   EXPECT_EQ(r.text.sampling.top_k, 0);
   EXPECT_FLOAT_EQ(r.text.sampling.min_p, 0.0f);
+  // None given: the model's defaults apply to all (TextService).
+  EXPECT_FALSE(r.text.sampling_given.temperature || r.text.sampling_given.top_k || r.text.sampling_given.top_p ||
+               r.text.sampling_given.min_p);
   EXPECT_TRUE(r.text.stop.empty());
   EXPECT_EQ(r.text.top_logprobs, -1);
   EXPECT_FALSE(r.text.ignore_eos);
@@ -123,6 +126,12 @@ TEST(OpenAIRequest, EveryChatFieldIsCarriedOver) {
   EXPECT_FLOAT_EQ(r.text.sampling.min_p, 0.05f);
   EXPECT_EQ(r.text.sampling.seed, 1234u);
   EXPECT_TRUE(r.seed_given);
+  EXPECT_TRUE(r.text.sampling_given.temperature && r.text.sampling_given.top_k && r.text.sampling_given.top_p &&
+              r.text.sampling_given.min_p);
+  const OpenAIRequest only_k = parse_chat_request(with(chat_body(), "top_k", -1));
+  EXPECT_TRUE(only_k.text.sampling_given.top_k);
+  EXPECT_FALSE(only_k.text.sampling_given.temperature || only_k.text.sampling_given.top_p || only_k.text.sampling_given.min_p);
+  EXPECT_FALSE(parse_chat_request(with(chat_body(), "temperature", nullptr)).text.sampling_given.temperature);  // null: not given
   EXPECT_EQ(r.text.stop, (std::vector<std::string>{"END", "\n\n"}));
   EXPECT_TRUE(r.stream);
   EXPECT_TRUE(r.include_usage);

@@ -61,6 +61,7 @@ TEST(Conversion, PromptRequestDefaults) {
   EXPECT_EQ(r.sampling.temperature, 1.0f);
   EXPECT_EQ(r.sampling.top_p, 1.0f);
   EXPECT_EQ(r.sampling.top_k, 0);
+  EXPECT_FALSE(r.sampling_given.temperature || r.sampling_given.top_k || r.sampling_given.top_p || r.sampling_given.min_p);
   EXPECT_EQ(r.top_logprobs, -1);
   EXPECT_FALSE(r.ignore_eos);
 }
@@ -85,6 +86,13 @@ TEST(Conversion, PromptRequestFields) {
   EXPECT_EQ(r.sampling.top_p, 0.9f);
   EXPECT_EQ(r.sampling.min_p, 0.05f);
   EXPECT_EQ(r.sampling.seed, 42u);
+  EXPECT_TRUE(r.sampling_given.temperature && r.sampling_given.top_k && r.sampling_given.top_p && r.sampling_given.min_p);
+  client::GenerateRequest only_p;
+  only_p.set_prompt("x");
+  only_p.mutable_sampling()->set_top_p(0.5f);
+  const TextRequest p = to_text_request(only_p);
+  EXPECT_TRUE(p.sampling_given.top_p);
+  EXPECT_FALSE(p.sampling_given.temperature || p.sampling_given.top_k || p.sampling_given.min_p);
   EXPECT_EQ(r.stop, (std::vector<std::string>{"\n\n", "END"}));
   EXPECT_EQ(r.top_logprobs, 0);
   EXPECT_TRUE(r.ignore_eos);
