@@ -14,7 +14,9 @@
 #include "cli/command.h"
 #include "common/text_format.h"
 #include "common/error.h"
+#include "model/chat_template.h"
 #include "model/checkpoint.h"
+#include "model/tokenizer.h"
 #include "model/config.h"
 #include "model/tensor_names.h"
 #include "model/variants.h"
@@ -176,6 +178,28 @@ void describe_checkpoint(const std::string& dir, const ModelConfig& c, Report& r
   r.doc["checkpoint"] = cj;
 }
 
+// The folder's tokenizer: loadable, its size against the config's vocabulary, and the Gemma 4 chat
+// tokens (a missing or foreign tokenizer.json stops a server as surely as a missing tensor).
+void describe_tokenizer(const std::string& dir, const ModelConfig& c, Report& r) {
+  try {
+    const Tokenizer tok = Tokenizer::load(dir);
+    const std::vector<std::string> missing = missing_chat_tokens(tok);
+    std::string text = fmt::format("{} tokens (the model's vocabulary: {})", tok.vocab_size(), c.vocab_size);
+    if (!missing.empty()) {
+      r.ok = false;
+      text = fmt::format("MISMATCH: {}; lacks the Gemma 4 chat tokens {} (chat requests are refused)", text, fmt::join(missing, " "));
+    } else if (tok.vocab_size() < c.vocab_size) {
+      text += "; smaller than the vocabulary: generating an id past it is an error";
+    }
+    r.lines.push_back({"tokenizer", text});
+    r.doc["tokenizer"] = {{"tokens", tok.vocab_size()}, {"missing_chat_tokens", missing}};
+  } catch (const Error& e) {
+    r.ok = false;
+    r.lines.push_back({"tokenizer", fmt::format("ERROR: {}", e.what())});
+    r.doc["tokenizer"] = {{"error", e.what()}};
+  }
+}
+
 void run(const std::string& dir, bool as_json) {
   ModelConfig c = load_model_config(dir);
   Report r;
@@ -186,6 +210,7 @@ void run(const std::string& dir, bool as_json) {
   } catch (const Error&) {
     // reported in r
   }
+  describe_tokenizer(dir, c, r);
   if (as_json) {
     std::printf("%s\n", r.doc.dump(2).c_str());
   } else {

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -113,6 +114,7 @@ struct CoordinatorFiles {
   std::vector<std::string> api_keys;
   std::shared_ptr<boost::asio::ssl::context> tls;
   GenerationDefaults generation_defaults;
+  std::optional<Tokenizer> tokenizer;  // the model's (a missing or broken tokenizer.json stops the start before any weight is read)
 };
 
 CoordinatorFiles read_coordinator_files(const ServeArgs& a) {
@@ -120,6 +122,7 @@ CoordinatorFiles read_coordinator_files(const ServeArgs& a) {
   if (!a.api_key_file.empty()) f.api_keys = read_api_keys(a.api_key_file);
   if (!a.tls_cert.empty()) f.tls = tls::server_context(a.tls_cert, a.tls_key);
   f.generation_defaults = load_generation_defaults(a.generation_config, a.model.model_dir);
+  f.tokenizer = local_model_tokenizer(a.model);
   if (!a.state_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(a.state_dir, ec);
@@ -134,7 +137,7 @@ void serve_on_coordinator(const ServeArgs& a, const CoordinatorFiles& files, Ste
   const std::vector<std::string>& api_keys = files.api_keys;
   const std::shared_ptr<boost::asio::ssl::context>& tls = files.tls;
   spdlog::info("{}", engine.description);
-  const Tokenizer tokenizer = local_model_tokenizer(a.model);
+  const Tokenizer& tokenizer = *files.tokenizer;
   const std::string model_name = a.model_name.empty() ? local_model_name(a.model) : a.model_name;
 
   telemetry::Metrics metrics(model_name.empty() ? "model" : model_name, engine.num_workers());

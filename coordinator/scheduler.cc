@@ -479,6 +479,19 @@ bool Scheduler::iterate() {
       full = logits;
       have_full = true;
     };
+    // A NaN or infinite logit anywhere in the row makes its log-sum-exp non-finite: the model's output
+    // is garbage (corrupt weights, an overflow), not something to sample from.
+    if (!std::isfinite(c.lse)) {
+      const int64_t position = static_cast<int64_t>(r.tokens.size());  // the position the logits are for
+      spdlog::error("request {}: the model's logits are not finite at position {} (corrupt or overflowing weights?)", r.id,
+                    position);
+      finish(r, FinishReason::kError,
+             fmt::format("the model's logits are not finite (NaN or infinity) at position {}: its weights are corrupt or "
+                         "overflow in this format",
+                         position),
+             RequestErrorCode::kInternal);
+      continue;
+    }
     int32_t token;
     try {
       token = r.sampler.sample(c, fetch);

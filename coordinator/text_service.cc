@@ -3,6 +3,7 @@
 #include <chrono>
 #include <mutex>
 
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
@@ -207,6 +208,12 @@ class TextStream final : public GenerationObserver {
 
 TextService::TextService(Scheduler& scheduler, const Tokenizer& tokenizer, const ModelConfig& config, std::string model_name)
     : scheduler_(scheduler), tokenizer_(tokenizer), config_(config), model_name_(std::move(model_name)) {
+  missing_chat_tokens_ = missing_chat_tokens(tokenizer_);
+  if (!missing_chat_tokens_.empty()) {
+    spdlog::warn("the tokenizer lacks the Gemma 4 chat tokens {} (is tokenizer.json the model's own?): chat requests are "
+                 "refused, completions are served",
+                 fmt::join(missing_chat_tokens_, " "));
+  }
   if (tokenizer_.vocab_size() < config_.vocab_size) {
     spdlog::warn("the tokenizer holds {} tokens, fewer than the model's vocab_size {}: a request that generates an id past "
                  "them ends with an error (is tokenizer.json the model's own?)",
@@ -221,6 +228,12 @@ int64_t TextService::max_context() const {
 
 std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
   if (!r.chat) return tokenizer_.encode(r.prompt, r.add_bos);
+  if (!missing_chat_tokens_.empty()) {
+    fail_request(RequestErrorCode::kInvalidRequest,
+                 "chat requests need the Gemma 4 chat tokens, and this model's tokenizer lacks {}: send a completion (a "
+                 "prompt text) instead",
+                 fmt::join(missing_chat_tokens_, " "));
+  }
   if (!r.messages.is_array() || r.messages.empty()) {
     fail_request(RequestErrorCode::kInvalidRequest, "messages must be a non-empty array");
   }

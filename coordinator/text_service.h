@@ -120,6 +120,7 @@ class TextService {
   const ModelConfig& config_;
   std::string model_name_;
   GenerationDefaults defaults_;
+  std::vector<std::string> missing_chat_tokens_;  // chat control tokens the tokenizer lacks (chat refused)
 };
 
 }  // namespace shardlm

@@ -542,4 +542,12 @@ std::string render_chat(const json& raw_messages, const ChatOptions& options) {
   return out;
 }
 
+std::vector<std::string> missing_chat_tokens(const Tokenizer& tokenizer) {
+  std::vector<std::string> missing;
+  for (const char* token : {"<bos>", "<|turn>", "<turn|>", "<|channel>", "<channel|>"}) {
+    if (!tokenizer.find_token(token)) missing.emplace_back(token);
+  }
+  return missing;
+}
+
 }  // namespace shardlm

@@ -14,8 +14,11 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "model/tokenizer.h"
 
 namespace shardlm {
 
@@ -47,6 +50,11 @@ struct ChatOptions {
 // for malformed input (unknown role, content of the wrong type, arguments that are not a JSON object,
 // a tool message that answers no tool call, malformed tool declarations, ...).
 std::string render_chat(const nlohmann::json& messages, const ChatOptions& options);
+
+// The control tokens every Gemma 4 chat prompt holds (<bos>, <|turn>, <turn|>, <|channel>,
+// <channel|>) that `tokenizer` does not have as single tokens: a tokenizer of another model family
+// (Gemma 3's <start_of_turn>) would read a rendered chat as plain text. Empty when all are there.
+std::vector<std::string> missing_chat_tokens(const Tokenizer& tokenizer);
 
 // The OpenAI-to-template normalisation render_chat applies first (exposed for tests and tools):
 //  1. tool_calls[].function.arguments given as a string is parsed as JSON and must be an object

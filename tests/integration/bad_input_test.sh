@@ -7,7 +7,11 @@
 #  - --threads above the limit, plan --workers 0: the bound in the message;
 #  - logits over more tokens than the context (max_position_embeddings / --max-context);
 #  - --model naming a file or nothing, a FIFO for config.json, an eos id past the vocabulary;
-#  - serve --state-dir where no folder can be created.
+#  - serve --state-dir where no folder can be created;
+#  - a tokenizer without the Gemma 4 chat tokens (chat refused, completions run), none at all (serve
+#    stops before loading weights);
+#  - NaN or infinite weights (the generation fails naming non-finite logits);
+#  - sampling defaults out of range in generation_config.json, a --generation-config not there.
 # Usage: bad_input_test.sh SHARDLM SUPPORT_DIR WORK_DIR
 set -eu
 shardlm=$1; support=$2; work=$3
@@ -95,6 +99,38 @@ expect_failure tokens_empty_item "an empty item (two commas, or a comma first)" 
 # A state folder that cannot be created (under a regular file): named, before the model loads.
 expect_failure state_dir "state-dir $work/dense/config.json/state: cannot be created" timeout 20 \
   "$shardlm" serve --model "$work/dense" --port 0 --http-port 0 --metrics-port -1 --state-dir "$work/dense/config.json/state"
+# Weights that make the logits NaN or infinite: the generation ends with an error naming it, not with
+# tokens sampled from garbage.
+for v in nan inf; do
+  rm -rf "$work/weights_$v"; cp -r "$work/dense" "$work/weights_$v"
+  python3 "$support/fill_tensor.py" "$work/weights_$v/model.safetensors" "${prefix}layers.1.mlp.down_proj.weight" $v
+  expect_failure "weights_$v" "the model's logits are not finite (NaN or infinity) at position" \
+    "$shardlm" generate --model "$work/weights_$v" --prompt hi --max-tokens 4 --temperature 0
+done
+# A tokenizer of another model family (Gemma 3's turn tokens): chat requests are refused naming the
+# missing tokens, completions still run, inspect reports it; a missing tokenizer.json stops serve
+# before any weight is read.
+rm -rf "$work/gemma3_tok"; cp -r "$work/dense" "$work/gemma3_tok"
+python3 - "$work/gemma3_tok/tokenizer.json" <<'PY'
+import json, sys
+ren = {"<|turn>": "<start_of_turn>", "<turn|>": "<end_of_turn>"}
+t = json.load(open(sys.argv[1]))
+for a in t["added_tokens"]:
+    a["content"] = ren.get(a["content"], a["content"])
+vocab = t["model"]["vocab"]
+for old, new in ren.items():
+    if old in vocab:
+        vocab[new] = vocab.pop(old)
+json.dump(t, open(sys.argv[1], "w"))
+PY
+expect_failure gemma3_tok_chat "this model's tokenizer lacks <|turn> <turn|>" \
+  "$shardlm" generate --model "$work/gemma3_tok" --chat --prompt hi --max-tokens 2
+"$shardlm" generate --model "$work/gemma3_tok" --prompt hi --max-tokens 2 >/dev/null 2>&1 || { echo "FAIL: a completion was refused"; exit 1; }
+expect_failure gemma3_tok_inspect "lacks the Gemma 4 chat tokens <|turn> <turn|>" sh -c '"$0" inspect --model "$1" >&2' "$shardlm" "$work/gemma3_tok"
+rm -rf "$work/no_tok"; cp -r "$work/dense" "$work/no_tok"; rm "$work/no_tok/tokenizer.json"
+expect_failure no_tokenizer_serve "tokenizer.json" timeout 20 \
+  "$shardlm" serve --model "$work/no_tok" --port 0 --http-port 0 --metrics-port -1
+if grep -q "single process" "$work/no_tokenizer_serve.err"; then echo "FAIL: serve loaded the weights before the tokenizer"; exit 1; fi
 # Sampling defaults out of range in generation_config.json, or a --generation-config that is not there.
 rm -rf "$work/gen_top_p"; cp -r "$work/dense" "$work/gen_top_p"
 echo '{"eos_token_id": [1], "top_p": 2}' >"$work/gen_top_p/generation_config.json"

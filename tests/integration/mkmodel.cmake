@@ -20,6 +20,7 @@ for variant in tiny-dense tiny-moe tiny-edge; do
   "$shardlm" inspect --model "$work/$variant" >"$work/inspect.txt"
   grep -q "^variant: *$variant\$" "$work/inspect.txt" || { cat "$work/inspect.txt"; exit 1; }
   grep -q "^tensors: *ok: all" "$work/inspect.txt" || { cat "$work/inspect.txt"; exit 1; }
+  grep -q "^tokenizer: *[0-9]* tokens (the model's vocabulary: [0-9]*)\$" "$work/inspect.txt" || { cat "$work/inspect.txt"; exit 1; }
   "$shardlm" inspect --model "$work/$variant" --json >"$work/inspect.json"
   $py - "$work/inspect.json" "$variant" <<'EOF'
 import json, sys
