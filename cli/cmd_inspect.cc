@@ -148,7 +148,7 @@ void describe_checkpoint(const std::string& dir, const ModelConfig& c, Report& r
   const std::vector<std::string> names = ck.names();
   for (const std::string& name : names) {
     const TensorInfo& info = ck.info(name);
-    bytes_by_dtype[dtype_name(info.dtype)] += info.nbytes();
+    bytes_by_dtype[info.dtype_label()] += info.nbytes();
     total += info.nbytes();
   }
   std::vector<std::string> by;

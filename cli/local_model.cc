@@ -4,6 +4,7 @@
 
 #include "cli/command.h"
 #include "common/error.h"
+#include "model/foreign_file.h"
 #include "model/synthetic_tokenizer.h"
 #include "model/variants.h"
 #include "partition/byte_size.h"
@@ -46,6 +47,7 @@ void check_model_given(const LocalModelOptions& o) {
   const std::filesystem::file_status st = std::filesystem::status(o.model_dir, ec);
   if (!std::filesystem::exists(st)) fail("--model {}: no such folder", o.model_dir);
   if (!std::filesystem::is_directory(st)) {
+    check_not_foreign_file(o.model_dir);
     fail("--model {} is not a folder: give the checkpoint folder (config.json, the .safetensors files, tokenizer.json)",
          o.model_dir);
   }

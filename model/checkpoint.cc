@@ -19,6 +19,7 @@
 #include "model/generator.h"
 #include "model/tensor_names.h"
 #include "model/variants.h"
+#include "model/foreign_file.h"
 
 namespace shardlm {
 namespace {
@@ -101,6 +102,7 @@ std::string read_small_file(const std::string& path) {
   uintmax_t size = fs::file_size(path, ec);
   if (ec) fail("{}: cannot read: {}", path, ec.message());
   if (size > kMaxIndexBytes) fail("{}: {} bytes is too large for an index", path, size);
+  check_not_foreign_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open", path);
   std::ostringstream ss;
@@ -207,6 +209,15 @@ struct Checkpoint::Impl {
     return it->second;
   }
 
+  // An entry whose bytes are about to be read: of a dtype shardlm reads.
+  const Entry& readable(const std::string& name) const {
+    const Entry& e = entry(name);
+    if (!e.info->unsupported_dtype.empty()) {
+      fail("{}: tensor '{}' is stored as {} (shardlm reads F32, F16 and BF16)", path, shown(name), e.info->unsupported_dtype);
+    }
+    return e;
+  }
+
   View2D view_of(const TensorInfo& t) const {
     View2D v{1, 1};
     if (t.shape.empty()) return v;
@@ -248,6 +259,15 @@ Checkpoint Checkpoint::open(const std::string& path) {
     const std::string single = path + "/" + kSingleName;
     if (fs::exists(index, ec)) {
       c.impl_->open_index(index, path);
+      // A model.safetensors the index does not list (a stale download beside the shards): Hugging Face
+      // transformers would read it, this loader the shards, so which weights the folder holds is unclear.
+      if (fs::exists(single, ec) &&
+          std::none_of(c.impl_->file_paths.begin(), c.impl_->file_paths.end(),
+                       [](const std::string& p) { return fs::path(p).filename() == kSingleName; })) {
+        fail("{}: holds both {} and {}, which does not list it: which one holds the weights is ambiguous (Hugging Face "
+             "transformers reads {}); remove the stale one",
+             path, kSingleName, kIndexName, kSingleName);
+      }
     } else if (fs::exists(single, ec)) {
       c.impl_->open_single(single);
     } else {
@@ -312,7 +332,7 @@ const std::string& Checkpoint::file_path(int file_index) const {
 View2D Checkpoint::view(const std::string& name) const { return impl_->view_of(info(name)); }
 
 void Checkpoint::read_f32(const std::string& name, Range rows, Range cols, float* out) const {
-  const Impl::Entry& e = impl_->entry(name);
+  const Impl::Entry& e = impl_->readable(name);
   const TensorInfo& t = *e.info;
   const View2D v = impl_->view_of(t);
   impl_->check_rect(t, v, rows, cols);
@@ -356,7 +376,7 @@ std::vector<float> Checkpoint::read_f32(const std::string& name) const {
 }
 
 std::vector<ByteRange> Checkpoint::byte_ranges(const std::string& name, Range rows, Range cols) const {
-  const Impl::Entry& e = impl_->entry(name);
+  const Impl::Entry& e = impl_->readable(name);
   if (e.file < 0) fail("{}: a synthetic checkpoint has no files to read tensor '{}' from", impl_->path, name);
   const TensorInfo& t = *e.info;
   const View2D v = impl_->view_of(t);
@@ -383,7 +403,7 @@ std::vector<ByteRange> Checkpoint::byte_ranges(const std::string& name, Range ro
 }
 
 const uint8_t* Checkpoint::raw(const std::string& name) const {
-  const Impl::Entry& e = impl_->entry(name);
+  const Impl::Entry& e = impl_->readable(name);
   if (e.file < 0) fail("{}: a synthetic checkpoint has no bytes for tensor '{}'", impl_->path, name);
   return impl_->files[e.file]->data(*e.info);
 }

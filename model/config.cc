@@ -43,6 +43,7 @@
 
 #include "common/error.h"
 #include "model/variants.h"
+#include "model/foreign_file.h"
 
 namespace shardlm {
 namespace {
@@ -466,6 +467,7 @@ ModelConfig parse_model_config(const nlohmann::json& doc) {
 json read_json_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) fail("{}: not a regular file", path);
+  check_not_foreign_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open", path);
   std::stringstream ss;
@@ -482,7 +484,17 @@ ModelConfig load_model_config(const std::string& model_dir) {
   fs::path dir(model_dir);
   if (fs::is_regular_file(dir)) dir = dir.parent_path();  // a .safetensors file or config.json inside the folder
   const fs::path config_path = dir / "config.json";
-  if (!fs::exists(config_path)) fail("{}: no config.json in the model folder", model_dir);
+  if (!fs::exists(config_path)) {
+    std::error_code ec;
+    for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+      if (e.path().extension() == ".gguf") {
+        fail("{}: no config.json in the model folder, which holds GGUF files ({}): shardlm loads the Hugging Face "
+             "safetensors release (config.json, model*.safetensors, tokenizer.json)",
+             model_dir, e.path().filename().string());
+      }
+    }
+    fail("{}: no config.json in the model folder", model_dir);
+  }
   const json doc = read_json_file(config_path.string());
   ModelConfig c;
   try {

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "model/foreign_file.h"
 
 namespace shardlm {
 namespace {
@@ -113,10 +114,16 @@ TensorInfo parse_tensor_entry(const std::string& name, const json& entry, uint64
   info.name = name;
   const json& dtype = entry["dtype"];
   if (!dtype.is_string()) fail("{}: 'dtype' is not a string", who);
-  try {
-    info.dtype = parse_dtype(dtype.get<std::string>());
-  } catch (const Error& e) {
-    fail("{}: {}", who, e.what());
+  const std::string dtype_text = dtype.get<std::string>();
+  const int other_bits = unsupported_dtype_bits(dtype_text);
+  if (other_bits > 0) {
+    info.unsupported_dtype = dtype_text;  // listed and checked; reading it fails (Checkpoint)
+  } else {
+    try {
+      info.dtype = parse_dtype(dtype_text);
+    } catch (const Error& e) {
+      fail("{}: {}", who, e.what());
+    }
   }
 
   const json& shape = entry["shape"];
@@ -138,10 +145,13 @@ TensorInfo parse_tensor_entry(const std::string& name, const json& entry, uint64
   } else if (overflow) {
     fail("{}: shape {} has more elements than fit in 64 bits", who, shape_text(info.shape));
   }
+  // Bytes: elements x bits / 8, rounded up for the packed types of fewer than 8 bits.
+  const uint64_t bits = other_bits > 0 ? static_cast<uint64_t>(other_bits) : 8 * dtype_size(info.dtype);
   uint64_t nbytes = 0;
-  if (__builtin_mul_overflow(static_cast<uint64_t>(numel), static_cast<uint64_t>(dtype_size(info.dtype)), &nbytes)) {
-    fail("{}: shape {} of {} is more bytes than fit in 64 bits", who, shape_text(info.shape), dtype_name(info.dtype));
+  if (__builtin_mul_overflow(static_cast<uint64_t>(numel), bits, &nbytes) || nbytes > UINT64_MAX - 7) {
+    fail("{}: shape {} of {} is more bytes than fit in 64 bits", who, shape_text(info.shape), info.dtype_label());
   }
+  nbytes = (nbytes + 7) / 8;
 
   const json& offsets = entry["data_offsets"];
   uint64_t begin = 0, end = 0;
@@ -154,7 +164,7 @@ TensorInfo parse_tensor_entry(const std::string& name, const json& entry, uint64
   }
   if (end - begin != nbytes) {
     fail("{}: data_offsets [{}, {}] hold {} bytes, but {} {} needs {}", who, begin, end, end - begin,
-         dtype_name(info.dtype), shape_text(info.shape), nbytes);
+         info.dtype_label(), shape_text(info.shape), nbytes);
   }
   info.begin = data_start + begin;
   info.end = data_start + end;
@@ -239,16 +249,24 @@ size_t dtype_size(DType d) {
   return 0;
 }
 
+int unsupported_dtype_bits(const std::string& name) {
+  static const std::array<std::pair<const char*, int>, 17> kOther = {{{"BOOL", 8},    {"U8", 8},       {"I8", 8},
+                                                                      {"I16", 16},    {"U16", 16},     {"I32", 32},
+                                                                      {"U32", 32},    {"I64", 64},     {"U64", 64},
+                                                                      {"F64", 64},    {"F8_E5M2", 8},  {"F8_E4M3", 8},
+                                                                      {"F8_E8M0", 8}, {"F6_E2M3", 6},  {"F6_E3M2", 6},
+                                                                      {"F4", 4},      {"C64", 64}}};
+  for (const auto& [other, bits] : kOther) {
+    if (name == other) return bits;
+  }
+  return 0;
+}
+
 DType parse_dtype(const std::string& name) {
   if (name == "F32") return DType::kF32;
   if (name == "F16") return DType::kF16;
   if (name == "BF16") return DType::kBF16;
-  static const std::array<const char*, 17> kOther = {"BOOL", "U8",      "I8",      "I16",     "U16",    "I32",
-                                                      "U32",  "I64",     "U64",     "F64",     "F8_E5M2", "F8_E4M3",
-                                                      "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",   "C64"};
-  for (const char* other : kOther) {
-    if (name == other) fail("unsupported dtype '{}' (shardlm reads F32, F16 and BF16)", name);
-  }
+  if (unsupported_dtype_bits(name) > 0) fail("unsupported dtype '{}' (shardlm reads F32, F16 and BF16)", name);
   fail("unknown dtype '{}' (not a safetensors dtype; shardlm reads F32, F16 and BF16)", shown(name));
 }
 
@@ -338,6 +356,8 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
   f.path_ = path;
   f.base_ = static_cast<const uint8_t*>(p);
   f.size_ = size;
+  const std::string kind = foreign_file_kind(std::string_view(reinterpret_cast<const char*>(f.base_), std::min<uint64_t>(size, 64)));
+  if (!kind.empty()) fail("{} {}", path, kind);
   SafetensorsHeader h = parse_header_full(f.base_, f.size_, f.size_, path);
   f.tensors_ = std::move(h.tensors);
   f.metadata_ = std::move(h.metadata);

@@ -14,15 +14,21 @@ enum class DType { kF32, kF16, kBF16 };
 const char* dtype_name(DType d);     // "F32", "F16", "BF16" (safetensors spelling)
 size_t dtype_size(DType d);          // bytes per element
 DType parse_dtype(const std::string& name);  // throws Error for unknown / unsupported
+// Bits per element of a safetensors dtype shardlm does not read (I64, U8, F8_E4M3, ...; 0 for
+// F32/F16/BF16 and for names that are no safetensors dtype). A checkpoint may hold such tensors
+// (buffers of a vision tower): they are listed and their bytes checked, and only reading one fails.
+int unsupported_dtype_bits(const std::string& name);
 
 struct TensorInfo {
   std::string name;
   DType dtype = DType::kF32;
+  std::string unsupported_dtype;  // the dtype's name when it is one shardlm does not read (dtype is then meaningless)
   std::vector<int64_t> shape;
   uint64_t begin = 0;  // byte offset inside the file (header already added)
   uint64_t end = 0;    // one past the last byte
   int64_t numel() const;
   uint64_t nbytes() const { return end - begin; }
+  std::string dtype_label() const { return unsupported_dtype.empty() ? dtype_name(dtype) : unsupported_dtype; }
 };
 
 // Largest JSON header a file may declare (the real ones are a few hundred KB at most).

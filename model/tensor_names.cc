@@ -105,6 +105,10 @@ int validate_checkpoint_tensors(const Checkpoint& checkpoint, const ModelConfig&
       fail("checkpoint {}: tensor {} is missing (expected shape {})", checkpoint.path(), t.name, shape_string(t.shape));
     }
     const TensorInfo& info = checkpoint.info(t.name);
+    if (!info.unsupported_dtype.empty()) {
+      fail("checkpoint {}: tensor {} is stored as {} (shardlm reads F32, F16 and BF16)", checkpoint.path(), t.name,
+           info.unsupported_dtype);
+    }
     if (info.shape != t.shape) {
       fail("checkpoint {}: tensor {} has shape {} but the config expects {}", checkpoint.path(), t.name,
            shape_string(info.shape), shape_string(t.shape));

@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "common/error.h"
+#include "model/foreign_file.h"
 #include "model/tokenizer_added.h"
 #include "model/tokenizer_bpe.h"
 #include "model/tokenizer_json.h"
@@ -21,6 +22,7 @@ namespace {
 constexpr int32_t kMaxTokenId = 1 << 24;  // far above any real vocabulary; guards against absurd ids
 
 std::string read_text_file(const std::filesystem::path& path) {
+  check_not_foreign_file(path.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open {}", path.string());
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

@@ -41,7 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const auto& [name, t] : tensors) {
     check(!name.empty() && name == t.name);
     check(t.begin >= data_start && t.begin <= t.end && t.end <= size);
-    check(t.nbytes() == static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype));
+    const uint64_t bits = t.unsupported_dtype.empty() ? 8 * dtype_size(t.dtype) : unsupported_dtype_bits(t.unsupported_dtype);
+    check(bits > 0 && t.nbytes() == (static_cast<uint64_t>(t.numel()) * bits + 7) / 8);
     for (int64_t d : t.shape) check(d >= 0);
     for (uint64_t i = t.begin; i < t.end; ++i) sink = sink ^ data[i];  // ASan checks these reads
     if (t.end > t.begin) spans.emplace_back(t.begin, t.end);

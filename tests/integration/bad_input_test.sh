@@ -10,6 +10,8 @@
 #  - serve --state-dir where no folder can be created;
 #  - a tokenizer without the Gemma 4 chat tokens (chat refused, completions run), none at all (serve
 #    stops before loading weights);
+#  - Git LFS pointers for the weights, config or tokenizer, a GGUF file, a stale model.safetensors
+#    beside an index that does not list it;
 #  - NaN or infinite weights (the generation fails naming non-finite logits);
 #  - sampling defaults out of range in generation_config.json, a --generation-config not there.
 # Usage: bad_input_test.sh SHARDLM SUPPORT_DIR WORK_DIR
@@ -131,6 +133,26 @@ rm -rf "$work/no_tok"; cp -r "$work/dense" "$work/no_tok"; rm "$work/no_tok/toke
 expect_failure no_tokenizer_serve "tokenizer.json" timeout 20 \
   "$shardlm" serve --model "$work/no_tok" --port 0 --http-port 0 --metrics-port -1
 if grep -q "single process" "$work/no_tokenizer_serve.err"; then echo "FAIL: serve loaded the weights before the tokenizer"; exit 1; fi
+# What a download can leave instead of the files: Git LFS pointers (a clone without git-lfs), a GGUF
+# file, a stale model.safetensors beside the shards' index.
+lfs_pointer() {
+  printf 'version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 62500000000\n' >"$1"
+}
+rm -rf "$work/lfs"; cp -r "$work/dense" "$work/lfs"; lfs_pointer "$work/lfs/model.safetensors"
+expect_failure lfs_weights "model.safetensors is a Git LFS pointer, not the file itself" \
+  "$shardlm" generate --model "$work/lfs" --prompt hi --max-tokens 2
+rm -rf "$work/lfs_config"; cp -r "$work/dense" "$work/lfs_config"; lfs_pointer "$work/lfs_config/config.json"
+expect_failure lfs_config "config.json is a Git LFS pointer" "$shardlm" inspect --model "$work/lfs_config"
+rm -rf "$work/lfs_tok"; cp -r "$work/dense" "$work/lfs_tok"; lfs_pointer "$work/lfs_tok/tokenizer.json"
+expect_failure lfs_tokenizer "tokenizer.json is a Git LFS pointer" \
+  "$shardlm" generate --model "$work/lfs_tok" --prompt hi --max-tokens 2
+printf 'GGUF\003\000\000\000' >"$work/model.gguf"
+expect_failure gguf_file "model.gguf is a GGUF file (llama.cpp's format)" \
+  "$shardlm" generate --model "$work/model.gguf" --prompt hi --max-tokens 2
+"$shardlm" mkmodel --out "$work/sharded" --variant tiny-dense --seed 1 --shard-mb 1 >/dev/null
+cp "$work/dense/model.safetensors" "$work/sharded/model.safetensors"
+expect_failure stale_single "holds both model.safetensors and model.safetensors.index.json" \
+  "$shardlm" generate --model "$work/sharded" --prompt hi --max-tokens 2
 # Sampling defaults out of range in generation_config.json, or a --generation-config that is not there.
 rm -rf "$work/gen_top_p"; cp -r "$work/dense" "$work/gen_top_p"
 echo '{"eos_token_id": [1], "top_p": 2}' >"$work/gen_top_p/generation_config.json"

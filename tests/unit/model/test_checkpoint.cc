@@ -456,15 +456,44 @@ TEST_F(ShardedCheckpoint, WrittenIndexOpensAndReads) {
   }
 }
 
-TEST_F(ShardedCheckpoint, IndexWinsOverSingleFile) {
+// A model.safetensors beside an index that does not list it is refused as ambiguous (transformers would
+// read the single file, the index names other shards); one the index lists is a shard like any other.
+TEST_F(ShardedCheckpoint, ASingleFileTheIndexDoesNotListIsAmbiguous) {
   std::mt19937 rng(99);
   Spec other = make_spec("a", DType::kBF16, {4, 8}, rng);
   write_st(dir_.file("model.safetensors"), {other});
   EXPECT_EQ(Checkpoint::open(dir_.path()).read_f32("a"), other.values);  // no index yet
   write_index(R"({"a": "s1.safetensors"})");
+  const std::string msg = error_of([&] { Checkpoint::open(dir_.path()); });
+  EXPECT_TRUE(contains(msg, "holds both model.safetensors and model.safetensors.index.json")) << msg;
+  write_index(R"({"a": "model.safetensors"})");
   Checkpoint c = Checkpoint::open(dir_.path());
-  EXPECT_EQ(c.read_f32("a"), a_.values);
+  EXPECT_EQ(c.read_f32("a"), other.values);
   EXPECT_EQ(c.names(), std::vector<std::string>{"a"});  // only what the index lists
+}
+
+// A tensor of a dtype shardlm does not read (a vision tower's I64 buffer) is listed, its bytes
+// checked, and refused only when read.
+TEST_F(ShardedCheckpoint, TensorsOfUnreadDtypesAreListedButNotRead) {
+  const std::string path = dir_.file("buffers.safetensors");
+  {
+    const std::string header = R"({"ids":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
+                               R"("w":{"dtype":"F32","shape":[2],"data_offsets":[16,24]}})";
+    std::ofstream out(path, std::ios::binary);
+    const uint64_t n = header.size();
+    out.write(reinterpret_cast<const char*>(&n), 8);
+    out << header << std::string(16, '\1');
+    const float w[2] = {1.5f, -2.0f};
+    out.write(reinterpret_cast<const char*>(w), sizeof(w));
+  }
+  Checkpoint c = Checkpoint::open(path);
+  EXPECT_EQ(c.names(), (std::vector<std::string>{"ids", "w"}));
+  EXPECT_EQ(c.info("ids").dtype_label(), "I64");
+  EXPECT_EQ(c.info("ids").nbytes(), 16u);
+  EXPECT_EQ(c.read_f32("w"), (std::vector<float>{1.5f, -2.0f}));
+  const std::string msg = error_of([&] { c.read_f32("ids"); });
+  EXPECT_TRUE(contains(msg, "tensor 'ids' is stored as I64 (shardlm reads F32, F16 and BF16)")) << msg;
+  EXPECT_TRUE(contains(error_of([&] { c.raw("ids"); }), "stored as I64"));
 }
 
 TEST_F(ShardedCheckpoint, RejectsBadIndexes) {

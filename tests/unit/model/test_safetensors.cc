@@ -457,8 +457,10 @@ TEST(SafetensorsMalformed, Headers) {
       {"missing shape", R"({"t": {"dtype":"F32","data_offsets":[0,8]}})", 8, {"tensor 't'", "missing 'shape'"}},
       {"missing offsets", R"({"t": {"dtype":"F32","shape":[2]}})", 8, {"tensor 't'", "missing 'data_offsets'"}},
       {"unknown key", R"({"t": {)" + ok + R"(,"extra":1}})", 8, {"tensor 't'", "unknown key 'extra'"}},
-      {"unsupported dtype", R"({"t": {"dtype":"I64","shape":[1],"data_offsets":[0,8]}})", 8,
-       {"tensor 't'", "unsupported dtype 'I64'"}},
+      {"unsupported dtype's size", R"({"t": {"dtype":"I64","shape":[2],"data_offsets":[0,8]}})", 8,
+       {"tensor 't'", "hold 8 bytes, but I64 [2] needs 16"}},
+      {"packed dtype's size", R"({"t": {"dtype":"F4","shape":[3],"data_offsets":[0,1]}})", 8,
+       {"tensor 't'", "hold 1 bytes, but F4 [3] needs 2"}},
       {"unknown dtype", R"({"t": {"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", 8, {"tensor 't'", "unknown dtype"}},
       {"dtype not string", R"({"t": {"dtype":4,"shape":[2],"data_offsets":[0,8]}})", 8, {"'dtype' is not a string"}},
       {"shape not array", R"({"t": {"dtype":"F32","shape":2,"data_offsets":[0,8]}})", 8, {"'shape' is not an array"}},
@@ -687,7 +689,8 @@ TEST(SafetensorsFuzz, MutatedHeadersParseOrThrowError) {
         ASSERT_GE(t.begin, data_start) << name;
         ASSERT_LE(t.begin, t.end) << name;
         ASSERT_LE(t.end, file_size) << name;
-        ASSERT_EQ(t.nbytes(), static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype)) << name;
+        const uint64_t bits = t.unsupported_dtype.empty() ? 8 * dtype_size(t.dtype) : unsupported_dtype_bits(t.unsupported_dtype);
+        ASSERT_EQ(t.nbytes(), (static_cast<uint64_t>(t.numel()) * bits + 7) / 8) << name;
         for (int64_t d : t.shape) ASSERT_GE(d, 0);
         if (t.end > t.begin) spans.emplace_back(t.begin, t.end);
         for (uint64_t i = t.begin; i < std::min<uint64_t>(t.end, bytes.size()); ++i) sum += static_cast<uint8_t>(bytes[i]);

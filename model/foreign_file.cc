@@ -1,0 +1,30 @@
+#include "model/foreign_file.h"
+
+#include <fstream>
+
+#include "common/error.h"
+
+namespace shardlm {
+
+std::string foreign_file_kind(std::string_view head) {
+  if (head.rfind("version https://git-lfs.github.com/spec/", 0) == 0) {
+    return "is a Git LFS pointer, not the file itself: the download fetched only the pointers (install git-lfs and run "
+           "`git lfs pull` in the clone, or download with `huggingface-cli download`)";
+  }
+  if (head.rfind("GGUF", 0) == 0) {
+    return "is a GGUF file (llama.cpp's format): shardlm loads the Hugging Face safetensors release (config.json, "
+           "model*.safetensors, tokenizer.json)";
+  }
+  return {};
+}
+
+void check_not_foreign_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return;
+  char head[64] = {};
+  in.read(head, sizeof(head));
+  const std::string kind = foreign_file_kind(std::string_view(head, static_cast<size_t>(in.gcount())));
+  if (!kind.empty()) fail("{} {}", path, kind);
+}
+
+}  // namespace shardlm

@@ -1,0 +1,19 @@
+// Files that stand where a checkpoint's safetensors or JSON files should be but are something users
+// often end up with instead: a Git LFS pointer (a clone made without git-lfs keeps only these
+// ~130-byte text stubs) or a GGUF file (llama.cpp's format). Naming them turns a baffling parse error
+// ("header length 2336927755350992246") into what to do.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace shardlm {
+
+// A description of the file whose first bytes are `head` ("" when it is neither of the above).
+std::string foreign_file_kind(std::string_view head);
+
+// Reads the first bytes of `path` and fails naming the path when foreign_file_kind recognises them;
+// does nothing for an unreadable file (the caller's own open reports that).
+void check_not_foreign_file(const std::string& path);
+
+}  // namespace shardlm
