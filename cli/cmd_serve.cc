@@ -24,6 +24,7 @@
 #include "common/rate_limiter.h"
 #include "common/text_format.h"
 #include "common/tls.h"
+#include "common/version.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/jobs/batch_api.h"
 #include "coordinator/jobs/job_protocol.h"
@@ -136,7 +137,7 @@ CoordinatorFiles read_coordinator_files(const ServeArgs& a) {
 void serve_on_coordinator(const ServeArgs& a, const CoordinatorFiles& files, StepEngine& engine, const sigset_t& signals) {
   const std::vector<std::string>& api_keys = files.api_keys;
   const std::shared_ptr<boost::asio::ssl::context>& tls = files.tls;
-  spdlog::info("{}", engine.description);
+  spdlog::info("shardlm {}: {}", kVersion, engine.description);
   const Tokenizer& tokenizer = *files.tokenizer;
   const std::string model_name = a.model_name.empty() ? local_model_name(a.model) : a.model_name;
 

@@ -6,6 +6,7 @@
 
 #include "cli/command.h"
 #include "common/error.h"
+#include "common/version.h"
 
 namespace shardlm::cli {
 
@@ -38,7 +39,7 @@ CLI::Validator integer_in(int64_t lo, int64_t hi) {
 int main(int argc, char** argv) {
   CLI::App app{"shardlm — Gemma 4 inference cluster for CPU machines"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "shardlm 0.1.0");
+  app.set_version_flag("--version", std::string("shardlm ") + shardlm::kVersion);
   spdlog::set_default_logger(spdlog::stderr_color_mt("shardlm"));  // stdout carries command output
   spdlog::set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   for (auto& setup : shardlm::cli::command_registry()) setup(app);

@@ -3,6 +3,7 @@
 #include <cctype>
 #include <random>
 
+#include "common/version.h"
 #include "coordinator/http/openai_response.h"
 
 namespace shardlm::http {
@@ -166,6 +167,10 @@ ApiRouter::Outcome ApiRouter::handle(const HttpRequestView& request) const {
   if (path == "/health") {
     if (auto o = only("GET")) return *o;
     return reply(json_reply(200, {{"status", "ok"}}));
+  }
+  if (path == "/version") {
+    if (auto o = only("GET")) return *o;
+    return reply(json_reply(200, {{"version", kVersion}}));
   }
   if (path == "/ready") {
     if (auto o = only("GET")) return *o;

@@ -2,7 +2,7 @@
 // /tokenize, /detokenize — needs "Authorization: Bearer KEY" when keys are configured, compared in
 // constant time; /health, /ready and other extra routes stay open), the rate limit of API paths per
 // API key (per client address when there are no keys; 429 with Retry-After beyond it), GET /health,
-// GET /ready, GET /v1/models[/ID] (HEAD too), POST /tokenize and /detokenize (vLLM's), extra routes
+// GET /ready, GET /version, GET /v1/models[/ID] (HEAD too), POST /tokenize and /detokenize (vLLM's), extra routes
 // registered by prefix, and the parsing of POST /v1/chat/completions and /v1/completions into a
 // generation for the connection to run. Unknown paths get 404, known paths with another method 405.
 // Thread-safe.

@@ -2,6 +2,7 @@
 // (tests/data/dense), over real local sockets.
 #include <gtest/gtest.h>
 
+#include "common/version.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/text_service.h"
@@ -115,6 +116,10 @@ TEST_F(LiveServer, ReadyHealthModels) {
   server_->set_ready(true);
   EXPECT_EQ(c.request("GET", "/ready").status, 200);
   EXPECT_EQ(c.request("GET", "/health").status, 200);
+  HttpResult v = c.request("GET", "/version");  // open, as /health
+  ASSERT_EQ(v.status, 200);
+  EXPECT_EQ(v.json()["version"], kVersion);
+  EXPECT_EQ(c.request("POST", "/version", "{}").status, 405);
   HttpResult m = c.request("GET", "/v1/models", "", {kKey});
   ASSERT_EQ(m.status, 200);
   EXPECT_EQ(m.json()["data"][0]["id"], "tiny");
