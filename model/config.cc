@@ -34,6 +34,7 @@
 #include <cstdint>
 
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -135,7 +136,9 @@ RopeParams default_rope(LayerType t) {
   return r;
 }
 
-void parse_rope_fields(const Fields& f, ModelConfig& c) {
+// `overridden(t)`: every layer of type t takes its RoPE from per_layer_config (rope_parameters may then
+// leave that type out).
+void parse_rope_fields(const Fields& f, ModelConfig& c, const std::function<bool(LayerType)>& overridden) {
   const RopeParams sliding_default = default_rope(LayerType::kSliding);
   const RopeParams full_default = default_rope(LayerType::kFull);
   if (f.present("rope_parameters")) {
@@ -154,7 +157,7 @@ void parse_rope_fields(const Fields& f, ModelConfig& c) {
       for (LayerType lt : c.layer_types) used |= lt == t;
       if (rp.contains(key) && !rp.at(key).is_null()) {
         dst = parse_rope(rp.at(key), path + "." + key, default_rope(t));
-      } else if (used) {
+      } else if (used && !overridden(t)) {
         fail("config: {}.{} is missing (the model has {} layers)", path, key, key);
       } else {
         dst = default_rope(t);
@@ -457,8 +460,14 @@ ModelConfig parse_model_config(const nlohmann::json& doc) {
     c.layer_types.back() = LayerType::kFull;
   }
 
-  parse_rope_fields(f, c);
-  apply_per_layer_overrides(parse_per_layer_config(f, c), c);
+  const std::vector<LayerOverride> overrides = parse_per_layer_config(f, c);
+  parse_rope_fields(f, c, [&](LayerType t) {
+    for (int i = 0; i < c.num_layers; ++i) {
+      if (c.layer_types[i] == t && !overrides[i].rope) return false;
+    }
+    return true;
+  });
+  apply_per_layer_overrides(overrides, c);
   finalize_model_config(c);
   c.variant = recognise_variant(c);
   return c;

@@ -323,6 +323,19 @@ TEST(Config, PerLayerConfigForms) {
   EXPECT_FALSE(nk.layers[2].k_eq_v);
   EXPECT_TRUE(parse_model_config(json::parse(model_config_to_json(nk).dump())) == nk);
 
+  // The full layers' RoPE only in per_layer_config: rope_parameters may leave that type out, not when
+  // a full layer lacks it there.
+  json rope_per_layer = by_type;
+  const json full_rope = rope_per_layer["text_config"]["rope_parameters"]["full_attention"];
+  rope_per_layer["text_config"]["rope_parameters"].erase("full_attention");
+  rope_per_layer["text_config"]["per_layer_config"]["full_attention"]["rope_parameters"] = full_rope;
+  EXPECT_EQ(parse_model_config(rope_per_layer).layers, reference.layers);
+  json rope_partly = base;
+  rope_partly["text_config"]["rope_parameters"].erase("full_attention");
+  rope_partly["text_config"]["per_layer_config"] = {{"2", {{"head_dim", 128}, {"num_key_value_heads", 1}, {"rope_parameters", full_rope}}},
+                                                    {"5", {{"head_dim", 128}, {"num_key_value_heads", 1}}}};
+  expect_error(rope_partly, {"rope_parameters.full_attention is missing"});
+
   json inconsistent = base;
   inconsistent["text_config"]["per_layer_config"] = {{"2", {{"head_dim", 128}}}, {"5", {{"head_dim", 96}}}};
   expect_error(inconsistent, {"per_layer_config", "head_dim"});
