@@ -381,12 +381,12 @@ void run_jobs_results(const ClientArgs& a) {
 }
 
 void add_generation_options(CLI::App& cmd, GenerationArgs& a) {
-  a.max_tokens_opt = cmd.add_option("--max-tokens", a.max_tokens, "Most tokens to generate (default: up to the end of the context)")
+  a.max_tokens_opt = cmd.add_option("--max-tokens", a.max_tokens, "Most tokens to generate (default: the model's max_new_tokens, else up to the end of the context)")
                          ->check(CLI::Range(1, 1 << 24));
-  a.temperature_opt = cmd.add_option("--temperature", a.temperature, "Sampling temperature (0 = greedy; default 1)");
-  a.top_k_opt = cmd.add_option("--top-k", a.top_k, "Top-k (0 = off)");
-  a.top_p_opt = cmd.add_option("--top-p", a.top_p, "Top-p (1 = off)");
-  a.min_p_opt = cmd.add_option("--min-p", a.min_p, "Min-p (0 = off)");
+  a.temperature_opt = cmd.add_option("--temperature", a.temperature, "Sampling temperature (0 = greedy; default: the model's, else 1)");
+  a.top_k_opt = cmd.add_option("--top-k", a.top_k, "Top-k (0 = off; default: the model's, else off)");
+  a.top_p_opt = cmd.add_option("--top-p", a.top_p, "Top-p (1 = off; default: the model's, else off)");
+  a.min_p_opt = cmd.add_option("--min-p", a.min_p, "Min-p (0 = off; default: the model's, else off)");
   a.seed_opt = cmd.add_option("--seed", a.seed, "Random seed");
   cmd.add_option("--stop", a.stop, "Stop string (repeat for several; at most 16)");
   cmd.add_flag("--ignore-eos", a.ignore_eos, "Keep generating after end-of-sequence tokens");

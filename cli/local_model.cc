@@ -51,6 +51,7 @@ void check_model_given(const LocalModelOptions& o) {
     fail("--model {} is not a folder: give the checkpoint folder (config.json, the .safetensors files, tokenizer.json)",
          o.model_dir);
   }
+  check_not_gguf_folder(o.model_dir);
 }
 
 }  // namespace

@@ -278,11 +278,9 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
   if (room < 1) {
     fail_request(RequestErrorCode::kContextLength, "the prompt has {} tokens; the context holds {}", g.prompt.size(), max_context());
   }
-  if (r.max_tokens > 0) {
-    g.max_tokens = r.max_tokens;
-  } else {
-    g.max_tokens = static_cast<int32_t>(std::min<int64_t>({room, INT32_MAX, defaults_.max_tokens.value_or(INT32_MAX)}));
-  }
+  // The model's max_new_tokens limits every request's output (as vLLM's), whatever it asks for.
+  const int64_t wanted = r.max_tokens > 0 ? r.max_tokens : std::min<int64_t>(room, INT32_MAX);
+  g.max_tokens = static_cast<int32_t>(std::min<int64_t>(wanted, defaults_.max_tokens.value_or(INT32_MAX)));
   g.sampling = r.sampling;
   if (!r.sampling_given.temperature && defaults_.temperature) g.sampling.temperature = *defaults_.temperature;
   if (!r.sampling_given.top_k && defaults_.top_k) g.sampling.top_k = *defaults_.top_k;

@@ -494,14 +494,7 @@ ModelConfig load_model_config(const std::string& model_dir) {
   if (fs::is_regular_file(dir)) dir = dir.parent_path();  // a .safetensors file or config.json inside the folder
   const fs::path config_path = dir / "config.json";
   if (!fs::exists(config_path)) {
-    std::error_code ec;
-    for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
-      if (e.path().extension() == ".gguf") {
-        fail("{}: no config.json in the model folder, which holds GGUF files ({}): shardlm loads the Hugging Face "
-             "safetensors release (config.json, model*.safetensors, tokenizer.json)",
-             model_dir, e.path().filename().string());
-      }
-    }
+    check_not_gguf_folder(dir.string());
     fail("{}: no config.json in the model folder", model_dir);
   }
   const json doc = read_json_file(config_path.string());

@@ -1,5 +1,6 @@
 #include "model/foreign_file.h"
 
+#include <filesystem>
 #include <fstream>
 
 #include "common/error.h"
@@ -19,12 +20,27 @@ std::string foreign_file_kind(std::string_view head) {
 }
 
 void check_not_foreign_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return;  // a FIFO must not block the open
   std::ifstream in(path, std::ios::binary);
   if (!in) return;
   char head[64] = {};
   in.read(head, sizeof(head));
   const std::string kind = foreign_file_kind(std::string_view(head, static_cast<size_t>(in.gcount())));
   if (!kind.empty()) fail("{} {}", path, kind);
+}
+
+void check_not_gguf_folder(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / "config.json", ec)) return;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir, ec)) {
+    if (e.path().extension() == ".gguf") {
+      fail("{}: no config.json in the model folder, which holds GGUF files ({}): shardlm loads the Hugging Face "
+           "safetensors release (config.json, model*.safetensors, tokenizer.json)",
+           dir, e.path().filename().string());
+    }
+  }
 }
 
 }  // namespace shardlm

@@ -16,4 +16,8 @@ std::string foreign_file_kind(std::string_view head);
 // does nothing for an unreadable file (the caller's own open reports that).
 void check_not_foreign_file(const std::string& path);
 
+// Fails naming a GGUF file when the folder has no config.json but holds *.gguf files (a llama.cpp
+// download given as the model folder).
+void check_not_gguf_folder(const std::string& dir);
+
 }  // namespace shardlm

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include "common/error.h"
 #include "model/config.h"
@@ -64,12 +65,15 @@ GenerationDefaults parse_generation_defaults(const json& doc) {
     d.min_p = static_cast<float>(*p);
   }
   if (std::optional<int32_t> m = integer_field(doc, "max_new_tokens", 1, std::numeric_limits<int32_t>::max())) d.max_tokens = *m;
+  if (std::optional<double> p = number_field(doc, "repetition_penalty"); p && *p != 1.0) {
+    spdlog::warn("generation config: repetition_penalty {} is not applied (shardlm has no repetition penalty)", *p);
+  }
   return d;
 }
 
 GenerationDefaults load_generation_defaults(const std::string& source, const std::string& model_dir) {
   namespace fs = std::filesystem;
-  if (source == "none") return {};
+  if (source == "none" || source == "vllm") return {};  // "vllm": vLLM's name for the same
   fs::path path;
   if (source == "auto") {
     if (model_dir.empty()) return {};

@@ -16,7 +16,7 @@ struct GenerationDefaults {
   std::optional<int32_t> top_k;  // 0 = off
   std::optional<float> top_p;
   std::optional<float> min_p;
-  std::optional<int32_t> max_tokens;  // from max_new_tokens
+  std::optional<int32_t> max_tokens;  // from max_new_tokens: a limit on every request's output
 
   bool empty() const { return !temperature && !top_k && !top_p && !min_p && !max_tokens; }
   // "temperature 1, top_k 64, top_p 0.95" (or "none").
@@ -24,13 +24,14 @@ struct GenerationDefaults {
 };
 
 // Reads the sampling fields of a generation_config.json document (temperature, top_k, top_p, min_p,
-// max_new_tokens; a null field counts as absent, others such as do_sample are not read, as vLLM does).
+// max_new_tokens; a null field counts as absent, others such as do_sample are not read, as vLLM does;
+// a repetition_penalty other than 1, which shardlm does not implement, is logged as not applied).
 // Throws Error naming the field when a value is not a number or out of its range.
 GenerationDefaults parse_generation_defaults(const nlohmann::json& doc);
 
 // `source`: "auto" reads MODEL_DIR/generation_config.json (none when model_dir is empty or the file
-// is absent), "none" gives no defaults, anything else is a generation_config.json file or a folder
-// holding one. Throws Error naming the file and field.
+// is absent), "none" (or vLLM's "vllm") gives no defaults, anything else is a generation_config.json
+// file or a folder holding one. Throws Error naming the file and field.
 GenerationDefaults load_generation_defaults(const std::string& source, const std::string& model_dir);
 
 }  // namespace shardlm

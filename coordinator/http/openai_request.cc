@@ -421,7 +421,7 @@ TokenizeRequest parse_tokenize_request(const json& body) {
     r.text.chat = true;
     check_messages(body);
     r.text.messages = *messages;
-    r.text.tools = parse_tools(body);
+    r.text.tools = apply_tool_choice(body, parse_tools(body), r.text);  // as a chat completion renders them
     r.text.enable_thinking = parse_thinking(body);
     if (const json* v = field(body, "add_generation_prompt")) r.text.add_generation_prompt = get_bool(*v, "add_generation_prompt");
     if (const json* v = field(body, "continue_final_message"); v && get_bool(*v, "continue_final_message")) {

@@ -48,7 +48,8 @@ OpenAIRequest parse_completion_request(const nlohmann::json& body);
 
 // POST /tokenize (vLLM's extension): either prompt (a text; add_special_tokens, default true, begins
 // it with the BOS token) or messages (a conversation as in chat completions, with tools,
-// chat_template_kwargs.enable_thinking / reasoning_effort and add_generation_prompt, default true);
+// tool_choice, chat_template_kwargs.enable_thinking / reasoning_effort and add_generation_prompt,
+// default true: the tokens a chat completion of the same body would see);
 // model optional (the caller checks it when given); return_token_strs.
 struct TokenizeRequest {
   std::string model;  // "" when absent

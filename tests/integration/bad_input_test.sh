@@ -149,6 +149,11 @@ expect_failure lfs_tokenizer "tokenizer.json is a Git LFS pointer" \
 printf 'GGUF\003\000\000\000' >"$work/model.gguf"
 expect_failure gguf_file "model.gguf is a GGUF file (llama.cpp's format)" \
   "$shardlm" generate --model "$work/model.gguf" --prompt hi --max-tokens 2
+rm -rf "$work/gguf_dir"; mkdir -p "$work/gguf_dir"; cp "$work/model.gguf" "$work/gguf_dir/gemma-4-31b-it-Q4_K_M.gguf"
+expect_failure gguf_folder "holds GGUF files (gemma-4-31b-it-Q4_K_M.gguf)" timeout 20 \
+  "$shardlm" serve --model "$work/gguf_dir" --port 0 --http-port 0 --metrics-port -1
+rm -f "$work/model_fifo"; mkfifo "$work/model_fifo"  # must not block the start
+expect_failure model_fifo "model_fifo is not a folder" timeout 20 "$shardlm" generate --model "$work/model_fifo" --prompt hi
 "$shardlm" mkmodel --out "$work/sharded" --variant tiny-dense --seed 1 --shard-mb 1 >/dev/null
 cp "$work/dense/model.safetensors" "$work/sharded/model.safetensors"
 expect_failure stale_single "holds both model.safetensors and model.safetensors.index.json" \

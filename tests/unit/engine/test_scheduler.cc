@@ -760,7 +760,9 @@ TEST(TextService, GenerationDefaultsFillTheFieldsARequestLeavesOut) {
   EXPECT_EQ(mixed.generation.sampling.min_p, 0.05f);
   EXPECT_EQ(mixed.generation.max_tokens, 7);  // max_new_tokens when the request gives none
   r.max_tokens = 20;
-  EXPECT_EQ(service.prepare(r).generation.max_tokens, 20);
+  EXPECT_EQ(service.prepare(r).generation.max_tokens, 7);  // and a limit when it asks for more (as vLLM's)
+  r.max_tokens = 5;
+  EXPECT_EQ(service.prepare(r).generation.max_tokens, 5);
   g.max_tokens = 100000;  // never past the context
   service.set_generation_defaults(g);
   r.max_tokens = -1;

@@ -493,6 +493,7 @@ TEST(GenerationDefaults, ReadFromTheModelFolderOrAFile) {
   EXPECT_FALSE(golden.max_tokens);
   EXPECT_EQ(golden.describe(), "temperature 1, top_k 64, top_p 0.95");
   EXPECT_TRUE(load_generation_defaults("none", golden_dir("dense")).empty());
+  EXPECT_TRUE(load_generation_defaults("vllm", golden_dir("dense")).empty());  // vLLM's spelling of none
   EXPECT_TRUE(load_generation_defaults("auto", "").empty());  // synthetic weights: no folder
   EXPECT_EQ(load_generation_defaults(golden_dir("dense"), "").top_k, 64);  // a folder given
   EXPECT_EQ(load_generation_defaults(golden_dir("dense") + "/generation_config.json", "").top_p, 0.95f);

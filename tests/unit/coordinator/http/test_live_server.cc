@@ -150,6 +150,19 @@ TEST_F(LiveServer, TokenizeAndDetokenize) {
   HttpResult done = post(c, "/v1/chat/completions", chat(1));
   ASSERT_EQ(done.status, 200) << done.body;
   EXPECT_EQ(ct.json()["count"], done.json()["usage"]["prompt_tokens"]);
+  // With tools, tool_choice applied as the completion applies it (none drops the declarations).
+  const json tools = json::array({{{"type", "function"},
+                                   {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}});
+  for (const char* choice : {"auto", "none", "required"}) {
+    json with_tools = chat(1);
+    with_tools["tools"] = tools;
+    with_tools["tool_choice"] = choice;
+    HttpResult counted = post(c, "/tokenize", {{"messages", messages}, {"tools", tools}, {"tool_choice", choice}});
+    HttpResult used = post(c, "/v1/chat/completions", with_tools);
+    ASSERT_EQ(counted.status, 200) << counted.body;
+    ASSERT_EQ(used.status, 200) << used.body;
+    EXPECT_EQ(counted.json()["count"], used.json()["usage"]["prompt_tokens"]) << choice;
+  }
   HttpResult open_turn = post(c, "/tokenize", {{"messages", messages}, {"add_generation_prompt", false}});
   ASSERT_EQ(open_turn.status, 200) << open_turn.body;
   EXPECT_LT(open_turn.json()["count"].get<int>(), ct.json()["count"].get<int>());
