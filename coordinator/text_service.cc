@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <mutex>
+#include <utility>
 
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -65,6 +66,7 @@ class TextStream final : public GenerationObserver {
       carried_.reasoning = std::move(d.reasoning);
       carried_.content = stops_.feed(d.content);
       carried_.tool_calls = std::move(d.tool_calls);
+      forced_prefix_ = turn_start;
     }
   }
 
@@ -137,7 +139,7 @@ class TextStream final : public GenerationObserver {
         d.tool_calls.insert(d.tool_calls.end(), rest.tool_calls.begin(), rest.tool_calls.end());
       }
       delta.reasoning += d.reasoning;
-      delta.content += stops_.feed(d.content);
+      delta.content += stop_filtered(d.content, !d.tool_calls.empty());
       if (final) delta.content += stops_.flush();
       if (!stops_.stopped()) {
         for (ChatToolCall& c : d.tool_calls) delta.tool_calls.push_back(std::move(c));
@@ -152,12 +154,23 @@ class TextStream final : public GenerationObserver {
     }
   }
 
+  // Chat content through the stop strings. A forced tool call the model did not finish comes back as
+  // text beginning with the forced start, which is the prompt's, not the model's: no stop string
+  // matches in it (stop "call:" cut a required call to "<|tool_call>").
+  std::string stop_filtered(const std::string& content, bool call_parsed) {
+    if (!forced_prefix_.empty() && (call_parsed || !content.empty())) {
+      const std::string prefix = std::exchange(forced_prefix_, std::string());
+      if (content.compare(0, prefix.size(), prefix) == 0) return prefix + stops_.feed(std::string_view(content).substr(prefix.size()));
+    }
+    return stops_.feed(content);
+  }
+
   // The text ended (stop string, end of turn) before the scheduler stopped: cancel the rest.
   void end_early(TextDelta& delta) {
     if (chat_ && !stops_.stopped()) {
       ChatOutputStream::Delta rest = chat_stream_.finish();
       delta.reasoning += rest.reasoning;
-      delta.content += stops_.feed(rest.content) + stops_.flush();
+      delta.content += stop_filtered(rest.content, !rest.tool_calls.empty()) + stops_.flush();
       saw_tool_call_ = saw_tool_call_ || !rest.tool_calls.empty();
       for (ChatToolCall& c : rest.tool_calls) delta.tool_calls.push_back(std::move(c));
     }
@@ -194,6 +207,7 @@ class TextStream final : public GenerationObserver {
   ChatOutputStream chat_stream_;
   StopStringMatcher stops_;
   TextDelta carried_;  // what the forced start of the turn gave, sent with the first delta
+  std::string forced_prefix_;  // the forced start, until the model's output has gone past it
   std::shared_ptr<TextObserver> observer_;
   Scheduler& scheduler_;
   int64_t prompt_tokens_;

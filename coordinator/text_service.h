@@ -29,7 +29,8 @@ struct TextRequest {
   // "required": the model's turn is made to begin with a tool call. tool_choice_function (when set,
   // tool_choice is not read): a function among the tools; only it is declared and the turn is made to
   // begin with a call of it. A forced call is a prefix of the turn ("<|tool_call>call:" and the name),
-  // not a grammar: the arguments are the model's, and a call it does not finish comes back as text.
+  // not a grammar: the arguments are the model's, and a call it does not finish comes back as text
+  // (stop strings match only after the forced prefix).
   std::string tool_choice;
   std::string tool_choice_function;
   bool enable_thinking = false;        // chat: let the model think first (reasoning returned apart)

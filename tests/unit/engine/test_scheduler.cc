@@ -695,6 +695,38 @@ TEST(TextService, ToolChoiceMakesTheTurnBeginWithACall) {
   EXPECT_EQ(tokenizer.decode(service.prompt_tokens(r), false).find("get_weather"), std::string::npos);
 }
 
+// A forced call the model does not finish comes back as text that begins with the forced start; stop
+// strings match only in what the model wrote (stop "call:" cut it to "<|tool_call>").
+TEST(TextService, StopStringsDoNotMatchInTheForcedStartOfACall) {
+  const Tokenizer tokenizer = Tokenizer::load(kModel);
+  const nlohmann::json tools = nlohmann::json::parse(
+      R"([{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}])");
+  struct Case {
+    std::vector<std::string> stop;
+    std::string content;
+  };
+  for (const Case& c : {Case{{"call:"}, "<|tool_call>call:get_time{"}, Case{{"time"}, "<|tool_call>call:get_"},
+                        Case{{}, "<|tool_call>call:get_time{"}}) {
+    SCOPED_TRACE(c.stop.empty() ? "no stop" : c.stop[0]);
+    // The model writes the name and an opening brace, then ends the turn without closing the call.
+    ScriptedEngine engine(open_tiny(1), tokenizer.encode("get_time{", /*add_bos=*/false));
+    Scheduler scheduler(engine, SchedulerOptions{});
+    TextService service(scheduler, tokenizer, engine.config(), "tiny");
+    TextRequest r;
+    r.chat = true;
+    r.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Time?"}}});
+    r.tools = tools;
+    r.tool_choice = "required";
+    r.stop = c.stop;
+    r.max_tokens = 40;
+    auto out = std::make_shared<TextCollector>();
+    service.submit(r, out);
+    out->wait();
+    EXPECT_TRUE(out->tool_calls.empty());
+    EXPECT_EQ(out->text, c.content);
+  }
+}
+
 // --threads holds on the thread that runs the steps (a server's scheduler thread), not only on the
 // one that opened the engine: OpenMP's thread count is per thread.
 TEST(Scheduler, StepsRunWithTheEnginesThreadCount) {
