@@ -16,10 +16,10 @@
 
 #include "common/error.h"
 #include "common/half.h"
+#include "model/foreign_file.h"
 #include "model/generator.h"
 #include "model/tensor_names.h"
 #include "model/variants.h"
-#include "model/foreign_file.h"
 
 namespace shardlm {
 namespace {
@@ -102,13 +102,14 @@ std::string read_small_file(const std::string& path) {
   uintmax_t size = fs::file_size(path, ec);
   if (ec) fail("{}: cannot read: {}", path, ec.message());
   if (size > kMaxIndexBytes) fail("{}: {} bytes is too large for an index", path, size);
-  check_not_foreign_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open", path);
   std::ostringstream ss;
   ss << in.rdbuf();
   if (!in.good() && !in.eof()) fail("{}: read failed", path);
-  return ss.str();
+  std::string text = ss.str();
+  check_not_foreign_text(text, path);
+  return text;
 }
 
 }  // namespace

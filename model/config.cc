@@ -476,11 +476,11 @@ ModelConfig parse_model_config(const nlohmann::json& doc) {
 json read_json_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) fail("{}: not a regular file", path);
-  check_not_foreign_file(path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open", path);
   std::stringstream ss;
   ss << in.rdbuf();
+  check_not_foreign_text(ss.view(), path);
   try {
     return json::parse(ss.str());
   } catch (const json::parse_error& e) {

@@ -19,6 +19,11 @@ std::string foreign_file_kind(std::string_view head) {
   return {};
 }
 
+void check_not_foreign_text(std::string_view content, const std::string& path) {
+  const std::string kind = foreign_file_kind(content.substr(0, 64));
+  if (!kind.empty()) fail("{} {}", path, kind);
+}
+
 void check_not_foreign_file(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) return;  // a FIFO must not block the open
@@ -26,8 +31,7 @@ void check_not_foreign_file(const std::string& path) {
   if (!in) return;
   char head[64] = {};
   in.read(head, sizeof(head));
-  const std::string kind = foreign_file_kind(std::string_view(head, static_cast<size_t>(in.gcount())));
-  if (!kind.empty()) fail("{} {}", path, kind);
+  check_not_foreign_text(std::string_view(head, static_cast<size_t>(in.gcount())), path);
 }
 
 void check_not_gguf_folder(const std::string& dir) {

@@ -12,8 +12,11 @@ namespace shardlm {
 // A description of the file whose first bytes are `head` ("" when it is neither of the above).
 std::string foreign_file_kind(std::string_view head);
 
-// Reads the first bytes of `path` and fails naming the path when foreign_file_kind recognises them;
-// does nothing for an unreadable file (the caller's own open reports that).
+// Fails naming `path` when foreign_file_kind recognises `content` (a file already read).
+void check_not_foreign_text(std::string_view content, const std::string& path);
+
+// Reads the first bytes of `path` and checks them as above; does nothing for a path that is not a
+// regular file or cannot be read (the caller's own open reports that).
 void check_not_foreign_file(const std::string& path);
 
 // Fails naming a GGUF file when the folder has no config.json but holds *.gguf files (a llama.cpp

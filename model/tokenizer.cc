@@ -22,11 +22,11 @@ namespace {
 constexpr int32_t kMaxTokenId = 1 << 24;  // far above any real vocabulary; guards against absurd ids
 
 std::string read_text_file(const std::filesystem::path& path) {
-  check_not_foreign_file(path.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open {}", path.string());
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) fail("cannot read {}", path.string());
+  check_not_foreign_text(text, path.string());
   return text;
 }
 
