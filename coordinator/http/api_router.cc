@@ -115,16 +115,20 @@ std::optional<HttpReply> ApiRouter::extra_route(const HttpRequestView& request, 
 ApiRouter::Outcome ApiRouter::tokenization(const HttpRequestView& request, bool tokenize) const {
   try {
     const json body = parse_json_body(request.body);
+    // The model is optional on both endpoints (vLLM's); one that is given must be the served one.
+    const auto check_model = [&](const std::string& model) {
+      if (!model.empty() && model != backend_.model_name()) throw ApiException(model_not_found(model));
+    };
     if (tokenize) {
       TokenizeRequest r = parse_tokenize_request(body);
-      if (!r.model.empty() && r.model != backend_.model_name()) return error(model_not_found(r.model));
+      check_model(r.model);
       const std::vector<int32_t> tokens = backend_.tokenize(r.text);
       json out = {{"count", tokens.size()}, {"max_model_len", backend_.max_context()}, {"tokens", tokens}, {"token_strs", nullptr}};
       if (r.return_token_strs) out["token_strs"] = backend_.token_pieces(tokens);
       return reply(json_reply(200, out));
     }
     const DetokenizeRequest r = parse_detokenize_request(body);
-    if (!r.model.empty() && r.model != backend_.model_name()) return error(model_not_found(r.model));
+    check_model(r.model);
     return reply(json_reply(200, {{"prompt", backend_.detokenize(r.tokens)}}));
   } catch (...) {
     return error(current_api_error());

@@ -177,6 +177,9 @@ TEST_F(LiveServer, TokenizeAndDetokenize) {
   HttpResult other = post(c, "/tokenize", {{"model", "other"}, {"prompt", "x"}});
   EXPECT_EQ(other.status, 404);
   EXPECT_EQ(other.json()["error"]["code"], "model_not_found");
+  HttpResult other_d = post(c, "/detokenize", {{"model", "other"}, {"tokens", {2}}});
+  EXPECT_EQ(other_d.status, 404);
+  EXPECT_EQ(other_d.json()["error"]["code"], "model_not_found");
   HttpResult both = post(c, "/tokenize", {{"prompt", "x"}, {"messages", messages}});
   EXPECT_EQ(both.status, 400);
   EXPECT_EQ(both.json()["error"]["param"], "messages");
