@@ -34,6 +34,9 @@ struct GenerationArgs {
   float top_p = 1.0f;
   float min_p = 0.0f;
   uint64_t seed = 0;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  float repetition_penalty = 1.0f;
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool quiet = false;
@@ -44,6 +47,9 @@ struct GenerationArgs {
   CLI::Option* top_p_opt = nullptr;
   CLI::Option* min_p_opt = nullptr;
   CLI::Option* seed_opt = nullptr;
+  CLI::Option* presence_penalty_opt = nullptr;
+  CLI::Option* frequency_penalty_opt = nullptr;
+  CLI::Option* repetition_penalty_opt = nullptr;
 };
 
 struct ClientArgs {
@@ -106,6 +112,9 @@ tcp::RequestOptions request_options(const GenerationArgs& a, bool thinking) {
   if (a.top_p_opt->count() > 0) o.top_p = a.top_p;
   if (a.min_p_opt->count() > 0) o.min_p = a.min_p;
   if (a.seed_opt->count() > 0) o.seed = a.seed;
+  if (a.presence_penalty_opt->count() > 0) o.presence_penalty = a.presence_penalty;
+  if (a.frequency_penalty_opt->count() > 0) o.frequency_penalty = a.frequency_penalty;
+  if (a.repetition_penalty_opt->count() > 0) o.repetition_penalty = a.repetition_penalty;
   o.stop = a.stop;
   o.ignore_eos = a.ignore_eos;
   o.enable_thinking = thinking;
@@ -388,6 +397,13 @@ void add_generation_options(CLI::App& cmd, GenerationArgs& a) {
   a.top_p_opt = cmd.add_option("--top-p", a.top_p, "Top-p (1 = off; default: the model's, else off)");
   a.min_p_opt = cmd.add_option("--min-p", a.min_p, "Min-p (0 = off; default: the model's, else off)");
   a.seed_opt = cmd.add_option("--seed", a.seed, "Random seed");
+  a.presence_penalty_opt = cmd.add_option("--presence-penalty", a.presence_penalty,
+                                          "Minus this on every token already generated (-2..2; 0 = off)");
+  a.frequency_penalty_opt = cmd.add_option("--frequency-penalty", a.frequency_penalty,
+                                           "Minus this times each token's count in the output (-2..2; 0 = off)");
+  a.repetition_penalty_opt = cmd.add_option("--repetition-penalty", a.repetition_penalty,
+                                            "Divides positive logits of the tokens in prompt or output, multiplies negative ones "
+                                            "(> 0; 1 = off; default: the model's, else 1)");
   cmd.add_option("--stop", a.stop, "Stop string (repeat for several; at most 16)");
   cmd.add_flag("--ignore-eos", a.ignore_eos, "Keep generating after end-of-sequence tokens");
   cmd.add_flag("-q,--quiet", a.quiet, "No usage / timings summary on stderr");

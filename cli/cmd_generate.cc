@@ -148,10 +148,17 @@ CommandRegistrar reg([](CLI::App& app) {
                   "or a generation_config.json file or its folder")
       ->capture_default_str();
   cmd->add_option("--seed", a->sampling.seed, "Random seed");
+  cmd->add_option("--presence-penalty", a->sampling.presence_penalty, "Minus this on every token already generated (-2..2; 0 = off)");
+  cmd->add_option("--frequency-penalty", a->sampling.frequency_penalty,
+                  "Minus this times each token's count in the output (-2..2; 0 = off)");
+  auto* repetition = cmd->add_option("--repetition-penalty", a->sampling.repetition_penalty,
+                                     "Divides positive logits of the tokens in prompt or output, multiplies negative ones (> 0; 1 = "
+                                     "off; default: the model's, else 1)");
   cmd->add_option("--stop", a->stop, "Stop string (repeatable)");
-  cmd->callback([a, prompt, prompt_file, temperature, top_k, top_p, min_p] {
+  cmd->callback([a, prompt, prompt_file, temperature, top_k, top_p, min_p, repetition] {
     if (prompt->count() + prompt_file->count() == 0) fail("generate needs --prompt or --prompt-file");
-    a->sampling_given = {temperature->count() > 0, top_k->count() > 0, top_p->count() > 0, min_p->count() > 0};
+    a->sampling_given = {temperature->count() > 0, top_k->count() > 0, top_p->count() > 0, min_p->count() > 0,
+                         repetition->count() > 0};
     run_generate(*a);
   });
 });

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@ struct GenerationRequest {
   int32_t max_tokens = 256;              // tokens to generate at most (>= 1)
   SamplingParams sampling;
   std::vector<int32_t> stop_token_ids;   // generation ends when one is sampled (it is not emitted)
+  std::map<int32_t, float> logit_bias;   // token id -> added to its logit, in [-100, 100] (OpenAI's)
   int32_t top_logprobs = -1;             // -1: no log-probabilities; 0: the chosen token's; n: plus n best
   Priority priority = Priority::kInteractive;
 };

@@ -13,6 +13,15 @@ void validate_sampling(const SamplingParams& p) {
   if (p.top_k > 65536) fail("top_k must be <= 65536 (got {})", p.top_k);
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) fail("top_p must be in (0, 1] (got {})", p.top_p);
   if (!(p.min_p >= 0.0f && p.min_p <= 1.0f)) fail("min_p must be in [0, 1] (got {})", p.min_p);
+  if (!(p.presence_penalty >= -2.0f && p.presence_penalty <= 2.0f)) {
+    fail("presence_penalty must be in [-2, 2] (got {})", p.presence_penalty);
+  }
+  if (!(p.frequency_penalty >= -2.0f && p.frequency_penalty <= 2.0f)) {
+    fail("frequency_penalty must be in [-2, 2] (got {})", p.frequency_penalty);
+  }
+  if (!(p.repetition_penalty > 0.0f) || !std::isfinite(p.repetition_penalty)) {
+    fail("repetition_penalty must be > 0 (got {})", p.repetition_penalty);
+  }
 }
 
 int32_t candidates_needed(const SamplingParams& p, int32_t top_logprobs) {

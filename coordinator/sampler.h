@@ -20,6 +20,11 @@ struct SamplingParams {
   float top_p = 1.0f;        // 1 = off
   float min_p = 0.0f;        // 0 = off
   uint64_t seed = 0;
+  // On the tokens the sequence holds (proto/logit_candidates.h LogitPenalties), as vLLM's.
+  float presence_penalty = 0.0f;    // [-2, 2]; 0 = off
+  float frequency_penalty = 0.0f;   // [-2, 2]; 0 = off
+  float repetition_penalty = 1.0f;  // > 0; 1 = off
+  bool penalised() const { return presence_penalty != 0.0f || frequency_penalty != 0.0f || repetition_penalty != 1.0f; }
 };
 
 // Throws Error naming the parameter when one is out of range.

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
+#include <map>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -43,6 +45,11 @@ struct Scheduler::Request {
   bool finished = false;
   Clock::time_point submitted, scheduled, first_token, last_token_time;
   bool was_scheduled = false;
+  // With penalties: each generated token's count; and what does not change while it runs, the
+  // prompt's distinct tokens (with a repetition penalty: count 0) and the logit bias's (count -1 when
+  // not in the prompt), ascending.
+  std::map<int32_t, int32_t> output_counts;
+  LogitPenalties fixed;
 
   Request(uint64_t id_, GenerationRequest r, std::shared_ptr<GenerationObserver> o)
       : id(id_),
@@ -51,8 +58,67 @@ struct Scheduler::Request {
         sampler(request.sampling),
         prompt_size(static_cast<int64_t>(request.prompt.size())),
         tokens(std::move(request.prompt)),
-        submitted(Clock::now()) {}
+        submitted(Clock::now()) {
+    std::vector<int32_t> prompt_set;
+    if (request.sampling.repetition_penalty != 1.0f) {
+      prompt_set = tokens;
+      std::sort(prompt_set.begin(), prompt_set.end());
+      prompt_set.erase(std::unique(prompt_set.begin(), prompt_set.end()), prompt_set.end());
+    }
+    auto bias = request.logit_bias.begin();
+    for (int32_t token : prompt_set) {
+      for (; bias != request.logit_bias.end() && bias->first < token; ++bias) add_fixed(bias->first, -1, bias->second);
+      const bool biased = bias != request.logit_bias.end() && bias->first == token;
+      add_fixed(token, 0, biased ? bias->second : 0.0f);
+      if (biased) ++bias;
+    }
+    for (; bias != request.logit_bias.end(); ++bias) add_fixed(bias->first, -1, bias->second);
+    if (request.logit_bias.empty()) fixed.biases.clear();
+  }
+  void add_fixed(int32_t token, int32_t count, float bias) {
+    fixed.tokens.push_back(token);
+    fixed.counts.push_back(count);
+    fixed.biases.push_back(bias);
+  }
+  bool changes_logits() const { return request.sampling.penalised() || !request.logit_bias.empty(); }
   int64_t unfed() const { return static_cast<int64_t>(tokens.size()) - fed; }
+  void add_generated(int32_t token) {
+    tokens.push_back(token);
+    if (changes_logits()) ++output_counts[token];
+  }
+  // What the workers select this sequence's next token from: candidates, temperature, penalties.
+  RowRequest row() const {
+    const SamplingParams& s = request.sampling;
+    RowRequest row{candidates_needed(s, request.top_logprobs), s.temperature, {}};
+    if (!changes_logits()) return row;
+    LogitPenalties& p = row.penalties;
+    p.repetition = s.repetition_penalty;
+    p.presence = s.presence_penalty;
+    p.frequency = s.frequency_penalty;
+    // The fixed tokens merged with the output's (which take their counts), ascending.
+    const bool biased = !fixed.biases.empty();
+    size_t f = 0;
+    auto take_fixed_before = [&](int64_t limit) {
+      for (; f < fixed.tokens.size() && fixed.tokens[f] < limit; ++f) {
+        p.tokens.push_back(fixed.tokens[f]);
+        p.counts.push_back(fixed.counts[f]);
+        if (biased) p.biases.push_back(fixed.biases[f]);
+      }
+    };
+    for (const auto& [token, count] : output_counts) {
+      take_fixed_before(token);
+      float bias = 0.0f;
+      if (f < fixed.tokens.size() && fixed.tokens[f] == token) {
+        if (biased) bias = fixed.biases[f];
+        ++f;
+      }
+      p.tokens.push_back(token);
+      p.counts.push_back(count);
+      if (biased) p.biases.push_back(bias);
+    }
+    take_fixed_before(std::numeric_limits<int64_t>::max());
+    return row;
+  }
   // Feeding more than the one token sampled last: the prompt, or after a preemption the prompt and
   // the tokens generated so far (recomputed); its last chunk yields the next token.
   bool prefilling() const { return generated == 0 || unfed() > 1; }
@@ -80,6 +146,10 @@ uint64_t Scheduler::submit(GenerationRequest request, std::shared_ptr<Generation
   const int64_t vocab = engine_.config().vocab_size;
   for (int32_t t : request.prompt) {
     if (t < 0 || t >= vocab) fail_request(RequestErrorCode::kInvalidRequest, "prompt token {} is outside the vocabulary (size {})", t, vocab);
+  }
+  for (const auto& [t, bias] : request.logit_bias) {
+    if (t < 0 || t >= vocab) fail_request(RequestErrorCode::kInvalidRequest, "logit_bias token {} is outside the vocabulary (size {})", t, vocab);
+    if (!(bias >= -100.0f && bias <= 100.0f)) fail_request(RequestErrorCode::kInvalidRequest, "logit_bias of token {} must be in [-100, 100] (got {})", t, bias);
   }
   const int64_t need = static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
   if (need > engine_.max_sequence_tokens()) {
@@ -415,7 +485,7 @@ bool Scheduler::iterate() {
     if (r->prefilling()) continue;
     batch.add(r->seq, static_cast<int32_t>(r->fed), {r->tokens[static_cast<size_t>(r->fed)]}, false, true);
     ++r->fed;
-    rows.push_back(RowRequest{candidates_needed(r->request.sampling, r->request.top_logprobs), r->request.sampling.temperature});
+    rows.push_back(r->row());
     row_owner.push_back(r.get());
     batch_requests.push_back(r);
     --budget;
@@ -429,7 +499,7 @@ bool Scheduler::iterate() {
     const bool last = n == remaining;
     batch.add(r->seq, static_cast<int32_t>(r->fed), chunk, false, last);
     if (last) {
-      rows.push_back(RowRequest{candidates_needed(r->request.sampling, r->request.top_logprobs), r->request.sampling.temperature});
+      rows.push_back(r->row());
       row_owner.push_back(r.get());
     }
     r->fed += n;
@@ -475,7 +545,8 @@ bool Scheduler::iterate() {
     std::vector<float> full;
     bool have_full = false;
     auto fetch = [&](std::vector<float>& logits) {
-      engine_.row_logits(row, logits);
+      engine_.row_logits(row, logits);  // the model's: penalised here as the candidates were
+      apply_penalties(logits.data(), static_cast<int64_t>(logits.size()), 0, rows[i].penalties);
       full = logits;
       have_full = true;
     };
@@ -514,7 +585,10 @@ bool Scheduler::iterate() {
         }
       }
       if (!found) {
-        if (!have_full) engine_.row_logits(row, full);
+        if (!have_full) {
+          std::vector<float> logits;
+          fetch(logits);
+        }
         logit = full.at(static_cast<size_t>(token));
       }
       g.logprob = logit - c.lse;
@@ -537,7 +611,7 @@ bool Scheduler::iterate() {
       continue;
     }
     ++r.generated;
-    r.tokens.push_back(token);
+    r.add_generated(token);
     try {
       r.observer->on_token(g);
     } catch (const std::exception& e) {

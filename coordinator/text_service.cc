@@ -300,6 +300,9 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
   if (!r.sampling_given.top_k && defaults_.top_k) g.sampling.top_k = *defaults_.top_k;
   if (!r.sampling_given.top_p && defaults_.top_p) g.sampling.top_p = *defaults_.top_p;
   if (!r.sampling_given.min_p && defaults_.min_p) g.sampling.min_p = *defaults_.min_p;
+  if (!r.sampling_given.repetition_penalty && defaults_.repetition_penalty) {
+    g.sampling.repetition_penalty = *defaults_.repetition_penalty;
+  }
   g.top_logprobs = r.top_logprobs;
   g.priority = r.priority;
   for (int32_t id : r.stop_token_ids) {
@@ -307,6 +310,18 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
       fail_request(RequestErrorCode::kInvalidRequest, "stop_token_ids: {} is outside the vocabulary (size {})", id, config_.vocab_size);
     }
     g.stop_token_ids.push_back(id);
+  }
+  if (r.logit_bias.size() > kMaxLogitBias) {
+    fail_request(RequestErrorCode::kInvalidRequest, "logit_bias holds {} tokens; at most {} are allowed", r.logit_bias.size(), kMaxLogitBias);
+  }
+  for (const auto& [id, bias] : r.logit_bias) {
+    if (!(bias >= -100.0f && bias <= 100.0f)) {
+      fail_request(RequestErrorCode::kInvalidRequest, "logit_bias of token {} must be in [-100, 100] (got {})", id, bias);
+    }
+    if (id < 0 || id >= config_.vocab_size) {
+      fail_request(RequestErrorCode::kInvalidRequest, "logit_bias: token {} is outside the vocabulary (size {})", id, config_.vocab_size);
+    }
+    g.logit_bias[id] = bias;
   }
   if (!r.ignore_eos) {
     for (int id : config_.eos_token_ids) g.stop_token_ids.push_back(id);

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,8 @@
 #include "model/tokenizer.h"
 
 namespace shardlm {
+
+inline constexpr size_t kMaxLogitBias = 16384;  // tokens a request may bias
 
 struct TextRequest {
   bool chat = false;
@@ -41,12 +44,13 @@ struct TextRequest {
   // Which of sampling's fields the client gave: the others take the model's defaults where the
   // service has them (TextService::set_generation_defaults), else SamplingParams' own.
   struct SamplingGiven {
-    bool temperature = false, top_k = false, top_p = false, min_p = false;
+    bool temperature = false, top_k = false, top_p = false, min_p = false, repetition_penalty = false;
   } sampling_given;
   std::vector<std::string> stop;       // stop strings (at most 16; not included in the output)
   int32_t top_logprobs = -1;           // -1: none; 0: chosen tokens only; up to 20 alternatives
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;  // generation ends when one is sampled (not emitted), ignore_eos or not
+  std::map<int32_t, float> logit_bias;  // token id -> added to its logit ([-100, 100]; at most kMaxLogitBias)
   Priority priority = Priority::kInteractive;
 };
 

@@ -7,7 +7,6 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <spdlog/spdlog.h>
 
 #include "common/error.h"
 #include "model/config.h"
@@ -44,6 +43,7 @@ std::string GenerationDefaults::describe() const {
   if (top_k) parts.push_back(fmt::format("top_k {}", *top_k));
   if (top_p) parts.push_back(fmt::format("top_p {}", *top_p));
   if (min_p) parts.push_back(fmt::format("min_p {}", *min_p));
+  if (repetition_penalty) parts.push_back(fmt::format("repetition_penalty {}", *repetition_penalty));
   if (max_tokens) parts.push_back(fmt::format("max_tokens {}", *max_tokens));
   return parts.empty() ? "none" : fmt::format("{}", fmt::join(parts, ", "));
 }
@@ -65,8 +65,9 @@ GenerationDefaults parse_generation_defaults(const json& doc) {
     d.min_p = static_cast<float>(*p);
   }
   if (std::optional<int32_t> m = integer_field(doc, "max_new_tokens", 1, std::numeric_limits<int32_t>::max())) d.max_tokens = *m;
-  if (std::optional<double> p = number_field(doc, "repetition_penalty"); p && *p != 1.0) {
-    spdlog::warn("generation config: repetition_penalty {} is not applied (shardlm has no repetition penalty)", *p);
+  if (std::optional<double> p = number_field(doc, "repetition_penalty")) {
+    if (!(*p > 0) || *p > std::numeric_limits<float>::max()) fail("repetition_penalty must be > 0 (got {})", *p);
+    d.repetition_penalty = static_cast<float>(*p);
   }
   return d;
 }

@@ -16,16 +16,17 @@ struct GenerationDefaults {
   std::optional<int32_t> top_k;  // 0 = off
   std::optional<float> top_p;
   std::optional<float> min_p;
+  std::optional<float> repetition_penalty;  // > 0; 1 = off
   std::optional<int32_t> max_tokens;  // from max_new_tokens: a limit on every request's output
 
-  bool empty() const { return !temperature && !top_k && !top_p && !min_p && !max_tokens; }
+  bool empty() const { return !temperature && !top_k && !top_p && !min_p && !repetition_penalty && !max_tokens; }
   // "temperature 1, top_k 64, top_p 0.95" (or "none").
   std::string describe() const;
 };
 
 // Reads the sampling fields of a generation_config.json document (temperature, top_k, top_p, min_p,
-// max_new_tokens; a null field counts as absent, others such as do_sample are not read, as vLLM does;
-// a repetition_penalty other than 1, which shardlm does not implement, is logged as not applied).
+// repetition_penalty, max_new_tokens; a null field counts as absent, others such as do_sample are not
+// read, as vLLM does).
 // Throws Error naming the field when a value is not a number or out of its range.
 GenerationDefaults parse_generation_defaults(const nlohmann::json& doc);
 

@@ -40,12 +40,37 @@ float max_of(const float* x, int64_t n) {
 
 }  // namespace
 
+void apply_penalties(float* logits, int64_t n, int64_t token_offset, const LogitPenalties& p) {
+  const auto first = std::lower_bound(p.tokens.begin(), p.tokens.end(), token_offset);
+  const auto last = std::lower_bound(first, p.tokens.end(), token_offset + n);
+  for (auto it = first; it != last; ++it) {
+    float& x = logits[*it - token_offset];
+    const auto k = static_cast<size_t>(it - p.tokens.begin());
+    const int32_t count = p.counts[k];
+    if (!p.biases.empty()) x += p.biases[k];
+    if (count < 0) continue;
+    if (p.repetition != 1.0f) x = x > 0.0f ? x / p.repetition : x * p.repetition;
+    if (count > 0) {
+      x -= p.frequency * static_cast<float>(count);
+      x -= p.presence;
+    }
+  }
+}
+
 RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t token_offset, const RowRequest& request,
                                     ExpSumsFn exp_sums) {
   RowCandidates out;
   if (n <= 0) {
     out.lse = out.lse_t_rel = kNegInf;
     return out;
+  }
+  if (request.penalties.active()) {
+    // The row is the engine's (and read again for full rows): penalised in a copy.
+    thread_local std::vector<float> penalised;
+    penalised.assign(logits, logits + n);
+    apply_penalties(penalised.data(), n, token_offset, request.penalties);
+    RowRequest plain{request.candidates, request.temperature, {}};
+    return select_row_candidates(penalised.data(), n, token_offset, plain, exp_sums);
   }
   const float t = effective_temperature(request);
   const int64_t keep = std::clamp<int64_t>(request.candidates, 1, n);

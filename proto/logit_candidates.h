@@ -6,15 +6,40 @@
 
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 namespace shardlm {
 
-// Per logits row of a step: how many top candidates are needed and the temperature of lse_t.
+// A request's changes to a row's logits (OpenAI's and vLLM's sampling parameters), applied before
+// anything is selected from it, in vLLM's order: the request's logit bias added; the repetition
+// penalty on every token of the prompt or the output (a positive logit divided by it, another
+// multiplied); then minus frequency times the token's count in the output and minus presence where
+// that count is not 0.
+struct LogitPenalties {
+  float repetition = 1.0f;      // > 0; 1 = off
+  float presence = 0.0f;        // 0 = off
+  float frequency = 0.0f;       // 0 = off
+  std::vector<int32_t> tokens;  // the tokens changed, strictly ascending
+  std::vector<int32_t> counts;  // per token: its count in the output; 0: in the prompt only; -1: in neither (a bias only)
+  std::vector<float> biases;    // empty, or per token its logit bias
+  bool active() const { return !tokens.empty(); }
+};
+
+// Per logits row of a step: how many top candidates are needed, the temperature of lse_t and the
+// penalties its logits take first.
 struct RowRequest {
+  RowRequest() = default;
+  RowRequest(int32_t candidates_, float temperature_, LogitPenalties penalties_ = {})
+      : candidates(candidates_), temperature(temperature_), penalties(std::move(penalties_)) {}
   int32_t candidates = 1;
   float temperature = 1.0f;  // <= 0: greedy; lse_t is then the temperature-1 value
+  LogitPenalties penalties;
 };
+
+// Applies p to logits[0..n) whose token ids start at token_offset (the penalised tokens outside that
+// range are another slice's).
+void apply_penalties(float* logits, int64_t n, int64_t token_offset, const LogitPenalties& p);
 
 struct TokenLogit {
   float logit = 0.0f;
@@ -42,7 +67,8 @@ inline bool better_candidate(const TokenLogit& a, const TokenLogit& b) {
 // (kernels/elementwise.h's vectorised exp_sums on the workers).
 using ExpSumsFn = void (*)(const float* x, int64_t n, float max, float inv_t, double* sum, double* sum_t);
 
-// Selects from logits[0..n) whose token ids start at token_offset; exp_sums null: a scalar loop.
+// Selects from logits[0..n) whose token ids start at token_offset, after request.penalties (applied to
+// a copy); exp_sums null: a scalar loop.
 RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t token_offset, const RowRequest& request,
                                     ExpSumsFn exp_sums = nullptr);
 

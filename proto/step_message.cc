@@ -1,9 +1,39 @@
 #include "proto/step_message.h"
 
+#include <cmath>
+
 #include "common/error.h"
 #include "proto/step.pb.h"
 
 namespace shardlm {
+namespace {
+
+LogitPenalties decode_penalties(const step::RowRequest& m) {
+  LogitPenalties p;
+  p.repetition = m.repetition_penalty();
+  p.presence = m.presence_penalty();
+  p.frequency = m.frequency_penalty();
+  p.tokens.assign(m.penalty_tokens().begin(), m.penalty_tokens().end());
+  p.counts.assign(m.penalty_counts().begin(), m.penalty_counts().end());
+  p.biases.assign(m.penalty_biases().begin(), m.penalty_biases().end());
+  if (p.counts.size() != p.tokens.size()) fail("step message: {} penalty counts for {} tokens", p.counts.size(), p.tokens.size());
+  if (!p.biases.empty() && p.biases.size() != p.tokens.size()) {
+    fail("step message: {} logit biases for {} tokens", p.biases.size(), p.tokens.size());
+  }
+  for (float b : p.biases) {
+    if (!std::isfinite(b)) fail("step message: a logit bias is not finite");
+  }
+  if (!(p.repetition > 0.0f) || !std::isfinite(p.repetition) || !std::isfinite(p.presence) || !std::isfinite(p.frequency)) {
+    fail("step message: penalties out of range (repetition {}, presence {}, frequency {})", p.repetition, p.presence, p.frequency);
+  }
+  for (size_t i = 0; i < p.tokens.size(); ++i) {
+    if (p.tokens[i] < 0 || (i > 0 && p.tokens[i] <= p.tokens[i - 1])) fail("step message: penalty tokens are not ascending ids");
+    if (p.counts[i] < -1) fail("step message: a penalty count below -1");
+  }
+  return p;
+}
+
+}  // namespace
 
 std::vector<uint8_t> encode_step_plan(const StepBatch& batch, const std::vector<RowRequest>& rows, bool full_logits) {
   step::StepPlan plan;
@@ -21,6 +51,15 @@ std::vector<uint8_t> encode_step_plan(const StepBatch& batch, const std::vector<
     step::RowRequest* m = plan.add_rows();
     m->set_candidates(r.candidates);
     m->set_temperature(r.temperature);
+    const LogitPenalties& p = r.penalties;
+    if (p.active()) {
+      m->set_repetition_penalty(p.repetition);
+      m->set_presence_penalty(p.presence);
+      m->set_frequency_penalty(p.frequency);
+      m->mutable_penalty_tokens()->Assign(p.tokens.begin(), p.tokens.end());
+      m->mutable_penalty_counts()->Assign(p.counts.begin(), p.counts.end());
+      m->mutable_penalty_biases()->Assign(p.biases.begin(), p.biases.end());
+    }
   }
   plan.set_full_logits(full_logits);
   std::vector<uint8_t> out(plan.ByteSizeLong());
@@ -42,7 +81,11 @@ StepBatch decode_step_plan(const std::vector<uint8_t>& bytes, std::vector<RowReq
   b.logit_rows.assign(plan.logit_rows().begin(), plan.logit_rows().end());
   full_logits = plan.full_logits();
   rows.clear();
-  for (const step::RowRequest& m : plan.rows()) rows.push_back(RowRequest{m.candidates(), m.temperature()});
+  for (const step::RowRequest& m : plan.rows()) {
+    RowRequest r{m.candidates(), m.temperature(), {}};
+    if (m.penalty_tokens_size() > 0) r.penalties = decode_penalties(m);
+    rows.push_back(std::move(r));
+  }
 
   if (b.positions.size() != b.tokens.size()) fail("step message: {} positions for {} tokens", b.positions.size(), b.tokens.size());
   int64_t covered = 0;

@@ -1,6 +1,7 @@
 #include "common/json_limits.h"
 #include "coordinator/http/openai_request.h"
 
+#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -103,11 +104,6 @@ void parse_stop(const json& body, TextRequest& text) {
   }
 }
 
-void refuse_nonzero(const json& body, const char* key) {
-  const json* v = field(body, key);
-  if (v && get_number(*v, key) != 0.0) fail_param(key, "'{}' is not supported (only 0)", key);
-}
-
 // Fields both endpoints share.
 void parse_common(const json& body, OpenAIRequest& r) {
   const json* model = field(body, "model");
@@ -163,6 +159,21 @@ void parse_common(const json& body, OpenAIRequest& r) {
     s.seed = get_seed(*v);
     r.seed_given = true;
   }
+  for (auto [key, value] : {std::pair{"presence_penalty", &s.presence_penalty}, std::pair{"frequency_penalty", &s.frequency_penalty}}) {
+    if (const json* v = field(body, key)) {
+      const double x = get_number(*v, key);
+      if (!(x >= -2.0 && x <= 2.0)) fail_param(key, "'{}' must be in [-2, 2] (got {})", key, x);
+      *value = static_cast<float>(x);
+    }
+  }
+  if (const json* v = field(body, "repetition_penalty")) {  // vLLM's
+    const double x = get_number(*v, "repetition_penalty");
+    if (!(x > 0.0) || x > std::numeric_limits<float>::max()) {
+      fail_param("repetition_penalty", "'repetition_penalty' must be > 0 (got {})", x);
+    }
+    s.repetition_penalty = static_cast<float>(x);
+    text.sampling_given.repetition_penalty = true;
+  }
   try {
     validate_sampling(s);
   } catch (const Error& e) {
@@ -185,12 +196,7 @@ void parse_common(const json& body, OpenAIRequest& r) {
     }
   }
 
-  refuse_nonzero(body, "frequency_penalty");
-  refuse_nonzero(body, "presence_penalty");
   // vLLM's sampling extensions this server does not implement: refused rather than ignored.
-  if (const json* v = field(body, "repetition_penalty"); v && get_number(*v, "repetition_penalty") != 1.0) {
-    fail_param("repetition_penalty", "'repetition_penalty' is not supported (only 1)");
-  }
   if (const json* v = field(body, "min_tokens"); v && get_int(*v, "min_tokens", 0, std::numeric_limits<int32_t>::max()) != 0) {
     fail_param("min_tokens", "'min_tokens' is not supported (only 0)");
   }
@@ -205,7 +211,18 @@ void parse_common(const json& body, OpenAIRequest& r) {
   }
   if (const json* v = field(body, "logit_bias")) {
     if (!v->is_object()) fail_param("logit_bias", "Invalid type for 'logit_bias': expected an object, but got {}", kind(*v));
-    if (!v->empty()) fail_param("logit_bias", "'logit_bias' is not supported");
+    if (v->size() > kMaxLogitBias) fail_param("logit_bias", "'logit_bias' holds {} tokens; at most {} are allowed", v->size(), kMaxLogitBias);
+    for (const auto& [key, value] : v->items()) {
+      int32_t id = -1;
+      const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+      if (ec != std::errc() || end != key.data() + key.size() || id < 0) {
+        fail_param("logit_bias", "'logit_bias' keys must be token ids (got \"{}\")", key);
+      }
+      const std::string name = fmt::format("logit_bias[{}]", key);
+      const double bias = get_number(value, name);
+      if (!(bias >= -100.0 && bias <= 100.0)) fail_param("logit_bias", "'{}' must be in [-100, 100] (got {})", name, bias);
+      text.logit_bias[id] = static_cast<float>(bias);
+    }
   }
 }
 

@@ -3,19 +3,20 @@
 // ApiException naming the field. Supported:
 //   model (required), messages (chat; roles system/developer/user/assistant/tool, text content
 //   parts), prompt (completions; a string or an array of one string), max_completion_tokens /
-//   max_tokens (>= 1), temperature, top_p, top_k (-1 = off), min_p, seed, stop (string or array of
+//   max_tokens (>= 1), temperature, top_p, top_k (-1 = off), min_p, seed, presence_penalty and
+//   frequency_penalty ([-2, 2]), repetition_penalty (vLLM's, > 0), logit_bias (token id strings to
+//   [-100, 100]), stop (string or array of
 //   at most 16), n (1 only), stream, stream_options.include_usage, logprobs (chat: bool with
 //   top_logprobs 0..20; completions: int 0..5), tools, tool_choice, chat_template_kwargs
 //   .enable_thinking, reasoning_effort, ignore_eos and stop_token_ids (vLLM extensions),
-//   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS). Refused unless neutral: repetition_penalty, min_tokens,
+//   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS). Refused unless neutral: min_tokens,
 //   include_stop_str_in_output, prompt_logprobs, guided decoding (guided_*, structured_outputs).
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
 // keeps them and makes the model's turn begin with a tool call; a named function keeps only that
 // tool's declaration and makes the turn begin with a call of it (TextRequest::tool_choice).
 // Thinking: chat_template_kwargs.enable_thinking when given, else reasoning_effort (any value but
 // "none" turns thinking on); off by default.
-// Accepted and ignored: user, metadata, store, service_tier, parallel_tool_calls, and zero / empty
-// frequency_penalty, presence_penalty, logit_bias (non-zero ones are refused: not supported).
+// Accepted and ignored: user, metadata, store, service_tier, parallel_tool_calls.
 #pragma once
 
 #include <cstdint>

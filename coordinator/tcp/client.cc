@@ -387,6 +387,10 @@ client::GenerateRequest Client::make_request(const RequestOptions& o) {
   if (o.top_p) s->set_top_p(*o.top_p);
   if (o.min_p) s->set_min_p(*o.min_p);
   if (o.seed) s->set_seed(*o.seed);
+  if (o.presence_penalty) s->set_presence_penalty(*o.presence_penalty);
+  if (o.frequency_penalty) s->set_frequency_penalty(*o.frequency_penalty);
+  if (o.repetition_penalty) s->set_repetition_penalty(*o.repetition_penalty);
+  for (const auto& [token, bias] : o.logit_bias) (*s->mutable_logit_bias())[token] = bias;
   for (const std::string& stop : o.stop) r.add_stop(stop);
   if (o.top_logprobs) r.set_top_logprobs(*o.top_logprobs);
   r.set_ignore_eos(o.ignore_eos);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,6 +54,10 @@ struct RequestOptions {
   std::optional<float> top_p;
   std::optional<float> min_p;
   std::optional<uint64_t> seed;
+  std::optional<float> presence_penalty;
+  std::optional<float> frequency_penalty;
+  std::optional<float> repetition_penalty;
+  std::map<int32_t, float> logit_bias;  // token id -> added to its logit
   std::vector<std::string> stop;
   std::optional<int32_t> top_logprobs;
   bool ignore_eos = false;

@@ -76,7 +76,11 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
   if (s.has_top_k()) r.sampling.top_k = s.top_k();
   if (s.has_top_p()) r.sampling.top_p = s.top_p();
   if (s.has_min_p()) r.sampling.min_p = s.min_p();
-  r.sampling_given = {s.has_temperature(), s.has_top_k(), s.has_top_p(), s.has_min_p()};
+  if (s.has_presence_penalty()) r.sampling.presence_penalty = s.presence_penalty();
+  if (s.has_frequency_penalty()) r.sampling.frequency_penalty = s.frequency_penalty();
+  if (s.has_repetition_penalty()) r.sampling.repetition_penalty = s.repetition_penalty();
+  for (const auto& [token, bias] : s.logit_bias()) r.logit_bias[token] = bias;  // checked by the text service
+  r.sampling_given = {s.has_temperature(), s.has_top_k(), s.has_top_p(), s.has_min_p(), s.has_repetition_penalty()};
   if (s.has_seed()) r.sampling.seed = s.seed();
   try {
     validate_sampling(r.sampling);

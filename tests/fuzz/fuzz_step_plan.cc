@@ -2,7 +2,7 @@
 // StepPlan payload (decode_step_plan). The input's first 32 bytes are the header, the rest the
 // payload. Both must either throw shardlm::Error or accept; an accepted plan must be consistent
 // (positions per token, contiguous segments covering the batch, logit rows inside it, one row request
-// per logit row unless full logits) and encode back to a plan that decodes to the same values.
+// per logit row unless full logits, penalties a count per ascending token id) and encode back to a plan that decodes to the same values.
 // Anything else (another exception, a crash, a sanitizer report) is a bug.
 #include <cstdint>
 #include <cstring>
@@ -74,6 +74,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t i = 0; i < rows.size(); ++i) {
     FUZZ_CHECK(rows2[i].candidates == rows[i].candidates);
     FUZZ_CHECK(std::memcmp(&rows2[i].temperature, &rows[i].temperature, sizeof rows[i].temperature) == 0);
+    // Penalties: only consistent ones are accepted (a count per token, ids ascending), and they round-trip.
+    const LogitPenalties& p = rows[i].penalties;
+    const LogitPenalties& q = rows2[i].penalties;
+    FUZZ_CHECK(p.counts.size() == p.tokens.size());
+    FUZZ_CHECK(p.biases.empty() || p.biases.size() == p.tokens.size());
+    for (size_t k = 0; k < p.tokens.size(); ++k) {
+      FUZZ_CHECK(p.tokens[k] >= 0 && (k == 0 || p.tokens[k] > p.tokens[k - 1]) && p.counts[k] >= -1);
+    }
+    FUZZ_CHECK(q.tokens == p.tokens && q.counts == p.counts && q.biases == p.biases);
+    if (p.active()) FUZZ_CHECK(p.repetition > 0.0f && q.repetition == p.repetition && q.presence == p.presence && q.frequency == p.frequency);
   }
   return 0;
 }

@@ -51,4 +51,15 @@ done
 "$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 16 --temperature 0 >"$work/a.txt" 2>/dev/null
 timeout 120 mpirun -np 3 "$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 16 --temperature 0 >"$work/b.txt" 2>"$work/err" || { cat "$work/err"; exit 1; }
 cmp "$work/a.txt" "$work/b.txt"
+# Penalties reach the workers (each penalises its vocabulary slice): the same text as one process,
+# greedy and sampled, and not the text without them.
+pen="--repetition-penalty 1.6 --presence-penalty 0.5 --frequency-penalty 0.8"
+"$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 32 --temperature 0 $pen >"$work/pa.txt" 2>/dev/null
+timeout 120 mpirun -np 3 "$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 32 --temperature 0 $pen >"$work/pb.txt" 2>"$work/err" || { cat "$work/err"; exit 1; }
+cmp "$work/pa.txt" "$work/pb.txt"
+"$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 32 --temperature 0 >"$work/pn.txt" 2>/dev/null
+if cmp -s "$work/pa.txt" "$work/pn.txt"; then echo "penalties did not change the greedy text"; exit 1; fi
+"$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 32 --temperature 1 --top-k 0 --seed 5 $pen >"$work/sa.txt" 2>/dev/null
+timeout 120 mpirun -np 3 "$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 32 --temperature 1 --top-k 0 --seed 5 $pen >"$work/sb.txt" 2>"$work/err" || { cat "$work/err"; exit 1; }
+cmp "$work/sa.txt" "$work/sb.txt"
 echo "mpi engine ($transport): ok"

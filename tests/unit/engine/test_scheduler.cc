@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <thread>
 #include <mutex>
 
@@ -62,24 +63,54 @@ GenerationRequest greedy(std::vector<int32_t> prompt, int max_tokens) {
   return r;
 }
 
-// Greedy decoding by hand with whole logits rows: the reference for the scheduler.
-std::vector<int32_t> reference_greedy(StepEngine& engine, const std::vector<int32_t>& prompt, int n) {
+// Decoding by hand over whole rows with the formulas (vLLM's) written out: the logit bias added, the
+// repetition penalty on every token of the prompt or the output, then frequency times the output
+// count and presence on output tokens; the token from a Sampler without penalties on the changed row.
+std::vector<int32_t> reference_decode(StepEngine& engine, const std::vector<int32_t>& prompt, int n, const SamplingParams& s,
+                                         const std::map<int32_t, float>& logit_bias = {}) {
+  SamplingParams plain = s;
+  plain.presence_penalty = plain.frequency_penalty = 0.0f;
+  plain.repetition_penalty = 1.0f;
+  Sampler sampler(plain);
+  const int64_t V = engine.config().vocab_size;
+  std::vector<bool> in_prompt(static_cast<size_t>(V), false);
+  for (int32_t t : prompt) in_prompt[static_cast<size_t>(t)] = true;
+  std::vector<int32_t> count(static_cast<size_t>(V), 0);
   const int seq = engine.new_sequence();
   std::vector<float> logits;
   StepBatch b;
   b.add(seq, 0, prompt, false, true);
   engine.logits(b, logits);
   std::vector<int32_t> out;
-  const int64_t V = engine.config().vocab_size;
   for (int i = 0; i < n; ++i) {
-    const int32_t t = argmax(logits.data(), V);
+    for (const auto& [t, bias] : logit_bias) logits[static_cast<size_t>(t)] += bias;
+    for (int64_t v = 0; v < V; ++v) {
+      float& x = logits[static_cast<size_t>(v)];
+      const int32_t c = count[static_cast<size_t>(v)];
+      if (in_prompt[static_cast<size_t>(v)] || c > 0) {
+        if (s.repetition_penalty != 1.0f) x = x > 0.0f ? x / s.repetition_penalty : x * s.repetition_penalty;
+        if (c > 0) {
+          x -= s.frequency_penalty * static_cast<float>(c);
+          x -= s.presence_penalty;
+        }
+      }
+    }
+    const int32_t t = sampler.sample(logits.data(), V);
     out.push_back(t);
-    StepBatch s;
-    s.add(seq, static_cast<int32_t>(prompt.size()) + i, {t}, false, true);
-    engine.logits(s, logits);
+    ++count[static_cast<size_t>(t)];
+    StepBatch step;
+    step.add(seq, static_cast<int32_t>(prompt.size()) + i, {t}, false, true);
+    engine.logits(step, logits);
   }
   engine.free_sequence(seq);
   return out;
+}
+
+// Greedy decoding by hand with whole logits rows: the reference for the scheduler.
+std::vector<int32_t> reference_greedy(StepEngine& engine, const std::vector<int32_t>& prompt, int n) {
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  return reference_decode(engine, prompt, n, greedy);
 }
 
 TEST(Scheduler, GreedyMatchesWholeRowArgmax) {
@@ -468,6 +499,59 @@ TEST(Scheduler, StepsRunWithTheEnginesThreadCount) {
   });
   stepper.join();
   EXPECT_EQ(seen, 1);
+}
+
+// Presence, frequency and repetition penalties, greedy and sampled (top-k off, so that draws past
+// the candidates take the whole penalised row): the scheduler's tokens are those decoded by hand.
+TEST(Scheduler, PenaltiesMatchWholeRowDecodingByHand) {
+  auto engine = open_tiny(2);
+  const std::vector<int32_t> prompt = prompt_of(5, 14);
+  const int n = 48;
+  struct Case {
+    float temperature, repetition, presence, frequency;
+  };
+  const std::vector<int32_t> unpenalised = reference_greedy(*engine, prompt, n);
+  for (const Case& c : {Case{0.0f, 1.8f, 0.0f, 0.0f}, Case{0.0f, 1.0f, 1.5f, 0.0f}, Case{0.0f, 1.0f, 0.0f, 1.2f},
+                        Case{0.0f, 1.3f, 0.4f, 0.6f}, Case{0.0f, 0.7f, -0.5f, 0.0f}, Case{1.0f, 1.2f, 0.5f, 0.5f},
+                        Case{0.8f, 1.0f, 0.0f, 2.0f}}) {
+    SCOPED_TRACE(::testing::Message() << "temperature " << c.temperature << " repetition " << c.repetition << " presence "
+                                      << c.presence << " frequency " << c.frequency);
+    GenerationRequest r = greedy(prompt, n);
+    r.sampling.temperature = c.temperature;
+    r.sampling.seed = 17;
+    r.sampling.repetition_penalty = c.repetition;
+    r.sampling.presence_penalty = c.presence;
+    r.sampling.frequency_penalty = c.frequency;
+    const std::vector<int32_t> want = reference_decode(*engine, prompt, n, r.sampling);
+    if (c.temperature == 0.0f) {
+      EXPECT_NE(want, unpenalised);
+    }
+    Scheduler scheduler(*engine, SchedulerOptions{});
+    auto out = std::make_shared<Collector>();
+    scheduler.submit(r, out);
+    out->wait();
+    EXPECT_EQ(out->tokens, want);
+  }
+  // A logit bias: -100 bans the greedy text's most frequent token, +5 favours another (with a
+  // repetition penalty, so that the bias, prompt and output lists merge); out of range is refused.
+  std::map<int32_t, int32_t> frequency;
+  for (int32_t t : unpenalised) ++frequency[t];
+  const int32_t banned = std::max_element(frequency.begin(), frequency.end(),
+                                          [](const auto& a, const auto& b) { return a.second < b.second; })->first;
+  GenerationRequest r = greedy(prompt, n);
+  r.logit_bias = {{banned, -100.0f}, {prompt[3], 5.0f}, {7, 2.5f}};
+  r.sampling.repetition_penalty = 1.2f;
+  const std::vector<int32_t> want = reference_decode(*engine, prompt, n, r.sampling, r.logit_bias);
+  EXPECT_EQ(std::count(want.begin(), want.end(), banned), 0);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  auto out = std::make_shared<Collector>();
+  scheduler.submit(r, out);
+  out->wait();
+  EXPECT_EQ(out->tokens, want);
+  r.logit_bias = {{static_cast<int32_t>(engine->config().vocab_size), 1.0f}};
+  EXPECT_THROW(scheduler.submit(r, out), RequestError);
+  r.logit_bias = {{3, 101.0f}};
+  EXPECT_THROW(scheduler.submit(r, out), RequestError);
 }
 
 }  // namespace

@@ -319,6 +319,7 @@ TEST(TextService, GenerationDefaultsFillTheFieldsARequestLeavesOut) {
   g.top_k = 40;
   g.top_p = 0.9f;
   g.min_p = 0.05f;
+  g.repetition_penalty = 1.1f;
   g.max_tokens = 7;
   service.set_generation_defaults(g);
   r.sampling.temperature = 0.0f;  // given: greedy, whatever the model suggests
@@ -330,6 +331,11 @@ TEST(TextService, GenerationDefaultsFillTheFieldsARequestLeavesOut) {
   EXPECT_EQ(mixed.generation.sampling.top_k, 0);
   EXPECT_EQ(mixed.generation.sampling.top_p, 0.9f);
   EXPECT_EQ(mixed.generation.sampling.min_p, 0.05f);
+  EXPECT_EQ(mixed.generation.sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(d.generation.sampling.repetition_penalty, 1.0f);  // the golden file has none
+  TextRequest no_repetition = r;
+  no_repetition.sampling_given.repetition_penalty = true;  // given as 1: off, whatever the model suggests
+  EXPECT_EQ(service.prepare(no_repetition).generation.sampling.repetition_penalty, 1.0f);
   EXPECT_EQ(mixed.generation.max_tokens, 7);  // max_new_tokens when the request gives none
   r.max_tokens = 20;
   EXPECT_EQ(service.prepare(r).generation.max_tokens, 7);  // and a limit when it asks for more (as vLLM's)

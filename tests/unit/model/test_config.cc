@@ -499,12 +499,14 @@ TEST(GenerationDefaults, ReadFromTheModelFolderOrAFile) {
   EXPECT_EQ(load_generation_defaults(golden_dir("dense") + "/generation_config.json", "").top_p, 0.95f);
 
   const nlohmann::json doc = nlohmann::json::parse(
-      R"({"temperature": null, "top_k": -1, "min_p": 0.1, "max_new_tokens": 256, "do_sample": false})");
+      R"({"temperature": null, "top_k": -1, "min_p": 0.1, "repetition_penalty": 1.1, "max_new_tokens": 256, "do_sample": false})");
   const GenerationDefaults d = parse_generation_defaults(doc);
   EXPECT_FALSE(d.temperature);
   EXPECT_EQ(d.top_k, 0);  // -1: off
   EXPECT_EQ(d.min_p, 0.1f);
+  EXPECT_EQ(d.repetition_penalty, 1.1f);
   EXPECT_EQ(d.max_tokens, 256);
+  EXPECT_EQ(d.describe(), "top_k 0, min_p 0.1, repetition_penalty 1.1, max_tokens 256");
   EXPECT_EQ(parse_generation_defaults(nlohmann::json::object()).describe(), "none");
 
   const auto error_of = [](const char* text) {
@@ -520,6 +522,7 @@ TEST(GenerationDefaults, ReadFromTheModelFolderOrAFile) {
   EXPECT_EQ(error_of(R"({"top_p": "0.9"})"), "top_p must be a number (got \"0.9\")");
   EXPECT_EQ(error_of(R"({"top_k": 2.5})"), "top_k must be an integer in [-1, 65536] (got 2.5)");
   EXPECT_EQ(error_of(R"({"min_p": 2})"), "min_p must be in [0, 1] (got 2)");
+  EXPECT_EQ(error_of(R"({"repetition_penalty": 0})"), "repetition_penalty must be > 0 (got 0)");
   EXPECT_EQ(error_of(R"({"max_new_tokens": 0})"), "max_new_tokens must be an integer in [1, 2147483647] (got 0)");
   EXPECT_EQ(error_of(R"([1, 2])"), "generation config must be a JSON object");
 

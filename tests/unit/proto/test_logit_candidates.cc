@@ -115,5 +115,82 @@ TEST(LogitCandidates, MergingSlicesEqualsSelectingTheWholeRow) {
   }
 }
 
+// Penalties change exactly the listed tokens, by vLLM's formulas: the repetition penalty divides a
+// positive logit and multiplies a negative one (prompt and output tokens), then frequency times the
+// output count and presence (output tokens only) are subtracted.
+TEST(LogitPenalties, ApplyToTheListedTokensOnly) {
+  std::vector<float> logits = {2.0f, -1.0f, 0.5f, 3.0f, -2.0f, 1.0f};
+  LogitPenalties p;
+  p.repetition = 2.0f;
+  p.presence = 0.5f;
+  p.frequency = 0.25f;
+  p.tokens = {11, 12, 14, 20};  // token ids from 10: 11, 12 and 14 are here; 20 is another slice's
+  p.counts = {0, 3, 1, 5};
+  apply_penalties(logits.data(), static_cast<int64_t>(logits.size()), 10, p);
+  EXPECT_EQ(logits[0], 2.0f);
+  EXPECT_EQ(logits[1], -2.0f);                        // prompt only: -1 * 2
+  EXPECT_EQ(logits[2], 0.25f - 0.75f - 0.5f);          // 0.5 / 2, 3 times in the output
+  EXPECT_EQ(logits[3], 3.0f);
+  EXPECT_EQ(logits[4], -4.0f - 0.25f - 0.5f);          // -2 * 2, once in the output
+  EXPECT_EQ(logits[5], 1.0f);
+  LogitPenalties boost;  // negative presence and frequency raise a token
+  boost.presence = -1.0f;
+  boost.frequency = -0.5f;
+  boost.tokens = {10};
+  boost.counts = {2};
+  apply_penalties(logits.data(), static_cast<int64_t>(logits.size()), 10, boost);
+  EXPECT_EQ(logits[0], 2.0f + 1.0f + 1.0f);
+  LogitPenalties bias;  // added first; a bias-only token (count -1) takes no repetition penalty
+  bias.repetition = 2.0f;
+  bias.tokens = {10, 11, 13};
+  bias.counts = {-1, 0, 1};
+  bias.biases = {1.5f, -2.0f, 0.0f};
+  bias.presence = 1.0f;
+  apply_penalties(logits.data(), static_cast<int64_t>(logits.size()), 10, bias);
+  EXPECT_EQ(logits[0], 4.0f + 1.5f);
+  EXPECT_EQ(logits[1], (-2.0f - 2.0f) * 2.0f);
+  EXPECT_EQ(logits[3], 3.0f / 2.0f - 1.0f);
+}
+
+// Penalised rows: each slice penalises its own tokens, and the merged candidates equal those of the
+// whole row with the penalties applied; the engine's row itself is not changed.
+TEST(LogitPenalties, SlicesMergeToThePenalisedWholeRow) {
+  const int64_t n = 4001;
+  const std::vector<float> logits = random_logits(n, 21);
+  RowRequest req{40, 0.8f};
+  // Penalise the 30 best tokens of the plain row (and some others).
+  const RowCandidates plain = select_row_candidates(logits.data(), n, 0, RowRequest{30, 0.8f});
+  std::vector<int32_t> ids;
+  for (const TokenLogit& t : plain.top) ids.push_back(t.token);
+  for (int32_t t = 5; t < n; t += 97) ids.push_back(t);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  req.penalties.repetition = 1.5f;
+  req.penalties.presence = 0.3f;
+  req.penalties.frequency = 0.7f;
+  req.penalties.tokens = ids;
+  for (size_t i = 0; i < ids.size(); ++i) req.penalties.counts.push_back(static_cast<int32_t>(i % 3));
+  std::vector<float> penalised = logits;
+  apply_penalties(penalised.data(), n, 0, req.penalties);
+  const RowCandidates want = select_row_candidates(penalised.data(), n, 0, RowRequest{40, 0.8f});
+  EXPECT_LT(want.top.front().logit, plain.top.front().logit);
+  for (int parts : {1, 2, 5}) {
+    std::vector<RowCandidates> slices;
+    for (int p = 0; p < parts; ++p) {
+      const int64_t b = n * p / parts, e = n * (p + 1) / parts;
+      slices.push_back(select_row_candidates(logits.data() + b, e - b, b, req));
+    }
+    const RowCandidates merged = merge_row_candidates(slices, req);
+    ASSERT_EQ(merged.top.size(), want.top.size());
+    for (size_t i = 0; i < want.top.size(); ++i) {
+      EXPECT_EQ(merged.top[i].token, want.top[i].token) << "parts " << parts << " i " << i;
+      EXPECT_EQ(merged.top[i].logit, want.top[i].logit) << "parts " << parts << " i " << i;
+    }
+    EXPECT_NEAR(merged.lse, want.lse, 1e-4);
+    EXPECT_NEAR(merged.lse_t_rel, want.lse_t_rel, 1e-4);
+  }
+  EXPECT_EQ(logits, random_logits(n, 21));
+}
+
 }  // namespace
 }  // namespace shardlm

@@ -262,6 +262,40 @@ TEST_F(LiveServer, CompletionsWithLogprobs) {
   EXPECT_EQ(stream_text(s.body, "text"), choice["text"]);
 }
 
+// presence_penalty / frequency_penalty / repetition_penalty reach the sampling: the greedy text
+// changes (the tiny model repeats itself without them); out of range is a 400 naming the field.
+TEST_F(LiveServer, PenaltiesChangeTheGreedyText) {
+  TestClient c(server_->port());
+  json b = {{"model", "tiny"}, {"prompt", "The sea is"}, {"max_tokens", 24}, {"temperature", 0}, {"ignore_eos", true}};
+  HttpResult plain = post(c, "/v1/completions", b);
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  for (const char* key : {"presence_penalty", "frequency_penalty", "repetition_penalty"}) {
+    json p = b;
+    p[key] = 2.0;
+    HttpResult r = post(c, "/v1/completions", p);
+    ASSERT_EQ(r.status, 200) << key << ": " << r.body;
+    EXPECT_NE(r.json()["choices"][0]["text"], plain.json()["choices"][0]["text"]) << key;
+    EXPECT_EQ(r.json()["usage"]["completion_tokens"], 24) << key;
+    p[key] = -3.0;
+    HttpResult bad = post(c, "/v1/completions", p);
+    EXPECT_EQ(bad.status, 400) << key;
+    EXPECT_EQ(bad.json()["error"]["param"], key);
+  }
+  // logit_bias +100 on one token makes the greedy text that token over and over; a token outside
+  // the vocabulary is a 400.
+  const int32_t x = tokenizer_->encode("x", /*add_bos=*/false).at(0);
+  json biased = b;
+  biased["logit_bias"] = {{std::to_string(x), 100}};
+  biased["max_tokens"] = 6;
+  HttpResult r = post(c, "/v1/completions", biased);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["choices"][0]["text"], "xxxxxx");
+  biased["logit_bias"] = {{std::to_string(tokenizer_->vocab_size()), 1}};
+  HttpResult outside = post(c, "/v1/completions", biased);
+  EXPECT_EQ(outside.status, 400) << outside.body;
+  EXPECT_NE(outside.json()["error"]["message"].get<std::string>().find("outside the vocabulary"), std::string::npos);
+}
+
 TEST_F(LiveServer, Errors) {
   TestClient c(server_->port());
   HttpResult noauth = c.request("POST", "/v1/chat/completions", chat(4).dump());

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 
 #include "coordinator/http/api_error.h"
@@ -350,21 +351,58 @@ TEST(OpenAIRequest, ValuesBeyondSinglePrecisionAreRefusedByName) {
   EXPECT_NE(seed.message.find("out of range"), std::string::npos) << seed.message;
 }
 
+// presence_penalty and frequency_penalty (OpenAI's, in [-2, 2]) and repetition_penalty (vLLM's, > 0).
+TEST(OpenAIRequest, Penalties) {
+  const OpenAIRequest none = parse_chat_request(chat_body());
+  EXPECT_EQ(none.text.sampling.presence_penalty, 0.0f);
+  EXPECT_EQ(none.text.sampling.frequency_penalty, 0.0f);
+  EXPECT_EQ(none.text.sampling.repetition_penalty, 1.0f);
+  EXPECT_FALSE(none.text.sampling_given.repetition_penalty);
+  json b = completion_body();
+  b["presence_penalty"] = 0.5;
+  b["frequency_penalty"] = -2;
+  b["repetition_penalty"] = 1.3;
+  const OpenAIRequest r = parse_completion_request(b);
+  EXPECT_EQ(r.text.sampling.presence_penalty, 0.5f);
+  EXPECT_EQ(r.text.sampling.frequency_penalty, -2.0f);
+  EXPECT_EQ(r.text.sampling.repetition_penalty, 1.3f);
+  EXPECT_TRUE(r.text.sampling_given.repetition_penalty);
+  EXPECT_TRUE(r.text.sampling.penalised());
+  for (const char* key : {"presence_penalty", "frequency_penalty"}) {
+    const ApiError e = chat_error(with(chat_body(), key, 2.5));
+    EXPECT_EQ(e.param, key);
+    EXPECT_NE(e.message.find("[-2, 2]"), std::string::npos) << e.message;
+    EXPECT_EQ(chat_error(with(chat_body(), key, "high")).param, key);
+  }
+  EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", 0)).param, "repetition_penalty");
+  EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", -1.5)).param, "repetition_penalty");
+  EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", 1e300)).param, "repetition_penalty");
+}
+
+// logit_bias: token ids (as strings) to a bias in [-100, 100]; whether an id is in the vocabulary is
+// the text service's check.
+TEST(OpenAIRequest, LogitBias) {
+  const OpenAIRequest r = parse_chat_request(with(chat_body(), "logit_bias", {{"50256", -100}, {"7", 2.5}}));
+  EXPECT_EQ(r.text.logit_bias, (std::map<int32_t, float>{{7, 2.5f}, {50256, -100.0f}}));
+  EXPECT_TRUE(parse_chat_request(with(chat_body(), "logit_bias", json::object())).text.logit_bias.empty());
+  for (const json& bad : {json{{"x1", 1}}, json{{"-3", 1}}, json{{"12", 100.5}}, json{{"12", "high"}}, json{{"", 1}},
+                          json{{"99999999999", 1}}, json(json::array({1, 2}))}) {
+    const ApiError e = chat_error(with(chat_body(), "logit_bias", bad));
+    EXPECT_EQ(e.param.rfind("logit_bias", 0), 0u) << bad.dump() << ": " << e.param;  // or the entry, logit_bias[12]
+    EXPECT_EQ(e.status, 400) << bad.dump();
+  }
+}
+
 TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {
-  EXPECT_EQ(chat_error(with(chat_body(), "frequency_penalty", 0.5)).param, "frequency_penalty");
-  EXPECT_EQ(chat_error(with(chat_body(), "presence_penalty", -1)).param, "presence_penalty");
-  EXPECT_EQ(chat_error(with(chat_body(), "logit_bias", {{"50256", -100}})).param, "logit_bias");
   EXPECT_EQ(chat_error(with(chat_body(), "response_format", {{"type", "json_object"}})).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "response_format", "text")).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "ignore_eos", "no")).param, "ignore_eos");
   // vLLM extensions that are not implemented are refused, not ignored; their neutral values pass.
-  EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", 2.0)).param, "repetition_penalty");
   EXPECT_EQ(completion_error(with(completion_body(), "min_tokens", 3)).param, "min_tokens");
   EXPECT_EQ(chat_error(with(chat_body(), "include_stop_str_in_output", true)).param, "include_stop_str_in_output");
   EXPECT_EQ(completion_error(with(completion_body(), "prompt_logprobs", 1)).param, "prompt_logprobs");
   EXPECT_EQ(chat_error(with(chat_body(), "guided_json", {{"type", "object"}})).param, "guided_json");
   json neutral = chat_body();
-  neutral["repetition_penalty"] = 1.0;
   neutral["min_tokens"] = 0;
   neutral["include_stop_str_in_output"] = false;
   neutral["prompt_logprobs"] = nullptr;

@@ -74,6 +74,10 @@ TEST(Conversion, PromptRequestFields) {
   o.top_p = 0.9f;
   o.min_p = 0.05f;
   o.seed = 42;
+  o.presence_penalty = 0.5f;
+  o.frequency_penalty = -0.25f;
+  o.repetition_penalty = 1.2f;
+  o.logit_bias = {{5, -100.0f}, {9, 1.5f}};
   o.stop = {"\n\n", "END"};
   o.top_logprobs = 0;
   o.ignore_eos = true;
@@ -86,13 +90,27 @@ TEST(Conversion, PromptRequestFields) {
   EXPECT_EQ(r.sampling.top_p, 0.9f);
   EXPECT_EQ(r.sampling.min_p, 0.05f);
   EXPECT_EQ(r.sampling.seed, 42u);
-  EXPECT_TRUE(r.sampling_given.temperature && r.sampling_given.top_k && r.sampling_given.top_p && r.sampling_given.min_p);
+  EXPECT_EQ(r.sampling.presence_penalty, 0.5f);
+  EXPECT_EQ(r.sampling.frequency_penalty, -0.25f);
+  EXPECT_EQ(r.sampling.repetition_penalty, 1.2f);
+  EXPECT_EQ(r.logit_bias, o.logit_bias);
+  EXPECT_TRUE(r.sampling_given.temperature && r.sampling_given.top_k && r.sampling_given.top_p && r.sampling_given.min_p &&
+              r.sampling_given.repetition_penalty);
   client::GenerateRequest only_p;
   only_p.set_prompt("x");
   only_p.mutable_sampling()->set_top_p(0.5f);
   const TextRequest p = to_text_request(only_p);
   EXPECT_TRUE(p.sampling_given.top_p);
-  EXPECT_FALSE(p.sampling_given.temperature || p.sampling_given.top_k || p.sampling_given.min_p);
+  EXPECT_FALSE(p.sampling_given.temperature || p.sampling_given.top_k || p.sampling_given.min_p || p.sampling_given.repetition_penalty);
+  EXPECT_FALSE(p.sampling.penalised());
+  client::GenerateRequest bad = only_p;
+  bad.mutable_sampling()->set_presence_penalty(3.0f);
+  try {
+    to_text_request(bad);
+    ADD_FAILURE() << "presence_penalty 3 was accepted";
+  } catch (const RequestError& e) {
+    EXPECT_NE(std::string(e.what()).find("presence_penalty"), std::string::npos) << e.what();
+  }
   EXPECT_EQ(r.stop, (std::vector<std::string>{"\n\n", "END"}));
   EXPECT_EQ(r.top_logprobs, 0);
   EXPECT_TRUE(r.ignore_eos);
