@@ -20,6 +20,7 @@ struct GenerationRequest {
   SamplingParams sampling;
   std::vector<int32_t> stop_token_ids;   // generation ends when one is sampled (it is not emitted)
   std::map<int32_t, float> logit_bias;   // token id -> added to its logit, in [-100, 100] (OpenAI's)
+  int32_t min_tokens = 0;                // the stop tokens cannot be sampled before this many tokens (vLLM's)
   int32_t top_logprobs = -1;             // -1: no log-probabilities; 0: the chosen token's; n: plus n best
   Priority priority = Priority::kInteractive;
 };

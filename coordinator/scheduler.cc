@@ -45,11 +45,12 @@ struct Scheduler::Request {
   bool finished = false;
   Clock::time_point submitted, scheduled, first_token, last_token_time;
   bool was_scheduled = false;
-  // With penalties: each generated token's count; and what does not change while it runs, the
-  // prompt's distinct tokens (with a repetition penalty: count 0) and the logit bias's (count -1 when
-  // not in the prompt), ascending.
+  // With penalties: each generated token's count. With penalties, a logit bias or min_tokens: what
+  // does not change while it runs, the prompt's distinct tokens (with a repetition penalty: count 0) and the
+  // logit bias's (count -1 when not in the prompt), ascending; `fixed_min` also bans the stop tokens
+  // (bias -inf) for the first min_tokens tokens.
   std::map<int32_t, int32_t> output_counts;
-  LogitPenalties fixed;
+  LogitPenalties fixed, fixed_min;
 
   Request(uint64_t id_, GenerationRequest r, std::shared_ptr<GenerationObserver> o)
       : id(id_),
@@ -65,51 +66,64 @@ struct Scheduler::Request {
       std::sort(prompt_set.begin(), prompt_set.end());
       prompt_set.erase(std::unique(prompt_set.begin(), prompt_set.end()), prompt_set.end());
     }
-    auto bias = request.logit_bias.begin();
+    fixed = fixed_tokens(prompt_set, request.logit_bias);
+    if (request.min_tokens > 0 && !request.stop_token_ids.empty()) {
+      std::map<int32_t, float> banned = request.logit_bias;
+      for (int32_t t : request.stop_token_ids) banned[t] = -std::numeric_limits<float>::infinity();
+      fixed_min = fixed_tokens(prompt_set, banned);
+    }
+  }
+  // The prompt's tokens (count 0) merged with the biased ones (count -1 unless in the prompt).
+  static LogitPenalties fixed_tokens(const std::vector<int32_t>& prompt_set, const std::map<int32_t, float>& biases) {
+    LogitPenalties f;
+    auto add = [&](int32_t token, int32_t count, float bias) {
+      f.tokens.push_back(token);
+      f.counts.push_back(count);
+      f.biases.push_back(bias);
+    };
+    auto bias = biases.begin();
     for (int32_t token : prompt_set) {
-      for (; bias != request.logit_bias.end() && bias->first < token; ++bias) add_fixed(bias->first, -1, bias->second);
-      const bool biased = bias != request.logit_bias.end() && bias->first == token;
-      add_fixed(token, 0, biased ? bias->second : 0.0f);
+      for (; bias != biases.end() && bias->first < token; ++bias) add(bias->first, -1, bias->second);
+      const bool biased = bias != biases.end() && bias->first == token;
+      add(token, 0, biased ? bias->second : 0.0f);
       if (biased) ++bias;
     }
-    for (; bias != request.logit_bias.end(); ++bias) add_fixed(bias->first, -1, bias->second);
-    if (request.logit_bias.empty()) fixed.biases.clear();
+    for (; bias != biases.end(); ++bias) add(bias->first, -1, bias->second);
+    if (biases.empty()) f.biases.clear();
+    return f;
   }
-  void add_fixed(int32_t token, int32_t count, float bias) {
-    fixed.tokens.push_back(token);
-    fixed.counts.push_back(count);
-    fixed.biases.push_back(bias);
-  }
-  bool changes_logits() const { return request.sampling.penalised() || !request.logit_bias.empty(); }
+  bool before_min_tokens() const { return generated < request.min_tokens && !request.stop_token_ids.empty(); }
+  bool changes_logits() const { return request.sampling.penalised() || !request.logit_bias.empty() || before_min_tokens(); }
   int64_t unfed() const { return static_cast<int64_t>(tokens.size()) - fed; }
   void add_generated(int32_t token) {
     tokens.push_back(token);
-    if (changes_logits()) ++output_counts[token];
+    if (request.sampling.penalised()) ++output_counts[token];
   }
   // What the workers select this sequence's next token from: candidates, temperature, penalties.
   RowRequest row() const {
     const SamplingParams& s = request.sampling;
     RowRequest row{candidates_needed(s, request.top_logprobs), s.temperature, {}};
     if (!changes_logits()) return row;
+    const LogitPenalties& base = before_min_tokens() ? fixed_min : fixed;
     LogitPenalties& p = row.penalties;
     p.repetition = s.repetition_penalty;
     p.presence = s.presence_penalty;
     p.frequency = s.frequency_penalty;
     // The fixed tokens merged with the output's (which take their counts), ascending.
-    const bool biased = !fixed.biases.empty();
+    const bool biased = !base.biases.empty();
     size_t f = 0;
     auto take_fixed_before = [&](int64_t limit) {
-      for (; f < fixed.tokens.size() && fixed.tokens[f] < limit; ++f) {
-        p.tokens.push_back(fixed.tokens[f]);
-        p.counts.push_back(fixed.counts[f]);
-        if (biased) p.biases.push_back(fixed.biases[f]);
+      for (; f < base.tokens.size() && base.tokens[f] < limit; ++f) {
+        p.tokens.push_back(base.tokens[f]);
+        p.counts.push_back(base.counts[f]);
+        if (biased) p.biases.push_back(base.biases[f]);
       }
     };
     for (const auto& [token, count] : output_counts) {
       take_fixed_before(token);
       float bias = 0.0f;
-      if (f < fixed.tokens.size() && fixed.tokens[f] == token) {
-        if (biased) bias = fixed.biases[f];
+      if (f < base.tokens.size() && base.tokens[f] == token) {
+        if (biased) bias = base.biases[f];
         ++f;
       }
       p.tokens.push_back(token);
@@ -137,6 +151,9 @@ uint64_t Scheduler::submit(GenerationRequest request, std::shared_ptr<Generation
   if (!observer) fail("scheduler: a request needs an observer");
   if (request.prompt.empty()) fail_request(RequestErrorCode::kInvalidRequest, "the prompt is empty");
   if (request.max_tokens < 1) fail_request(RequestErrorCode::kInvalidRequest, "max_tokens must be at least 1 (got {})", request.max_tokens);
+  if (request.min_tokens < 0 || request.min_tokens > request.max_tokens) {
+    fail_request(RequestErrorCode::kInvalidRequest, "min_tokens must be in [0, max_tokens {}] (got {})", request.max_tokens, request.min_tokens);
+  }
   if (request.top_logprobs > 20) fail_request(RequestErrorCode::kInvalidRequest, "top_logprobs must be at most 20 (got {})", request.top_logprobs);
   try {
     validate_sampling(request.sampling);

@@ -5,20 +5,27 @@
 
 namespace shardlm {
 
-StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(std::move(stops)) {
+StopStringMatcher::StopStringMatcher(std::vector<std::string> stops, bool include_stop)
+    : stops_(std::move(stops)), include_stop_(include_stop) {
   stops_.erase(std::remove_if(stops_.begin(), stops_.end(), [](const std::string& s) { return s.empty(); }), stops_.end());
 }
 
 std::string StopStringMatcher::feed(std::string_view text) {
   if (stopped_) return {};
   held_.append(text);
-  if (stops_.empty()) return std::exchange(held_, {});
-  // The earliest complete stop string ends the stream.
-  size_t first = std::string::npos;
-  for (const std::string& s : stops_) first = std::min(first, held_.find(s));
+  if (stops_.empty() || suspended_) return std::exchange(held_, {});
+  // The earliest complete stop string ends the stream (of two starting there, the longer).
+  size_t first = std::string::npos, length = 0;
+  for (const std::string& s : stops_) {
+    const size_t at = held_.find(s);
+    if (at < first || (at == first && at != std::string::npos && s.size() > length)) {
+      first = at;
+      length = s.size();
+    }
+  }
   if (first != std::string::npos) {
     stopped_ = true;
-    std::string out = held_.substr(0, first);
+    std::string out = held_.substr(0, include_stop_ ? first + length : first);
     held_.clear();
     return out;
   }

@@ -56,7 +56,8 @@ class TextStream final : public GenerationObserver {
         detok_(tokenizer, /*skip_special_tokens=*/!request.chat),
         chat_(request.chat),
         ignore_eos_(request.ignore_eos),
-        stops_(request.stop),
+        stops_(request.stop, request.include_stop_str_in_output),
+        min_tokens_(request.min_tokens),
         observer_(std::move(observer)),
         scheduler_(scheduler),
         prompt_tokens_(prompt_tokens) {
@@ -83,6 +84,7 @@ class TextStream final : public GenerationObserver {
   void on_token(const GeneratedToken& token) override {
     if (ended_) return;
     ++tokens_;
+    stops_.set_suspended(tokens_ < min_tokens_);
     TextDelta delta;
     append_logprobs(token, delta);
     process(detok_.push(token.token), false, delta);
@@ -206,6 +208,7 @@ class TextStream final : public GenerationObserver {
   bool ignore_eos_;
   ChatOutputStream chat_stream_;
   StopStringMatcher stops_;
+  int32_t min_tokens_;  // stop strings match from this many tokens on
   TextDelta carried_;  // what the forced start of the turn gave, sent with the first delta
   std::string forced_prefix_;  // the forced start, until the model's output has gone past it
   std::shared_ptr<TextObserver> observer_;
@@ -305,6 +308,10 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
   }
   g.top_logprobs = r.top_logprobs;
   g.priority = r.priority;
+  if (r.min_tokens < 0 || r.min_tokens > g.max_tokens) {
+    fail_request(RequestErrorCode::kInvalidRequest, "min_tokens must be in [0, max_tokens {}] (got {})", g.max_tokens, r.min_tokens);
+  }
+  g.min_tokens = r.min_tokens;
   for (int32_t id : r.stop_token_ids) {
     if (id < 0 || id >= config_.vocab_size) {
       fail_request(RequestErrorCode::kInvalidRequest, "stop_token_ids: {} is outside the vocabulary (size {})", id, config_.vocab_size);

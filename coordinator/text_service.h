@@ -51,6 +51,8 @@ struct TextRequest {
   bool ignore_eos = false;
   std::vector<int32_t> stop_token_ids;  // generation ends when one is sampled (not emitted), ignore_eos or not
   std::map<int32_t, float> logit_bias;  // token id -> added to its logit ([-100, 100]; at most kMaxLogitBias)
+  int32_t min_tokens = 0;               // no end of sequence and no stop string before this many tokens (vLLM's)
+  bool include_stop_str_in_output = false;  // a matched stop string ends the text (vLLM's)
   Priority priority = Priority::kInteractive;
 };
 

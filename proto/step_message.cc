@@ -1,6 +1,7 @@
 #include "proto/step_message.h"
 
 #include <cmath>
+#include <limits>
 
 #include "common/error.h"
 #include "proto/step.pb.h"
@@ -20,8 +21,8 @@ LogitPenalties decode_penalties(const step::RowRequest& m) {
   if (!p.biases.empty() && p.biases.size() != p.tokens.size()) {
     fail("step message: {} logit biases for {} tokens", p.biases.size(), p.tokens.size());
   }
-  for (float b : p.biases) {
-    if (!std::isfinite(b)) fail("step message: a logit bias is not finite");
+  for (float b : p.biases) {  // -inf bans a token (min_tokens' stop tokens)
+    if (std::isnan(b) || b == std::numeric_limits<float>::infinity()) fail("step message: a logit bias is NaN or +inf");
   }
   if (!(p.repetition > 0.0f) || !std::isfinite(p.repetition) || !std::isfinite(p.presence) || !std::isfinite(p.frequency)) {
     fail("step message: penalties out of range (repetition {}, presence {}, frequency {})", p.repetition, p.presence, p.frequency);

@@ -196,13 +196,13 @@ void parse_common(const json& body, OpenAIRequest& r) {
     }
   }
 
+  if (const json* v = field(body, "min_tokens")) {  // vLLM's; at most max_tokens (the text service's check)
+    text.min_tokens = static_cast<int32_t>(get_int(*v, "min_tokens", 0, std::numeric_limits<int32_t>::max()));
+  }
+  if (const json* v = field(body, "include_stop_str_in_output")) {  // vLLM's
+    text.include_stop_str_in_output = get_bool(*v, "include_stop_str_in_output");
+  }
   // vLLM's sampling extensions this server does not implement: refused rather than ignored.
-  if (const json* v = field(body, "min_tokens"); v && get_int(*v, "min_tokens", 0, std::numeric_limits<int32_t>::max()) != 0) {
-    fail_param("min_tokens", "'min_tokens' is not supported (only 0)");
-  }
-  if (const json* v = field(body, "include_stop_str_in_output"); v && get_bool(*v, "include_stop_str_in_output")) {
-    fail_param("include_stop_str_in_output", "'include_stop_str_in_output' is not supported (only false)");
-  }
   if (const json* v = field(body, "prompt_logprobs"); v && !v->is_null()) {
     fail_param("prompt_logprobs", "'prompt_logprobs' is not supported");
   }

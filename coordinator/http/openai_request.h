@@ -9,8 +9,9 @@
 //   at most 16), n (1 only), stream, stream_options.include_usage, logprobs (chat: bool with
 //   top_logprobs 0..20; completions: int 0..5), tools, tool_choice, chat_template_kwargs
 //   .enable_thinking, reasoning_effort, ignore_eos and stop_token_ids (vLLM extensions),
-//   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS). Refused unless neutral: min_tokens,
-//   include_stop_str_in_output, prompt_logprobs, guided decoding (guided_*, structured_outputs).
+//   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS),
+//   min_tokens and include_stop_str_in_output (vLLM's). Refused unless null: prompt_logprobs, guided
+//   decoding (guided_*, structured_outputs).
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
 // keeps them and makes the model's turn begin with a tool call; a named function keeps only that
 // tool's declaration and makes the turn begin with a call of it (TextRequest::tool_choice).

@@ -391,6 +391,8 @@ client::GenerateRequest Client::make_request(const RequestOptions& o) {
   if (o.frequency_penalty) s->set_frequency_penalty(*o.frequency_penalty);
   if (o.repetition_penalty) s->set_repetition_penalty(*o.repetition_penalty);
   for (const auto& [token, bias] : o.logit_bias) (*s->mutable_logit_bias())[token] = bias;
+  if (o.min_tokens) r.set_min_tokens(*o.min_tokens);
+  r.set_include_stop_str_in_output(o.include_stop_str_in_output);
   for (const std::string& stop : o.stop) r.add_stop(stop);
   if (o.top_logprobs) r.set_top_logprobs(*o.top_logprobs);
   r.set_ignore_eos(o.ignore_eos);

@@ -58,6 +58,8 @@ struct RequestOptions {
   std::optional<float> frequency_penalty;
   std::optional<float> repetition_penalty;
   std::map<int32_t, float> logit_bias;  // token id -> added to its logit
+  std::optional<int32_t> min_tokens;
+  bool include_stop_str_in_output = false;
   std::vector<std::string> stop;
   std::optional<int32_t> top_logprobs;
   bool ignore_eos = false;

@@ -80,6 +80,8 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
   if (s.has_frequency_penalty()) r.sampling.frequency_penalty = s.frequency_penalty();
   if (s.has_repetition_penalty()) r.sampling.repetition_penalty = s.repetition_penalty();
   for (const auto& [token, bias] : s.logit_bias()) r.logit_bias[token] = bias;  // checked by the text service
+  if (request.has_min_tokens()) r.min_tokens = request.min_tokens();
+  r.include_stop_str_in_output = request.include_stop_str_in_output();
   r.sampling_given = {s.has_temperature(), s.has_top_k(), s.has_top_p(), s.has_min_p(), s.has_repetition_penalty()};
   if (s.has_seed()) r.sampling.seed = s.seed();
   try {

@@ -6,8 +6,9 @@ namespace shardlm {
 namespace {
 
 // Feeds text in pieces of every size; returns the output and whether it stopped.
-std::pair<std::string, bool> run(const std::vector<std::string>& stops, const std::string& text, size_t piece) {
-  StopStringMatcher m(stops);
+std::pair<std::string, bool> run(const std::vector<std::string>& stops, const std::string& text, size_t piece,
+                                 bool include_stop = false) {
+  StopStringMatcher m(stops, include_stop);
   std::string out;
   for (size_t i = 0; i < text.size(); i += piece) out += m.feed(text.substr(i, piece));
   out += m.flush();
@@ -32,6 +33,30 @@ TEST(StopStrings, ReleasesTextThatCannotStartAStopAtOnce) {
   EXPECT_EQ(m.feed("STOP and more"), "");
   EXPECT_TRUE(m.stopped());
   EXPECT_EQ(m.feed("later"), "");
+}
+
+// include_stop_str_in_output: the output ends with the stop string that matched (of two starting at
+// the same place, the longer, whose text is all there).
+TEST(StopStrings, IncludedStopEndsTheOutput) {
+  for (size_t piece = 1; piece <= 7; ++piece) {
+    EXPECT_EQ(run({"END"}, "abc END def", piece, true), std::make_pair(std::string("abc END"), true)) << piece;
+    EXPECT_EQ(run({"xyz", "c E"}, "abc END def", piece, true), std::make_pair(std::string("abc E"), true)) << piece;
+    EXPECT_EQ(run({"ENDX"}, "abc END", piece, true), std::make_pair(std::string("abc END"), false)) << piece;
+  }
+  EXPECT_EQ(run({"EN", "END"}, "abc END def", 100, true), std::make_pair(std::string("abc END"), true));
+  EXPECT_EQ(run({"EN", "END"}, "abc END def", 100), std::make_pair(std::string("abc "), true));
+}
+
+// While suspended (min_tokens not reached) nothing matches and nothing is held back.
+TEST(StopStrings, SuspendedMatchesNothing) {
+  StopStringMatcher m({"STOP"});
+  m.set_suspended(true);
+  EXPECT_EQ(m.feed("a STOP b S"), "a STOP b S");
+  EXPECT_FALSE(m.stopped());
+  m.set_suspended(false);
+  EXPECT_EQ(m.feed("x ST"), "x ");
+  EXPECT_EQ(m.feed("OP y"), "");
+  EXPECT_TRUE(m.stopped());
 }
 
 }  // namespace

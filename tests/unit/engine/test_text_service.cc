@@ -94,6 +94,59 @@ TEST(TextService, StopStringsEndTheTextBeforeThem) {
   }
 }
 
+// include_stop_str_in_output ends the text with the stop string; min_tokens keeps stop strings from
+// matching, and the end of the turn from being sampled, before that many tokens.
+TEST(TextService, MinTokensAndIncludedStopStrings) {
+  auto engine = open_tiny(2);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  const auto generate = [&](const TextRequest& r) {
+    auto out = std::make_shared<TextCollector>();
+    service.submit(r, out);
+    out->wait();
+    return out;
+  };
+  TextRequest r;
+  r.prompt = "The quick brown fox";
+  r.max_tokens = 40;
+  r.sampling.temperature = 0.0f;
+  r.ignore_eos = true;
+  const std::string full = generate(r)->text;
+  ASSERT_GT(full.size(), 12u);
+  const std::string stop = full.substr(full.size() / 2, 3);
+  r.stop = {stop};
+  r.include_stop_str_in_output = true;
+  auto with_stop = generate(r);
+  EXPECT_EQ(with_stop->finish.finish_reason, "stop");
+  EXPECT_EQ(with_stop->text, full.substr(0, full.find(stop) + stop.size()));
+  r.include_stop_str_in_output = false;
+  r.min_tokens = 40;  // the stop string may match only in the last token's text
+  auto late = generate(r);
+  EXPECT_EQ(late->text, full);
+  EXPECT_EQ(late->finish.finish_reason, "length");
+  r.min_tokens = 41;
+  EXPECT_THROW(service.submit(r, late), RequestError);  // more than max_tokens
+
+  // Chat turns that end early (sampled) run to min_tokens at least.
+  int short_turns = 0;
+  for (uint64_t seed : {1, 2, 3, 4, 5, 6}) {
+    TextRequest chat;
+    chat.chat = true;
+    chat.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Hello"}}});
+    chat.max_tokens = 120;
+    chat.sampling.temperature = 1.0f;
+    chat.sampling.seed = seed;
+    const int64_t plain = generate(chat)->finish.completion_tokens;
+    short_turns += plain < 30;
+    chat.min_tokens = 30;
+    auto held = generate(chat);
+    EXPECT_GE(held->finish.completion_tokens, 30) << "seed " << seed;
+    EXPECT_NE(held->finish.finish_reason, "error") << held->finish.error;
+  }
+  EXPECT_GT(short_turns, 0);  // without min_tokens some of these turns end before 30 tokens
+}
+
 // A sequence cannot outgrow the KV cache: where it is smaller than the model's context, the text
 // service's context (and so a request's default max_tokens) is the cache's.
 TEST(TextService, TheContextIsNoLargerThanTheKvCache) {

@@ -81,7 +81,7 @@ TEST(StepPlan, InconsistentPenaltiesAreRefused) {
               m.add_penalty_biases(1.0f);
               m.add_penalty_biases(std::numeric_limits<float>::infinity());
             }),
-            "step message: a logit bias is not finite");
+            "step message: a logit bias is NaN or +inf");
 }
 
 }  // namespace

@@ -379,6 +379,22 @@ TEST(OpenAIRequest, Penalties) {
   EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", 1e300)).param, "repetition_penalty");
 }
 
+// vLLM's min_tokens (at most max_tokens: the text service's check) and include_stop_str_in_output.
+TEST(OpenAIRequest, MinTokensAndIncludeStop) {
+  const OpenAIRequest plain = parse_completion_request(completion_body());
+  EXPECT_EQ(plain.text.min_tokens, 0);
+  EXPECT_FALSE(plain.text.include_stop_str_in_output);
+  json b = completion_body();
+  b["min_tokens"] = 3;
+  b["include_stop_str_in_output"] = true;
+  const OpenAIRequest r = parse_completion_request(b);
+  EXPECT_EQ(r.text.min_tokens, 3);
+  EXPECT_TRUE(r.text.include_stop_str_in_output);
+  EXPECT_EQ(completion_error(with(completion_body(), "min_tokens", -1)).param, "min_tokens");
+  EXPECT_EQ(completion_error(with(completion_body(), "min_tokens", 1.5)).param, "min_tokens");
+  EXPECT_EQ(chat_error(with(chat_body(), "include_stop_str_in_output", "yes")).param, "include_stop_str_in_output");
+}
+
 // logit_bias: token ids (as strings) to a bias in [-100, 100]; whether an id is in the vocabulary is
 // the text service's check.
 TEST(OpenAIRequest, LogitBias) {
@@ -398,13 +414,9 @@ TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {
   EXPECT_EQ(chat_error(with(chat_body(), "response_format", "text")).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "ignore_eos", "no")).param, "ignore_eos");
   // vLLM extensions that are not implemented are refused, not ignored; their neutral values pass.
-  EXPECT_EQ(completion_error(with(completion_body(), "min_tokens", 3)).param, "min_tokens");
-  EXPECT_EQ(chat_error(with(chat_body(), "include_stop_str_in_output", true)).param, "include_stop_str_in_output");
   EXPECT_EQ(completion_error(with(completion_body(), "prompt_logprobs", 1)).param, "prompt_logprobs");
   EXPECT_EQ(chat_error(with(chat_body(), "guided_json", {{"type", "object"}})).param, "guided_json");
   json neutral = chat_body();
-  neutral["min_tokens"] = 0;
-  neutral["include_stop_str_in_output"] = false;
   neutral["prompt_logprobs"] = nullptr;
   EXPECT_NO_THROW(parse_chat_request(neutral));
 }

@@ -78,6 +78,8 @@ TEST(Conversion, PromptRequestFields) {
   o.frequency_penalty = -0.25f;
   o.repetition_penalty = 1.2f;
   o.logit_bias = {{5, -100.0f}, {9, 1.5f}};
+  o.min_tokens = 4;
+  o.include_stop_str_in_output = true;
   o.stop = {"\n\n", "END"};
   o.top_logprobs = 0;
   o.ignore_eos = true;
@@ -94,6 +96,8 @@ TEST(Conversion, PromptRequestFields) {
   EXPECT_EQ(r.sampling.frequency_penalty, -0.25f);
   EXPECT_EQ(r.sampling.repetition_penalty, 1.2f);
   EXPECT_EQ(r.logit_bias, o.logit_bias);
+  EXPECT_EQ(r.min_tokens, 4);
+  EXPECT_TRUE(r.include_stop_str_in_output);
   EXPECT_TRUE(r.sampling_given.temperature && r.sampling_given.top_k && r.sampling_given.top_p && r.sampling_given.min_p &&
               r.sampling_given.repetition_penalty);
   client::GenerateRequest only_p;
