@@ -37,6 +37,9 @@ struct GenerationArgs {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   float repetition_penalty = 1.0f;
+  std::vector<std::string> logit_bias;
+  int min_tokens = 0;
+  bool include_stop = false;
   std::vector<std::string> stop;
   bool ignore_eos = false;
   bool quiet = false;
@@ -50,6 +53,7 @@ struct GenerationArgs {
   CLI::Option* presence_penalty_opt = nullptr;
   CLI::Option* frequency_penalty_opt = nullptr;
   CLI::Option* repetition_penalty_opt = nullptr;
+  CLI::Option* min_tokens_opt = nullptr;
 };
 
 struct ClientArgs {
@@ -115,6 +119,9 @@ tcp::RequestOptions request_options(const GenerationArgs& a, bool thinking) {
   if (a.presence_penalty_opt->count() > 0) o.presence_penalty = a.presence_penalty;
   if (a.frequency_penalty_opt->count() > 0) o.frequency_penalty = a.frequency_penalty;
   if (a.repetition_penalty_opt->count() > 0) o.repetition_penalty = a.repetition_penalty;
+  o.logit_bias = logit_bias_map(a.logit_bias);
+  if (a.min_tokens_opt->count() > 0) o.min_tokens = a.min_tokens;
+  o.include_stop_str_in_output = a.include_stop;
   o.stop = a.stop;
   o.ignore_eos = a.ignore_eos;
   o.enable_thinking = thinking;
@@ -404,6 +411,11 @@ void add_generation_options(CLI::App& cmd, GenerationArgs& a) {
   a.repetition_penalty_opt = cmd.add_option("--repetition-penalty", a.repetition_penalty,
                                             "Divides positive logits of the tokens in prompt or output, multiplies negative ones "
                                             "(> 0; 1 = off; default: the model's, else 1)");
+  cmd.add_option("--logit-bias", a.logit_bias, "TOKEN=BIAS: add BIAS (-100..100) to the token's logit (repeatable)")
+      ->check(logit_bias_entry());
+  a.min_tokens_opt = cmd.add_option("--min-tokens", a.min_tokens, "No end of sequence and no stop string before this many tokens")
+                         ->check(CLI::NonNegativeNumber);
+  cmd.add_flag("--include-stop-str-in-output", a.include_stop, "End the output with the stop string that matched");
   cmd.add_option("--stop", a.stop, "Stop string (repeat for several; at most 16)");
   cmd.add_flag("--ignore-eos", a.ignore_eos, "Keep generating after end-of-sequence tokens");
   cmd.add_flag("-q,--quiet", a.quiet, "No usage / timings summary on stderr");

@@ -32,6 +32,9 @@ struct GenerateArgs {
   TextRequest::SamplingGiven sampling_given;  // the sampling options on the command line
   std::string generation_config = "auto";
   std::vector<std::string> stop;
+  std::vector<std::string> logit_bias;  // TOKEN=BIAS
+  int min_tokens = 0;
+  bool include_stop = false;
   bool show_stats = true;
 };
 
@@ -85,6 +88,9 @@ void run_generate(GenerateArgs a) {
   request.sampling = a.sampling;
   request.sampling_given = a.sampling_given;
   request.stop = a.stop;
+  request.logit_bias = logit_bias_map(a.logit_bias);
+  request.min_tokens = a.min_tokens;
+  request.include_stop_str_in_output = a.include_stop;
   const GenerationDefaults defaults = load_generation_defaults(a.generation_config, a.model.model_dir);
 
   // Size the KV cache for this one request: render and tokenize the prompt first.
@@ -155,6 +161,11 @@ CommandRegistrar reg([](CLI::App& app) {
                                      "Divides positive logits of the tokens in prompt or output, multiplies negative ones (> 0; 1 = "
                                      "off; default: the model's, else 1)");
   cmd->add_option("--stop", a->stop, "Stop string (repeatable)");
+  cmd->add_option("--logit-bias", a->logit_bias, "TOKEN=BIAS: add BIAS (-100..100) to the token's logit (repeatable)")
+      ->check(logit_bias_entry());
+  cmd->add_option("--min-tokens", a->min_tokens, "No end of sequence and no stop string before this many tokens")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--include-stop-str-in-output", a->include_stop, "End the output with the stop string that matched");
   cmd->callback([a, prompt, prompt_file, temperature, top_k, top_p, min_p, repetition] {
     if (prompt->count() + prompt_file->count() == 0) fail("generate needs --prompt or --prompt-file");
     a->sampling_given = {temperature->count() > 0, top_k->count() > 0, top_p->count() > 0, min_p->count() > 0,

@@ -1,4 +1,5 @@
 // The `shardlm` binary: parses the command line and runs one registered subcommand.
+#include <charconv>
 #include <cstdio>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -32,6 +33,47 @@ CLI::Validator integer_in(int64_t lo, int64_t hi) {
         return {};
       },
       "INT in [" + std::to_string(lo) + " - " + std::to_string(hi) + "]");
+}
+
+namespace {
+
+// The entry's token and bias, or an error message.
+std::string parse_logit_bias_entry(const std::string& text, int32_t& token, float& bias) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos) return "must be TOKEN=BIAS (got '" + text + "')";
+  const char* begin = text.data();
+  const auto [end, ec] = std::from_chars(begin, begin + eq, token);
+  if (ec != std::errc() || end != begin + eq || token < 0) return "TOKEN must be a token id (got '" + text.substr(0, eq) + "')";
+  double b = 0.0;
+  if (!CLI::detail::lexical_cast(text.substr(eq + 1), b) || !(b >= -100.0 && b <= 100.0)) {
+    return "BIAS must be a number in [-100, 100] (got '" + text.substr(eq + 1) + "')";
+  }
+  bias = static_cast<float>(b);
+  return {};
+}
+
+}  // namespace
+
+CLI::Validator logit_bias_entry() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        int32_t token = 0;
+        float bias = 0.0f;
+        return parse_logit_bias_entry(text, token, bias);
+      },
+      "TOKEN=BIAS");
+}
+
+std::map<int32_t, float> logit_bias_map(const std::vector<std::string>& entries) {
+  std::map<int32_t, float> out;
+  for (const std::string& e : entries) {
+    int32_t token = 0;
+    float bias = 0.0f;
+    const std::string error = parse_logit_bias_entry(e, token, bias);
+    if (!error.empty()) fail("--logit-bias: {}", error);
+    out[token] = bias;
+  }
+  return out;
 }
 
 }  // namespace shardlm::cli

@@ -45,4 +45,14 @@ else
   grep -q "AMX-BF16" "$work/g.err" || { cat "$work/g.err"; exit 1; }
   echo "amx: refused on this CPU as expected"
 fi
+# --logit-bias forces a token (the text is it over and over); bad entries and limits are named.
+"$shardlm" generate --model "$work/tiny-moe" --prompt "Hello there" --max-tokens 4 --temperature 0 --logit-bias 100=100 \
+  >"$work/i.txt" 2>/dev/null
+piece=$("$shardlm" generate --model "$work/tiny-moe" --prompt "Hello there" --max-tokens 1 --temperature 0 --logit-bias 100=100 2>/dev/null)
+[ "$(cat "$work/i.txt")" = "$piece$piece$piece$piece" ] || { echo "logit bias: '$(cat "$work/i.txt")' is not 4 x '$piece'"; exit 1; }
+for bad in "--logit-bias 12" "--logit-bias 12=500" "--logit-bias x=1" "--min-tokens 9 --max-tokens 4"; do
+  # shellcheck disable=SC2086
+  if "$shardlm" generate --model "$work/tiny-moe" --prompt x $bad 2>"$work/j.err"; then echo "accepted: $bad"; exit 1; fi
+  grep -q "logit-bias\|min_tokens" "$work/j.err" || { cat "$work/j.err"; exit 1; }
+done
 echo "generate: ok"
