@@ -260,9 +260,19 @@ std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
   co.add_generation_prompt = r.add_generation_prompt;
   ToolPlan plan = plan_tools(r);
   co.tools = std::move(plan.tools);
+  if (r.continue_final_message) {
+    if (r.add_generation_prompt) {
+      fail_request(RequestErrorCode::kInvalidRequest, "continue_final_message needs add_generation_prompt false");
+    }
+    if (!plan.turn_start.empty()) {
+      fail_request(RequestErrorCode::kInvalidRequest,
+                   "continue_final_message continues the assistant's text: a tool_choice that forces a call cannot begin the turn");
+    }
+  }
   std::string text;
   try {
     text = render_chat(r.messages, co);
+    if (r.continue_final_message) text = continue_final_message(text, r.messages);
   } catch (const RequestError&) {
     throw;
   } catch (const Error& e) {

@@ -38,6 +38,9 @@ struct TextRequest {
   std::string tool_choice_function;
   bool enable_thinking = false;        // chat: let the model think first (reasoning returned apart)
   bool add_generation_prompt = true;   // chat: end with the opening of the model's turn
+  // chat: the last message (the assistant's) is left open and the model continues its text (vLLM's
+  // and transformers' continue_final_message; needs add_generation_prompt false)
+  bool continue_final_message = false;
   bool add_bos = true;                 // completion: begin with the BOS token (a chat's template writes it)
   int32_t max_tokens = -1;             // -1: the model's default (GenerationDefaults), else up to the end of the context
   SamplingParams sampling;

@@ -542,6 +542,41 @@ std::string render_chat(const json& raw_messages, const ChatOptions& options) {
   return out;
 }
 
+std::string continue_final_message(const std::string& rendered, const json& messages) {
+  if (!messages.is_array() || messages.empty()) fail("continue_final_message: there is no message to continue");
+  const json& last = messages.back();
+  const json* role = last.is_object() && last.contains("role") ? &last["role"] : nullptr;
+  if (role == nullptr || !role->is_string() || role->get<std::string>() != "assistant") {
+    fail("continue_final_message: the last message (messages[{}]) must be the assistant's", messages.size() - 1);
+  }
+  std::string text;
+  bool found = false;
+  const json* content = last.contains("content") ? &last["content"] : nullptr;
+  if (content != nullptr && content->is_string()) {
+    text = content->get<std::string>();
+    found = true;
+  } else if (content != nullptr && content->is_array()) {
+    for (auto it = content->rbegin(); it != content->rend() && !found; ++it) {
+      if (it->is_object() && it->contains("text") && (*it)["text"].is_string()) {
+        text = (*it)["text"].get<std::string>();
+        found = true;
+      }
+    }
+  }
+  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+  size_t b = 0, e = text.size();
+  while (b < e && is_space(text[b])) ++b;
+  while (e > b && is_space(text[e - 1])) --e;
+  if (!found || b == e) fail("continue_final_message: the last message holds no text to continue");
+  const std::string stripped = text.substr(b, e - b);
+  const size_t at = rendered.rfind(stripped);
+  if (at == std::string::npos) fail("continue_final_message: the chat template dropped the last message's text");
+  // As transformers: keep the text's trailing spaces only where the template kept them.
+  const std::string lstripped = text.substr(b);
+  const size_t keep = rendered.compare(at, lstripped.size(), text) == 0 ? lstripped.size() : stripped.size();
+  return rendered.substr(0, at + keep);
+}
+
 std::vector<std::string> missing_chat_tokens(const Tokenizer& tokenizer) {
   std::vector<std::string> missing;
   for (const char* token : {"<bos>", "<|turn>", "<turn|>", "<|channel>", "<channel|>"}) {

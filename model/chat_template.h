@@ -51,6 +51,14 @@ struct ChatOptions {
 // a tool message that answers no tool call, malformed tool declarations, ...).
 std::string render_chat(const nlohmann::json& messages, const ChatOptions& options);
 
+// continue_final_message (transformers' apply_chat_template): `rendered` (rendered without the
+// generation prompt) cut right after the text of the last message, so that the model continues it.
+// The text is the message's content, or the last text part of an array of parts; the template trims
+// it, so the cut follows transformers: after the last occurrence of the stripped text, keeping the
+// text's leading spaces as the template kept them. Throws Error when the last message is not the
+// assistant's or holds no text, or when the rendered prompt does not contain it.
+std::string continue_final_message(const std::string& rendered, const nlohmann::json& messages);
+
 // The control tokens every Gemma 4 chat prompt holds (<bos>, <|turn>, <turn|>, <|channel>,
 // <channel|>) that `tokenizer` does not have as single tokens: a tokenizer of another model family
 // (Gemma 3's <start_of_turn>) would read a rendered chat as plain text. Empty when all are there.

@@ -226,6 +226,16 @@ void parse_common(const json& body, OpenAIRequest& r) {
   }
 }
 
+// vLLM's chat template switches: add_generation_prompt (default true) and continue_final_message.
+void parse_template_flags(const json& body, TextRequest& text) {
+  if (const json* v = field(body, "add_generation_prompt")) text.add_generation_prompt = get_bool(*v, "add_generation_prompt");
+  if (const json* v = field(body, "continue_final_message")) text.continue_final_message = get_bool(*v, "continue_final_message");
+  if (text.continue_final_message && text.add_generation_prompt) {
+    fail_param("continue_final_message",
+               "'continue_final_message' continues the last message, so 'add_generation_prompt' must be false (it opens a new turn)");
+  }
+}
+
 void check_content(const json& message, const std::string& where, const std::string& role) {
   const json* content = field(message, "content");
   if (!content || content->is_string()) return;
@@ -378,6 +388,7 @@ OpenAIRequest parse_chat_request(const json& body) {
   parse_common(body, r);
   check_messages(body);
   r.text.messages = body["messages"];
+  parse_template_flags(body, r.text);
   r.text.tools = apply_tool_choice(body, parse_tools(body), r.text);
   r.text.enable_thinking = parse_thinking(body);
   check_response_format(body);
@@ -440,10 +451,7 @@ TokenizeRequest parse_tokenize_request(const json& body) {
     r.text.messages = *messages;
     r.text.tools = apply_tool_choice(body, parse_tools(body), r.text);  // as a chat completion renders them
     r.text.enable_thinking = parse_thinking(body);
-    if (const json* v = field(body, "add_generation_prompt")) r.text.add_generation_prompt = get_bool(*v, "add_generation_prompt");
-    if (const json* v = field(body, "continue_final_message"); v && get_bool(*v, "continue_final_message")) {
-      fail_param("continue_final_message", "'continue_final_message' is not supported (only false)");
-    }
+    parse_template_flags(body, r.text);
     // The chat template writes the BOS itself: add_special_tokens adds none that it lacks.
     if (const json* v = field(body, "add_special_tokens")) get_bool(*v, "add_special_tokens");
   } else {

@@ -10,7 +10,8 @@
 //   top_logprobs 0..20; completions: int 0..5), tools, tool_choice, chat_template_kwargs
 //   .enable_thinking, reasoning_effort, ignore_eos and stop_token_ids (vLLM extensions),
 //   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS),
-//   min_tokens and include_stop_str_in_output (vLLM's). Refused unless null: prompt_logprobs, guided
+//   min_tokens, include_stop_str_in_output, add_generation_prompt and continue_final_message
+//   (vLLM's). Refused unless null: prompt_logprobs, guided
 //   decoding (guided_*, structured_outputs).
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
 // keeps them and makes the model's turn begin with a tool call; a named function keeps only that

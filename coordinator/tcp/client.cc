@@ -414,6 +414,7 @@ client::Finish Client::chat(const std::vector<client::ChatMessage>& messages, co
   chat->set_tools_json(options.tools_json);
   chat->set_tool_choice(options.tool_choice);
   chat->set_tool_choice_function(options.tool_choice_function);
+  chat->set_continue_final_message(options.continue_final_message);
   chat->set_enable_thinking(options.enable_thinking);
   return run(r, on_delta);
 }

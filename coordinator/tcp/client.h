@@ -67,6 +67,7 @@ struct RequestOptions {
   std::string tools_json;        // chat: OpenAI tool declarations (JSON array text)
   std::string tool_choice;       // chat: "", "auto", "none" or "required"
   std::string tool_choice_function;  // chat: the function the model's turn must call
+  bool continue_final_message = false;  // chat: the model continues the last (assistant) message
   std::string model;             // empty: the served model
 };
 

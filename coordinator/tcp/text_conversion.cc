@@ -60,6 +60,8 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
       r.enable_thinking = chat.enable_thinking();
       r.tool_choice = chat.tool_choice();
       r.tool_choice_function = chat.tool_choice_function();
+      r.continue_final_message = chat.continue_final_message();
+      r.add_generation_prompt = !chat.continue_final_message();
       break;
     }
     case client::GenerateRequest::INPUT_NOT_SET:

@@ -147,6 +147,43 @@ TEST(TextService, MinTokensAndIncludedStopStrings) {
   EXPECT_GT(short_turns, 0);  // without min_tokens some of these turns end before 30 tokens
 }
 
+// continue_final_message: the prompt ends with the assistant's unfinished text and the model's output
+// continues it; refused with a new turn opened, a last message that is not the assistant's, or a
+// forced tool call.
+TEST(TextService, ContinueFinalMessage) {
+  auto engine = open_tiny(1);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TextRequest r;
+  r.chat = true;
+  r.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Name a colour."}}, {{"role", "assistant"}, {"content", "The colour is"}}});
+  r.add_generation_prompt = false;
+  r.continue_final_message = true;
+  const std::string prompt = tokenizer.decode(service.prompt_tokens(r), /*skip_special_tokens=*/false);
+  EXPECT_EQ(prompt, "<bos><|turn>user\nName a colour.<turn|>\n<|turn>model\nThe colour is");
+  r.max_tokens = 8;
+  r.ignore_eos = true;
+  r.sampling.temperature = 0.0f;
+  auto out = std::make_shared<TextCollector>();
+  service.submit(r, out);
+  out->wait();
+  EXPECT_EQ(out->finish.completion_tokens, 8);
+  EXPECT_EQ(out->finish.prompt_tokens, static_cast<int64_t>(service.prompt_tokens(r).size()));
+
+  TextRequest both = r;
+  both.add_generation_prompt = true;
+  EXPECT_THROW(service.prompt_tokens(both), RequestError);
+  TextRequest user_last = r;
+  user_last.messages.erase(1);
+  EXPECT_THROW(service.prompt_tokens(user_last), RequestError);
+  TextRequest forced = r;
+  forced.tools = nlohmann::json::parse(
+      R"([{"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}}])");
+  forced.tool_choice = "required";
+  EXPECT_THROW(service.prompt_tokens(forced), RequestError);
+}
+
 // A sequence cannot outgrow the KV cache: where it is smaller than the model's context, the text
 // service's context (and so a request's default max_tokens) is the cache's.
 TEST(TextService, TheContextIsNoLargerThanTheKvCache) {

@@ -57,6 +57,39 @@ TEST(ChatTemplate, ModelHistoryLosesThoughtBlocks) {
   EXPECT_EQ(render(messages, options), "<bos><|turn>user\nQ<turn|>\n<|turn>model\nx y<turn|>\n");
 }
 
+// continue_final_message: the prompt ends right after the assistant's text, as transformers cuts it
+// (the template trims the text; leading spaces are dropped, trailing ones the template dropped too).
+TEST(ChatTemplate, ContinueFinalMessageEndsAfterTheAssistantsText) {
+  ChatOptions options;
+  options.add_generation_prompt = false;
+  const auto cont = [&](const json& messages) { return continue_final_message(render(messages, options), messages); };
+  const std::string head = "<bos><|turn>user\nCapital of France?<turn|>\n<|turn>model\n";
+  EXPECT_EQ(cont(json::parse(R"([{"role":"user","content":"Capital of France?"},{"role":"assistant","content":"It is"}])")),
+            head + "It is");
+  EXPECT_EQ(cont(json::parse(R"([{"role":"user","content":"Capital of France?"},{"role":"assistant","content":"  It is "}])")),
+            head + "It is");
+  EXPECT_EQ(cont(json::parse(R"([{"role":"user","content":"Capital of France?"},
+    {"role":"assistant","content":[{"type":"text","text":"One"},{"type":"text","text":"It is"}]}])")),
+            head + "OneIt is");
+  // "It is" also appears earlier: the last occurrence is the message's.
+  EXPECT_EQ(cont(json::parse(R"([{"role":"user","content":"It is"},{"role":"assistant","content":"It is"}])")),
+            "<bos><|turn>user\nIt is<turn|>\n<|turn>model\nIt is");
+  const auto error_of = [&](const char* text) {
+    try {
+      cont(json::parse(text));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_EQ(error_of(R"([{"role":"user","content":"Q"}])"),
+            "continue_final_message: the last message (messages[0]) must be the assistant's");
+  EXPECT_EQ(error_of(R"([{"role":"user","content":"Q"},{"role":"assistant","content":"  "}])"),
+            "continue_final_message: the last message holds no text to continue");
+  EXPECT_EQ(error_of(R"([{"role":"user","content":"Q"},{"role":"assistant","content":"a<|channel>thought\nb<channel|>c"}])"),
+            "continue_final_message: the chat template dropped the last message's text");
+}
+
 TEST(ChatTemplate, ToolCallArgumentsSortedCaseInsensitivelyWithUnescapedKeys) {
   const json messages = json::parse(R"([{"role":"user","content":"Q"},{"role":"assistant","tool_calls":[
     {"id":"1","type":"function","function":{"name":"f",

@@ -164,6 +164,17 @@ TEST_F(LiveServer, TokenizeAndDetokenize) {
     EXPECT_EQ(counted.json()["count"], used.json()["usage"]["prompt_tokens"]) << choice;
   }
   HttpResult open_turn = post(c, "/tokenize", {{"messages", messages}, {"add_generation_prompt", false}});
+  json continued = messages;
+  continued.push_back({{"role", "assistant"}, {"content", "Well"}});
+  HttpResult cont = post(c, "/tokenize", {{"messages", continued}, {"add_generation_prompt", false}, {"continue_final_message", true},
+                                           {"return_token_strs", true}});
+  ASSERT_EQ(cont.status, 200) << cont.body;
+  std::string joined;
+  const json cont_body = cont.json();
+  for (const json& piece : cont_body["token_strs"]) joined += piece.get<std::string>();
+  ASSERT_GE(joined.size(), 10u);
+  EXPECT_EQ(joined.substr(joined.size() - 10), "model\nWell") << joined;  // the turn is left open
+  EXPECT_EQ(post(c, "/tokenize", {{"messages", continued}, {"continue_final_message", true}}).status, 400);
   ASSERT_EQ(open_turn.status, 200) << open_turn.body;
   EXPECT_LT(open_turn.json()["count"].get<int>(), ct.json()["count"].get<int>());
 

@@ -395,6 +395,24 @@ TEST(OpenAIRequest, MinTokensAndIncludeStop) {
   EXPECT_EQ(chat_error(with(chat_body(), "include_stop_str_in_output", "yes")).param, "include_stop_str_in_output");
 }
 
+// vLLM's chat template switches: add_generation_prompt and continue_final_message (which needs the
+// former false: it continues the last message instead of opening a turn).
+TEST(OpenAIRequest, ContinueFinalMessage) {
+  const OpenAIRequest plain = parse_chat_request(chat_body());
+  EXPECT_TRUE(plain.text.add_generation_prompt);
+  EXPECT_FALSE(plain.text.continue_final_message);
+  json b = chat_body();
+  b["add_generation_prompt"] = false;
+  b["continue_final_message"] = true;
+  const OpenAIRequest r = parse_chat_request(b);
+  EXPECT_FALSE(r.text.add_generation_prompt);
+  EXPECT_TRUE(r.text.continue_final_message);
+  const ApiError both = chat_error(with(chat_body(), "continue_final_message", true));
+  EXPECT_EQ(both.param, "continue_final_message");
+  EXPECT_NE(both.message.find("add_generation_prompt"), std::string::npos) << both.message;
+  EXPECT_EQ(chat_error(with(chat_body(), "add_generation_prompt", 1)).param, "add_generation_prompt");
+}
+
 // logit_bias: token ids (as strings) to a bias in [-100, 100]; whether an id is in the vocabulary is
 // the text service's check.
 TEST(OpenAIRequest, LogitBias) {

@@ -127,6 +127,7 @@ TEST(Conversion, ChatMessagesBecomeOpenAiJson) {
   chat->set_tools_json(R"([{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}])");
   chat->set_tool_choice("required");
   chat->set_tool_choice_function("get_weather");
+  chat->set_continue_final_message(true);
   auto* sys = chat->add_messages();
   sys->set_role("system");
   sys->set_content("Be brief.");
@@ -151,6 +152,8 @@ TEST(Conversion, ChatMessagesBecomeOpenAiJson) {
   EXPECT_EQ(r.tools[0]["function"]["name"], "get_weather");
   EXPECT_EQ(r.tool_choice, "required");
   EXPECT_EQ(r.tool_choice_function, "get_weather");
+  EXPECT_TRUE(r.continue_final_message);
+  EXPECT_FALSE(r.add_generation_prompt);  // continuing opens no turn
   ASSERT_EQ(r.messages.size(), 4u);
   EXPECT_EQ(r.messages[0], nlohmann::json({{"role", "system"}, {"content", "Be brief."}}));
   EXPECT_EQ(r.messages[1], nlohmann::json({{"role", "user"}, {"content", "Weather in Paris?"}}));
