@@ -147,8 +147,9 @@ class TextStream final : public GenerationObserver {
         for (ChatToolCall& c : d.tool_calls) delta.tool_calls.push_back(std::move(c));
         saw_tool_call_ = saw_tool_call_ || !d.tool_calls.empty();
       }
-      // With ignore_eos generation goes on past the end of the turn (its text is not parsed).
-      if (!final && ((chat_stream_.ended() && !ignore_eos_) || stops_.stopped())) end_early(delta);
+      // With ignore_eos generation goes on past the end of the turn (its text is not parsed); so it
+      // does up to min_tokens where the turn ended in the text (a tool response marker).
+      if (!final && ((chat_stream_.ended() && !ignore_eos_ && tokens_ >= min_tokens_) || stops_.stopped())) end_early(delta);
     } else {
       delta.content += stops_.feed(text);
       if (final) delta.content += stops_.flush();

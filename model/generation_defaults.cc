@@ -66,8 +66,10 @@ GenerationDefaults parse_generation_defaults(const json& doc) {
   }
   if (std::optional<int32_t> m = integer_field(doc, "max_new_tokens", 1, std::numeric_limits<int32_t>::max())) d.max_tokens = *m;
   if (std::optional<double> p = number_field(doc, "repetition_penalty")) {
-    if (!(*p > 0) || *p > std::numeric_limits<float>::max()) fail("repetition_penalty must be > 0 (got {})", *p);
     d.repetition_penalty = static_cast<float>(*p);
+    if (!(*p > 0) || !(*d.repetition_penalty > 0.0f) || *p > std::numeric_limits<float>::max()) {
+      fail("repetition_penalty must be > 0 and a single-precision number (got {})", *p);
+    }
   }
   return d;
 }

@@ -49,7 +49,10 @@ void apply_penalties(float* logits, int64_t n, int64_t token_offset, const Logit
     const int32_t count = p.counts[k];
     if (!p.biases.empty()) x += p.biases[k];
     if (count < 0) continue;
-    if (p.repetition != 1.0f) x = x > 0.0f ? x / p.repetition : x * p.repetition;
+    // A tiny or huge penalty must not overflow a logit to infinity (taken for a broken model):
+    // the result stays within the float range.
+    constexpr float kMax = std::numeric_limits<float>::max();
+    if (p.repetition != 1.0f) x = std::clamp(x > 0.0f ? x / p.repetition : x * p.repetition, -kMax, kMax);
     if (count > 0) {
       x -= p.frequency * static_cast<float>(count);
       x -= p.presence;

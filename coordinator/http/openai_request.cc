@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "coordinator/http/api_error.h"
 #include "coordinator/sampler.h"
@@ -104,6 +105,23 @@ void parse_stop(const json& body, TextRequest& text) {
   }
 }
 
+// A logit_bias key read as Python's int() reads it (vLLM's): blanks around it, a sign, decimal digits;
+// the value must be a token id (>= 0).
+int32_t logit_bias_token(const std::string& key) {
+  size_t b = 0, e = key.size();
+  const auto blank = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+  while (b < e && blank(key[b])) ++b;
+  while (e > b && blank(key[e - 1])) --e;
+  bool negative = false;
+  if (b < e && (key[b] == '+' || key[b] == '-')) negative = key[b++] == '-';
+  int64_t id = -1;
+  const auto [end, ec] = std::from_chars(key.data() + b, key.data() + e, id);
+  if (b == e || ec != std::errc() || end != key.data() + e || (negative && id != 0) || id > std::numeric_limits<int32_t>::max()) {
+    fail_param("logit_bias", "'logit_bias' keys must be token ids (got \"{}\")", key);
+  }
+  return static_cast<int32_t>(id);
+}
+
 // Fields both endpoints share.
 void parse_common(const json& body, OpenAIRequest& r) {
   const json* model = field(body, "model");
@@ -168,10 +186,10 @@ void parse_common(const json& body, OpenAIRequest& r) {
   }
   if (const json* v = field(body, "repetition_penalty")) {  // vLLM's
     const double x = get_number(*v, "repetition_penalty");
-    if (!(x > 0.0) || x > std::numeric_limits<float>::max()) {
-      fail_param("repetition_penalty", "'repetition_penalty' must be > 0 (got {})", x);
-    }
     s.repetition_penalty = static_cast<float>(x);
+    if (!(x > 0.0) || !(s.repetition_penalty > 0.0f) || x > std::numeric_limits<float>::max()) {
+      fail_param("repetition_penalty", "'repetition_penalty' must be > 0 and a single-precision number (got {})", x);
+    }
     text.sampling_given.repetition_penalty = true;
   }
   try {
@@ -212,11 +230,11 @@ void parse_common(const json& body, OpenAIRequest& r) {
   if (const json* v = field(body, "logit_bias")) {
     if (!v->is_object()) fail_param("logit_bias", "Invalid type for 'logit_bias': expected an object, but got {}", kind(*v));
     if (v->size() > kMaxLogitBias) fail_param("logit_bias", "'logit_bias' holds {} tokens; at most {} are allowed", v->size(), kMaxLogitBias);
+    std::map<int32_t, std::string> keys;  // token id -> the key that named it
     for (const auto& [key, value] : v->items()) {
-      int32_t id = -1;
-      const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
-      if (ec != std::errc() || end != key.data() + key.size() || id < 0) {
-        fail_param("logit_bias", "'logit_bias' keys must be token ids (got \"{}\")", key);
+      const int32_t id = logit_bias_token(key);
+      if (auto [it, added] = keys.emplace(id, key); !added) {
+        fail_param("logit_bias", "'logit_bias' names token {} twice (\"{}\" and \"{}\")", id, it->second, key);
       }
       const std::string name = fmt::format("logit_bias[{}]", key);
       const double bias = get_number(value, name);

@@ -522,7 +522,9 @@ TEST(GenerationDefaults, ReadFromTheModelFolderOrAFile) {
   EXPECT_EQ(error_of(R"({"top_p": "0.9"})"), "top_p must be a number (got \"0.9\")");
   EXPECT_EQ(error_of(R"({"top_k": 2.5})"), "top_k must be an integer in [-1, 65536] (got 2.5)");
   EXPECT_EQ(error_of(R"({"min_p": 2})"), "min_p must be in [0, 1] (got 2)");
-  EXPECT_EQ(error_of(R"({"repetition_penalty": 0})"), "repetition_penalty must be > 0 (got 0)");
+  EXPECT_EQ(error_of(R"({"repetition_penalty": 0})"), "repetition_penalty must be > 0 and a single-precision number (got 0)");
+  EXPECT_EQ(error_of(R"({"repetition_penalty": 1e-50})"),
+            "repetition_penalty must be > 0 and a single-precision number (got 1e-50)");  // 0 in single precision
   EXPECT_EQ(error_of(R"({"max_new_tokens": 0})"), "max_new_tokens must be an integer in [1, 2147483647] (got 0)");
   EXPECT_EQ(error_of(R"([1, 2])"), "generation config must be a JSON object");
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <limits>
 #include <random>
 
 #include "proto/logit_candidates.h"
@@ -150,6 +151,20 @@ TEST(LogitPenalties, ApplyToTheListedTokensOnly) {
   EXPECT_EQ(logits[0], 4.0f + 1.5f);
   EXPECT_EQ(logits[1], (-2.0f - 2.0f) * 2.0f);
   EXPECT_EQ(logits[3], 3.0f / 2.0f - 1.0f);
+  // A tiny or huge repetition penalty leaves the logits finite (the float range's ends).
+  std::vector<float> row = {20.0f, -20.0f};
+  LogitPenalties extreme;
+  extreme.repetition = 1e-40f;
+  extreme.tokens = {0, 1};
+  extreme.counts = {0, 0};
+  apply_penalties(row.data(), 2, 0, extreme);
+  EXPECT_EQ(row[0], std::numeric_limits<float>::max());
+  EXPECT_EQ(row[1], -20.0f * 1e-40f);
+  extreme.repetition = 3e38f;
+  row = {20.0f, -20.0f};
+  apply_penalties(row.data(), 2, 0, extreme);
+  EXPECT_EQ(row[0], 20.0f / 3e38f);
+  EXPECT_EQ(row[1], -std::numeric_limits<float>::max());
 }
 
 // Penalised rows: each slice penalises its own tokens, and the merged candidates equal those of the

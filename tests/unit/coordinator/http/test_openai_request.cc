@@ -377,6 +377,7 @@ TEST(OpenAIRequest, Penalties) {
   EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", 0)).param, "repetition_penalty");
   EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", -1.5)).param, "repetition_penalty");
   EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", 1e300)).param, "repetition_penalty");
+  EXPECT_EQ(chat_error(with(chat_body(), "repetition_penalty", 1e-50)).param, "repetition_penalty");  // 0 as a float
 }
 
 // vLLM's min_tokens (at most max_tokens: the text service's check) and include_stop_str_in_output.
@@ -419,8 +420,14 @@ TEST(OpenAIRequest, LogitBias) {
   const OpenAIRequest r = parse_chat_request(with(chat_body(), "logit_bias", {{"50256", -100}, {"7", 2.5}}));
   EXPECT_EQ(r.text.logit_bias, (std::map<int32_t, float>{{7, 2.5f}, {50256, -100.0f}}));
   EXPECT_TRUE(parse_chat_request(with(chat_body(), "logit_bias", json::object())).text.logit_bias.empty());
+  // Keys as Python's int() reads them (vLLM's); two keys for one token are refused.
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "logit_bias", {{" +5 ", 1}, {"007", 2}, {"-0", 3}})).text.logit_bias,
+            (std::map<int32_t, float>{{0, 3.0f}, {5, 1.0f}, {7, 2.0f}}));
+  const ApiError twice = chat_error(with(chat_body(), "logit_bias", {{"05", 100}, {"5", -100}}));
+  EXPECT_EQ(twice.param, "logit_bias");
+  EXPECT_NE(twice.message.find("names token 5 twice"), std::string::npos) << twice.message;
   for (const json& bad : {json{{"x1", 1}}, json{{"-3", 1}}, json{{"12", 100.5}}, json{{"12", "high"}}, json{{"", 1}},
-                          json{{"99999999999", 1}}, json(json::array({1, 2}))}) {
+                          json{{"99999999999", 1}}, json{{"+", 1}}, json{{"1 2", 1}}, json{{"0x10", 1}}, json(json::array({1, 2}))}) {
     const ApiError e = chat_error(with(chat_body(), "logit_bias", bad));
     EXPECT_EQ(e.param.rfind("logit_bias", 0), 0u) << bad.dump() << ": " << e.param;  // or the entry, logit_bias[12]
     EXPECT_EQ(e.status, 400) << bad.dump();
