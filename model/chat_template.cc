@@ -569,7 +569,12 @@ std::string continue_final_message(const std::string& rendered, const json& mess
   while (e > b && is_space(text[e - 1])) --e;
   if (!found || b == e) fail("continue_final_message: the last message holds no text to continue");
   const std::string stripped = text.substr(b, e - b);
-  const size_t at = rendered.rfind(stripped);
+  // The text lies before the end of its turn: a short text ("<", "n") must not match inside the
+  // closing marker (transformers' rindex over the whole prompt would).
+  const std::string turn_end = "<turn|>\n";
+  const bool closed = rendered.size() >= turn_end.size() && rendered.compare(rendered.size() - turn_end.size(), turn_end.size(), turn_end) == 0;
+  const size_t limit = closed ? rendered.size() - turn_end.size() : rendered.size();
+  const size_t at = stripped.size() <= limit ? rendered.rfind(stripped, limit - stripped.size()) : std::string::npos;
   if (at == std::string::npos) fail("continue_final_message: the chat template dropped the last message's text");
   // As transformers: keep the text's trailing spaces only where the template kept them.
   const std::string lstripped = text.substr(b);

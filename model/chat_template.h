@@ -54,8 +54,9 @@ std::string render_chat(const nlohmann::json& messages, const ChatOptions& optio
 // continue_final_message (transformers' apply_chat_template): `rendered` (rendered without the
 // generation prompt) cut right after the text of the last message, so that the model continues it.
 // The text is the message's content, or the last text part of an array of parts; the template trims
-// it, so the cut follows transformers: after the last occurrence of the stripped text, keeping the
-// text's leading spaces as the template kept them. Throws Error when the last message is not the
+// it, so the cut follows transformers: after the last occurrence of the stripped text before the end
+// of its turn (transformers' search would also look inside the closing marker), keeping trailing
+// spaces where the template kept them. Throws Error when the last message is not the
 // assistant's or holds no text, or when the rendered prompt does not contain it.
 std::string continue_final_message(const std::string& rendered, const nlohmann::json& messages);
 

@@ -254,6 +254,20 @@ void parse_template_flags(const json& body, TextRequest& text) {
   }
 }
 
+// continue_final_message continues the assistant's last message: refused, naming the field, when the
+// last message is another role's or a tool_choice forces the turn to begin with a call.
+void check_continuation(const TextRequest& text) {
+  if (!text.continue_final_message) return;
+  const json& last = text.messages.back();
+  const json* role = field(last, "role");
+  if (role == nullptr || !role->is_string() || role->get<std::string>() != "assistant") {
+    fail_param("continue_final_message", "'continue_final_message' continues the last message, which must be the assistant's");
+  }
+  if (text.tool_choice == "required" || !text.tool_choice_function.empty()) {
+    fail_param("continue_final_message", "'continue_final_message' cannot be combined with a tool_choice that forces a call");
+  }
+}
+
 void check_content(const json& message, const std::string& where, const std::string& role) {
   const json* content = field(message, "content");
   if (!content || content->is_string()) return;
@@ -408,8 +422,11 @@ OpenAIRequest parse_chat_request(const json& body) {
   r.text.messages = body["messages"];
   parse_template_flags(body, r.text);
   r.text.tools = apply_tool_choice(body, parse_tools(body), r.text);
+  check_continuation(r.text);
   r.text.enable_thinking = parse_thinking(body);
   check_response_format(body);
+  // vLLM's chat echo (the last message put before the output) is not implemented: refused.
+  if (const json* v = field(body, "echo"); v && get_bool(*v, "echo")) fail_param("echo", "'echo' is not supported");
 
   bool logprobs = false;
   if (const json* v = field(body, "logprobs")) logprobs = get_bool(*v, "logprobs");
@@ -468,6 +485,7 @@ TokenizeRequest parse_tokenize_request(const json& body) {
     check_messages(body);
     r.text.messages = *messages;
     r.text.tools = apply_tool_choice(body, parse_tools(body), r.text);  // as a chat completion renders them
+    check_continuation(r.text);
     r.text.enable_thinking = parse_thinking(body);
     parse_template_flags(body, r.text);
     // The chat template writes the BOS itself: add_special_tokens adds none that it lacks.

@@ -71,6 +71,12 @@ TEST(ChatTemplate, ContinueFinalMessageEndsAfterTheAssistantsText) {
   EXPECT_EQ(cont(json::parse(R"([{"role":"user","content":"Capital of France?"},
     {"role":"assistant","content":[{"type":"text","text":"One"},{"type":"text","text":"It is"}]}])")),
             head + "OneIt is");
+  // Short texts are found before the turn's closing marker, not inside it.
+  for (const char* text : {"<", "n", ">", "turn", "|>"}) {
+    json m = json::parse(R"([{"role":"user","content":"Give XML"}])");
+    m.push_back({{"role", "assistant"}, {"content", text}});
+    EXPECT_EQ(cont(m), "<bos><|turn>user\nGive XML<turn|>\n<|turn>model\n" + std::string(text)) << text;
+  }
   // "It is" also appears earlier: the last occurrence is the message's.
   EXPECT_EQ(cont(json::parse(R"([{"role":"user","content":"It is"},{"role":"assistant","content":"It is"}])")),
             "<bos><|turn>user\nIt is<turn|>\n<|turn>model\nIt is");

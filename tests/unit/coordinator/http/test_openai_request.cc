@@ -403,15 +403,26 @@ TEST(OpenAIRequest, ContinueFinalMessage) {
   EXPECT_TRUE(plain.text.add_generation_prompt);
   EXPECT_FALSE(plain.text.continue_final_message);
   json b = chat_body();
+  b["messages"].push_back({{"role", "assistant"}, {"content", "Hello,"}});
   b["add_generation_prompt"] = false;
   b["continue_final_message"] = true;
   const OpenAIRequest r = parse_chat_request(b);
   EXPECT_FALSE(r.text.add_generation_prompt);
   EXPECT_TRUE(r.text.continue_final_message);
-  const ApiError both = chat_error(with(chat_body(), "continue_final_message", true));
+  const ApiError both = chat_error(with(b, "add_generation_prompt", true));
   EXPECT_EQ(both.param, "continue_final_message");
   EXPECT_NE(both.message.find("add_generation_prompt"), std::string::npos) << both.message;
   EXPECT_EQ(chat_error(with(chat_body(), "add_generation_prompt", 1)).param, "add_generation_prompt");
+  // The last message must be the assistant's; a forced call cannot begin the continued turn.
+  json user_last = with(with(chat_body(), "add_generation_prompt", false), "continue_final_message", true);
+  EXPECT_EQ(chat_error(user_last).param, "continue_final_message");
+  json forced = b;
+  forced["tools"] = json::parse(R"([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])");
+  forced["tool_choice"] = "required";
+  EXPECT_EQ(chat_error(forced).param, "continue_final_message");
+  // vLLM's chat echo is not implemented: refused, not ignored.
+  EXPECT_EQ(chat_error(with(b, "echo", true)).param, "echo");
+  EXPECT_NO_THROW(parse_chat_request(with(b, "echo", false)));
 }
 
 // logit_bias: token ids (as strings) to a bias in [-100, 100]; whether an id is in the vocabulary is
