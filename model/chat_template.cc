@@ -563,12 +563,10 @@ std::string continue_final_message(const std::string& rendered, const json& mess
       }
     }
   }
-  const auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
-  size_t b = 0, e = text.size();
-  while (b < e && is_space(text[b])) ++b;
-  while (e > b && is_space(text[e - 1])) --e;
-  if (!found || b == e) fail("continue_final_message: the last message holds no text to continue");
-  const std::string stripped = text.substr(b, e - b);
+  // Python's str.strip(), as transformers strips the text (the template's `| trim` is the same).
+  const std::string stripped = jinja::strip(text);
+  if (!found || stripped.empty()) fail("continue_final_message: the last message holds no text to continue");
+  const size_t b = text.find(stripped);  // where the stripped text begins: after the leading blanks
   // The text lies before the end of its turn: a short text ("<", "n") must not match inside the
   // closing marker (transformers' rindex over the whole prompt would).
   const std::string turn_end = "<turn|>\n";
