@@ -148,6 +148,12 @@ Scheduler::Scheduler(StepEngine& engine, SchedulerOptions options) : engine_(eng
 Scheduler::~Scheduler() { stop(false); }
 
 uint64_t Scheduler::submit(GenerationRequest request, std::shared_ptr<GenerationObserver> observer) {
+  std::vector<Submission> one;
+  one.push_back(Submission{std::move(request), std::move(observer)});
+  return submit_group(std::move(one)).front();
+}
+
+void Scheduler::validate(const GenerationRequest& request, const GenerationObserver* observer) const {
   if (!observer) fail("scheduler: a request needs an observer");
   if (request.prompt.empty()) fail_request(RequestErrorCode::kInvalidRequest, "the prompt is empty");
   if (request.max_tokens < 1) fail_request(RequestErrorCode::kInvalidRequest, "max_tokens must be at least 1 (got {})", request.max_tokens);
@@ -179,24 +185,39 @@ uint64_t Scheduler::submit(GenerationRequest request, std::shared_ptr<Generation
                  "prompt ({} tokens) + max_tokens ({}) = {} exceeds the KV cache capacity of {} tokens", request.prompt.size(),
                  request.max_tokens, need, engine_.kv_capacity_tokens());
   }
+}
+
+std::vector<uint64_t> Scheduler::submit_group(std::vector<Submission> group) {
+  if (group.empty()) fail("scheduler: an empty group of requests");
+  for (const Submission& s : group) validate(s.request, s.observer.get());
+  const Priority priority = group.front().request.priority;
+  const int64_t size = static_cast<int64_t>(group.size());
   std::lock_guard<std::mutex> lock(mutex_);
   if (!lost_.empty()) fail_request(RequestErrorCode::kUnavailable, "{}; the server is restarting", lost_);
   if (stopping_) fail_request(RequestErrorCode::kUnavailable, "the server is shutting down");
   // Batch lines waiting do not count against an interactive request: a batch job's runner keeps
   // lines queued, which would otherwise refuse interactive requests on an idle server.
   int64_t counted = static_cast<int64_t>(waiting_.size());
-  if (request.priority == Priority::kInteractive) {
+  if (priority == Priority::kInteractive) {
     counted = std::count_if(waiting_.begin(), waiting_.end(),
                             [](const std::shared_ptr<Request>& r) { return r->request.priority == Priority::kInteractive; });
   }
-  if (counted >= options_.max_waiting) {
+  if (size > options_.max_waiting) {
+    fail_request(RequestErrorCode::kInvalidRequest, "{} sequences at once are more than this server queues ({})", size,
+                 options_.max_waiting);
+  }
+  if (counted + size > options_.max_waiting) {
     fail_request(RequestErrorCode::kQueueFull, "the request queue is full ({} waiting)", counted);
   }
-  const uint64_t id = next_id_++;
-  waiting_.push_back(std::make_shared<Request>(id, std::move(request), std::move(observer)));
+  std::vector<uint64_t> ids;
+  for (Submission& s : group) {
+    const uint64_t id = next_id_++;
+    waiting_.push_back(std::make_shared<Request>(id, std::move(s.request), std::move(s.observer)));
+    ids.push_back(id);
+  }
   stats_.waiting = static_cast<int32_t>(waiting_.size());
   wake_.notify_one();
-  return id;
+  return ids;
 }
 
 void Scheduler::end_early(uint64_t id) {

@@ -66,6 +66,15 @@ class Scheduler {
   // Throws RequestError (kInvalidRequest, kContextLength, kQueueFull, kUnavailable: shutting down or
   // the engine's workers are lost). Returns an id.
   uint64_t submit(GenerationRequest request, std::shared_ptr<GenerationObserver> observer);
+  // Queues several requests at once (the choices of one request with n > 1), all or none: each is
+  // validated as by submit, and the queue must hold them all (kQueueFull otherwise; a group larger
+  // than the queue's bound is kInvalidRequest). Returns their ids, in order. All have the priority
+  // of the first.
+  struct Submission {
+    GenerationRequest request;
+    std::shared_ptr<GenerationObserver> observer;
+  };
+  std::vector<uint64_t> submit_group(std::vector<Submission> group);
   // Ends a request: its observer gets on_finish(kCancelled) (or nothing more if it already finished).
   // Unknown ids are ignored. Thread-safe; may be called from an observer callback.
   void cancel(uint64_t id);
@@ -84,6 +93,8 @@ class Scheduler {
   struct Request;
   void run();
   bool iterate();  // one step; false when there was nothing to do
+  // submit's checks of one request (throws as submit).
+  void validate(const GenerationRequest& request, const GenerationObserver* observer) const;
   void finish(Request& r, FinishReason reason, const std::string& error = {},
               RequestErrorCode code = RequestErrorCode::kInternal);
   void heartbeat_if_idle(bool worked);

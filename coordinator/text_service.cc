@@ -1,6 +1,7 @@
 #include "coordinator/text_service.h"
 
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <utility>
 
@@ -111,6 +112,7 @@ class TextStream final : public GenerationObserver {
     f.prompt_tokens = prompt_tokens_;
     f.completion_tokens = ended_by_text_ ? tokens_ : summary.completion_tokens;
     f.timings = summary.timings;
+    f.choice_reasons = {f.finish_reason};
     try {
       observer_->on_finish(f);
     } catch (const std::exception& e) {
@@ -282,6 +284,99 @@ std::vector<int32_t> TextService::prompt_tokens(const TextRequest& r) const {
   return tokenizer_.encode(text + plan.turn_start, /*add_bos=*/false);
 }
 
+namespace {
+
+// The choices of a request with n > 1: passes each choice's deltas on with its index, reports each
+// choice that ends (on_choice_finish) and, once all have, the request's end. A choice that fails
+// cancels the others (the request has failed). Its members' callbacks come on the scheduler thread.
+class ChoiceGroup final : public std::enable_shared_from_this<ChoiceGroup> {
+ public:
+  ChoiceGroup(std::shared_ptr<TextObserver> observer, int32_t n, std::function<void()> on_end,
+              std::function<void(size_t except)> cancel_others)
+      : observer_(std::move(observer)),
+        reasons_(static_cast<size_t>(n)),
+        remaining_(n),
+        on_end_(std::move(on_end)),
+        cancel_others_(std::move(cancel_others)) {}
+
+  // The observer of choice `index`.
+  std::shared_ptr<TextObserver> member(int32_t index);
+
+  // Submission failed: nothing is reported.
+  void abandon() {
+    std::lock_guard lock(mutex_);
+    abandoned_ = true;
+  }
+
+  void delta(int32_t index, const TextDelta& d) {
+    {
+      std::lock_guard lock(mutex_);
+      if (abandoned_) return;
+    }
+    TextDelta tagged = d;
+    tagged.index = index;
+    observer_->on_delta(tagged);
+  }
+
+  void finished(int32_t index, const TextFinish& f) {
+    bool last = false, failed_first = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (abandoned_) return;
+      reasons_[static_cast<size_t>(index)] = f.finish_reason;
+      completion_tokens_ += f.completion_tokens;
+      prompt_tokens_ = f.prompt_tokens;
+      timings_ = f.timings;
+      const bool error = f.finish_reason == "error", cancelled = f.finish_reason == "cancelled";
+      if ((error && failure_.finish_reason != "error") || (cancelled && failure_.finish_reason.empty())) {
+        failed_first = failure_.finish_reason.empty();
+        failure_ = f;
+      }
+      last = --remaining_ == 0;
+    }
+    if (failed_first && !last) cancel_others_(static_cast<size_t>(index));
+    if (!last) {
+      if (f.finish_reason != "error" && f.finish_reason != "cancelled") observer_->on_choice_finish(index, f);
+      return;
+    }
+    on_end_();
+    TextFinish total = failure_.finish_reason.empty() ? f : failure_;
+    if (failure_.finish_reason.empty()) total.finish_reason = reasons_.front();
+    total.prompt_tokens = prompt_tokens_;
+    total.completion_tokens = completion_tokens_;
+    total.timings = timings_;
+    total.choice_reasons = reasons_;
+    observer_->on_finish(total);
+  }
+
+ private:
+  std::shared_ptr<TextObserver> observer_;
+  std::mutex mutex_;
+  bool abandoned_ = false;
+  std::vector<std::string> reasons_;
+  int32_t remaining_;
+  int64_t completion_tokens_ = 0, prompt_tokens_ = 0;
+  GenerationTimings timings_;
+  TextFinish failure_;  // the first error, else the first cancellation
+  std::function<void()> on_end_;
+  std::function<void(size_t)> cancel_others_;
+};
+
+class ChoiceObserver final : public TextObserver {
+ public:
+  ChoiceObserver(std::shared_ptr<ChoiceGroup> group, int32_t index) : group_(std::move(group)), index_(index) {}
+  void on_delta(const TextDelta& delta) override { group_->delta(index_, delta); }
+  void on_finish(const TextFinish& finish) override { group_->finished(index_, finish); }
+
+ private:
+  std::shared_ptr<ChoiceGroup> group_;
+  int32_t index_;
+};
+
+std::shared_ptr<TextObserver> ChoiceGroup::member(int32_t index) { return std::make_shared<ChoiceObserver>(shared_from_this(), index); }
+
+}  // namespace
+
 uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver> observer, int64_t max_prompt_tokens) {
   return submit_prepared(prepare(r, max_prompt_tokens), std::move(observer));
 }
@@ -292,6 +387,7 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
     if (s.empty()) fail_request(RequestErrorCode::kInvalidRequest, "stop: stop strings must not be empty");
   }
   if (r.top_logprobs > 20) fail_request(RequestErrorCode::kInvalidRequest, "top_logprobs must be at most 20 (got {})", r.top_logprobs);
+  if (r.n < 1 || r.n > kMaxChoices) fail_request(RequestErrorCode::kInvalidRequest, "n must be in [1, {}] (got {})", kMaxChoices, r.n);
   GenerationRequest g;
   g.prompt = prompt_tokens(r);
   if (g.prompt.empty()) fail_request(RequestErrorCode::kInvalidRequest, "the prompt is empty");
@@ -319,9 +415,6 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
   }
   g.top_logprobs = r.top_logprobs;
   g.priority = r.priority;
-  if (r.min_tokens < 0 || r.min_tokens > g.max_tokens) {
-    fail_request(RequestErrorCode::kInvalidRequest, "min_tokens must be in [0, max_tokens {}] (got {})", g.max_tokens, r.min_tokens);
-  }
   g.min_tokens = r.min_tokens;
   for (int32_t id : r.stop_token_ids) {
     if (id < 0 || id >= config_.vocab_size) {
@@ -332,15 +425,7 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
   if (r.logit_bias.size() > kMaxLogitBias) {
     fail_request(RequestErrorCode::kInvalidRequest, "logit_bias holds {} tokens; at most {} are allowed", r.logit_bias.size(), kMaxLogitBias);
   }
-  for (const auto& [id, bias] : r.logit_bias) {
-    if (!(bias >= -100.0f && bias <= 100.0f)) {
-      fail_request(RequestErrorCode::kInvalidRequest, "logit_bias of token {} must be in [-100, 100] (got {})", id, bias);
-    }
-    if (id < 0 || id >= config_.vocab_size) {
-      fail_request(RequestErrorCode::kInvalidRequest, "logit_bias: token {} is outside the vocabulary (size {})", id, config_.vocab_size);
-    }
-    g.logit_bias[id] = bias;
-  }
+  g.logit_bias = r.logit_bias;  // each entry is checked by the scheduler
   if (!r.ignore_eos) {
     for (int id : config_.eos_token_ids) g.stop_token_ids.push_back(id);
     if (tokenizer_.eos_id() >= 0) g.stop_token_ids.push_back(tokenizer_.eos_id());
@@ -355,13 +440,61 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
 uint64_t TextService::submit_prepared(PreparedText p, std::shared_ptr<TextObserver> observer) {
   if (!observer) fail("text service: a request needs an observer");
   const int64_t prompt_size = static_cast<int64_t>(p.generation.prompt.size());
-  auto stream = std::make_shared<TextStream>(p.request, p.turn_start, tokenizer_, std::move(observer), scheduler_, prompt_size);
-  stream->wants_logprobs_ = p.request.top_logprobs >= 0;
-  const uint64_t id = scheduler_.submit(std::move(p.generation), stream);
-  stream->set_id(id);
-  return id;
+  const int32_t n = p.request.n;
+  if (n < 1 || n > kMaxChoices) fail_request(RequestErrorCode::kInvalidRequest, "n must be in [1, {}] (got {})", kMaxChoices, n);
+  if (n == 1) {
+    auto stream = std::make_shared<TextStream>(p.request, p.turn_start, tokenizer_, std::move(observer), scheduler_, prompt_size);
+    stream->wants_logprobs_ = p.request.top_logprobs >= 0;
+    const uint64_t id = scheduler_.submit(std::move(p.generation), stream);
+    stream->set_id(id);
+    return id;
+  }
+  auto ids = std::make_shared<std::vector<uint64_t>>();  // written before any choice can end (groups_mutex_)
+  auto group = std::make_shared<ChoiceGroup>(
+      std::move(observer), n,
+      [this, ids] {
+        std::lock_guard lock(groups_mutex_);
+        groups_.erase(ids->front());
+      },
+      [this, ids](size_t except) {
+        std::vector<uint64_t> all;
+        {
+          std::lock_guard lock(groups_mutex_);
+          all = *ids;
+        }
+        for (size_t i = 0; i < all.size(); ++i) {
+          if (i != except) scheduler_.cancel(all[i]);
+        }
+      });
+  std::vector<std::shared_ptr<TextStream>> streams;
+  std::vector<Scheduler::Submission> submissions;
+  for (int32_t i = 0; i < n; ++i) {
+    auto stream = std::make_shared<TextStream>(p.request, p.turn_start, tokenizer_, group->member(i), scheduler_, prompt_size);
+    stream->wants_logprobs_ = p.request.top_logprobs >= 0;
+    GenerationRequest g = p.generation;
+    g.sampling.seed = p.generation.sampling.seed + static_cast<uint64_t>(i);
+    submissions.push_back(Scheduler::Submission{std::move(g), stream});
+    streams.push_back(std::move(stream));
+  }
+  std::lock_guard lock(groups_mutex_);  // held until the ids are known: a choice's end takes it
+  try {
+    *ids = scheduler_.submit_group(std::move(submissions));
+  } catch (...) {
+    group->abandon();
+    throw;
+  }
+  for (int32_t i = 0; i < n; ++i) streams[static_cast<size_t>(i)]->set_id((*ids)[static_cast<size_t>(i)]);
+  groups_[ids->front()] = *ids;
+  return ids->front();
 }
 
-void TextService::cancel(uint64_t id) { scheduler_.cancel(id); }
+void TextService::cancel(uint64_t id) {
+  std::vector<uint64_t> ids{id};
+  {
+    std::lock_guard lock(groups_mutex_);
+    if (auto it = groups_.find(id); it != groups_.end()) ids = it->second;
+  }
+  for (uint64_t i : ids) scheduler_.cancel(i);
+}
 
 }  // namespace shardlm

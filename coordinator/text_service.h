@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 namespace shardlm {
 
 inline constexpr size_t kMaxLogitBias = 16384;  // tokens a request may bias
+inline constexpr int32_t kMaxChoices = 128;      // choices (n) a request may ask for (OpenAI's limit)
 
 struct TextRequest {
   bool chat = false;
@@ -57,6 +59,9 @@ struct TextRequest {
   int32_t min_tokens = 0;               // no end of sequence and no stop string before this many tokens (vLLM's)
   bool include_stop_str_in_output = false;  // a matched stop string ends the text (vLLM's)
   Priority priority = Priority::kInteractive;
+  // Choices: n sequences sampled from the prompt, each as a request of its own with the seed
+  // sampling.seed + its index (vLLM's), reported with their index (TextDelta::index).
+  int32_t n = 1;
 };
 
 struct TextTokenLogprob {
@@ -66,6 +71,7 @@ struct TextTokenLogprob {
 };
 
 struct TextDelta {
+  int32_t index = 0;  // the choice (0 unless the request asked for n > 1)
   std::string content;
   std::string reasoning;                 // chat with thinking
   std::vector<ChatToolCall> tool_calls;  // chat: complete tool calls, as soon as each is parsed
@@ -74,12 +80,15 @@ struct TextDelta {
 };
 
 struct TextFinish {
-  std::string finish_reason;  // "stop", "length", "tool_calls", "cancelled" or "error"
+  // "stop", "length", "tool_calls", "cancelled" or "error". With n > 1: "error" (or "cancelled") when
+  // a choice ended so, else the first choice's; each choice's own is in choice_reasons.
+  std::string finish_reason;
   std::string error;          // for "error"
   RequestErrorCode error_code = RequestErrorCode::kInternal;  // for "error"
   int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;
-  GenerationTimings timings;
+  int64_t completion_tokens = 0;  // all choices' together
+  GenerationTimings timings;      // with n > 1: the choice that ended last
+  std::vector<std::string> choice_reasons;  // each choice's finish_reason, by index (one for n = 1)
 };
 
 // A request validated, rendered and tokenized (TextService::prepare), ready to be queued.
@@ -96,6 +105,12 @@ class TextObserver {
   virtual ~TextObserver() = default;
   virtual void on_delta(const TextDelta& delta) = 0;
   virtual void on_finish(const TextFinish& finish) = 0;
+  // With n > 1: choice `index` has ended (finish describes it alone; it ends with no error). Called
+  // before on_finish for each choice that ends before the last, which on_finish reports.
+  virtual void on_choice_finish(int32_t index, const TextFinish& finish) {
+    (void)index;
+    (void)finish;
+  }
 };
 
 class TextService {
@@ -110,6 +125,7 @@ class TextService {
   // any thread), then the queueing.
   PreparedText prepare(const TextRequest& request, int64_t max_prompt_tokens = 0) const;
   uint64_t submit_prepared(PreparedText prepared, std::shared_ptr<TextObserver> observer);
+  // Ends a request (every choice of one with n > 1); unknown ids are ignored.
   void cancel(uint64_t id);
 
   // The sampling defaults of the model's generation_config.json, given to requests that leave those
@@ -131,6 +147,9 @@ class TextService {
   std::string model_name_;
   GenerationDefaults defaults_;
   std::vector<std::string> missing_chat_tokens_;  // chat control tokens the tokenizer lacks (chat refused)
+  // Requests with n > 1 running: the id returned (the first choice's) -> every choice's id.
+  std::mutex groups_mutex_;
+  std::map<uint64_t, std::vector<uint64_t>> groups_;
 };
 
 }  // namespace shardlm

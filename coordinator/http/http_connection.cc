@@ -97,6 +97,7 @@ class Sink {
   virtual asio::any_io_executor executor() = 0;
   virtual void on_delta(const std::shared_ptr<Link>& link, const TextDelta& delta) = 0;
   virtual void on_finish(const std::shared_ptr<Link>& link, const TextFinish& finish) = 0;
+  virtual void on_choice_finish(const std::shared_ptr<Link>& link, int32_t index, const TextFinish& finish) = 0;
 };
 
 // Holds the connection while a generation runs; detached when it finishes, when the client goes
@@ -141,6 +142,7 @@ class LinkObserver final : public TextObserver {
   explicit LinkObserver(std::shared_ptr<Link> link) : link_(std::move(link)) {}
   void on_delta(const TextDelta& delta) override;
   void on_finish(const TextFinish& finish) override;
+  void on_choice_finish(int32_t index, const TextFinish& finish) override;
 
  private:
   std::shared_ptr<Link> link_;
@@ -183,6 +185,11 @@ class HttpConnection final : public ConnectionHandle,
     } else if (builder_) {
       builder_->add(delta);
     }
+  }
+
+  void on_choice_finish(const std::shared_ptr<Link>& link, int32_t index, const TextFinish& finish) override {
+    if (link != link_ || !chunks_) return;
+    queue_data(chunks_->choice_finish(index, finish));
   }
 
   void on_finish(const std::shared_ptr<Link>& link, const TextFinish& finish) override {
@@ -594,6 +601,10 @@ void Link::deliver(F&& f) {
 
 void LinkObserver::on_delta(const TextDelta& delta) {
   link_->deliver([delta](Sink& c, const std::shared_ptr<Link>& link) { c.on_delta(link, delta); });
+}
+
+void LinkObserver::on_choice_finish(int32_t index, const TextFinish& finish) {
+  link_->deliver([index, finish](Sink& c, const std::shared_ptr<Link>& link) { c.on_choice_finish(link, index, finish); });
 }
 
 void LinkObserver::on_finish(const TextFinish& finish) {

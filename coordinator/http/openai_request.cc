@@ -201,7 +201,7 @@ void parse_common(const json& body, OpenAIRequest& r) {
   parse_stop(body, text);
 
   if (const json* v = field(body, "n")) {
-    if (get_int(*v, "n", 1, std::numeric_limits<int64_t>::max()) != 1) fail_param("n", "only n=1 is supported");
+    text.n = static_cast<int32_t>(get_int(*v, "n", 1, kMaxChoices));
   }
   if (const json* v = field(body, "ignore_eos")) text.ignore_eos = get_bool(*v, "ignore_eos");
 

@@ -6,7 +6,7 @@
 //   max_tokens (>= 1), temperature, top_p, top_k (-1 = off), min_p, seed, presence_penalty and
 //   frequency_penalty ([-2, 2]), repetition_penalty (vLLM's, > 0), logit_bias (token id strings to
 //   [-100, 100]), stop (string or array of
-//   at most 16), n (1 only), stream, stream_options.include_usage, logprobs (chat: bool with
+//   at most 16), n (1..128 choices; seed + index each), stream, stream_options.include_usage, logprobs (chat: bool with
 //   top_logprobs 0..20; completions: int 0..5), tools, tool_choice, chat_template_kwargs
 //   .enable_thinking, reasoning_effort, ignore_eos and stop_token_ids (vLLM extensions),
 //   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS),

@@ -77,9 +77,9 @@ json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, const std:
   return out;
 }
 
-std::string final_reason(const TextFinish& finish, bool had_tool_calls) {
-  if (had_tool_calls && finish.finish_reason == "stop") return "tool_calls";
-  return finish.finish_reason;
+std::string final_reason(const std::string& reason, bool had_tool_calls) {
+  if (had_tool_calls && reason == "stop") return "tool_calls";
+  return reason;
 }
 
 }  // namespace
@@ -110,6 +110,7 @@ ResponseMeta make_meta(const OpenAIRequest& request) {
   m.model = request.model;
   m.logprobs = request.text.top_logprobs >= 0;
   m.include_usage = request.stream && request.include_usage;
+  m.n = request.text.n;
   return m;
 }
 
@@ -154,45 +155,68 @@ ApiError finish_error(const TextFinish& finish) {
 
 // ---- non-streamed -------------------------------------------------------------------------------
 
-void CompletionBuilder::add(const TextDelta& delta) {
-  content_ += delta.content;
-  reasoning_ += delta.reasoning;
-  tool_calls_.insert(tool_calls_.end(), delta.tool_calls.begin(), delta.tool_calls.end());
-  logprobs_.insert(logprobs_.end(), delta.logprobs.begin(), delta.logprobs.end());
-  if (meta_.endpoint == Endpoint::kCompletions) delta_offsets(delta, text_chars_, text_offsets_);
+namespace {
+
+// A choice's finish_reason: its own where the service reported each (n > 1), else the request's.
+std::string choice_reason(const TextFinish& finish, size_t index) {
+  return index < finish.choice_reasons.size() ? finish.choice_reasons[index] : finish.finish_reason;
 }
 
-json CompletionBuilder::finish(const TextFinish& finish) const {
+}  // namespace
+
+CompletionBuilder::CompletionBuilder(ResponseMeta meta)
+    : meta_(std::move(meta)), choices_(static_cast<size_t>(std::max(1, meta_.n))) {}
+
+void CompletionBuilder::add(const TextDelta& delta) {
+  if (delta.index < 0 || static_cast<size_t>(delta.index) >= choices_.size()) return;
+  Choice& c = choices_[static_cast<size_t>(delta.index)];
+  c.content += delta.content;
+  c.reasoning += delta.reasoning;
+  c.tool_calls.insert(c.tool_calls.end(), delta.tool_calls.begin(), delta.tool_calls.end());
+  c.logprobs.insert(c.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
+  if (meta_.endpoint == Endpoint::kCompletions) delta_offsets(delta, c.text_chars, c.text_offsets);
+}
+
+json CompletionBuilder::choice_json(size_t index, const TextFinish& finish) const {
+  const Choice& c = choices_[index];
   json choice;
-  choice["index"] = 0;
+  choice["index"] = index;
   if (meta_.endpoint == Endpoint::kChat) {
     json message = {{"role", "assistant"}};
-    const bool tools = !tool_calls_.empty();
-    message["content"] = tools && content_.empty() ? json(nullptr) : json(content_);
+    const bool tools = !c.tool_calls.empty();
+    message["content"] = tools && c.content.empty() ? json(nullptr) : json(c.content);
     message["refusal"] = nullptr;
-    if (!reasoning_.empty()) message["reasoning_content"] = reasoning_;
+    if (!c.reasoning.empty()) message["reasoning_content"] = c.reasoning;
     if (tools) {
       json calls = json::array();
-      for (const ChatToolCall& c : tool_calls_) calls.push_back(tool_call_json(c));
+      for (const ChatToolCall& call : c.tool_calls) calls.push_back(tool_call_json(call));
       message["tool_calls"] = std::move(calls);
     }
     choice["message"] = std::move(message);
-    choice["logprobs"] = meta_.logprobs ? json{{"content", chat_logprobs_content(logprobs_)}, {"refusal", nullptr}} : json(nullptr);
-    choice["finish_reason"] = final_reason(finish, tools);
+    choice["logprobs"] = meta_.logprobs ? json{{"content", chat_logprobs_content(c.logprobs)}, {"refusal", nullptr}} : json(nullptr);
+    choice["finish_reason"] = final_reason(choice_reason(finish, index), tools);
   } else {
-    choice["text"] = content_;
-    choice["logprobs"] = meta_.logprobs ? completion_logprobs(logprobs_, text_offsets_) : json(nullptr);
-    choice["finish_reason"] = final_reason(finish, false);
+    choice["text"] = c.content;
+    choice["logprobs"] = meta_.logprobs ? completion_logprobs(c.logprobs, c.text_offsets) : json(nullptr);
+    choice["finish_reason"] = final_reason(choice_reason(finish, index), false);
   }
+  return choice;
+}
+
+json CompletionBuilder::finish(const TextFinish& finish) const {
+  json choices = json::array();
+  for (size_t i = 0; i < choices_.size(); ++i) choices.push_back(choice_json(i, finish));
   return {{"id", meta_.id},
           {"object", meta_.endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
           {"created", meta_.created},
           {"model", meta_.model},
-          {"choices", json::array({std::move(choice)})},
+          {"choices", std::move(choices)},
           {"usage", usage_json(finish)}};
 }
 
 // ---- streamed -----------------------------------------------------------------------------------
+
+ChunkStream::ChunkStream(ResponseMeta meta) : meta_(std::move(meta)), choices_(static_cast<size_t>(std::max(1, meta_.n))) {}
 
 json ChunkStream::chunk(json choice) const {
   json c = {{"id", meta_.id},
@@ -204,26 +228,36 @@ json ChunkStream::chunk(json choice) const {
   return c;
 }
 
+ChunkStream::Choice* ChunkStream::choice_at(int32_t index) {
+  if (index < 0 || static_cast<size_t>(index) >= choices_.size()) return nullptr;
+  return &choices_[static_cast<size_t>(index)];
+}
+
 std::string ChunkStream::start() {
   if (meta_.endpoint != Endpoint::kChat) return {};
-  return sse_event(chunk({{"index", 0},
-                          {"delta", {{"role", "assistant"}, {"content", ""}}},
-                          {"logprobs", nullptr},
-                          {"finish_reason", nullptr}}));
+  std::string out;
+  for (size_t i = 0; i < choices_.size(); ++i) {
+    out += sse_event(chunk({{"index", i},
+                            {"delta", {{"role", "assistant"}, {"content", ""}}},
+                            {"logprobs", nullptr},
+                            {"finish_reason", nullptr}}));
+  }
+  return out;
 }
 
 std::string ChunkStream::delta(const TextDelta& d) {
-  if (d.empty()) return {};
-  json choice = {{"index", 0}};
+  Choice* c = choice_at(d.index);
+  if (d.empty() || c == nullptr || c->ended) return {};
+  json choice = {{"index", d.index}};
   if (meta_.endpoint == Endpoint::kChat) {
     json delta = json::object();
     if (!d.content.empty()) delta["content"] = d.content;
     if (!d.reasoning.empty()) delta["reasoning_content"] = d.reasoning;
     if (!d.tool_calls.empty()) {
       json calls = json::array();
-      for (const ChatToolCall& c : d.tool_calls) {
-        json call = tool_call_json(c);
-        call["index"] = tool_calls_++;
+      for (const ChatToolCall& tc : d.tool_calls) {
+        json call = tool_call_json(tc);
+        call["index"] = c->tool_calls++;
         calls.push_back(std::move(call));
       }
       delta["tool_calls"] = std::move(calls);
@@ -234,24 +268,37 @@ std::string ChunkStream::delta(const TextDelta& d) {
   } else {
     choice["text"] = d.content;
     std::vector<int64_t> offsets;
-    delta_offsets(d, text_chars_, offsets);
+    delta_offsets(d, c->text_chars, offsets);
     choice["logprobs"] = meta_.logprobs && !d.logprobs.empty() ? completion_logprobs(d.logprobs, offsets) : json(nullptr);
   }
   choice["finish_reason"] = nullptr;
   return sse_event(chunk(std::move(choice)));
 }
 
-std::string ChunkStream::finish(const TextFinish& finish) {
-  if (finish_is_error(finish)) return sse_event(finish_error(finish).to_json());
-  json choice = {{"index", 0}};
+std::string ChunkStream::final_chunk(size_t index, const std::string& reason) {
+  Choice& c = choices_[index];
+  if (c.ended) return {};
+  c.ended = true;
+  json choice = {{"index", index}};
   if (meta_.endpoint == Endpoint::kChat) {
     choice["delta"] = json::object();
   } else {
     choice["text"] = "";
   }
   choice["logprobs"] = nullptr;
-  choice["finish_reason"] = final_reason(finish, tool_calls_ > 0);
-  std::string out = sse_event(chunk(std::move(choice)));
+  choice["finish_reason"] = final_reason(reason, c.tool_calls > 0);
+  return sse_event(chunk(std::move(choice)));
+}
+
+std::string ChunkStream::choice_finish(int32_t index, const TextFinish& finish) {
+  if (choice_at(index) == nullptr || finish_is_error(finish)) return {};
+  return final_chunk(static_cast<size_t>(index), finish.finish_reason);
+}
+
+std::string ChunkStream::finish(const TextFinish& finish) {
+  if (finish_is_error(finish)) return sse_event(finish_error(finish).to_json());
+  std::string out;
+  for (size_t i = 0; i < choices_.size(); ++i) out += final_chunk(i, choice_reason(finish, i));
   if (meta_.include_usage) {
     json usage = chunk(nullptr);
     usage["choices"] = json::array();

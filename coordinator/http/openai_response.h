@@ -35,6 +35,7 @@ struct ResponseMeta {
   std::string model;
   bool logprobs = false;       // the request asked for log-probabilities
   bool include_usage = false;  // stream: add the usage chunk
+  int32_t n = 1;               // choices
 };
 // A fresh id and the current time for a parsed request.
 ResponseMeta make_meta(const OpenAIRequest& request);
@@ -50,41 +51,54 @@ nlohmann::json chat_logprobs_content(const std::vector<TextTokenLogprob>& tokens
 ApiError finish_error(const TextFinish& finish);
 bool finish_is_error(const TextFinish& finish);
 
-// Collects the deltas of a non-streamed request and builds its response.
+// Collects the deltas of a non-streamed request and builds its response (one choice per index).
 class CompletionBuilder {
  public:
-  explicit CompletionBuilder(ResponseMeta meta) : meta_(std::move(meta)) {}
+  explicit CompletionBuilder(ResponseMeta meta);
   void add(const TextDelta& delta);
   // The response body; the finish must not be an error (see finish_is_error).
   nlohmann::json finish(const TextFinish& finish) const;
 
  private:
+  struct Choice {
+    std::string content;
+    std::string reasoning;
+    std::vector<ChatToolCall> tool_calls;
+    std::vector<TextTokenLogprob> logprobs;
+    std::vector<int64_t> text_offsets;  // completions: each token's place in the text, in characters
+    int64_t text_chars = 0;             // characters of content so far
+  };
+  nlohmann::json choice_json(size_t index, const TextFinish& finish) const;
   ResponseMeta meta_;
-  std::string content_;
-  std::string reasoning_;
-  std::vector<ChatToolCall> tool_calls_;
-  std::vector<TextTokenLogprob> logprobs_;
-  std::vector<int64_t> text_offsets_;  // completions: each token's place in the text, in characters
-  int64_t text_chars_ = 0;             // characters of content so far
+  std::vector<Choice> choices_;
 };
 
 // Turns the deltas of a streamed request into server-sent events.
 class ChunkStream {
  public:
-  explicit ChunkStream(ResponseMeta meta) : meta_(std::move(meta)) {}
-  // The first events, sent before any token (chat: the assistant role with empty content).
+  explicit ChunkStream(ResponseMeta meta);
+  // The first events, sent before any token (chat: the assistant role with empty content, per choice).
   std::string start();
   // Events for one delta (empty when the delta carries nothing to show).
   std::string delta(const TextDelta& delta);
-  // The final chunk with finish_reason, the usage chunk when asked for, and [DONE]; for an error
-  // finish the error event {"error": {...}} instead (the stream then ends without [DONE]).
+  // With n > 1: the final chunk of choice `index`, which has ended (TextObserver::on_choice_finish).
+  std::string choice_finish(int32_t index, const TextFinish& finish);
+  // The final chunk with finish_reason of each choice not yet ended, the usage chunk when asked for,
+  // and [DONE]; for an error finish the error event {"error": {...}} instead (the stream then ends
+  // without [DONE]).
   std::string finish(const TextFinish& finish);
 
  private:
+  struct Choice {
+    int tool_calls = 0;       // tool calls sent so far (their index)
+    int64_t text_chars = 0;   // completions log-probabilities: characters of text sent so far
+    bool ended = false;       // its final chunk is sent
+  };
   nlohmann::json chunk(nlohmann::json choice) const;
+  std::string final_chunk(size_t index, const std::string& reason);
+  Choice* choice_at(int32_t index);  // null for an index outside the request's choices
   ResponseMeta meta_;
-  int tool_calls_ = 0;     // tool calls sent so far (their index)
-  int64_t text_chars_ = 0;  // completions log-probabilities: characters of text sent so far
+  std::vector<Choice> choices_;
 };
 
 // GET /v1/models: {"object": "list", "data": [model_json(...)]}.

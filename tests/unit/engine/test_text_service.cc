@@ -22,6 +22,12 @@ class TextCollector final : public TextObserver {
     std::lock_guard<std::mutex> lock(mutex_);
     text += d.content;
     tool_calls.insert(tool_calls.end(), d.tool_calls.begin(), d.tool_calls.end());
+    if (texts.size() <= static_cast<size_t>(d.index)) texts.resize(static_cast<size_t>(d.index) + 1);
+    texts[static_cast<size_t>(d.index)] += d.content;
+  }
+  void on_choice_finish(int32_t index, const TextFinish& f) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ended_before.emplace_back(index, f.finish_reason);
   }
   void on_finish(const TextFinish& f) override {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -33,8 +39,10 @@ class TextCollector final : public TextObserver {
     std::unique_lock<std::mutex> lock(mutex_);
     ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
   }
-  std::string text;
+  std::string text;  // all choices' (one unless n > 1)
   std::vector<ChatToolCall> tool_calls;
+  std::vector<std::string> texts;  // by choice
+  std::vector<std::pair<int32_t, std::string>> ended_before;  // on_choice_finish: index, reason
   TextFinish finish;
   bool done = false;
 
@@ -460,6 +468,115 @@ TEST(TextService, GenerationDefaultsFillTheFieldsARequestLeavesOut) {
   top1.top_k = 1;
   service.set_generation_defaults(top1);
   EXPECT_EQ(generate(sampled), expected);
+}
+
+}  // namespace
+}  // namespace shardlm
+
+namespace shardlm {
+namespace {
+
+// n choices are n requests with the seeds seed, seed + 1, ...: each choice's text is that request's;
+// the usage counts the prompt once and every choice's tokens; every choice but the one reported last
+// is reported as it ends; cancelling the request ends every choice.
+TEST(TextService, ChoicesAreRequestsWithConsecutiveSeeds) {
+  auto engine = open_tiny(4);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TextRequest r;
+  r.prompt = "The quick brown fox";
+  r.max_tokens = 12;
+  r.sampling.temperature = 1.0f;
+  r.sampling.seed = 7;
+  r.n = 3;
+  auto all = std::make_shared<TextCollector>();
+  service.submit(r, all);
+  all->wait();
+  ASSERT_EQ(all->texts.size(), 3u);
+  ASSERT_EQ(all->finish.choice_reasons.size(), 3u);
+  int64_t completion = 0;
+  for (int i = 0; i < 3; ++i) {
+    TextRequest one = r;
+    one.n = 1;
+    one.sampling.seed = 7 + static_cast<uint64_t>(i);
+    auto single = std::make_shared<TextCollector>();
+    service.submit(one, single);
+    single->wait();
+    EXPECT_EQ(all->texts[static_cast<size_t>(i)], single->text) << "choice " << i;
+    EXPECT_EQ(all->finish.choice_reasons[static_cast<size_t>(i)], single->finish.finish_reason) << "choice " << i;
+    EXPECT_EQ(all->finish.prompt_tokens, single->finish.prompt_tokens);
+    completion += single->finish.completion_tokens;
+  }
+  EXPECT_EQ(all->finish.completion_tokens, completion);
+  EXPECT_EQ(all->finish.finish_reason, all->finish.choice_reasons[0]);
+  EXPECT_TRUE(all->texts[0] != all->texts[1] || all->texts[1] != all->texts[2]) << "the seeds were not varied";
+  EXPECT_EQ(all->ended_before.size(), 2u);
+  for (const auto& [index, reason] : all->ended_before) {
+    EXPECT_EQ(reason, all->finish.choice_reasons[static_cast<size_t>(index)]);
+  }
+
+  r.max_tokens = 500;
+  r.ignore_eos = true;
+  auto cancelled = std::make_shared<TextCollector>();
+  const uint64_t id = service.submit(r, cancelled);
+  service.cancel(id);
+  cancelled->wait();
+  EXPECT_EQ(cancelled->finish.finish_reason, "cancelled");
+  EXPECT_EQ(cancelled->finish.choice_reasons, (std::vector<std::string>(3, "cancelled")));
+  EXPECT_TRUE(cancelled->ended_before.empty());
+
+  for (int32_t n : {0, kMaxChoices + 1}) {
+    r.n = n;
+    try {
+      service.submit(r, cancelled);
+      FAIL() << "n " << n << " was accepted";
+    } catch (const RequestError& e) {
+      EXPECT_EQ(e.code(), RequestErrorCode::kInvalidRequest);
+      EXPECT_NE(std::string(e.what()).find("n must be"), std::string::npos) << e.what();
+    }
+  }
+}
+
+// The choices are queued all or none: more than the queue's bound is refused as invalid, more than
+// its room as a full queue, and nothing of a refused request is left queued.
+TEST(TextService, ChoicesAreQueuedWholeOrNotAtAll) {
+  auto engine = open_tiny(1);
+  SchedulerOptions options;
+  options.max_waiting = 4;
+  Scheduler scheduler(*engine, options);
+  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TextRequest r;
+  r.prompt = "The quick brown fox";
+  r.max_tokens = 300;
+  r.ignore_eos = true;
+  r.n = 5;
+  auto out = std::make_shared<TextCollector>();
+  try {
+    service.submit(r, out);
+    FAIL() << "5 choices fit a queue of 4";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kInvalidRequest);
+  }
+  r.n = 3;
+  auto first = std::make_shared<TextCollector>();
+  const uint64_t id = service.submit(r, first);  // one runs, two wait (one sequence at a time)
+  r.n = 4;
+  try {
+    service.submit(r, out);
+    FAIL() << "4 more choices fit a queue of 4 holding 2 or 3";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kQueueFull);
+  }
+  EXPECT_LE(scheduler.stats().waiting, 3);  // the first request's choices only
+  service.cancel(id);
+  first->wait();
+  EXPECT_FALSE(out->done);
+  const uint64_t again = service.submit(r, out);  // 4 fit the emptied queue
+  service.cancel(again);
+  out->wait();
+  EXPECT_EQ(out->finish.choice_reasons.size(), 4u);
 }
 
 }  // namespace

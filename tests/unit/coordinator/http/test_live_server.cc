@@ -237,6 +237,71 @@ TEST_F(LiveServer, ChatNonStreamedEqualsStreamed) {
   EXPECT_EQ(stream_finish, finish);
 }
 
+// n choices: streamed and not, each choice's text is that of a request with seed + its index.
+TEST_F(LiveServer, ChoicesStreamedAndNot) {
+  TestClient c(server_->port());
+  json body = {{"model", "tiny"}, {"prompt", "The sea is"}, {"max_tokens", 10}, {"temperature", 1.0}, {"seed", 41}, {"n", 3}};
+  HttpResult r = post(c, "/v1/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json j = r.json();
+  ASSERT_EQ(j["choices"].size(), 3u);
+  int64_t completion = 0;
+  for (int i = 0; i < 3; ++i) {
+    json one = body;
+    one.erase("n");
+    one["seed"] = 41 + i;
+    const json single = post(c, "/v1/completions", one).json();
+    EXPECT_EQ(j["choices"][i]["index"], i);
+    EXPECT_EQ(j["choices"][i]["text"], single["choices"][0]["text"]) << "choice " << i;
+    EXPECT_EQ(j["choices"][i]["finish_reason"], single["choices"][0]["finish_reason"]);
+    completion += single["usage"]["completion_tokens"].get<int64_t>();
+    EXPECT_EQ(j["usage"]["prompt_tokens"], single["usage"]["prompt_tokens"]);
+  }
+  EXPECT_EQ(j["usage"]["completion_tokens"], completion);
+
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  HttpResult s = post(c, "/v1/completions", body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  std::vector<std::string> texts(3);
+  std::vector<int> finishes(3, 0);
+  json usage;
+  std::vector<std::string> ev = sse_payloads(s.body);
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev.back(), "[DONE]");
+  for (size_t e = 0; e + 1 < ev.size(); ++e) {
+    const json chunk = json::parse(ev[e]);
+    if (chunk["choices"].empty()) {
+      usage = chunk["usage"];
+      continue;
+    }
+    const json& choice = chunk["choices"][0];
+    const size_t i = choice["index"].get<size_t>();
+    ASSERT_LT(i, 3u);
+    EXPECT_EQ(finishes[i], 0) << "choice " << i << " has text after its finish";
+    texts[i] += choice["text"].get<std::string>();
+    if (choice["finish_reason"].is_string()) {
+      ++finishes[i];
+      EXPECT_EQ(choice["finish_reason"], j["choices"][i]["finish_reason"]);
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(texts[static_cast<size_t>(i)], j["choices"][i]["text"]) << "choice " << i;
+    EXPECT_EQ(finishes[static_cast<size_t>(i)], 1) << "choice " << i;
+  }
+  EXPECT_EQ(usage, j["usage"]);
+
+  json chat_body = chat(6);
+  chat_body["n"] = 2;
+  const json two = post(c, "/v1/chat/completions", chat_body).json();
+  ASSERT_EQ(two["choices"].size(), 2u);
+  EXPECT_EQ(two["choices"][0]["message"], two["choices"][1]["message"]);  // greedy: the same twice
+  chat_body["n"] = 129;
+  HttpResult bad = post(c, "/v1/chat/completions", chat_body);
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.json()["error"]["param"], "n");
+}
+
 TEST_F(LiveServer, CompletionsWithLogprobs) {
   TestClient c(server_->port());
   json b = {{"model", "tiny"}, {"prompt", "The sea is"}, {"max_tokens", 5}, {"temperature", 0}, {"logprobs", 2}, {"ignore_eos", true}};

@@ -205,13 +205,16 @@ TEST(OpenAIRequest, SamplingFieldsAreChecked) {
   }
 }
 
-TEST(OpenAIRequest, OnlyOneChoice) {
-  EXPECT_NO_THROW(parse_chat_request(with(chat_body(), "n", 1)));
-  ApiError e = chat_error(with(chat_body(), "n", 2));
+TEST(OpenAIRequest, Choices) {
+  EXPECT_EQ(parse_chat_request(chat_body()).text.n, 1);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "n", 1)).text.n, 1);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "n", 4)).text.n, 4);
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "n", 128)).text.n, 128);
+  ApiError e = chat_error(with(chat_body(), "n", 129));
   EXPECT_EQ(e.param, "n");
-  EXPECT_NE(e.message.find("n=1"), std::string::npos);
+  EXPECT_NE(e.message.find("128"), std::string::npos) << e.message;
   EXPECT_EQ(chat_error(with(chat_body(), "n", 0)).param, "n");
-  EXPECT_EQ(completion_error(with(completion_body(), "n", 3)).param, "n");
+  EXPECT_EQ(chat_error(with(chat_body(), "n", "2")).param, "n");
   EXPECT_EQ(completion_error(with(completion_body(), "best_of", 2)).param, "best_of");
 }
 

@@ -362,6 +362,71 @@ TEST(OpenAIResponse, CompletionStream) {
   EXPECT_EQ(ev[3], "[DONE]");
 }
 
+// n > 1: one choice per index, each with its own text, tool calls, offsets and finish_reason.
+TEST(OpenAIResponse, ChoicesOfOneRequest) {
+  ResponseMeta meta = completion_meta(true);
+  meta.n = 3;
+  CompletionBuilder b(meta);
+  TextDelta a = content("ab");
+  a.index = 2;
+  a.logprobs.push_back({"ab", -1.0f, {}});
+  TextDelta c = content("x");
+  c.index = 0;
+  c.logprobs.push_back({"x", -0.5f, {}});
+  TextDelta d = content("cd");
+  d.index = 2;
+  d.logprobs.push_back({"cd", -2.0f, {}});
+  TextDelta stray = content("never");
+  stray.index = 3;  // outside the request's choices: dropped
+  for (const TextDelta& x : {a, c, d, stray}) b.add(x);
+  TextFinish f = finish("length", 4, 9);
+  f.choice_reasons = {"stop", "length", "length"};
+  const json r = b.finish(f);
+  ASSERT_EQ(r["choices"].size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(r["choices"][i]["index"], i);
+  EXPECT_EQ(r["choices"][0]["text"], "x");
+  EXPECT_EQ(r["choices"][1]["text"], "");
+  EXPECT_EQ(r["choices"][2]["text"], "abcd");
+  EXPECT_EQ(r["choices"][2]["logprobs"]["text_offset"], json::array({0, 2}));
+  EXPECT_EQ(r["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(r["choices"][2]["finish_reason"], "length");
+  EXPECT_EQ(r["usage"], (json{{"prompt_tokens", 4}, {"completion_tokens", 9}, {"total_tokens", 13}}));
+
+  ResponseMeta chat = chat_meta(false, true);
+  chat.n = 2;
+  ChunkStream s(chat);
+  std::string out = s.start();  // a role chunk per choice
+  TextDelta call;
+  call.index = 1;
+  call.tool_calls.push_back({"f", {{"x", 1}}});
+  out += s.delta(call);
+  TextDelta text0 = content("hi");
+  out += s.delta(text0);
+  TextFinish first = finish("stop", 4, 2);
+  out += s.choice_finish(1, first);  // choice 1 ended first: its call makes it tool_calls
+  out += s.delta(call);              // nothing more for an ended choice
+  TextFinish total = finish("stop", 4, 5);
+  total.choice_reasons = {"length", "stop"};
+  out += s.finish(total);
+  std::vector<std::string> ev = events(out);
+  ASSERT_EQ(ev.size(), 8u) << out;
+  std::vector<json> chunks;
+  for (size_t i = 0; i + 2 < ev.size(); ++i) chunks.push_back(json::parse(ev[i]));
+  EXPECT_EQ(chunks[0]["choices"][0]["index"], 0);
+  EXPECT_EQ(chunks[1]["choices"][0]["index"], 1);
+  EXPECT_EQ(chunks[1]["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(chunks[2]["choices"][0]["index"], 1);
+  EXPECT_EQ(chunks[2]["choices"][0]["delta"]["tool_calls"][0]["index"], 0);
+  EXPECT_EQ(chunks[3]["choices"][0]["index"], 0);
+  EXPECT_EQ(chunks[3]["choices"][0]["delta"]["content"], "hi");
+  EXPECT_EQ(chunks[4]["choices"][0]["index"], 1);
+  EXPECT_EQ(chunks[4]["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_EQ(chunks[5]["choices"][0]["index"], 0);
+  EXPECT_EQ(chunks[5]["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(json::parse(ev[6])["usage"]["completion_tokens"], 5);
+  EXPECT_EQ(ev[7], "[DONE]");
+}
+
 TEST(OpenAIResponse, Models) {
   json m = models_json("tiny", 123, 4096);
   EXPECT_EQ(m["object"], "list");
