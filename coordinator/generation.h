@@ -22,6 +22,9 @@ struct GenerationRequest {
   std::map<int32_t, float> logit_bias;   // token id -> added to its logit, in [-100, 100] (OpenAI's)
   int32_t min_tokens = 0;                // the stop tokens cannot be sampled before this many tokens (vLLM's)
   int32_t top_logprobs = -1;             // -1: no log-probabilities; 0: the chosen token's; n: plus n best
+  // -1: none; 0: each prompt token's log-probability (of the model's raw logits) and rank; n: plus the n
+  // best at its position (GenerationObserver::on_prompt_logprobs)
+  int32_t prompt_logprobs = -1;
   Priority priority = Priority::kInteractive;
 };
 
@@ -34,6 +37,7 @@ struct GeneratedToken {
   int32_t token = 0;
   float logprob = 0.0f;                 // set when top_logprobs >= 0
   std::vector<TokenLogprob> top;        // top_logprobs best alternatives, best first
+  int64_t rank = 0;                     // prompt tokens: 1 + the tokens of a greater logit (ties count ahead); else 0
 };
 
 enum class FinishReason { kStop, kLength, kCancelled, kError };
@@ -64,6 +68,10 @@ class GenerationObserver {
   virtual ~GenerationObserver() = default;
   virtual void on_token(const GeneratedToken& token) = 0;
   virtual void on_finish(const GenerationSummary& summary) = 0;
+  // With prompt_logprobs >= 0: the prompt's tokens from its second (position 1 .. size - 1), each
+  // with its log-probability given the tokens before it; once, before the first on_token (or the
+  // finish of a request whose first token ends it).
+  virtual void on_prompt_logprobs(const std::vector<GeneratedToken>& positions) { (void)positions; }
 };
 
 }  // namespace shardlm

@@ -1,6 +1,7 @@
 #include "coordinator/remote_engine.h"
 
 #include <cstring>
+#include <limits>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -206,6 +207,14 @@ void RemoteEngine::step(const StepBatch& batch, const std::vector<RowRequest>& r
       p.bound = m.bound();
       p.lse = m.lse();
       p.lse_t_rel = m.lse_t_rel();
+      p.target_logit = std::numeric_limits<float>::quiet_NaN();
+      if (m.has_target_logit()) {
+        const int32_t target = rows[row].target;
+        if (target < vocab_rows_[w].begin || target >= vocab_rows_[w].end) {
+          fail("worker {}: a target logit for token {}, outside its vocabulary rows", w + 1, target);
+        }
+        p.target_logit = m.target_logit();
+      }
     }
     out[row] = merge_row_candidates(parts, rows[row]);
   }
@@ -236,6 +245,24 @@ void RemoteEngine::row_logits(int row, std::vector<float>& logits) {
     const size_t expect = static_cast<size_t>(vr.size()) * sizeof(float);
     if (replies[w].size() != expect) fail("worker {} sent {} bytes of a logits row, expected {}", w + 1, replies[w].size(), expect);
     std::memcpy(logits.data() + vr.begin, replies[w].data(), expect);
+  }
+}
+
+void RemoteEngine::row_ranks(const std::vector<int>& rows, const std::vector<float>& values, std::vector<int64_t>& counts) {
+  step::RankQuery query;
+  query.mutable_rows()->Assign(rows.begin(), rows.end());
+  query.mutable_values()->Assign(values.begin(), values.end());
+  std::vector<uint8_t> payload(query.ByteSizeLong());
+  if (!query.SerializeToArray(payload.data(), static_cast<int>(payload.size()))) fail("row rank query: serialisation failed");
+  send(static_cast<uint32_t>(StepCommand::kRowRanks), 0, 0, payload);
+  const std::vector<std::vector<uint8_t>> replies = gather_replies(worker_timeout_);
+  counts.assign(rows.size(), 0);
+  for (size_t w = 0; w < replies.size(); ++w) {
+    step::RankCounts c;
+    if (!c.ParseFromArray(replies[w].data(), static_cast<int>(replies[w].size())) || c.counts_size() != static_cast<int>(rows.size())) {
+      fail("worker {}: malformed row rank reply", w + 1);
+    }
+    for (size_t i = 0; i < rows.size(); ++i) counts[i] += c.counts(static_cast<int>(i));
   }
 }
 

@@ -34,6 +34,7 @@ class RemoteEngine {
   // logits: [batch.logit_rows.size(), vocab_size].
   void forward(const StepBatch& batch, std::vector<float>& logits);
   void row_logits(int row, std::vector<float>& logits);
+  void row_ranks(const std::vector<int>& rows, const std::vector<float>& values, std::vector<int64_t>& counts);
   const std::vector<WorkerStepFigures>& last_step_figures() const { return figures_; }
   int64_t kv_capacity_tokens() const { return kv_capacity_tokens_; }  // positions of all sequences
   int kv_block() const { return kv_block_; }

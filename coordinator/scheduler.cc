@@ -51,6 +51,9 @@ struct Scheduler::Request {
   // (bias -inf) for the first min_tokens tokens.
   std::map<int32_t, int32_t> output_counts;
   LogitPenalties fixed, fixed_min;
+  // prompt_logprobs: the prompt positions' so far (from position 1), until sent to the observer.
+  std::vector<GeneratedToken> prompt_lp;
+  bool prompt_lp_sent = false;
 
   Request(uint64_t id_, GenerationRequest r, std::shared_ptr<GenerationObserver> o)
       : id(id_),
@@ -133,6 +136,16 @@ struct Scheduler::Request {
     take_fixed_before(std::numeric_limits<int64_t>::max());
     return row;
   }
+  // Whether the prompt's log-probabilities are still being computed (the first prefill; a
+  // preemption keeps those already computed).
+  bool collecting_prompt_logprobs() const { return request.prompt_logprobs >= 0 && !prompt_lp_sent; }
+  // Sends the prompt's log-probabilities (once all are in).
+  void send_prompt_logprobs() {
+    if (!collecting_prompt_logprobs()) return;
+    prompt_lp_sent = true;
+    observer->on_prompt_logprobs(prompt_lp);
+    prompt_lp = {};
+  }
   // Feeding more than the one token sampled last: the prompt, or after a preemption the prompt and
   // the tokens generated so far (recomputed); its last chunk yields the next token.
   bool prefilling() const { return generated == 0 || unfed() > 1; }
@@ -161,6 +174,9 @@ void Scheduler::validate(const GenerationRequest& request, const GenerationObser
     fail_request(RequestErrorCode::kInvalidRequest, "min_tokens must be in [0, max_tokens {}] (got {})", request.max_tokens, request.min_tokens);
   }
   if (request.top_logprobs > 20) fail_request(RequestErrorCode::kInvalidRequest, "top_logprobs must be at most 20 (got {})", request.top_logprobs);
+  if (request.prompt_logprobs < -1 || request.prompt_logprobs > 20) {
+    fail_request(RequestErrorCode::kInvalidRequest, "prompt_logprobs must be in [0, 20] (got {})", request.prompt_logprobs);
+  }
   try {
     validate_sampling(request.sampling);
   } catch (const Error& e) {
@@ -417,6 +433,7 @@ bool Scheduler::iterate() {
   StepBatch batch;
   std::vector<RowRequest> rows;
   std::vector<Request*> row_owner;
+  std::vector<int64_t> row_prompt_position;  // per row: the prompt position whose log-probability it gives, or -1 (a sampling row)
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // Cancellations.
@@ -525,6 +542,7 @@ bool Scheduler::iterate() {
     ++r->fed;
     rows.push_back(r->row());
     row_owner.push_back(r.get());
+    row_prompt_position.push_back(-1);
     batch_requests.push_back(r);
     --budget;
     ++decode_tokens;
@@ -532,13 +550,32 @@ bool Scheduler::iterate() {
   for (auto& r : running_) {
     if (!r->prefilling() || budget <= 0) continue;
     const int64_t remaining = r->unfed();
-    const auto n = static_cast<int32_t>(std::min<int64_t>(remaining, budget));
+    const bool collect = r->collecting_prompt_logprobs();
+    // A chunk whose rows all yield logits (prompt log-probabilities) is kept short: every row's
+    // logits are a vocabulary row on each worker.
+    const auto n = static_cast<int32_t>(std::min<int64_t>({remaining, budget, collect ? kPromptLogprobRowsPerStep : budget}));
     std::vector<int32_t> chunk(r->tokens.begin() + r->fed, r->tokens.begin() + r->fed + n);
     const bool last = n == remaining;
-    batch.add(r->seq, static_cast<int32_t>(r->fed), chunk, false, last);
+    const int32_t first_row = batch.size();
+    batch.add(r->seq, static_cast<int32_t>(r->fed), chunk, false, false);
+    if (collect) {
+      // Row i (position fed + i) gives the logits of position fed + i + 1: those of the prompt not yet had.
+      for (int32_t i = 0; i < n; ++i) {
+        const int64_t target = r->fed + i + 1;
+        if (target <= static_cast<int64_t>(r->prompt_lp.size()) || target >= r->prompt_size) continue;
+        RowRequest row{std::max<int32_t>(1, r->request.prompt_logprobs), 1.0f, {}};
+        row.target = r->tokens[static_cast<size_t>(target)];
+        batch.logit_rows.push_back(first_row + i);
+        rows.push_back(std::move(row));
+        row_owner.push_back(r.get());
+        row_prompt_position.push_back(target);
+      }
+    }
     if (last) {
+      batch.logit_rows.push_back(first_row + n - 1);
       rows.push_back(r->row());
       row_owner.push_back(r.get());
+      row_prompt_position.push_back(-1);
     }
     r->fed += n;
     batch_requests.push_back(r);
@@ -576,8 +613,31 @@ bool Scheduler::iterate() {
     std::lock_guard<std::mutex> relock(mutex_);
     hooks = hooks_;
   }
+  // The ranks of the prompt tokens whose log-probabilities this step gives.
+  std::vector<int> rank_rows;
+  std::vector<float> rank_values;
+  for (size_t i = 0; i < row_owner.size(); ++i) {
+    if (row_prompt_position[i] >= 0 && std::isfinite(out[i].target_logit) && std::isfinite(out[i].lse)) {
+      rank_rows.push_back(static_cast<int>(i));
+      rank_values.push_back(out[i].target_logit);
+    }
+  }
+  std::vector<int64_t> ranks;
+  if (!rank_rows.empty()) {
+    try {
+      engine_.row_ranks(rank_rows, rank_values, ranks);
+    } catch (const EngineUnavailable&) {
+      throw;
+    } catch (const std::exception& e) {
+      spdlog::error("ranking prompt tokens failed: {}", e.what());
+      ranks.assign(rank_rows.size(), 0);
+      for (int row : rank_rows) finish(*row_owner[static_cast<size_t>(row)], FinishReason::kError, e.what());
+    }
+  }
+  size_t next_rank = 0;
   for (size_t i = 0; i < row_owner.size(); ++i) {
     Request& r = *row_owner[i];
+    if (r.finished) continue;  // an earlier row of it failed
     const RowCandidates& c = out[i];
     const int row = static_cast<int>(i);
     std::vector<float> full;
@@ -591,7 +651,8 @@ bool Scheduler::iterate() {
     // A NaN or infinite logit anywhere in the row makes its log-sum-exp non-finite: the model's output
     // is garbage (corrupt weights, an overflow), not something to sample from.
     if (!std::isfinite(c.lse)) {
-      const int64_t position = static_cast<int64_t>(r.tokens.size());  // the position the logits are for
+      // the position the logits are for
+      const int64_t position = row_prompt_position[i] >= 0 ? row_prompt_position[i] : static_cast<int64_t>(r.tokens.size());
       spdlog::error("request {}: the model's logits are not finite at position {} (corrupt or overflowing weights?)", r.id,
                     position);
       finish(r, FinishReason::kError,
@@ -599,6 +660,23 @@ bool Scheduler::iterate() {
                          "overflow in this format",
                          position),
              RequestErrorCode::kInternal);
+      continue;
+    }
+    if (row_prompt_position[i] >= 0) {
+      if (!std::isfinite(c.target_logit)) {
+        finish(r, FinishReason::kError,
+               fmt::format("the log-probability of prompt position {} is missing or not finite", row_prompt_position[i]),
+               RequestErrorCode::kInternal);
+        continue;
+      }
+      GeneratedToken p;
+      p.token = rows[i].target;
+      p.logprob = c.target_logit - c.lse;
+      p.rank = ranks.at(next_rank++);
+      for (int32_t k = 0; k < r.request.prompt_logprobs && k < static_cast<int32_t>(c.top.size()); ++k) {
+        p.top.push_back(TokenLogprob{c.top[k].token, c.top[k].logit - c.lse});
+      }
+      r.prompt_lp.push_back(std::move(p));
       continue;
     }
     int32_t token;
@@ -641,6 +719,13 @@ bool Scheduler::iterate() {
       hooks.inter_token(seconds(r.last_token_time, now));
     }
     r.last_token_time = now;
+    try {
+      r.send_prompt_logprobs();
+    } catch (const std::exception& e) {
+      finish(r, FinishReason::kError, fmt::format("the prompt's log-probabilities could not be delivered: {}", e.what()),
+             RequestErrorCode::kInternal);
+      continue;
+    }
     const bool stop_token = std::find(r.request.stop_token_ids.begin(), r.request.stop_token_ids.end(), token) !=
                             r.request.stop_token_ids.end();
     if (stop_token) {
@@ -675,7 +760,7 @@ bool Scheduler::iterate() {
     report.seconds = seconds(t0, now);
     report.prompt_tokens = prompt_tokens;
     report.decode_tokens = decode_tokens;
-    report.sampled_tokens = static_cast<int32_t>(row_owner.size());
+    report.sampled_tokens = static_cast<int32_t>(std::count(row_prompt_position.begin(), row_prompt_position.end(), -1));
     hooks.step(report);
   }
   return true;

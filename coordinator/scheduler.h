@@ -20,6 +20,10 @@
 
 namespace shardlm {
 
+// Prompt rows per step of a request that asks for its prompt's log-probabilities (each row's logits
+// are a whole vocabulary row on every worker while the step runs).
+inline constexpr int64_t kPromptLogprobRowsPerStep = 64;
+
 struct SchedulerOptions {
   int32_t max_step_tokens = 512;  // tokens per step (decode tokens + prompt chunks)
   int32_t max_running = 64;       // sequences decoding at once

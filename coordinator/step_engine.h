@@ -66,6 +66,17 @@ class StepEngine {
   virtual void step(const StepBatch& batch, const std::vector<RowRequest>& rows, std::vector<RowCandidates>& out) = 0;
   // The whole vocabulary row `row` of the last step (for sampling that the candidates cannot decide).
   virtual void row_logits(int row, std::vector<float>& logits) = 0;
+  // Per query of the last step: how many of row rows[i]'s logits (the model's, before any penalty)
+  // are >= values[i] — a token's rank (1 = the best) when values[i] is its logit. By default from
+  // whole rows (row_logits).
+  virtual void row_ranks(const std::vector<int>& rows, const std::vector<float>& values, std::vector<int64_t>& counts) {
+    counts.assign(rows.size(), 0);
+    std::vector<float> logits;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      row_logits(rows[i], logits);
+      counts[i] = count_at_least(logits.data(), static_cast<int64_t>(logits.size()), values[i]);
+    }
+  }
   // Whole vocabulary rows: logits [batch.logit_rows.size(), vocab_size] (the `logits` command).
   // trace (single process only) receives the named intermediates.
   virtual void logits(const StepBatch& batch, std::vector<float>& logits, const StepTraceFn& trace = {}) = 0;

@@ -199,6 +199,15 @@ class LocalStepEngine final : public StepEngine {
     if (row < 0 || (row + 1) * V > static_cast<int64_t>(last_logits_.size())) fail("logits row {} is not in the last step", row);
     logits.assign(last_logits_.begin() + row * V, last_logits_.begin() + (row + 1) * V);
   }
+  void row_ranks(const std::vector<int>& rows, const std::vector<float>& values, std::vector<int64_t>& counts) override {
+    const int64_t V = config().vocab_size;
+    counts.assign(rows.size(), 0);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t row = rows[i];
+      if (row < 0 || (row + 1) * V > static_cast<int64_t>(last_logits_.size())) fail("logits row {} is not in the last step", row);
+      counts[i] = count_at_least(last_logits_.data() + row * V, V, values[i]);
+    }
+  }
   void logits(const StepBatch& batch, std::vector<float>& logits, const StepTraceFn& trace) override {
     use_threads();
     runner_->forward(batch, logits, trace);
@@ -260,6 +269,9 @@ class DistributedStepEngine final : public StepEngine {
     remote_.step(batch, rows, out);
   }
   void row_logits(int row, std::vector<float>& logits) override { remote_.row_logits(row, logits); }
+  void row_ranks(const std::vector<int>& rows, const std::vector<float>& values, std::vector<int64_t>& counts) override {
+    remote_.row_ranks(rows, values, counts);
+  }
   void logits(const StepBatch& batch, std::vector<float>& logits, const StepTraceFn& trace) override {
     if (trace) fail("named intermediates (--dump-dir) are only available in a single process");
     remote_.forward(batch, logits);

@@ -73,8 +73,10 @@ RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t toke
     penalised.assign(logits, logits + n);
     apply_penalties(penalised.data(), n, token_offset, request.penalties);
     RowRequest plain{request.candidates, request.temperature, {}};
+    plain.target = request.target;
     return select_row_candidates(penalised.data(), n, token_offset, plain, exp_sums);
   }
+  if (request.target >= token_offset && request.target < token_offset + n) out.target_logit = logits[request.target - token_offset];
   const float t = effective_temperature(request);
   const int64_t keep = std::clamp<int64_t>(request.candidates, 1, n);
   // The maximum, then a bounded selection: the best `keep` seen so far in a heap ordered worst-first.
@@ -122,6 +124,12 @@ RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t toke
   return out;
 }
 
+int64_t count_at_least(const float* x, int64_t n, float value) {
+  int64_t count = 0;
+  for (int64_t i = 0; i < n; ++i) count += x[i] >= value;
+  return count;
+}
+
 RowCandidates merge_row_candidates(const std::vector<RowCandidates>& parts, const RowRequest& request) {
   RowCandidates out;
   double lse = -INFINITY, lse_t_rel = -INFINITY;
@@ -138,6 +146,7 @@ RowCandidates merge_row_candidates(const std::vector<RowCandidates>& parts, cons
       lse_t_rel = log_add(lse_t_rel, p.lse_t_rel + (static_cast<double>(p.top.front().logit) - max_logit) / t);
     }
     bound = std::max(bound, p.bound);
+    if (!std::isnan(p.target_logit)) out.target_logit = p.target_logit;
     out.top.insert(out.top.end(), p.top.begin(), p.top.end());
   }
   std::sort(out.top.begin(), out.top.end(), better_candidate);

@@ -35,6 +35,7 @@ struct RowRequest {
   int32_t candidates = 1;
   float temperature = 1.0f;  // <= 0: greedy; lse_t is then the temperature-1 value
   LogitPenalties penalties;
+  int32_t target = -1;  // >= 0: this token's logit is wanted as well (RowCandidates::target_logit)
 };
 
 // Applies p to logits[0..n) whose token ids start at token_offset (the penalised tokens outside that
@@ -55,6 +56,9 @@ struct RowCandidates {
   // log sum exp((logit - top[0].logit) / T): relative to the row's largest logit, so that it stays
   // exact at any T > 0 (log sum exp(logit / T) itself overflows a float at small T); -inf when empty.
   float lse_t_rel = 0.0f;
+  // The request's target token's (penalised) logit; NaN without a target or, in a slice's
+  // candidates, when another slice holds it.
+  float target_logit = std::numeric_limits<float>::quiet_NaN();
   bool complete() const { return bound == -std::numeric_limits<float>::infinity(); }
 };
 
@@ -71,6 +75,9 @@ using ExpSumsFn = void (*)(const float* x, int64_t n, float max, float inv_t, do
 // a copy); exp_sums null: a scalar loop.
 RowCandidates select_row_candidates(const float* logits, int64_t n, int64_t token_offset, const RowRequest& request,
                                     ExpSumsFn exp_sums = nullptr);
+
+// How many of x[0..n) are >= value (a token's rank in a row when value is its logit; slices' counts add up).
+int64_t count_at_least(const float* x, int64_t n, float value);
 
 // Merges the candidates of disjoint vocabulary slices of one row (keeps request.candidates).
 RowCandidates merge_row_candidates(const std::vector<RowCandidates>& parts, const RowRequest& request);

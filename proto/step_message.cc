@@ -52,6 +52,7 @@ std::vector<uint8_t> encode_step_plan(const StepBatch& batch, const std::vector<
     step::RowRequest* m = plan.add_rows();
     m->set_candidates(r.candidates);
     m->set_temperature(r.temperature);
+    if (r.target >= 0) m->set_target(r.target);
     const LogitPenalties& p = r.penalties;
     if (p.active()) {
       m->set_repetition_penalty(p.repetition);
@@ -85,6 +86,10 @@ StepBatch decode_step_plan(const std::vector<uint8_t>& bytes, std::vector<RowReq
   for (const step::RowRequest& m : plan.rows()) {
     RowRequest r{m.candidates(), m.temperature(), {}};
     if (m.penalty_tokens_size() > 0) r.penalties = decode_penalties(m);
+    if (m.has_target()) {
+      if (m.target() < 0) fail("step message: target token {} is negative", m.target());
+      r.target = m.target();
+    }
     rows.push_back(std::move(r));
   }
 

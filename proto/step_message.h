@@ -12,7 +12,7 @@
 
 namespace shardlm {
 
-inline constexpr uint32_t kStepProtocolVersion = 3;
+inline constexpr uint32_t kStepProtocolVersion = 4;
 // Replies travel point to point: each worker sends rank 0 a uint64 byte count and then the bytes,
 // both with this tag, so that the coordinator can wait for each worker with a deadline.
 inline constexpr int kReplyTag = 7001;
@@ -28,6 +28,7 @@ enum class StepCommand : uint32_t {
   kShutdown = 5,
   kRowLogits = 6,     // arg = logits row of the last step; workers reply that row's vocabulary slice
   kPing = 7,          // heartbeat of an idle coordinator; workers reply with their WorkerStats
+  kRowRanks = 8,      // payload = RankQuery on the last step's rows; workers reply RankCounts
 };
 
 struct StepHeader {

@@ -1,6 +1,7 @@
 #include "worker/worker_loop.h"
 
 #include <chrono>
+#include <cmath>
 
 #include <spdlog/spdlog.h>
 
@@ -135,6 +136,7 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
           m->set_bound(c.bound);
           m->set_lse(c.lse);
           m->set_lse_t_rel(c.lse_t_rel);
+          if (!std::isnan(c.target_logit)) m->set_target_logit(c.target_logit);
         }
         const double step_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         fill_stats(*runner, coll, step_s, *result.mutable_stats());
@@ -147,6 +149,22 @@ void run_worker_loop(comm::Communicator& world, comm::Communicator& workers, con
         const int64_t rows_held = slice > 0 ? static_cast<int64_t>(logits.size()) / slice : 0;
         if (r < 0 || r >= rows_held) fail("worker: logits row {} requested, the last step had {}", r, rows_held);
         send_reply(world, logits.data() + r * slice, static_cast<size_t>(slice) * sizeof(float));
+        break;
+      }
+      case StepCommand::kRowRanks: {
+        step::RankQuery query;
+        if (!query.ParseFromArray(payload.data(), static_cast<int>(payload.size())) || query.rows_size() != query.values_size()) {
+          fail("worker: malformed row rank query");
+        }
+        const int64_t rows_held = slice > 0 ? static_cast<int64_t>(logits.size()) / slice : 0;
+        step::RankCounts counts;
+        for (int i = 0; i < query.rows_size(); ++i) {
+          const int64_t r = query.rows(i);
+          if (r < 0 || r >= rows_held) fail("worker: logits row {} ranked, the last step had {}", r, rows_held);
+          counts.add_counts(count_at_least(logits.data() + r * slice, slice, query.values(i)));
+        }
+        const std::vector<uint8_t> reply = serialize(counts);
+        send_reply(world, reply.data(), reply.size());
         break;
       }
       case StepCommand::kPing: {

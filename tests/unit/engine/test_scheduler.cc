@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <map>
 #include <thread>
@@ -31,6 +33,12 @@ class Collector final : public GenerationObserver {
     done = true;
     cv_.notify_all();
   }
+  void on_prompt_logprobs(const std::vector<GeneratedToken>& positions) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    prompt = positions;
+    prompt_calls_before_tokens += tokens.empty();
+    ++prompt_calls;
+  }
   void wait() {
     std::unique_lock<std::mutex> lock(mutex_);
     ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return done; }));
@@ -41,6 +49,8 @@ class Collector final : public GenerationObserver {
   }
   std::vector<int32_t> tokens;
   std::vector<GeneratedToken> logprobs;
+  std::vector<GeneratedToken> prompt;  // on_prompt_logprobs
+  int prompt_calls = 0, prompt_calls_before_tokens = 0;
   GenerationSummary summary;
   bool done = false;
 
@@ -125,6 +135,71 @@ TEST(Scheduler, GreedyMatchesWholeRowArgmax) {
   EXPECT_EQ(c->summary.reason, FinishReason::kLength);
   EXPECT_EQ(c->summary.completion_tokens, 24);
   EXPECT_EQ(c->summary.prompt_tokens, 40);
+}
+
+// Each prompt position's log-probability, rank and best tokens, against whole rows by hand: over
+// several steps (a prompt of more rows than a step takes), beside a request without them (whose
+// tokens do not change), and for a prompt of one token (nothing before its first token).
+TEST(Scheduler, PromptLogprobsMatchWholeRows) {
+  auto engine = open_tiny(2);
+  const std::vector<int32_t> prompt = prompt_of(3, 150);
+  std::vector<float> logits;
+  {
+    const int seq = engine->new_sequence();
+    StepBatch b;
+    b.add(seq, 0, prompt, true, false);
+    engine->logits(b, logits);
+    engine->free_sequence(seq);
+  }
+  const int64_t V = engine->config().vocab_size;
+  const std::vector<int32_t> other_prompt = prompt_of(4, 30);
+  const std::vector<int32_t> other_expected = reference_greedy(*engine, other_prompt, 10);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  GenerationRequest r = greedy(prompt, 3);
+  r.prompt_logprobs = 3;
+  auto c = std::make_shared<Collector>();
+  auto other = std::make_shared<Collector>();
+  scheduler.submit(r, c);
+  scheduler.submit(greedy(other_prompt, 10), other);
+  c->wait();
+  other->wait();
+  EXPECT_EQ(other->tokens, other_expected);
+  ASSERT_EQ(c->summary.reason, FinishReason::kLength) << c->summary.error;
+  EXPECT_EQ(c->prompt_calls, 1);
+  EXPECT_EQ(c->prompt_calls_before_tokens, 1);
+  EXPECT_TRUE(other->prompt.empty());
+  ASSERT_EQ(c->prompt.size(), prompt.size() - 1);
+  for (size_t p = 1; p < prompt.size(); ++p) {
+    const float* row = logits.data() + static_cast<int64_t>(p - 1) * V;
+    double sum = 0;
+    const float max = *std::max_element(row, row + V);
+    for (int64_t v = 0; v < V; ++v) sum += std::exp(static_cast<double>(row[v]) - max);
+    const double lse = max + std::log(sum);
+    const GeneratedToken& got = c->prompt[p - 1];
+    const int32_t token = prompt[p];
+    EXPECT_EQ(got.token, token);
+    EXPECT_NEAR(got.logprob, row[token] - lse, 1e-4) << "position " << p;
+    EXPECT_EQ(got.rank, std::count_if(row, row + V, [&](float x) { return x >= row[token]; })) << "position " << p;
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    for (int64_t v = 0; v < V; ++v) order[static_cast<size_t>(v)] = static_cast<int32_t>(v);
+    std::partial_sort(order.begin(), order.begin() + 3, order.end(), [&](int32_t a, int32_t b) { return row[a] > row[b] || (row[a] == row[b] && a < b); });
+    ASSERT_EQ(got.top.size(), 3u);
+    for (size_t k = 0; k < 3; ++k) {
+      EXPECT_EQ(got.top[k].token, order[k]) << "position " << p;
+      EXPECT_NEAR(got.top[k].logprob, row[order[k]] - lse, 1e-4);
+    }
+  }
+
+  GenerationRequest one = greedy({2}, 2);
+  one.prompt_logprobs = 0;
+  auto single = std::make_shared<Collector>();
+  scheduler.submit(one, single);
+  single->wait();
+  EXPECT_EQ(single->prompt_calls, 1);
+  EXPECT_TRUE(single->prompt.empty());
+
+  one.prompt_logprobs = 21;
+  EXPECT_THROW(scheduler.submit(one, single), RequestError);
 }
 
 // Takes three tokens, then refuses the next (as a detokenizer refuses an id its tokenizer lacks).

@@ -116,6 +116,37 @@ TEST(LogitCandidates, MergingSlicesEqualsSelectingTheWholeRow) {
   }
 }
 
+// A target token's logit comes from the slice that holds it (penalised as the row), and the slices'
+// counts of logits at least as great add up to its rank in the whole row.
+TEST(LogitCandidates, TargetLogitAndRankFromSlices) {
+  const int64_t n = 5003;
+  const std::vector<float> logits = random_logits(n, 5, 1);
+  for (int32_t target : {0, 1700, 5002}) {
+    RowRequest req{4, 1.0f};
+    req.target = target;
+    std::vector<RowCandidates> slices;
+    int64_t count = 0;
+    for (int p = 0; p < 3; ++p) {
+      const int64_t b = n * p / 3, e = n * (p + 1) / 3;
+      slices.push_back(select_row_candidates(logits.data() + b, e - b, b, req));
+      EXPECT_EQ(std::isnan(slices.back().target_logit), target < b || target >= e);
+      count += count_at_least(logits.data() + b, e - b, logits[static_cast<size_t>(target)]);
+    }
+    const RowCandidates merged = merge_row_candidates(slices, req);
+    EXPECT_EQ(merged.target_logit, logits[static_cast<size_t>(target)]);
+    EXPECT_EQ(count, std::count_if(logits.begin(), logits.end(), [&](float x) { return x >= logits[static_cast<size_t>(target)]; }));
+    EXPECT_GE(count, 1);
+  }
+  RowRequest none{4, 1.0f};
+  EXPECT_TRUE(std::isnan(select_row_candidates(logits.data(), n, 0, none).target_logit));
+  RowRequest penalised{4, 1.0f};
+  penalised.target = 7;
+  penalised.penalties.tokens = {7};
+  penalised.penalties.counts = {-1};
+  penalised.penalties.biases = {3.0f};
+  EXPECT_EQ(select_row_candidates(logits.data(), n, 0, penalised).target_logit, logits[7] + 3.0f);
+}
+
 // Penalties change exactly the listed tokens, by vLLM's formulas: the repetition penalty divides a
 // positive logit and multiplies a negative one (prompt and output tokens), then frequency times the
 // output count and presence (output tokens only) are subtracted.

@@ -33,6 +33,7 @@ TEST(StepPlan, PenaltiesAndBiasesRoundTrip) {
   p.counts = {-1, 0, 4};
   p.biases = {-100.0f, 0.0f, 2.5f};
   rows[1] = RowRequest{1, 0.0f, p};
+  rows[1].target = 77;
   std::vector<RowRequest> back;
   bool full = true;
   decode_step_plan(encode_step_plan(batch, rows, false), back, full);
@@ -47,6 +48,8 @@ TEST(StepPlan, PenaltiesAndBiasesRoundTrip) {
   EXPECT_EQ(q.tokens, p.tokens);
   EXPECT_EQ(q.counts, p.counts);
   EXPECT_EQ(q.biases, p.biases);
+  EXPECT_EQ(back[0].target, -1);
+  EXPECT_EQ(back[1].target, 77);
 }
 
 TEST(StepPlan, InconsistentPenaltiesAreRefused) {
