@@ -6,6 +6,7 @@
 #include <iterator>
 #include <mutex>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "cli/command.h"
@@ -35,6 +36,7 @@ struct GenerateArgs {
   std::vector<std::string> logit_bias;  // TOKEN=BIAS
   int min_tokens = 0;
   bool include_stop = false;
+  int prompt_logprobs = -1;
   bool show_stats = true;
 };
 
@@ -42,6 +44,7 @@ struct GenerateArgs {
 class PrintingObserver final : public TextObserver {
  public:
   void on_delta(const TextDelta& d) override {
+    if (d.prompt_logprobs) print_prompt_logprobs(*d.prompt_logprobs);
     if (!d.reasoning.empty()) std::fprintf(stderr, "%s", d.reasoning.c_str());
     std::fwrite(d.content.data(), 1, d.content.size(), stdout);
     for (const ChatToolCall& c : d.tool_calls) std::printf("\n[tool call] %s %s\n", c.name.c_str(), c.arguments.dump().c_str());
@@ -57,6 +60,21 @@ class PrintingObserver final : public TextObserver {
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait(lock, [&] { return done_; });
     return finish_;
+  }
+
+  // --prompt-logprobs: a line per prompt token on stderr: "[prompt] POSITION ID LOGPROB RANK" and the
+  // best tokens there as ID:LOGPROB (the first token has none: "-").
+  static void print_prompt_logprobs(const std::vector<PromptTokenLogprob>& prompt) {
+    for (size_t i = 0; i < prompt.size(); ++i) {
+      const PromptTokenLogprob& p = prompt[i];
+      if (i == 0) {
+        std::fprintf(stderr, "[prompt] 0 %d - -\n", p.id);
+        continue;
+      }
+      std::string line = fmt::format("[prompt] {} {} {:.6f} {}", i, p.id, p.logprob, p.rank);
+      for (const PromptTokenLogprob::Alternative& t : p.top) line += fmt::format(" {}:{:.6f}", t.id, t.logprob);
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
   }
 
  private:
@@ -91,6 +109,7 @@ void run_generate(GenerateArgs a) {
   request.logit_bias = logit_bias_map(a.logit_bias);
   request.min_tokens = a.min_tokens;
   request.include_stop_str_in_output = a.include_stop;
+  request.prompt_logprobs = a.prompt_logprobs;
   const GenerationDefaults defaults = load_generation_defaults(a.generation_config, a.model.model_dir);
 
   // Size the KV cache for this one request: render and tokenize the prompt first.
@@ -166,6 +185,10 @@ CommandRegistrar reg([](CLI::App& app) {
   cmd->add_option("--min-tokens", a->min_tokens, "No end of sequence and no stop string before this many tokens")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--include-stop-str-in-output", a->include_stop, "End the output with the stop string that matched");
+  cmd->add_option("--prompt-logprobs", a->prompt_logprobs,
+                  "Print each prompt token's log-probability and rank, with the N best tokens at its place, to stderr "
+                  "('[prompt] POSITION ID LOGPROB RANK ID:LOGPROB...')")
+      ->check(CLI::Range(0, 20));
   cmd->callback([a, prompt, prompt_file, temperature, top_k, top_p, min_p, repetition] {
     if (prompt->count() + prompt_file->count() == 0) fail("generate needs --prompt or --prompt-file");
     a->sampling_given = {temperature->count() > 0, top_k->count() > 0, top_p->count() > 0, min_p->count() > 0,

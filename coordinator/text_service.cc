@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <utility>
 
@@ -92,6 +93,32 @@ class TextStream final : public GenerationObserver {
     emit(delta);
   }
 
+  void on_prompt_logprobs(const std::vector<GeneratedToken>& positions) override {
+    auto out = std::make_shared<std::vector<PromptTokenLogprob>>();
+    out->reserve(positions.size() + 1);
+    PromptTokenLogprob first;
+    first.id = first_prompt_token_;
+    first.token = tokenizer_.token_bytes(first_prompt_token_);
+    first.logprob = std::numeric_limits<float>::quiet_NaN();
+    out->push_back(std::move(first));
+    for (const GeneratedToken& g : positions) {
+      PromptTokenLogprob p;
+      p.id = g.token;
+      p.token = tokenizer_.token_bytes(g.token);
+      p.logprob = g.logprob;
+      p.rank = g.rank;
+      for (const TokenLogprob& t : g.top) p.top.push_back({t.token, tokenizer_.token_bytes(t.token), t.logprob});
+      out->push_back(std::move(p));
+    }
+    TextDelta delta;
+    delta.prompt_logprobs = std::move(out);
+    try {
+      observer_->on_delta(delta);
+    } catch (const std::exception& e) {
+      spdlog::error("text observer failed: {}", e.what());
+    }
+  }
+
   void on_finish(const GenerationSummary& summary) override {
     TextDelta delta;
     if (!ended_) process(detok_.flush(), true, delta);
@@ -121,6 +148,7 @@ class TextStream final : public GenerationObserver {
   }
 
   bool wants_logprobs_ = false;
+  int32_t first_prompt_token_ = 0;
 
  private:
   void append_logprobs(const GeneratedToken& token, TextDelta& delta) {
@@ -414,6 +442,7 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
     g.sampling.repetition_penalty = *defaults_.repetition_penalty;
   }
   g.top_logprobs = r.top_logprobs;
+  g.prompt_logprobs = r.prompt_logprobs;
   g.priority = r.priority;
   g.min_tokens = r.min_tokens;
   for (int32_t id : r.stop_token_ids) {
@@ -445,6 +474,7 @@ uint64_t TextService::submit_prepared(PreparedText p, std::shared_ptr<TextObserv
   if (n == 1) {
     auto stream = std::make_shared<TextStream>(p.request, p.turn_start, tokenizer_, std::move(observer), scheduler_, prompt_size);
     stream->wants_logprobs_ = p.request.top_logprobs >= 0;
+    stream->first_prompt_token_ = p.generation.prompt.front();
     const uint64_t id = scheduler_.submit(std::move(p.generation), stream);
     stream->set_id(id);
     return id;
@@ -471,6 +501,7 @@ uint64_t TextService::submit_prepared(PreparedText p, std::shared_ptr<TextObserv
   for (int32_t i = 0; i < n; ++i) {
     auto stream = std::make_shared<TextStream>(p.request, p.turn_start, tokenizer_, group->member(i), scheduler_, prompt_size);
     stream->wants_logprobs_ = p.request.top_logprobs >= 0;
+    stream->first_prompt_token_ = p.generation.prompt.front();
     GenerationRequest g = p.generation;
     g.sampling.seed = p.generation.sampling.seed + static_cast<uint64_t>(i);
     submissions.push_back(Scheduler::Submission{std::move(g), stream});

@@ -58,6 +58,9 @@ struct TextRequest {
   std::map<int32_t, float> logit_bias;  // token id -> added to its logit ([-100, 100]; at most kMaxLogitBias)
   int32_t min_tokens = 0;               // no end of sequence and no stop string before this many tokens (vLLM's)
   bool include_stop_str_in_output = false;  // a matched stop string ends the text (vLLM's)
+  // -1: none; 0..20: each prompt token's log-probability and rank, with that many best tokens at its
+  // position (TextDelta::prompt_logprobs)
+  int32_t prompt_logprobs = -1;
   Priority priority = Priority::kInteractive;
   // Choices: n sequences sampled from the prompt, each as a request of its own with the seed
   // sampling.seed + its index (vLLM's), reported with their index (TextDelta::index).
@@ -70,13 +73,32 @@ struct TextTokenLogprob {
   std::vector<std::pair<std::string, float>> top;  // best alternatives, best first
 };
 
+// One prompt token with its log-probability given the tokens before it (vLLM's prompt_logprobs).
+struct PromptTokenLogprob {
+  struct Alternative {
+    int32_t id = 0;
+    std::string token;  // its bytes
+    float logprob = 0.0f;
+  };
+  int32_t id = 0;
+  std::string token;  // its bytes (Tokenizer::token_bytes)
+  float logprob = 0.0f;  // NaN for the first token (nothing before it)
+  int64_t rank = 0;      // 1 = the most likely token there (ties count ahead); 0 for the first token
+  std::vector<Alternative> top;  // the best tokens at its position, best first
+};
+
 struct TextDelta {
   int32_t index = 0;  // the choice (0 unless the request asked for n > 1)
   std::string content;
   std::string reasoning;                 // chat with thinking
   std::vector<ChatToolCall> tool_calls;  // chat: complete tool calls, as soon as each is parsed
   std::vector<TextTokenLogprob> logprobs;
-  bool empty() const { return content.empty() && reasoning.empty() && tool_calls.empty() && logprobs.empty(); }
+  // With TextRequest::prompt_logprobs >= 0: every prompt token (the first without a log-probability),
+  // in a delta of its own before any output.
+  std::shared_ptr<const std::vector<PromptTokenLogprob>> prompt_logprobs;
+  bool empty() const {
+    return content.empty() && reasoning.empty() && tool_calls.empty() && logprobs.empty() && !prompt_logprobs;
+  }
 };
 
 struct TextFinish {

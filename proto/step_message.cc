@@ -113,7 +113,7 @@ void check_step_header(const StepHeader& h) {
   if (h.version != kStepProtocolVersion) {
     fail("step protocol version {} received, this worker speaks {}", h.version, kStepProtocolVersion);
   }
-  if (h.command < 1 || h.command > static_cast<uint32_t>(StepCommand::kPing)) fail("unknown step command {}", h.command);
+  if (h.command < 1 || h.command > static_cast<uint32_t>(StepCommand::kRowRanks)) fail("unknown step command {}", h.command);
   if (h.payload_bytes < 0 || h.payload_bytes > (int64_t{1} << 32)) fail("bad step payload size {}", h.payload_bytes);
 }
 

@@ -17,6 +17,7 @@ using nlohmann::json;
 constexpr size_t kMaxStop = 16;
 constexpr int kMaxChatTopLogprobs = 20;
 constexpr int kMaxCompletionLogprobs = 5;
+constexpr int kMaxPromptLogprobs = 20;
 
 std::string kind(const json& v) {
   switch (v.type()) {
@@ -220,10 +221,11 @@ void parse_common(const json& body, OpenAIRequest& r) {
   if (const json* v = field(body, "include_stop_str_in_output")) {  // vLLM's
     text.include_stop_str_in_output = get_bool(*v, "include_stop_str_in_output");
   }
-  // vLLM's sampling extensions this server does not implement: refused rather than ignored.
-  if (const json* v = field(body, "prompt_logprobs"); v && !v->is_null()) {
-    fail_param("prompt_logprobs", "'prompt_logprobs' is not supported");
+  if (const json* v = field(body, "prompt_logprobs")) {  // vLLM's (its -1, the whole vocabulary, is not taken)
+    text.prompt_logprobs = static_cast<int32_t>(get_int(*v, "prompt_logprobs", 0, kMaxPromptLogprobs));
+    r.prompt_logprobs = true;
   }
+  // vLLM's sampling extensions this server does not implement: refused rather than ignored.
   for (const char* key : {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"}) {
     if (const json* v = field(body, key); v && !v->is_null()) fail_param(key, "'{}' is not supported (no guided decoding)", key);
   }
@@ -462,7 +464,11 @@ OpenAIRequest parse_completion_request(const json& body) {
   if (const json* v = field(body, "logprobs")) {
     r.text.top_logprobs = static_cast<int32_t>(get_int(*v, "logprobs", 0, kMaxCompletionLogprobs));
   }
-  if (const json* v = field(body, "echo"); v && get_bool(*v, "echo")) fail_param("echo", "'echo' is not supported");
+  if (const json* v = field(body, "echo"); v && get_bool(*v, "echo")) {
+    r.echo = true;
+    // The prompt's tokens are listed with their log-probabilities as the output's are.
+    if (r.text.top_logprobs >= 0) r.text.prompt_logprobs = std::max(r.text.prompt_logprobs, r.text.top_logprobs);
+  }
   if (const json* v = field(body, "suffix"); v && !get_string(*v, "suffix").empty()) {
     fail_param("suffix", "'suffix' is not supported");
   }

@@ -11,8 +11,9 @@
 //   .enable_thinking, reasoning_effort, ignore_eos and stop_token_ids (vLLM extensions),
 //   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS),
 //   min_tokens, include_stop_str_in_output, add_generation_prompt and continue_final_message
-//   (vLLM's). Refused unless null: prompt_logprobs, guided
-//   decoding (guided_*, structured_outputs).
+//   (vLLM's), prompt_logprobs (vLLM's, 0..20), echo (completions: the prompt before the output, its
+//   tokens in the log-probabilities when asked for). Refused unless null: guided decoding (guided_*,
+//   structured_outputs), chat echo.
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
 // keeps them and makes the model's turn begin with a tool call; a named function keeps only that
 // tool's declaration and makes the turn begin with a call of it (TextRequest::tool_choice).
@@ -40,6 +41,8 @@ struct OpenAIRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool seed_given = false;     // false: the caller should draw a random seed
+  bool echo = false;             // completions: the prompt begins each choice's text (and its logprobs)
+  bool prompt_logprobs = false;  // vLLM's prompt_logprobs was asked for (text.prompt_logprobs its count)
   TextRequest text;            // text.top_logprobs >= 0 when log-probabilities were asked for
 };
 

@@ -62,6 +62,11 @@ json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, const std:
               {"text_offset", json::array()}};
   for (const TextTokenLogprob& t : tokens) {
     out["tokens"].push_back(token_text(t.token));
+    if (std::isnan(t.logprob)) {  // an echoed prompt's first token: nothing before it
+      out["token_logprobs"].push_back(nullptr);
+      out["top_logprobs"].push_back(nullptr);
+      continue;
+    }
     out["token_logprobs"].push_back(clamp_logprob(t.logprob));
     json top = json::object();
     for (const auto& [token, lp] : t.top) {
@@ -74,6 +79,20 @@ json completion_logprobs(const std::vector<TextTokenLogprob>& tokens, const std:
     out["top_logprobs"].push_back(std::move(top));
   }
   out["text_offset"] = offsets;
+  return out;
+}
+
+// An echoed prompt's tokens as completions list the output's: each with `top` best alternatives.
+std::vector<TextTokenLogprob> echo_logprobs(const std::vector<PromptTokenLogprob>& prompt, int32_t top) {
+  std::vector<TextTokenLogprob> out;
+  out.reserve(prompt.size());
+  for (const PromptTokenLogprob& p : prompt) {
+    TextTokenLogprob t;
+    t.token = p.token;
+    t.logprob = p.logprob;
+    for (size_t k = 0; k < p.top.size() && static_cast<int32_t>(k) < top; ++k) t.top.emplace_back(p.top[k].token, p.top[k].logprob);
+    out.push_back(std::move(t));
+  }
   return out;
 }
 
@@ -111,6 +130,10 @@ ResponseMeta make_meta(const OpenAIRequest& request) {
   m.logprobs = request.text.top_logprobs >= 0;
   m.include_usage = request.stream && request.include_usage;
   m.n = request.text.n;
+  m.top_logprobs = request.text.top_logprobs;
+  m.echo = request.echo && request.endpoint == Endpoint::kCompletions;
+  if (m.echo) m.echo_text = request.text.prompt;
+  m.prompt_logprobs = request.prompt_logprobs;
   return m;
 }
 
@@ -124,6 +147,27 @@ json tool_call_json(const ChatToolCall& call) {
   return {{"id", new_id("call_")},
           {"type", "function"},
           {"function", {{"name", call.name}, {"arguments", dump_json(call.arguments)}}}};
+}
+
+json prompt_logprobs_json(const std::vector<PromptTokenLogprob>& prompt) {
+  json out = json::array();
+  for (size_t i = 0; i < prompt.size(); ++i) {
+    const PromptTokenLogprob& p = prompt[i];
+    if (i == 0 || std::isnan(p.logprob)) {
+      out.push_back(nullptr);
+      continue;
+    }
+    json entry = json::object();
+    entry[std::to_string(p.id)] = {{"logprob", clamp_logprob(p.logprob)}, {"rank", p.rank}, {"decoded_token", p.token}};
+    for (size_t k = 0; k < p.top.size(); ++k) {
+      const std::string key = std::to_string(p.top[k].id);
+      if (!entry.contains(key)) {
+        entry[key] = {{"logprob", clamp_logprob(p.top[k].logprob)}, {"rank", k + 1}, {"decoded_token", p.top[k].token}};
+      }
+    }
+    out.push_back(std::move(entry));
+  }
+  return out;
 }
 
 json chat_logprobs_content(const std::vector<TextTokenLogprob>& tokens) {
@@ -165,11 +209,31 @@ std::string choice_reason(const TextFinish& finish, size_t index) {
 }  // namespace
 
 CompletionBuilder::CompletionBuilder(ResponseMeta meta)
-    : meta_(std::move(meta)), choices_(static_cast<size_t>(std::max(1, meta_.n))) {}
+    : meta_(std::move(meta)), choices_(static_cast<size_t>(std::max(1, meta_.n))) {
+  // An echo with log-probabilities comes with the prompt's (add); without, the text is known now.
+  if (meta_.echo && !meta_.logprobs) {
+    TextDelta echo;
+    echo.content = meta_.echo_text;
+    for (Choice& c : choices_) add_text(c, echo);
+  }
+}
 
 void CompletionBuilder::add(const TextDelta& delta) {
   if (delta.index < 0 || static_cast<size_t>(delta.index) >= choices_.size()) return;
   Choice& c = choices_[static_cast<size_t>(delta.index)];
+  if (delta.prompt_logprobs) {
+    c.prompt = delta.prompt_logprobs;
+    if (meta_.echo && meta_.logprobs) {
+      TextDelta echo;
+      echo.content = meta_.echo_text;
+      echo.logprobs = echo_logprobs(*c.prompt, meta_.top_logprobs);
+      add_text(c, echo);
+    }
+  }
+  add_text(c, delta);
+}
+
+void CompletionBuilder::add_text(Choice& c, const TextDelta& delta) {
   c.content += delta.content;
   c.reasoning += delta.reasoning;
   c.tool_calls.insert(c.tool_calls.end(), delta.tool_calls.begin(), delta.tool_calls.end());
@@ -199,6 +263,7 @@ json CompletionBuilder::choice_json(size_t index, const TextFinish& finish) cons
     choice["text"] = c.content;
     choice["logprobs"] = meta_.logprobs ? completion_logprobs(c.logprobs, c.text_offsets) : json(nullptr);
     choice["finish_reason"] = final_reason(choice_reason(finish, index), false);
+    if (meta_.prompt_logprobs) choice["prompt_logprobs"] = c.prompt ? prompt_logprobs_json(*c.prompt) : json(nullptr);
   }
   return choice;
 }
@@ -206,12 +271,18 @@ json CompletionBuilder::choice_json(size_t index, const TextFinish& finish) cons
 json CompletionBuilder::finish(const TextFinish& finish) const {
   json choices = json::array();
   for (size_t i = 0; i < choices_.size(); ++i) choices.push_back(choice_json(i, finish));
-  return {{"id", meta_.id},
-          {"object", meta_.endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
-          {"created", meta_.created},
-          {"model", meta_.model},
-          {"choices", std::move(choices)},
-          {"usage", usage_json(finish)}};
+  json response = {{"id", meta_.id},
+                   {"object", meta_.endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
+                   {"created", meta_.created},
+                   {"model", meta_.model},
+                   {"choices", std::move(choices)},
+                   {"usage", usage_json(finish)}};
+  // vLLM's chat response holds the prompt's log-probabilities once, beside the choices.
+  if (meta_.endpoint == Endpoint::kChat && meta_.prompt_logprobs) {
+    const Choice& first = choices_.front();
+    response["prompt_logprobs"] = first.prompt ? prompt_logprobs_json(*first.prompt) : json(nullptr);
+  }
+  return response;
 }
 
 // ---- streamed -----------------------------------------------------------------------------------
@@ -234,8 +305,18 @@ ChunkStream::Choice* ChunkStream::choice_at(int32_t index) {
 }
 
 std::string ChunkStream::start() {
-  if (meta_.endpoint != Endpoint::kChat) return {};
   std::string out;
+  if (meta_.endpoint != Endpoint::kChat) {
+    // An echo without log-probabilities is known now (with them it comes with the prompt's).
+    if (!meta_.echo || meta_.logprobs) return {};
+    TextDelta echo;
+    echo.content = meta_.echo_text;
+    for (size_t i = 0; i < choices_.size(); ++i) {
+      echo.index = static_cast<int32_t>(i);
+      out += delta(echo);
+    }
+    return out;
+  }
   for (size_t i = 0; i < choices_.size(); ++i) {
     out += sse_event(chunk({{"index", i},
                             {"delta", {{"role", "assistant"}, {"content", ""}}},
@@ -248,6 +329,25 @@ std::string ChunkStream::start() {
 std::string ChunkStream::delta(const TextDelta& d) {
   Choice* c = choice_at(d.index);
   if (d.empty() || c == nullptr || c->ended) return {};
+  if (!d.prompt_logprobs) return sse_event(chunk(text_choice(d, *c)));
+  // The prompt's log-probabilities: an echo with them (completions), vLLM's prompt_logprobs.
+  TextDelta echo;
+  echo.index = d.index;
+  if (meta_.echo && meta_.logprobs) {
+    echo.content = meta_.echo_text;
+    echo.logprobs = echo_logprobs(*d.prompt_logprobs, meta_.top_logprobs);
+  }
+  json choice = text_choice(echo, *c);
+  if (meta_.prompt_logprobs) choice["prompt_logprobs"] = prompt_logprobs_json(*d.prompt_logprobs);
+  std::string out = sse_event(chunk(std::move(choice)));
+  TextDelta rest = d;
+  rest.prompt_logprobs.reset();
+  if (!rest.empty()) out += delta(rest);
+  return out;
+}
+
+json ChunkStream::text_choice(const TextDelta& d, Choice& ch) {
+  Choice* c = &ch;
   json choice = {{"index", d.index}};
   if (meta_.endpoint == Endpoint::kChat) {
     json delta = json::object();
@@ -272,7 +372,7 @@ std::string ChunkStream::delta(const TextDelta& d) {
     choice["logprobs"] = meta_.logprobs && !d.logprobs.empty() ? completion_logprobs(d.logprobs, offsets) : json(nullptr);
   }
   choice["finish_reason"] = nullptr;
-  return sse_event(chunk(std::move(choice)));
+  return choice;
 }
 
 std::string ChunkStream::final_chunk(size_t index, const std::string& reason) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,10 @@ struct ResponseMeta {
   bool logprobs = false;       // the request asked for log-probabilities
   bool include_usage = false;  // stream: add the usage chunk
   int32_t n = 1;               // choices
+  int32_t top_logprobs = -1;   // the request's (text.top_logprobs)
+  bool echo = false;           // completions: each choice's text begins with echo_text
+  std::string echo_text;
+  bool prompt_logprobs = false;  // add vLLM's prompt_logprobs (completions: per choice; chat: top level)
 };
 // A fresh id and the current time for a parsed request.
 ResponseMeta make_meta(const OpenAIRequest& request);
@@ -43,6 +48,9 @@ ResponseMeta make_meta(const OpenAIRequest& request);
 nlohmann::json usage_json(const TextFinish& finish);
 // OpenAI tool call: {id: "call_...", type: "function", function: {name, arguments: "<json text>"}}.
 nlohmann::json tool_call_json(const ChatToolCall& call);
+// vLLM's prompt_logprobs: [null, {"<token id>": {logprob, rank, decoded_token}, ...}, ...], one entry
+// per prompt token holding it and the best tokens at its position.
+nlohmann::json prompt_logprobs_json(const std::vector<PromptTokenLogprob>& prompt);
 // Chat: [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}].
 nlohmann::json chat_logprobs_content(const std::vector<TextTokenLogprob>& tokens);
 
@@ -61,6 +69,7 @@ class CompletionBuilder {
 
  private:
   struct Choice {
+    std::shared_ptr<const std::vector<PromptTokenLogprob>> prompt;
     std::string content;
     std::string reasoning;
     std::vector<ChatToolCall> tool_calls;
@@ -69,6 +78,7 @@ class CompletionBuilder {
     int64_t text_chars = 0;             // characters of content so far
   };
   nlohmann::json choice_json(size_t index, const TextFinish& finish) const;
+  void add_text(Choice& c, const TextDelta& delta);
   ResponseMeta meta_;
   std::vector<Choice> choices_;
 };
@@ -95,6 +105,7 @@ class ChunkStream {
     bool ended = false;       // its final chunk is sent
   };
   nlohmann::json chunk(nlohmann::json choice) const;
+  nlohmann::json text_choice(const TextDelta& d, Choice& c);
   std::string final_chunk(size_t index, const std::string& reason);
   Choice* choice_at(int32_t index);  // null for an index outside the request's choices
   ResponseMeta meta_;

@@ -62,4 +62,20 @@ if cmp -s "$work/pa.txt" "$work/pn.txt"; then echo "penalties did not change the
 "$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 32 --temperature 1 --top-k 0 --seed 5 $pen >"$work/sa.txt" 2>/dev/null
 timeout 120 mpirun -np 3 "$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 32 --temperature 1 --top-k 0 --seed 5 $pen >"$work/sb.txt" 2>"$work/err" || { cat "$work/err"; exit 1; }
 cmp "$work/sa.txt" "$work/sb.txt"
+# Prompt log-probabilities: each worker gives the prompt token's logit where its vocabulary slice
+# holds it and counts the logits above it (the rank): the same as one process, over several steps.
+long_prompt=$(i=0; while [ $i -lt 40 ]; do printf 'hello world '; i=$((i + 1)); done)
+"$shardlm" generate --model "$data/moe" --prompt "$long_prompt" --max-tokens 2 --temperature 0 --prompt-logprobs 3 >/dev/null 2>"$work/la.err"
+timeout 120 mpirun -np 3 "$shardlm" generate --model "$data/moe" --prompt "$long_prompt" --max-tokens 2 --temperature 0 --prompt-logprobs 3 \
+  >/dev/null 2>"$work/lb.err" || { cat "$work/lb.err"; exit 1; }
+grep '^\[prompt\]' "$work/la.err" >"$work/la.txt"
+grep '^\[prompt\]' "$work/lb.err" >"$work/lb.txt"
+[ "$(wc -l <"$work/la.txt")" -gt 70 ] || { echo "too few prompt log-probabilities:"; cat "$work/la.err"; exit 1; }
+paste -d' ' "$work/la.txt" "$work/lb.txt" | awk '
+  function near(a, b) { d = a - b; if (d < 0) d = -d; return d < 1e-3 }
+  { half = NF / 2
+    if ($2 != $(half + 2) || $3 != $(half + 3) || $5 != $(half + 5)) { print "position/id/rank differ: " $0; bad = 1; next }
+    if ($4 != "-" && !near($4, $(half + 4))) { print "log-probability differs: " $0; bad = 1 }
+    for (i = 6; i <= half; i++) { split($i, a, ":"); split($(half + i), b, ":"); if (a[1] != b[1] || !near(a[2], b[2])) { print "top differs: " $0; bad = 1 } } }
+  END { exit bad }' || exit 1
 echo "mpi engine ($transport): ok"

@@ -302,6 +302,86 @@ TEST_F(LiveServer, ChoicesStreamedAndNot) {
   EXPECT_EQ(bad.json()["error"]["param"], "n");
 }
 
+// echo lists the prompt's tokens with their log-probabilities as the output's: a generated text, sent
+// back as part of a prompt, gets the log-probabilities it was generated with. vLLM's prompt_logprobs
+// holds each prompt token with its rank; streamed as non-streamed; chat's at the top level.
+TEST_F(LiveServer, EchoAndPromptLogprobs) {
+  TestClient c(server_->port());
+  const std::string prompt = "The sea is";
+  // Two tokens the tokenizer reads back as they were generated (" and", " wei").
+  json gen = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", 2}, {"temperature", 0}, {"logprobs", 2}, {"ignore_eos", true}};
+  const json g = post(c, "/v1/completions", gen).json();
+  const std::string text = g["choices"][0]["text"];
+  const json& glp = g["choices"][0]["logprobs"];
+  json echo = {{"model", "tiny"}, {"prompt", prompt + text}, {"max_tokens", 2}, {"temperature", 0},
+               {"logprobs", 2}, {"echo", true}, {"prompt_logprobs", 2}, {"ignore_eos", true}};
+  HttpResult r = post(c, "/v1/completions", echo);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json e = r.json();
+  const json& choice = e["choices"][0];
+  EXPECT_EQ(choice["text"].get<std::string>().rfind(prompt + text, 0), 0u) << choice["text"];
+  const json& lp = choice["logprobs"];
+  const size_t prompt_tokens = e["usage"]["prompt_tokens"].get<size_t>();
+  ASSERT_EQ(lp["tokens"].size(), prompt_tokens + 2);
+  EXPECT_EQ(lp["tokens"][0], "<bos>");
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+  EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+  const size_t generated = glp["tokens"].size();
+  ASSERT_GT(prompt_tokens, generated);
+  for (size_t k = 0; k < generated; ++k) {
+    const size_t at = prompt_tokens - generated + k;
+    ASSERT_EQ(lp["tokens"][at], glp["tokens"][k]) << "the text was tokenized otherwise";
+    EXPECT_NEAR(lp["token_logprobs"][at].get<double>(), glp["token_logprobs"][k].get<double>(), 1e-4) << "token " << k;
+    EXPECT_EQ(lp["text_offset"][at].get<int64_t>(), static_cast<int64_t>(prompt.size()) + glp["text_offset"][k].get<int64_t>());
+  }
+  const json& pl = choice["prompt_logprobs"];
+  ASSERT_EQ(pl.size(), prompt_tokens);
+  EXPECT_TRUE(pl[0].is_null());
+  for (size_t i = 1; i < prompt_tokens; ++i) {
+    ASSERT_TRUE(pl[i].is_object());
+    EXPECT_GE(pl[i].size(), 2u);  // the prompt token and the best two, which may include it
+    EXPECT_LE(pl[i].size(), 3u);
+    bool found = false;
+    for (const auto& [id, entry] : pl[i].items()) {
+      EXPECT_GE(entry["rank"].get<int64_t>(), 1);
+      if (std::abs(entry["logprob"].get<double>() - lp["token_logprobs"][i].get<double>()) < 1e-6) found = true;
+    }
+    EXPECT_TRUE(found) << "position " << i;
+  }
+
+  json streamed = echo;
+  streamed["stream"] = true;
+  HttpResult s = post(c, "/v1/completions", streamed);
+  ASSERT_EQ(s.status, 200);
+  std::string stream_text;
+  json stream_prompt_logprobs, stream_tokens = json::array();
+  for (const std::string& ev : sse_payloads(s.body)) {
+    if (ev == "[DONE]") continue;
+    const json chunk = json::parse(ev);
+    const json& ch = chunk["choices"][0];
+    stream_text += ch["text"].get<std::string>();
+    if (ch.contains("prompt_logprobs")) stream_prompt_logprobs = ch["prompt_logprobs"];
+    if (ch["logprobs"].is_object()) {
+      for (const json& t : ch["logprobs"]["tokens"]) stream_tokens.push_back(t);
+    }
+  }
+  EXPECT_EQ(stream_text, choice["text"]);
+  EXPECT_EQ(stream_prompt_logprobs, pl);
+  EXPECT_EQ(stream_tokens, lp["tokens"]);
+
+  // Echo without log-probabilities: the prompt, then the output.
+  json bare = {{"model", "tiny"}, {"prompt", prompt}, {"max_tokens", 2}, {"temperature", 0}, {"echo", true}, {"ignore_eos", true}};
+  EXPECT_EQ(post(c, "/v1/completions", bare).json()["choices"][0]["text"], prompt + text);
+
+  json chat_body = chat(3);
+  chat_body["prompt_logprobs"] = 0;
+  const json cj = post(c, "/v1/chat/completions", chat_body).json();
+  ASSERT_TRUE(cj["prompt_logprobs"].is_array()) << cj;
+  EXPECT_EQ(cj["prompt_logprobs"].size(), cj["usage"]["prompt_tokens"].get<size_t>());
+  EXPECT_TRUE(cj["prompt_logprobs"][0].is_null());
+  EXPECT_EQ(cj["prompt_logprobs"][1].size(), 1u);
+}
+
 TEST_F(LiveServer, CompletionsWithLogprobs) {
   TestClient c(server_->port());
   json b = {{"model", "tiny"}, {"prompt", "The sea is"}, {"max_tokens", 5}, {"temperature", 0}, {"logprobs", 2}, {"ignore_eos", true}};

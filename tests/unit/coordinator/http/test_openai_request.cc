@@ -453,11 +453,33 @@ TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {
   EXPECT_EQ(chat_error(with(chat_body(), "response_format", "text")).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "ignore_eos", "no")).param, "ignore_eos");
   // vLLM extensions that are not implemented are refused, not ignored; their neutral values pass.
-  EXPECT_EQ(completion_error(with(completion_body(), "prompt_logprobs", 1)).param, "prompt_logprobs");
   EXPECT_EQ(chat_error(with(chat_body(), "guided_json", {{"type", "object"}})).param, "guided_json");
   json neutral = chat_body();
-  neutral["prompt_logprobs"] = nullptr;
+  neutral["guided_json"] = nullptr;
   EXPECT_NO_THROW(parse_chat_request(neutral));
+  EXPECT_EQ(chat_error(with(chat_body(), "echo", true)).param, "echo");  // vLLM's chat echo
+}
+
+// vLLM's prompt_logprobs (both endpoints) and completions' echo, which lists the prompt's tokens
+// with the output's log-probabilities when those are asked for.
+TEST(OpenAIRequest, PromptLogprobsAndEcho) {
+  OpenAIRequest plain = parse_completion_request(completion_body());
+  EXPECT_EQ(plain.text.prompt_logprobs, -1);
+  EXPECT_FALSE(plain.prompt_logprobs);
+  EXPECT_FALSE(plain.echo);
+  OpenAIRequest p = parse_chat_request(with(chat_body(), "prompt_logprobs", 3));
+  EXPECT_EQ(p.text.prompt_logprobs, 3);
+  EXPECT_TRUE(p.prompt_logprobs);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "prompt_logprobs", nullptr)).text.prompt_logprobs, -1);
+  EXPECT_EQ(completion_error(with(completion_body(), "prompt_logprobs", -1)).param, "prompt_logprobs");
+  EXPECT_EQ(completion_error(with(completion_body(), "prompt_logprobs", 21)).param, "prompt_logprobs");
+  OpenAIRequest echo = parse_completion_request(with(completion_body(), "echo", true));
+  EXPECT_TRUE(echo.echo);
+  EXPECT_EQ(echo.text.prompt_logprobs, -1);  // no log-probabilities asked for: none computed
+  OpenAIRequest echo_lp = parse_completion_request(with(with(completion_body(), "echo", true), "logprobs", 2));
+  EXPECT_EQ(echo_lp.text.prompt_logprobs, 2);
+  EXPECT_FALSE(echo_lp.prompt_logprobs);  // the field is not added to the response
+  EXPECT_EQ(completion_error(with(completion_body(), "echo", "yes")).param, "echo");
 }
 
 TEST(OpenAIRequest, StopTokenIds) {
@@ -502,7 +524,6 @@ TEST(OpenAIRequest, Completions) {
   EXPECT_EQ(completion_error(with(completion_body(), "prompt", 5)).param, "prompt");
   EXPECT_EQ(completion_error(with(completion_body(), "logprobs", 6)).param, "logprobs");
   EXPECT_EQ(completion_error(with(completion_body(), "logprobs", true)).param, "logprobs");
-  EXPECT_EQ(completion_error(with(completion_body(), "echo", true)).param, "echo");
   EXPECT_EQ(completion_error(with(completion_body(), "suffix", "end")).param, "suffix");
 }
 
