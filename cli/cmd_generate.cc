@@ -37,6 +37,8 @@ struct GenerateArgs {
   int min_tokens = 0;
   bool include_stop = false;
   int prompt_logprobs = -1;
+  std::vector<std::string> guided_choices;
+  bool json_object = false;
   bool show_stats = true;
 };
 
@@ -110,6 +112,13 @@ void run_generate(GenerateArgs a) {
   request.min_tokens = a.min_tokens;
   request.include_stop_str_in_output = a.include_stop;
   request.prompt_logprobs = a.prompt_logprobs;
+  if (!a.guided_choices.empty() && a.json_object) fail("--guided-choice and --json-object exclude each other");
+  if (!a.guided_choices.empty()) {
+    request.guided.kind = TextRequest::Guided::Kind::kChoice;
+    request.guided.choices = a.guided_choices;
+  } else if (a.json_object) {
+    request.guided.kind = TextRequest::Guided::Kind::kJsonObject;
+  }
   const GenerationDefaults defaults = load_generation_defaults(a.generation_config, a.model.model_dir);
 
   // Size the KV cache for this one request: render and tokenize the prompt first.
@@ -189,6 +198,8 @@ CommandRegistrar reg([](CLI::App& app) {
                   "Print each prompt token's log-probability and rank, with the N best tokens at its place, to stderr "
                   "('[prompt] POSITION ID LOGPROB RANK ID:LOGPROB...')")
       ->check(CLI::Range(0, 20));
+  cmd->add_option("--guided-choice", a->guided_choices, "Guided decoding: the output is exactly one of these (repeatable)");
+  cmd->add_flag("--json-object", a->json_object, "Guided decoding: the output is a JSON object");
   cmd->callback([a, prompt, prompt_file, temperature, top_k, top_p, min_p, repetition] {
     if (prompt->count() + prompt_file->count() == 0) fail("generate needs --prompt or --prompt-file");
     a->sampling_given = {temperature->count() > 0, top_k->count() > 0, top_p->count() > 0, min_p->count() > 0,

@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "coordinator/guided_decoding.h"
 #include "coordinator/request_error.h"
 #include "coordinator/sampler.h"
 
@@ -25,6 +27,8 @@ struct GenerationRequest {
   // -1: none; 0: each prompt token's log-probability (of the model's raw logits) and rank; n: plus the n
   // best at its position (GenerationObserver::on_prompt_logprobs)
   int32_t prompt_logprobs = -1;
+  // Guided decoding: the output held to a form (each sequence starts its own constraint from it).
+  std::shared_ptr<const GuidedSpec> guided;
   Priority priority = Priority::kInteractive;
 };
 

@@ -54,6 +54,7 @@ struct Scheduler::Request {
   // prompt_logprobs: the prompt positions' so far (from position 1), until sent to the observer.
   std::vector<GeneratedToken> prompt_lp;
   bool prompt_lp_sent = false;
+  std::unique_ptr<TokenConstraint> constraint;  // guided decoding
 
   Request(uint64_t id_, GenerationRequest r, std::shared_ptr<GenerationObserver> o)
       : id(id_),
@@ -63,6 +64,7 @@ struct Scheduler::Request {
         prompt_size(static_cast<int64_t>(request.prompt.size())),
         tokens(std::move(request.prompt)),
         submitted(Clock::now()) {
+    if (request.guided) constraint = request.guided->start();
     std::vector<int32_t> prompt_set;
     if (request.sampling.repetition_penalty != 1.0f) {
       prompt_set = tokens;
@@ -680,8 +682,48 @@ bool Scheduler::iterate() {
       continue;
     }
     int32_t token;
+    RowCandidates guided;  // with a constraint: the candidates of the row it leaves
+    const RowCandidates* chosen_from = &c;
     try {
-      token = r.sampler.sample(c, fetch);
+      if (r.constraint) {
+        // The whole row (penalised), every token the constraint does not allow at minus infinity.
+        std::vector<float> logits;
+        fetch(logits);
+        std::vector<uint8_t> allowed;
+        const bool complete = r.constraint->allowed_tokens(allowed);
+        allowed.resize(logits.size(), 0);
+        for (int32_t t : r.request.stop_token_ids) {
+          if (t >= 0 && static_cast<size_t>(t) < allowed.size()) allowed[static_cast<size_t>(t)] = complete;
+        }
+        bool any = false;
+        for (size_t v = 0; v < logits.size(); ++v) {
+          if (allowed[v] && logits[v] > -std::numeric_limits<float>::infinity()) {
+            any = true;
+          } else {
+            logits[v] = -std::numeric_limits<float>::infinity();
+          }
+        }
+        if (!any) {
+          // A whole answer that nothing may follow (its stop tokens ignored or banned) ends here.
+          if (complete) {
+            finish(r, FinishReason::kStop);
+          } else {
+            finish(r, FinishReason::kError,
+                   fmt::format("guided decoding: no token can continue the output as {}", r.request.guided->describe()),
+                   RequestErrorCode::kInvalidRequest);
+          }
+          continue;
+        }
+        full = logits;
+        token = r.sampler.sample(full.data(), static_cast<int64_t>(full.size()));
+        // A draw at the very top of [0, 1) can fall past the last token of non-zero probability.
+        if (!allowed[static_cast<size_t>(token)]) token = argmax(full.data(), static_cast<int64_t>(full.size()));
+        guided = select_row_candidates(full.data(), static_cast<int64_t>(full.size()), 0,
+                                       RowRequest{std::max<int32_t>(1, r.request.top_logprobs), 1.0f});
+        chosen_from = &guided;
+      } else {
+        token = r.sampler.sample(c, fetch);
+      }
     } catch (const EngineUnavailable&) {
       throw;
     } catch (const std::exception& e) {
@@ -691,9 +733,10 @@ bool Scheduler::iterate() {
     GeneratedToken g;
     g.token = token;
     if (r.request.top_logprobs >= 0) {
+      const RowCandidates& cands = *chosen_from;
       float logit = 0.0f;
       bool found = false;
-      for (const TokenLogit& t : c.top) {
+      for (const TokenLogit& t : cands.top) {
         if (t.token == token) {
           logit = t.logit;
           found = true;
@@ -707,9 +750,9 @@ bool Scheduler::iterate() {
         }
         logit = full.at(static_cast<size_t>(token));
       }
-      g.logprob = logit - c.lse;
-      for (int32_t k = 0; k < r.request.top_logprobs && k < static_cast<int32_t>(c.top.size()); ++k) {
-        g.top.push_back(TokenLogprob{c.top[k].token, c.top[k].logit - c.lse});
+      g.logprob = logit - cands.lse;
+      for (int32_t k = 0; k < r.request.top_logprobs && k < static_cast<int32_t>(cands.top.size()); ++k) {
+        g.top.push_back(TokenLogprob{cands.top[k].token, cands.top[k].logit - cands.lse});
       }
     }
     if (r.generated == 0) {
@@ -736,6 +779,7 @@ bool Scheduler::iterate() {
     ++r.generated;
     r.add_generated(token);
     try {
+      if (r.constraint) r.constraint->accept(token);
       r.observer->on_token(g);
     } catch (const std::exception& e) {
       // A token the request's output cannot take (one the tokenizer does not know): end it with the

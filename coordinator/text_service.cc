@@ -461,9 +461,33 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
   }
   PreparedText p;
   p.request = r;
-  p.generation = std::move(g);
   p.turn_start = r.chat ? plan_tools(r).turn_start : std::string();
+  if (r.guided.kind != TextRequest::Guided::Kind::kNone) {
+    if (r.chat && r.enable_thinking) {
+      fail_request(RequestErrorCode::kInvalidRequest, "guided decoding holds the whole output to its form: it cannot be used with thinking");
+    }
+    if (!p.turn_start.empty()) {
+      fail_request(RequestErrorCode::kInvalidRequest, "guided decoding cannot be used with a tool_choice that forces a call");
+    }
+    if (r.continue_final_message) {
+      fail_request(RequestErrorCode::kInvalidRequest, "guided decoding cannot continue a message (continue_final_message)");
+    }
+    try {
+      g.guided = r.guided.kind == TextRequest::Guided::Kind::kJsonObject ? json_object_spec(token_table())
+                                                                          : choice_spec(token_table(), r.guided.choices);
+    } catch (const RequestError&) {
+      throw;
+    } catch (const Error& e) {
+      throw RequestError(RequestErrorCode::kInvalidRequest, e.what());
+    }
+  }
+  p.generation = std::move(g);
   return p;
+}
+
+std::shared_ptr<const TokenTable> TextService::token_table() const {
+  std::call_once(token_table_once_, [&] { token_table_ = std::make_shared<const TokenTable>(tokenizer_); });
+  return token_table_;
 }
 
 uint64_t TextService::submit_prepared(PreparedText p, std::shared_ptr<TextObserver> observer) {

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "coordinator/generation.h"
+#include "coordinator/guided_decoding.h"
 #include "coordinator/scheduler.h"
 #include "model/chat_output.h"
 #include "model/config.h"
@@ -61,6 +62,12 @@ struct TextRequest {
   // -1: none; 0..20: each prompt token's log-probability and rank, with that many best tokens at its
   // position (TextDelta::prompt_logprobs)
   int32_t prompt_logprobs = -1;
+  // Guided decoding (vLLM's structured outputs): the output is any JSON object, or one of `choices`
+  // exactly. Not with thinking, a forced tool call or continue_final_message.
+  struct Guided {
+    enum class Kind { kNone, kJsonObject, kChoice } kind = Kind::kNone;
+    std::vector<std::string> choices;
+  } guided;
   Priority priority = Priority::kInteractive;
   // Choices: n sequences sampled from the prompt, each as a request of its own with the seed
   // sampling.seed + its index (vLLM's), reported with their index (TextDelta::index).
@@ -169,6 +176,10 @@ class TextService {
   std::string model_name_;
   GenerationDefaults defaults_;
   std::vector<std::string> missing_chat_tokens_;  // chat control tokens the tokenizer lacks (chat refused)
+  // Every token's bytes for guided decoding, made at its first request.
+  std::shared_ptr<const TokenTable> token_table() const;
+  mutable std::once_flag token_table_once_;
+  mutable std::shared_ptr<const TokenTable> token_table_;
   // Requests with n > 1 running: the id returned (the first choice's) -> every choice's id.
   std::mutex groups_mutex_;
   std::map<uint64_t, std::vector<uint64_t>> groups_;

@@ -18,6 +18,7 @@ constexpr size_t kMaxStop = 16;
 constexpr int kMaxChatTopLogprobs = 20;
 constexpr int kMaxCompletionLogprobs = 5;
 constexpr int kMaxPromptLogprobs = 20;
+constexpr size_t kMaxGuidedChoices = 1024;
 
 std::string kind(const json& v) {
   switch (v.type()) {
@@ -123,6 +124,54 @@ int32_t logit_bias_token(const std::string& key) {
   return static_cast<int32_t>(id);
 }
 
+// guided_choice: 1..kMaxGuidedChoices strings, none empty.
+std::vector<std::string> get_choices(const json& v, const std::string& name) {
+  if (!v.is_array()) fail_param(name, "Invalid type for '{}': expected an array of strings, but got {}", name, kind(v));
+  if (v.empty() || v.size() > kMaxGuidedChoices) {
+    fail_param(name, "'{}' must hold 1 to {} choices (got {})", name, kMaxGuidedChoices, v.size());
+  }
+  std::vector<std::string> out;
+  for (const json& c : v) {
+    if (!c.is_string() || c.get<std::string>().empty()) fail_param(name, "'{}' must hold non-empty strings", name);
+    out.push_back(c.get<std::string>());
+  }
+  return out;
+}
+
+// vLLM's guided decoding fields: guided_choice and structured_outputs {choice | json_object}; the
+// forms this server does not implement (a JSON schema, a regex, a grammar) are refused by name. At
+// most one form per request (response_format json_object included: parse_response_format).
+void parse_guided(const json& body, TextRequest& text) {
+  using Kind = TextRequest::Guided::Kind;
+  auto set = [&](const char* name, Kind kind, std::vector<std::string> choices = {}) {
+    if (text.guided.kind != Kind::kNone) fail_param(name, "'{}': only one form of guided decoding may be given", name);
+    text.guided.kind = kind;
+    text.guided.choices = std::move(choices);
+  };
+  for (const char* key : {"guided_json", "guided_regex", "guided_grammar"}) {
+    if (field(body, key) != nullptr) {
+      fail_param(key, "'{}' is not supported (guided decoding takes guided_choice and JSON objects)", key);
+    }
+  }
+  if (const json* v = field(body, "guided_choice")) set("guided_choice", Kind::kChoice, get_choices(*v, "guided_choice"));
+  if (const json* so = field(body, "structured_outputs")) {
+    if (!so->is_object()) fail_param("structured_outputs", "Invalid type for 'structured_outputs': expected an object, but got {}", kind(*so));
+    for (const auto& [key, value] : so->items()) {
+      if (value.is_null()) continue;
+      if (key == "choice") {
+        set("structured_outputs", Kind::kChoice, get_choices(value, "structured_outputs.choice"));
+      } else if (key == "json_object") {
+        if (get_bool(value, "structured_outputs.json_object")) set("structured_outputs", Kind::kJsonObject);
+      } else if (key == "json" || key == "regex" || key == "grammar" || key == "structural_tag") {
+        fail_param("structured_outputs", "'structured_outputs.{}' is not supported (choice and json_object are)", key);
+      } else if (key != "disable_fallback" && key != "disable_any_whitespace" && key != "disable_additional_properties" &&
+                 key != "whitespace_pattern") {
+        fail_param("structured_outputs", "'structured_outputs' has an unknown field '{}'", key);
+      }
+    }
+  }
+}
+
 // Fields both endpoints share.
 void parse_common(const json& body, OpenAIRequest& r) {
   const json* model = field(body, "model");
@@ -226,9 +275,7 @@ void parse_common(const json& body, OpenAIRequest& r) {
     r.prompt_logprobs = true;
   }
   // vLLM's sampling extensions this server does not implement: refused rather than ignored.
-  for (const char* key : {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "structured_outputs"}) {
-    if (const json* v = field(body, key); v && !v->is_null()) fail_param(key, "'{}' is not supported (no guided decoding)", key);
-  }
+  parse_guided(body, text);
   if (const json* v = field(body, "logit_bias")) {
     if (!v->is_object()) fail_param("logit_bias", "Invalid type for 'logit_bias': expected an object, but got {}", kind(*v));
     if (v->size() > kMaxLogitBias) fail_param("logit_bias", "'logit_bias' holds {} tokens; at most {} are allowed", v->size(), kMaxLogitBias);
@@ -390,13 +437,21 @@ bool parse_thinking(const json& body) {
   return false;
 }
 
-void check_response_format(const json& body) {
+// response_format: text, or json_object (guided decoding: any JSON object).
+void parse_response_format(const json& body, TextRequest& text) {
   const json* rf = field(body, "response_format");
   if (!rf) return;
   if (!rf->is_object()) fail_param("response_format", "Invalid type for 'response_format': expected an object, but got {}", kind(*rf));
   const json* type = field(*rf, "type");
   std::string t = type ? get_string(*type, "response_format.type") : "";
-  if (t != "text") fail_param("response_format", "'response_format' of type '{}' is not supported (only 'text')", t);
+  if (t == "text") return;
+  if (t != "json_object") {
+    fail_param("response_format", "'response_format' of type '{}' is not supported ('text' and 'json_object' are)", t);
+  }
+  if (text.guided.kind != TextRequest::Guided::Kind::kNone) {
+    fail_param("response_format", "'response_format': only one form of guided decoding may be given");
+  }
+  text.guided.kind = TextRequest::Guided::Kind::kJsonObject;
 }
 
 }  // namespace
@@ -426,7 +481,7 @@ OpenAIRequest parse_chat_request(const json& body) {
   r.text.tools = apply_tool_choice(body, parse_tools(body), r.text);
   check_continuation(r.text);
   r.text.enable_thinking = parse_thinking(body);
-  check_response_format(body);
+  parse_response_format(body, r.text);
   // vLLM's chat echo (the last message put before the output) is not implemented: refused.
   if (const json* v = field(body, "echo"); v && get_bool(*v, "echo")) fail_param("echo", "'echo' is not supported");
 

@@ -78,4 +78,10 @@ paste -d' ' "$work/la.txt" "$work/lb.txt" | awk '
     if ($4 != "-" && !near($4, $(half + 4))) { print "log-probability differs: " $0; bad = 1 }
     for (i = 6; i <= half; i++) { split($i, a, ":"); split($(half + i), b, ":"); if (a[1] != b[1] || !near(a[2], b[2])) { print "top differs: " $0; bad = 1 } } }
   END { exit bad }' || exit 1
+# Guided decoding masks whole rows gathered from the workers: the same JSON as one process.
+"$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 100 --temperature 0 --json-object >"$work/ja.txt" 2>/dev/null
+timeout 120 mpirun -np 3 "$shardlm" generate --model "$data/moe" --prompt "hello world" --max-tokens 100 --temperature 0 --json-object \
+  >"$work/jb.txt" 2>"$work/err" || { cat "$work/err"; exit 1; }
+cmp "$work/ja.txt" "$work/jb.txt"
+grep -q '{' "$work/ja.txt" || { echo "guided JSON output without an object:"; cat "$work/ja.txt"; exit 1; }
 echo "mpi engine ($transport): ok"

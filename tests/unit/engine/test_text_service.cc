@@ -2,10 +2,12 @@
 // the context limit, ignore_eos, tool_choice's forced calls and the model's sampling defaults.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <limits>
 #include <mutex>
 
+#include "coordinator/guided_decoding.h"
 #include "coordinator/request_error.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/text_service.h"
@@ -470,11 +472,6 @@ TEST(TextService, GenerationDefaultsFillTheFieldsARequestLeavesOut) {
   EXPECT_EQ(generate(sampled), expected);
 }
 
-}  // namespace
-}  // namespace shardlm
-
-namespace shardlm {
-namespace {
 
 // n choices are n requests with the seeds seed, seed + 1, ...: each choice's text is that request's;
 // the usage counts the prompt once and every choice's tokens; every choice but the one reported last
@@ -577,6 +574,78 @@ TEST(TextService, ChoicesAreQueuedWholeOrNotAtAll) {
   service.cancel(again);
   out->wait();
   EXPECT_EQ(out->finish.choice_reasons.size(), 4u);
+}
+
+
+// Guided decoding on the tiny model: every sampled text is one of the choices (and ends there), or a
+// JSON object or a prefix of one (a whole one when the model ended it); per choice of n as well; not
+// with thinking.
+TEST(TextService, GuidedDecodingHoldsTheOutputToItsForm) {
+  auto engine = open_tiny(4);
+  Scheduler scheduler(*engine, SchedulerOptions{});
+  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
+  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  const std::vector<std::string> choices = {"yes", "no", "maybe so"};
+  TextRequest r;
+  r.prompt = "Is the sea blue?";
+  r.max_tokens = 20;
+  r.sampling.temperature = 1.0f;
+  r.guided.kind = TextRequest::Guided::Kind::kChoice;
+  r.guided.choices = choices;
+  r.n = 6;
+  r.sampling.seed = 3;
+  auto picked = std::make_shared<TextCollector>();
+  service.submit(r, picked);
+  picked->wait();
+  ASSERT_EQ(picked->texts.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_NE(std::find(choices.begin(), choices.end(), picked->texts[i]), choices.end()) << picked->texts[i];
+    EXPECT_EQ(picked->finish.choice_reasons[i], "stop");
+  }
+
+  r.guided.kind = TextRequest::Guided::Kind::kJsonObject;
+  r.max_tokens = 60;
+  r.n = 4;
+  auto json_out = std::make_shared<TextCollector>();
+  service.submit(r, json_out);
+  json_out->wait();
+  ASSERT_EQ(json_out->texts.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    const std::string& text = json_out->texts[i];
+    JsonAcceptor a;
+    EXPECT_TRUE(a.feed(text)) << text;
+    ASSERT_FALSE(text.empty());
+    EXPECT_EQ(text.find_first_not_of(" \t\r\n"), text.find('{')) << text;
+    if (json_out->finish.choice_reasons[i] == "stop") {
+      EXPECT_TRUE(a.complete()) << text;
+      EXPECT_TRUE(nlohmann::json::parse(text).is_object()) << text;
+    }
+  }
+
+  TextRequest chat;
+  chat.chat = true;
+  chat.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Answer in JSON."}}});
+  chat.max_tokens = 40;
+  chat.sampling.temperature = 0.0f;
+  chat.guided.kind = TextRequest::Guided::Kind::kJsonObject;
+  auto chat_out = std::make_shared<TextCollector>();
+  service.submit(chat, chat_out);
+  chat_out->wait();
+  JsonAcceptor a;
+  EXPECT_TRUE(a.feed(chat_out->text)) << chat_out->text;
+  EXPECT_GT(chat_out->finish.completion_tokens, 0) << chat_out->finish.error;  // (the tiny model's greedy JSON may be all blanks, which the chat's content begins without)
+
+  chat.enable_thinking = true;
+  try {
+    service.submit(chat, chat_out);
+    FAIL() << "guided decoding with thinking was accepted";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kInvalidRequest);
+    EXPECT_NE(std::string(e.what()).find("thinking"), std::string::npos);
+  }
+  r.guided.kind = TextRequest::Guided::Kind::kChoice;
+  r.guided.choices = {};
+  EXPECT_THROW(service.submit(r, chat_out), RequestError);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/version.h"
+#include "coordinator/guided_decoding.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/text_service.h"
@@ -380,6 +381,45 @@ TEST_F(LiveServer, EchoAndPromptLogprobs) {
   EXPECT_EQ(cj["prompt_logprobs"].size(), cj["usage"]["prompt_tokens"].get<size_t>());
   EXPECT_TRUE(cj["prompt_logprobs"][0].is_null());
   EXPECT_EQ(cj["prompt_logprobs"][1].size(), 1u);
+}
+
+// Guided decoding through the API: a choice, streamed or not, is one of the list; a JSON object
+// request's content is JSON (whole when the model ended it).
+TEST_F(LiveServer, GuidedDecoding) {
+  TestClient c(server_->port());
+  json body = {{"model", "tiny"}, {"prompt", "Is the sea blue?"}, {"max_tokens", 8}, {"temperature", 1.0}, {"seed", 5},
+               {"n", 3}, {"guided_choice", {"yes", "no"}}};
+  const json j = post(c, "/v1/completions", body).json();
+  ASSERT_EQ(j["choices"].size(), 3u) << j;
+  for (const json& ch : j["choices"]) {
+    EXPECT_TRUE(ch["text"] == "yes" || ch["text"] == "no") << ch;
+    EXPECT_EQ(ch["finish_reason"], "stop");
+  }
+  body["stream"] = true;
+  body["n"] = 1;
+  HttpResult s = post(c, "/v1/completions", body);
+  ASSERT_EQ(s.status, 200);
+  std::string text;
+  for (const std::string& ev : sse_payloads(s.body)) {
+    if (ev != "[DONE]") text += json::parse(ev)["choices"][0]["text"].get<std::string>();
+  }
+  EXPECT_TRUE(text == "yes" || text == "no") << text;
+
+  json chat_body = chat(30);
+  chat_body["temperature"] = 1.0;
+  chat_body["seed"] = 2;
+  chat_body["response_format"] = {{"type", "json_object"}};
+  const json cj = post(c, "/v1/chat/completions", chat_body).json();
+  const std::string content = cj["choices"][0]["message"]["content"].is_string() ? cj["choices"][0]["message"]["content"].get<std::string>() : "";
+  JsonAcceptor a;
+  EXPECT_TRUE(a.feed(content)) << content;
+  if (cj["choices"][0]["finish_reason"] == "stop") {
+    EXPECT_TRUE(json::parse(content).is_object()) << content;
+  }
+
+  chat_body["chat_template_kwargs"] = {{"enable_thinking", true}};
+  HttpResult bad = post(c, "/v1/chat/completions", chat_body);
+  EXPECT_EQ(bad.status, 400);
 }
 
 TEST_F(LiveServer, CompletionsWithLogprobs) {

@@ -449,15 +449,38 @@ TEST(OpenAIRequest, LogitBias) {
 }
 
 TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {
-  EXPECT_EQ(chat_error(with(chat_body(), "response_format", {{"type", "json_object"}})).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "response_format", "text")).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "ignore_eos", "no")).param, "ignore_eos");
   // vLLM extensions that are not implemented are refused, not ignored; their neutral values pass.
   EXPECT_EQ(chat_error(with(chat_body(), "guided_json", {{"type", "object"}})).param, "guided_json");
+  EXPECT_EQ(chat_error(with(chat_body(), "response_format", {{"type", "json_schema"}})).param, "response_format");
+  EXPECT_EQ(completion_error(with(completion_body(), "guided_regex", "a+")).param, "guided_regex");
   json neutral = chat_body();
   neutral["guided_json"] = nullptr;
   EXPECT_NO_THROW(parse_chat_request(neutral));
   EXPECT_EQ(chat_error(with(chat_body(), "echo", true)).param, "echo");  // vLLM's chat echo
+}
+
+// Guided decoding: response_format json_object, guided_choice, structured_outputs {choice |
+// json_object}; one form at a time; malformed choices refused.
+TEST(OpenAIRequest, GuidedDecoding) {
+  using Kind = TextRequest::Guided::Kind;
+  EXPECT_EQ(parse_chat_request(chat_body()).text.guided.kind, Kind::kNone);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "response_format", {{"type", "text"}})).text.guided.kind, Kind::kNone);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "response_format", {{"type", "json_object"}})).text.guided.kind, Kind::kJsonObject);
+  const OpenAIRequest c = parse_completion_request(with(completion_body(), "guided_choice", {"yes", "no"}));
+  EXPECT_EQ(c.text.guided.kind, Kind::kChoice);
+  EXPECT_EQ(c.text.guided.choices, (std::vector<std::string>{"yes", "no"}));
+  const OpenAIRequest so = parse_chat_request(with(chat_body(), "structured_outputs", {{"choice", {"a"}}}));
+  EXPECT_EQ(so.text.guided.choices, std::vector<std::string>{"a"});
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "structured_outputs", {{"json_object", true}})).text.guided.kind, Kind::kJsonObject);
+  EXPECT_EQ(chat_error(with(with(chat_body(), "guided_choice", {"a"}), "response_format", {{"type", "json_object"}})).param,
+            "response_format");
+  EXPECT_EQ(chat_error(with(chat_body(), "guided_choice", json::array())).param, "guided_choice");
+  EXPECT_EQ(chat_error(with(chat_body(), "guided_choice", {"a", ""})).param, "guided_choice");
+  EXPECT_EQ(chat_error(with(chat_body(), "guided_choice", "a")).param, "guided_choice");
+  EXPECT_EQ(chat_error(with(chat_body(), "structured_outputs", {{"regex", "a+"}})).param, "structured_outputs");
+  EXPECT_EQ(chat_error(with(chat_body(), "structured_outputs", {{"wrong", 1}})).param, "structured_outputs");
 }
 
 // vLLM's prompt_logprobs (both endpoints) and completions' echo, which lists the prompt's tokens

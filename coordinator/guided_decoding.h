@@ -1,0 +1,105 @@
+// Guided decoding (vLLM's structured outputs): the output is held to a form — any JSON object
+// (response_format json_object) or one of a list of strings (guided_choice). Each step the
+// constraint says which tokens may come next: a token is allowed when its bytes continue the text
+// so far into a text that can still become a whole answer; special tokens never are, the stop
+// tokens only once the text is a whole answer (the scheduler's part). The scheduler masks the
+// whole logits row with it before sampling.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/tokenizer.h"
+
+namespace shardlm {
+
+// Every token's bytes and whether generation may produce it as text (not a special or an unused id).
+class TokenTable {
+ public:
+  explicit TokenTable(const Tokenizer& tokenizer);
+  int32_t size() const { return static_cast<int32_t>(bytes_.size()); }
+  const std::string& bytes(int32_t id) const { return bytes_[static_cast<size_t>(id)]; }
+  bool text(int32_t id) const { return text_[static_cast<size_t>(id)] != 0; }
+
+ private:
+  std::vector<std::string> bytes_;
+  std::vector<uint8_t> text_;
+};
+
+// One request's constraint as it generates.
+class TokenConstraint {
+ public:
+  virtual ~TokenConstraint() = default;
+  // allowed[id] = 1 for every token that may come next (ids of the table; the stop tokens are the
+  // scheduler's). Returns whether the text so far is a whole answer.
+  bool allowed_tokens(std::vector<uint8_t>& allowed) const;
+  // The token sampled (one allowed_tokens allowed).
+  void accept(int32_t token) { accept_bytes(table_->bytes(token)); }
+  virtual bool complete() const = 0;
+
+ protected:
+  explicit TokenConstraint(std::shared_ptr<const TokenTable> table) : table_(std::move(table)) {}
+  virtual bool allows(std::string_view bytes) const = 0;  // the text followed by bytes can still be a whole answer
+  virtual void accept_bytes(std::string_view bytes) = 0;
+  std::shared_ptr<const TokenTable> table_;
+};
+
+// What a request asks for; starts a constraint for each sequence (each choice of n).
+class GuidedSpec {
+ public:
+  virtual ~GuidedSpec() = default;
+  virtual std::unique_ptr<TokenConstraint> start() const = 0;
+  virtual std::string describe() const = 0;  // e.g. "a JSON object"
+};
+
+// Any JSON value (RFC 8259, strings in valid UTF-8) whose outermost value is an object, nested at
+// most 64 deep, with at most 64 blanks in a row outside strings (a model held to JSON otherwise can pad it with blanks forever).
+std::shared_ptr<const GuidedSpec> json_object_spec(std::shared_ptr<const TokenTable> table);
+// Exactly one of `choices` (at least one, none empty).
+std::shared_ptr<const GuidedSpec> choice_spec(std::shared_ptr<const TokenTable> table, std::vector<std::string> choices);
+
+// Byte-level JSON reader behind json_object_spec (exposed for tests): feed returns false for a byte
+// that cannot continue a JSON text.
+class JsonAcceptor {
+ public:
+  explicit JsonAcceptor(bool object_only = true) : object_only_(object_only) {}
+  bool feed(uint8_t c);
+  bool feed(std::string_view bytes) {
+    for (char c : bytes) {
+      if (!feed(static_cast<uint8_t>(c))) return false;
+    }
+    return true;
+  }
+  bool complete() const;
+
+  static constexpr int kMaxDepth = 64;
+  static constexpr int kMaxBlanks = 64;
+
+ private:
+  enum class Mode : uint8_t { kValue, kArrayFirst, kObjectFirstKey, kObjectKey, kColon, kAfterValue, kString, kEscape, kUnicode, kNumber, kLiteral, kDone };
+  enum class Num : uint8_t { kMinus, kZero, kInt, kDot, kFrac, kE, kESign, kExp };
+  bool blank(uint8_t c);
+  bool start_value(uint8_t c);
+  bool value_done();
+  bool number_can_end() const { return num_ == Num::kZero || num_ == Num::kInt || num_ == Num::kFrac || num_ == Num::kExp; }
+
+  bool object_only_;
+  Mode mode_ = Mode::kValue;
+  Num num_ = Num::kMinus;
+  bool key_ = false;          // the string being read is an object key
+  uint8_t hex_left_ = 0;      // \u escape digits still to come
+  bool surrogate_lead_ = false;  // this \u escape begins with D (a surrogate when the next digit is 8-F)
+  bool pending_high_ = false;    // this \u escape is a high surrogate (D800-DBFF)
+  uint8_t utf8_left_ = 0;     // continuation bytes of a UTF-8 character still to come
+  uint8_t utf8_lo_ = 0x80, utf8_hi_ = 0xBF;  // the range of the next continuation byte
+  bool need_low_ = false;        // a high surrogate was read: a low one (\uDC00-\uDFFF) must follow
+  const char* literal_ = nullptr;  // the rest of true / false / null still to come
+  uint8_t blanks_ = 0;        // blanks in a row
+  uint8_t depth_ = 0;
+  char stack_[kMaxDepth] = {};  // '{' or '['
+};
+
+}  // namespace shardlm
