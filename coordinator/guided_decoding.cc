@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "coordinator/json_schema_acceptor.h"
 
 namespace shardlm {
 
@@ -31,14 +32,12 @@ bool TokenConstraint::allowed_tokens(std::vector<uint8_t>& allowed) const {
 namespace {
 
 bool is_blank(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
-bool is_hex(uint8_t c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 }  // namespace
 
 bool JsonAcceptor::complete() const {
   if (mode_ == Mode::kDone) return true;
-  return mode_ == Mode::kNumber && depth_ == 0 && number_can_end();
+  return mode_ == Mode::kNumber && depth_ == 0 && number_.can_end();
 }
 
 bool JsonAcceptor::blank(uint8_t c) {
@@ -64,90 +63,30 @@ bool JsonAcceptor::start_value(uint8_t c) {
       return true;
     case '"':
       key_ = false;
+      string_ = JsonStringLexer{};
       mode_ = Mode::kString;
       return true;
     case 't': literal_ = "rue"; mode_ = Mode::kLiteral; return true;
     case 'f': literal_ = "alse"; mode_ = Mode::kLiteral; return true;
     case 'n': literal_ = "ull"; mode_ = Mode::kLiteral; return true;
-    case '-': num_ = Num::kMinus; mode_ = Mode::kNumber; return true;
     default:
-      if (!is_digit(c)) return false;
-      num_ = c == '0' ? Num::kZero : Num::kInt;
       mode_ = Mode::kNumber;
-      return true;
+      return number_.start(c, false);
   }
 }
 
 bool JsonAcceptor::feed(uint8_t c) {
   switch (mode_) {
-    case Mode::kString:
-      // Strings are UTF-8 (a tokenizer's byte tokens can spell any byte; the text is decoded with
-      // invalid runs replaced): each lead byte's continuation bytes, no overlong form, surrogate or
-      // code point past U+10FFFF.
-      if (utf8_left_ > 0) {
-        if (c < utf8_lo_ || c > utf8_hi_) return false;
-        --utf8_left_;
-        utf8_lo_ = 0x80;
-        utf8_hi_ = 0xBF;
+    case Mode::kString: {
+      bool closed = false;
+      if (!string_.feed(c, closed)) return false;
+      if (!closed) return true;
+      blanks_ = 0;
+      if (key_) {
+        mode_ = Mode::kColon;
         return true;
       }
-      if (c >= 0x80) {
-        utf8_lo_ = 0x80;
-        utf8_hi_ = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-          utf8_left_ = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-          utf8_left_ = 2;
-          if (c == 0xE0) utf8_lo_ = 0xA0;
-          if (c == 0xED) utf8_hi_ = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-          utf8_left_ = 3;
-          if (c == 0xF0) utf8_lo_ = 0x90;
-          if (c == 0xF4) utf8_hi_ = 0x8F;
-        } else {
-          return false;
-        }
-        return !need_low_;
-      }
-      if (need_low_ && c != '\\') return false;  // a high surrogate's \u escape needs its low half next
-      if (c == '"') {
-        blanks_ = 0;
-        if (key_) {
-          mode_ = Mode::kColon;
-          return true;
-        }
-        return value_done();
-      }
-      if (c == '\\') mode_ = Mode::kEscape;
-      return c >= 0x20;
-    case Mode::kEscape:
-      if (c == 'u') {
-        hex_left_ = 4;
-        mode_ = Mode::kUnicode;
-        return true;
-      }
-      if (need_low_) return false;
-      mode_ = Mode::kString;
-      return c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' || c == 'r' || c == 't';
-    case Mode::kUnicode: {
-      if (!is_hex(c)) return false;
-      // UTF-16 surrogates come in pairs (strict readers refuse a lone half): the first two digits
-      // decide whether this escape is one.
-      const int digit = is_digit(c) ? c - '0' : (c | 0x20) - 'a' + 10;
-      if (hex_left_ == 4) {
-        surrogate_lead_ = digit == 0xD;
-        if (need_low_ && !surrogate_lead_) return false;
-      } else if (hex_left_ == 3) {
-        const bool low = surrogate_lead_ && digit >= 0xC;                  // DC00-DFFF
-        const bool high = surrogate_lead_ && digit >= 0x8 && digit < 0xC;  // D800-DBFF
-        if (need_low_ ? !low : low) return false;  // a high half needs a low one; a low one alone is none
-        pending_high_ = high;
-      }
-      if (--hex_left_ == 0) {
-        need_low_ = surrogate_lead_ && pending_high_;
-        mode_ = Mode::kString;
-      }
-      return true;
+      return value_done();
     }
     case Mode::kLiteral:
       if (c != static_cast<uint8_t>(*literal_)) return false;
@@ -156,56 +95,15 @@ bool JsonAcceptor::feed(uint8_t c) {
         return value_done();
       }
       return true;
-    case Mode::kNumber:
-      switch (num_) {
-        case Num::kMinus:
-          if (!is_digit(c)) return false;
-          num_ = c == '0' ? Num::kZero : Num::kInt;
-          return true;
-        case Num::kZero:
-        case Num::kInt:
-          if (is_digit(c) && num_ == Num::kInt) return true;
-          if (c == '.') {
-            num_ = Num::kDot;
-            return true;
-          }
-          if (c == 'e' || c == 'E') {
-            num_ = Num::kE;
-            return true;
-          }
-          break;
-        case Num::kDot:
-          if (!is_digit(c)) return false;
-          num_ = Num::kFrac;
-          return true;
-        case Num::kFrac:
-          if (is_digit(c)) return true;
-          if (c == 'e' || c == 'E') {
-            num_ = Num::kE;
-            return true;
-          }
-          break;
-        case Num::kE:
-          if (c == '+' || c == '-') {
-            num_ = Num::kESign;
-            return true;
-          }
-          if (!is_digit(c)) return false;
-          num_ = Num::kExp;
-          return true;
-        case Num::kESign:
-          if (!is_digit(c)) return false;
-          num_ = Num::kExp;
-          return true;
-        case Num::kExp:
-          if (is_digit(c)) return true;
-          break;
-      }
+    case Mode::kNumber: {
+      bool ended = false;
+      if (number_.feed(c, ended)) return true;
       // A byte after a whole number ends it and is read after the value.
-      if (!number_can_end() || depth_ == 0) return false;
+      if (!ended || depth_ == 0) return false;
       blanks_ = 0;
       value_done();
       return feed(c);
+    }
     case Mode::kValue:
       if (blank(c)) return true;
       blanks_ = 0;
@@ -228,6 +126,7 @@ bool JsonAcceptor::feed(uint8_t c) {
       }
       if (c != '"') return false;
       key_ = true;
+      string_ = JsonStringLexer{};
       mode_ = Mode::kString;
       return true;
     case Mode::kColon:
@@ -258,32 +157,41 @@ bool JsonAcceptor::feed(uint8_t c) {
 
 namespace {
 
-class JsonConstraint final : public TokenConstraint {
+// A constraint of a byte reader (JsonAcceptor, SchemaAcceptor): a token is allowed when a copy of
+// the reader takes its bytes.
+template <typename Reader>
+class ReaderConstraint final : public TokenConstraint {
  public:
-  explicit JsonConstraint(std::shared_ptr<const TokenTable> table) : TokenConstraint(std::move(table)) {}
-  bool complete() const override { return json_.complete(); }
+  ReaderConstraint(std::shared_ptr<const TokenTable> table, Reader reader)
+      : TokenConstraint(std::move(table)), reader_(std::move(reader)) {}
+  bool complete() const override { return reader_.complete(); }
 
  protected:
   bool allows(std::string_view bytes) const override {
-    JsonAcceptor next = json_;
+    Reader next = reader_;
     return next.feed(bytes);
   }
   void accept_bytes(std::string_view bytes) override {
-    if (!json_.feed(bytes)) fail("guided decoding: a token the JSON constraint does not allow was accepted");
+    if (!reader_.feed(bytes)) fail("guided decoding: a token the JSON reader does not allow was accepted");
   }
 
  private:
-  JsonAcceptor json_;
+  Reader reader_;
 };
 
-class JsonObjectSpec final : public GuidedSpec {
+// A spec that starts each constraint from a copy of one reader.
+template <typename Reader>
+class ReaderSpec final : public GuidedSpec {
  public:
-  explicit JsonObjectSpec(std::shared_ptr<const TokenTable> table) : table_(std::move(table)) {}
-  std::unique_ptr<TokenConstraint> start() const override { return std::make_unique<JsonConstraint>(table_); }
-  std::string describe() const override { return "a JSON object"; }
+  ReaderSpec(std::shared_ptr<const TokenTable> table, Reader start, std::string description)
+      : table_(std::move(table)), start_(std::move(start)), description_(std::move(description)) {}
+  std::unique_ptr<TokenConstraint> start() const override { return std::make_unique<ReaderConstraint<Reader>>(table_, start_); }
+  std::string describe() const override { return description_; }
 
  private:
   std::shared_ptr<const TokenTable> table_;
+  Reader start_;
+  std::string description_;
 };
 
 // ---- choice -------------------------------------------------------------------------------------
@@ -333,7 +241,12 @@ class ChoiceSpec final : public GuidedSpec {
 }  // namespace
 
 std::shared_ptr<const GuidedSpec> json_object_spec(std::shared_ptr<const TokenTable> table) {
-  return std::make_shared<JsonObjectSpec>(std::move(table));
+  return std::make_shared<ReaderSpec<JsonAcceptor>>(std::move(table), JsonAcceptor(), "a JSON object");
+}
+
+std::shared_ptr<const GuidedSpec> json_schema_spec(std::shared_ptr<const TokenTable> table, const nlohmann::json& schema) {
+  return std::make_shared<ReaderSpec<SchemaAcceptor>>(std::move(table), SchemaAcceptor(JsonSchema::compile(schema)),
+                                                      "JSON of the schema");
 }
 
 std::shared_ptr<const GuidedSpec> choice_spec(std::shared_ptr<const TokenTable> table, std::vector<std::string> choices) {

@@ -1,5 +1,6 @@
 // Guided decoding (vLLM's structured outputs): the output is held to a form — any JSON object
-// (response_format json_object) or one of a list of strings (guided_choice). Each step the
+// (response_format json_object), a JSON Schema's (json_schema) or one of a list of strings
+// (guided_choice). Each step the
 // constraint says which tokens may come next: a token is allowed when its bytes continue the text
 // so far into a text that can still become a whole answer; special tokens never are, the stop
 // tokens only once the text is a whole answer (the scheduler's part). The scheduler masks the
@@ -12,6 +13,9 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "coordinator/json_lexers.h"
 #include "model/tokenizer.h"
 
 namespace shardlm {
@@ -58,6 +62,9 @@ class GuidedSpec {
 // Any JSON value (RFC 8259, strings in valid UTF-8) whose outermost value is an object, nested at
 // most 64 deep, with at most 64 blanks in a row outside strings (a model held to JSON otherwise can pad it with blanks forever).
 std::shared_ptr<const GuidedSpec> json_object_spec(std::shared_ptr<const TokenTable> table);
+// A JSON text the schema allows (json_schema_acceptor.h: what is supported, in which form); throws
+// Error naming what of the schema is not supported.
+std::shared_ptr<const GuidedSpec> json_schema_spec(std::shared_ptr<const TokenTable> table, const nlohmann::json& schema);
 // Exactly one of `choices` (at least one, none empty).
 std::shared_ptr<const GuidedSpec> choice_spec(std::shared_ptr<const TokenTable> table, std::vector<std::string> choices);
 
@@ -67,39 +74,27 @@ class JsonAcceptor {
  public:
   explicit JsonAcceptor(bool object_only = true) : object_only_(object_only) {}
   bool feed(uint8_t c);
-  bool feed(std::string_view bytes) {
-    for (char c : bytes) {
-      if (!feed(static_cast<uint8_t>(c))) return false;
-    }
-    return true;
-  }
+  bool feed(std::string_view bytes) { return feed_bytes(*this, bytes); }
   bool complete() const;
 
   static constexpr int kMaxDepth = 64;
   static constexpr int kMaxBlanks = 64;
 
  private:
-  enum class Mode : uint8_t { kValue, kArrayFirst, kObjectFirstKey, kObjectKey, kColon, kAfterValue, kString, kEscape, kUnicode, kNumber, kLiteral, kDone };
-  enum class Num : uint8_t { kMinus, kZero, kInt, kDot, kFrac, kE, kESign, kExp };
+  enum class Mode : uint8_t { kValue, kArrayFirst, kObjectFirstKey, kObjectKey, kColon, kAfterValue, kString, kNumber, kLiteral, kDone };
   bool blank(uint8_t c);
   bool start_value(uint8_t c);
   bool value_done();
-  bool number_can_end() const { return num_ == Num::kZero || num_ == Num::kInt || num_ == Num::kFrac || num_ == Num::kExp; }
 
   bool object_only_;
   Mode mode_ = Mode::kValue;
-  Num num_ = Num::kMinus;
-  bool key_ = false;          // the string being read is an object key
-  uint8_t hex_left_ = 0;      // \u escape digits still to come
-  bool surrogate_lead_ = false;  // this \u escape begins with D (a surrogate when the next digit is 8-F)
-  bool pending_high_ = false;    // this \u escape is a high surrogate (D800-DBFF)
-  uint8_t utf8_left_ = 0;     // continuation bytes of a UTF-8 character still to come
-  uint8_t utf8_lo_ = 0x80, utf8_hi_ = 0xBF;  // the range of the next continuation byte
-  bool need_low_ = false;        // a high surrogate was read: a low one (\uDC00-\uDFFF) must follow
+  bool key_ = false;               // the string being read is an object key
+  JsonStringLexer string_;
+  JsonNumberLexer number_;
   const char* literal_ = nullptr;  // the rest of true / false / null still to come
-  uint8_t blanks_ = 0;        // blanks in a row
+  uint8_t blanks_ = 0;             // blanks in a row
   uint8_t depth_ = 0;
-  char stack_[kMaxDepth] = {};  // '{' or '['
+  char stack_[kMaxDepth] = {};     // '{' or '['
 };
 
 }  // namespace shardlm

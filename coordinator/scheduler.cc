@@ -720,6 +720,10 @@ bool Scheduler::iterate() {
         if (!allowed[static_cast<size_t>(token)]) token = argmax(full.data(), static_cast<int64_t>(full.size()));
         guided = select_row_candidates(full.data(), static_cast<int64_t>(full.size()), 0,
                                        RowRequest{std::max<int32_t>(1, r.request.top_logprobs), 1.0f});
+        // Log-probabilities over the tokens allowed: the others are no alternatives.
+        guided.top.erase(std::remove_if(guided.top.begin(), guided.top.end(),
+                                        [](const TokenLogit& t) { return t.logit == -std::numeric_limits<float>::infinity(); }),
+                         guided.top.end());
         chosen_from = &guided;
       } else {
         token = r.sampler.sample(c, fetch);

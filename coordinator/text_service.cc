@@ -473,8 +473,12 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
       fail_request(RequestErrorCode::kInvalidRequest, "guided decoding cannot continue a message (continue_final_message)");
     }
     try {
-      g.guided = r.guided.kind == TextRequest::Guided::Kind::kJsonObject ? json_object_spec(token_table())
-                                                                          : choice_spec(token_table(), r.guided.choices);
+      switch (r.guided.kind) {
+        case TextRequest::Guided::Kind::kJsonObject: g.guided = json_object_spec(token_table()); break;
+        case TextRequest::Guided::Kind::kJsonSchema: g.guided = json_schema_spec(token_table(), r.guided.schema); break;
+        case TextRequest::Guided::Kind::kChoice: g.guided = choice_spec(token_table(), r.guided.choices); break;
+        case TextRequest::Guided::Kind::kNone: break;
+      }
     } catch (const RequestError&) {
       throw;
     } catch (const Error& e) {

@@ -62,11 +62,12 @@ struct TextRequest {
   // -1: none; 0..20: each prompt token's log-probability and rank, with that many best tokens at its
   // position (TextDelta::prompt_logprobs)
   int32_t prompt_logprobs = -1;
-  // Guided decoding (vLLM's structured outputs): the output is any JSON object, or one of `choices`
-  // exactly. Not with thinking, a forced tool call or continue_final_message.
+  // Guided decoding (vLLM's structured outputs): the output is any JSON object, JSON of `schema`, or
+  // one of `choices` exactly. Not with thinking, a forced tool call or continue_final_message.
   struct Guided {
-    enum class Kind { kNone, kJsonObject, kChoice } kind = Kind::kNone;
+    enum class Kind { kNone, kJsonObject, kJsonSchema, kChoice } kind = Kind::kNone;
     std::vector<std::string> choices;
+    nlohmann::json schema;
   } guided;
   Priority priority = Priority::kInteractive;
   // Choices: n sequences sampled from the prompt, each as a request of its own with the seed

@@ -138,6 +138,20 @@ std::vector<std::string> get_choices(const json& v, const std::string& name) {
   return out;
 }
 
+// A JSON Schema given as an object (or a boolean), or as its JSON text (vLLM takes both).
+json get_schema(const json& v, const std::string& name) {
+  json schema = v;
+  if (v.is_string()) {
+    try {
+      schema = parse_json_limited(v.get<std::string>());
+    } catch (const json::exception& e) {
+      fail_param(name, "'{}' is not valid JSON: {}", name, e.what());
+    }
+  }
+  if (!schema.is_object() && !schema.is_boolean()) fail_param(name, "'{}' must be a JSON Schema (an object)", name);
+  return schema;
+}
+
 // vLLM's guided decoding fields: guided_choice and structured_outputs {choice | json_object}; the
 // forms this server does not implement (a JSON schema, a regex, a grammar) are refused by name. At
 // most one form per request (response_format json_object included: parse_response_format).
@@ -148,12 +162,16 @@ void parse_guided(const json& body, TextRequest& text) {
     text.guided.kind = kind;
     text.guided.choices = std::move(choices);
   };
-  for (const char* key : {"guided_json", "guided_regex", "guided_grammar"}) {
+  for (const char* key : {"guided_regex", "guided_grammar"}) {
     if (field(body, key) != nullptr) {
-      fail_param(key, "'{}' is not supported (guided decoding takes guided_choice and JSON objects)", key);
+      fail_param(key, "'{}' is not supported (guided decoding takes guided_choice, guided_json and JSON objects)", key);
     }
   }
   if (const json* v = field(body, "guided_choice")) set("guided_choice", Kind::kChoice, get_choices(*v, "guided_choice"));
+  if (const json* v = field(body, "guided_json")) {
+    set("guided_json", Kind::kJsonSchema);
+    text.guided.schema = get_schema(*v, "guided_json");
+  }
   if (const json* so = field(body, "structured_outputs")) {
     if (!so->is_object()) fail_param("structured_outputs", "Invalid type for 'structured_outputs': expected an object, but got {}", kind(*so));
     for (const auto& [key, value] : so->items()) {
@@ -162,8 +180,11 @@ void parse_guided(const json& body, TextRequest& text) {
         set("structured_outputs", Kind::kChoice, get_choices(value, "structured_outputs.choice"));
       } else if (key == "json_object") {
         if (get_bool(value, "structured_outputs.json_object")) set("structured_outputs", Kind::kJsonObject);
-      } else if (key == "json" || key == "regex" || key == "grammar" || key == "structural_tag") {
-        fail_param("structured_outputs", "'structured_outputs.{}' is not supported (choice and json_object are)", key);
+      } else if (key == "json") {
+        set("structured_outputs", Kind::kJsonSchema);
+        text.guided.schema = get_schema(value, "structured_outputs.json");
+      } else if (key == "regex" || key == "grammar" || key == "structural_tag") {
+        fail_param("structured_outputs", "'structured_outputs.{}' is not supported (choice, json and json_object are)", key);
       } else if (key != "disable_fallback" && key != "disable_any_whitespace" && key != "disable_additional_properties" &&
                  key != "whitespace_pattern") {
         fail_param("structured_outputs", "'structured_outputs' has an unknown field '{}'", key);
@@ -445,13 +466,23 @@ void parse_response_format(const json& body, TextRequest& text) {
   const json* type = field(*rf, "type");
   std::string t = type ? get_string(*type, "response_format.type") : "";
   if (t == "text") return;
-  if (t != "json_object") {
-    fail_param("response_format", "'response_format' of type '{}' is not supported ('text' and 'json_object' are)", t);
+  if (t != "json_object" && t != "json_schema") {
+    fail_param("response_format", "'response_format' of type '{}' is not supported ('text', 'json_object' and 'json_schema' are)", t);
   }
   if (text.guided.kind != TextRequest::Guided::Kind::kNone) {
     fail_param("response_format", "'response_format': only one form of guided decoding may be given");
   }
-  text.guided.kind = TextRequest::Guided::Kind::kJsonObject;
+  if (t == "json_object") {
+    text.guided.kind = TextRequest::Guided::Kind::kJsonObject;
+    return;
+  }
+  // {"type": "json_schema", "json_schema": {"name", "schema", "strict", "description"}}
+  const json* js = field(*rf, "json_schema");
+  if (!js || !js->is_object()) fail_param("response_format", "'response_format.json_schema' must be an object holding 'schema'");
+  const json* schema = field(*js, "schema");
+  if (!schema) fail_param("response_format", "'response_format.json_schema.schema' is required");
+  text.guided.kind = TextRequest::Guided::Kind::kJsonSchema;
+  text.guided.schema = get_schema(*schema, "response_format.json_schema.schema");
 }
 
 }  // namespace
@@ -515,6 +546,7 @@ OpenAIRequest parse_completion_request(const json& body) {
   } else {
     fail_param("prompt", "Invalid type for 'prompt': expected a string, but got {}", kind(*prompt));
   }
+  parse_response_format(body, r.text);  // vLLM's completions take it too
 
   if (const json* v = field(body, "logprobs")) {
     r.text.top_logprobs = static_cast<int32_t>(get_int(*v, "logprobs", 0, kMaxCompletionLogprobs));

@@ -330,16 +330,27 @@ std::string ChunkStream::delta(const TextDelta& d) {
   Choice* c = choice_at(d.index);
   if (d.empty() || c == nullptr || c->ended) return {};
   if (!d.prompt_logprobs) return sse_event(chunk(text_choice(d, *c)));
-  // The prompt's log-probabilities: an echo with them (completions), vLLM's prompt_logprobs.
-  TextDelta echo;
-  echo.index = d.index;
-  if (meta_.echo && meta_.logprobs) {
-    echo.content = meta_.echo_text;
-    echo.logprobs = echo_logprobs(*d.prompt_logprobs, meta_.top_logprobs);
+  // The prompt's log-probabilities: an echo with them (completions), vLLM's prompt_logprobs (chat:
+  // once, beside the choices, as in the response that is not streamed).
+  std::string out;
+  if (meta_.endpoint == Endpoint::kChat) {
+    if (meta_.prompt_logprobs && d.index == 0) {
+      TextDelta none;
+      json c0 = chunk(text_choice(none, *c));
+      c0["prompt_logprobs"] = prompt_logprobs_json(*d.prompt_logprobs);
+      out = sse_event(c0);
+    }
+  } else {
+    TextDelta echo;
+    echo.index = d.index;
+    if (meta_.echo && meta_.logprobs) {
+      echo.content = meta_.echo_text;
+      echo.logprobs = echo_logprobs(*d.prompt_logprobs, meta_.top_logprobs);
+    }
+    json choice = text_choice(echo, *c);
+    if (meta_.prompt_logprobs) choice["prompt_logprobs"] = prompt_logprobs_json(*d.prompt_logprobs);
+    out = sse_event(chunk(std::move(choice)));
   }
-  json choice = text_choice(echo, *c);
-  if (meta_.prompt_logprobs) choice["prompt_logprobs"] = prompt_logprobs_json(*d.prompt_logprobs);
-  std::string out = sse_event(chunk(std::move(choice)));
   TextDelta rest = d;
   rest.prompt_logprobs.reset();
   if (!rest.empty()) out += delta(rest);

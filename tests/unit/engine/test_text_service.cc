@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "coordinator/guided_decoding.h"
+#include "coordinator/json_schema_acceptor.h"
 #include "coordinator/request_error.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/text_service.h"
@@ -646,6 +647,35 @@ TEST(TextService, GuidedDecodingHoldsTheOutputToItsForm) {
   r.guided.kind = TextRequest::Guided::Kind::kChoice;
   r.guided.choices = {};
   EXPECT_THROW(service.submit(r, chat_out), RequestError);
+
+  // A JSON Schema: whole answers are valid against it; a schema it cannot hold to is refused by name.
+  r.guided.kind = TextRequest::Guided::Kind::kJsonSchema;
+  r.guided.schema = nlohmann::json::parse(
+      R"({"type": "object", "properties": {"answer": {"enum": ["yes", "no"]}, "score": {"type": "integer"}}, "required": ["answer", "score"]})");
+  r.max_tokens = 80;
+  r.n = 4;
+  auto schema_out = std::make_shared<TextCollector>();
+  service.submit(r, schema_out);
+  schema_out->wait();
+  const auto schema = JsonSchema::compile(r.guided.schema);
+  ASSERT_EQ(schema_out->texts.size(), 4u);
+  for (size_t i = 0; i < schema_out->texts.size(); ++i) {
+    const std::string& text = schema_out->texts[i];
+    SchemaAcceptor reader(schema);
+    EXPECT_TRUE(reader.feed(text)) << text;
+    if (schema_out->finish.choice_reasons[i] != "stop") continue;
+    const nlohmann::json v = nlohmann::json::parse(text);
+    EXPECT_TRUE(v["answer"] == "yes" || v["answer"] == "no") << text;
+    EXPECT_TRUE(v["score"].is_number_integer()) << text;
+  }
+  r.guided.schema = nlohmann::json::parse(R"({"type": "string", "pattern": "^a+$"})");
+  try {
+    service.submit(r, chat_out);
+    FAIL() << "a pattern was accepted";
+  } catch (const RequestError& e) {
+    EXPECT_EQ(e.code(), RequestErrorCode::kInvalidRequest);
+    EXPECT_NE(std::string(e.what()).find("'pattern'"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

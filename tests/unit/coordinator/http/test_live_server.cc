@@ -4,6 +4,7 @@
 
 #include "common/version.h"
 #include "coordinator/guided_decoding.h"
+#include "coordinator/json_schema_acceptor.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/scheduler.h"
 #include "coordinator/text_service.h"
@@ -381,6 +382,20 @@ TEST_F(LiveServer, EchoAndPromptLogprobs) {
   EXPECT_EQ(cj["prompt_logprobs"].size(), cj["usage"]["prompt_tokens"].get<size_t>());
   EXPECT_TRUE(cj["prompt_logprobs"][0].is_null());
   EXPECT_EQ(cj["prompt_logprobs"][1].size(), 1u);
+  // Streamed, chat's come once, beside the choices, as in the response that is not streamed.
+  chat_body["stream"] = true;
+  chat_body["n"] = 2;
+  int seen = 0;
+  for (const std::string& ev : sse_payloads(post(c, "/v1/chat/completions", chat_body).body)) {
+    if (ev == "[DONE]") continue;
+    const json chunk = json::parse(ev);
+    if (chunk.contains("prompt_logprobs")) {
+      ++seen;
+      EXPECT_EQ(chunk["prompt_logprobs"], cj["prompt_logprobs"]);
+    }
+    for (const json& ch : chunk["choices"]) EXPECT_FALSE(ch.contains("prompt_logprobs"));
+  }
+  EXPECT_EQ(seen, 1);
 }
 
 // Guided decoding through the API: a choice, streamed or not, is one of the list; a JSON object
@@ -395,6 +410,15 @@ TEST_F(LiveServer, GuidedDecoding) {
     EXPECT_TRUE(ch["text"] == "yes" || ch["text"] == "no") << ch;
     EXPECT_EQ(ch["finish_reason"], "stop");
   }
+  // Log-probabilities of guided tokens list only tokens the constraint allows (here fewer than asked for).
+  json with_lp = body;
+  with_lp["logprobs"] = 3;
+  with_lp["n"] = 1;
+  const json lj = post(c, "/v1/completions", with_lp).json();
+  for (const json& top : lj["choices"][0]["logprobs"]["top_logprobs"]) {
+    for (const auto& [token, lp] : top.items()) EXPECT_GT(lp.get<double>(), -1000.0) << token;
+  }
+
   body["stream"] = true;
   body["n"] = 1;
   HttpResult s = post(c, "/v1/completions", body);
@@ -420,6 +444,25 @@ TEST_F(LiveServer, GuidedDecoding) {
   chat_body["chat_template_kwargs"] = {{"enable_thinking", true}};
   HttpResult bad = post(c, "/v1/chat/completions", chat_body);
   EXPECT_EQ(bad.status, 400);
+
+  // A JSON Schema (streamed): the text read back is JSON the schema's reader accepts.
+  const json schema = {{"type", "object"},
+                       {"properties", {{"ok", {{"type", "boolean"}}}, {"n", {{"type", "integer"}}}}},
+                       {"required", {"n", "ok"}}};
+  json sb = {{"model", "tiny"}, {"prompt", "Answer:"}, {"max_tokens", 40}, {"temperature", 1.0}, {"seed", 9}, {"stream", true},
+             {"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "a"}, {"schema", schema}}}}}};
+  HttpResult ss = post(c, "/v1/completions", sb);
+  ASSERT_EQ(ss.status, 200) << ss.body;
+  std::string schema_text;
+  for (const std::string& ev : sse_payloads(ss.body)) {
+    if (ev != "[DONE]") schema_text += json::parse(ev)["choices"][0]["text"].get<std::string>();
+  }
+  SchemaAcceptor reader(JsonSchema::compile(schema));
+  EXPECT_TRUE(reader.feed(schema_text)) << schema_text;
+  sb["response_format"]["json_schema"]["schema"] = {{"type", "string"}, {"format", "email"}};
+  HttpResult unsupported = post(c, "/v1/completions", sb);
+  EXPECT_EQ(unsupported.status, 400);
+  EXPECT_NE(unsupported.json()["error"]["message"].get<std::string>().find("'format'"), std::string::npos) << unsupported.body;
 }
 
 TEST_F(LiveServer, CompletionsWithLogprobs) {

@@ -452,8 +452,6 @@ TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {
   EXPECT_EQ(chat_error(with(chat_body(), "response_format", "text")).param, "response_format");
   EXPECT_EQ(chat_error(with(chat_body(), "ignore_eos", "no")).param, "ignore_eos");
   // vLLM extensions that are not implemented are refused, not ignored; their neutral values pass.
-  EXPECT_EQ(chat_error(with(chat_body(), "guided_json", {{"type", "object"}})).param, "guided_json");
-  EXPECT_EQ(chat_error(with(chat_body(), "response_format", {{"type", "json_schema"}})).param, "response_format");
   EXPECT_EQ(completion_error(with(completion_body(), "guided_regex", "a+")).param, "guided_regex");
   json neutral = chat_body();
   neutral["guided_json"] = nullptr;
@@ -480,6 +478,19 @@ TEST(OpenAIRequest, GuidedDecoding) {
   EXPECT_EQ(chat_error(with(chat_body(), "guided_choice", {"a", ""})).param, "guided_choice");
   EXPECT_EQ(chat_error(with(chat_body(), "guided_choice", "a")).param, "guided_choice");
   EXPECT_EQ(chat_error(with(chat_body(), "structured_outputs", {{"regex", "a+"}})).param, "structured_outputs");
+  const json schema = {{"type", "object"}, {"properties", {{"a", {{"type", "integer"}}}}}};
+  const OpenAIRequest rf = parse_chat_request(
+      with(chat_body(), "response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", schema}, {"strict", true}}}}));
+  EXPECT_EQ(rf.text.guided.kind, Kind::kJsonSchema);
+  EXPECT_EQ(rf.text.guided.schema, schema);
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "guided_json", schema.dump())).text.guided.schema, schema);
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "guided_json", schema)).text.guided.kind, Kind::kJsonSchema);
+  EXPECT_EQ(parse_chat_request(with(chat_body(), "structured_outputs", {{"json", schema}})).text.guided.schema, schema);
+  EXPECT_EQ(parse_completion_request(with(completion_body(), "response_format", {{"type", "json_object"}})).text.guided.kind,
+            Kind::kJsonObject);
+  EXPECT_EQ(chat_error(with(chat_body(), "response_format", {{"type", "json_schema"}})).param, "response_format");
+  EXPECT_EQ(chat_error(with(chat_body(), "guided_json", "{not json")).param, "guided_json");
+  EXPECT_EQ(chat_error(with(chat_body(), "guided_json", 5)).param, "guided_json");
   EXPECT_EQ(chat_error(with(chat_body(), "structured_outputs", {{"wrong", 1}})).param, "structured_outputs");
 }
 
