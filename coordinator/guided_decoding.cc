@@ -11,18 +11,37 @@ TokenTable::TokenTable(const Tokenizer& tokenizer) {
   const int32_t n = tokenizer.vocab_size();
   bytes_.resize(static_cast<size_t>(n));
   text_.assign(static_cast<size_t>(n), 0);
+  plain_.assign(static_cast<size_t>(n), 0);
   for (int32_t id = 0; id < n; ++id) {
     if (!tokenizer.is_valid(id) || tokenizer.is_special(id)) continue;
-    bytes_[static_cast<size_t>(id)] = tokenizer.token_bytes(id);
-    text_[static_cast<size_t>(id)] = !bytes_[static_cast<size_t>(id)].empty();
+    const std::string& b = bytes_[static_cast<size_t>(id)] = tokenizer.token_bytes(id);
+    text_[static_cast<size_t>(id)] = !b.empty();
+    JsonStringLexer lexer;
+    bool ok = !b.empty(), closed = false;
+    for (size_t i = 0; ok && i < b.size(); ++i) {
+      const auto c = static_cast<uint8_t>(b[i]);
+      ok = c != '"' && c != '\\' && lexer.feed(c, closed);
+    }
+    plain_[static_cast<size_t>(id)] = ok && lexer.plain();
   }
 }
 
 bool TokenConstraint::allowed_tokens(std::vector<uint8_t>& allowed) const {
   const int32_t n = table_->size();
   allowed.assign(static_cast<size_t>(n), 0);
+  // A token whose first byte cannot come next is out without reading the rest; inside a string,
+  // plain content is in without reading it.
+  bool first[256];
+  for (int c = 0; c < 256; ++c) {
+    const char byte = static_cast<char>(c);
+    first[c] = allows(std::string_view(&byte, 1));
+  }
+  const bool plain_string = in_plain_string();
   for (int32_t id = 0; id < n; ++id) {
-    if (table_->text(id)) allowed[static_cast<size_t>(id)] = allows(table_->bytes(id));
+    if (!table_->text(id)) continue;
+    const std::string& b = table_->bytes(id);
+    if (!first[static_cast<uint8_t>(b[0])]) continue;
+    allowed[static_cast<size_t>(id)] = b.size() == 1 || (plain_string && table_->plain(id)) || allows(b);
   }
   return complete();
 }
@@ -167,10 +186,8 @@ class ReaderConstraint final : public TokenConstraint {
   bool complete() const override { return reader_.complete(); }
 
  protected:
-  bool allows(std::string_view bytes) const override {
-    Reader next = reader_;
-    return next.feed(bytes);
-  }
+  bool in_plain_string() const override { return reader_.in_plain_string(); }
+  bool allows(std::string_view bytes) const override { return reader_.accepts(bytes); }
   void accept_bytes(std::string_view bytes) override {
     if (!reader_.feed(bytes)) fail("guided decoding: a token the JSON reader does not allow was accepted");
   }

@@ -27,10 +27,13 @@ class TokenTable {
   int32_t size() const { return static_cast<int32_t>(bytes_.size()); }
   const std::string& bytes(int32_t id) const { return bytes_[static_cast<size_t>(id)]; }
   bool text(int32_t id) const { return text_[static_cast<size_t>(id)] != 0; }
+  // Whole UTF-8 characters without a quote, a backslash or a control character: plain string content.
+  bool plain(int32_t id) const { return plain_[static_cast<size_t>(id)] != 0; }
 
  private:
   std::vector<std::string> bytes_;
   std::vector<uint8_t> text_;
+  std::vector<uint8_t> plain_;
 };
 
 // One request's constraint as it generates.
@@ -47,6 +50,8 @@ class TokenConstraint {
  protected:
   explicit TokenConstraint(std::shared_ptr<const TokenTable> table) : table_(std::move(table)) {}
   virtual bool allows(std::string_view bytes) const = 0;  // the text followed by bytes can still be a whole answer
+  // Inside a JSON string between characters: every plain token (TokenTable::plain) is allowed.
+  virtual bool in_plain_string() const { return false; }
   virtual void accept_bytes(std::string_view bytes) = 0;
   std::shared_ptr<const TokenTable> table_;
 };
@@ -75,7 +80,12 @@ class JsonAcceptor {
   explicit JsonAcceptor(bool object_only = true) : object_only_(object_only) {}
   bool feed(uint8_t c);
   bool feed(std::string_view bytes) { return feed_bytes(*this, bytes); }
+  bool accepts(std::string_view bytes) const {  // whether feed(bytes) would succeed
+    JsonAcceptor probe = *this;
+    return probe.feed(bytes);
+  }
   bool complete() const;
+  bool in_plain_string() const { return mode_ == Mode::kString && string_.plain(); }
 
   static constexpr int kMaxDepth = 64;
   static constexpr int kMaxBlanks = 64;

@@ -24,6 +24,9 @@ class JsonStringLexer {
  public:
   // false: the byte cannot continue the string. closed: it was the closing quote.
   bool feed(uint8_t c, bool& closed);
+  // Between characters: no escape, UTF-8 character or surrogate pair unfinished. From here, bytes of
+  // whole UTF-8 characters without a quote, a backslash or a control character leave it so.
+  bool plain() const { return escape_ == 0 && utf8_left_ == 0 && !need_low_; }
 
  private:
   uint8_t escape_ = 0;     // 0: none; 1: after '\'; 2..5: the \u escape's digits read + 2

@@ -316,8 +316,8 @@ bool is_blank(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r
 
 }  // namespace
 
-SchemaAcceptor::SchemaAcceptor(std::shared_ptr<const JsonSchema> schema) : schema_(std::move(schema)) {
-  Frame root;
+SchemaAcceptor::SchemaAcceptor(std::shared_ptr<const JsonSchema> schema) : owner_(std::move(schema)), schema_(owner_.get()) {
+  Frame root{};
   root.node = schema_->root();
   stack_[0] = root;
   depth_ = 1;
@@ -325,13 +325,24 @@ SchemaAcceptor::SchemaAcceptor(std::shared_ptr<const JsonSchema> schema) : schem
 
 SchemaAcceptor& SchemaAcceptor::operator=(const SchemaAcceptor& other) {
   if (this == &other) return *this;
+  owner_ = other.owner_;
+  copy_state(other);
+  return *this;
+}
+
+void SchemaAcceptor::copy_state(const SchemaAcceptor& other) {
   schema_ = other.schema_;
   depth_ = other.depth_;
   std::copy_n(other.stack_.begin(), other.depth_, stack_.begin());  // only the frames in use
   blanks_ = other.blanks_;
   string_ = other.string_;
   number_ = other.number_;
-  return *this;
+}
+
+bool SchemaAcceptor::accepts(std::string_view bytes) const {
+  SchemaAcceptor probe;
+  probe.copy_state(*this);
+  return probe.feed(bytes);
 }
 
 bool SchemaAcceptor::complete() const {
@@ -427,7 +438,7 @@ bool SchemaAcceptor::start_key(Frame& object) {
   const JsonSchema::Node* n = object.node >= 0 ? &schema_->node(object.node) : nullptr;
   if (n == nullptr || n->free_keys) {
     if (n != nullptr && n->empty_only) return false;
-    Frame k;
+    Frame k{};
     k.kind = F::kString;
     k.key = true;
     string_ = JsonStringLexer{};
@@ -439,7 +450,7 @@ bool SchemaAcceptor::start_key(Frame& object) {
     if (n->required[p]) break;
   }
   if (mask == 0) return false;
-  Frame k;
+  Frame k{};
   k.node = object.node;
   k.kind = F::kKey;
   k.count = 1;  // the opening quote
@@ -554,7 +565,7 @@ bool SchemaAcceptor::step(uint8_t c) {
         case Phase::kColon: {
           if (c != ':') return false;
           f.phase = Phase::kAfterValue;
-          Frame v;
+          Frame v{};
           v.node = n == nullptr ? -1 : f.current >= 0 ? n->values[static_cast<size_t>(f.current)] : n->values.empty() ? -1 : n->values[0];
           return push(v);
         }
@@ -566,7 +577,7 @@ bool SchemaAcceptor::step(uint8_t c) {
       blanks_ = 0;
       const JsonSchema::Node* n = f.node >= 0 ? &schema_->node(f.node) : nullptr;
       const int64_t min = n ? n->min_items : 0, max = n ? n->max_items : -1;
-      Frame item;
+      Frame item{};
       item.node = n ? n->items : -1;
       if (c == ']') {
         if (f.count < min) return false;

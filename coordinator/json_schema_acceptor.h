@@ -59,7 +59,11 @@ class SchemaAcceptor {
   SchemaAcceptor& operator=(const SchemaAcceptor& other);
   bool feed(uint8_t c);
   bool feed(std::string_view bytes) { return feed_bytes(*this, bytes); }
+  // Whether feed(bytes) would succeed, without changing this reader (nor sharing its schema: the
+  // probe borrows it).
+  bool accepts(std::string_view bytes) const;
   bool complete() const;
+  bool in_plain_string() const { return depth_ > 0 && stack_[static_cast<size_t>(depth_ - 1)].kind == F::kString && string_.plain(); }
 
   static constexpr int kMaxDepth = 32;
   static constexpr int kMaxBlanks = 64;
@@ -67,15 +71,17 @@ class SchemaAcceptor {
  private:
   enum class F : uint8_t { kValue, kObject, kKey, kArray, kString, kNumber, kLiteral };
   enum class Phase : uint8_t { kFirst, kAfterValue, kNeedKey, kColon };
+  // Trivial (value-initialise with {}: kValue, kFirst, zeros), so that a probe's stack is not
+  // written before its frames are copied in.
   struct Frame {
-    int32_t node = 0;  // -1: any value
-    F kind = F::kValue;
-    Phase phase = Phase::kFirst;
-    bool key = false;       // a string frame reading a free key
-    bool integer = false;   // a number frame of an integer
-    int32_t count = 0;      // object: the next property; array: items so far; key / literal: bytes matched
-    int32_t current = -1;   // object: the property whose value comes next
-    uint64_t mask = 0;      // key / literal: the candidates still matching
+    int32_t node;     // -1: any value
+    F kind;
+    Phase phase;
+    bool key;         // a string frame reading a free key
+    bool integer;     // a number frame of an integer
+    int32_t count;    // object: the next property; array: items so far; key / literal: bytes matched
+    int32_t current;  // object: the property whose value comes next (-1: a free key's)
+    uint64_t mask;    // key / literal: the candidates still matching
   };
   bool step(uint8_t c);
   bool start_value(Frame& f, uint8_t c);
@@ -85,9 +91,13 @@ class SchemaAcceptor {
   bool start_key(Frame& object);
   const std::vector<std::string>& literals_of(const Frame& f) const;
 
-  std::shared_ptr<const JsonSchema> schema_;
+  SchemaAcceptor() = default;  // a probe's (accepts)
+  void copy_state(const SchemaAcceptor& other);
+
+  std::shared_ptr<const JsonSchema> owner_;  // null in a probe
+  const JsonSchema* schema_ = nullptr;
   int depth_ = 0;
-  std::array<Frame, kMaxDepth> stack_{};
+  std::array<Frame, kMaxDepth> stack_;
   uint8_t blanks_ = 0;
   JsonStringLexer string_;  // the string being read (only the top frame reads)
   JsonNumberLexer number_;
