@@ -19,11 +19,15 @@ enum class RequestErrorCode {
 
 class RequestError : public Error {
  public:
-  RequestError(RequestErrorCode code, const std::string& what) : Error(what), code_(code) {}
+  // param: the request field at fault when one is ("n"), for front ends that name it.
+  RequestError(RequestErrorCode code, const std::string& what, std::string param = {})
+      : Error(what), code_(code), param_(std::move(param)) {}
   RequestErrorCode code() const { return code_; }
+  const std::string& param() const { return param_; }
 
  private:
   RequestErrorCode code_;
+  std::string param_;
 };
 
 // "invalid_request_error", "context_length_exceeded", "queue_full", "unavailable", "not_found",

@@ -86,6 +86,7 @@ class Scheduler {
   // end of a chat turn): like cancel, but it finishes as kStop.
   void end_early(uint64_t id);
   SchedulerStats stats() const;
+  int32_t max_waiting() const { return options_.max_waiting; }  // the queue's bound
   void set_hooks(SchedulerHooks hooks);
 
   // Stops taking requests; finishes (drain=true) or ends the rest (an error, kUnavailable "the

@@ -415,7 +415,13 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
     if (s.empty()) fail_request(RequestErrorCode::kInvalidRequest, "stop: stop strings must not be empty");
   }
   if (r.top_logprobs > 20) fail_request(RequestErrorCode::kInvalidRequest, "top_logprobs must be at most 20 (got {})", r.top_logprobs);
-  if (r.n < 1 || r.n > kMaxChoices) fail_request(RequestErrorCode::kInvalidRequest, "n must be in [1, {}] (got {})", kMaxChoices, r.n);
+  if (r.n < 1 || r.n > kMaxChoices) {
+    throw RequestError(RequestErrorCode::kInvalidRequest, fmt::format("n must be in [1, {}] (got {})", kMaxChoices, r.n), "n");
+  }
+  if (r.n > scheduler_.max_waiting()) {
+    throw RequestError(RequestErrorCode::kInvalidRequest,
+                       fmt::format("n is {}, more sequences than this server queues ({})", r.n, scheduler_.max_waiting()), "n");
+  }
   GenerationRequest g;
   g.prompt = prompt_tokens(r);
   if (g.prompt.empty()) fail_request(RequestErrorCode::kInvalidRequest, "the prompt is empty");

@@ -60,7 +60,9 @@ ApiError current_api_error() {
   } catch (const ApiException& e) {
     return e.error();
   } catch (const RequestError& e) {
-    return api_error(e.code(), e.what());
+    ApiError a = api_error(e.code(), e.what());
+    if (!e.param().empty()) a.param = e.param();
+    return a;
   } catch (const Error& e) {
     return api_error(RequestErrorCode::kInvalidRequest, e.what());
   } catch (const std::exception& e) {

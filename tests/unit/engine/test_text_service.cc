@@ -556,6 +556,7 @@ TEST(TextService, ChoicesAreQueuedWholeOrNotAtAll) {
     FAIL() << "5 choices fit a queue of 4";
   } catch (const RequestError& e) {
     EXPECT_EQ(e.code(), RequestErrorCode::kInvalidRequest);
+    EXPECT_EQ(e.param(), "n");
   }
   r.n = 3;
   auto first = std::make_shared<TextCollector>();
