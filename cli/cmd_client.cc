@@ -42,6 +42,9 @@ struct GenerationArgs {
   bool include_stop = false;
   std::vector<std::string> stop;
   bool ignore_eos = false;
+  bool json_object = false;
+  std::string json_schema;
+  std::vector<std::string> guided_choice;
   bool quiet = false;
   // Given on the command line? (absent ones take the server's defaults)
   CLI::Option* max_tokens_opt = nullptr;
@@ -125,6 +128,9 @@ tcp::RequestOptions request_options(const GenerationArgs& a, bool thinking) {
   o.stop = a.stop;
   o.ignore_eos = a.ignore_eos;
   o.enable_thinking = thinking;
+  o.guided_json_object = a.json_object;
+  o.guided_json_schema = a.json_schema;
+  o.guided_choice = a.guided_choice;
   return o;
 }
 
@@ -418,6 +424,9 @@ void add_generation_options(CLI::App& cmd, GenerationArgs& a) {
   cmd.add_flag("--include-stop-str-in-output", a.include_stop, "End the output with the stop string that matched");
   cmd.add_option("--stop", a.stop, "Stop string (repeat for several; at most 16)");
   cmd.add_flag("--ignore-eos", a.ignore_eos, "Keep generating after end-of-sequence tokens");
+  cmd.add_flag("--json-object", a.json_object, "Guided decoding: the output is a JSON object (protocol 1.5)");
+  cmd.add_option("--json-schema", a.json_schema, "Guided decoding: the output is JSON this schema (JSON text) allows (protocol 1.5)");
+  cmd.add_option("--guided-choice", a.guided_choice, "Guided decoding: the output is exactly one of these (repeatable; protocol 1.5)");
   cmd.add_flag("-q,--quiet", a.quiet, "No usage / timings summary on stderr");
 }
 

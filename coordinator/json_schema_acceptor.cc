@@ -14,6 +14,9 @@ namespace {
 
 constexpr size_t kMaxProperties = 64;  // an object's properties (a candidate mask of 64 bits)
 constexpr size_t kMaxLiterals = 64;    // an enum's values
+constexpr int kMaxCompileDepth = 128;  // schemas within schemas (references followed)
+constexpr size_t kMaxNodes = 20000;    // compiled parts of one schema
+constexpr int64_t kMaxItemsBound = 1000000;  // minItems / maxItems
 
 // Keywords that describe without constraining.
 const std::set<std::string> kAnnotations = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
@@ -73,6 +76,14 @@ class SchemaCompiler {
   }
 
   int32_t compile(const json& s, const std::string& where) {
+    // A schema nested (or referring) deeper than this is refused rather than read recursively to the end.
+    if (depth_ >= kMaxCompileDepth) fail("json schema {}: nested more than {} deep", where, kMaxCompileDepth);
+    if (out_->nodes_.size() >= kMaxNodes) fail("json schema {}: more than {} parts", where, kMaxNodes);
+    struct Deeper {
+      int& d;
+      explicit Deeper(int& depth) : d(depth) { ++d; }
+      ~Deeper() { --d; }
+    } deeper(depth_);
     if (s.is_boolean()) {
       if (!s.get<bool>()) fail("json schema {}: false allows no value", where);
       return add(JsonSchema::Node{}, where);
@@ -92,7 +103,8 @@ class SchemaCompiler {
         if (key != "$ref" && kAnnotations.count(key) == 0) fail("json schema {}: '{}' beside $ref is not supported", where, key);
       }
       n.kind = JsonSchema::Kind::kUnion;
-      n.branches = {compile(resolve(s["$ref"], where), s["$ref"].get<std::string>())};
+      const json& target = resolve(s["$ref"], where);  // checks that it is a string first
+      n.branches = {compile(target, s["$ref"].get<std::string>())};
     } else if (s.contains("anyOf") || s.contains("oneOf")) {
       const char* key = s.contains("anyOf") ? "anyOf" : "oneOf";
       for (const auto& [k, value] : s.items()) {
@@ -100,6 +112,16 @@ class SchemaCompiler {
       }
       const json& list = s[key];
       if (!list.is_array() || list.empty()) fail("json schema {}: '{}' must be a non-empty array", where, key);
+      // oneOf: exactly one branch may match. Branches of distinct first characters are of distinct
+      // JSON types only where each names its type (a branch with properties alone also matches any
+      // string, and the string branch's output would then match both).
+      if (std::string(key) == "oneOf") {
+        for (size_t i = 0; i < list.size(); ++i) {
+          if (!names_its_type(list[i])) {
+            fail("json schema {}/oneOf/{}: a oneOf branch must name its type (type, enum or const)", where, i);
+          }
+        }
+      }
       n.kind = JsonSchema::Kind::kUnion;
       for (size_t i = 0; i < list.size(); ++i) n.branches.push_back(compile(list[i], where + "/" + key + "/" + std::to_string(i)));
     } else if (s.contains("enum") || s.contains("const")) {
@@ -119,8 +141,12 @@ class SchemaCompiler {
         }
       } else if (s.contains("properties") || s.contains("required") || s.contains("additionalProperties")) {
         types.push_back("object");
-      } else if (s.contains("items")) {
+      } else if (s.contains("items") || s.contains("minItems") || s.contains("maxItems")) {
         types.push_back("array");
+      }
+      // A list naming both integer and number is number's (its values include integer's).
+      if (std::count(types.begin(), types.end(), "number") > 0) {
+        types.erase(std::remove(types.begin(), types.end(), "integer"), types.end());
       }
       if (types.empty()) {
         n.kind = JsonSchema::Kind::kAny;
@@ -128,11 +154,25 @@ class SchemaCompiler {
         n = typed(s, types[0], where);
       } else {
         n.kind = JsonSchema::Kind::kUnion;
-        for (const std::string& t : types) n.branches.push_back(add(typed(s, t, where), where + " (" + t + ")"));
+        for (const std::string& t : types) n.branches.push_back(add(typed(s, t, where, true), where + " (" + t + ")"));
       }
     }
     out_->nodes_[static_cast<size_t>(index)] = std::move(n);
     return index;
+  }
+
+  // Whether a schema (its references followed) allows values of named types only.
+  bool names_its_type(const json& s, int hops = 0) {
+    if (!s.is_object() || hops > kMaxCompileDepth) return false;
+    if (s.contains("type") || s.contains("enum") || s.contains("const")) return true;
+    if (const auto r = s.find("$ref"); r != s.end() && r->is_string()) {
+      try {
+        return names_its_type(resolve(*r, "#"), hops + 1);
+      } catch (const Error&) {
+        return false;
+      }
+    }
+    return false;
   }
 
   const json& resolve(const json& ref, const std::string& where) {
@@ -151,13 +191,14 @@ class SchemaCompiler {
     JsonSchema::Node n;
     n.kind = JsonSchema::Kind::kLiterals;
     std::vector<json> values;
-    if (s.contains("const")) values.push_back(s["const"]);
     if (s.contains("enum")) {
       if (!s["enum"].is_array() || s["enum"].empty()) fail("json schema {}: 'enum' must be a non-empty array", where);
       for (const json& v : s["enum"]) {
-        if (s.contains("const") && v != s["const"]) continue;
+        if (s.contains("const") && v != s["const"]) continue;  // both: the const, if the enum has it
         values.push_back(v);
       }
+    } else {
+      values.push_back(s["const"]);
     }
     std::vector<std::string> types;
     if (const auto t = s.find("type"); t != s.end()) {
@@ -181,9 +222,11 @@ class SchemaCompiler {
     return n;
   }
 
-  JsonSchema::Node typed(const json& s, const std::string& type, const std::string& where) {
+  // One type's node of s; with several types (several = true) the keywords of the others are theirs.
+  JsonSchema::Node typed(const json& s, const std::string& type, const std::string& where, bool several = false) {
     JsonSchema::Node n;
     auto only = [&](std::initializer_list<const char*> allowed) {
+      if (several) return;
       for (const auto& [key, value] : s.items()) {
         if (key == "type" || kAnnotations.count(key) != 0) continue;
         if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return key == a; })) {
@@ -211,13 +254,20 @@ class SchemaCompiler {
         }
       }
       for (const auto& [name, sub] : props.items()) {
+        if (sub.is_boolean() && !sub.get<bool>()) {  // a property that may not be present: left out
+          if (required.count(name) != 0) fail("json schema {}: required property '{}' allows no value", where, name);
+          continue;
+        }
         n.keys.push_back(json(name).dump());
         n.values.push_back(compile(sub, where + "/properties/" + name));
         n.required.push_back(required.count(name) != 0);
       }
+      const auto ap = s.find("additionalProperties");
+      if (ap != s.end() && !ap->is_boolean() && !ap->is_object()) {
+        fail("json schema {}: 'additionalProperties' must be a schema or a boolean", where);
+      }
       if (n.keys.empty()) {
         n.free_keys = true;
-        const auto ap = s.find("additionalProperties");
         if (ap != s.end() && ap->is_boolean() && !ap->get<bool>()) {
           n.empty_only = true;
         } else if (ap != s.end() && ap->is_object()) {
@@ -227,20 +277,25 @@ class SchemaCompiler {
     } else if (type == "array") {
       only({"items", "minItems", "maxItems"});
       n.kind = JsonSchema::Kind::kArray;
+      bool no_items = false;
       if (const auto it = s.find("items"); it != s.end()) {
         if (it->is_array()) fail("json schema {}: 'items' as a list (tuples) is not supported", where);
-        n.items = compile(*it, where + "/items");
+        no_items = it->is_boolean() && !it->get<bool>();  // items false: only the empty array
+        if (!no_items) n.items = compile(*it, where + "/items");
       }
       auto count = [&](const char* key, int64_t fallback) {
         const auto it = s.find(key);
         if (it == s.end()) return fallback;
-        if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<int64_t>() >= 0)) {
+        if (!it->is_number_integer() || (it->is_number_integer() && !it->is_number_unsigned() && it->get<int64_t>() < 0)) {
           fail("json schema {}: '{}' must be a non-negative integer", where, key);
         }
-        return it->get<int64_t>();
+        if (it->get<uint64_t>() > static_cast<uint64_t>(kMaxItemsBound)) {
+          fail("json schema {}: '{}' above {} is not supported", where, key, kMaxItemsBound);
+        }
+        return static_cast<int64_t>(it->get<uint64_t>());
       };
       n.min_items = count("minItems", 0);
-      n.max_items = count("maxItems", -1);
+      n.max_items = no_items ? 0 : count("maxItems", -1);
       if (n.max_items >= 0 && n.max_items < n.min_items) fail("json schema {}: maxItems is below minItems", where);
     } else if (type == "string") {
       only({});
@@ -301,6 +356,7 @@ class SchemaCompiler {
   }
 
   const json& root_;
+  int depth_ = 0;
   JsonSchema* out_ = nullptr;
   std::map<const json*, int32_t> done_;
   std::vector<std::string> where_;

@@ -65,7 +65,7 @@ class SchemaAcceptor {
   bool complete() const;
   bool in_plain_string() const { return depth_ > 0 && stack_[static_cast<size_t>(depth_ - 1)].kind == F::kString && string_.plain(); }
 
-  static constexpr int kMaxDepth = 32;
+  static constexpr int kMaxDepth = 64;
   static constexpr int kMaxBlanks = 64;
 
  private:

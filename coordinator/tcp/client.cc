@@ -392,6 +392,9 @@ client::GenerateRequest Client::make_request(const RequestOptions& o) {
   if (o.repetition_penalty) s->set_repetition_penalty(*o.repetition_penalty);
   for (const auto& [token, bias] : o.logit_bias) (*s->mutable_logit_bias())[token] = bias;
   if (o.min_tokens) r.set_min_tokens(*o.min_tokens);
+  r.set_guided_json_object(o.guided_json_object);
+  r.set_guided_json_schema(o.guided_json_schema);
+  for (const std::string& c : o.guided_choice) r.add_guided_choice(c);
   r.set_include_stop_str_in_output(o.include_stop_str_in_output);
   for (const std::string& stop : o.stop) r.add_stop(stop);
   if (o.top_logprobs) r.set_top_logprobs(*o.top_logprobs);

@@ -59,6 +59,10 @@ struct RequestOptions {
   std::optional<float> repetition_penalty;
   std::map<int32_t, float> logit_bias;  // token id -> added to its logit
   std::optional<int32_t> min_tokens;
+  // Guided decoding (protocol 1.5; at most one).
+  bool guided_json_object = false;
+  std::string guided_json_schema;  // a JSON Schema as JSON text
+  std::vector<std::string> guided_choice;
   bool include_stop_str_in_output = false;
   std::vector<std::string> stop;
   std::optional<int32_t> top_logprobs;

@@ -84,6 +84,21 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
   for (const auto& [token, bias] : s.logit_bias()) r.logit_bias[token] = bias;  // checked by the text service
   if (request.has_min_tokens()) r.min_tokens = request.min_tokens();
   r.include_stop_str_in_output = request.include_stop_str_in_output();
+  const int forms = int{request.guided_json_object()} + int{!request.guided_json_schema().empty()} + int{request.guided_choice_size() > 0};
+  if (forms > 1) fail_request(RequestErrorCode::kInvalidRequest, "guided decoding: give one of guided_json_object, guided_json_schema, guided_choice");
+  if (request.guided_json_object()) r.guided.kind = TextRequest::Guided::Kind::kJsonObject;
+  if (!request.guided_json_schema().empty()) {
+    r.guided.kind = TextRequest::Guided::Kind::kJsonSchema;
+    try {
+      r.guided.schema = nlohmann::json::parse(request.guided_json_schema());
+    } catch (const nlohmann::json::exception& e) {
+      fail_request(RequestErrorCode::kInvalidRequest, "guided_json_schema is not valid JSON: {}", e.what());
+    }
+  }
+  if (request.guided_choice_size() > 0) {
+    r.guided.kind = TextRequest::Guided::Kind::kChoice;
+    r.guided.choices.assign(request.guided_choice().begin(), request.guided_choice().end());  // checked by the text service
+  }
   r.sampling_given = {s.has_temperature(), s.has_top_k(), s.has_top_p(), s.has_min_p(), s.has_repetition_penalty()};
   if (s.has_seed()) r.sampling.seed = s.seed();
   try {

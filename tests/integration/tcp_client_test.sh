@@ -119,6 +119,15 @@ client generate --prompt "once upon" --max-tokens 16 --temperature 0.8 --top-k 2
   >"$work/s2.out" 2>/dev/null || die "second sampled generate failed"
 cmp -s "$work/s1.out" "$work/s2.out" || die "seeded sampling is not deterministic"
 
+# Guided decoding (protocol 1.5): the output is one of the choices; a schema that cannot be held to is refused.
+client generate --prompt "weather?" --max-tokens 16 --temperature 1 --seed 3 --guided-choice sunny --guided-choice rainy \
+  >"$work/choice.out" 2>"$work/choice.err" || die "guided generate failed: $(cat "$work/choice.err")"
+case "$(tr -d '\n' <"$work/choice.out")" in sunny|rainy) ;; *) die "guided choice gave '$(cat "$work/choice.out")'" ;; esac
+if client generate --prompt "x" --max-tokens 4 --json-schema '{"type": "string", "pattern": "a"}' >/dev/null 2>"$work/schema.err"; then
+  die "a schema with a pattern was accepted"
+fi
+grep -q "'pattern'" "$work/schema.err" || die "the refused schema's error does not name 'pattern': $(cat "$work/schema.err")"
+
 # Chat with a system message and thinking; the key from the environment.
 SHARDLM_API_KEY=second-key timeout 60 "$shardlm" client --server "$server" chat --message "Hi there" \
   --system "Be brief." --enable-thinking --max-tokens 12 --temperature 0 >"$work/chat.out" 2>"$work/chat.err" \

@@ -264,6 +264,46 @@ TEST(SchemaAcceptor, UnsupportedSchemasAreRefusedByName) {
   EXPECT_NE(message(json(false)).find("no value"), std::string::npos);
   EXPECT_NE(message(json::parse(R"({"$ref": "#"})")).find("no value"), std::string::npos);
   EXPECT_EQ(message(json::parse(R"({"type": "string", "title": "t", "description": "d"})")), "compiled");
+  // A oneOf branch whose type is implied also matches the other branches' values.
+  EXPECT_NE(message(json::parse(R"({"oneOf": [{"items": {"type": "integer"}}, {"type": "null"}]})")).find("name its type"),
+            std::string::npos);
+  EXPECT_EQ(message(json::parse(R"({"oneOf": [{"type": "array"}, {"type": "null"}]})")), "compiled");
+  // const and enum: the const only if the enum has it.
+  EXPECT_NE(message(json::parse(R"({"const": "a", "enum": ["b", "c"]})")).find("no value"), std::string::npos);
+  EXPECT_NE(message(json::parse(R"({"type": "array", "minItems": 9223372036854775808})")).find("minItems"), std::string::npos);
+  EXPECT_NE(message(json::parse(R"({"$ref": 5})")).find("must be a string"), std::string::npos);
+  EXPECT_NE(message(json::parse(R"({"type": "object", "additionalProperties": "x"})")).find("additionalProperties"), std::string::npos);
+  // Nesting (references followed) is bounded, not read recursively to the end.
+  json deep = {{"$defs", json::object()}, {"$ref", "#/$defs/d0"}};
+  for (int i = 0; i < 5000; ++i) {
+    deep["$defs"]["d" + std::to_string(i)] = {{"type", "object"}, {"properties", {{"a", {{"$ref", "#/$defs/d" + std::to_string(i + 1)}}}}}};
+  }
+  deep["$defs"]["d5000"] = {{"type", "integer"}};
+  EXPECT_NE(message(deep).find("deep"), std::string::npos);
+}
+
+// Schemas the reader takes in a narrower form: nullable objects, properties that may not be present,
+// empty arrays only, integer-or-number, minItems without a type.
+TEST(SchemaAcceptor, NarrowedForms) {
+  const json nullable = json::parse(R"({"type": ["object", "null"], "properties": {"a": {"type": "integer"}}})");
+  bool whole = false;
+  EXPECT_TRUE(schema_accepts(nullable, "null", &whole) && whole);
+  EXPECT_TRUE(schema_accepts(nullable, R"({"a": 1})", &whole) && whole);
+  const json absent = json::parse(R"({"type": "object", "properties": {"a": false, "b": {"type": "integer"}}})");
+  EXPECT_FALSE(schema_accepts(absent, R"({"a")"));
+  EXPECT_TRUE(schema_accepts(absent, R"({"b": 2})", &whole) && whole);
+  EXPECT_TRUE(schema_accepts(json::parse(R"({"type": "array", "items": false})"), "[]", &whole) && whole);
+  EXPECT_FALSE(schema_accepts(json::parse(R"({"type": "array", "items": false})"), "[1"));
+  EXPECT_TRUE(schema_accepts(json::parse(R"({"type": ["integer", "number"]})"), "1.5", &whole) && whole);
+  const json two = json::parse(R"({"type": "object", "properties": {"l": {"minItems": 2, "maxItems": 2}}, "required": ["l"]})");
+  EXPECT_FALSE(schema_accepts(two, R"({"l": []})"));
+  EXPECT_FALSE(schema_accepts(two, R"({"l": [1]})"));
+  EXPECT_FALSE(schema_accepts(two, R"({"l": [1, 2, 3)"));
+  EXPECT_TRUE(schema_accepts(two, R"({"l": [1, [2]]})", &whole) && whole);
+  // 64 levels, as a JSON object's.
+  json nested = {{"type", "integer"}};
+  for (int i = 0; i < 63; ++i) nested = {{"type", "array"}, {"items", nested}};
+  EXPECT_TRUE(schema_accepts(nested, std::string(63, '[') + "1" + std::string(63, ']'), &whole) && whole);
 }
 
 // Random texts the reader lets through, byte by byte: each whole one is JSON the schema accepts.

@@ -221,6 +221,33 @@ TEST(Conversion, RefusesMalformedFields) {
   expect_invalid(c, "tool_calls[0].name is empty");
 }
 
+// Protocol 1.5's guided decoding fields: one form at a time; a schema must be JSON.
+TEST(Conversion, GuidedDecoding) {
+  client::GenerateRequest g;
+  g.set_prompt("x");
+  EXPECT_EQ(to_text_request(g).guided.kind, TextRequest::Guided::Kind::kNone);
+  g.set_guided_json_object(true);
+  EXPECT_EQ(to_text_request(g).guided.kind, TextRequest::Guided::Kind::kJsonObject);
+  g.add_guided_choice("yes");
+  expect_invalid(g, "give one of");
+  g.set_guided_json_object(false);
+  g.add_guided_choice("no");
+  const TextRequest c = to_text_request(g);
+  EXPECT_EQ(c.guided.kind, TextRequest::Guided::Kind::kChoice);
+  EXPECT_EQ(c.guided.choices, (std::vector<std::string>{"yes", "no"}));
+  g.clear_guided_choice();
+  g.set_guided_json_schema(R"({"type": "object", "properties": {"a": {"type": "integer"}}})");
+  const TextRequest s = to_text_request(g);
+  EXPECT_EQ(s.guided.kind, TextRequest::Guided::Kind::kJsonSchema);
+  EXPECT_EQ(s.guided.schema["properties"]["a"]["type"], "integer");
+  g.set_guided_json_schema("{nope");
+  expect_invalid(g, "guided_json_schema is not valid JSON");
+  // The client library sets them.
+  tcp::RequestOptions o;
+  o.guided_choice = {"a", "b"};
+  EXPECT_EQ(tcp::Client::make_request(o).guided_choice_size(), 2);
+}
+
 TEST(Conversion, DeltaAndFinish) {
   TextDelta d;
   d.content = "ok \xff";
