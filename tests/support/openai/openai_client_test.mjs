@@ -259,6 +259,20 @@ await check("a stream aborted by the client leaves the server serving", async ()
   assert.equal(r.choices[0].text, completionAnswer.choices[0].text);
 });
 
+await check("n choices and a JSON schema's guided output", async () => {
+  const two = await client.chat.completions.create({ model, messages, n: 2, max_tokens: 6, seed: 4 });
+  assert.equal(two.choices.length, 2);
+  assert.deepEqual(two.choices.map((c) => c.index), [0, 1]);
+  const schema = { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] };
+  const r = await client.chat.completions.create({
+    model, messages, max_tokens: 60, seed: 1,
+    response_format: { type: "json_schema", json_schema: { name: "answer", schema } },
+  });
+  const content = r.choices[0].message.content ?? "";
+  if (r.choices[0].finish_reason === "stop") assert.equal(typeof JSON.parse(content).ok, "boolean", content);
+  else assert.ok(!content.includes("}") || content.trim().startsWith("{"), content);
+});
+
 await check("errors: key, model, fields, context", async () => {
   const bad = new OpenAI({ baseURL: args["base-url"], apiKey: "wrong-key", maxRetries: 0 });
   await rejects(bad.chat.completions.create({ model, messages }), OpenAI.AuthenticationError, 401);
@@ -266,7 +280,7 @@ await check("errors: key, model, fields, context", async () => {
   assert.equal(nf.code, "model_not_found");
   const t = await rejects(client.chat.completions.create({ model, messages, temperature: -1 }), OpenAI.BadRequestError, 400);
   assert.equal(t.param, "temperature");
-  const n = await rejects(client.chat.completions.create({ model, messages, n: 2 }), OpenAI.BadRequestError, 400);
+  const n = await rejects(client.chat.completions.create({ model, messages, n: 129 }), OpenAI.BadRequestError, 400);
   assert.equal(n.param, "n");
   const ctx = await rejects(client.completions.create({ model, prompt: "x", max_tokens: 1 << 30 }), OpenAI.BadRequestError, 400);
   assert.equal(ctx.code, "context_length_exceeded");
