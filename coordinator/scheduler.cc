@@ -5,12 +5,14 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "common/error.h"
 #include "coordinator/request_error.h"
+#include "coordinator/scheduler_request.h"
 
 namespace shardlm {
 namespace {
@@ -18,6 +20,21 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double seconds(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+
+// Runs an engine call. The engine lost (EngineUnavailable) propagates; any other failure is logged and
+// its message returned (nothing when the call worked).
+template <class Call>
+std::optional<std::string> engine_failure(const char* what, Call&& call) {
+  try {
+    call();
+    return std::nullopt;
+  } catch (const EngineUnavailable&) {
+    throw;
+  } catch (const std::exception& e) {
+    spdlog::error("{} failed: {}", what, e.what());
+    return std::string(e.what());
+  }
+}
 
 }  // namespace
 
@@ -30,128 +47,6 @@ const char* finish_reason_name(FinishReason reason) {
   }
   return "error";
 }
-
-struct Scheduler::Request {
-  uint64_t id = 0;
-  GenerationRequest request;
-  std::shared_ptr<GenerationObserver> observer;
-  Sampler sampler;
-  int seq = -1;
-  int64_t prompt_size = 0;
-  std::vector<int32_t> tokens;  // the sequence: the prompt (moved out of `request`), then each sampled token
-  int64_t fed = 0;              // tokens in the KV cache (the rest wait to be fed)
-  int32_t generated = 0;
-  int64_t reserved = 0;  // KV positions reserved: whole blocks, for every position written so far
-  bool finished = false;
-  Clock::time_point submitted, scheduled, first_token, last_token_time;
-  bool was_scheduled = false;
-  // With penalties: each generated token's count. With penalties, a logit bias or min_tokens: what
-  // does not change while it runs, the prompt's distinct tokens (with a repetition penalty: count 0) and the
-  // logit bias's (count -1 when not in the prompt), ascending; `fixed_min` also bans the stop tokens
-  // (bias -inf) for the first min_tokens tokens.
-  std::map<int32_t, int32_t> output_counts;
-  LogitPenalties fixed, fixed_min;
-  // prompt_logprobs: the prompt positions' so far (from position 1), until sent to the observer.
-  std::vector<GeneratedToken> prompt_lp;
-  bool prompt_lp_sent = false;
-  std::unique_ptr<TokenConstraint> constraint;  // guided decoding
-
-  Request(uint64_t id_, GenerationRequest r, std::shared_ptr<GenerationObserver> o)
-      : id(id_),
-        request(std::move(r)),
-        observer(std::move(o)),
-        sampler(request.sampling),
-        prompt_size(static_cast<int64_t>(request.prompt.size())),
-        tokens(std::move(request.prompt)),
-        submitted(Clock::now()) {
-    if (request.guided) constraint = request.guided->start();
-    std::vector<int32_t> prompt_set;
-    if (request.sampling.repetition_penalty != 1.0f) {
-      prompt_set = tokens;
-      std::sort(prompt_set.begin(), prompt_set.end());
-      prompt_set.erase(std::unique(prompt_set.begin(), prompt_set.end()), prompt_set.end());
-    }
-    fixed = fixed_tokens(prompt_set, request.logit_bias);
-    if (request.min_tokens > 0 && !request.stop_token_ids.empty()) {
-      std::map<int32_t, float> banned = request.logit_bias;
-      for (int32_t t : request.stop_token_ids) banned[t] = -std::numeric_limits<float>::infinity();
-      fixed_min = fixed_tokens(prompt_set, banned);
-    }
-  }
-  // The prompt's tokens (count 0) merged with the biased ones (count -1 unless in the prompt).
-  static LogitPenalties fixed_tokens(const std::vector<int32_t>& prompt_set, const std::map<int32_t, float>& biases) {
-    LogitPenalties f;
-    auto add = [&](int32_t token, int32_t count, float bias) {
-      f.tokens.push_back(token);
-      f.counts.push_back(count);
-      f.biases.push_back(bias);
-    };
-    auto bias = biases.begin();
-    for (int32_t token : prompt_set) {
-      for (; bias != biases.end() && bias->first < token; ++bias) add(bias->first, -1, bias->second);
-      const bool biased = bias != biases.end() && bias->first == token;
-      add(token, 0, biased ? bias->second : 0.0f);
-      if (biased) ++bias;
-    }
-    for (; bias != biases.end(); ++bias) add(bias->first, -1, bias->second);
-    if (biases.empty()) f.biases.clear();
-    return f;
-  }
-  bool before_min_tokens() const { return generated < request.min_tokens && !request.stop_token_ids.empty(); }
-  bool changes_logits() const { return request.sampling.penalised() || !request.logit_bias.empty() || before_min_tokens(); }
-  int64_t unfed() const { return static_cast<int64_t>(tokens.size()) - fed; }
-  void add_generated(int32_t token) {
-    tokens.push_back(token);
-    if (request.sampling.penalised()) ++output_counts[token];
-  }
-  // What the workers select this sequence's next token from: candidates, temperature, penalties.
-  RowRequest row() const {
-    const SamplingParams& s = request.sampling;
-    RowRequest row{candidates_needed(s, request.top_logprobs), s.temperature, {}};
-    if (!changes_logits()) return row;
-    const LogitPenalties& base = before_min_tokens() ? fixed_min : fixed;
-    LogitPenalties& p = row.penalties;
-    p.repetition = s.repetition_penalty;
-    p.presence = s.presence_penalty;
-    p.frequency = s.frequency_penalty;
-    // The fixed tokens merged with the output's (which take their counts), ascending.
-    const bool biased = !base.biases.empty();
-    size_t f = 0;
-    auto take_fixed_before = [&](int64_t limit) {
-      for (; f < base.tokens.size() && base.tokens[f] < limit; ++f) {
-        p.tokens.push_back(base.tokens[f]);
-        p.counts.push_back(base.counts[f]);
-        if (biased) p.biases.push_back(base.biases[f]);
-      }
-    };
-    for (const auto& [token, count] : output_counts) {
-      take_fixed_before(token);
-      float bias = 0.0f;
-      if (f < base.tokens.size() && base.tokens[f] == token) {
-        if (biased) bias = base.biases[f];
-        ++f;
-      }
-      p.tokens.push_back(token);
-      p.counts.push_back(count);
-      if (biased) p.biases.push_back(bias);
-    }
-    take_fixed_before(std::numeric_limits<int64_t>::max());
-    return row;
-  }
-  // Whether the prompt's log-probabilities are still being computed (the first prefill; a
-  // preemption keeps those already computed).
-  bool collecting_prompt_logprobs() const { return request.prompt_logprobs >= 0 && !prompt_lp_sent; }
-  // Sends the prompt's log-probabilities (once all are in).
-  void send_prompt_logprobs() {
-    if (!collecting_prompt_logprobs()) return;
-    prompt_lp_sent = true;
-    observer->on_prompt_logprobs(prompt_lp);
-    prompt_lp = {};
-  }
-  // Feeding more than the one token sampled last: the prompt, or after a preemption the prompt and
-  // the tokens generated so far (recomputed); its last chunk yields the next token.
-  bool prefilling() const { return generated == 0 || unfed() > 1; }
-};
 
 Scheduler::Scheduler(StepEngine& engine, SchedulerOptions options) : engine_(engine), options_(options) {
   if (options_.max_step_tokens < 1) fail("scheduler: max step tokens must be positive");
@@ -429,55 +324,27 @@ void Scheduler::run() {
   }
 }
 
-bool Scheduler::iterate() {
-  std::vector<std::shared_ptr<Request>> batch_requests;
-  std::vector<std::pair<std::shared_ptr<Request>, FinishReason>> finished_now;
-  StepBatch batch;
-  std::vector<RowRequest> rows;
-  std::vector<Request*> row_owner;
-  std::vector<int64_t> row_prompt_position;  // per row: the prompt position whose log-probability it gives, or -1 (a sampling row)
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    // Cancellations.
-    if (!cancelled_.empty()) {
-      // The first word on a request counts (a client's cancel after its text ended stays a stop).
-      auto ended = [&](const std::shared_ptr<Request>& r) {
-        for (const auto& [id, reason] : cancelled_) {
-          if (id == r->id) {
-            finished_now.emplace_back(r, reason);
-            return true;
-          }
-        }
-        return false;
-      };
-      for (auto it = running_.begin(); it != running_.end();) {
-        if (ended(*it)) {
-          it = running_.erase(it);
-        } else {
-          ++it;
-        }
+void Scheduler::take_cancelled(std::vector<std::pair<std::shared_ptr<Request>, FinishReason>>& ended) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (cancelled_.empty()) return;
+  // The first word on a request counts (a client's cancel after its text ended stays a stop).
+  auto take = [&](auto& queue) {
+    for (auto it = queue.begin(); it != queue.end();) {
+      auto word = std::find_if(cancelled_.begin(), cancelled_.end(), [&](const auto& c) { return c.first == (*it)->id; });
+      if (word == cancelled_.end()) {
+        ++it;
+        continue;
       }
-      for (auto it = waiting_.begin(); it != waiting_.end();) {
-        if (ended(*it)) {
-          it = waiting_.erase(it);
-        } else {
-          ++it;
-        }
-      }
-      cancelled_.clear();
+      ended.emplace_back(*it, word->second);
+      it = queue.erase(it);
     }
-  }
-  for (auto& [r, reason] : finished_now) finish(*r, reason);
-  const bool cancelled_any = !finished_now.empty();
+  };
+  take(running_);
+  take(waiting_);
+  cancelled_.clear();
+}
 
-  // running_ and kv_reserved_ belong to this thread; waiting_ and stats_ are shared with submit().
-  std::unique_lock<std::mutex> lock(mutex_);
-  // Admission: interactive requests first (FIFO), then batch requests up to their bound.
-  const int block = std::max(engine_.kv_block(), 1);
-  auto whole_blocks = [&](int64_t positions) { return (positions + block - 1) / block * block; };
-  std::vector<std::shared_ptr<Request>> overflowed;
-  // The workers' pools hold the capacity rounded up to whole blocks.
-  const int64_t capacity = whole_blocks(engine_.kv_capacity_tokens());
+void Scheduler::reserve_growth(int64_t capacity, std::vector<std::shared_ptr<Request>>& overflowed) {
   // KV is reserved as sequences grow: each decoding sequence's next position first (oldest first),
   // preempting when the cache is full — batch-priority sequences first, the most recently scheduled
   // first — which are recomputed once there is room again. A request alone always fits (submit
@@ -485,7 +352,7 @@ bool Scheduler::iterate() {
   for (size_t i = 0; i < running_.size(); ++i) {
     Request& r = *running_[i];
     if (r.prefilling()) continue;  // its admission reserved everything its prefill writes
-    const int64_t grow = whole_blocks(r.fed + 1) - r.reserved;
+    const int64_t grow = whole_kv_blocks(r.fed + 1) - r.reserved;
     if (grow <= 0) continue;
     bool preempted_self = false;
     while (kv_reserved_ + grow > capacity) {
@@ -511,6 +378,10 @@ bool Scheduler::iterate() {
     r.reserved += grow;
     kv_reserved_ += grow;
   }
+}
+
+void Scheduler::admit(int64_t capacity) {
+  // Interactive requests first (FIFO), then batch requests up to their bound.
   int32_t batch_running = 0;
   for (auto& r : running_) batch_running += r->request.priority == Priority::kBatch;
   for (int pass = 0; pass < 2; ++pass) {
@@ -523,7 +394,7 @@ bool Scheduler::iterate() {
       }
       if (static_cast<int32_t>(running_.size()) >= options_.max_running) break;
       if (want == Priority::kBatch && batch_running >= options_.max_batch_running) break;
-      const int64_t need = whole_blocks(static_cast<int64_t>(r.tokens.size()));  // its prefill
+      const int64_t need = whole_kv_blocks(static_cast<int64_t>(r.tokens.size()));  // its prefill
       if (kv_reserved_ + need > capacity) break;  // FIFO: wait for room
       r.seq = engine_.new_sequence();
       r.reserved = need;
@@ -535,19 +406,19 @@ bool Scheduler::iterate() {
       it = waiting_.erase(it);
     }
   }
-  // The step: one decode token per generating sequence, then prompt chunks within the token budget.
+}
+
+void Scheduler::plan_step(StepBatch& batch, StepRows& rows, std::vector<std::shared_ptr<Request>>& fed, StepReport& report) {
+  // One decode token per generating sequence, then prompt chunks within the token budget.
   int32_t budget = options_.max_step_tokens;
-  int32_t prompt_tokens = 0, decode_tokens = 0;
   for (auto& r : running_) {
     if (r->prefilling()) continue;
     batch.add(r->seq, static_cast<int32_t>(r->fed), {r->tokens[static_cast<size_t>(r->fed)]}, false, true);
     ++r->fed;
-    rows.push_back(r->row());
-    row_owner.push_back(r.get());
-    row_prompt_position.push_back(-1);
-    batch_requests.push_back(r);
+    rows.add(r->row(), r.get(), -1);
+    fed.push_back(r);
     --budget;
-    ++decode_tokens;
+    ++report.decode_tokens;
   }
   for (auto& r : running_) {
     if (!r->prefilling() || budget <= 0) continue;
@@ -557,7 +428,6 @@ bool Scheduler::iterate() {
     // logits are a vocabulary row on each worker.
     const auto n = static_cast<int32_t>(std::min<int64_t>({remaining, budget, collect ? kPromptLogprobRowsPerStep : budget}));
     std::vector<int32_t> chunk(r->tokens.begin() + r->fed, r->tokens.begin() + r->fed + n);
-    const bool last = n == remaining;
     const int32_t first_row = batch.size();
     batch.add(r->seq, static_cast<int32_t>(r->fed), chunk, false, false);
     if (collect) {
@@ -568,22 +438,37 @@ bool Scheduler::iterate() {
         RowRequest row{std::max<int32_t>(1, r->request.prompt_logprobs), 1.0f, {}};
         row.target = r->tokens[static_cast<size_t>(target)];
         batch.logit_rows.push_back(first_row + i);
-        rows.push_back(std::move(row));
-        row_owner.push_back(r.get());
-        row_prompt_position.push_back(target);
+        rows.add(std::move(row), r.get(), target);
       }
     }
-    if (last) {
+    if (n == remaining) {  // the last chunk: its last row gives the next token
       batch.logit_rows.push_back(first_row + n - 1);
-      rows.push_back(r->row());
-      row_owner.push_back(r.get());
-      row_prompt_position.push_back(-1);
+      rows.add(r->row(), r.get(), -1);
     }
     r->fed += n;
-    batch_requests.push_back(r);
+    fed.push_back(r);
     budget -= n;
-    prompt_tokens += n;
+    report.prompt_tokens += n;
   }
+}
+
+bool Scheduler::iterate() {
+  std::vector<std::pair<std::shared_ptr<Request>, FinishReason>> cancelled;
+  take_cancelled(cancelled);
+  for (auto& [r, reason] : cancelled) finish(*r, reason);
+
+  // running_ and kv_reserved_ belong to this thread; waiting_ and stats_ are shared with submit().
+  std::unique_lock<std::mutex> lock(mutex_);
+  // The workers' pools hold the capacity rounded up to whole blocks.
+  const int64_t capacity = whole_kv_blocks(engine_.kv_capacity_tokens());
+  std::vector<std::shared_ptr<Request>> overflowed;
+  reserve_growth(capacity, overflowed);
+  admit(capacity);
+  StepBatch batch;
+  StepRows rows;
+  std::vector<std::shared_ptr<Request>> fed;  // the requests this step feeds
+  StepReport report;
+  plan_step(batch, rows, fed, report);
   stats_.running = static_cast<int32_t>(running_.size());
   stats_.waiting = static_cast<int32_t>(waiting_.size());
   stats_.kv_usage = capacity > 0 ? static_cast<double>(kv_reserved_) / capacity : 0.0;
@@ -592,21 +477,14 @@ bool Scheduler::iterate() {
     finish(*r, FinishReason::kError, fmt::format("the KV cache ({} positions) cannot hold this sequence", capacity),
            RequestErrorCode::kInternal);
   }
-  if (batch.size() == 0) return cancelled_any || !overflowed.empty();
+  if (batch.size() == 0) return !cancelled.empty() || !overflowed.empty();
 
   // Run it without the lock: submit/cancel only queue, and observers may call cancel().
   const Clock::time_point t0 = Clock::now();
   std::vector<RowCandidates> out;
-  std::vector<std::shared_ptr<Request>> done;
-  try {
-    engine_.step(batch, rows, out);
-  } catch (const EngineUnavailable&) {
-    throw;
-  } catch (const std::exception& e) {
-    spdlog::error("step failed: {}", e.what());
-    for (auto& r : batch_requests) finish(*r, FinishReason::kError, e.what());
-    running_.erase(std::remove_if(running_.begin(), running_.end(), [](const std::shared_ptr<Request>& r) { return r->finished; }),
-                   running_.end());
+  if (auto error = engine_failure("step", [&] { engine_.step(batch, rows.rows, out); })) {
+    for (auto& r : fed) finish(*r, FinishReason::kError, *error);
+    drop_finished();
     return true;
   }
   const Clock::time_point now = Clock::now();
@@ -618,43 +496,29 @@ bool Scheduler::iterate() {
   // The ranks of the prompt tokens whose log-probabilities this step gives.
   std::vector<int> rank_rows;
   std::vector<float> rank_values;
-  for (size_t i = 0; i < row_owner.size(); ++i) {
-    if (row_prompt_position[i] >= 0 && std::isfinite(out[i].target_logit) && std::isfinite(out[i].lse)) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows.prompt_position[i] >= 0 && std::isfinite(out[i].target_logit) && std::isfinite(out[i].lse)) {
       rank_rows.push_back(static_cast<int>(i));
       rank_values.push_back(out[i].target_logit);
     }
   }
   std::vector<int64_t> ranks;
   if (!rank_rows.empty()) {
-    try {
-      engine_.row_ranks(rank_rows, rank_values, ranks);
-    } catch (const EngineUnavailable&) {
-      throw;
-    } catch (const std::exception& e) {
-      spdlog::error("ranking prompt tokens failed: {}", e.what());
+    if (auto error = engine_failure("ranking prompt tokens", [&] { engine_.row_ranks(rank_rows, rank_values, ranks); })) {
       ranks.assign(rank_rows.size(), 0);
-      for (int row : rank_rows) finish(*row_owner[static_cast<size_t>(row)], FinishReason::kError, e.what());
+      for (int row : rank_rows) finish(*rows.owner[static_cast<size_t>(row)], FinishReason::kError, *error);
     }
   }
   size_t next_rank = 0;
-  for (size_t i = 0; i < row_owner.size(); ++i) {
-    Request& r = *row_owner[i];
+  for (size_t i = 0; i < rows.size(); ++i) {
+    Request& r = *rows.owner[i];
     if (r.finished) continue;  // an earlier row of it failed
     const RowCandidates& c = out[i];
-    const int row = static_cast<int>(i);
-    std::vector<float> full;
-    bool have_full = false;
-    auto fetch = [&](std::vector<float>& logits) {
-      engine_.row_logits(row, logits);  // the model's: penalised here as the candidates were
-      apply_penalties(logits.data(), static_cast<int64_t>(logits.size()), 0, rows[i].penalties);
-      full = logits;
-      have_full = true;
-    };
+    const int64_t prompt_position = rows.prompt_position[i];
     // A NaN or infinite logit anywhere in the row makes its log-sum-exp non-finite: the model's output
     // is garbage (corrupt weights, an overflow), not something to sample from.
     if (!std::isfinite(c.lse)) {
-      // the position the logits are for
-      const int64_t position = row_prompt_position[i] >= 0 ? row_prompt_position[i] : static_cast<int64_t>(r.tokens.size());
+      const int64_t position = prompt_position >= 0 ? prompt_position : static_cast<int64_t>(r.tokens.size());
       spdlog::error("request {}: the model's logits are not finite at position {} (corrupt or overflowing weights?)", r.id,
                     position);
       finish(r, FinishReason::kError,
@@ -664,139 +528,16 @@ bool Scheduler::iterate() {
              RequestErrorCode::kInternal);
       continue;
     }
-    if (row_prompt_position[i] >= 0) {
-      if (!std::isfinite(c.target_logit)) {
-        finish(r, FinishReason::kError,
-               fmt::format("the log-probability of prompt position {} is missing or not finite", row_prompt_position[i]),
-               RequestErrorCode::kInternal);
-        continue;
-      }
-      GeneratedToken p;
-      p.token = rows[i].target;
-      p.logprob = c.target_logit - c.lse;
-      p.rank = ranks.at(next_rank++);
-      for (int32_t k = 0; k < r.request.prompt_logprobs && k < static_cast<int32_t>(c.top.size()); ++k) {
-        p.top.push_back(TokenLogprob{c.top[k].token, c.top[k].logit - c.lse});
-      }
-      r.prompt_lp.push_back(std::move(p));
-      continue;
-    }
-    int32_t token;
-    RowCandidates guided;  // with a constraint: the candidates of the row it leaves
-    const RowCandidates* chosen_from = &c;
-    try {
-      if (r.constraint) {
-        // The whole row (penalised), every token the constraint does not allow at minus infinity.
-        std::vector<float> logits;
-        fetch(logits);
-        std::vector<uint8_t> allowed;
-        const bool complete = r.constraint->allowed_tokens(allowed);
-        allowed.resize(logits.size(), 0);
-        for (int32_t t : r.request.stop_token_ids) {
-          if (t >= 0 && static_cast<size_t>(t) < allowed.size()) allowed[static_cast<size_t>(t)] = complete;
-        }
-        bool any = false;
-        for (size_t v = 0; v < logits.size(); ++v) {
-          if (allowed[v] && logits[v] > -std::numeric_limits<float>::infinity()) {
-            any = true;
-          } else {
-            logits[v] = -std::numeric_limits<float>::infinity();
-          }
-        }
-        if (!any) {
-          // A whole answer that nothing may follow (its stop tokens ignored or banned) ends here.
-          if (complete) {
-            finish(r, FinishReason::kStop);
-          } else {
-            finish(r, FinishReason::kError,
-                   fmt::format("guided decoding: no token can continue the output as {}", r.request.guided->describe()),
-                   RequestErrorCode::kInvalidRequest);
-          }
-          continue;
-        }
-        full = logits;
-        token = r.sampler.sample(full.data(), static_cast<int64_t>(full.size()));
-        // A draw at the very top of [0, 1) can fall past the last token of non-zero probability.
-        if (!allowed[static_cast<size_t>(token)]) token = argmax(full.data(), static_cast<int64_t>(full.size()));
-        guided = select_row_candidates(full.data(), static_cast<int64_t>(full.size()), 0,
-                                       RowRequest{std::max<int32_t>(1, r.request.top_logprobs), 1.0f});
-        // Log-probabilities over the tokens allowed: the others are no alternatives.
-        guided.top.erase(std::remove_if(guided.top.begin(), guided.top.end(),
-                                        [](const TokenLogit& t) { return t.logit == -std::numeric_limits<float>::infinity(); }),
-                         guided.top.end());
-        chosen_from = &guided;
-      } else {
-        token = r.sampler.sample(c, fetch);
-      }
-    } catch (const EngineUnavailable&) {
-      throw;
-    } catch (const std::exception& e) {
-      finish(r, FinishReason::kError, e.what());
-      continue;
-    }
-    GeneratedToken g;
-    g.token = token;
-    if (r.request.top_logprobs >= 0) {
-      const RowCandidates& cands = *chosen_from;
-      float logit = 0.0f;
-      bool found = false;
-      for (const TokenLogit& t : cands.top) {
-        if (t.token == token) {
-          logit = t.logit;
-          found = true;
-          break;
-        }
-      }
-      if (!found) {
-        if (!have_full) {
-          std::vector<float> logits;
-          fetch(logits);
-        }
-        logit = full.at(static_cast<size_t>(token));
-      }
-      g.logprob = logit - cands.lse;
-      for (int32_t k = 0; k < r.request.top_logprobs && k < static_cast<int32_t>(cands.top.size()); ++k) {
-        g.top.push_back(TokenLogprob{cands.top[k].token, cands.top[k].logit - cands.lse});
-      }
-    }
-    if (r.generated == 0) {
-      r.first_token = now;
-      if (hooks.first_token) hooks.first_token(seconds(r.submitted, now));
-    } else if (hooks.inter_token) {
-      hooks.inter_token(seconds(r.last_token_time, now));
-    }
-    r.last_token_time = now;
-    try {
-      r.send_prompt_logprobs();
-    } catch (const std::exception& e) {
-      finish(r, FinishReason::kError, fmt::format("the prompt's log-probabilities could not be delivered: {}", e.what()),
+    if (prompt_position < 0) {
+      sample_row(r, static_cast<int>(i), rows.rows[i], c, now, hooks);
+    } else if (!std::isfinite(c.target_logit)) {
+      finish(r, FinishReason::kError, fmt::format("the log-probability of prompt position {} is missing or not finite", prompt_position),
              RequestErrorCode::kInternal);
-      continue;
+    } else {
+      r.add_prompt_logprob(rows.rows[i].target, c, ranks.at(next_rank++));
     }
-    const bool stop_token = std::find(r.request.stop_token_ids.begin(), r.request.stop_token_ids.end(), token) !=
-                            r.request.stop_token_ids.end();
-    if (stop_token) {
-      ++r.generated;
-      finish(r, FinishReason::kStop);
-      continue;
-    }
-    ++r.generated;
-    r.add_generated(token);
-    try {
-      if (r.constraint) r.constraint->accept(token);
-      r.observer->on_token(g);
-    } catch (const std::exception& e) {
-      // A token the request's output cannot take (one the tokenizer does not know): end it with the
-      // reason rather than drop the token and report success.
-      spdlog::error("request {}: token {} could not be delivered: {}", r.id, token, e.what());
-      finish(r, FinishReason::kError, fmt::format("token {} could not be delivered: {}", token, e.what()),
-             RequestErrorCode::kInternal);
-      continue;
-    }
-    if (r.generated >= r.request.max_tokens) finish(r, FinishReason::kLength);
   }
-  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const std::shared_ptr<Request>& r) { return r->finished; }),
-                 running_.end());
+  drop_finished();
   {
     std::lock_guard<std::mutex> relock(mutex_);
     ++stats_.steps;
@@ -804,14 +545,95 @@ bool Scheduler::iterate() {
     stats_.kv_usage = capacity > 0 ? static_cast<double>(kv_reserved_) / capacity : 0.0;
   }
   if (hooks.step) {
-    StepReport report;
     report.seconds = seconds(t0, now);
-    report.prompt_tokens = prompt_tokens;
-    report.decode_tokens = decode_tokens;
-    report.sampled_tokens = static_cast<int32_t>(std::count(row_prompt_position.begin(), row_prompt_position.end(), -1));
+    report.sampled_tokens = static_cast<int32_t>(std::count(rows.prompt_position.begin(), rows.prompt_position.end(), -1));
     hooks.step(report);
   }
   return true;
+}
+
+void Scheduler::sample_row(Request& r, int row, const RowRequest& request, const RowCandidates& c, Clock::time_point now,
+                           const SchedulerHooks& hooks) {
+  std::vector<float> full;  // the whole row once fetched (penalised as the candidates were; guided: masked)
+  auto fetch = [&](std::vector<float>& logits) {
+    engine_.row_logits(row, logits);
+    apply_penalties(logits.data(), static_cast<int64_t>(logits.size()), 0, request.penalties);
+    if (&logits != &full) full = logits;
+  };
+  int32_t token = -1;
+  RowCandidates guided;  // with a constraint: the candidates of the masked row
+  const RowCandidates* chosen_from = &c;
+  try {
+    if (r.constraint) {
+      fetch(full);
+      switch (r.sample_guided(full, token, guided)) {
+        case Request::GuidedPick::kToken: break;
+        case Request::GuidedPick::kWhole: finish(r, FinishReason::kStop); return;
+        case Request::GuidedPick::kStuck:
+          finish(r, FinishReason::kError,
+                 fmt::format("guided decoding: no token can continue the output as {}", r.request.guided->describe()),
+                 RequestErrorCode::kInvalidRequest);
+          return;
+      }
+      chosen_from = &guided;
+    } else {
+      token = r.sampler.sample(c, fetch);
+    }
+  } catch (const EngineUnavailable&) {
+    throw;
+  } catch (const std::exception& e) {
+    finish(r, FinishReason::kError, e.what());
+    return;
+  }
+  GeneratedToken g;
+  g.token = token;
+  if (r.request.top_logprobs >= 0) {
+    const RowCandidates& cands = *chosen_from;
+    auto listed = std::find_if(cands.top.begin(), cands.top.end(), [&](const TokenLogit& t) { return t.token == token; });
+    if (listed == cands.top.end() && full.empty()) fetch(full);
+    const float logit = listed != cands.top.end() ? listed->logit : full.at(static_cast<size_t>(token));
+    g.logprob = logit - cands.lse;
+    for (int32_t k = 0; k < r.request.top_logprobs && k < static_cast<int32_t>(cands.top.size()); ++k) {
+      g.top.push_back(TokenLogprob{cands.top[k].token, cands.top[k].logit - cands.lse});
+    }
+  }
+  if (r.generated == 0) {
+    r.first_token = now;
+    if (hooks.first_token) hooks.first_token(seconds(r.submitted, now));
+  } else if (hooks.inter_token) {
+    hooks.inter_token(seconds(r.last_token_time, now));
+  }
+  r.last_token_time = now;
+  try {
+    r.send_prompt_logprobs();
+  } catch (const std::exception& e) {
+    finish(r, FinishReason::kError, fmt::format("the prompt's log-probabilities could not be delivered: {}", e.what()),
+           RequestErrorCode::kInternal);
+    return;
+  }
+  ++r.generated;
+  if (r.is_stop_token(token)) {
+    finish(r, FinishReason::kStop);
+    return;
+  }
+  r.add_generated(token);
+  try {
+    if (r.constraint) r.constraint->accept(token);
+    r.observer->on_token(g);
+  } catch (const std::exception& e) {
+    // A token the request's output cannot take (one the tokenizer does not know): end it with the
+    // reason rather than drop the token and report success.
+    spdlog::error("request {}: token {} could not be delivered: {}", r.id, token, e.what());
+    finish(r, FinishReason::kError, fmt::format("token {} could not be delivered: {}", token, e.what()),
+           RequestErrorCode::kInternal);
+    return;
+  }
+  if (r.generated >= r.request.max_tokens) finish(r, FinishReason::kLength);
+}
+
+void Scheduler::drop_finished() {
+  running_.erase(std::remove_if(running_.begin(), running_.end(), [](const std::shared_ptr<Request>& r) { return r->finished; }),
+                 running_.end());
 }
 
 }  // namespace shardlm

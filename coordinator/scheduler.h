@@ -4,6 +4,7 @@
 // observer. Admission checks the KV capacity; cancel frees a sequence at once. Runs on its own thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -95,9 +96,26 @@ class Scheduler {
   const StepEngine& engine() const { return engine_; }
 
  private:
-  struct Request;
+  struct Request;   // coordinator/scheduler_request.h
+  struct StepRows;  // the logits rows of one step (same header)
   void run();
   bool iterate();  // one step; false when there was nothing to do
+  // iterate()'s parts. Takes the cancelled requests out of running_ and waiting_ with their reasons.
+  void take_cancelled(std::vector<std::pair<std::shared_ptr<Request>, FinishReason>>& ended);
+  // Reserves the KV of each decoding sequence's next position, preempting when the cache is full
+  // (mutex_ held); a request that cannot fit even alone goes to `overflowed`.
+  void reserve_growth(int64_t capacity, std::vector<std::shared_ptr<Request>>& overflowed);
+  void admit(int64_t capacity);  // moves waiting requests that fit into running_ (mutex_ held)
+  // The step's tokens and logits rows; `fed` gets the requests it feeds.
+  void plan_step(StepBatch& batch, StepRows& rows, std::vector<std::shared_ptr<Request>>& fed, StepReport& report);
+  // Samples the next token of r from row `row` of the step that ran, and delivers it.
+  void sample_row(Request& r, int row, const RowRequest& request, const RowCandidates& c,
+                  std::chrono::steady_clock::time_point now, const SchedulerHooks& hooks);
+  void drop_finished();  // removes the finished requests from running_
+  int64_t whole_kv_blocks(int64_t positions) const {  // positions rounded up to whole KV blocks
+    const int64_t block = std::max(engine_.kv_block(), 1);
+    return (positions + block - 1) / block * block;
+  }
   // submit's checks of one request (throws as submit).
   void validate(const GenerationRequest& request, const GenerationObserver* observer) const;
   void finish(Request& r, FinishReason reason, const std::string& error = {},

@@ -403,6 +403,12 @@ class ChoiceObserver final : public TextObserver {
 
 std::shared_ptr<TextObserver> ChoiceGroup::member(int32_t index) { return std::make_shared<ChoiceObserver>(shared_from_this(), index); }
 
+void check_choices(int32_t n) {
+  if (n < 1 || n > kMaxChoices) {
+    throw RequestError(RequestErrorCode::kInvalidRequest, fmt::format("n must be in [1, {}] (got {})", kMaxChoices, n), "n");
+  }
+}
+
 }  // namespace
 
 uint64_t TextService::submit(const TextRequest& r, std::shared_ptr<TextObserver> observer, int64_t max_prompt_tokens) {
@@ -415,9 +421,7 @@ PreparedText TextService::prepare(const TextRequest& r, int64_t max_prompt_token
     if (s.empty()) fail_request(RequestErrorCode::kInvalidRequest, "stop: stop strings must not be empty");
   }
   if (r.top_logprobs > 20) fail_request(RequestErrorCode::kInvalidRequest, "top_logprobs must be at most 20 (got {})", r.top_logprobs);
-  if (r.n < 1 || r.n > kMaxChoices) {
-    throw RequestError(RequestErrorCode::kInvalidRequest, fmt::format("n must be in [1, {}] (got {})", kMaxChoices, r.n), "n");
-  }
+  check_choices(r.n);
   if (r.n > scheduler_.max_waiting()) {
     throw RequestError(RequestErrorCode::kInvalidRequest,
                        fmt::format("n is {}, more sequences than this server queues ({})", r.n, scheduler_.max_waiting()), "n");
@@ -504,7 +508,7 @@ uint64_t TextService::submit_prepared(PreparedText p, std::shared_ptr<TextObserv
   if (!observer) fail("text service: a request needs an observer");
   const int64_t prompt_size = static_cast<int64_t>(p.generation.prompt.size());
   const int32_t n = p.request.n;
-  if (n < 1 || n > kMaxChoices) fail_request(RequestErrorCode::kInvalidRequest, "n must be in [1, {}] (got {})", kMaxChoices, n);
+  check_choices(n);  // also of a PreparedText built without prepare()
   if (n == 1) {
     auto stream = std::make_shared<TextStream>(p.request, p.turn_start, tokenizer_, std::move(observer), scheduler_, prompt_size);
     stream->wants_logprobs_ = p.request.top_logprobs >= 0;

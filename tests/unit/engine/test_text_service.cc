@@ -19,6 +19,19 @@
 namespace shardlm {
 namespace {
 
+// A text service over the tiny model in one process.
+struct TinyService {
+  explicit TinyService(int max_sequences, SchedulerOptions options = {}, int64_t kv_tokens = 4096)
+      : engine(open_tiny(max_sequences, kv_tokens)),
+        scheduler(*engine, options),
+        tokenizer(Tokenizer::load(kTinyModel)),
+        service(scheduler, tokenizer, engine->config(), "tiny") {}
+  std::unique_ptr<StepEngine> engine;
+  Scheduler scheduler;
+  Tokenizer tokenizer;
+  TextService service;
+};
+
 class TextCollector final : public TextObserver {
  public:
   void on_delta(const TextDelta& d) override {
@@ -55,8 +68,8 @@ class TextCollector final : public TextObserver {
 };
 
 TEST(TextService, StopStringsEndTheTextBeforeThem) {
-  auto engine = open_tiny(2);
-  Scheduler scheduler(*engine, SchedulerOptions{});
+  TinyService tiny(2);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   // What the scheduler reports (the metrics' finish reasons): a stop string is a stop, not a cancel.
   std::mutex reasons_mutex;
   std::vector<FinishReason> reasons;
@@ -66,8 +79,6 @@ TEST(TextService, StopStringsEndTheTextBeforeThem) {
     reasons.push_back(s.reason);
   };
   scheduler.set_hooks(hooks);
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
   TextRequest r;
   r.prompt = "The quick brown fox";
   r.max_tokens = 40;
@@ -108,10 +119,8 @@ TEST(TextService, StopStringsEndTheTextBeforeThem) {
 // include_stop_str_in_output ends the text with the stop string; min_tokens keeps stop strings from
 // matching, and the end of the turn from being sampled, before that many tokens.
 TEST(TextService, MinTokensAndIncludedStopStrings) {
-  auto engine = open_tiny(2);
-  Scheduler scheduler(*engine, SchedulerOptions{});
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TinyService tiny(2);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   const auto generate = [&](const TextRequest& r) {
     auto out = std::make_shared<TextCollector>();
     service.submit(r, out);
@@ -162,10 +171,8 @@ TEST(TextService, MinTokensAndIncludedStopStrings) {
 // continues it; refused with a new turn opened, a last message that is not the assistant's, or a
 // forced tool call.
 TEST(TextService, ContinueFinalMessage) {
-  auto engine = open_tiny(1);
-  Scheduler scheduler(*engine, SchedulerOptions{});
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TinyService tiny(1);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   TextRequest r;
   r.chat = true;
   r.messages = nlohmann::json::array({{{"role", "user"}, {"content", "Name a colour."}}, {{"role", "assistant"}, {"content", "The colour is"}}});
@@ -198,10 +205,8 @@ TEST(TextService, ContinueFinalMessage) {
 // A sequence cannot outgrow the KV cache: where it is smaller than the model's context, the text
 // service's context (and so a request's default max_tokens) is the cache's.
 TEST(TextService, TheContextIsNoLargerThanTheKvCache) {
-  auto engine = open_tiny(2, 512);
-  Scheduler scheduler(*engine, SchedulerOptions{});
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TinyService tiny(2, SchedulerOptions{}, 512);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   EXPECT_EQ(service.max_context(), 512);
   TextRequest r;
   r.prompt = "The quick brown fox";
@@ -217,10 +222,8 @@ TEST(TextService, TheContextIsNoLargerThanTheKvCache) {
 // ignore_eos on a chat request: generation goes on past the end of the turn up to max_tokens (it ended
 // at the first end-of-turn marker the sampled text held).
 TEST(TextService, ChatWithIgnoreEosRunsToMaxTokens) {
-  auto engine = open_tiny(2);
-  Scheduler scheduler(*engine, SchedulerOptions{});
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TinyService tiny(2);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   int ended_early = 0;
   for (uint64_t seed : {1, 2, 3, 4}) {
     TextRequest r;
@@ -395,10 +398,8 @@ TEST(TextService, StopStringsDoNotMatchInTheForcedStartOfACall) {
 // The model's sampling defaults (generation_config.json) fill only the fields a request leaves out;
 // without defaults a request keeps SamplingParams' own (temperature 1, no top-k/top-p).
 TEST(TextService, GenerationDefaultsFillTheFieldsARequestLeavesOut) {
-  auto engine = open_tiny(1, 512);
-  Scheduler scheduler(*engine, SchedulerOptions{});
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TinyService tiny(1, SchedulerOptions{}, 512);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   TextRequest r;
   r.prompt = "The quick brown fox";
   PreparedText plain = service.prepare(r);
@@ -478,10 +479,8 @@ TEST(TextService, GenerationDefaultsFillTheFieldsARequestLeavesOut) {
 // the usage counts the prompt once and every choice's tokens; every choice but the one reported last
 // is reported as it ends; cancelling the request ends every choice.
 TEST(TextService, ChoicesAreRequestsWithConsecutiveSeeds) {
-  auto engine = open_tiny(4);
-  Scheduler scheduler(*engine, SchedulerOptions{});
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TinyService tiny(4);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   TextRequest r;
   r.prompt = "The quick brown fox";
   r.max_tokens = 12;
@@ -539,12 +538,10 @@ TEST(TextService, ChoicesAreRequestsWithConsecutiveSeeds) {
 // The choices are queued all or none: more than the queue's bound is refused as invalid, more than
 // its room as a full queue, and nothing of a refused request is left queued.
 TEST(TextService, ChoicesAreQueuedWholeOrNotAtAll) {
-  auto engine = open_tiny(1);
   SchedulerOptions options;
   options.max_waiting = 4;
-  Scheduler scheduler(*engine, options);
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TinyService tiny(1, options);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   TextRequest r;
   r.prompt = "The quick brown fox";
   r.max_tokens = 300;
@@ -583,10 +580,8 @@ TEST(TextService, ChoicesAreQueuedWholeOrNotAtAll) {
 // JSON object or a prefix of one (a whole one when the model ended it); per choice of n as well; not
 // with thinking.
 TEST(TextService, GuidedDecodingHoldsTheOutputToItsForm) {
-  auto engine = open_tiny(4);
-  Scheduler scheduler(*engine, SchedulerOptions{});
-  const Tokenizer tokenizer = Tokenizer::load(kTinyModel);
-  TextService service(scheduler, tokenizer, engine->config(), "tiny");
+  TinyService tiny(4);
+  auto& [engine, scheduler, tokenizer, service] = tiny;
   const std::vector<std::string> choices = {"yes", "no", "maybe so"};
   TextRequest r;
   r.prompt = "Is the sea blue?";
