@@ -79,13 +79,14 @@ TEST(AlignedBuffer, LazilyCommittedArraysTakeMemoryOnlyWhereWritten) {
   ASSERT_EQ(b.size(), kBytes + 5);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % (size_t{2} << 20), 0u);
   EXPECT_LT(rss_at(b.data()), int64_t{8} << 20);  // nothing written yet
+  for (size_t i = 0; i < (size_t{32} << 20); i += 4096 * 61) ASSERT_EQ(b[i], 0u);  // reads see zeros
   b[kBytes + 4] = 9;
   for (size_t i = 0; i < (size_t{32} << 20); i += 4096) b[i] = 1;  // the first 32 MiB
   const int64_t rss = rss_at(b.data());
   EXPECT_GE(rss, int64_t{32} << 20);
   EXPECT_LT(rss, int64_t{64} << 20);  // not the whole 256 MiB
-  // Reads of the rest see zeros (after measuring: where the kernel maps no huge zero page, a read
-  // fault commits a huge page of zeros).
+  // Reads of the rest see zeros too (checked after measuring: where the kernel maps no huge zero
+  // page, a read fault commits a huge page of zeros).
   for (size_t i = size_t{32} << 20; i < kBytes + 4; i += 4096 * 61) ASSERT_EQ(b[i], 0u);
   AlignedBuffer<uint8_t> moved(std::move(b));
   EXPECT_TRUE(b.empty());
