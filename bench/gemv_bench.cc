@@ -15,6 +15,9 @@
 // Prefill GEMMs are also printed as a ratio to the machine's bf16 peak ("of_bf16_peak"), measured at
 // start: AMX's where the CPU has it, else vdpbf16ps's, else the f32 FMA peak. Where there is AMX,
 // the rate of the AMX kernel's inner step with its tile loads is printed beside the peak.
+// Each format runs with the prefetch tuning a worker of that format would choose here (measured at
+// start on two threads, kernels/gemv_tuning.h, printed; SHARDLM_PREFETCH=zen|intel|streams sets one
+// for every case instead); the label names it.
 // Usage: shardlm_bench_gemv [--benchmark_filter=REGEX] [other google-benchmark flags]
 // GCC 12 reports _mm512_undefined_*() inside its own AVX-512 intrinsics as uninitialised reads.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -37,6 +40,7 @@
 #include "common/half.h"
 #include "kernels/cpu_features.h"
 #include "kernels/gemm_amx.h"
+#include "kernels/gemv_tuning.h"
 #include "kernels/linear.h"
 #include "bench/read_bandwidth.h"
 
@@ -217,6 +221,14 @@ const Shape kShapes[] = {
 };
 const WeightFormat kFormats[] = {WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kQ4};
 
+// The prefetch tuning measured for each format at start (gemv_tuning.h), set before its cases.
+std::map<WeightFormat, PrefetchTuning> g_tuning;
+
+void use_tuning_of(WeightFormat format) {
+  const auto it = g_tuning.find(format);
+  if (it != g_tuning.end()) set_prefetch_tuning(it->second);
+}
+
 // The packed copies of the current (shape, format, backend); rebuilt when one changes.
 struct Matrices {
   int shape = -1;
@@ -343,6 +355,7 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   for (auto& v : x) v = dist(rng);
   std::vector<float> y(static_cast<size_t>(rows * s.n));
   omp_set_num_threads(threads);
+  use_tuning_of(format);
   auto warm_pass = [&] {
     for (const Linear& lin : mats.copies) lin.forward(x.data(), rows, y.data());
   };
@@ -359,7 +372,8 @@ void run_case(benchmark::State& state, int shape, WeightFormat format, int threa
   }
   state.SetLabel(std::string(s.name) + " W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " +
                  weight_format_name(format) + " " +
-                 (backend == MatmulBackend::kOneDnn ? "onednn" : backend == MatmulBackend::kAmx ? "amx" : isa_name(active_isa())));
+                 (backend == MatmulBackend::kOneDnn ? "onednn" : backend == MatmulBackend::kAmx ? "amx" : isa_name(active_isa())) +
+                 (backend == MatmulBackend::kOwn && rows == 1 ? std::string(" ") + prefetch_tuning_name(prefetch_tuning()) : ""));
   if (slices) {
     slices->report();
   } else {
@@ -383,6 +397,7 @@ void run_group_case(benchmark::State& state, int shape, WeightFormat format, int
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(kRouted * s.k)), y(static_cast<size_t>(kRouted * s.n));
   for (auto& v : x) v = dist(rng);
+  use_tuning_of(format);
   const size_t groups = std::max<size_t>(1, mats.copies.size() / kRouted);
   auto products = [&](size_t g) {
     std::vector<Linear::Product> p;
@@ -409,7 +424,7 @@ void run_group_case(benchmark::State& state, int shape, WeightFormat format, int
     slices.iteration_done();
   }
   state.SetLabel(std::string(s.name) + " x8 W[" + std::to_string(s.n) + "x" + std::to_string(s.k) + "] " + weight_format_name(format) +
-                 (s.group_shares_input ? " one input" : " 8 inputs"));
+                 (s.group_shares_input ? " one input" : " 8 inputs") + " " + prefetch_tuning_name(prefetch_tuning()));
   slices.report();
 }
 
@@ -459,6 +474,15 @@ int main(int argc, char** argv) {
               "bf16 peak (%s, 2 threads): %.0f GFLOP/s\n",
               isa_name(detected_isa()), has_avx512_vnni() ? "yes" : "no", g_read_bw[1] / 1e9, g_read_bw[2] / 1e9,
               peak_how, g_bf16_peak / 1e9);
+  for (WeightFormat format : kFormats) {
+    omp_set_num_threads(2);
+    const GemvTuningChoice choice = calibrate_gemv_tuning(format);
+    std::printf("GEMV prefetch tuning for %s: %s", weight_format_name(format), prefetch_tuning_name(choice.tuning));
+    if (!choice.measured) std::printf(" (%s)", prefetch_tuning_from_env() ? "SHARDLM_PREFETCH" : "not measured below AVX-512");
+    for (const GemvTuningRate& r : choice.rates) std::printf(", %s %.1f GB/s", prefetch_tuning_name(r.tuning), r.bytes_per_second / 1e9);
+    std::printf("\n");
+    if (choice.measured) g_tuning[format] = choice.tuning;
+  }
   if (vector_bf16_peak > 0) std::printf("bf16 peak of the vector unit (vdpbf16ps, 2 threads): %.0f GFLOP/s\n", vector_bf16_peak / 1e9);
   if (has_amx_bf16()) {
     const double loop = measure_amx_tile_loop(2);

@@ -12,6 +12,7 @@
 #include "coordinator/remote_engine.h"
 #include "engine/engine.h"
 #include "engine/model_identity.h"
+#include "kernels/gemv_tuning.h"
 #include "model/config.h"
 #include "model/tensor_names.h"
 #include "model/variants.h"
@@ -311,6 +312,17 @@ int default_threads(int ranks_here) {
   return std::max(1, cores / workers_here);
 }
 
+// A compute process chooses how its decode GEMVs read the weights (gemv_tuning.h), before it loads
+// them: timed on the format it will run (bf16 for the checkpoint's own precision). An unknown
+// --weights is left to runner_options to refuse.
+void choose_gemv_tuning(const EngineOptions& o) {
+  if (o.weights == "auto") {
+    calibrate_gemv_tuning_once(WeightFormat::kBF16);
+  } else if (o.weights == "f32" || o.weights == "bf16" || o.weights == "int8" || o.weights == "q4") {
+    calibrate_gemv_tuning_once(parse_weight_format(o.weights));
+  }
+}
+
 bool launched_by_mpi() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") != nullptr || std::getenv("PMIX_RANK") != nullptr ||
          std::getenv("PMI_RANK") != nullptr;
@@ -325,12 +337,16 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   if (!launched_by_mpi()) {
     if (o.before_load) o.before_load();
+    choose_gemv_tuning(o);
     return std::make_unique<LocalStepEngine>(o);
   }
   if (o.threads <= 0) omp_set_num_threads(default_threads(local_ranks()));
   std::unique_ptr<comm::Communicator> world = comm::make_mpi_world(nullptr, nullptr);
   if (world->rank() == 0 && o.before_load) o.before_load();
-  if (world->size() == 1) return std::make_unique<LocalStepEngine>(o);
+  if (world->size() == 1) {
+    choose_gemv_tuning(o);
+    return std::make_unique<LocalStepEngine>(o);
+  }
 
   ModelConfig config = model_config_of(o);
   const int64_t context = context_of(o, config);
@@ -341,6 +357,7 @@ std::unique_ptr<StepEngine> open_engine(const EngineOptions& o) {
   if (!(o.worker_timeout_s > 0)) fail("the worker timeout must be positive (got {} s)", o.worker_timeout_s);
   const auto worker_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::min(o.worker_timeout_s, 1e7) * 1000.0));
   if (world->rank() != 0) {
+    choose_gemv_tuning(o);
     auto ckpt = open_checkpoint(o, config);
     // The coordinator gets to notice a lost worker (and tell its clients) first.
     run_worker_loop(*world, *workers, config, ckpt, plan.workers[world->rank() - 1].shard, ro, model_identity(o, *ckpt),

@@ -143,8 +143,37 @@ std::atomic<int>& tuning_slot() {
 }
 }  // namespace
 
+namespace {
+int tuning_from_env() {
+  const char* value = std::getenv("SHARDLM_PREFETCH");
+  if (value == nullptr || *value == '\0') return kNoOverride;
+  for (PrefetchTuning t : {PrefetchTuning::kZen, PrefetchTuning::kIntel, PrefetchTuning::kStreams}) {
+    if (std::strcmp(value, prefetch_tuning_name(t)) == 0) return static_cast<int>(t);
+  }
+  spdlog::warn("SHARDLM_PREFETCH='{}' is not one of zen, intel, streams; ignored", value);
+  return kNoOverride;
+}
+
+int env_tuning() {
+  static const int value = tuning_from_env();
+  return value;
+}
+}  // namespace
+
+const char* prefetch_tuning_name(PrefetchTuning tuning) {
+  switch (tuning) {
+    case PrefetchTuning::kZen: return "zen";
+    case PrefetchTuning::kIntel: return "intel";
+    case PrefetchTuning::kStreams: return "streams";
+  }
+  return "unknown";
+}
+
+bool prefetch_tuning_from_env() { return env_tuning() != kNoOverride; }
+
 PrefetchTuning prefetch_tuning() {
   static const PrefetchTuning detected = [] {
+    if (env_tuning() != kNoOverride) return static_cast<PrefetchTuning>(env_tuning());
     __builtin_cpu_init();
     return __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
   }();

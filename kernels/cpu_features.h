@@ -26,11 +26,19 @@ bool has_amx_bf16();
 // and this process may use the tiles (as above).
 bool has_amx_int8();
 
-// How the AVX-512 GEMV tiles prefetch their weight stream, tuned per CPU family (the kernels say
-// what was measured): kZen on AMD (and any CPU that is not Intel), kIntel on Intel. Results never
-// depend on it; set_prefetch_tuning() lets tests run both on one machine.
-enum class PrefetchTuning { kZen = 0, kIntel = 1 };
-PrefetchTuning prefetch_tuning();  // the override if set, else by the CPU's vendor
+// How the AVX-512 GEMV tiles read and prefetch their weight stream (the kernels say what was
+// measured): kZen, one stream per thread prefetched far ahead (AMD, and any CPU that is not Intel);
+// kIntel, two streams per thread half a page apart, each prefetched close ahead (Intel); kStreams,
+// three or four streams per thread prefetched close ahead (VMs whose hardware prefetchers serve
+// several streams well and far software prefetches badly). Results never depend on it;
+// set_prefetch_tuning() sets it (gemv_tuning.h measures which is fastest on the machine; tests run
+// every one).
+enum class PrefetchTuning { kZen = 0, kIntel = 1, kStreams = 2 };
+const char* prefetch_tuning_name(PrefetchTuning tuning);  // "zen", "intel", "streams"
+// The override if set, else SHARDLM_PREFETCH (zen, intel or streams) if set, else by the CPU's vendor.
+PrefetchTuning prefetch_tuning();
+// Whether SHARDLM_PREFETCH names a tuning (which then is not measured).
+bool prefetch_tuning_from_env();
 void set_prefetch_tuning(PrefetchTuning tuning);
 void clear_prefetch_tuning();
 

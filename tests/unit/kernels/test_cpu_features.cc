@@ -41,16 +41,41 @@ TEST(CpuFeatures, DetectionAgreesWithCpuid) {
   EXPECT_EQ(detected_isa(), avx512 && avx2 ? Isa::kAvx512 : avx2 ? Isa::kAvx2 : Isa::kScalar);
 }
 
-TEST(CpuFeatures, PrefetchTuningFollowsVendorAndOverride) {
+// Runs this test binary's `test` in a child process with `variable`=`value` set; its exit status.
+int run_self_with(const char* variable, const char* value, const char* test) {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string cmd = std::string(variable) + "=" + value + " " + self + " --gtest_filter=" + test + " >/dev/null 2>&1";
+  return std::system(cmd.c_str());
+}
+
+// Without an override the tuning is SHARDLM_PREFETCH's (an unknown name is ignored), else the
+// vendor's. Run directly and, by EnvironmentVariableSelectsPrefetchTuning, in child processes.
+TEST(CpuFeatures, PrefetchTuningFollowsEnvironmentVendorAndOverride) {
   __builtin_cpu_init();
-  const PrefetchTuning by_vendor = __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
-  EXPECT_EQ(prefetch_tuning(), by_vendor);
-  set_prefetch_tuning(PrefetchTuning::kIntel);
-  EXPECT_EQ(prefetch_tuning(), PrefetchTuning::kIntel);
-  set_prefetch_tuning(PrefetchTuning::kZen);
-  EXPECT_EQ(prefetch_tuning(), PrefetchTuning::kZen);
+  PrefetchTuning expect = __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
+  const char* env = std::getenv("SHARDLM_PREFETCH");
+  bool named = false;
+  for (PrefetchTuning t : {PrefetchTuning::kZen, PrefetchTuning::kIntel, PrefetchTuning::kStreams}) {
+    if (env != nullptr && std::strcmp(env, prefetch_tuning_name(t)) == 0) {
+      expect = t;
+      named = true;
+    }
+  }
+  EXPECT_EQ(prefetch_tuning_from_env(), named);
+  EXPECT_EQ(prefetch_tuning(), expect) << "SHARDLM_PREFETCH=" << (env ? env : "(unset)");
+  for (PrefetchTuning t : {PrefetchTuning::kIntel, PrefetchTuning::kStreams, PrefetchTuning::kZen}) {
+    set_prefetch_tuning(t);
+    EXPECT_EQ(prefetch_tuning(), t);
+  }
   clear_prefetch_tuning();
-  EXPECT_EQ(prefetch_tuning(), by_vendor);
+  EXPECT_EQ(prefetch_tuning(), expect);
+}
+
+TEST(CpuFeatures, EnvironmentVariableSelectsPrefetchTuning) {
+  for (const char* env : {"zen", "intel", "streams", "bogus"}) {
+    EXPECT_EQ(run_self_with("SHARDLM_PREFETCH", env, "CpuFeatures.PrefetchTuningFollowsEnvironmentVendorAndOverride"), 0)
+        << "SHARDLM_PREFETCH=" << env;
+  }
 }
 
 // The active ISA is what SHARDLM_ISA asks for (clamped to the CPU), or the best one. Run directly
@@ -64,11 +89,8 @@ TEST(CpuFeatures, ActiveIsaFollowsEnvironment) {
 }
 
 TEST(CpuFeatures, EnvironmentVariableSelectsIsa) {
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
   for (const char* env : {"scalar", "avx2", "avx512", "bogus"}) {
-    const std::string cmd = std::string("SHARDLM_ISA=") + env + " " + self +
-                            " --gtest_filter=CpuFeatures.ActiveIsaFollowsEnvironment >/dev/null 2>&1";
-    EXPECT_EQ(std::system(cmd.c_str()), 0) << "SHARDLM_ISA=" << env;
+    EXPECT_EQ(run_self_with("SHARDLM_ISA", env, "CpuFeatures.ActiveIsaFollowsEnvironment"), 0) << "SHARDLM_ISA=" << env;
   }
 }
 

@@ -201,13 +201,15 @@ TEST(LinearOwn, InterleavedChunkGroupsOfEveryLength) {
   }
 }
 
-// Runs `products` (their y ignored) as one Linear::forward_group on every ISA and each thread count
-// and checks that each result equals the product's own forward(), bit for bit (the group's outputs
-// start at -1: overwritten, not accumulated).
+// Runs `products` (their y ignored) as one Linear::forward_group on every ISA, prefetch tuning and
+// thread count and checks that each result equals the product's own forward(), bit for bit (the
+// group's outputs start at -1: overwritten, not accumulated).
 void expect_group_equals_each_forward(const std::vector<Linear::Product>& products, std::initializer_list<int> thread_counts) {
   for (const Isa isa : runnable_isas()) {
     ScopedIsa scoped(isa);
+    for (const PrefetchTuning tuning : {PrefetchTuning::kZen, PrefetchTuning::kIntel, PrefetchTuning::kStreams})
     for (const int nthreads : thread_counts) {
+      ScopedPrefetchTuning scoped_tuning(tuning);
       ScopedThreads threads(nthreads);
       std::vector<std::vector<float>> alone(products.size()), grouped(products.size());
       std::vector<Linear::Product> group = products;
@@ -222,7 +224,8 @@ void expect_group_equals_each_forward(const std::vector<Linear::Product>& produc
       Linear::forward_group(group);
       for (size_t i = 0; i < products.size(); ++i) {
         ASSERT_TRUE(bit_equal(grouped[i].data(), alone[i].data(), alone[i].size()))
-            << "product " << i << " isa " << isa_name(isa) << " threads " << nthreads;
+            << "product " << i << " isa " << isa_name(isa) << " tuning " << prefetch_tuning_name(tuning) << " threads "
+            << nthreads;
       }
     }
   }
@@ -335,9 +338,10 @@ TEST(LinearOwn, LargeMatricesSplitDynamicallyGiveTheSameResults) {
   }
 }
 
-// The GEMV tiles' prefetch tuning (per CPU vendor) never changes a result: every format, GEMVs and
-// small batches, one and two threads, on matrices of several MB (the Intel tuning's prefetches reach
-// past a panel into the next one), against the scalar path.
+// The GEMV tiles' prefetch tuning (per CPU vendor, or measured: gemv_tuning.h) never changes a
+// result: every format, GEMVs and small batches, one and two threads, on matrices of several MB (the
+// Intel and streams tunings' prefetches reach past a panel into the next one; their streams leave
+// panels over at the end), against the scalar path.
 TEST(LinearOwn, PrefetchTuningNeverChangesResults) {
   const int64_t n = 600, k = 2816;
   const auto w = random_vector(static_cast<size_t>(n * k), 51);
@@ -351,7 +355,7 @@ TEST(LinearOwn, PrefetchTuningNeverChangesResults) {
     }
     for (Isa isa : runnable_isas()) {
       ScopedIsa scoped_isa(isa);
-      for (PrefetchTuning tuning : {PrefetchTuning::kZen, PrefetchTuning::kIntel}) {
+      for (PrefetchTuning tuning : {PrefetchTuning::kZen, PrefetchTuning::kIntel, PrefetchTuning::kStreams}) {
         ScopedPrefetchTuning scoped_tuning(tuning);
         EXPECT_EQ(prefetch_tuning(), tuning);
         for (int nt : {1, 2}) {

@@ -23,6 +23,7 @@ namespace {
 using testing::random_vector;
 using testing::runnable_isas;
 using testing::ScopedIsa;
+using testing::ScopedPrefetchTuning;
 using testing::ScopedThreads;
 
 const WeightFormat kFormats[] = {WeightFormat::kInt8, WeightFormat::kQ4};
@@ -298,8 +299,9 @@ TEST(QuantizedLinear, LargeMatricesSplitDynamicallyGiveTheSameResults) {
 
 // A GEMV read as streams is laid out in one block of panels per thread, each block's streams placed
 // by its own length (on Intel cores half a page apart where a stream has more than 128 panels: here
-// one and two threads, not three or four): the same result, bit for bit, at every thread count and
-// level as the scalar path on one thread.
+// one and two threads, not three or four): the same result, bit for bit, at every thread count,
+// level and prefetch tuning (one, two or four streams at the AVX-512 level) as the scalar path on
+// one thread.
 TEST(QuantizedLinear, GemvInBlocksPerThreadEqualsOneThreadAtEveryCount) {
   const RestoreQgemmSwitches restore_switches;
   const int64_t n = 16 * 700 + 3, k = 96;  // 701 panels, the last with 3 columns
@@ -317,12 +319,16 @@ TEST(QuantizedLinear, GemvInBlocksPerThreadEqualsOneThreadAtEveryCount) {
       ScopedIsa scoped(isa);
       for (bool vnni : {true, false}) {
         qgemm::use_avx_vnni(vnni);
-        for (int nt : {1, 2, 3, 4}) {
-          ScopedThreads threads(nt);
-          std::vector<float> y(static_cast<size_t>(n), -1.0f);
-          lin.forward(x.data(), 1, y.data());
-          ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), sizeof(float) * n))
-              << weight_format_name(format) << " isa=" << isa_name(isa) << " avx-vnni=" << vnni << " threads=" << nt;
+        for (PrefetchTuning tuning : {PrefetchTuning::kZen, PrefetchTuning::kIntel, PrefetchTuning::kStreams}) {
+          ScopedPrefetchTuning scoped_tuning(tuning);
+          for (int nt : {1, 2, 3, 4}) {
+            ScopedThreads threads(nt);
+            std::vector<float> y(static_cast<size_t>(n), -1.0f);
+            lin.forward(x.data(), 1, y.data());
+            ASSERT_EQ(0, std::memcmp(y.data(), ref.data(), sizeof(float) * n))
+                << weight_format_name(format) << " isa=" << isa_name(isa) << " avx-vnni=" << vnni
+                << " tuning=" << prefetch_tuning_name(tuning) << " threads=" << nt;
+          }
         }
       }
       qgemm::use_avx_vnni(true);
