@@ -52,12 +52,14 @@ SHARDLM_AVX512_VNNI inline __m512i broadcast4(const int8_t* p) {
 inline constexpr int kIntelGemvStreams = 2;
 // The streams tuning (PrefetchTuning::kStreams, for hosts whose hardware prefetchers serve several
 // streams better than software prefetches far ahead serve one): a GEMV reads four streams per
-// thread; q4's blocks prefetched 1.5 KiB ahead with the high nibbles in a second chain, int8 as the
-// Intel GEMV tile (below).
+// thread; q4 prefetching one line 1.5 KiB ahead before each load (and the scales' line after the
+// block's last) with the high nibbles in a second chain, int8 as the Intel GEMV tile (below).
 // Measured on a Zen 5 VM where the Zen tuning's one stream read at 0.51-0.56 of the read bandwidth
-// (q4, 31B MLP up / down, one thread; two threads 0.54-0.79): four streams 0.83 / 0.88 (two threads
-// 0.86 / 0.87); four without prefetching 0.73 / 0.84 (0.91 / 0.79); three 0.72 / 0.83; two 0.70 /
-// 0.71; four in one chain 0.76 / 0.78. (PrefetchTuning is chosen per machine: gemv_tuning.h.)
+// (q4, 31B MLP up / down, one thread; two threads 0.54-0.79): four streams 0.90-0.92 / 0.94 (two
+// threads 0.94-0.98 / 0.95); each block's five lines at once 1.5 KiB ahead 0.82-0.83 / 0.87-0.88
+// (0.85-0.91 / 0.87); one line each 1 KiB ahead 0.87 / 0.87 (0.87 / 0.96), 2 KiB 0.82 (0.92); four
+// streams without prefetching 0.73 / 0.84 (0.91 / 0.79); three streams 0.72 / 0.83; two 0.70 / 0.71;
+// four in one chain per panel 0.76 / 0.78. (PrefetchTuning is chosen per machine: gemv_tuning.h.)
 inline constexpr int kStreamsGemvStreams = 4;
 inline constexpr int64_t kStreamsQ4AheadBytes = 1536;
 inline constexpr int64_t kIntelInt8AheadBytes = 1024;
@@ -132,10 +134,7 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         if constexpr (kIntelGemv) {
 #pragma GCC unroll 8
           for (int j = 0; j < NR; ++j) prefetch_lines<5, _MM_HINT_T0>(wb + j * a.panel_stride + kIntelQ4AheadBytes);
-        } else if constexpr (kTuning == PrefetchTuning::kStreams) {
-#pragma GCC unroll 8
-          for (int j = 0; j < NR; ++j) prefetch_lines<5, _MM_HINT_T0>(wb + j * a.panel_stride + kStreamsQ4AheadBytes);
-        } else {
+        } else if constexpr (kTuning != PrefetchTuning::kStreams) {
           prefetch_q4_ahead<NR>(a, b);
         }
         // Per panel: unpack the two nibbles and use them at once, so that only the accumulators stay
@@ -150,6 +149,11 @@ SHARDLM_AVX512_VNNI void micro(const MicroArgs& a) {
         for (int h = 0; h < 4; ++h) {
 #pragma GCC unroll 8
           for (int j = 0; j < NR; ++j) {
+            if constexpr (kTuning == PrefetchTuning::kStreams) {  // the line 1.5 KiB ahead, and after the last the scales'
+              const char* ahead = reinterpret_cast<const char*>(wb + j * a.panel_stride + kStreamsQ4AheadBytes);
+              _mm_prefetch(ahead + h * 64, _MM_HINT_T0);
+              if (h == 3) _mm_prefetch(ahead + 256, _MM_HINT_T0);
+            }
             const __m512i raw = _mm512_load_si512(wb + j * a.panel_stride + h * 64);
             const __m512i lo = _mm512_and_si512(raw, low4);
             const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low4);
