@@ -171,11 +171,14 @@ const char* prefetch_tuning_name(PrefetchTuning tuning) {
 
 bool prefetch_tuning_from_env() { return env_tuning() != kNoOverride; }
 
+PrefetchTuning vendor_prefetch_tuning() {
+  __builtin_cpu_init();
+  return __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
+}
+
 PrefetchTuning prefetch_tuning() {
   static const PrefetchTuning detected = [] {
-    if (env_tuning() != kNoOverride) return static_cast<PrefetchTuning>(env_tuning());
-    __builtin_cpu_init();
-    return __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
+    return env_tuning() != kNoOverride ? static_cast<PrefetchTuning>(env_tuning()) : vendor_prefetch_tuning();
   }();
   const int forced = tuning_slot().load(std::memory_order_relaxed);
   return forced == kNoOverride ? detected : static_cast<PrefetchTuning>(forced);

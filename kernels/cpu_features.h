@@ -35,8 +35,9 @@ bool has_amx_int8();
 // every one).
 enum class PrefetchTuning { kZen = 0, kIntel = 1, kStreams = 2 };
 const char* prefetch_tuning_name(PrefetchTuning tuning);  // "zen", "intel", "streams"
-// The override if set, else SHARDLM_PREFETCH (zen, intel or streams) if set, else by the CPU's vendor.
+// The override if set, else SHARDLM_PREFETCH (zen, intel or streams) if set, else the vendor's.
 PrefetchTuning prefetch_tuning();
+PrefetchTuning vendor_prefetch_tuning();  // kIntel on Intel CPUs, else kZen
 // Whether SHARDLM_PREFETCH names a tuning (which then is not measured).
 bool prefetch_tuning_from_env();
 void set_prefetch_tuning(PrefetchTuning tuning);

@@ -157,11 +157,8 @@ MicroKernelSet make_set() {
 }  // namespace
 
 const MicroKernelSet& avx512_kernels() {
-  static const MicroKernelSet zen = make_set<RowZen>();
-  static const MicroKernelSet intel = make_set<RowIntel>();
-  static const MicroKernelSet streams = make_set<RowStreams>();
-  const PrefetchTuning t = prefetch_tuning();
-  return t == PrefetchTuning::kIntel ? intel : t == PrefetchTuning::kStreams ? streams : zen;
+  static const MicroKernelSet sets[] = {make_set<RowZen>(), make_set<RowIntel>(), make_set<RowStreams>()};  // by PrefetchTuning
+  return sets[static_cast<int>(prefetch_tuning())];
 }
 
 }  // namespace shardlm::gemm

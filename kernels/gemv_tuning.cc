@@ -39,7 +39,7 @@ double bytes_per_weight(WeightFormat format) {
 // Whether the kernels of `format` run at the AVX-512 level here, where the tuning applies.
 bool tuning_applies(WeightFormat format) {
   const Isa isa = active_isa();
-  if (format == WeightFormat::kInt8 || format == WeightFormat::kQ4) return qgemm::kernel_isa(isa) == Isa::kAvx512;
+  if (is_quantized(format)) return qgemm::kernel_isa(isa) == Isa::kAvx512;
   return isa == Isa::kAvx512;
 }
 
@@ -48,7 +48,7 @@ bool tuning_applies(WeightFormat format) {
 class TimedGemv {
  public:
   TimedGemv(WeightFormat format, int64_t n) : format_(format), x_(kColumns, 1.0f), y_(static_cast<size_t>(n)) {
-    if (format == WeightFormat::kInt8 || format == WeightFormat::kQ4) {
+    if (is_quantized(format)) {
       q_.format = format == WeightFormat::kInt8 ? qgemm::Format::kInt8 : qgemm::Format::kQ4;
       q_.n = n;
       q_.k = kColumns;
@@ -75,7 +75,7 @@ class TimedGemv {
   // Seconds of one call.
   double run() {
     const auto t0 = std::chrono::steady_clock::now();
-    if (format_ == WeightFormat::kInt8 || format_ == WeightFormat::kQ4) {
+    if (is_quantized(format_)) {
       qgemm::gemm(q_, x_.data(), 1, y_.data(), false, Isa::kAvx512);
     } else {
       gemm::gemm(own_, x_.data(), 1, y_.data(), false, Isa::kAvx512);
@@ -95,11 +95,7 @@ class TimedGemv {
 
 }  // namespace
 
-std::vector<PrefetchTuning> gemv_tuning_candidates() {
-  __builtin_cpu_init();
-  const PrefetchTuning vendor = __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
-  return {vendor, PrefetchTuning::kStreams};
-}
+std::vector<PrefetchTuning> gemv_tuning_candidates() { return {vendor_prefetch_tuning(), PrefetchTuning::kStreams}; }
 
 GemvTuningChoice calibrate_gemv_tuning(WeightFormat format, int64_t bytes, int rounds) {
   GemvTuningChoice choice{prefetch_tuning(), false, {}};

@@ -1,7 +1,7 @@
 // Chooses, on the machine a process runs on, how the AVX-512 GEMV tiles read their weight stream
 // (PrefetchTuning): the same CPU model behaves differently from one host or VM to the next (one
 // Zen 5 VM streamed q4 at 0.94 of its read bandwidth with one stream per thread prefetched 6.75 KiB
-// ahead, another at 0.51-0.56 that way and 0.83-0.88 with four streams prefetched 1.5 KiB ahead), so
+// ahead, another at 0.51-0.56 that way and 0.90-0.94 with four streams prefetched 1.5 KiB ahead), so
 // the candidates are timed on a decode GEMV of the format in use, over a matrix larger than the
 // last-level cache, alternated in rounds, and the fastest is set (set_prefetch_tuning). The choice
 // never changes a result, only the speed. Skipped where SHARDLM_PREFETCH names a tuning or the

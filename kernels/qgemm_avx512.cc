@@ -296,19 +296,16 @@ SHARDLM_AVX512_VNNI bool quantize_row_avx512(const float* x, int64_t k, int64_t 
 }
 
 const MicroKernelSet& avx512_kernels() {
-  static const MicroKernelSet zen = make_set<PrefetchTuning::kZen>();
-  static const MicroKernelSet intel = make_set<PrefetchTuning::kIntel>();
-  static const MicroKernelSet streams = make_set<PrefetchTuning::kStreams>();
-  const PrefetchTuning t = prefetch_tuning();
-  return t == PrefetchTuning::kIntel ? intel : t == PrefetchTuning::kStreams ? streams : zen;
+  static const MicroKernelSet sets[] = {make_set<PrefetchTuning::kZen>(), make_set<PrefetchTuning::kIntel>(),
+                                         make_set<PrefetchTuning::kStreams>()};  // indexed by PrefetchTuning
+  return sets[static_cast<int>(prefetch_tuning())];
 }
 
 const MicroKernelSet& avx512_amx_kernels() {
-  static const MicroKernelSet zen = with_tile_rows(make_set<PrefetchTuning::kZen>());
-  static const MicroKernelSet intel = with_tile_rows(make_set<PrefetchTuning::kIntel>());
-  static const MicroKernelSet streams = with_tile_rows(make_set<PrefetchTuning::kStreams>());
-  const PrefetchTuning t = prefetch_tuning();
-  return t == PrefetchTuning::kIntel ? intel : t == PrefetchTuning::kStreams ? streams : zen;
+  static const MicroKernelSet sets[] = {with_tile_rows(make_set<PrefetchTuning::kZen>()),
+                                         with_tile_rows(make_set<PrefetchTuning::kIntel>()),
+                                         with_tile_rows(make_set<PrefetchTuning::kStreams>())};  // indexed by PrefetchTuning
+  return sets[static_cast<int>(prefetch_tuning())];
 }
 
 }  // namespace shardlm::qgemm

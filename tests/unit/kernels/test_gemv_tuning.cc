@@ -21,9 +21,7 @@ bool at_avx512(WeightFormat format) {
 }
 
 TEST(GemvTuning, CandidatesAreTheVendorsAndStreams) {
-  __builtin_cpu_init();
-  const PrefetchTuning vendor = __builtin_cpu_is("intel") ? PrefetchTuning::kIntel : PrefetchTuning::kZen;
-  const std::vector<PrefetchTuning> expect = {vendor, PrefetchTuning::kStreams};
+  const std::vector<PrefetchTuning> expect = {vendor_prefetch_tuning(), PrefetchTuning::kStreams};
   EXPECT_EQ(gemv_tuning_candidates(), expect);
 }
 
