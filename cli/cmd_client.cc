@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <thread>
 
 #include "cli/command.h"
@@ -45,6 +46,9 @@ struct GenerationArgs {
   bool json_object = false;
   std::string json_schema;
   std::vector<std::string> guided_choice;
+  int n = 1;
+  int prompt_logprobs = 0;
+  bool echo = false;  // generate only
   bool quiet = false;
   // Given on the command line? (absent ones take the server's defaults)
   CLI::Option* max_tokens_opt = nullptr;
@@ -57,6 +61,7 @@ struct GenerationArgs {
   CLI::Option* frequency_penalty_opt = nullptr;
   CLI::Option* repetition_penalty_opt = nullptr;
   CLI::Option* min_tokens_opt = nullptr;
+  CLI::Option* prompt_logprobs_opt = nullptr;
 };
 
 struct ClientArgs {
@@ -131,7 +136,47 @@ tcp::RequestOptions request_options(const GenerationArgs& a, bool thinking) {
   o.guided_json_object = a.json_object;
   o.guided_json_schema = a.json_schema;
   o.guided_choice = a.guided_choice;
+  if (a.n != 1) o.n = a.n;
+  if (a.prompt_logprobs_opt->count() > 0) o.prompt_logprobs = a.prompt_logprobs;
+  o.echo = a.echo;
   return o;
+}
+
+// A token's bytes in quotes for printing (quotes and backslashes escaped, control bytes as \xNN).
+std::string quoted_token(const std::string& bytes) {
+  std::string out = "\"";
+  for (const unsigned char c : bytes) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7F) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + "\"";
+}
+
+// The prompt's log-probabilities (protocol 1.6) on stderr, one token per line.
+void print_prompt_logprobs(const client::Delta& d) {
+  std::fprintf(stderr, "[prompt log-probabilities: token, logprob, rank, best tokens there]\n");
+  for (const client::PromptLogprob& p : d.prompt_logprobs()) {
+    std::string line = std::to_string(p.id()) + " " + quoted_token(p.token());
+    if (p.has_logprob()) {
+      char v[64];
+      std::snprintf(v, sizeof v, " %.4f rank %lld", p.logprob(), static_cast<long long>(p.rank()));
+      line += v;
+    }
+    for (const client::PromptAlternative& t : p.top()) {
+      char v[32];
+      std::snprintf(v, sizeof v, "=%.4f", t.logprob());
+      line += " | " + quoted_token(t.token()) + v;
+    }
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
 }
 
 // Streams one request: content to stdout, reasoning to stderr, tool calls to stdout as one line each.
@@ -144,7 +189,22 @@ void run_streaming(const ClientArgs& a, bool chat) {
   client.set_interrupt(&g_interrupted);
   bool in_reasoning = false;
   bool ends_with_newline = true;
+  // With n > 1 each choice's text is gathered and printed when the request ends, choice by choice.
+  std::map<int32_t, std::string> choice_text, choice_reasoning;
+  std::map<int32_t, client::FinishReason> choice_reason;
   const auto on_delta = [&](const client::Delta& d) {
+    if (d.prompt_logprobs_size() > 0) print_prompt_logprobs(d);
+    if (g.n > 1) {
+      choice_reasoning[d.index()] += d.reasoning();
+      std::string& text = choice_text[d.index()];
+      text += d.content();
+      for (const client::ToolCall& call : d.tool_calls()) {
+        if (!text.empty() && text.back() != '\n') text += '\n';
+        text += "[tool call " + call.id() + "] " + call.name() + " " + call.arguments_json() + "\n";
+      }
+      if (d.choice_finish_reason() != client::FINISH_REASON_UNSPECIFIED) choice_reason[d.index()] = d.choice_finish_reason();
+      return;
+    }
     if (!d.reasoning().empty()) {
       std::fwrite(d.reasoning().data(), 1, d.reasoning().size(), stderr);
       std::fflush(stderr);
@@ -180,6 +240,17 @@ void run_streaming(const ClientArgs& a, bool chat) {
     finish = client.generate(a.prompt, options, on_delta);
   }
   std::signal(SIGINT, SIG_DFL);
+  for (int32_t i = 0; i < g.n && g.n > 1; ++i) {
+    const client::FinishReason reason = i < finish.choice_finish_reasons_size() ? finish.choice_finish_reasons(i)
+                                        : choice_reason.count(i) != 0            ? choice_reason[i]
+                                                                                 : finish.finish_reason();
+    if (!choice_reasoning[i].empty()) std::fprintf(stderr, "[choice %d reasoning]\n%s\n", i, choice_reasoning[i].c_str());
+    const std::string& text = choice_text[i];
+    std::fprintf(stdout, "[choice %d | finish: %s]\n%s", i, tcp::finish_reason_name(reason), text.c_str());
+    ends_with_newline = text.empty() || text.back() == '\n';
+    if (!ends_with_newline) std::fputc('\n', stdout);
+    ends_with_newline = true;
+  }
   if (in_reasoning) std::fputc('\n', stderr);
   if (!ends_with_newline) std::fputc('\n', stdout);
   std::fflush(stdout);
@@ -427,6 +498,11 @@ void add_generation_options(CLI::App& cmd, GenerationArgs& a) {
   cmd.add_flag("--json-object", a.json_object, "Guided decoding: the output is a JSON object (protocol 1.5)");
   cmd.add_option("--json-schema", a.json_schema, "Guided decoding: the output is JSON this schema (JSON text) allows (protocol 1.5)");
   cmd.add_option("--guided-choice", a.guided_choice, "Guided decoding: the output is exactly one of these (repeatable; protocol 1.5)");
+  cmd.add_option("--n", a.n, "Choices: this many outputs, choice i with the seed + i, printed one after the other (protocol 1.6)")
+      ->check(CLI::Range(1, 128));
+  a.prompt_logprobs_opt = cmd.add_option("--prompt-logprobs", a.prompt_logprobs,
+                                         "Print each prompt token's log-probability, rank and this many best tokens to stderr (0..20; protocol 1.6)")
+                              ->check(CLI::Range(0, 20));
   cmd.add_flag("-q,--quiet", a.quiet, "No usage / timings summary on stderr");
 }
 
@@ -447,6 +523,7 @@ CommandRegistrar reg([](CLI::App& app) {
   CLI::App* gen = cmd->add_subcommand("generate", "Complete a prompt; streams the text to stdout");
   gen->add_option("--prompt", a->prompt, "Prompt text")->required();
   add_generation_options(*gen, a->generate);
+  gen->add_flag("--echo", a->generate.echo, "Begin the output with the prompt (protocol 1.6)");
   gen->callback([a] { run_streaming(*a, /*chat=*/false); });
 
   CLI::App* chat = cmd->add_subcommand("chat", "Send one user message in the chat format; streams the answer to stdout");

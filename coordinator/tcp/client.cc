@@ -398,6 +398,9 @@ client::GenerateRequest Client::make_request(const RequestOptions& o) {
   r.set_include_stop_str_in_output(o.include_stop_str_in_output);
   for (const std::string& stop : o.stop) r.add_stop(stop);
   if (o.top_logprobs) r.set_top_logprobs(*o.top_logprobs);
+  if (o.n) r.set_n(*o.n);
+  if (o.prompt_logprobs) r.set_prompt_logprobs(*o.prompt_logprobs);
+  r.set_echo(o.echo);
   r.set_ignore_eos(o.ignore_eos);
   return r;
 }

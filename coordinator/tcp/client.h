@@ -66,6 +66,10 @@ struct RequestOptions {
   bool include_stop_str_in_output = false;
   std::vector<std::string> stop;
   std::optional<int32_t> top_logprobs;
+  // Protocol 1.6: choices (Delta.index), the prompt's log-probabilities, echo (completion prompts).
+  std::optional<int32_t> n;
+  std::optional<int32_t> prompt_logprobs;
+  bool echo = false;
   bool ignore_eos = false;
   bool enable_thinking = false;  // chat
   std::string tools_json;        // chat: OpenAI tool declarations (JSON array text)

@@ -66,6 +66,11 @@ class RequestObserver : public TextObserver {
       if (auto connection = c.lock()) connection->deliver_finish(id, serial, finish);
     });
   }
+  void on_choice_finish(int32_t index, const TextFinish& finish) override {
+    gate_->post([c = connection_, id = id_, serial = serial_, index, finish] {
+      if (auto connection = c.lock()) connection->deliver_choice_finish(id, serial, index, finish);
+    });
+  }
 
  private:
   std::shared_ptr<PostGate> gate_;
@@ -365,7 +370,11 @@ void Connection::on_generate(uint64_t id, client::GenerateRequest request) {
   // Rendering and tokenizing a long prompt takes a while (~60 ms per MB): done on the prepare
   // threads, so that this thread goes on serving the other connections.
   const uint64_t serial = next_serial_++;
-  inflight_[id] = Inflight{0, serial, 0, false, std::make_shared<std::atomic<bool>>(false)};
+  Inflight& inflight = inflight_[id];
+  inflight.serial = serial;
+  inflight.abandoned = std::make_shared<std::atomic<bool>>(false);
+  if (request.has_n()) inflight.choices = std::max(request.n(), 1);  // its range is checked when prepared
+  if (request.echo() && request.input_case() == client::GenerateRequest::kPrompt) inflight.echo = request.prompt();
   to_prepare_bytes_ += request.ByteSizeLong();
   to_prepare_.push_back(ToPrepare{id, serial, std::move(request)});
   ++context_.preparing;
@@ -559,9 +568,44 @@ void Connection::deliver_delta(uint64_t request_id, uint64_t serial, const TextD
   if (state_ != State::kReady || delta.empty()) return;
   const auto it = inflight_.find(request_id);
   if (it == inflight_.end() || it->second.serial != serial) return;
+  Inflight& request = it->second;
   client::ServerMessage message;
   message.set_request_id(request_id);
-  to_proto_delta(delta, it->second.next_tool_call, *message.mutable_delta());
+  if (delta.prompt_logprobs) {  // a delta of its own, from each choice
+    if (request.prompt_logprobs_sent) return;
+    request.prompt_logprobs_sent = true;
+    TextDelta first = delta;
+    first.index = 0;
+    to_proto_delta(first, request.next_tool_call[0], *message.mutable_delta());
+    send(message);
+    return;
+  }
+  send_echo(request_id, request);
+  to_proto_delta(delta, request.next_tool_call[delta.index], *message.mutable_delta());
+  send(message);
+}
+
+void Connection::send_echo(uint64_t request_id, Inflight& request) {
+  if (!request.echo) return;
+  for (int32_t i = 0; i < request.choices; ++i) {
+    client::ServerMessage message;
+    message.set_request_id(request_id);
+    message.mutable_delta()->set_index(i);
+    message.mutable_delta()->set_content(*request.echo);
+    send(message);
+  }
+  request.echo.reset();
+}
+
+void Connection::deliver_choice_finish(uint64_t request_id, uint64_t serial, int32_t index, const TextFinish& finish) {
+  if (state_ != State::kReady) return;
+  const auto it = inflight_.find(request_id);
+  if (it == inflight_.end() || it->second.serial != serial) return;
+  send_echo(request_id, it->second);
+  client::ServerMessage message;
+  message.set_request_id(request_id);
+  message.mutable_delta()->set_index(index);
+  message.mutable_delta()->set_choice_finish_reason(to_proto_finish_reason(finish.finish_reason));
   send(message);
 }
 
@@ -569,6 +613,7 @@ void Connection::deliver_finish(uint64_t request_id, uint64_t serial, const Text
   if (state_ != State::kReady) return;
   const auto it = inflight_.find(request_id);
   if (it == inflight_.end() || it->second.serial != serial) return;
+  if (finish.finish_reason != "error") send_echo(request_id, it->second);
   inflight_.erase(it);
   if (finish.finish_reason == "error") {
     const client::ErrorCode code =

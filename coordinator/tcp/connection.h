@@ -18,6 +18,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <string>
 
@@ -84,6 +85,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Results of the connection's requests (called on the I/O thread).
   void deliver_delta(uint64_t request_id, uint64_t serial, const TextDelta& delta);
   void deliver_finish(uint64_t request_id, uint64_t serial, const TextFinish& finish);
+  // With n > 1: choice `index` ended before the request's last choice.
+  void deliver_choice_finish(uint64_t request_id, uint64_t serial, int32_t index, const TextFinish& finish);
   // The end of a generate request's preparation (rendering, tokenizing, queueing) on the prepare
   // threads: queued as `service_id`, or refused with an error.
   void on_submitted(uint64_t request_id, uint64_t serial, uint64_t service_id);
@@ -98,11 +101,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
   struct Inflight {
     uint64_t service_id = 0;  // 0: still being prepared (not queued yet)
     uint64_t serial = 0;      // tells results of an earlier request with the same client id apart
-    int next_tool_call = 0;
+    std::map<int32_t, int> next_tool_call;  // per choice
+    int32_t choices = 1;                    // n
+    std::optional<std::string> echo;        // the prompt, sent first as each choice's text (echo)
+    bool prompt_logprobs_sent = false;      // every choice computes them; they are sent once
     bool cancel_wanted = false;  // cancelled while being prepared: cancelled once queued
     std::shared_ptr<std::atomic<bool>> abandoned;  // set when the connection ends during preparation
   };
   // A generate request waiting for its turn on the prepare threads (one per connection at a time).
+  // Sends the echo of an inflight request (each choice's text begins with the prompt) unless sent.
+  void send_echo(uint64_t request_id, Inflight& request);
   struct ToPrepare {
     uint64_t id = 0;
     uint64_t serial = 0;

@@ -1,6 +1,8 @@
 #include "common/json_limits.h"
 #include "coordinator/tcp/text_conversion.h"
 
+#include <cmath>
+
 #include "coordinator/sampler.h"
 #include "coordinator/tcp/protocol.h"
 
@@ -124,10 +126,40 @@ TextRequest to_text_request(const client::GenerateRequest& request) {
     r.top_logprobs = request.top_logprobs();
   }
   r.ignore_eos = request.ignore_eos();
+  if (request.has_n()) {
+    if (request.n() < 1 || request.n() > kMaxChoices) {
+      fail_request(RequestErrorCode::kInvalidRequest, "n must be in [1, {}] (got {})", kMaxChoices, request.n());
+    }
+    r.n = request.n();
+  }
+  if (request.has_prompt_logprobs()) {
+    if (request.prompt_logprobs() < 0 || request.prompt_logprobs() > kMaxTopLogprobs) {
+      fail_request(RequestErrorCode::kInvalidRequest, "prompt_logprobs must be in [0, {}] (got {})", kMaxTopLogprobs,
+                   request.prompt_logprobs());
+    }
+    r.prompt_logprobs = request.prompt_logprobs();
+  }
+  if (request.echo() && r.chat) fail_request(RequestErrorCode::kInvalidRequest, "echo is for completion prompts, not chat");
   return r;
 }
 
 void to_proto_delta(const TextDelta& delta, int& next_tool_call, client::Delta& out) {
+  out.set_index(delta.index);
+  if (delta.prompt_logprobs) {
+    for (const PromptTokenLogprob& p : *delta.prompt_logprobs) {
+      client::PromptLogprob* o = out.add_prompt_logprobs();
+      o->set_id(p.id);
+      o->set_token(p.token);
+      if (!std::isnan(p.logprob)) o->set_logprob(p.logprob);
+      o->set_rank(p.rank);
+      for (const PromptTokenLogprob::Alternative& t : p.top) {
+        client::PromptAlternative* a = o->add_top();
+        a->set_id(t.id);
+        a->set_token(t.token);
+        a->set_logprob(t.logprob);
+      }
+    }
+  }
   if (!delta.content.empty()) out.set_content(valid_utf8(delta.content));
   if (!delta.reasoning.empty()) out.set_reasoning(valid_utf8(delta.reasoning));
   for (const ChatToolCall& call : delta.tool_calls) {
@@ -148,12 +180,17 @@ void to_proto_delta(const TextDelta& delta, int& next_tool_call, client::Delta& 
   }
 }
 
+client::FinishReason to_proto_finish_reason(const std::string& reason) {
+  if (reason == "length") return client::FINISH_REASON_LENGTH;
+  if (reason == "tool_calls") return client::FINISH_REASON_TOOL_CALLS;
+  if (reason == "cancelled") return client::FINISH_REASON_CANCELLED;
+  return client::FINISH_REASON_STOP;
+}
+
 void to_proto_finish(const TextFinish& finish, client::Finish& out) {
-  client::FinishReason reason = client::FINISH_REASON_STOP;
-  if (finish.finish_reason == "length") reason = client::FINISH_REASON_LENGTH;
-  else if (finish.finish_reason == "tool_calls") reason = client::FINISH_REASON_TOOL_CALLS;
-  else if (finish.finish_reason == "cancelled") reason = client::FINISH_REASON_CANCELLED;
-  out.set_finish_reason(reason);
+  out.set_finish_reason(to_proto_finish_reason(finish.finish_reason));
+  out.clear_choice_finish_reasons();
+  for (const std::string& reason : finish.choice_reasons) out.add_choice_finish_reasons(to_proto_finish_reason(reason));
   out.mutable_usage()->set_prompt_tokens(finish.prompt_tokens);
   out.mutable_usage()->set_completion_tokens(finish.completion_tokens);
   client::Timings* t = out.mutable_timings();

@@ -128,6 +128,35 @@ if client generate --prompt "x" --max-tokens 4 --json-schema '{"type": "string",
 fi
 grep -q "'pattern'" "$work/schema.err" || die "the refused schema's error does not name 'pattern': $(cat "$work/schema.err")"
 
+# Choices (protocol 1.6): choice i is the request with the seed + i, printed choice by choice.
+sampled() {
+  client generate --prompt "once upon" --max-tokens 16 --temperature 0.8 --top-k 20 --top-p 0.9 "$@"
+}
+sampled --seed 7 --n 3 >"$work/n3.out" 2>"$work/n3.err" || die "generate with --n 3 failed: $(cat "$work/n3.err")"
+sampled --seed 8 >"$work/s8.out" 2>/dev/null || die "sampled generate with seed 8 failed"
+for i in 0 1 2; do
+  grep -q "^\[choice $i | finish: [a-z_]*\]$" "$work/n3.out" || die "--n 3: no choice $i in $(cat "$work/n3.out")"
+done
+choice() {  # the text of choice $1 in $2
+  awk -v want="$1" '/^\[choice [0-9]+ \| finish: [a-z_]+\]$/ { on = ($2 == want); next } on' "$2"
+}
+choice 0 "$work/n3.out" >"$work/n3.c0"
+choice 1 "$work/n3.out" >"$work/n3.c1"
+cmp -s "$work/n3.c0" "$work/s1.out" || die "choice 0 is not the request with seed 7: '$(cat "$work/n3.c0")' vs '$(cat "$work/s1.out")'"
+cmp -s "$work/n3.c1" "$work/s8.out" || die "choice 1 is not the request with seed 8: '$(cat "$work/n3.c1")' vs '$(cat "$work/s8.out")'"
+grep -q "prompt tokens | [0-9]* completion tokens | finish: " "$work/n3.err" || die "--n 3: usage $(cat "$work/n3.err")"
+
+# Prompt log-probabilities and echo (protocol 1.6).
+gen --prompt-logprobs 2 >"$work/plp.out" 2>"$work/plp.err" || die "generate with --prompt-logprobs failed: $(cat "$work/plp.err")"
+cmp -s "$work/plp.out" "$work/a.out" || die "--prompt-logprobs changed the output"
+prompt_tokens=$(sed -n 's/^\[\([0-9]*\) prompt tokens.*/\1/p' "$work/plp.err")
+[ "$(grep -c '^[0-9]* "' "$work/plp.err")" -eq "$prompt_tokens" ] || die "--prompt-logprobs: not one line per prompt token: $(cat "$work/plp.err")"
+[ "$(LC_ALL=C grep -c '^[0-9]* ".*" -*[0-9.]* rank [0-9]* | ".*"=-*[0-9.]* | ".*"=-*[0-9.]*$' "$work/plp.err")" -eq $((prompt_tokens - 1)) ] \
+  || die "--prompt-logprobs: not a log-probability, rank and two best tokens per token after the first: $(cat "$work/plp.err")"
+gen --echo >"$work/echo.out" 2>/dev/null || die "generate with --echo failed"
+{ printf 'hello world'; cat "$work/a.out"; } >"$work/echo.expected"
+cmp -s "$work/echo.out" "$work/echo.expected" || die "--echo: '$(cat "$work/echo.out")', not the prompt and then '$(cat "$work/a.out")'"
+
 # Chat with a system message and thinking; the key from the environment.
 SHARDLM_API_KEY=second-key timeout 60 "$shardlm" client --server "$server" chat --message "Hi there" \
   --system "Be brief." --enable-thinking --max-tokens 12 --temperature 0 >"$work/chat.out" 2>"$work/chat.err" \

@@ -2,6 +2,9 @@
 // conversions between protocol messages and the text service's requests and results.
 #include <gtest/gtest.h>
 
+#include <limits>
+#include <memory>
+
 #include "common/error.h"
 #include "coordinator/request_error.h"
 #include "coordinator/tcp/client.h"
@@ -306,6 +309,92 @@ TEST(Conversion, DeltaAndFinish) {
     to_proto_finish(f, pf);
     EXPECT_EQ(pf.finish_reason(), reason) << name;
   }
+}
+
+TEST(Conversion, ChoicesPromptLogprobsAndEcho) {
+  client::GenerateRequest g;
+  g.set_prompt("p");
+  EXPECT_EQ(to_text_request(g).n, 1);
+  EXPECT_EQ(to_text_request(g).prompt_logprobs, -1);
+  g.set_n(3);
+  g.set_prompt_logprobs(5);
+  g.set_echo(true);
+  const TextRequest r = to_text_request(g);
+  EXPECT_EQ(r.n, 3);
+  EXPECT_EQ(r.prompt_logprobs, 5);
+  g.set_n(0);
+  expect_invalid(g, "n must be in [1, 128] (got 0)");
+  g.set_n(129);
+  expect_invalid(g, "n must be in [1, 128] (got 129)");
+  g.set_n(128);
+  g.set_prompt_logprobs(21);
+  expect_invalid(g, "prompt_logprobs must be in [0, 20] (got 21)");
+  g.set_prompt_logprobs(-1);
+  expect_invalid(g, "prompt_logprobs must be in [0, 20] (got -1)");
+  g.set_prompt_logprobs(0);
+  EXPECT_EQ(to_text_request(g).prompt_logprobs, 0);
+  g.mutable_chat()->add_messages()->set_role("user");
+  expect_invalid(g, "echo is for completion prompts");
+  g.set_echo(false);
+  EXPECT_EQ(to_text_request(g).n, 128);
+  // The client library sets them.
+  tcp::RequestOptions o;
+  o.n = 4;
+  o.prompt_logprobs = 2;
+  o.echo = true;
+  const client::GenerateRequest m = tcp::Client::make_request(o);
+  EXPECT_EQ(m.n(), 4);
+  EXPECT_EQ(m.prompt_logprobs(), 2);
+  EXPECT_TRUE(m.echo());
+  EXPECT_FALSE(tcp::Client::make_request(tcp::RequestOptions{}).has_n());
+
+  // A choice's delta names it; the prompt's log-probabilities, the first without one.
+  TextDelta d;
+  d.index = 2;
+  auto prompt = std::make_shared<std::vector<PromptTokenLogprob>>();
+  PromptTokenLogprob first;
+  first.id = 2;
+  first.token = "<bos>";
+  first.logprob = std::numeric_limits<float>::quiet_NaN();
+  prompt->push_back(first);
+  PromptTokenLogprob second;
+  second.id = 7;
+  second.token = "\xe2";
+  second.logprob = -1.5f;
+  second.rank = 3;
+  second.top = {{9, "a", -0.5f}, {11, "b", -1.0f}};
+  prompt->push_back(second);
+  d.prompt_logprobs = prompt;
+  int next = 0;
+  client::Delta out;
+  to_proto_delta(d, next, out);
+  EXPECT_EQ(out.index(), 2);
+  ASSERT_EQ(out.prompt_logprobs_size(), 2);
+  EXPECT_EQ(out.prompt_logprobs(0).id(), 2);
+  EXPECT_FALSE(out.prompt_logprobs(0).has_logprob());
+  EXPECT_EQ(out.prompt_logprobs(0).rank(), 0);
+  EXPECT_EQ(out.prompt_logprobs(1).token(), "\xe2");
+  EXPECT_EQ(out.prompt_logprobs(1).logprob(), -1.5f);
+  EXPECT_EQ(out.prompt_logprobs(1).rank(), 3);
+  ASSERT_EQ(out.prompt_logprobs(1).top_size(), 2);
+  EXPECT_EQ(out.prompt_logprobs(1).top(1).id(), 11);
+  EXPECT_EQ(out.prompt_logprobs(1).top(1).token(), "b");
+  EXPECT_EQ(out.prompt_logprobs(1).top(1).logprob(), -1.0f);
+  client::Delta back;
+  ASSERT_TRUE(back.ParseFromString(out.SerializeAsString()));
+
+  // Each choice's finish reason, by index; converting again replaces them.
+  TextFinish f;
+  f.finish_reason = "length";
+  f.choice_reasons = {"length", "stop", "tool_calls"};
+  client::Finish pf;
+  to_proto_finish(f, pf);
+  to_proto_finish(f, pf);
+  ASSERT_EQ(pf.choice_finish_reasons_size(), 3);
+  EXPECT_EQ(pf.choice_finish_reasons(0), client::FINISH_REASON_LENGTH);
+  EXPECT_EQ(pf.choice_finish_reasons(1), client::FINISH_REASON_STOP);
+  EXPECT_EQ(pf.choice_finish_reasons(2), client::FINISH_REASON_TOOL_CALLS);
+  EXPECT_EQ(to_proto_finish_reason("cancelled"), client::FINISH_REASON_CANCELLED);
 }
 
 }  // namespace

@@ -103,6 +103,76 @@ TEST_F(TcpServerTest, ChatAndLogprobs) {
   EXPECT_EQ(f.usage().prompt_tokens(), static_cast<int64_t>(service_->prompt_tokens(same).size()));
 }
 
+// Protocol 1.6: the prompt's log-probabilities once before any output, the echo of the prompt first
+// in each choice, every delta naming its choice, each choice's finish reason.
+TEST_F(TcpServerTest, ChoicesEchoAndPromptLogprobs) {
+  auto server = start_server();
+  Client c;
+  c.connect("127.0.0.1", server->port());
+  const std::string prompt = "hello world";
+  const Result alone = run(c, prompt, greedy(6));
+  RequestOptions o = greedy(6);
+  o.n = 3;
+  o.echo = true;
+  o.prompt_logprobs = 2;
+  std::vector<client::Delta> deltas;
+  const client::Finish finish = c.generate(prompt, o, [&](const client::Delta& d) { deltas.push_back(d); });
+  ASSERT_FALSE(deltas.empty());
+  // First the prompt's log-probabilities, alone and once: one entry per prompt token.
+  const size_t prompt_tokens = tokenizer_->encode(prompt, true).size();
+  ASSERT_EQ(static_cast<size_t>(deltas[0].prompt_logprobs_size()), prompt_tokens);
+  EXPECT_TRUE(deltas[0].content().empty());
+  EXPECT_FALSE(deltas[0].prompt_logprobs(0).has_logprob());
+  for (int i = 1; i < deltas[0].prompt_logprobs_size(); ++i) {
+    const client::PromptLogprob& p = deltas[0].prompt_logprobs(i);
+    EXPECT_TRUE(p.has_logprob());
+    EXPECT_LE(p.logprob(), 0.0f);
+    EXPECT_GE(p.rank(), 1);
+    ASSERT_EQ(p.top_size(), 2);
+    EXPECT_GE(p.top(0).logprob(), p.top(1).logprob());
+    EXPECT_GE(p.top(0).logprob(), p.logprob());
+  }
+  std::map<int32_t, std::string> text;
+  std::map<int32_t, client::FinishReason> ended_early;
+  for (size_t i = 1; i < deltas.size(); ++i) {
+    EXPECT_EQ(deltas[i].prompt_logprobs_size(), 0) << "the prompt's log-probabilities came twice";
+    const int32_t index = deltas[i].index();
+    ASSERT_GE(index, 0);
+    ASSERT_LT(index, 3);
+    if (text.count(index) == 0) EXPECT_EQ(deltas[i].content(), prompt) << "choice " << index << " did not begin with the echo";
+    text[index] += deltas[i].content();
+    if (deltas[i].choice_finish_reason() != client::FINISH_REASON_UNSPECIFIED) {
+      ended_early[index] = deltas[i].choice_finish_reason();
+    }
+  }
+  // Greedy: each choice is the request alone, after the prompt.
+  ASSERT_EQ(text.size(), 3u);
+  for (const auto& [index, t] : text) EXPECT_EQ(t, prompt + alone.content) << "choice " << index;
+  EXPECT_LE(ended_early.size(), 2u);  // the last choice's end is the Finish
+  for (const auto& [index, reason] : ended_early) EXPECT_EQ(reason, client::FINISH_REASON_LENGTH) << index;
+  EXPECT_EQ(finish.finish_reason(), client::FINISH_REASON_LENGTH);
+  ASSERT_EQ(finish.choice_finish_reasons_size(), 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(finish.choice_finish_reasons(i), client::FINISH_REASON_LENGTH);
+  EXPECT_EQ(finish.usage().completion_tokens(), 18);
+  EXPECT_EQ(finish.usage().prompt_tokens(), static_cast<int64_t>(prompt_tokens));
+
+  // Refused: echo with chat, n out of range; the connection stays usable.
+  std::vector<client::ChatMessage> messages(1);
+  messages[0].set_role("user");
+  messages[0].set_content("hi");
+  EXPECT_THROW(c.chat(messages, o, nullptr), ServerError);
+  RequestOptions too_many = greedy(2);
+  too_many.n = 129;
+  try {
+    run(c, prompt, too_many);
+    ADD_FAILURE() << "n = 129 was accepted";
+  } catch (const ServerError& e) {
+    EXPECT_EQ(e.code(), client::ERROR_INVALID_REQUEST);
+    EXPECT_NE(e.message().find("n must be in [1, 128]"), std::string::npos) << e.message();
+  }
+  EXPECT_EQ(run(c, prompt, greedy(6)).content, alone.content);
+}
+
 TEST_F(TcpServerTest, TwoConcurrentRequestsOnOneConnection) {
   auto server = start_server();
   Client c;
