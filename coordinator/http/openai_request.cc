@@ -513,8 +513,7 @@ OpenAIRequest parse_chat_request(const json& body) {
   check_continuation(r.text);
   r.text.enable_thinking = parse_thinking(body);
   parse_response_format(body, r.text);
-  // vLLM's chat echo (the last message put before the output) is not implemented: refused.
-  if (const json* v = field(body, "echo"); v && get_bool(*v, "echo")) fail_param("echo", "'echo' is not supported");
+  if (const json* v = field(body, "echo")) r.echo = get_bool(*v, "echo");  // vLLM's: the last message first
 
   bool logprobs = false;
   if (const json* v = field(body, "logprobs")) logprobs = get_bool(*v, "logprobs");

@@ -12,8 +12,9 @@
 //   response_format {"type":"text"}, add_special_tokens (completions: false leaves out the BOS),
 //   min_tokens, include_stop_str_in_output, add_generation_prompt and continue_final_message
 //   (vLLM's), prompt_logprobs (vLLM's, 0..20), echo (completions: the prompt before the output, its
-//   tokens in the log-probabilities when asked for). Refused unless null: guided decoding (guided_*,
-//   structured_outputs), chat echo.
+//   tokens in the log-probabilities when asked for; chat, vLLM's: the last message, when it is the
+//   assistant's, before each choice's content), guided decoding (response_format, guided_json,
+//   guided_choice, structured_outputs). Refused: guided_regex, guided_grammar, best_of other than 1.
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
 // keeps them and makes the model's turn begin with a tool call; a named function keeps only that
 // tool's declaration and makes the turn begin with a call of it (TextRequest::tool_choice).
@@ -41,7 +42,9 @@ struct OpenAIRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
   bool seed_given = false;     // false: the caller should draw a random seed
-  bool echo = false;             // completions: the prompt begins each choice's text (and its logprobs)
+  // completions: the prompt begins each choice's text (and its logprobs); chat: the last message's
+  // content, when the assistant's, begins each choice's content
+  bool echo = false;
   bool prompt_logprobs = false;  // vLLM's prompt_logprobs was asked for (text.prompt_logprobs its count)
   TextRequest text;            // text.top_logprobs >= 0 when log-probabilities were asked for
 };

@@ -121,6 +121,26 @@ int64_t unix_time() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// The text of a chat's last message if it is the assistant's: its content, a string or the text of
+// its parts ({"type": "text", "text": ...}); else empty.
+std::string assistant_text_of_last(const json& messages) {
+  if (!messages.is_array() || messages.empty()) return {};
+  const json& last = messages.back();
+  if (!last.is_object() || last.value("role", json()) != "assistant") return {};
+  const auto content = last.find("content");
+  if (content == last.end()) return {};
+  if (content->is_string()) return content->get<std::string>();
+  std::string text;
+  if (content->is_array()) {
+    for (const json& part : *content) {
+      if (part.is_object() && part.value("type", json()) == "text" && part.contains("text") && part["text"].is_string()) {
+        text += part["text"].get<std::string>();
+      }
+    }
+  }
+  return text;
+}
+
 ResponseMeta make_meta(const OpenAIRequest& request) {
   ResponseMeta m;
   m.endpoint = request.endpoint;
@@ -131,8 +151,15 @@ ResponseMeta make_meta(const OpenAIRequest& request) {
   m.include_usage = request.stream && request.include_usage;
   m.n = request.text.n;
   m.top_logprobs = request.text.top_logprobs;
-  m.echo = request.echo && request.endpoint == Endpoint::kCompletions;
-  if (m.echo) m.echo_text = request.text.prompt;
+  if (request.echo && request.endpoint == Endpoint::kCompletions) {
+    m.echo = true;
+    m.echo_text = request.text.prompt;
+    m.echo_logprobs = m.logprobs;
+  } else if (request.echo) {
+    // vLLM's chat echo: the last message's text when it is the assistant's (the role answering).
+    m.echo_text = assistant_text_of_last(request.text.messages);
+    m.echo = !m.echo_text.empty();
+  }
   m.prompt_logprobs = request.prompt_logprobs;
   return m;
 }
@@ -211,7 +238,7 @@ std::string choice_reason(const TextFinish& finish, size_t index) {
 CompletionBuilder::CompletionBuilder(ResponseMeta meta)
     : meta_(std::move(meta)), choices_(static_cast<size_t>(std::max(1, meta_.n))) {
   // An echo with log-probabilities comes with the prompt's (add); without, the text is known now.
-  if (meta_.echo && !meta_.logprobs) {
+  if (meta_.echo && !meta_.echo_logprobs) {
     TextDelta echo;
     echo.content = meta_.echo_text;
     for (Choice& c : choices_) add_text(c, echo);
@@ -223,7 +250,7 @@ void CompletionBuilder::add(const TextDelta& delta) {
   Choice& c = choices_[static_cast<size_t>(delta.index)];
   if (delta.prompt_logprobs) {
     c.prompt = delta.prompt_logprobs;
-    if (meta_.echo && meta_.logprobs) {
+    if (meta_.echo_logprobs) {
       TextDelta echo;
       echo.content = meta_.echo_text;
       echo.logprobs = echo_logprobs(*c.prompt, meta_.top_logprobs);
@@ -306,22 +333,22 @@ ChunkStream::Choice* ChunkStream::choice_at(int32_t index) {
 
 std::string ChunkStream::start() {
   std::string out;
-  if (meta_.endpoint != Endpoint::kChat) {
-    // An echo without log-probabilities is known now (with them it comes with the prompt's).
-    if (!meta_.echo || meta_.logprobs) return {};
+  if (meta_.endpoint == Endpoint::kChat) {
+    for (size_t i = 0; i < choices_.size(); ++i) {
+      out += sse_event(chunk({{"index", i},
+                              {"delta", {{"role", "assistant"}, {"content", ""}}},
+                              {"logprobs", nullptr},
+                              {"finish_reason", nullptr}}));
+    }
+  }
+  // An echo without log-probabilities is known now (with them it comes with the prompt's).
+  if (meta_.echo && !meta_.echo_logprobs) {
     TextDelta echo;
     echo.content = meta_.echo_text;
     for (size_t i = 0; i < choices_.size(); ++i) {
       echo.index = static_cast<int32_t>(i);
       out += delta(echo);
     }
-    return out;
-  }
-  for (size_t i = 0; i < choices_.size(); ++i) {
-    out += sse_event(chunk({{"index", i},
-                            {"delta", {{"role", "assistant"}, {"content", ""}}},
-                            {"logprobs", nullptr},
-                            {"finish_reason", nullptr}}));
   }
   return out;
 }
@@ -343,7 +370,7 @@ std::string ChunkStream::delta(const TextDelta& d) {
   } else {
     TextDelta echo;
     echo.index = d.index;
-    if (meta_.echo && meta_.logprobs) {
+    if (meta_.echo_logprobs) {
       echo.content = meta_.echo_text;
       echo.logprobs = echo_logprobs(*d.prompt_logprobs, meta_.top_logprobs);
     }

@@ -38,8 +38,9 @@ struct ResponseMeta {
   bool include_usage = false;  // stream: add the usage chunk
   int32_t n = 1;               // choices
   int32_t top_logprobs = -1;   // the request's (text.top_logprobs)
-  bool echo = false;           // completions: each choice's text begins with echo_text
+  bool echo = false;           // each choice's text begins with echo_text
   std::string echo_text;
+  bool echo_logprobs = false;  // completions: echo_text comes with the prompt's log-probabilities
   bool prompt_logprobs = false;  // add vLLM's prompt_logprobs (completions: per choice; chat: top level)
 };
 // A fresh id and the current time for a parsed request.

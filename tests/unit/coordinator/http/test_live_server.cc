@@ -396,6 +396,22 @@ TEST_F(LiveServer, EchoAndPromptLogprobs) {
     for (const json& ch : chunk["choices"]) EXPECT_FALSE(ch.contains("prompt_logprobs"));
   }
   EXPECT_EQ(seen, 1);
+
+  // vLLM's chat echo: the continued assistant message, then what the model added, streamed or not.
+  json cont = {{"model", "tiny"}, {"max_tokens", 3}, {"temperature", 0}, {"ignore_eos", true},
+               {"add_generation_prompt", false}, {"continue_final_message", true},
+               {"messages", {{{"role", "user"}, {"content", "Tell me"}}, {{"role", "assistant"}, {"content", "Once upon"}}}}};
+  const std::string added = post(c, "/v1/chat/completions", cont).json()["choices"][0]["message"]["content"];
+  cont["echo"] = true;
+  EXPECT_EQ(post(c, "/v1/chat/completions", cont).json()["choices"][0]["message"]["content"], "Once upon" + added);
+  cont["stream"] = true;
+  std::string streamed_chat;
+  for (const std::string& ev : sse_payloads(post(c, "/v1/chat/completions", cont).body)) {
+    if (ev == "[DONE]") continue;
+    const json delta = json::parse(ev)["choices"][0]["delta"];
+    if (delta.contains("content")) streamed_chat += delta["content"].get<std::string>();
+  }
+  EXPECT_EQ(streamed_chat, "Once upon" + added);
 }
 
 // Guided decoding through the API: a choice, streamed or not, is one of the list; a JSON object

@@ -423,9 +423,10 @@ TEST(OpenAIRequest, ContinueFinalMessage) {
   forced["tools"] = json::parse(R"([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])");
   forced["tool_choice"] = "required";
   EXPECT_EQ(chat_error(forced).param, "continue_final_message");
-  // vLLM's chat echo is not implemented: refused, not ignored.
-  EXPECT_EQ(chat_error(with(b, "echo", true)).param, "echo");
-  EXPECT_NO_THROW(parse_chat_request(with(b, "echo", false)));
+  // vLLM's chat echo: the continued message begins the output (openai_response).
+  EXPECT_TRUE(parse_chat_request(with(b, "echo", true)).echo);
+  EXPECT_FALSE(parse_chat_request(with(b, "echo", false)).echo);
+  EXPECT_EQ(chat_error(with(b, "echo", "yes")).param, "echo");
 }
 
 // logit_bias: token ids (as strings) to a bias in [-100, 100]; whether an id is in the vocabulary is
@@ -456,7 +457,6 @@ TEST(OpenAIRequest, UnsupportedFeaturesAreRefusedByName) {
   json neutral = chat_body();
   neutral["guided_json"] = nullptr;
   EXPECT_NO_THROW(parse_chat_request(neutral));
-  EXPECT_EQ(chat_error(with(chat_body(), "echo", true)).param, "echo");  // vLLM's chat echo
 }
 
 // Guided decoding: response_format json_object, guided_choice, structured_outputs {choice |

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "coordinator/http/openai_request.h"
 #include "coordinator/http/openai_response.h"
 
 namespace shardlm::http {
@@ -83,6 +84,47 @@ TEST(OpenAIResponse, MetaFromRequest) {
   r.text.top_logprobs = -1;
   EXPECT_EQ(make_meta(r).id.rfind("chatcmpl-", 0), 0u);
   EXPECT_FALSE(make_meta(r).logprobs);
+}
+
+// vLLM's chat echo: the last message, when it is the assistant's (a string or text parts), begins
+// each choice's content; another role's last message gives no echo.
+TEST(OpenAIResponse, ChatEchoOfTheAssistantsLastMessage) {
+  OpenAIRequest r;
+  r.endpoint = Endpoint::kChat;
+  r.echo = true;
+  r.text.n = 2;
+  r.text.top_logprobs = 0;
+  r.text.messages = json::array({{{"role", "user"}, {"content", "Hi"}}, {{"role", "assistant"}, {"content", "Well,"}}});
+  ResponseMeta m = make_meta(r);
+  EXPECT_TRUE(m.echo);
+  EXPECT_EQ(m.echo_text, "Well,");
+  EXPECT_FALSE(m.echo_logprobs);  // chat: the echo has no log-probabilities
+  r.text.messages.back()["content"] = json::array({{{"type", "text"}, {"text", "Well"}}, {{"type", "text"}, {"text", ", so"}}});
+  EXPECT_EQ(make_meta(r).echo_text, "Well, so");
+  r.text.messages.back()["role"] = "user";
+  EXPECT_FALSE(make_meta(r).echo);
+  r.echo = false;
+  r.text.messages.back()["role"] = "assistant";
+  EXPECT_FALSE(make_meta(r).echo);
+
+  CompletionBuilder b(m);
+  TextDelta d = content(" yes");
+  d.index = 1;
+  b.add(d);
+  json whole = b.finish(finish("stop"));
+  EXPECT_EQ(whole["choices"][0]["message"]["content"], "Well,");
+  EXPECT_EQ(whole["choices"][1]["message"]["content"], "Well, yes");
+  EXPECT_TRUE(whole["choices"][1]["logprobs"]["content"].empty());
+
+  ChunkStream s(m);
+  std::vector<std::string> ev = events(s.start());
+  ASSERT_EQ(ev.size(), 4u);  // the role chunks, then the echo of each choice
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(json::parse(ev[i])["choices"][0]["delta"]["role"], "assistant");
+    const json echo = json::parse(ev[2 + i])["choices"][0];
+    EXPECT_EQ(echo["index"], i);
+    EXPECT_EQ(echo["delta"]["content"], "Well,");
+  }
 }
 
 TEST(OpenAIResponse, ChatCompletionShape) {
