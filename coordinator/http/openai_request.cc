@@ -559,7 +559,17 @@ OpenAIRequest parse_completion_request(const json& body) {
     fail_param("suffix", "'suffix' is not supported");
   }
   if (const json* v = field(body, "best_of")) {
-    if (get_int(*v, "best_of", 1, std::numeric_limits<int64_t>::max()) != 1) fail_param("best_of", "only best_of=1 is supported");
+    const auto best_of = static_cast<int32_t>(get_int(*v, "best_of", 1, kMaxChoices));
+    if (best_of < r.text.n) fail_param("best_of", "'best_of' ({}) must be at least n ({})", best_of, r.text.n);
+    if (best_of > r.text.n) {
+      if (r.stream) fail_param("best_of", "'best_of' greater than n cannot be streamed (the best are known at the end)");
+      r.best_of_returned = r.text.n;
+      r.text.n = best_of;
+      if (r.text.top_logprobs < 0) {  // the sampled tokens' log-probabilities rank the choices
+        r.text.top_logprobs = 0;
+        r.logprobs_hidden = true;
+      }
+    }
   }
   if (const json* v = field(body, "add_special_tokens")) r.text.add_bos = get_bool(*v, "add_special_tokens");
   return r;

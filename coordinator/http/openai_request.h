@@ -14,7 +14,8 @@
 //   (vLLM's), prompt_logprobs (vLLM's, 0..20), echo (completions: the prompt before the output, its
 //   tokens in the log-probabilities when asked for; chat, vLLM's: the last message, when it is the
 //   assistant's, before each choice's content), guided decoding (response_format, guided_json,
-//   guided_choice, structured_outputs). Refused: guided_regex, guided_grammar, best_of other than 1.
+//   guided_choice, structured_outputs), best_of (completions, not streamed). Refused: guided_regex,
+//   guided_grammar.
 // tool_choice: "none" removes the tools from the prompt; "auto" (or absent) keeps them; "required"
 // keeps them and makes the model's turn begin with a tool call; a named function keeps only that
 // tool's declaration and makes the turn begin with a call of it (TextRequest::tool_choice).
@@ -46,6 +47,10 @@ struct OpenAIRequest {
   // content, when the assistant's, begins each choice's content
   bool echo = false;
   bool prompt_logprobs = false;  // vLLM's prompt_logprobs was asked for (text.prompt_logprobs its count)
+  // completions' best_of > n: text.n = best_of choices are generated and the best_of_returned (the
+  // request's n) with the highest mean log-probability per token are returned, best first
+  int32_t best_of_returned = 0;
+  bool logprobs_hidden = false;  // text.top_logprobs set only to rank best_of's choices: not returned
   TextRequest text;            // text.top_logprobs >= 0 when log-probabilities were asked for
 };
 

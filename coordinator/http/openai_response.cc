@@ -1,6 +1,8 @@
 #include "coordinator/http/openai_response.h"
 
+#include <algorithm>
 #include <chrono>
+#include <limits>
 #include <random>
 
 #include <fmt/format.h>
@@ -147,9 +149,10 @@ ResponseMeta make_meta(const OpenAIRequest& request) {
   m.id = new_id(request.endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-");
   m.created = unix_time();
   m.model = request.model;
-  m.logprobs = request.text.top_logprobs >= 0;
+  m.logprobs = request.text.top_logprobs >= 0 && !request.logprobs_hidden;
   m.include_usage = request.stream && request.include_usage;
   m.n = request.text.n;
+  m.returned = request.best_of_returned;
   m.top_logprobs = request.text.top_logprobs;
   if (request.echo && request.endpoint == Endpoint::kCompletions) {
     m.echo = true;
@@ -257,6 +260,8 @@ void CompletionBuilder::add(const TextDelta& delta) {
       add_text(c, echo);
     }
   }
+  for (const TextTokenLogprob& t : delta.logprobs) c.logprob_sum += t.logprob;
+  c.tokens += static_cast<int64_t>(delta.logprobs.size());
   add_text(c, delta);
 }
 
@@ -268,8 +273,8 @@ void CompletionBuilder::add_text(Choice& c, const TextDelta& delta) {
   if (meta_.endpoint == Endpoint::kCompletions) delta_offsets(delta, c.text_chars, c.text_offsets);
 }
 
-json CompletionBuilder::choice_json(size_t index, const TextFinish& finish) const {
-  const Choice& c = choices_[index];
+json CompletionBuilder::choice_json(size_t source, size_t index, const TextFinish& finish) const {
+  const Choice& c = choices_[source];
   json choice;
   choice["index"] = index;
   if (meta_.endpoint == Endpoint::kChat) {
@@ -285,19 +290,31 @@ json CompletionBuilder::choice_json(size_t index, const TextFinish& finish) cons
     }
     choice["message"] = std::move(message);
     choice["logprobs"] = meta_.logprobs ? json{{"content", chat_logprobs_content(c.logprobs)}, {"refusal", nullptr}} : json(nullptr);
-    choice["finish_reason"] = final_reason(choice_reason(finish, index), tools);
+    choice["finish_reason"] = final_reason(choice_reason(finish, source), tools);
   } else {
     choice["text"] = c.content;
     choice["logprobs"] = meta_.logprobs ? completion_logprobs(c.logprobs, c.text_offsets) : json(nullptr);
-    choice["finish_reason"] = final_reason(choice_reason(finish, index), false);
+    choice["finish_reason"] = final_reason(choice_reason(finish, source), false);
     if (meta_.prompt_logprobs) choice["prompt_logprobs"] = c.prompt ? prompt_logprobs_json(*c.prompt) : json(nullptr);
   }
   return choice;
 }
 
 json CompletionBuilder::finish(const TextFinish& finish) const {
+  // best_of: the choices with the highest mean log-probability per generated token first (a choice
+  // without tokens last; ties in index order), as many as are returned.
+  std::vector<size_t> order(choices_.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  const size_t returned = meta_.returned > 0 ? std::min(order.size(), static_cast<size_t>(meta_.returned)) : order.size();
+  if (returned < order.size()) {
+    const auto score = [&](size_t i) {
+      const Choice& c = choices_[i];
+      return c.tokens > 0 ? c.logprob_sum / static_cast<double>(c.tokens) : -std::numeric_limits<double>::infinity();
+    };
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return score(a) > score(b); });
+  }
   json choices = json::array();
-  for (size_t i = 0; i < choices_.size(); ++i) choices.push_back(choice_json(i, finish));
+  for (size_t k = 0; k < returned; ++k) choices.push_back(choice_json(order[k], k, finish));
   json response = {{"id", meta_.id},
                    {"object", meta_.endpoint == Endpoint::kChat ? "chat.completion" : "text_completion"},
                    {"created", meta_.created},

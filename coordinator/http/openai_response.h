@@ -36,7 +36,8 @@ struct ResponseMeta {
   std::string model;
   bool logprobs = false;       // the request asked for log-probabilities
   bool include_usage = false;  // stream: add the usage chunk
-  int32_t n = 1;               // choices
+  int32_t n = 1;               // choices generated
+  int32_t returned = 0;        // 0: every choice returned; else (best_of) this many, the best by mean token log-probability
   int32_t top_logprobs = -1;   // the request's (text.top_logprobs)
   bool echo = false;           // each choice's text begins with echo_text
   std::string echo_text;
@@ -71,6 +72,8 @@ class CompletionBuilder {
  private:
   struct Choice {
     std::shared_ptr<const std::vector<PromptTokenLogprob>> prompt;
+    double logprob_sum = 0.0;  // of the generated tokens (not an echo's)
+    int64_t tokens = 0;
     std::string content;
     std::string reasoning;
     std::vector<ChatToolCall> tool_calls;
@@ -78,7 +81,8 @@ class CompletionBuilder {
     std::vector<int64_t> text_offsets;  // completions: each token's place in the text, in characters
     int64_t text_chars = 0;             // characters of content so far
   };
-  nlohmann::json choice_json(size_t index, const TextFinish& finish) const;
+  // Choice `source` as the response's choice `index`.
+  nlohmann::json choice_json(size_t source, size_t index, const TextFinish& finish) const;
   void add_text(Choice& c, const TextDelta& delta);
   ResponseMeta meta_;
   std::vector<Choice> choices_;

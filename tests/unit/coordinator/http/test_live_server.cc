@@ -2,6 +2,8 @@
 // (tests/data/dense), over real local sockets.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "common/version.h"
 #include "coordinator/guided_decoding.h"
 #include "coordinator/json_schema_acceptor.h"
@@ -240,6 +242,42 @@ TEST_F(LiveServer, ChatNonStreamedEqualsStreamed) {
 }
 
 // n choices: streamed and not, each choice's text is that of a request with seed + its index.
+// best_of: of best_of choices (seed + index each, as n's), the one whose sampled tokens have the
+// highest mean log-probability, without log-probabilities unless asked for.
+TEST_F(LiveServer, BestOfReturnsTheMostLikelyChoice) {
+  TestClient c(server_->port());
+  json all = {{"model", "tiny"}, {"prompt", "The sea is"}, {"max_tokens", 6}, {"temperature", 1.0}, {"seed", 17},
+              {"n", 4}, {"logprobs", 0}};
+  const json every = post(c, "/v1/completions", all).json();
+  ASSERT_EQ(every["choices"].size(), 4u) << every;
+  std::string best_text;
+  double best_score = -std::numeric_limits<double>::infinity();
+  for (const json& ch : every["choices"]) {
+    const json& lps = ch["logprobs"]["token_logprobs"];
+    if (lps.empty()) continue;
+    double sum = 0.0;
+    for (const json& lp : lps) sum += lp.get<double>();
+    if (sum / static_cast<double>(lps.size()) > best_score) {
+      best_score = sum / static_cast<double>(lps.size());
+      best_text = ch["text"];
+    }
+  }
+  json best = all;
+  best.erase("n");
+  best.erase("logprobs");
+  best["best_of"] = 4;
+  const json one = post(c, "/v1/completions", best).json();
+  ASSERT_EQ(one["choices"].size(), 1u) << one;
+  EXPECT_EQ(one["choices"][0]["index"], 0);
+  EXPECT_EQ(one["choices"][0]["text"], best_text);
+  EXPECT_TRUE(one["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(one["usage"]["completion_tokens"], every["usage"]["completion_tokens"]);
+  best["stream"] = true;
+  HttpResult refused = post(c, "/v1/completions", best);
+  EXPECT_EQ(refused.status, 400);
+  EXPECT_EQ(refused.json()["error"]["param"], "best_of");
+}
+
 TEST_F(LiveServer, ChoicesStreamedAndNot) {
   TestClient c(server_->port());
   json body = {{"model", "tiny"}, {"prompt", "The sea is"}, {"max_tokens", 10}, {"temperature", 1.0}, {"seed", 41}, {"n", 3}};

@@ -215,7 +215,30 @@ TEST(OpenAIRequest, Choices) {
   EXPECT_NE(e.message.find("128"), std::string::npos) << e.message;
   EXPECT_EQ(chat_error(with(chat_body(), "n", 0)).param, "n");
   EXPECT_EQ(chat_error(with(chat_body(), "n", "2")).param, "n");
-  EXPECT_EQ(completion_error(with(completion_body(), "best_of", 2)).param, "best_of");
+  // best_of (completions): that many generated, n returned; ranked by the sampled tokens'
+  // log-probabilities, computed for it when the request asked for none.
+  const OpenAIRequest best = parse_completion_request(with(with(completion_body(), "best_of", 5), "n", 2));
+  EXPECT_EQ(best.text.n, 5);
+  EXPECT_EQ(best.best_of_returned, 2);
+  EXPECT_EQ(best.text.top_logprobs, 0);
+  EXPECT_TRUE(best.logprobs_hidden);
+  const OpenAIRequest best_lp = parse_completion_request(with(with(completion_body(), "best_of", 3), "logprobs", 2));
+  EXPECT_EQ(best_lp.text.n, 3);
+  EXPECT_EQ(best_lp.best_of_returned, 1);
+  EXPECT_EQ(best_lp.text.top_logprobs, 2);
+  EXPECT_FALSE(best_lp.logprobs_hidden);
+  const OpenAIRequest same = parse_completion_request(with(with(completion_body(), "best_of", 2), "n", 2));
+  EXPECT_EQ(same.text.n, 2);
+  EXPECT_EQ(same.best_of_returned, 0);
+  EXPECT_EQ(same.text.top_logprobs, -1);
+  ApiError fewer = completion_error(with(with(completion_body(), "best_of", 2), "n", 3));
+  EXPECT_EQ(fewer.param, "best_of");
+  EXPECT_NE(fewer.message.find("at least n"), std::string::npos) << fewer.message;
+  EXPECT_EQ(completion_error(with(completion_body(), "best_of", 129)).param, "best_of");
+  EXPECT_EQ(completion_error(with(completion_body(), "best_of", 0)).param, "best_of");
+  ApiError streamed = completion_error(with(with(completion_body(), "best_of", 2), "stream", true));
+  EXPECT_EQ(streamed.param, "best_of");
+  EXPECT_NE(streamed.message.find("cannot be streamed"), std::string::npos) << streamed.message;
 }
 
 TEST(OpenAIRequest, ModelIsRequired) {

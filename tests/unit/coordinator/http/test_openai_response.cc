@@ -127,6 +127,45 @@ TEST(OpenAIResponse, ChatEchoOfTheAssistantsLastMessage) {
   }
 }
 
+// best_of: the choices with the highest mean log-probability per generated token, best first,
+// re-indexed, each with its own finish reason; an echo's log-probabilities do not count; usage counts
+// every generated choice; log-probabilities computed only for the ranking are not returned.
+TEST(OpenAIResponse, BestOfReturnsTheChoicesOfHighestMeanLogprob) {
+  OpenAIRequest r;
+  r.endpoint = Endpoint::kCompletions;
+  r.text.n = 4;
+  r.best_of_returned = 2;
+  r.text.top_logprobs = 0;
+  r.logprobs_hidden = true;
+  const ResponseMeta m = make_meta(r);
+  EXPECT_EQ(m.n, 4);
+  EXPECT_EQ(m.returned, 2);
+  EXPECT_FALSE(m.logprobs);
+  CompletionBuilder b(m);
+  const auto add = [&](int32_t index, const std::string& text, std::vector<float> logprobs) {
+    TextDelta d = content(text);
+    d.index = index;
+    for (float lp : logprobs) d.logprobs.push_back({"t", lp, {}});
+    b.add(d);
+  };
+  add(0, "a", {-2.0f, -2.0f});        // mean -2
+  add(1, "b", {-0.5f});               // mean -0.5: the best
+  add(2, "c", {-0.1f, -1.9f, -1.0f});  // mean -1: second
+  add(3, "", {});                     // no tokens: last
+  TextFinish f = finish("length", 5, 6);
+  f.choice_reasons = {"length", "stop", "length", "stop"};
+  const json j = b.finish(f);
+  ASSERT_EQ(j["choices"].size(), 2u) << j;
+  EXPECT_EQ(j["choices"][0]["index"], 0);
+  EXPECT_EQ(j["choices"][0]["text"], "b");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(j["choices"][1]["index"], 1);
+  EXPECT_EQ(j["choices"][1]["text"], "c");
+  EXPECT_EQ(j["choices"][1]["finish_reason"], "length");
+  EXPECT_TRUE(j["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(j["usage"]["completion_tokens"], 6);
+}
+
 TEST(OpenAIResponse, ChatCompletionShape) {
   CompletionBuilder b(chat_meta());
   b.add(content("Hello"));
