@@ -273,6 +273,16 @@ await check("n choices and a JSON schema's guided output", async () => {
   else assert.ok(!content.includes("}") || content.trim().startsWith("{"), content);
 });
 
+await check("best_of and echo", async () => {
+  const best = await client.completions.create({ model, prompt: "The sea is", max_tokens: 5, seed: 3, n: 2, best_of: 4 });
+  assert.equal(best.choices.length, 2);
+  assert.deepEqual(best.choices.map((c) => c.index), [0, 1]);
+  assert.equal(best.choices[0].logprobs, null);
+  const echoed = await client.completions.create({ model, prompt: "The sea is", max_tokens: 5, temperature: 0, echo: true });
+  assert.equal(echoed.choices[0].text, "The sea is" + completionAnswer.choices[0].text);
+  await rejects(client.completions.create({ model, prompt: "x", best_of: 2, stream: true }), OpenAI.BadRequestError, 400);
+});
+
 await check("errors: key, model, fields, context", async () => {
   const bad = new OpenAI({ baseURL: args["base-url"], apiKey: "wrong-key", maxRetries: 0 });
   await rejects(bad.chat.completions.create({ model, messages }), OpenAI.AuthenticationError, 401);
