@@ -191,7 +191,6 @@ void run_streaming(const ClientArgs& a, bool chat) {
   bool ends_with_newline = true;
   // With n > 1 each choice's text is gathered and printed when the request ends, choice by choice.
   std::map<int32_t, std::string> choice_text, choice_reasoning;
-  std::map<int32_t, client::FinishReason> choice_reason;
   const auto on_delta = [&](const client::Delta& d) {
     if (d.prompt_logprobs_size() > 0) print_prompt_logprobs(d);
     if (g.n > 1) {
@@ -202,7 +201,6 @@ void run_streaming(const ClientArgs& a, bool chat) {
         if (!text.empty() && text.back() != '\n') text += '\n';
         text += "[tool call " + call.id() + "] " + call.name() + " " + call.arguments_json() + "\n";
       }
-      if (d.choice_finish_reason() != client::FINISH_REASON_UNSPECIFIED) choice_reason[d.index()] = d.choice_finish_reason();
       return;
     }
     if (!d.reasoning().empty()) {
@@ -240,16 +238,13 @@ void run_streaming(const ClientArgs& a, bool chat) {
     finish = client.generate(a.prompt, options, on_delta);
   }
   std::signal(SIGINT, SIG_DFL);
-  for (int32_t i = 0; i < g.n && g.n > 1; ++i) {
-    const client::FinishReason reason = i < finish.choice_finish_reasons_size() ? finish.choice_finish_reasons(i)
-                                        : choice_reason.count(i) != 0            ? choice_reason[i]
-                                                                                 : finish.finish_reason();
+  // The Finish of a request with n > 1 holds each choice's reason (protocol 1.6).
+  for (int32_t i = 0; g.n > 1 && i < g.n; ++i) {
+    const client::FinishReason reason = i < finish.choice_finish_reasons_size() ? finish.choice_finish_reasons(i) : finish.finish_reason();
     if (!choice_reasoning[i].empty()) std::fprintf(stderr, "[choice %d reasoning]\n%s\n", i, choice_reasoning[i].c_str());
     const std::string& text = choice_text[i];
     std::fprintf(stdout, "[choice %d | finish: %s]\n%s", i, tcp::finish_reason_name(reason), text.c_str());
-    ends_with_newline = text.empty() || text.back() == '\n';
-    if (!ends_with_newline) std::fputc('\n', stdout);
-    ends_with_newline = true;
+    if (!text.empty() && text.back() != '\n') std::fputc('\n', stdout);
   }
   if (in_reasoning) std::fputc('\n', stderr);
   if (!ends_with_newline) std::fputc('\n', stdout);

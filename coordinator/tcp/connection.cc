@@ -574,9 +574,8 @@ void Connection::deliver_delta(uint64_t request_id, uint64_t serial, const TextD
   if (delta.prompt_logprobs) {  // a delta of its own, from each choice
     if (request.prompt_logprobs_sent) return;
     request.prompt_logprobs_sent = true;
-    TextDelta first = delta;
-    first.index = 0;
-    to_proto_delta(first, request.next_tool_call[0], *message.mutable_delta());
+    to_proto_delta(delta, request.next_tool_call[0], *message.mutable_delta());
+    message.mutable_delta()->set_index(0);  // whichever choice's came first
     send(message);
     return;
   }

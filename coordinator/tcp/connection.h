@@ -108,9 +108,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool cancel_wanted = false;  // cancelled while being prepared: cancelled once queued
     std::shared_ptr<std::atomic<bool>> abandoned;  // set when the connection ends during preparation
   };
-  // A generate request waiting for its turn on the prepare threads (one per connection at a time).
   // Sends the echo of an inflight request (each choice's text begins with the prompt) unless sent.
   void send_echo(uint64_t request_id, Inflight& request);
+  // A generate request waiting for its turn on the prepare threads (one per connection at a time).
   struct ToPrepare {
     uint64_t id = 0;
     uint64_t serial = 0;
